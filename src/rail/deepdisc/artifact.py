@@ -1,0 +1,136 @@
+"""The DeepDISC model artifact (``DESIGN.md`` section 3): one file of tensors and plain data.
+
+The artifact is a dict saved with ``torch.save`` and loaded with ``torch.load(weights_only=True)``, so loading a
+file never executes pickled code::
+
+    format            "deepdisc-model"
+    version           1
+    package_version   str, the pz-rail-deepdisc version that wrote it
+    config            dict: backbone, bands, pixel_scale, heads, n_components, normalisation (per band), ...
+    members           list of dict: state_dict (tensors), val_log_likelihood (float), weight (float)
+    provenance        dict (optional): training data description, seed, epochs, ...
+
+Writes are atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .exceptions import ModelError
+
+__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifact", "check_compatible"]
+
+ARTIFACT_FORMAT = "deepdisc-model"
+ARTIFACT_VERSION = 1
+_REQUIRED_CONFIG = ("bands", "pixel_scale")
+_PIXEL_SCALE_RTOL = 1e-3
+
+
+def save_artifact(artifact: dict, path: str | os.PathLike) -> Path:
+    """Write a model artifact atomically.
+
+    Parameters
+    ----------
+    artifact : dict
+        Plain data and tensors only; ``format`` and ``version`` are filled in when missing.
+    path : str or Path
+        Output file (``.pt``).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import torch
+
+    path = Path(path)
+    data = {"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, **artifact}
+    if "package_version" not in data:
+        from . import __version__
+
+        data["package_version"] = __version__
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict:
+    """Read a model artifact with ``torch.load(weights_only=True)`` and check its structure.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.pt`` file.
+    map_location : str
+        Device for the tensors.
+
+    Returns
+    -------
+    dict
+        The artifact.
+
+    Raises
+    ------
+    ModelError
+        If the file is missing, not a weights-only torch file, or not a DeepDISC artifact of a known version.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: not a weights-only DeepDISC model file ({first})") from None
+    if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"{path}: not a DeepDISC model artifact (format {_get(data, 'format')!r})")
+    if data.get("version") != ARTIFACT_VERSION:
+        raise ModelError(f"{path}: model artifact version {data.get('version')!r} is not supported (this "
+                         f"package reads version {ARTIFACT_VERSION})")
+    config = data.get("config")
+    if not isinstance(config, dict) or any(k not in config for k in _REQUIRED_CONFIG):
+        raise ModelError(f"{path}: artifact 'config' lacks {', '.join(_REQUIRED_CONFIG)}")
+    members = data.get("members")
+    if not isinstance(members, list) or not members:
+        raise ModelError(f"{path}: artifact holds no ensemble members")
+    for k, member in enumerate(members):
+        if not isinstance(member, dict) or "state_dict" not in member or "weight" not in member:
+            raise ModelError(f"{path}: ensemble member {k} lacks 'state_dict' or 'weight'")
+    return data
+
+
+def check_compatible(artifact: dict, bands: Sequence[str], pixel_scale: float, *, model_name: str = "model",
+                     data_name: str = "data") -> None:
+    """Refuse data whose bands or pixel scale differ from the model's.
+
+    Raises
+    ------
+    ModelError
+        Naming both files and the mismatch.
+    """
+    cfg = artifact["config"]
+    model_bands = tuple(cfg["bands"])
+    if tuple(bands) != model_bands:
+        raise ModelError(f"{model_name} was trained on bands {' '.join(model_bands)}, but {data_name} has "
+                         f"{' '.join(bands)}; reduce the data with the model's bands or retrain")
+    if not math.isclose(float(cfg["pixel_scale"]), float(pixel_scale), rel_tol=_PIXEL_SCALE_RTOL):
+        raise ModelError(f"{model_name} was trained at {cfg['pixel_scale']:g} arcsec/pix, but {data_name} has "
+                         f"{pixel_scale:g} arcsec/pix; resample the data or retrain")
+
+
+def _get(data, key):
+    return data.get(key) if isinstance(data, dict) else type(data).__name__

@@ -1,0 +1,1 @@
+"""Subcommands of the ``deepdisc`` command line (see :mod:`rail.deepdisc.cli`)."""

@@ -1,0 +1,73 @@
+"""``deepdisc info``: validate a TileSet, model or photo-z file and print a summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..exceptions import DeepDiscError
+from ..tileio import validate_tileset
+
+HELP = "validate a TileSet, model or photo-z file and print a summary"
+EXAMPLES = """  deepdisc info tiles.h5        # bands, tiles, objects, labelled objects, spec-z quantiles
+  deepdisc info model.pt        # backbone, bands, members and their weights
+  deepdisc info pz.hdf5         # photo-z ensemble: rows, flags, point-estimate quantiles
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this subcommand's arguments."""
+    parser.add_argument("file", type=Path, help="TileSet (.h5), model artifact (.pt) or photo-z file (.hdf5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary of one file; raise a DeepDiscError for an invalid one."""
+    path: Path = args.file
+    if not path.exists():
+        raise DeepDiscError(f"{path}: no such file")
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            is_tiles = "images" in f
+        print(validate_tileset(path).format() if is_tiles else _format_pz(path))
+    else:
+        print(_format_model(path))
+    return 0
+
+
+def _format_model(path: Path) -> str:
+    from ..artifact import load_artifact
+
+    art = load_artifact(path)
+    cfg = art["config"]
+    lines = [f"DeepDISC model {path}  (written by pz-rail-deepdisc {art.get('package_version', '?')})",
+             f"  bands ({len(cfg['bands'])}): {' '.join(cfg['bands'])}",
+             f"  pixel scale: {cfg['pixel_scale']:g} arcsec/pix, backbone: {cfg.get('backbone', '?')}",
+             f"  members: {len(art['members'])}"]
+    for k, m in enumerate(art["members"]):
+        lines.append(f"    {k}: weight {float(m['weight']):.4f}, validation log-likelihood "
+                     f"{float(m.get('val_log_likelihood', np.nan)):.4f}")
+    for key, value in (art.get("provenance") or {}).items():
+        lines.append(f"  provenance {key}: {value}")
+    return "\n".join(lines)
+
+
+def _format_pz(path: Path) -> str:
+    import qp
+
+    try:
+        ens = qp.read(str(path))
+    except Exception as err:  # qp raises KeyError/ValueError/OSError on foreign HDF5 files
+        raise DeepDiscError(f"{path}: neither a TileSet nor a qp photo-z file ({type(err).__name__}: {err})")
+    ancil = ens.ancil or {}
+    lines = [f"photo-z ensemble {path}: {ens.npdf} objects, {type(ens.gen_obj).__name__}"]
+    for flag in ("detected", "forced", "recentred", "spec_rep"):
+        if flag in ancil:
+            lines.append(f"  {flag}: {int(np.sum(np.asarray(ancil[flag]).astype(bool)))}")
+    for key in ("zmode", "zmean", "zmedian"):
+        if key in ancil:
+            q = np.nanpercentile(np.asarray(ancil[key], float), [5, 50, 95])
+            lines.append(f"  {key} 5/50/95%: {q[0]:.3f} {q[1]:.3f} {q[2]:.3f}")
+    return "\n".join(lines)

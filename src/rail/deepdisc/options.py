@@ -1,0 +1,61 @@
+"""Strict option checking for the package's RAIL stages.
+
+ceci and RAIL's ``make_stage`` accept any keyword and silently ignore the ones a stage does not declare, so a
+misspelled option (``epoch=5`` for ``epochs``) would train with the default. Our stages call `check_options` on
+the keywords they are given and raise `ConfigError` naming the option and the closest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+from .exceptions import ConfigError
+
+__all__ = ["CECI_KEYS", "check_options"]
+
+#: Keys that ceci and RAIL pass to every stage besides its declared options and data tags.
+CECI_KEYS = frozenset({
+    "config", "name", "aliases", "comm", "log_dir", "mpi", "resume", "pdb", "cprofile", "memmon",
+    "dry_run", "threads_per_process", "yes", "output_dir", "connections", "input", "output",
+})
+
+
+def check_options(stage_name: str, given: Mapping | Iterable[str], declared: Iterable[str],
+                  tags: Iterable[str] = ()) -> None:
+    """Raise if ``given`` holds an option that the stage does not declare.
+
+    Parameters
+    ----------
+    stage_name : str
+        Stage name, for the message.
+    given : mapping or iterable of str
+        The option names passed by the user.
+    declared : iterable of str
+        The stage's ``config_options`` keys.
+    tags : iterable of str
+        The stage's input and output tags (also accepted as keywords).
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown option(s) and, where one is close, the intended name.
+
+    Examples
+    --------
+    >>> check_options("DeepDiscInformer", {"epoch": 5}, ["epochs", "members"])
+    Traceback (most recent call last):
+    ...
+    rail.deepdisc.exceptions.ConfigError: DeepDiscInformer: unknown option 'epoch' (did you mean 'epochs'?)
+    """
+    declared = set(declared)
+    known = declared | set(tags) | CECI_KEYS
+    unknown = [k for k in given if k not in known]
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(declared), n=1)
+        parts.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    noun = "option" if len(unknown) == 1 else "options"
+    raise ConfigError(f"{stage_name}: unknown {noun} {', '.join(parts)}")

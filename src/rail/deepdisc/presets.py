@@ -1,0 +1,99 @@
+"""Filter presets: named NIRCam band lists, as data.
+
+A preset is an ordered band list; TileSets, models and simulations refer to presets by name. The order is the
+channel order of the images (blue to red).
+
+=============  =====================================================================
+name           bands
+=============  =====================================================================
+``JADES9``     F090W F115W F150W F200W F277W F335M F356W F410M F444W (Merz et al. 2025)
+``NEXUS6``     F090W F115W F150W F200W F356W F444W
+``COSMOSWEB4`` F115W F150W F277W F444W
+=============  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .exceptions import ConfigError
+
+__all__ = ["FILTER_PRESETS", "NIRCAM_BANDS", "get_preset", "resolve_bands"]
+
+#: Every NIRCam band the package knows, blue to red (pivot wavelength order).
+NIRCAM_BANDS: tuple[str, ...] = (
+    "F070W", "F090W", "F115W", "F140M", "F150W", "F162M", "F182M", "F200W", "F210M",
+    "F250M", "F277W", "F300M", "F335M", "F356W", "F360M", "F410M", "F430M", "F444W",
+    "F460M", "F480M",
+)
+
+FILTER_PRESETS: dict[str, tuple[str, ...]] = {
+    "JADES9": ("F090W", "F115W", "F150W", "F200W", "F277W", "F335M", "F356W", "F410M", "F444W"),
+    "NEXUS6": ("F090W", "F115W", "F150W", "F200W", "F356W", "F444W"),
+    "COSMOSWEB4": ("F115W", "F150W", "F277W", "F444W"),
+}
+
+
+def get_preset(name: str) -> tuple[str, ...]:
+    """Return the band list of a named filter preset.
+
+    Parameters
+    ----------
+    name : str
+        Preset name, case-insensitive (``JADES9``, ``NEXUS6``, ``COSMOSWEB4``).
+
+    Returns
+    -------
+    tuple of str
+        Band names in channel order.
+
+    Raises
+    ------
+    ConfigError
+        If the preset is unknown.
+
+    Examples
+    --------
+    >>> get_preset("nexus6")
+    ('F090W', 'F115W', 'F150W', 'F200W', 'F356W', 'F444W')
+    """
+    key = name.strip().upper()
+    if key not in FILTER_PRESETS:
+        raise ConfigError(f"unknown filter preset {name!r}: choose one of {', '.join(FILTER_PRESETS)}")
+    return FILTER_PRESETS[key]
+
+
+def resolve_bands(bands: str | Sequence[str]) -> tuple[str, ...]:
+    """Turn a preset name or an explicit band list into a validated band tuple.
+
+    Parameters
+    ----------
+    bands : str or sequence of str
+        A preset name (``"JADES9"``) or band names (``["F150W", "F444W"]``).
+
+    Returns
+    -------
+    tuple of str
+        Upper-case band names, in the given (or preset) order.
+
+    Raises
+    ------
+    ConfigError
+        If a band is unknown, repeated, or the list is empty.
+
+    Examples
+    --------
+    >>> resolve_bands(["f150w", "F444W"])
+    ('F150W', 'F444W')
+    """
+    if isinstance(bands, str):
+        return get_preset(bands)
+    out = tuple(str(b).strip().upper() for b in bands)
+    if not out:
+        raise ConfigError("band list is empty: give a preset name or at least one band")
+    unknown = [b for b in out if b not in NIRCAM_BANDS]
+    if unknown:
+        raise ConfigError(f"unknown NIRCam band(s) {', '.join(unknown)}: known bands are {' '.join(NIRCAM_BANDS)}")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"band list {' '.join(out)} repeats a band")
+    return out
