@@ -34,7 +34,8 @@ from .evalio import (
 from .evaluate import EvaluationResult, EvaluationSettings, evaluate_photoz
 from .exceptions import DeepDiscError
 
-__all__ = ["SUMMARY_FILE", "OBJECTS_FILE", "LOSS_CURVES_FILE", "EvaluationData", "write_evaluation",
+__all__ = ["SUMMARY_FILE", "OBJECTS_FILE", "LOSS_CURVES_FILE", "EvaluationData", "summary_document",
+           "write_evaluation",
            "evaluate_files", "load_evaluation", "compare_evaluations", "read_loss_curves"]
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,13 @@ def _write_objects(objects: Mapping[str, np.ndarray], path: Path) -> None:
         raise
 
 
+def summary_document(result: EvaluationResult, extra: Mapping | None = None) -> dict:
+    """The content of ``summary.json``: the summary, ``extra`` entries and every table (no per-object data)."""
+    tables = {name: getattr(result, name) for name in _TABLES}
+    tables["nz"] = result.nz
+    return {**result.summary, **(extra or {}), "tables": tables}
+
+
 def write_evaluation(result: EvaluationResult, outdir: str | os.PathLike, *,
                      extra: Mapping | None = None) -> Path:
     """Write an evaluation to a folder (created if needed); every file is written atomically.
@@ -99,9 +107,7 @@ def write_evaluation(result: EvaluationResult, outdir: str | os.PathLike, *,
     nz_rows = [{"z": z, "stacked_pdf": p} for z, p in zip(result.nz["z"], result.nz["stacked_pdf"])]
     write_csv_atomic(nz_rows, outdir / "nz.csv")
     _write_objects(result.objects, outdir / OBJECTS_FILE)
-    tables = {name: getattr(result, name) for name in _TABLES}
-    tables["nz"] = result.nz
-    write_json_atomic({**result.summary, **(extra or {}), "tables": tables}, outdir / SUMMARY_FILE)
+    write_json_atomic(summary_document(result, extra), outdir / SUMMARY_FILE)
     log.info("wrote evaluation of %d objects to %s", result.summary["n_objects"], outdir)
     return outdir
 
@@ -158,16 +164,17 @@ def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike
 
 
 def _with_som_flag(photoz: PhotoZTable, truth: Mapping, spec_tiles, som_settings) -> PhotoZTable:
+    import qp
+
     from .som import SOMSettings, flag_catalogs
 
     spec = read_truth(spec_tiles)
     bands = [b for b in truth["_bands"] if b in spec["_bands"]]
     flags = flag_catalogs(truth, spec, bands, settings=som_settings or SOMSettings())
-    ensemble = photoz.ensemble
-    ancil = dict(ensemble.ancil or {})
-    ancil["spec_rep"] = flags.spec_rep
-    ensemble.set_ancil(ancil)
-    return PhotoZTable(ensemble, photoz.source)
+    ens = photoz.ensemble
+    ancil = {k: np.asarray(v) for k, v in (ens.ancil or {}).items()}
+    ancil["spec_rep"] = flags.spec_rep.astype(np.int64)
+    return PhotoZTable(qp.Ensemble(ens.gen_class, data=ens.objdata, ancil=ancil), photoz.source)
 
 
 def load_evaluation(evaldir: str | os.PathLike) -> EvaluationData:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 
 import numpy as np
 
@@ -80,7 +81,9 @@ def rail_metrics(ensemble, ztrue, *, zmin: float, zmax: float, nzbins: int, poin
     tag = next(_names)
     stage = OldEvaluator.make_stage(name=f"deepdisc_rail_eval_{tag}", zmin=zmin, zmax=zmax, nzbins=nzbins,
                                     output_mode="return", redshift_col="redshift")
-    out = stage.evaluate(ens, truth).data
+    with warnings.catch_warnings():  # scipy's anderson_ksamp notes on capped p-values, which we do not report
+        warnings.filterwarnings("ignore", category=UserWarning, module="qp.metrics.array_metrics")
+        out = stage.evaluate(ens, truth).data
     result = {new: float(np.asarray(out[old]).reshape(-1)[0]) for old, new in _OLD_EVALUATOR_KEYS.items()
               if old in out}
     if point_estimate in (ens.ancil or {}):
