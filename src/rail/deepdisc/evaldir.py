@@ -156,7 +156,8 @@ def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike
             raise DeepDiscError(f"peer name {name!r} is given twice: name each peer once")
         peer_tables[name] = read_photoz(path)
     result = evaluate_photoz(photoz, truth, settings=settings, peers=peer_tables, label=label)
-    extra = {"tiles": str(Path(tiles_path).resolve()), "spec_tiles": str(spec_tiles or "")}
+    extra = {"photoz": str(Path(photoz_path).resolve()), "tiles": str(Path(tiles_path).resolve()),
+             "spec_tiles": str(Path(spec_tiles).resolve()) if spec_tiles else ""}
     out = write_evaluation(result, outdir, extra=extra)
     if curves is not None:
         write_json_atomic({"members": curves}, out / LOSS_CURVES_FILE)
