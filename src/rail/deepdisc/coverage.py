@@ -205,8 +205,8 @@ def central_interval_coverage(ensemble, ztrue, levels: Sequence[float] = CREDIBI
 
     Examples
     --------
-    >>> import qp
-    >>> ens = qp.Ensemble(qp.stats.norm, data=dict(loc=[[1.0], [2.0]], scale=[[0.1], [0.1]]))
+    >>> import numpy as np, qp
+    >>> ens = qp.Ensemble(qp.stats.norm, data=dict(loc=np.array([[1.0], [2.0]]), scale=np.full((2, 1), 0.1)))
     >>> central_interval_coverage(ens, [1.0, 2.5], [0.5]).coverage
     array([0.5])
     """
