@@ -245,7 +245,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DeepDiscError(f"{path}: no such file")
     try:
         return _nan_from_null(json.loads(path.read_text()))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DeepDiscError(f"{path}: not valid JSON ({err})") from None
 
 
