@@ -116,8 +116,8 @@ def test_cli_errors_exit_2(case, tmp_path, capsys):
     cases = [
         (["evaluate", str(tmp_path / "short.hdf5"), str(root / "tiles.h5"), "-o", str(tmp_path / "e")],
          "holds 5 PDFs but"),
-        (["evaluate", str(root / "pz.hdf5"), str(root / "tiles.h5"), "-o", str(tmp_path / "e"), "--peer", "x"],
-         "expected NAME=FILE"),
+        (["evaluate", str(root / "pz.hdf5"), str(root / "tiles.h5"), "-o", str(tmp_path / "e"),
+          "--peer", "x"], "expected NAME=FILE"),
         (["evaluate", str(root / "missing.hdf5"), str(root / "tiles.h5"), "-o", str(tmp_path / "e")],
          "no such photo-z file"),
         (["evaluate", str(root / "pz.hdf5"), str(root / "pz.hdf5"), "-o", str(tmp_path / "e")],

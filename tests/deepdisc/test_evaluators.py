@@ -40,7 +40,8 @@ def photoz(tileset):
 
 def test_stages_are_attached():
     rail.stages.import_and_attach_all(silent=True)
-    for stage in (DeepDiscCoverageEvaluator, DeepDiscMetricsEvaluator, DeepDiscTruthMatcher, DeepDiscSOMFlagger):
+    stages = (DeepDiscCoverageEvaluator, DeepDiscMetricsEvaluator, DeepDiscTruthMatcher, DeepDiscSOMFlagger)
+    for stage in stages:
         assert getattr(rail.stages, stage.name) is stage
 
 
@@ -65,7 +66,8 @@ def test_coverage_stage_in_memory(tileset, photoz):
 
 
 def test_coverage_stage_spec_z_truth_uses_only_labelled(tileset, photoz):
-    stage = DeepDiscCoverageEvaluator.make_stage(name="cov_spec", truth_column="redshift", output_mode="return")
+    stage = DeepDiscCoverageEvaluator.make_stage(name="cov_spec", truth_column="redshift",
+                                                 output_mode="return")
     out = stage.evaluate(photoz, tileset).data
     n_labelled = int(np.isfinite(tileset.primary_objects()["redshift"]).sum())
     assert out["rows"][0]["n"] == n_labelled < tileset.n_primary
@@ -109,9 +111,10 @@ def test_som_flagger_in_memory(tileset, photoz):
 
 
 def _ceci(stage: str, args: list[str], cwd: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "ceci", stage, *args, "--config=config.yml"], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "ceci", stage, *args, "--config=config.yml"], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -132,7 +135,8 @@ def test_stages_run_under_ceci(tmp_path, tileset, photoz):
     _ceci("rail.evaluation.deepdisc_evaluators.DeepDiscCoverageEvaluator",
           ["--input=flagged.hdf5", "--truth=tiles.h5", "--output=coverage.json"], tmp_path)
     _ceci("rail.evaluation.deepdisc_evaluators.DeepDiscTruthMatcher",
-          ["--input=pz.hdf5", "--truth=tiles.h5", "--output=matched.hdf5", "--truth_table=truth.hdf5"], tmp_path)
+          ["--input=pz.hdf5", "--truth=tiles.h5", "--output=matched.hdf5", "--truth_table=truth.hdf5"],
+          tmp_path)
     _ceci("rail.evaluation.dist_to_point_evaluator.DistToPointEvaluator",
           ["--input=matched.hdf5", "--truth=truth.hdf5", "--output=d2p.hdf5", "--summary=d2p_summary.hdf5",
            "--single_distribution_summary=d2p_pit.hdf5"], tmp_path)

@@ -1,10 +1,10 @@
 """PDF calibration: PIT values, central credible-interval coverage, and moments/quantiles of qp ensembles.
 
-The central credible interval at credibility ``c`` is ``[F^-1((1 - c) / 2), F^-1((1 + c) / 2)]`` with ``F`` the
-object's CDF, so the true redshift lies inside it exactly when its PIT value ``u = F(z_true)`` satisfies
+The central credible interval at credibility ``c`` is ``[F^-1((1 - c) / 2), F^-1((1 + c) / 2)]``, ``F``
+the object's CDF, so the true redshift lies inside it exactly when its PIT value ``u = F(z_true)`` satisfies
 ``|u - 1/2| <= c / 2``. Coverage is therefore computed from PIT values without inverting any CDF, exactly for
 every qp representation. For Gaussian mixtures (the estimator's ``qp.mixmod`` output) the CDF, moments and
-quantiles are evaluated in closed form, vectorised over objects (``qp.mixmod``'s own ``mean()`` is unreliable).
+quantiles are evaluated in closed form, vectorised over objects (``qp.mixmod``'s ``mean()`` is unreliable).
 
 A calibrated estimator has coverage equal to the credibility at every level; an overconfident one (PDFs too
 narrow) has less, an underconfident one more. `calibration_error` summarises the curve.
@@ -54,7 +54,7 @@ class MixtureParams:
     weights: np.ndarray
 
     def cdf(self, z: np.ndarray) -> np.ndarray:
-        """CDF of each object's mixture at its own ``z`` (shape (N,)) or at columns of ``z`` (shape (N, M))."""
+        """CDF of each object's mixture at its own ``z`` (shape (N,)) or at the columns of ``z`` (N, M)."""
         z = np.asarray(z, float)
         squeeze = z.ndim == 1
         z = z[:, None] if squeeze else z
@@ -187,7 +187,8 @@ def coverage_from_pit(pit, levels: Sequence[float] = CREDIBILITY_LEVELS) -> Cove
     return CoverageResult(levels, coverage, np.sqrt(levels * (1 - levels) / n), n)
 
 
-def central_interval_coverage(ensemble, ztrue, levels: Sequence[float] = CREDIBILITY_LEVELS) -> CoverageResult:
+def central_interval_coverage(ensemble, ztrue, levels: Sequence[float] = CREDIBILITY_LEVELS
+                              ) -> CoverageResult:
     """Fraction of true redshifts inside each PDF's central credible interval, per credibility level.
 
     Parameters

@@ -74,7 +74,7 @@ def _write_objects(objects: Mapping[str, np.ndarray], path: Path) -> None:
 
 
 def summary_document(result: EvaluationResult, extra: Mapping | None = None) -> dict:
-    """The content of ``summary.json``: the summary, ``extra`` entries and every table (no per-object data)."""
+    """The content of ``summary.json``: summary, ``extra`` entries and every table (no per-object data)."""
     tables = {name: getattr(result, name) for name in _TABLES}
     tables["nz"] = result.nz
     return {**result.summary, **(extra or {}), "tables": tables}
@@ -112,7 +112,8 @@ def write_evaluation(result: EvaluationResult, outdir: str | os.PathLike, *,
     return outdir
 
 
-def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike, outdir: str | os.PathLike, *,
+def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike, outdir: str | os.PathLike,
+                   *,
                    settings: EvaluationSettings = EvaluationSettings(),
                    peers: Sequence[tuple[str, str | os.PathLike]] = (),
                    spec_tiles: str | os.PathLike | None = None, som_settings=None,
@@ -132,7 +133,7 @@ def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike
     peers : sequence of (name, path)
         Other estimators' qp files on the same objects.
     spec_tiles : str or Path, optional
-        Training TileSet: compute the SOM ``spec_rep`` flag from its spec-z objects (replaces any in the file).
+        Training TileSet: compute the SOM ``spec_rep`` flag from its spec-z objects (replaces the file's).
     som_settings : SOMSettings, optional
         SOM configuration (defaults of `rail.deepdisc.som.SOMSettings`).
     loss_curves : str or Path, optional
@@ -190,8 +191,8 @@ def load_evaluation(evaldir: str | os.PathLike) -> EvaluationData:
     summary_path, objects_path = evaldir / SUMMARY_FILE, evaldir / OBJECTS_FILE
     for path in (summary_path, objects_path):
         if not path.exists():
-            raise DeepDiscError(f"{evaldir}: not an evaluation folder (no {path.name}); run 'deepdisc evaluate' "
-                                f"first")
+            raise DeepDiscError(f"{evaldir}: not an evaluation folder (no {path.name}); run "
+                                f"'deepdisc evaluate' first")
     summary = read_json(summary_path)
     with h5py.File(objects_path, "r") as f:
         objects = {k: f[k][()] for k in f}
@@ -215,6 +216,7 @@ def compare_evaluations(evaluations: Sequence[EvaluationData]) -> list[dict]:
     for ev in evaluations:
         s = ev.summary
         overall = s.get("metrics", {}).get(_COMPARE_SUBSET, {})
+        rail = s.get("rail", {})
         n, detected = s.get("n_objects", 0), s.get("flag_counts", {}).get("detected", np.nan)
         rows.append({
             "label": s.get("label", ev.path.name), "n_bands": len(s.get("bands", [])),
@@ -222,7 +224,7 @@ def compare_evaluations(evaluations: Sequence[EvaluationData]) -> list[dict]:
             "sigma_iqr": overall.get("sigma_iqr", np.nan),
             "outlier_fraction": overall.get("outlier_fraction", np.nan),
             "calibration_mean_abs": s.get("calibration", {}).get(_COMPARE_SUBSET, {}).get("mean_abs", np.nan),
-            "pit_ks": s.get("rail", {}).get("pit_ks", np.nan), "cde_loss": s.get("rail", {}).get("cde_loss", np.nan),
+            "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan),
             "completeness": detected / n if n else np.nan,
         })
     return rows
@@ -231,9 +233,11 @@ def compare_evaluations(evaluations: Sequence[EvaluationData]) -> list[dict]:
 def _member_series(member, source: str) -> dict[str, np.ndarray]:
     if isinstance(member, list):  # per-epoch records
         keys = dict.fromkeys(k for rec in member if isinstance(rec, dict) for k in rec)
-        member = {k: [rec.get(k, np.nan) if isinstance(rec, dict) else np.nan for rec in member] for k in keys}
+        member = {k: [rec.get(k, np.nan) if isinstance(rec, dict) else np.nan for rec in member]
+                  for k in keys}
     if not isinstance(member, dict):
-        raise DeepDiscError(f"{source}: a loss-curve member must be a dict of series or a list of epoch records")
+        raise DeepDiscError(f"{source}: a loss-curve member must be a dict of series or a list of epoch "
+                            f"records")
     series = {}
     for key, values in member.items():
         if key == "epoch" or not isinstance(values, list):

@@ -192,8 +192,8 @@ def match_truth(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], truth_sour
         diff = np.flatnonzero(ids != np.asarray(truth["object_id"]).astype(np.int64))
         if len(diff):
             k = int(diff[0])
-            raise DeepDiscError(f"{photoz.source}: row {k} is object_id {ids[k]} but {truth_source} row {k} is "
-                                f"{int(truth['object_id'][k])}: the rows are not in the TileSet's order")
+            raise DeepDiscError(f"{photoz.source}: row {k} is object_id {ids[k]} but {truth_source} row {k} "
+                                f"is {int(truth['object_id'][k])}: the rows are not in the TileSet's order")
 
 
 # ------------------------------------------------------------------------------------------------------

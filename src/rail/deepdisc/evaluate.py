@@ -127,7 +127,8 @@ def _preset_of(bands: Sequence[str]) -> str:
 
 def _magnitude(truth: Mapping, band: str, bands: Sequence[str]) -> tuple[np.ndarray, str]:
     if f"mag_{band}" not in truth:
-        candidates = [b for b in bands if f"mag_{b}" in truth] or [k[4:] for k in truth if k.startswith("mag_")]
+        candidates = ([b for b in bands if f"mag_{b}" in truth]
+                      or [k[len("mag_"):] for k in truth if k.startswith("mag_")])
         if not candidates:
             raise DeepDiscError("the TileSet has no mag_<BAND> column for the magnitude bins")
         band = candidates[-1]
@@ -209,8 +210,8 @@ def evaluate_photoz(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], *,
                                  density=len(rows) > 0)
     nz = {"z": zgrid, "stacked_pdf": _stacked_nz(photoz.ensemble, rows, zgrid),
           "true_hist_edges": edges, "true_hist_density": counts}
-    rail = rail_metrics(photoz.ensemble, ztrue, zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins,
-                        point_estimate=settings.point_estimate)
+    rail = rail_metrics(photoz.ensemble, ztrue, zmin=settings.zmin, zmax=settings.zmax,
+                        nzbins=settings.nzbins, point_estimate=settings.point_estimate)
     overall = {r["subset"]: {k: r[k] for k in ("n", "bias", "sigma_iqr", "outlier_fraction", "norm_median",
                                                "norm_sigma_iqr")} for r in metrics if r["binning"] == "all"}
     summary = {
@@ -228,8 +229,9 @@ def evaluate_photoz(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], *,
 def _aligned(peer: PhotoZTable, ids: np.ndarray, name: str) -> PhotoZTable:
     if "object_id" not in peer.ancil:
         if peer.n != len(ids):
-            raise DeepDiscError(f"peer {name} ({peer.source}) has {peer.n} PDFs and no object_id, the evaluated "
-                                f"ensemble {len(ids)}: give the peer the same objects in the same order")
+            raise DeepDiscError(f"peer {name} ({peer.source}) has {peer.n} PDFs and no object_id, the "
+                                f"evaluated ensemble {len(ids)}: give the peer the same objects in the same "
+                                f"order")
         return peer
     peer_ids = np.asarray(peer.ancil["object_id"]).astype(np.int64)
     order = {int(i): k for k, i in enumerate(peer_ids)}

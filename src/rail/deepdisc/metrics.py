@@ -11,7 +11,7 @@ All functions are pure and work on 1-D arrays. With ``dz = zphot - ztrue``:
 
 Binned versions group by magnitude or redshift; `metrics_table` adds the split by the estimator flags
 (``detected``, ``forced``, ``spec_rep``). Objects without truth (NaN ``ztrue``) are ignored by every metric.
-Departure from the paper: RAIL's ``PointOutlierRate`` uses ``max(0.06, 3 sigma_IQR)``; we keep the paper's fixed
+Departure from RAIL: its ``PointOutlierRate`` uses ``max(0.06, 3 sigma_IQR)``; we keep the paper's fixed
 0.15 threshold (``outlier_threshold`` changes it) and report RAIL's value separately.
 """
 

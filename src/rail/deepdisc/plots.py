@@ -90,7 +90,8 @@ def plot_zphot_vs_ztrue(ztrue, zphot, zlo, zhi, *, metrics: Mapping | None = Non
     else:
         ax.scatter(zt, zp, s=8, c="tab:blue", alpha=0.6, lw=0, label="objects")
     pick = np.random.default_rng(seed).permutation(len(zt))[:_MAX_ERRORBARS]
-    ax.errorbar(zt[pick], zp[pick], yerr=[np.maximum(zp[pick] - lo[pick], 0), np.maximum(hi[pick] - zp[pick], 0)],
+    yerr = [np.maximum(zp[pick] - lo[pick], 0), np.maximum(hi[pick] - zp[pick], 0)]
+    ax.errorbar(zt[pick], zp[pick], yerr=yerr,
                 fmt="none", ecolor="0.35", elinewidth=0.6, alpha=0.7,
                 label=f"68% credible interval ({min(len(zt), _MAX_ERRORBARS)} objects)")
     line = np.array([0.0, top])
@@ -98,8 +99,8 @@ def plot_zphot_vs_ztrue(ztrue, zphot, zlo, zhi, *, metrics: Mapping | None = Non
     for sign in (1, -1):
         ax.plot(line, line + sign * OUTLIER_THRESHOLD * (1 + line), "r--", lw=0.8,
                 label=f"|Δz| = {OUTLIER_THRESHOLD}(1+z)" if sign > 0 else None)
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"{truth_label} redshift", ylabel=f"photometric redshift ({point_label})",
-           title="Photometric vs " + truth_label + " redshift")
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"{truth_label} redshift",
+           ylabel=f"photometric redshift ({point_label})", title=f"Photometric vs {truth_label} redshift")
     ax.legend(loc="lower right", fontsize=8)
     text = _metrics_text(metrics)
     if text:
@@ -310,7 +311,8 @@ def plot_example_tiles(images, segmaps, tile_objects: Sequence[Mapping[str, np.n
     for ax in axes[n:]:
         ax.set_axis_off()
     channels = f"R,G,B = {bands[-1]}, {bands[len(bands) // 2]}, {bands[0]}"
-    fig.suptitle(f"Example tiles ({channels}; {pixel_scale:g}″/pix). Boxes: green = detected, orange = forced;\n"
-                 f"white: segmentation outlines; labels (largest {_MAX_LABELS_PER_TILE} boxes): z_phot (z_true)",
+    fig.suptitle(f"Example tiles ({channels}; {pixel_scale:g}″/pix). Boxes: green = detected, "
+                 f"orange = forced;\nwhite: segmentation outlines; labels (largest {_MAX_LABELS_PER_TILE} "
+                 "boxes): z_phot (z_true)",
                  fontsize=10)
     return fig

@@ -8,7 +8,7 @@
   ``max(0.06, 3 sigma_IQR)`` threshold, sigma_MAD) of the estimator's own point estimate.
 
 Only objects with a finite truth are passed. The keys of the result are renamed to stable snake-case names
-(RAIL spells one ``POINT_SimgaIQR``); RAIL's p-values are not reported because ``OldEvaluator`` leaves them NaN.
+(RAIL spells one ``POINT_SimgaIQR``); p-values are not reported because ``OldEvaluator`` leaves them NaN.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def _fmt(value) -> str:
     return f"{value:.4g}"
 
 
-def markdown_table(rows: Sequence[Mapping], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
+def markdown_table(rows: Sequence[Mapping], columns: Sequence[str], headers: Sequence[str] | None = None
+                   ) -> str:
     """A Markdown table of ``rows`` (dicts) restricted to ``columns``; NaN shows as an en dash."""
     headers = list(headers or columns)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
@@ -102,14 +103,15 @@ def _binned_figures(ev: EvaluationData, outdir: Path, figures: list[str]) -> Non
     band = ev.summary.get("magnitude_band", "")
     _figure(plots.plot_metrics_vs_bin(metrics, "mag", xlabel=f"{band} magnitude (AB)"), outdir,
             "metrics_vs_magnitude.png", "Metrics vs magnitude, per subset", figures)
-    _figure(plots.plot_metrics_vs_bin(metrics, "z", xlabel="true redshift"), outdir, "metrics_vs_redshift.png",
-            "Metrics vs redshift, per subset", figures)
+    _figure(plots.plot_metrics_vs_bin(metrics, "z", xlabel="true redshift"), outdir,
+            "metrics_vs_redshift.png", "Metrics vs redshift, per subset", figures)
     if ev.table("completeness"):
         _figure(plots.plot_completeness(ev.table("completeness"), band=band), outdir, "completeness.png",
                 "Detection completeness vs magnitude", figures)
 
 
-def _example_tiles(ev: EvaluationData, tiles_path: Path, n_tiles: int, outdir: Path, figures: list[str]) -> None:
+def _example_tiles(ev: EvaluationData, tiles_path: Path, n_tiles: int, outdir: Path, figures: list[str]
+                   ) -> None:
     from .tileio import read_tileset
 
     ts = read_tileset(tiles_path, tiles=slice(0, _MAX_TILES_SCANNED), validate=False)
@@ -140,7 +142,8 @@ def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
     for row in overall:
         row["calibration"] = calib.get(row["subset"], {}).get("mean_abs", np.nan)
     parts.append("## Metrics per subset\n\n" + markdown_table(
-        overall, ["subset", *_METRIC_COLUMNS, "calibration"], ["subset", *_METRIC_HEADERS, "mean abs coverage error"]))
+        overall, ["subset", *_METRIC_COLUMNS, "calibration"],
+        ["subset", *_METRIC_HEADERS, "mean abs coverage error"]))
     rail = s.get("rail", {})
     if rail:
         parts.append("## RAIL evaluators\n\n" + markdown_table(
@@ -156,15 +159,17 @@ def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
             ["from (mag)", "to (mag)", "catalog objects", "detected", "completeness"]))
     if ev.table("peers"):
         parts.append("## Comparison with peers (same objects)\n\n" + markdown_table(
-            ev.table("peers"), ["estimator", "n", "bias", "sigma_iqr", "outlier_fraction", "calibration_mean_abs",
-                                "pit_ks", "cde_loss"],
+            ev.table("peers"),
+            ["estimator", "n", "bias", "sigma_iqr", "outlier_fraction", "calibration_mean_abs", "pit_ks",
+             "cde_loss"],
             ["estimator", "N", "bias", "σ_IQR", "η", "mean abs coverage error", "PIT KS", "CDE loss"]))
     if others:
         parts.append("## Runs compared (e.g. filter presets)\n\n" + markdown_table(
             compare_evaluations([ev, *others]),
-            ["label", "n_bands", "n_with_truth", "bias", "sigma_iqr", "outlier_fraction", "calibration_mean_abs",
-             "pit_ks", "completeness"],
-            ["run", "bands", "N", "bias", "σ_IQR", "η", "mean abs coverage error", "PIT KS", "detected fraction"]))
+            ["label", "n_bands", "n_with_truth", "bias", "sigma_iqr", "outlier_fraction",
+             "calibration_mean_abs", "pit_ks", "completeness"],
+            ["run", "bands", "N", "bias", "σ_IQR", "η", "mean abs coverage error", "PIT KS",
+             "detected fraction"]))
     return parts
 
 
@@ -211,11 +216,12 @@ def build_report(evaldirs: Sequence[str | os.PathLike], outdir: str | os.PathLik
         _figure(plots.plot_loss_curves(read_loss_curves(curves_path)), outdir, "loss_curves.png",
                 "Training curves per ensemble member", figures)
     s = main.summary
+    flags = ", ".join(f"{k} {v}" for k, v in s.get("flag_counts", {}).items())
+    point = s.get("settings", {}).get("point_estimate")
     head = [f"# DeepDISC photo-z evaluation: {s.get('label', '')}",
             f"Photo-z file `{s.get('photoz', '')}`, TileSet `{s.get('tiles', '')}`; bands "
-            f"{' '.join(s.get('bands', []))}. {s.get('n_objects', 0)} objects, {s.get('n_with_truth', 0)} with "
-            f"truth (`{s.get('truth_column', '')}`); point estimate `{s.get('settings', {}).get('point_estimate')}`."
-            f" Flags: " + ", ".join(f"{k} {v}" for k, v in s.get("flag_counts", {}).items()) + "."]
+            f"{' '.join(s.get('bands', []))}. {s.get('n_objects', 0)} objects, {s.get('n_with_truth', 0)} "
+            f"with truth (`{s.get('truth_column', '')}`); point estimate `{point}`. Flags: {flags}."]
     text = "\n\n".join([*head, *_tables(main, others), "## Figures", *figures]) + "\n"
     path = write_text_atomic(text, outdir / REPORT_FILE)
     log.info("wrote report %s with %d figures", path, len(figures))

@@ -120,7 +120,8 @@ def som_features(table: Mapping[str, np.ndarray], bands: Sequence[str], *, refer
         raise DeepDiscError(f"the SOM needs at least two bands for a colour, got {bands}")
     missing = [b for b in bands if f"mag_{b}" not in table]
     if missing:
-        raise DeepDiscError(f"object table lacks magnitude column(s) {', '.join('mag_' + b for b in missing)}")
+        listed = ", ".join("mag_" + b for b in missing)
+        raise DeepDiscError(f"object table lacks magnitude column(s) {listed}")
     mags = np.stack([np.asarray(table[f"mag_{b}"], float) for b in bands], axis=1)
     mags[~np.isfinite(mags) | (np.abs(mags) >= MISSING_MAGNITUDE)] = np.nan
     ref = bands.index(reference_band) if reference_band in bands else len(bands) - 1
@@ -145,7 +146,7 @@ def train_som(features: np.ndarray, settings: SOMSettings = SOMSettings()) -> np
     if complete.sum() >= _MIN_COMPLETE_PER_CELL * n_cells:
         data = features[complete]
     else:
-        log.info("only %d objects have every SOM feature: training on all %d with missing features at the mean",
+        log.info("only %d objects have every SOM feature: training on all %d, missing features at the mean",
                  int(complete.sum()), len(features))
         data = np.where(np.isfinite(features), features, 0.0)
         data = data[np.isfinite(features).any(axis=1)]

@@ -107,8 +107,8 @@ class DeepDiscTruthMatcher(_TruthStage):
 class DeepDiscCoverageEvaluator(_TruthStage):
     """Coverage of central credible intervals for credibility levels 0.1 to 0.99, per flag subset.
 
-    Output ``output`` (JSON): ``levels``, ``rows`` (``subset``, ``level``, ``coverage``, ``stderr``, ``n``) and
-    ``calibration`` per subset (``mean_abs``, ``max_abs``, ``mean_signed``, ``max_sigma``).
+    Output ``output`` (JSON): ``levels``, ``rows`` (``subset``, ``level``, ``coverage``, ``stderr``, ``n``)
+    and ``calibration`` per subset (``mean_abs``, ``max_abs``, ``mean_signed``, ``max_sigma``).
     """
 
     name = "DeepDiscCoverageEvaluator"

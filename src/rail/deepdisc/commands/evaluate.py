@@ -1,4 +1,4 @@
-"""``deepdisc evaluate``: every metric of a photo-z file against its TileSet, written to an evaluation folder."""
+"""``deepdisc evaluate``: every metric of a photo-z file against its TileSet, written to a folder."""
 
 from __future__ import annotations
 
@@ -32,12 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="point estimate column (default: %(default)s)")
     parser.add_argument("--truth", default=d.truth_column,
                         help="truth column: auto, redshift_true or redshift (default: %(default)s)")
-    parser.add_argument("--mag-band", default=d.mag_band, help="band of the magnitude bins (default: %(default)s)")
+    parser.add_argument("--mag-band", default=d.mag_band,
+                        help="band of the magnitude bins (default: %(default)s)")
     parser.add_argument("--mag-edges", type=float, nargs="+", default=list(d.mag_edges), metavar="MAG",
                         help="magnitude bin edges")
     parser.add_argument("--z-edges", type=float, nargs="+", default=list(d.z_edges), metavar="Z",
                         help="true-redshift bin edges")
-    parser.add_argument("--zmax", type=float, default=d.zmax, help="top of the redshift grid (default: %(default)s)")
+    parser.add_argument("--zmax", type=float, default=d.zmax,
+                        help="top of the redshift grid (default: %(default)s)")
 
 
 def _peers(specs: list[str]) -> list[tuple[str, Path]]:

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluation folder(s) from 'deepdisc evaluate'; the first is shown in full")
     parser.add_argument("-o", "--output", type=Path, help="report folder (default: EVALDIR/report)")
     parser.add_argument("--tiles", type=Path, help="TileSet for example tiles (default: the evaluated one)")
-    parser.add_argument("--loss-curves", type=Path, help="training loss-curve JSON (default: the evaluation's)")
+    parser.add_argument("--loss-curves", type=Path,
+                        help="training loss-curve JSON (default: the evaluation folder's)")
     parser.add_argument("--example-tiles", type=int, default=4, help="example tiles to draw (default: 4)")
 
 

@@ -1,8 +1,8 @@
 """RAIL stage adding the SOM "spectroscopically represented" flag (``spec_rep``) to a photo-z ensemble.
 
 `DeepDiscSOMFlagger` trains a self-organising map on the F444W magnitude and sequential colours of the photo-z
-objects and the spectroscopic training objects (:mod:`rail.deepdisc.som`) and writes the ensemble again with an
-ancil column ``spec_rep`` (1 = the object's cell holds a training spec-z object). Metrics stages split by it.
+objects and the spectroscopic training objects (:mod:`rail.deepdisc.som`) and writes the ensemble again with
+an ancil column ``spec_rep`` (1 = the object's cell holds a training spec-z object); metrics split by it.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def _table(stage: RailStage, tag: str) -> dict:
 class DeepDiscSOMFlagger(RailStage):
     """Flag photo-z objects whose SOM cell holds a spectroscopic training object (``spec_rep``).
 
-    Inputs: ``input``, the photo-z ensemble; ``tiles``, the TileSet it was estimated on (its primary objects, in
-    order, are the ensemble's rows); ``spec``, the training TileSet (its objects with spec-z define the
+    Inputs: ``input``, the photo-z ensemble; ``tiles``, the TileSet it was estimated on (its primary objects,
+    in order, are the ensemble's rows); ``spec``, the training TileSet (its objects with spec-z define the
     represented cells). Output ``output``: the same ensemble with the ancil column ``spec_rep`` added.
     """
 
@@ -52,7 +52,8 @@ class DeepDiscSOMFlagger(RailStage):
         sigma=Param(float, _DEFAULTS.sigma, msg="initial Gaussian neighbourhood width, cells (paper: 5)"),
         learning_rate=Param(float, _DEFAULTS.learning_rate, msg="initial learning rate (paper: 0.5)"),
         n_iterations=Param(int, _DEFAULTS.n_iterations, msg="SOM weight updates"),
-        reference_band=Param(str, _DEFAULTS.reference_band, msg="band of the magnitude feature (paper: F444W)"),
+        reference_band=Param(str, _DEFAULTS.reference_band,
+                             msg="band of the magnitude feature (paper: F444W)"),
         seed=Param(int, _DEFAULTS.seed, msg="random seed of the training order"),
     )
     inputs = [("input", QPHandle), ("tiles", TileSetHandle), ("spec", TileSetHandle)]
