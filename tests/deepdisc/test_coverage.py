@@ -12,6 +12,7 @@ from rail.deepdisc.coverage import (
     coverage_from_pit,
     ensemble_moments,
     ensemble_quantiles,
+    gridded_ensemble,
     mixture_params,
     pit_values,
 )
@@ -99,3 +100,15 @@ def test_errors(call, match):
     ens, _ = gaussian_mixture_ensemble(np.array([1.0, 2.0]), sigma=0.1)
     with pytest.raises(DeepDiscError, match=match):
         call(ens)
+
+
+def test_gridded_ensemble_matches_qp_pdf():
+    z = np.array([0.5, 2.0, 4.0])
+    ens, _ = gaussian_mixture_ensemble(z, sigma=np.array([0.1, 0.3, 0.5]), n_components=3, seed=6)
+    ens.set_ancil(dict(zmode=z))
+    grid = np.linspace(0, 8, 801)
+    gridded = gridded_ensemble(ens, grid)
+    np.testing.assert_allclose(np.asarray(gridded.objdata["yvals"]), ens.pdf(grid), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(gridded.ancil["zmode"], z)
+    with pytest.raises(DeepDiscError, match="increasing 1-D grid"):
+        gridded_ensemble(ens, [1.0, 0.5])

@@ -31,12 +31,16 @@ __all__ = [
     "calibration_error",
     "ensemble_moments",
     "ensemble_quantiles",
+    "gridded_ensemble",
 ]
 
 #: Default credibility levels of the coverage curve.
 CREDIBILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99)
 _BISECTION_STEPS = 60  # halves the bracket to ~1e-18 of its width: exact at double precision
 _BRACKET_SIGMAS = 10.0  # quantile bracket: component means -/+ this many of the widest component sigma
+_GRID_CHUNK_ELEMENTS = 4_000_000  # objects x grid points x components evaluated at once (~32 MB of float64)
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+_PDF_ROWS = 2000  # rows per qp pdf call for non-mixture ensembles
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,18 @@ class MixtureParams:
         out = np.einsum("nk,nmk->nm", self.weights, ndtr((z[:, :, None] - self.means[:, None]) /
                                                           self.stds[:, None]))
         return out[:, 0] if squeeze else out
+
+    def pdf_grid(self, zgrid: np.ndarray) -> np.ndarray:
+        """Density of every object on a common grid, shape (N, G), evaluated in memory-bounded chunks."""
+        zgrid = np.asarray(zgrid, float)
+        n, k = self.means.shape
+        step = max(1, _GRID_CHUNK_ELEMENTS // max(len(zgrid) * k, 1))
+        out = np.empty((n, len(zgrid)))
+        for a in range(0, n, step):
+            mu, sd, w = self.means[a:a + step, None], self.stds[a:a + step, None], self.weights[a:a + step, None]
+            x = (zgrid[None, :, None] - mu) / sd
+            out[a:a + step] = np.sum(w * np.exp(-0.5 * x * x) * _INV_SQRT_2PI / sd, axis=2)
+        return out
 
 
 @dataclass(frozen=True)
@@ -285,3 +301,41 @@ def ensemble_quantiles(ensemble, quantiles: Sequence[float]) -> np.ndarray:
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
     return 0.5 * (lo + hi)
+
+
+def gridded_ensemble(ensemble, zgrid) -> object:
+    """The ensemble as ``qp.interp`` PDFs on ``zgrid`` (ancil kept), for grid-based evaluators.
+
+    qp evaluates a ``mixmod`` ensemble on a grid with an (components, N, G) temporary, which for tens of
+    thousands of objects does not fit in memory; this evaluates the mixtures in bounded chunks instead.
+    The result is normalised on the grid by qp (probability outside ``zgrid`` is dropped).
+
+    Parameters
+    ----------
+    ensemble : qp.Ensemble
+        N PDFs.
+    zgrid : array_like, shape (G,)
+        Increasing redshift grid.
+
+    Returns
+    -------
+    qp.Ensemble
+        ``qp.interp`` with ``xvals = zgrid`` and ``yvals`` of shape (N, G).
+    """
+    import qp
+
+    zgrid = np.asarray(zgrid, float)
+    if zgrid.ndim != 1 or len(zgrid) < 2 or np.any(np.diff(zgrid) <= 0):
+        raise DeepDiscError("zgrid must be an increasing 1-D grid of at least two redshifts")
+    mix = mixture_params(ensemble)
+    if mix is not None:
+        yvals = mix.pdf_grid(zgrid)
+    else:
+        n = ensemble.npdf
+        chunks = [np.asarray(ensemble[np.arange(a, min(a + _PDF_ROWS, n))].pdf(zgrid), float).reshape(-1, len(zgrid))
+                  for a in range(0, n, _PDF_ROWS)]
+        yvals = np.concatenate(chunks) if chunks else np.zeros((0, len(zgrid)))
+    out = qp.Ensemble(qp.interp, data=dict(xvals=zgrid, yvals=np.nan_to_num(yvals)))
+    if ensemble.ancil:
+        out.set_ancil(dict(ensemble.ancil))
+    return out

@@ -1,21 +1,22 @@
 """Evaluation of a photo-z ensemble against its TileSet: every metric, written to an evaluation folder.
 
 `evaluate_photoz` computes, on the objects with a truth redshift: RAIL's PIT statistics, CDE loss and point
-metrics (:mod:`rail.deepdisc.railmetrics`); central-interval coverage and its calibration error
+metrics (:mod:`rail.deepdisc.railmetrics`, run on the PDFs tabulated on the redshift grid, since qp's mixture
+evaluation does not fit in memory for large catalogs); central-interval coverage and its calibration error
 (:mod:`rail.deepdisc.coverage`); the paper's metrics overall, by magnitude and redshift bin and by flag subset
 (:mod:`rail.deepdisc.metrics`); detection completeness versus magnitude (all objects); the stacked N(z); and,
 for peers (other estimators' qp files on the same objects, e.g. BPZ and EAZY), a side-by-side table.
 :mod:`rail.deepdisc.evaldir` writes them to the folder the report reads (all writes atomic):
 
-==================  ==========================================================================================
-``summary.json``    everything except per-object values: settings, sources, overall metrics, tables
-``metrics.csv``     paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
-``coverage.csv``    coverage per subset and credibility level
-``completeness.csv`` detection completeness per magnitude bin
-``nz.csv``          redshift grid, stacked p(z) and the normalised histogram of true redshifts
-``peers.csv``       peer comparison (only with peers)
-``objects.h5``      per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
-==================  ==========================================================================================
+====================  ========================================================================================
+``summary.json``      everything except per-object values: settings, sources, overall metrics, tables
+``metrics.csv``       paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
+``coverage.csv``      coverage per subset and credibility level
+``completeness.csv``  detection completeness per magnitude bin
+``nz.csv``            redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
+``peers.csv``         peer comparison (only with peers)
+``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
+====================  ========================================================================================
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .coverage import (
     coverage_from_pit,
     ensemble_moments,
     ensemble_quantiles,
+    gridded_ensemble,
     pit_values,
 )
 from .evalio import (
@@ -49,8 +51,8 @@ __all__ = ["EvaluationSettings", "EvaluationResult", "evaluate_photoz"]
 log = logging.getLogger(__name__)
 
 _ONE_SIGMA_QUANTILES = (0.15865525393145707, 0.8413447460685429)  # central 68.27% interval
-_PDF_CHUNK = 2000  # objects per p(z) grid evaluation (bounds memory)
 _NZ_HIST_BINS = 60
+_OVERALL_KEYS = ("n", "bias", "sigma_iqr", "outlier_fraction", "norm_median", "norm_sigma_iqr")
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,13 @@ def _magnitude(truth: Mapping, band: str, bands: Sequence[str]) -> tuple[np.ndar
     return np.asarray(truth[f"mag_{band}"], float), band
 
 
-def _stacked_nz(ensemble, rows: np.ndarray, zgrid: np.ndarray) -> np.ndarray:
-    total = np.zeros(len(zgrid))
-    for a in range(0, len(rows), _PDF_CHUNK):
-        pdfs = np.asarray(ensemble[rows[a:a + _PDF_CHUNK]].pdf(zgrid), float)
-        total += np.nan_to_num(pdfs).sum(axis=0)
-    return total / max(len(rows), 1)
+def _nz(gridded, ztrue: np.ndarray, settings: EvaluationSettings) -> dict[str, np.ndarray]:
+    rows = np.isfinite(ztrue)
+    yvals = np.asarray(gridded.objdata["yvals"], float)[rows]
+    stacked = yvals.mean(axis=0) if len(yvals) else np.zeros(yvals.shape[1])
+    counts, edges = np.histogram(ztrue[rows], bins=_NZ_HIST_BINS, range=(settings.zmin, settings.zmax),
+                                 density=bool(rows.any()))
+    return {"z": settings.zgrid, "stacked_pdf": stacked, "true_hist_edges": edges, "true_hist_density": counts}
 
 
 def _coverage_rows(pit: np.ndarray, subsets: Mapping[str, np.ndarray], levels) -> tuple[list[dict], dict]:
@@ -152,13 +155,12 @@ def _coverage_rows(pit: np.ndarray, subsets: Mapping[str, np.ndarray], levels) -
     return rows, calib
 
 
-def _object_arrays(photoz: PhotoZTable, ztrue, zphot, mag, settings) -> dict[str, np.ndarray]:
+def _object_arrays(photoz: PhotoZTable, ztrue, zphot, mag) -> dict[str, np.ndarray]:
     zmean, zstd = ensemble_moments(photoz.ensemble)
     lo_hi = ensemble_quantiles(photoz.ensemble, _ONE_SIGMA_QUANTILES)
-    pit = pit_values(photoz.ensemble, ztrue)
     out = {"object_id": np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64),
            "ztrue": ztrue, "zphot": zphot, "zmean_pdf": zmean, "zstd": zstd, "zlo68": lo_hi[:, 0],
-           "zhi68": lo_hi[:, 1], "pit": pit, "mag": mag}
+           "zhi68": lo_hi[:, 1], "pit": pit_values(photoz.ensemble, ztrue), "mag": mag}
     out.update({k: v.astype(bool) for k, v in photoz.flags().items()})
     return out
 
@@ -195,35 +197,35 @@ def evaluate_photoz(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], *,
     zphot = photoz.point(settings.point_estimate)
     bands = tuple(truth.get("_bands", ()))
     mag, mag_band = _magnitude(truth, settings.mag_band, bands)
-    objects = _object_arrays(photoz, ztrue, zphot, mag, settings)
+    result = _evaluate(photoz, ztrue, zphot, mag, settings)
+    preset = _preset_of(bands)
+    result.summary = {
+        "label": label or preset, "preset": preset, "bands": list(bands), "photoz": photoz.source,
+        "n_objects": photoz.n, "n_with_truth": int(np.isfinite(ztrue).sum()), "truth_column": truth_name,
+        "magnitude_band": mag_band, "settings": asdict(settings), **result.summary,
+    }
+    if peers:
+        result.peers = _peer_table(photoz, peers, ztrue, settings, result.summary)
+    return result
+
+
+def _evaluate(photoz: PhotoZTable, ztrue: np.ndarray, zphot: np.ndarray, mag: np.ndarray,
+              settings: EvaluationSettings) -> EvaluationResult:
+    objects = _object_arrays(photoz, ztrue, zphot, mag)
     flags = photoz.flags()
-    has_truth = np.isfinite(ztrue)
-    subsets = flag_subsets(flags, photoz.n)
     metrics = metrics_table(zphot, ztrue, sigma=objects["zstd"], magnitude=mag, mag_edges=settings.mag_edges,
                             z_edges=settings.z_edges, flags=flags, threshold=settings.outlier_threshold)
-    coverage, calib = _coverage_rows(objects["pit"], subsets, settings.levels)
+    coverage, calib = _coverage_rows(objects["pit"], flag_subsets(flags, photoz.n), settings.levels)
     completeness = (detection_completeness(flags["detected"], mag, settings.mag_edges)
                     if "detected" in flags else [])
-    rows = np.flatnonzero(has_truth)
-    zgrid = settings.zgrid
-    counts, edges = np.histogram(ztrue[rows], bins=_NZ_HIST_BINS, range=(settings.zmin, settings.zmax),
-                                 density=len(rows) > 0)
-    nz = {"z": zgrid, "stacked_pdf": _stacked_nz(photoz.ensemble, rows, zgrid),
-          "true_hist_edges": edges, "true_hist_density": counts}
-    rail = rail_metrics(photoz.ensemble, ztrue, zmin=settings.zmin, zmax=settings.zmax,
-                        nzbins=settings.nzbins, point_estimate=settings.point_estimate)
-    overall = {r["subset"]: {k: r[k] for k in ("n", "bias", "sigma_iqr", "outlier_fraction", "norm_median",
-                                               "norm_sigma_iqr")} for r in metrics if r["binning"] == "all"}
-    summary = {
-        "label": label or _preset_of(bands), "preset": _preset_of(bands), "bands": list(bands),
-        "photoz": photoz.source, "n_objects": photoz.n, "n_with_truth": int(has_truth.sum()),
-        "truth_column": truth_name, "magnitude_band": mag_band, "settings": asdict(settings),
-        "flag_counts": {k: int(v.sum()) for k, v in flags.items()},
-        "metrics": overall, "calibration": calib, "rail": rail,
-    }
-    peer_rows = _peer_table(photoz, peers or {}, ztrue, settings, summary["label"], rail, calib)
+    gridded = gridded_ensemble(photoz.ensemble, settings.zgrid)
+    rail = rail_metrics(gridded, ztrue, zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins,
+                        point_estimate=settings.point_estimate)
+    overall = {r["subset"]: {k: r[k] for k in _OVERALL_KEYS} for r in metrics if r["binning"] == "all"}
+    summary = {"flag_counts": {k: int(v.sum()) for k, v in flags.items()}, "metrics": overall,
+               "calibration": calib, "rail": rail}
     return EvaluationResult(summary=summary, metrics=metrics, coverage=coverage, completeness=completeness,
-                            nz=nz, objects=objects, peers=peer_rows)
+                            nz=_nz(gridded, ztrue, settings), objects=objects)
 
 
 def _aligned(peer: PhotoZTable, ids: np.ndarray, name: str) -> PhotoZTable:
@@ -251,19 +253,17 @@ def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, settings: Evalu
     _, zstd = ensemble_moments(photoz.ensemble)
     m = point_metrics(zphot, ztrue, zstd, threshold=settings.outlier_threshold)
     cov = coverage_from_pit(pit_values(photoz.ensemble, ztrue), settings.levels)
-    rail = rail_metrics(photoz.ensemble, ztrue, zmin=settings.zmin, zmax=settings.zmax,
-                        nzbins=settings.nzbins, point_estimate=settings.point_estimate)
+    rail = rail_metrics(gridded_ensemble(photoz.ensemble, settings.zgrid), ztrue, zmin=settings.zmin,
+                        zmax=settings.zmax, nzbins=settings.nzbins, point_estimate=settings.point_estimate)
     return {"estimator": name, **m.as_dict(), "calibration_mean_abs": calibration_error(cov)["mean_abs"],
             "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}
 
 
-def _peer_table(photoz, peers, ztrue, settings, label, rail, calib) -> list[dict]:
-    if not peers:
-        return []
-    m = point_metrics(photoz.point(settings.point_estimate), ztrue, ensemble_moments(photoz.ensemble)[1],
-                      threshold=settings.outlier_threshold)
-    rows = [{"estimator": f"DeepDISC ({label})", **m.as_dict(),
-             "calibration_mean_abs": calib.get("all", {}).get("mean_abs", np.nan),
+def _peer_table(photoz: PhotoZTable, peers: Mapping[str, PhotoZTable], ztrue: np.ndarray,
+                settings: EvaluationSettings, summary: Mapping) -> list[dict]:
+    rail = summary["rail"]
+    rows = [{"estimator": f"DeepDISC ({summary['label']})", **summary["metrics"]["all"],
+             "calibration_mean_abs": summary["calibration"].get("all", {}).get("mean_abs", np.nan),
              "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}]
     ids = np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64)
     for name, peer in peers.items():
