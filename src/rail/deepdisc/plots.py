@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .metrics import OUTLIER_THRESHOLD
 
@@ -23,7 +24,7 @@ __all__ = ["save_figure", "plot_zphot_vs_ztrue", "plot_pit_histogram", "plot_cov
 
 DPI = 120
 _MAX_ERRORBARS = 250  # objects drawn with 68% error bars (a random subset beyond that)
-_DENSITY_MIN_OBJECTS = 300  # below this, points instead of a 2-D histogram
+_DENSITY_MIN_OBJECTS = 2000  # below this, points instead of a 2-D histogram
 _MIN_PER_BIN = 5  # bins with fewer objects are not plotted
 _STRETCH_PERCENTILES = (1.0, 99.5)
 _ASINH_SOFTENING = 0.1
@@ -86,13 +87,15 @@ def plot_zphot_vs_ztrue(ztrue, zphot, zlo, zhi, *, metrics: Mapping | None = Non
     ax = fig.add_subplot()
     if len(zt) >= _DENSITY_MIN_OBJECTS:
         h = ax.hexbin(zt, zp, gridsize=60, extent=(0, top, 0, top), bins="log", mincnt=1, cmap="viridis")
-        fig.colorbar(h, ax=ax, label="objects per cell")
+        bar = fig.colorbar(h, ax=ax, label="objects per hexagonal cell")
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
     else:
         ax.scatter(zt, zp, s=8, c="tab:blue", alpha=0.6, lw=0, label="objects")
     pick = np.random.default_rng(seed).permutation(len(zt))[:_MAX_ERRORBARS]
     yerr = [np.maximum(zp[pick] - lo[pick], 0), np.maximum(hi[pick] - zp[pick], 0)]
     ax.errorbar(zt[pick], zp[pick], yerr=yerr,
-                fmt="none", ecolor="0.35", elinewidth=0.6, alpha=0.7,
+                fmt="none", ecolor="k", elinewidth=0.6, alpha=0.5,
                 label=f"68% credible interval ({min(len(zt), _MAX_ERRORBARS)} objects)")
     line = np.array([0.0, top])
     ax.plot(line, line, "r-", lw=1, label="z_phot = z_true")
@@ -296,7 +299,9 @@ def plot_example_tiles(images, segmaps, tile_objects: Sequence[Mapping[str, np.n
         ax.contour(edges, levels=[0.5], colors="white", linewidths=0.5, alpha=0.8)
         detected = np.asarray(objs.get("detected", np.ones(len(objs["bbox_x0"]), bool)), bool)
         area = (objs["bbox_x1"] - objs["bbox_x0"]) * (objs["bbox_y1"] - objs["bbox_y0"])
-        labelled = set(np.argsort(-area, kind="stable")[:_MAX_LABELS_PER_TILE].tolist())
+        has_truth = np.isfinite(np.asarray(objs.get("ztrue", np.full(len(area), np.nan)), float))
+        priority = np.lexsort((-area, ~has_truth))  # objects with truth first, then the largest boxes
+        labelled = set(priority[:_MAX_LABELS_PER_TILE].tolist())
         for k in range(len(objs["bbox_x0"])):
             x0, y0 = objs["bbox_x0"][k] - 0.5, objs["bbox_y0"][k] - 0.5
             w, h = objs["bbox_x1"][k] - objs["bbox_x0"][k], objs["bbox_y1"][k] - objs["bbox_y0"][k]
@@ -312,7 +317,7 @@ def plot_example_tiles(images, segmaps, tile_objects: Sequence[Mapping[str, np.n
         ax.set_axis_off()
     channels = f"R,G,B = {bands[-1]}, {bands[len(bands) // 2]}, {bands[0]}"
     fig.suptitle(f"Example tiles ({channels}; {pixel_scale:g}″/pix). Boxes: green = detected, "
-                 f"orange = forced;\nwhite: segmentation outlines; labels (largest {_MAX_LABELS_PER_TILE} "
-                 "boxes): z_phot (z_true)",
+                 f"orange = forced;\nwhite: segmentation outlines; labels (up to {_MAX_LABELS_PER_TILE}, "
+                 "objects with truth first): z_phot (z_true)",
                  fontsize=10)
     return fig
