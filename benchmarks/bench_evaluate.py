@@ -2,7 +2,7 @@
 
 Run on a quiet machine, e.g.::
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_evaluate.py --objects 1000 20000 100000 --components 50
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_evaluate.py --objects 1000 20000 100000
 
 Prints one row per size: wall time of each step and the peak resident memory of the process.
 """

@@ -7,7 +7,7 @@ import pytest
 
 from rail.deepdisc.cli import main
 from rail.deepdisc.evaldir import compare_evaluations, load_evaluation, read_loss_curves
-from rail.deepdisc.evalio import PhotoZTable, truth_from_tileset
+from rail.deepdisc.evalio import PhotoZTable, TruthTable
 from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
 from rail.deepdisc.exceptions import ConfigError, DeepDiscError
 from rail.deepdisc.report import REPORT_FILE, markdown_table
@@ -79,14 +79,13 @@ def test_report_compares_several_runs_and_defaults_to_evaldir(case, tmp_path):
 
 def test_evaluate_photoz_spec_z_truth(case):
     _, ts = case
-    truth = truth_from_tileset(ts)
-    truth["_bands"] = ts.bands
+    truth = TruthTable.from_tileset(ts)
     res = evaluate_photoz(PhotoZTable(make_photoz_for(ts)), truth,
                           settings=EvaluationSettings(truth_column="redshift", point_estimate="zmedian"))
-    n_spec = int(np.isfinite(truth["redshift"]).sum())
+    n_spec = int(np.isfinite(truth.columns["redshift"]).sum())
     assert res.summary["n_with_truth"] == n_spec and res.summary["metrics"]["all"]["n"] == n_spec
     assert res.coverage[0]["n"] == n_spec
-    assert np.isnan(res.objects["pit"][~np.isfinite(truth["redshift"])]).all()
+    assert np.isnan(res.objects["pit"][~np.isfinite(truth.columns["redshift"])]).all()
     assert res.nz["stacked_pdf"].sum() * (res.nz["z"][1] - res.nz["z"][0]) == pytest.approx(1.0, abs=0.02)
 
 

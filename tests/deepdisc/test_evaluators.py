@@ -97,7 +97,7 @@ def test_truth_mismatch_is_an_error(tileset, photoz):
     from rail.deepdisc.exceptions import DeepDiscError
 
     stage = DeepDiscCoverageEvaluator.make_stage(name="cov_bad", output_mode="return")
-    with pytest.raises(DeepDiscError, match="holds 59 PDFs but truth TileSet has 60"):
+    with pytest.raises(DeepDiscError, match="holds 59 PDFs but TileSet <memory> has 60"):
         stage.evaluate(photoz[np.arange(photoz.npdf - 1)], tileset)
 
 

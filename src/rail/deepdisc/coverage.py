@@ -73,7 +73,8 @@ class MixtureParams:
         step = max(1, _GRID_CHUNK_ELEMENTS // max(len(zgrid) * k, 1))
         out = np.empty((n, len(zgrid)))
         for a in range(0, n, step):
-            mu, sd, w = self.means[a:a + step, None], self.stds[a:a + step, None], self.weights[a:a + step, None]
+            rows = slice(a, a + step)
+            mu, sd, w = self.means[rows, None], self.stds[rows, None], self.weights[rows, None]
             x = (zgrid[None, :, None] - mu) / sd
             out[a:a + step] = np.sum(w * np.exp(-0.5 * x * x) * _INV_SQRT_2PI / sd, axis=2)
         return out
@@ -332,8 +333,8 @@ def gridded_ensemble(ensemble, zgrid) -> object:
         yvals = mix.pdf_grid(zgrid)
     else:
         n = ensemble.npdf
-        chunks = [np.asarray(ensemble[np.arange(a, min(a + _PDF_ROWS, n))].pdf(zgrid), float).reshape(-1, len(zgrid))
-                  for a in range(0, n, _PDF_ROWS)]
+        chunks = [np.asarray(ensemble[np.arange(a, min(a + _PDF_ROWS, n))].pdf(zgrid), float)
+                  .reshape(-1, len(zgrid)) for a in range(0, n, _PDF_ROWS)]
         yvals = np.concatenate(chunks) if chunks else np.zeros((0, len(zgrid)))
     out = qp.Ensemble(qp.interp, data=dict(xvals=zgrid, yvals=np.nan_to_num(yvals)))
     if ensemble.ancil:

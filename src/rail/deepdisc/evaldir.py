@@ -25,6 +25,7 @@ import numpy as np
 
 from .evalio import (
     PhotoZTable,
+    TruthTable,
     read_json,
     read_photoz,
     read_truth,
@@ -165,14 +166,14 @@ def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike
     return out
 
 
-def _with_som_flag(photoz: PhotoZTable, truth: Mapping, spec_tiles, som_settings) -> PhotoZTable:
+def _with_som_flag(photoz: PhotoZTable, truth: TruthTable, spec_tiles, som_settings) -> PhotoZTable:
     import qp
 
     from .som import SOMSettings, flag_catalogs
 
     spec = read_truth(spec_tiles)
-    bands = [b for b in truth["_bands"] if b in spec["_bands"]]
-    flags = flag_catalogs(truth, spec, bands, settings=som_settings or SOMSettings())
+    bands = [b for b in truth.bands if b in spec.bands]
+    flags = flag_catalogs(truth.columns, spec.columns, bands, settings=som_settings or SOMSettings())
     ens = photoz.ensemble
     ancil = {k: np.asarray(v) for k, v in (ens.ancil or {}).items()}
     ancil["spec_rep"] = flags.spec_rep.astype(np.int64)

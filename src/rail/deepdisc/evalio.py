@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,9 @@ from .tiles import TileSet
 __all__ = [
     "TRUTH_COLUMNS",
     "PhotoZTable",
+    "TruthTable",
     "read_photoz",
     "read_truth",
-    "truth_redshift",
-    "truth_from_tileset",
     "match_truth",
     "write_json_atomic",
     "write_csv_atomic",
@@ -105,13 +105,64 @@ def read_photoz(path: str | os.PathLike) -> PhotoZTable:
     return PhotoZTable(ens, str(path))
 
 
-def truth_from_tileset(tileset: TileSet) -> dict[str, np.ndarray]:
-    """Primary-object columns of an in-memory TileSet (file order), without images."""
-    return tileset.primary_objects()
+@dataclass(frozen=True)
+class TruthTable:
+    """The primary objects of a TileSet, in file order: the rows that an estimator output describes.
+
+    Parameters
+    ----------
+    columns : dict of str -> ndarray (N,)
+        The ``objects/`` columns restricted to primary rows (``object_id``, ``redshift``, ``mag_<BAND>``, and
+        ``redshift_true`` for simulations).
+    bands : tuple of str
+        The TileSet's bands, blue to red.
+    source : str
+        Where it came from (for messages).
+    """
+
+    columns: dict[str, np.ndarray]
+    bands: tuple[str, ...]
+    source: str = "<memory>"
+
+    @classmethod
+    def from_tileset(cls, tileset: TileSet) -> TruthTable:
+        """The primary objects of an in-memory TileSet."""
+        return cls(tileset.primary_objects(), tuple(tileset.bands), f"TileSet {tileset.source}")
+
+    @property
+    def n(self) -> int:
+        """Number of primary objects."""
+        return int(len(self.columns["object_id"]))
+
+    def redshift(self, column: str = "auto") -> tuple[np.ndarray, str]:
+        """Truth redshifts (NaN = none) and the column used.
+
+        Parameters
+        ----------
+        column : str
+            ``auto`` (``redshift_true`` when present, else the spec-z ``redshift``) or a column name.
+        """
+        name = column
+        if column == "auto":
+            name = next((c for c in TRUTH_COLUMNS if c in self.columns), TRUTH_COLUMNS[-1])
+        if name not in self.columns:
+            raise DeepDiscError(f"{self.source}: no truth column {name!r} (choose auto, redshift_true or "
+                                f"redshift)")
+        return np.asarray(self.columns[name], float), name
+
+    def magnitude(self, band: str) -> tuple[np.ndarray, str]:
+        """AB magnitudes in ``band`` (the reddest band with a ``mag_`` column if absent) and the band used."""
+        if f"mag_{band}" not in self.columns:
+            candidates = ([b for b in self.bands if f"mag_{b}" in self.columns]
+                          or [k[len("mag_"):] for k in self.columns if k.startswith("mag_")])
+            if not candidates:
+                raise DeepDiscError(f"{self.source}: no mag_<BAND> column for the magnitude bins")
+            band = candidates[-1]
+        return np.asarray(self.columns[f"mag_{band}"], float), band
 
 
-def read_truth(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read the primary objects' columns of a TileSet file (file order), without reading any image.
+def read_truth(path: str | os.PathLike) -> TruthTable:
+    """Read the primary objects of a TileSet file (file order), without reading any image.
 
     Parameters
     ----------
@@ -120,9 +171,7 @@ def read_truth(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Returns
     -------
-    dict of str -> ndarray
-        Every ``objects/`` column restricted to primary rows, plus ``attrs`` entries ``bands`` as a tuple
-        under the key ``"_bands"``.
+    TruthTable
 
     Raises
     ------
@@ -141,41 +190,16 @@ def read_truth(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise DeepDiscError(f"{path}: no 'objects/primary' table (is this a TileSet file?)")
         group = f["objects"]
         primary = group["primary"][()].astype(bool)
-        out = {}
+        columns = {}
         for name, dset in group.items():
             values = dset.asstr()[()] if h5py.check_string_dtype(dset.dtype) else dset[()]
-            out[name] = np.asarray(values)[primary]
-        bands = f.attrs.get("bands", [])
-        out["_bands"] = tuple(b.decode() if isinstance(b, bytes) else str(b) for b in np.atleast_1d(bands))
-    return out
+            columns[name] = np.asarray(values)[primary]
+        bands = tuple(b.decode() if isinstance(b, bytes) else str(b)
+                      for b in np.atleast_1d(f.attrs.get("bands", [])))
+    return TruthTable(columns, bands, str(path))
 
 
-def truth_redshift(truth: Mapping[str, np.ndarray], column: str = "auto") -> tuple[np.ndarray, str]:
-    """Pick the truth redshift column of a truth table.
-
-    Parameters
-    ----------
-    truth : mapping
-        Primary-object columns.
-    column : str
-        ``auto`` (``redshift_true`` when present, else spec-z ``redshift``) or a column name.
-
-    Returns
-    -------
-    z : ndarray
-        Truth redshifts (NaN = none).
-    name : str
-        The column used.
-    """
-    name = column
-    if column == "auto":
-        name = next((c for c in TRUTH_COLUMNS if c in truth), TRUTH_COLUMNS[-1])
-    if name not in truth:
-        raise DeepDiscError(f"truth table has no column {name!r} (choose auto, redshift_true or redshift)")
-    return np.asarray(truth[name], float), name
-
-
-def match_truth(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], truth_source: str = "truth") -> None:
+def match_truth(photoz: PhotoZTable, truth: TruthTable) -> None:
     """Check that a photo-z ensemble and a truth table describe the same objects in the same order.
 
     Raises
@@ -183,17 +207,17 @@ def match_truth(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], truth_sour
     DeepDiscError
         On a row-count or ``object_id`` mismatch, naming both sources and the first differing row.
     """
-    n_truth = len(truth["object_id"])
-    if photoz.n != n_truth:
-        raise DeepDiscError(f"{photoz.source} holds {photoz.n} PDFs but {truth_source} has {n_truth} primary "
+    if photoz.n != truth.n:
+        raise DeepDiscError(f"{photoz.source} holds {photoz.n} PDFs but {truth.source} has {truth.n} primary "
                             f"objects: evaluate the estimator output against the TileSet it was run on")
     if "object_id" in photoz.ancil:
         ids = np.asarray(photoz.ancil["object_id"]).astype(np.int64)
-        diff = np.flatnonzero(ids != np.asarray(truth["object_id"]).astype(np.int64))
+        truth_ids = np.asarray(truth.columns["object_id"]).astype(np.int64)
+        diff = np.flatnonzero(ids != truth_ids)
         if len(diff):
             k = int(diff[0])
-            raise DeepDiscError(f"{photoz.source}: row {k} is object_id {ids[k]} but {truth_source} row {k} "
-                                f"is {int(truth['object_id'][k])}: the rows are not in the TileSet's order")
+            raise DeepDiscError(f"{photoz.source}: row {k} is object_id {ids[k]} but {truth.source} row {k} "
+                                f"is {truth_ids[k]}: the rows are not in the TileSet's order")
 
 
 # ------------------------------------------------------------------------------------------------------

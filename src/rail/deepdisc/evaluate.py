@@ -36,11 +36,7 @@ from .coverage import (
     gridded_ensemble,
     pit_values,
 )
-from .evalio import (
-    PhotoZTable,
-    match_truth,
-    truth_redshift,
-)
+from .evalio import PhotoZTable, TruthTable, match_truth
 from .exceptions import ConfigError, DeepDiscError
 from .metrics import OUTLIER_THRESHOLD, detection_completeness, flag_subsets, metrics_table, point_metrics
 from .presets import FILTER_PRESETS
@@ -127,23 +123,14 @@ def _preset_of(bands: Sequence[str]) -> str:
     return next((name for name, b in FILTER_PRESETS.items() if tuple(b) == tuple(bands)), "custom")
 
 
-def _magnitude(truth: Mapping, band: str, bands: Sequence[str]) -> tuple[np.ndarray, str]:
-    if f"mag_{band}" not in truth:
-        candidates = ([b for b in bands if f"mag_{b}" in truth]
-                      or [k[len("mag_"):] for k in truth if k.startswith("mag_")])
-        if not candidates:
-            raise DeepDiscError("the TileSet has no mag_<BAND> column for the magnitude bins")
-        band = candidates[-1]
-    return np.asarray(truth[f"mag_{band}"], float), band
-
-
 def _nz(gridded, ztrue: np.ndarray, settings: EvaluationSettings) -> dict[str, np.ndarray]:
     rows = np.isfinite(ztrue)
     yvals = np.asarray(gridded.objdata["yvals"], float)[rows]
     stacked = yvals.mean(axis=0) if len(yvals) else np.zeros(yvals.shape[1])
     counts, edges = np.histogram(ztrue[rows], bins=_NZ_HIST_BINS, range=(settings.zmin, settings.zmax),
                                  density=bool(rows.any()))
-    return {"z": settings.zgrid, "stacked_pdf": stacked, "true_hist_edges": edges, "true_hist_density": counts}
+    return {"z": settings.zgrid, "stacked_pdf": stacked, "true_hist_edges": edges,
+            "true_hist_density": counts}
 
 
 def _coverage_rows(pit: np.ndarray, subsets: Mapping[str, np.ndarray], levels) -> tuple[list[dict], dict]:
@@ -165,7 +152,7 @@ def _object_arrays(photoz: PhotoZTable, ztrue, zphot, mag) -> dict[str, np.ndarr
     return out
 
 
-def evaluate_photoz(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], *,
+def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
                     settings: EvaluationSettings = EvaluationSettings(),
                     peers: Mapping[str, PhotoZTable] | None = None, label: str = "") -> EvaluationResult:
     """Compute every metric of a photo-z ensemble against the primary objects of its TileSet.
@@ -174,8 +161,8 @@ def evaluate_photoz(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], *,
     ----------
     photoz : PhotoZTable
         The estimator output (N PDFs, ancil point estimates and flags).
-    truth : mapping
-        The TileSet's primary-object columns in the same order (see `read_truth`).
+    truth : TruthTable
+        The TileSet's primary objects in the same order (see `rail.deepdisc.evalio.read_truth`).
     settings : EvaluationSettings
         Point estimate, truth column, bins, credibility levels, redshift grid.
     peers : mapping of str -> PhotoZTable, optional
@@ -193,14 +180,13 @@ def evaluate_photoz(photoz: PhotoZTable, truth: Mapping[str, np.ndarray], *,
         If the ensemble and truth rows do not match, or a column is missing.
     """
     match_truth(photoz, truth)
-    ztrue, truth_name = truth_redshift(truth, settings.truth_column)
+    ztrue, truth_name = truth.redshift(settings.truth_column)
     zphot = photoz.point(settings.point_estimate)
-    bands = tuple(truth.get("_bands", ()))
-    mag, mag_band = _magnitude(truth, settings.mag_band, bands)
+    mag, mag_band = truth.magnitude(settings.mag_band)
     result = _evaluate(photoz, ztrue, zphot, mag, settings)
-    preset = _preset_of(bands)
+    preset = _preset_of(truth.bands)
     result.summary = {
-        "label": label or preset, "preset": preset, "bands": list(bands), "photoz": photoz.source,
+        "label": label or preset, "preset": preset, "bands": list(truth.bands), "photoz": photoz.source,
         "n_objects": photoz.n, "n_with_truth": int(np.isfinite(ztrue).sum()), "truth_column": truth_name,
         "magnitude_band": mag_band, "settings": asdict(settings), **result.summary,
     }

@@ -27,7 +27,7 @@ from rail.core.stage import RailStage
 
 from rail.deepdisc.coverage import CREDIBILITY_LEVELS, calibration_error, coverage_from_pit, pit_values
 from rail.deepdisc.evaldir import summary_document
-from rail.deepdisc.evalio import JsonHandle, PhotoZTable, match_truth, read_truth, truth_redshift
+from rail.deepdisc.evalio import JsonHandle, PhotoZTable, TruthTable, match_truth, read_truth
 from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.metrics import flag_subsets
@@ -68,16 +68,14 @@ class _TruthStage(RailStage):
         self.finalize()
         return self.get_handle(self.outputs[0][0])
 
-    def _read_inputs(self) -> tuple[PhotoZTable, dict]:
+    def _read_inputs(self) -> tuple[PhotoZTable, TruthTable]:
         photoz = PhotoZTable(self.get_data("input"), "input")
         handle = self.get_handle("truth", allow_missing=True)
         if handle.data is None and handle.path:
             truth = read_truth(handle.path)
         else:
-            tileset = self.get_data("truth")
-            truth = tileset.primary_objects()
-            truth["_bands"] = tuple(tileset.bands)
-        match_truth(photoz, truth, "truth TileSet")
+            truth = TruthTable.from_tileset(self.get_data("truth"))
+        match_truth(photoz, truth)
         return photoz, truth
 
 
@@ -95,11 +93,12 @@ class DeepDiscTruthMatcher(_TruthStage):
     def run(self) -> None:
         """Select and write."""
         photoz, truth = self._read_inputs()
-        z, _ = truth_redshift(truth, self.config.truth_column)
+        z, _ = truth.redshift(self.config.truth_column)
         rows = np.flatnonzero(np.isfinite(z))
         self.log.info(f"{len(rows)} of {len(z)} objects have a truth redshift")
-        table = {"object_id": np.asarray(truth["object_id"])[rows].astype(np.int64), "redshift": z[rows]}
-        table.update({k: np.asarray(v, float)[rows] for k, v in truth.items() if k.startswith("mag_")})
+        cols = truth.columns
+        table = {"object_id": np.asarray(cols["object_id"])[rows].astype(np.int64), "redshift": z[rows]}
+        table.update({k: np.asarray(v, float)[rows] for k, v in cols.items() if k.startswith("mag_")})
         self.add_data("output", photoz.ensemble[rows])
         self.add_data("truth_table", table)
 
@@ -121,7 +120,7 @@ class DeepDiscCoverageEvaluator(_TruthStage):
     def run(self) -> None:
         """Compute PIT values, coverage and calibration error."""
         photoz, truth = self._read_inputs()
-        z, column = truth_redshift(truth, self.config.truth_column)
+        z, column = truth.redshift(self.config.truth_column)
         pit = pit_values(photoz.ensemble, z)
         rows, calib = [], {}
         for name, sel in flag_subsets(photoz.flags(), photoz.n).items():

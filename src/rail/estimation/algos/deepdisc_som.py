@@ -15,7 +15,7 @@ from ceci.config import StageParameter as Param
 from rail.core.data import QPHandle
 from rail.core.stage import RailStage
 
-from rail.deepdisc.evalio import PhotoZTable, match_truth, read_truth
+from rail.deepdisc.evalio import PhotoZTable, TruthTable, match_truth, read_truth
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_options
 from rail.deepdisc.som import SOMSettings, flag_catalogs
@@ -25,14 +25,11 @@ __all__ = ["DeepDiscSOMFlagger"]
 _DEFAULTS = SOMSettings()
 
 
-def _table(stage: RailStage, tag: str) -> dict:
+def _table(stage: RailStage, tag: str) -> TruthTable:
     handle = stage.get_handle(tag, allow_missing=True)
     if handle.data is None and handle.path:
         return read_truth(handle.path)
-    tileset = stage.get_data(tag)
-    table = tileset.primary_objects()
-    table["_bands"] = tuple(tileset.bands)
-    return table
+    return TruthTable.from_tileset(stage.get_data(tag))
 
 
 class DeepDiscSOMFlagger(RailStage):
@@ -82,9 +79,9 @@ class DeepDiscSOMFlagger(RailStage):
                                n_iterations=c.n_iterations, reference_band=c.reference_band, seed=c.seed)
         photoz = PhotoZTable(self.get_data("input"), "input")
         targets, spec = _table(self, "tiles"), _table(self, "spec")
-        match_truth(photoz, targets, "tiles")
-        bands = [b for b in targets["_bands"] if b in spec["_bands"]]
-        flags = flag_catalogs(targets, spec, bands, settings=settings)
+        match_truth(photoz, targets)
+        bands = [b for b in targets.bands if b in spec.bands]
+        flags = flag_catalogs(targets.columns, spec.columns, bands, settings=settings)
         self.log.info(f"spec_rep: {int(flags.spec_rep.sum())} of {len(flags.spec_rep)} objects represented")
         ens = photoz.ensemble
         ancil = {k: np.asarray(v) for k, v in (ens.ancil or {}).items()}
