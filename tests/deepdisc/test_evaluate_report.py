@@ -71,7 +71,7 @@ def test_report_compares_several_runs_and_defaults_to_evaldir(case, tmp_path):
                      "--label", label]) == 0
     assert main(["report", *map(str, dirs), "--example-tiles", "0"]) == 0
     text = (dirs[0] / "report" / REPORT_FILE).read_text()
-    assert "## Runs compared" in text and "| NEXUS6 |" in text
+    assert "## Runs compared" in text and "| NEXUS6 |" in text and "### NEXUS6: metrics per subset" in text
     assert not (dirs[0] / "report" / "example_tiles.png").exists()
     rows = compare_evaluations([load_evaluation(d) for d in dirs])
     assert [r["label"] for r in rows] == ["JADES9", "NEXUS6"] and rows[0]["n_bands"] == 4

@@ -134,16 +134,18 @@ def _example_tiles(ev: EvaluationData, tiles_path: Path, n_tiles: int, outdir: P
             figures)
 
 
+def _subset_table(ev: EvaluationData) -> str:
+    s = ev.summary
+    calib = s.get("calibration", {})
+    rows = [{"subset": k, **v, "calibration": calib.get(k, {}).get("mean_abs", np.nan)}
+            for k, v in s.get("metrics", {}).items()]
+    return markdown_table(rows, ["subset", *_METRIC_COLUMNS, "calibration"],
+                          ["subset", *_METRIC_HEADERS, "mean abs coverage error"])
+
+
 def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
     s = ev.summary
-    parts = []
-    overall = [{"subset": k, **v} for k, v in s.get("metrics", {}).items()]
-    calib = s.get("calibration", {})
-    for row in overall:
-        row["calibration"] = calib.get(row["subset"], {}).get("mean_abs", np.nan)
-    parts.append("## Metrics per subset\n\n" + markdown_table(
-        overall, ["subset", *_METRIC_COLUMNS, "calibration"],
-        ["subset", *_METRIC_HEADERS, "mean abs coverage error"]))
+    parts = ["## Metrics per subset\n\n" + _subset_table(ev)]
     rail = s.get("rail", {})
     if rail:
         parts.append("## RAIL evaluators\n\n" + markdown_table(
@@ -170,6 +172,9 @@ def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
              "calibration_mean_abs", "pit_ks", "completeness"],
             ["run", "bands", "N", "bias", "σ_IQR", "η", "mean abs coverage error", "PIT KS",
              "detected fraction"]))
+        for other in others:
+            parts.append(f"### {other.summary.get('label', other.path.name)}: metrics per subset\n\n"
+                         + _subset_table(other))
     return parts
 
 
