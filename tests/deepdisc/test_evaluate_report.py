@@ -139,3 +139,15 @@ def test_settings_validation(tmp_path):
     path.write_text(json.dumps({"members": [{"note": "no series"}]}))
     with pytest.raises(DeepDiscError, match="no numeric loss series"):
         read_loss_curves(path)
+
+
+def test_with_ancil_adds_a_column_and_checks_its_length(case):
+    from rail.deepdisc.evalio import with_ancil
+
+    _, ts = case
+    ens = make_photoz_for(ts)
+    out = with_ancil(ens, {"spec_rep": np.ones(ens.npdf, np.int64)})
+    assert out.ancil["spec_rep"].sum() == ens.npdf and "spec_rep" not in ens.ancil
+    np.testing.assert_array_equal(out.ancil["zmode"], ens.ancil["zmode"])
+    with pytest.raises(DeepDiscError, match="ancil column 'spec_rep' has shape"):
+        with_ancil(ens, {"spec_rep": np.ones(3)})

@@ -29,11 +29,13 @@ from .evalio import (
     read_json,
     read_photoz,
     read_truth,
+    with_ancil,
     write_csv_atomic,
     write_json_atomic,
 )
 from .evaluate import EvaluationResult, EvaluationSettings, evaluate_photoz
 from .exceptions import DeepDiscError
+from .som import SOMSettings, flag_catalogs
 
 __all__ = ["SUMMARY_FILE", "OBJECTS_FILE", "LOSS_CURVES_FILE", "EvaluationData", "summary_document",
            "write_evaluation",
@@ -117,7 +119,7 @@ def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike
                    *,
                    settings: EvaluationSettings = EvaluationSettings(),
                    peers: Sequence[tuple[str, str | os.PathLike]] = (),
-                   spec_tiles: str | os.PathLike | None = None, som_settings=None,
+                   spec_tiles: str | os.PathLike | None = None, som_settings: SOMSettings = SOMSettings(),
                    loss_curves: str | os.PathLike | None = None, label: str = "") -> Path:
     """Evaluate a photo-z file against its TileSet and write the evaluation folder (``deepdisc evaluate``).
 
@@ -135,8 +137,8 @@ def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike
         Other estimators' qp files on the same objects.
     spec_tiles : str or Path, optional
         Training TileSet: compute the SOM ``spec_rep`` flag from its spec-z objects (replaces the file's).
-    som_settings : SOMSettings, optional
-        SOM configuration (defaults of `rail.deepdisc.som.SOMSettings`).
+    som_settings : SOMSettings
+        SOM configuration (default: the paper's 32x32 map).
     loss_curves : str or Path, optional
         Training loss-curve JSON, checked and copied into the folder for the report.
     label : str
@@ -166,18 +168,13 @@ def evaluate_files(photoz_path: str | os.PathLike, tiles_path: str | os.PathLike
     return out
 
 
-def _with_som_flag(photoz: PhotoZTable, truth: TruthTable, spec_tiles, som_settings) -> PhotoZTable:
-    import qp
-
-    from .som import SOMSettings, flag_catalogs
-
+def _with_som_flag(photoz: PhotoZTable, truth: TruthTable, spec_tiles, som_settings: SOMSettings
+                   ) -> PhotoZTable:
     spec = read_truth(spec_tiles)
     bands = [b for b in truth.bands if b in spec.bands]
-    flags = flag_catalogs(truth.columns, spec.columns, bands, settings=som_settings or SOMSettings())
-    ens = photoz.ensemble
-    ancil = {k: np.asarray(v) for k, v in (ens.ancil or {}).items()}
-    ancil["spec_rep"] = flags.spec_rep.astype(np.int64)
-    return PhotoZTable(qp.Ensemble(ens.gen_class, data=ens.objdata, ancil=ancil), photoz.source)
+    flags = flag_catalogs(truth.columns, spec.columns, bands, settings=som_settings)
+    flagged = with_ancil(photoz.ensemble, {"spec_rep": flags.spec_rep.astype(np.int64)})
+    return PhotoZTable(flagged, photoz.source)
 
 
 def load_evaluation(evaldir: str | os.PathLike) -> EvaluationData:

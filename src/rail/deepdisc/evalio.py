@@ -30,6 +30,7 @@ __all__ = [
     "TRUTH_COLUMNS",
     "PhotoZTable",
     "TruthTable",
+    "with_ancil",
     "read_photoz",
     "read_truth",
     "match_truth",
@@ -83,6 +84,32 @@ class PhotoZTable:
             raise DeepDiscError(f"{self.source}: the photo-z ensemble has no ancil column {name!r} "
                                 f"(it has {', '.join(sorted(self.ancil)) or 'none'})")
         return np.asarray(self.ancil[name], float)
+
+
+def with_ancil(ensemble, columns: Mapping[str, np.ndarray]):
+    """A new ensemble with the same PDFs and its ancil columns plus (or replaced by) ``columns``.
+
+    Parameters
+    ----------
+    ensemble : qp.Ensemble
+        N PDFs.
+    columns : mapping of str -> array_like (N,)
+        Ancil columns to add.
+
+    Returns
+    -------
+    qp.Ensemble
+    """
+    import qp
+
+    ancil = {k: np.asarray(v) for k, v in (ensemble.ancil or {}).items()}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.shape != (ensemble.npdf,):
+            raise DeepDiscError(f"ancil column {name!r} has shape {values.shape}, expected "
+                                f"({ensemble.npdf},)")
+        ancil[name] = values
+    return qp.Ensemble(ensemble.gen_class, data=ensemble.objdata, ancil=ancil)
 
 
 def read_photoz(path: str | os.PathLike) -> PhotoZTable:

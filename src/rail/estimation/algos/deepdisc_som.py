@@ -15,7 +15,7 @@ from ceci.config import StageParameter as Param
 from rail.core.data import QPHandle
 from rail.core.stage import RailStage
 
-from rail.deepdisc.evalio import PhotoZTable, TruthTable, match_truth, read_truth
+from rail.deepdisc.evalio import PhotoZTable, TruthTable, match_truth, read_truth, with_ancil
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_options
 from rail.deepdisc.som import SOMSettings, flag_catalogs
@@ -83,7 +83,4 @@ class DeepDiscSOMFlagger(RailStage):
         bands = [b for b in targets.bands if b in spec.bands]
         flags = flag_catalogs(targets.columns, spec.columns, bands, settings=settings)
         self.log.info(f"spec_rep: {int(flags.spec_rep.sum())} of {len(flags.spec_rep)} objects represented")
-        ens = photoz.ensemble
-        ancil = {k: np.asarray(v) for k, v in (ens.ancil or {}).items()}
-        ancil["spec_rep"] = flags.spec_rep.astype(np.int64)
-        self.add_data("output", qp.Ensemble(ens.gen_class, data=ens.objdata, ancil=ancil))
+        self.add_data("output", with_ancil(photoz.ensemble, {"spec_rep": flags.spec_rep.astype(np.int64)}))
