@@ -151,3 +151,22 @@ def test_with_ancil_adds_a_column_and_checks_its_length(case):
     np.testing.assert_array_equal(out.ancil["zmode"], ens.ancil["zmode"])
     with pytest.raises(DeepDiscError, match="ancil column 'spec_rep' has shape"):
         with_ancil(ens, {"spec_rep": np.ones(3)})
+
+
+def test_tileset_without_any_truth_still_evaluates_and_reports(tmp_path):
+    ts = varied_tileset(n_tiles=2, objects_per_tile=6)
+    ens = make_photoz_for(ts)
+    del ts.objects["redshift_true"]
+    ts.objects["redshift"][:] = np.nan
+    write_tileset(ts, tmp_path / "tiles.h5")
+    ens.write_to(str(tmp_path / "pz.hdf5"))
+    argv = ["evaluate", str(tmp_path / "pz.hdf5"), str(tmp_path / "tiles.h5"), "-o", str(tmp_path / "ev")]
+    assert main(argv) == 0
+    ev = load_evaluation(tmp_path / "ev")
+    assert ev.summary["truth_column"] == "redshift" and ev.summary["n_with_truth"] == 0
+    assert ev.summary["metrics"]["all"]["n"] == 0 and np.isnan(ev.summary["metrics"]["all"]["bias"])
+    assert ev.summary["rail"] == {} and ev.table("completeness")  # completeness needs no truth
+    assert main(["report", str(tmp_path / "ev")]) == 0
+    assert (tmp_path / "ev" / "report" / "completeness.png").exists()
+    assert not (tmp_path / "ev" / "report" / "pit.png").exists()
+    assert "No object has a truth redshift" in (tmp_path / "ev" / "report" / REPORT_FILE).read_text()

@@ -127,10 +127,10 @@ def _nz(gridded, ztrue: np.ndarray, settings: EvaluationSettings) -> dict[str, n
     rows = np.isfinite(ztrue)
     yvals = np.asarray(gridded.objdata["yvals"], float)[rows]
     stacked = yvals.mean(axis=0) if len(yvals) else np.zeros(yvals.shape[1])
-    counts, edges = np.histogram(ztrue[rows], bins=_NZ_HIST_BINS, range=(settings.zmin, settings.zmax),
-                                 density=bool(rows.any()))
+    counts, edges = np.histogram(ztrue[rows], bins=_NZ_HIST_BINS, range=(settings.zmin, settings.zmax))
+    density = counts / max(counts.sum(), 1) / np.diff(edges)
     return {"z": settings.zgrid, "stacked_pdf": stacked, "true_hist_edges": edges,
-            "true_hist_density": counts}
+            "true_hist_density": density}
 
 
 def _coverage_rows(pit: np.ndarray, subsets: Mapping[str, np.ndarray], levels) -> tuple[list[dict], dict]:

@@ -219,7 +219,8 @@ def plot_metrics_vs_bin(rows: Sequence[Mapping], binning: str, *, xlabel: str) -
             ax.axhline(0, color="0.5", lw=0.8)
         else:
             ax.set_ylim(bottom=0)
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8)
     fig.suptitle(f"Photo-z metrics vs {xlabel} (bins with ≥ {_MIN_PER_BIN} objects)")
     return fig
 

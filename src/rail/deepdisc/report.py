@@ -105,9 +105,6 @@ def _binned_figures(ev: EvaluationData, outdir: Path, figures: list[str]) -> Non
             "metrics_vs_magnitude.png", "Metrics vs magnitude, per subset", figures)
     _figure(plots.plot_metrics_vs_bin(metrics, "z", xlabel="true redshift"), outdir,
             "metrics_vs_redshift.png", "Metrics vs redshift, per subset", figures)
-    if ev.table("completeness"):
-        _figure(plots.plot_completeness(ev.table("completeness"), band=band), outdir, "completeness.png",
-                "Detection completeness vs magnitude", figures)
 
 
 def _example_tiles(ev: EvaluationData, tiles_path: Path, n_tiles: int, outdir: Path, figures: list[str]
@@ -209,8 +206,15 @@ def build_report(evaldirs: Sequence[str | os.PathLike], outdir: str | os.PathLik
     outdir = Path(outdir) if outdir is not None else main.path / "report"
     outdir.mkdir(parents=True, exist_ok=True)
     figures: list[str] = []
-    _core_figures(main, outdir, figures)
-    _binned_figures(main, outdir, figures)
+    if np.isfinite(main.objects["ztrue"]).any():
+        _core_figures(main, outdir, figures)
+        _binned_figures(main, outdir, figures)
+    else:
+        figures.append("*No object has a truth redshift: the redshift figures are omitted.*\n")
+    if main.table("completeness"):
+        band = main.summary.get("magnitude_band", "")
+        _figure(plots.plot_completeness(main.table("completeness"), band=band), outdir, "completeness.png",
+                "Detection completeness vs magnitude", figures)
     tiles_path = Path(tiles) if tiles else Path(main.summary.get("tiles") or "")
     if n_tiles and tiles_path.is_file():
         _example_tiles(main, tiles_path, n_tiles, outdir, figures)
