@@ -49,6 +49,7 @@ class _TruthStage(RailStage):
     """Shared input handling: a photo-z ensemble (``input``) and its TileSet (``truth``)."""
 
     entrypoint_function = "evaluate"
+    parallel = False  # medians, quantiles and the SOM need every object at once: one process
     config_options = RailStage.config_options.copy()
     config_options.update(
         truth_column=Param(str, "auto", msg="truth redshift column: auto (redshift_true for simulations, "

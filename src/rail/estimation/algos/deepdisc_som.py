@@ -42,6 +42,7 @@ class DeepDiscSOMFlagger(RailStage):
 
     name = "DeepDiscSOMFlagger"
     entrypoint_function = "flag"
+    parallel = False  # the map is trained on every object at once: one process
     config_options = RailStage.config_options.copy()
     config_options.update(
         som_rows=Param(int, _DEFAULTS.shape[0], msg="SOM rows (paper: 32)"),
