@@ -16,10 +16,10 @@ from rail.deepdisc.tileio import write_tileset
 from .evalhelpers import make_photoz_for, varied_tileset
 
 EVAL_FILES = ("summary.json", "objects.h5", "metrics.csv", "coverage.csv", "completeness.csv", "nz.csv",
-              "peers.csv", "loss_curves.json")
+              "peers.csv", "peer_coverage.csv", "loss_curves.json")
 REPORT_PNGS = ("zphot_vs_ztrue.png", "pit.png", "coverage.png", "nz.png", "normalised_residuals.png",
                "metrics_vs_magnitude.png", "metrics_vs_redshift.png", "completeness.png", "example_tiles.png",
-               "loss_curves.png")
+               "loss_curves.png", "coverage_peers.png")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,8 @@ def test_evaluate_and_report_cli(case, capsys):
     assert [p["estimator"] for p in peers] == ["DeepDISC (test-run)", "narrow"]
     # the half-width peer is overconfident: its coverage error is far larger
     assert peers[1]["calibration_mean_abs"] > 3 * peers[0]["calibration_mean_abs"]
+    narrow = [r for r in ev.table("peer_coverage") if r["estimator"] == "narrow"]
+    assert all(r["coverage"] < r["level"] for r in narrow if 0.3 <= r["level"] <= 0.95)
     assert main(["report", str(evaldir), "-o", str(reportdir)]) == 0
     for name in REPORT_PNGS:
         assert (reportdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

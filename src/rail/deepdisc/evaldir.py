@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 OBJECTS_FILE = "objects.h5"
 LOSS_CURVES_FILE = "loss_curves.json"
-_TABLES = ("metrics", "coverage", "completeness", "peers")
+_TABLES = ("metrics", "coverage", "completeness", "peers", "peer_coverage")
 _COMPARE_SUBSET = "all"
 
 
@@ -59,7 +59,7 @@ class EvaluationData:
     objects: dict[str, np.ndarray]
 
     def table(self, name: str) -> list[dict]:
-        """One of the tables (``metrics``, ``coverage``, ``completeness``, ``peers``, ``nz``)."""
+        """A table: ``metrics``, ``coverage``, ``completeness``, ``peers``, ``peer_coverage`` or ``nz``."""
         return self.summary.get("tables", {}).get(name, [])
 
 

@@ -15,6 +15,7 @@ for peers (other estimators' qp files on the same objects, e.g. BPZ and EAZY), a
 ``completeness.csv``  detection completeness per magnitude bin
 ``nz.csv``            redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
 ``peers.csv``         peer comparison (only with peers)
+``peer_coverage.csv`` coverage per estimator and credibility level (only with peers)
 ``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
 ====================  ========================================================================================
 """
@@ -117,6 +118,7 @@ class EvaluationResult:
     nz: dict[str, np.ndarray]
     objects: dict[str, np.ndarray]
     peers: list[dict] = field(default_factory=list)
+    peer_coverage: list[dict] = field(default_factory=list)
 
 
 def _preset_of(bands: Sequence[str]) -> str:
@@ -191,7 +193,7 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
         "magnitude_band": mag_band, "settings": asdict(settings), **result.summary,
     }
     if peers:
-        result.peers = _peer_table(photoz, peers, ztrue, settings, result.summary)
+        result.peers, result.peer_coverage = _peer_tables(photoz, peers, ztrue, settings, result)
     return result
 
 
@@ -231,7 +233,8 @@ def _aligned(peer: PhotoZTable, ids: np.ndarray, name: str) -> PhotoZTable:
     return PhotoZTable(peer.ensemble[rows], peer.source)
 
 
-def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, settings: EvaluationSettings) -> dict:
+def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, settings: EvaluationSettings
+              ) -> tuple[dict, list[dict]]:
     if settings.point_estimate in photoz.ancil:
         zphot = photoz.point(settings.point_estimate)
     else:
@@ -241,17 +244,23 @@ def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, settings: Evalu
     cov = coverage_from_pit(pit_values(photoz.ensemble, ztrue), settings.levels)
     rail = rail_metrics(gridded_ensemble(photoz.ensemble, settings.zgrid), ztrue, zmin=settings.zmin,
                         zmax=settings.zmax, nzbins=settings.nzbins, point_estimate=settings.point_estimate)
-    return {"estimator": name, **m.as_dict(), "calibration_mean_abs": calibration_error(cov)["mean_abs"],
-            "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}
+    row = {"estimator": name, **m.as_dict(), "calibration_mean_abs": calibration_error(cov)["mean_abs"],
+           "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}
+    return row, [{"estimator": name, **r} for r in cov.rows()]
 
 
-def _peer_table(photoz: PhotoZTable, peers: Mapping[str, PhotoZTable], ztrue: np.ndarray,
-                settings: EvaluationSettings, summary: Mapping) -> list[dict]:
-    rail = summary["rail"]
-    rows = [{"estimator": f"DeepDISC ({summary['label']})", **summary["metrics"]["all"],
+def _peer_tables(photoz: PhotoZTable, peers: Mapping[str, PhotoZTable], ztrue: np.ndarray,
+                 settings: EvaluationSettings, result: EvaluationResult) -> tuple[list[dict], list[dict]]:
+    summary, rail = result.summary, result.summary["rail"]
+    name = f"DeepDISC ({summary['label']})"
+    rows = [{"estimator": name, **summary["metrics"]["all"],
              "calibration_mean_abs": summary["calibration"].get("all", {}).get("mean_abs", np.nan),
              "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}]
+    coverage = [{"estimator": name, **{k: v for k, v in r.items() if k != "subset"}}
+                for r in result.coverage if r["subset"] == "all"]
     ids = np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64)
-    for name, peer in peers.items():
-        rows.append(_peer_row(name, _aligned(peer, ids, name), ztrue, settings))
-    return rows
+    for peer_name, peer in peers.items():
+        row, cov = _peer_row(peer_name, _aligned(peer, ids, peer_name), ztrue, settings)
+        rows.append(row)
+        coverage += cov
+    return rows, coverage

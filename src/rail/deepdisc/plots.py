@@ -132,8 +132,8 @@ def plot_pit_histogram(pit, *, n_bins: int = 20, ks: float | None = None) -> Fig
     return fig
 
 
-def plot_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, n: int | None = None
-                  ) -> Figure:
+def plot_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, n: int | None = None,
+                  title: str = "Credible-interval coverage") -> Figure:
     """Coverage of central credible intervals versus credibility, one line per subset or estimator.
 
     Parameters
@@ -142,6 +142,8 @@ def plot_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
         The curves to draw.
     n : int, optional
         Objects behind the first curve: draws the ±2σ band expected for calibrated PDFs.
+    title : str
+        Figure title.
     """
     fig = Figure(figsize=(5.6, 5.2), layout="constrained")
     ax = fig.add_subplot()
@@ -154,7 +156,7 @@ def plot_coverage(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
         color, marker = _SUBSET_STYLE.get(label, (f"C{k}", "o"))
         ax.plot(levels, cov, marker=marker, ms=4, color=color, label=label)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="credibility of the central interval",
-           ylabel="fraction of true redshifts inside", title="Credible-interval coverage")
+           ylabel="fraction of true redshifts inside", title=title)
     ax.text(0.97, 0.03, "below the line: overconfident\nabove: underconfident", transform=ax.transAxes,
             ha="right", va="bottom", fontsize=8, color="0.3")
     ax.legend(fontsize=8, loc="upper left")

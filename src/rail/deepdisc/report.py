@@ -70,6 +70,15 @@ def _figure(fig, outdir: Path, name: str, caption: str, figures: list[str]) -> N
     figures.append(f"![{caption}]({name})\n\n*{caption}*\n")
 
 
+def _curves(rows: Sequence[Mapping], key: str) -> dict[str, tuple[list, list]]:
+    curves = {}
+    for name in dict.fromkeys(r[key] for r in rows):
+        sel = [r for r in rows if r[key] == name and r["n"] > 0]
+        if sel:
+            curves[name] = ([r["level"] for r in sel], [r["coverage"] for r in sel])
+    return curves
+
+
 def _core_figures(ev: EvaluationData, outdir: Path, figures: list[str]) -> None:
     s, o = ev.summary, ev.objects
     truth = "true" if s.get("truth_column") == "redshift_true" else "spectroscopic"
@@ -81,14 +90,14 @@ def _core_figures(ev: EvaluationData, outdir: Path, figures: list[str]) -> None:
     _figure(plots.plot_pit_histogram(o["pit"], ks=s.get("rail", {}).get("pit_ks")), outdir, "pit.png",
             "PIT histogram: flat for calibrated PDFs", figures)
     coverage = ev.table("coverage")
-    curves = {}
-    for subset in dict.fromkeys(r["subset"] for r in coverage):
-        sel = [r for r in coverage if r["subset"] == subset and r["n"] > 0]
-        if sel:
-            curves[subset] = ([r["level"] for r in sel], [r["coverage"] for r in sel])
     n_all = next((r["n"] for r in coverage if r["subset"] == "all"), None)
-    _figure(plots.plot_coverage(curves, n=n_all), outdir, "coverage.png",
+    _figure(plots.plot_coverage(_curves(coverage, "subset"), n=n_all, title="Credible-interval coverage per "
+                                "subset"), outdir, "coverage.png",
             "Coverage of central credible intervals per subset", figures)
+    if ev.table("peer_coverage"):
+        _figure(plots.plot_coverage(_curves(ev.table("peer_coverage"), "estimator"), n=n_all,
+                                    title="Credible-interval coverage per estimator"), outdir,
+                "coverage_peers.png", "Coverage of central credible intervals per estimator", figures)
     nz = s.get("tables", {}).get("nz", {})
     if nz:
         _figure(plots.plot_nz(nz["z"], nz["stacked_pdf"], nz["true_hist_edges"], nz["true_hist_density"],
