@@ -1,4 +1,4 @@
-"""Evaluation inputs and outputs: photo-z files, truth tables from TileSets, atomic JSON/CSV, a JSON handle.
+"""Evaluation inputs and outputs: photo-z files, truth tables from TileSets, atomic JSON and CSV writers.
 
 The truth of an evaluation is the TileSet the estimator ran on: its primary objects, in file order, are the
 rows of the photo-z ensemble (``DESIGN.md`` section 4). `read_truth` reads only the object columns (never the
@@ -21,7 +21,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-from rail.core.data import DataHandle
 
 from .exceptions import DeepDiscError
 from .tiles import TileSet
@@ -38,7 +37,6 @@ __all__ = [
     "write_csv_atomic",
     "write_text_atomic",
     "read_json",
-    "JsonHandle",
 ]
 
 #: Truth columns, in order of preference for ``truth="auto"``.
@@ -324,21 +322,3 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return "nan" if not math.isfinite(float(value)) else f"{float(value):.6g}"
     return value
-
-
-class JsonHandle(DataHandle):
-    """RAIL handle for a JSON document (a dict of tables and summaries), written atomically."""
-
-    suffix = "json"
-
-    @classmethod
-    def _open(cls, path: str, **kwargs: Any):
-        return open(path, encoding="utf-8")
-
-    @classmethod
-    def _read(cls, path: str, **kwargs: Any) -> dict:
-        return read_json(path)
-
-    @classmethod
-    def _write(cls, data: dict, path: str, **kwargs: Any) -> None:
-        write_json_atomic(data, path)

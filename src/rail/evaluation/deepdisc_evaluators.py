@@ -22,20 +22,45 @@ import numpy as np
 import qp
 from ceci.config import StageParameter as Param
 from rail.core.common_params import SharedParams
-from rail.core.data import Hdf5Handle, QPHandle
+from rail.core.data import DataHandle, Hdf5Handle, QPHandle
 from rail.core.stage import RailStage
 
 from rail.deepdisc.coverage import CREDIBILITY_LEVELS, calibration_error, coverage_from_pit, pit_values
 from rail.deepdisc.evaldir import summary_document
-from rail.deepdisc.evalio import JsonHandle, PhotoZTable, TruthTable, match_truth, read_truth
+from rail.deepdisc.evalio import (
+    PhotoZTable,
+    TruthTable,
+    match_truth,
+    read_json,
+    read_truth,
+    write_json_atomic,
+)
 from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.metrics import flag_subsets
 from rail.deepdisc.options import check_options
 
-__all__ = ["DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator"]
+__all__ = ["JsonHandle", "DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator"]
 
 _DEFAULTS = EvaluationSettings()
+
+
+class JsonHandle(DataHandle):
+    """RAIL handle for a JSON document (a dict of tables and summaries), written atomically."""
+
+    suffix = "json"
+
+    @classmethod
+    def _open(cls, path: str, **kwargs: Any):
+        return open(path, encoding="utf-8")
+
+    @classmethod
+    def _read(cls, path: str, **kwargs: Any) -> dict:
+        return read_json(path)
+
+    @classmethod
+    def _write(cls, data: dict, path: str, **kwargs: Any) -> None:
+        write_json_atomic(data, path)
 
 
 def _strict_init(stage, args: Any, kwargs: dict) -> None:
