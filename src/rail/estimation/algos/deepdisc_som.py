@@ -1,0 +1,87 @@
+"""RAIL stage adding the SOM "spectroscopically represented" flag (``spec_rep``) to a photo-z ensemble.
+
+`DeepDiscSOMFlagger` trains a self-organising map on the F444W magnitude and sequential colours of the photo-z
+objects and the spectroscopic training objects (:mod:`rail.deepdisc.som`) and writes the ensemble again with
+an ancil column ``spec_rep`` (1 = the object's cell holds a training spec-z object); metrics split by it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import qp
+from ceci.config import StageParameter as Param
+from rail.core.data import QPHandle
+from rail.core.stage import RailStage
+
+from rail.deepdisc.evalio import PhotoZTable, TruthTable, match_truth, read_truth, with_ancil
+from rail.deepdisc.handles import TileSetHandle
+from rail.deepdisc.options import check_options
+from rail.deepdisc.som import SOMSettings, flag_catalogs
+
+__all__ = ["DeepDiscSOMFlagger"]
+
+_DEFAULTS = SOMSettings()
+
+
+def _table(stage: RailStage, tag: str) -> TruthTable:
+    handle = stage.get_handle(tag, allow_missing=True)
+    if handle.data is None and handle.path:
+        return read_truth(handle.path)
+    return TruthTable.from_tileset(stage.get_data(tag))
+
+
+class DeepDiscSOMFlagger(RailStage):
+    """Flag photo-z objects whose SOM cell holds a spectroscopic training object (``spec_rep``).
+
+    Inputs: ``input``, the photo-z ensemble; ``tiles``, the TileSet it was estimated on (its primary objects,
+    in order, are the ensemble's rows); ``spec``, the training TileSet (its objects with spec-z define the
+    represented cells). Output ``output``: the same ensemble with the ancil column ``spec_rep`` added.
+    """
+
+    name = "DeepDiscSOMFlagger"
+    entrypoint_function = "flag"
+    parallel = False  # the map is trained on every object at once: one process
+    config_options = RailStage.config_options.copy()
+    config_options.update(
+        som_rows=Param(int, _DEFAULTS.shape[0], msg="SOM rows (paper: 32)"),
+        som_cols=Param(int, _DEFAULTS.shape[1], msg="SOM columns (paper: 32)"),
+        sigma=Param(float, _DEFAULTS.sigma, msg="initial Gaussian neighbourhood width, cells (paper: 5)"),
+        learning_rate=Param(float, _DEFAULTS.learning_rate, msg="initial learning rate (paper: 0.5)"),
+        n_iterations=Param(int, _DEFAULTS.n_iterations, msg="SOM weight updates"),
+        reference_band=Param(str, _DEFAULTS.reference_band,
+                             msg="band of the magnitude feature (paper: F444W)"),
+        seed=Param(int, _DEFAULTS.seed, msg="random seed of the training order"),
+    )
+    inputs = [("input", QPHandle), ("tiles", TileSetHandle), ("spec", TileSetHandle)]
+    outputs = [("output", QPHandle)]
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        given = dict(args) if isinstance(args, dict) else {}
+        given.update(kwargs)
+        tags = [t for t, _ in self.inputs] + [t for t, _ in self.outputs]
+        check_options(self.name, given, self.config_options, tags)
+        super().__init__(args, **kwargs)
+
+    def flag(self, data: qp.Ensemble, tiles, spec) -> QPHandle:
+        """Attach the ensemble, its TileSet and the training TileSet; run; return the output handle."""
+        self.set_data("input", data)
+        self.set_data("tiles", tiles, do_read=False)
+        self.set_data("spec", spec, do_read=False)
+        self.run()
+        self.finalize()
+        return self.get_handle("output")
+
+    def run(self) -> None:
+        """Train the SOM and add ``spec_rep``."""
+        c = self.config
+        settings = SOMSettings(shape=(c.som_rows, c.som_cols), sigma=c.sigma, learning_rate=c.learning_rate,
+                               n_iterations=c.n_iterations, reference_band=c.reference_band, seed=c.seed)
+        photoz = PhotoZTable(self.get_data("input"), "input")
+        targets, spec = _table(self, "tiles"), _table(self, "spec")
+        match_truth(photoz, targets)
+        bands = [b for b in targets.bands if b in spec.bands]
+        flags = flag_catalogs(targets.columns, spec.columns, bands, settings=settings)
+        self.log.info(f"spec_rep: {int(flags.spec_rep.sum())} of {len(flags.spec_rep)} objects represented")
+        self.add_data("output", with_ancil(photoz.ensemble, {"spec_rep": flags.spec_rep.astype(np.int64)}))
