@@ -16,6 +16,24 @@ def test_import_and_attach_all_finds_stages():
     assert rail.stages.DeepDiscInformer is DeepDiscInformer
 
 
+def test_fresh_process_attaches_every_stage():
+    """RAIL imports only the ``rail.deepdisc`` package: it must bring every stage module with it."""
+    import subprocess
+    import sys
+
+    from rail.deepdisc import STAGE_MODULES
+
+    code = ("import importlib, rail.stages; rail.stages.import_and_attach_all(silent=True); "
+            "from rail.core.stage import RailStage; "
+            f"mods = {list(STAGE_MODULES)!r}; "
+            "names = [n for n, (c, _) in RailStage.pipeline_stages.items() if c.__module__ in mods]; "
+            "missing = [n for n in names if not hasattr(rail.stages, n)]; "
+            "print(len(names), missing)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    count, missing = out.strip().split(" ", 1)
+    assert int(count) >= 2 and missing == "[]"
+
+
 def test_no_namespace_init():
     import rail
 

@@ -19,7 +19,32 @@ from .exceptions import (
     NoDetectionsWarning,
     TileSetError,
 )
+from .coverage import (
+    CREDIBILITY_LEVELS,
+    CoverageResult,
+    calibration_error,
+    central_interval_coverage,
+    coverage_from_pit,
+    ensemble_moments,
+    ensemble_quantiles,
+    gridded_ensemble,
+    pit_values,
+)
+from .evaldir import compare_evaluations, evaluate_files, load_evaluation, read_loss_curves
+from .evalio import PhotoZTable, TruthTable, read_photoz, read_truth, with_ancil
+from .evaluate import EvaluationResult, EvaluationSettings, evaluate_photoz
+from .metrics import (
+    PointMetrics,
+    detection_completeness,
+    metrics_table,
+    normalised_residuals,
+    outlier_fraction,
+    photoz_bias,
+    point_metrics,
+    sigma_iqr,
+)
 from .presets import FILTER_PRESETS, get_preset, resolve_bands
+from .som import SOMSettings, flag_catalogs, spec_represented
 from .tileio import (
     TileSetSummary,
     TileSetWriter,
@@ -42,9 +67,22 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "DeepDiscInformer": "rail.estimation.algos.deepdisc",
     "DeepDiscEstimator": "rail.estimation.algos.deepdisc",
+    "DeepDiscSOMFlagger": "rail.estimation.algos.deepdisc_som",
+    "DeepDiscTruthMatcher": "rail.evaluation.deepdisc_evaluators",
+    "DeepDiscCoverageEvaluator": "rail.evaluation.deepdisc_evaluators",
+    "DeepDiscMetricsEvaluator": "rail.evaluation.deepdisc_evaluators",
     "TileSetHandle": "rail.deepdisc.handles",
     "DeepDiscModelHandle": "rail.deepdisc.handles",
+    "build_report": "rail.deepdisc.report",
 }
+
+#: Modules holding the package's RAIL stages. RAIL's ``import_and_attach_all`` imports only ``rail.deepdisc``,
+#: so `import_stages` (called at the end of this module) imports them; they keep torch and plotting imports lazy.
+STAGE_MODULES = (
+    "rail.estimation.algos.deepdisc",
+    "rail.estimation.algos.deepdisc_som",
+    "rail.evaluation.deepdisc_evaluators",
+)
 
 __all__ = [
     "ConfigError",
@@ -68,6 +106,39 @@ __all__ = [
     "read_tileset",
     "validate_tileset",
     "write_tileset",
+    "CREDIBILITY_LEVELS",
+    "CoverageResult",
+    "calibration_error",
+    "central_interval_coverage",
+    "coverage_from_pit",
+    "ensemble_moments",
+    "ensemble_quantiles",
+    "gridded_ensemble",
+    "pit_values",
+    "compare_evaluations",
+    "evaluate_files",
+    "load_evaluation",
+    "read_loss_curves",
+    "PhotoZTable",
+    "TruthTable",
+    "read_photoz",
+    "read_truth",
+    "with_ancil",
+    "EvaluationResult",
+    "EvaluationSettings",
+    "evaluate_photoz",
+    "PointMetrics",
+    "detection_completeness",
+    "metrics_table",
+    "normalised_residuals",
+    "outlier_fraction",
+    "photoz_bias",
+    "point_metrics",
+    "sigma_iqr",
+    "SOMSettings",
+    "flag_catalogs",
+    "spec_represented",
+    "import_stages",
     *_LAZY,
 ]
 
@@ -76,3 +147,12 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def import_stages() -> None:
+    """Import every module of the package that defines RAIL stages (so RAIL can attach them)."""
+    for module in STAGE_MODULES:
+        importlib.import_module(module)
+
+
+import_stages()
