@@ -34,6 +34,7 @@ __all__ = [
     "extinction_coefficients",
     "deredden",
     "magnitudes_to_fluxes",
+    "catalog_magnitudes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -265,3 +266,37 @@ def magnitudes_to_fluxes(mags: np.ndarray, magerrs: np.ndarray) -> tuple[np.ndar
     flux = np.where(missing, np.nan, flux)
     err = np.where(missing, np.nan, err)
     return flux, err
+
+
+def catalog_magnitudes(table: dict, bands: Sequence[str], *, ebv_column: str = "ebv",
+                       deredden_mw: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Stack a catalog's ``mag_<BAND>``/``magerr_<BAND>`` columns, optionally removing Milky-Way extinction.
+
+    Parameters
+    ----------
+    table : mapping of str -> ndarray (N,)
+        Catalog columns (a chunk from a RAIL table handle, or `tileset_to_catalog` output).
+    bands : sequence of str
+        Bands, in fit order.
+    ebv_column : str
+        Column with E(B-V) (mag); "" or a missing column means no correction.
+    deredden_mw : bool
+        Apply `deredden`.
+
+    Returns
+    -------
+    mags, magerrs : ndarray (N, B)
+
+    Raises
+    ------
+    ConfigError
+        If a band's columns are missing, naming them.
+    """
+    missing = [c for b in bands for c in (f"mag_{b}", f"magerr_{b}") if c not in table]
+    if missing:
+        raise ConfigError(f"input catalog lacks column(s) {', '.join(missing)} (columns: {', '.join(table)})")
+    mags = np.column_stack([np.asarray(table[f"mag_{b}"], float) for b in bands])
+    errs = np.column_stack([np.asarray(table[f"magerr_{b}"], float) for b in bands])
+    if deredden_mw and ebv_column and ebv_column in table:
+        mags = deredden(mags, np.asarray(table[ebv_column], float), bands)
+    return mags, errs

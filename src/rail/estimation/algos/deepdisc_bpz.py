@@ -1,0 +1,209 @@
+"""pz-rail-bpz configured for NIRCam: `NIRCamBPZInformer` and `NIRCamBPZEstimator`.
+
+Subclasses of pz-rail-bpz's ``BPZliteInformer``/``BPZliteEstimator`` that (1) replace its LSST defaults by NIRCam
+ones derived from ``nircam_bands`` (band and error columns ``mag_<BAND>``/``magerr_<BAND>``, filter names,
+limiting magnitudes, zero-point errors, reference band; NaN = not observed, 99 = non-detection), (2) write BPZ's
+data folder (filters, SEDs, ``.AB`` fluxes) for our template set into a cache folder, (3) fit zero-point offsets
+and best-fit broad types at the spec-z inside the informer with the corrected algorithm
+(`rail.deepdisc.peers.bpz_setup.bpz_zero_point_offsets`: pz-rail-bpz's pre-estimator normalises by the wrong
+object), (4) remove Milky-Way extinction from the ``ebv`` column, and (5) add ``zmedian`` to BPZ's ``zmode`` and
+``zmean``. The BPZ fit itself is pz-rail-bpz's, unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tables_io
+from ceci.config import StageParameter as Param
+from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
+
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.options import check_options
+from rail.deepdisc.peers.bpz_setup import (bpz_zero_point_offsets, broad_types, nircam_bpz_options,
+                                           write_bpz_data_dir)
+from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
+from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
+from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
+from rail.deepdisc.presets import get_preset, resolve_bands
+
+__all__ = ["NIRCamBPZInformer", "NIRCamBPZEstimator"]
+
+_DEFAULT_BANDS = list(get_preset("JADES9"))
+_DEFAULTS = nircam_bpz_options(_DEFAULT_BANDS)
+#: Templates per broad type (E, Sp, Im/SB) of the default CWWSB4 set: El | Sbc Scd | Im SB3 SB2 ssp25 ssp5.
+_CWWSB4_NT = [1, 2, 5]
+
+_NIRCAM_OPTIONS = dict(
+    nircam_bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands; bands, err_bands, filter_list, mag_limits, "
+                       "zp_errors, zp_offsets and ref_band follow from them unless given"),
+    nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the bluest band)"),
+    templates=Param(str, DEFAULT_TEMPLATES, msg="template set (BPZ .list, EAZY .param, SED folder, or a list name "
+                    "in pz-rail-base's SED folder; default CWWSB4, not the simulator's COSMOS set)"),
+    data_dir=Param(str, "", msg="parent folder of the generated BPZ data (filters, SEDs, .AB files); '' = the "
+                   "user cache ($RAIL_DEEPDISC_CACHE or ~/.cache/pz-rail-deepdisc/bpz)"),
+    mag_limit=Param(float, 30.0, msg="1-sigma limiting AB magnitude of non-detections, every band"),
+    zp_error=Param(float, 0.02, msg="zero-point uncertainty per band, mag"),
+    ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
+    deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
+)
+_BPZ_DEFAULTS = dict(
+    hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
+    bands=Param(list, _DEFAULTS["bands"], msg="magnitude columns"),
+    err_bands=Param(list, _DEFAULTS["err_bands"], msg="magnitude error columns"),
+    filter_list=Param(list, _DEFAULTS["filter_list"], msg="BPZ filter names (FILTER/<name>.res)"),
+    ref_band=Param(str, _DEFAULTS["ref_band"], msg="magnitude column of the prior's reference band"),
+    mag_limits=Param(dict, _DEFAULTS["mag_limits"], msg="1-sigma limiting magnitude per magnitude column"),
+    zp_errors=Param(list, _DEFAULTS["zp_errors"], msg="zero-point errors per band, mag"),
+    zp_offsets=Param(list, _DEFAULTS["zp_offsets"], msg="zero-point offsets per band, mag (subtracted)"),
+    nondetect_val=Param(float, NONDETECTION_MAG, msg="magnitude marking a non-detection"),
+    spectra_file=Param(str, "", msg="SED list in bpz_ref_data_path/SED ('' = the generated one)"),
+    bpz_ref_data_path=Param(str, "", msg="BPZ data folder ('' = generated from templates and nircam_bands)"),
+    nt_array=Param(list, _CWWSB4_NT, msg="templates per broad type, in template order (sum = number of "
+                   "templates)"),
+)
+
+
+def _nircam_init(stage_cls, args: Any, kwargs: dict) -> dict:
+    """Check options, derive NIRCam defaults the user did not give, write the BPZ data folder."""
+    given = dict(args) if isinstance(args, dict) else {}
+    given.update(kwargs)
+    tags = [t for t, _ in stage_cls.inputs] + [t for t, _ in stage_cls.outputs]
+    check_options(stage_cls.name, given, stage_cls.config_options, tags)
+    opts = {k: p.default for k, p in stage_cls.config_options.items() if hasattr(p, "default")}
+    opts.update(given)
+    bands = resolve_bands(list(opts["nircam_bands"]))
+    derived = nircam_bpz_options(bands, ref_band=opts["nircam_ref_band"] or None, mag_limit=opts["mag_limit"],
+                                 zp_error=opts["zp_error"])
+    out = dict(kwargs)
+    for key, value in derived.items():
+        if key not in given:
+            out[key] = value
+    if not given.get("bpz_ref_data_path"):
+        tset = load_template_set(opts["templates"])
+        nt = list(opts["nt_array"])
+        if sum(nt) != len(tset):
+            raise ConfigError(f"{stage_cls.name}: nt_array {nt} sums to {sum(nt)}, the template set "
+                              f"{opts['templates']!r} has {len(tset)} templates")
+        madau = str(opts.get("madau_flag", "yes")).lower() == "yes"
+        stem = Path(str(opts["templates"])).stem or "templates"
+        path = write_bpz_data_dir(tset, bands, list_name=stem, madau=madau, zmax=float(opts["zmax"]),
+                                  root=opts["data_dir"] or None)
+        out["bpz_ref_data_path"] = str(path)
+        if not given.get("spectra_file"):
+            out["spectra_file"] = f"{stem}.list"
+    return out
+
+
+def _dereddened(config, data: dict) -> dict:
+    """Copy of the table with Milky-Way extinction removed from the band columns."""
+    if not (config.deredden and config.ebv_col and config.ebv_col in data):
+        return data
+    bands = [b[len("mag_"):] if b.startswith("mag_") else b for b in config.bands]
+    mags = np.column_stack([np.asarray(data[b], float) for b in config.bands])
+    fixed = deredden(mags, np.asarray(data[config.ebv_col], float), resolve_bands(bands))
+    out = dict(data)
+    for k, col in enumerate(config.bands):
+        out[col] = fixed[:, k]
+    return out
+
+
+class NIRCamBPZInformer(BPZliteInformer):
+    """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer, NIRCam-configured).
+
+    Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
+    (``fit_zero_points``) and the broad types, then BPZ's prior parameters (``output_hdfn=False``, default) or the
+    HDF-N prior (``output_hdfn=True``). Output: pz-rail-bpz's model dict.
+    """
+
+    name = "NIRCamBPZInformer"
+    config_options = BPZliteInformer.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+    config_options.update(_BPZ_DEFAULTS)
+    config_options.update(
+        output_hdfn=Param(bool, False, msg="use the HDF-N prior instead of fitting the prior to the spec-z sample"),
+        mmax=Param(float, 32.0, msg="faintest reference-band magnitude used to fit the prior"),
+        madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
+        zmax=Param(float, 12.0, msg="highest redshift"),
+        fit_zero_points=Param(bool, True, msg="fit zero-point offsets at the spec-z (corrected algorithm)"),
+        min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for the zero points"),
+    )
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        super().__init__(args, **_nircam_init(type(self), args, kwargs))
+        self._types = None
+
+    def run(self) -> None:
+        """Keep labelled objects, fit types and offsets, then BPZ's prior fit."""
+        data = self.get_data("input")
+        table = data[self.config.hdf5_groupname] if self.config.hdf5_groupname else data
+        if tables_io.types.table_type(table) != 1:
+            table = self._convert_table_format(table, out_fmt_str="numpyDict")
+        z = np.asarray(table[self.config.redshift_col], float)
+        keep = np.isfinite(z) & (z > 0)
+        if not keep.any():
+            raise ConfigError(f"{self.name}: no object has a spec-z in column {self.config.redshift_col!r}")
+        table = {k: np.asarray(v)[keep] for k, v in table.items()}
+        self._types = self._fit_types(table)
+        self.set_data("input", {self.config.hdf5_groupname: table} if self.config.hdf5_groupname else table)
+        super().run()
+
+    def _fit_types(self, table: dict) -> tuple[int, np.ndarray, np.ndarray]:
+        from rail.deepdisc.peers.templates import template_fluxes
+
+        table = _dereddened(self.config, table)
+        mags = np.column_stack([np.asarray(table[b], float) for b in self.config.bands])
+        errs = np.column_stack([np.asarray(table[b], float) for b in self.config.err_bands])
+        detected = np.isfinite(mags) & (mags != self.config.nondetect_val) & np.isfinite(errs)
+        flux = np.where(detected, 10.0 ** (-0.4 * np.where(detected, mags, 0.0)), np.nan)
+        ferr = flux * (10.0 ** (0.4 * np.clip(errs, 0.0, None)) - 1.0)
+        bands = [f.split("_", 1)[1] for f in self.config.filter_list]
+        igm = "madau" if str(self.config.madau_flag).lower() == "yes" else "none"
+        model = template_fluxes(load_template_set(self.config.templates), table[self.config.redshift_col],
+                                bands, igm=igm)
+        ref = list(self.config.bands).index(self.config.ref_band)
+        offsets, best = bpz_zero_point_offsets(flux, ferr, model, ref_index=ref, min_snr=self.config.min_snr)
+        if not self.config.fit_zero_points:
+            offsets = np.zeros(len(bands))
+        self.log.info(f"NIRCam BPZ zero-point offsets: {np.round(offsets, 4).tolist()}")
+        return len(self.config.nt_array), broad_types(best, self.config.nt_array), offsets
+
+    def _get_broad_type(self, ngal: int):
+        if self.config.type_file or self._types is None:
+            return super()._get_broad_type(ngal)
+        return self._types
+
+
+class NIRCamBPZEstimator(BPZliteEstimator):
+    """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
+
+    Output: pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best
+    template at the mode) and ``todds``.
+    """
+
+    name = "NIRCamBPZEstimator"
+    config_options = BPZliteEstimator.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+    config_options.update(_BPZ_DEFAULTS)
+    config_options.update(
+        madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
+        zmin=Param(float, 0.0, msg="lowest redshift of the PDF grid"),
+        zmax=Param(float, 12.0, msg="highest redshift of the PDF grid"),
+        nzbins=Param(int, 1201, msg="points of the PDF grid"),
+    )
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        super().__init__(args, **_nircam_init(type(self), args, kwargs))
+
+    def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
+        if tables_io.types.table_type(data) != 1:
+            data = self._convert_table_format(data, "numpyDict")
+        data = {k: np.array(v, copy=True) for k, v in _dereddened(self.config, data).items()}
+        super()._process_chunk(start, end, data, first)
+
+    def _do_chunk_output(self, qp_dstn, start, end, first, data=None):
+        pdfs = normalise_pdfs(self.zgrid, np.asarray(qp_dstn.objdata["yvals"], float))
+        qp_dstn.ancil["zmedian"] = point_estimates(self.zgrid, pdfs)["zmedian"]
+        return super()._do_chunk_output(qp_dstn, start, end, first, data=data)
