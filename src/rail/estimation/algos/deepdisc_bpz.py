@@ -66,21 +66,22 @@ _BPZ_DEFAULTS = dict(
 )
 
 
-def _nircam_init(stage_cls, args: Any, kwargs: dict) -> dict:
-    """Check options, derive NIRCam defaults the user did not give, write the BPZ data folder."""
+def _nircam_init(stage_cls, args: Any, kwargs: dict) -> tuple[Any, dict]:
+    """Check options, derive NIRCam defaults the user did not give, write the BPZ data folder.
+
+    Returns the ``(args, kwargs)`` to pass on, with the derived options added where ceci reads them (``args``
+    when it is the configuration dict, as from ``make_stage`` and pipelines).
+    """
     given = dict(args) if isinstance(args, dict) else {}
     given.update(kwargs)
     tags = [t for t, _ in stage_cls.inputs] + [t for t, _ in stage_cls.outputs]
     check_options(stage_cls.name, given, stage_cls.config_options, tags)
-    opts = {k: p.default for k, p in stage_cls.config_options.items() if hasattr(p, "default")}
+    opts = {k: p.default for k, p in stage_cls.config_options.items() if isinstance(p, Param)}
     opts.update(given)
     bands = resolve_bands(list(opts["nircam_bands"]))
     derived = nircam_bpz_options(bands, ref_band=opts["nircam_ref_band"] or None, mag_limit=opts["mag_limit"],
                                  zp_error=opts["zp_error"])
-    out = dict(kwargs)
-    for key, value in derived.items():
-        if key not in given:
-            out[key] = value
+    out = {key: value for key, value in derived.items() if key not in given}
     if not given.get("bpz_ref_data_path"):
         tset = load_template_set(opts["templates"])
         nt = list(opts["nt_array"])
@@ -94,7 +95,9 @@ def _nircam_init(stage_cls, args: Any, kwargs: dict) -> dict:
         out["bpz_ref_data_path"] = str(path)
         if not given.get("spectra_file"):
             out["spectra_file"] = f"{stem}.list"
-    return out
+    if isinstance(args, dict):
+        return {**args, **out}, kwargs
+    return args, {**kwargs, **out}
 
 
 def _dereddened(config, data: dict) -> dict:
@@ -132,7 +135,8 @@ class NIRCamBPZInformer(BPZliteInformer):
     )
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        super().__init__(args, **_nircam_init(type(self), args, kwargs))
+        args, kwargs = _nircam_init(type(self), args, kwargs)
+        super().__init__(args, **kwargs)
         self._types = None
 
     def run(self) -> None:
@@ -195,7 +199,8 @@ class NIRCamBPZEstimator(BPZliteEstimator):
     )
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        super().__init__(args, **_nircam_init(type(self), args, kwargs))
+        args, kwargs = _nircam_init(type(self), args, kwargs)
+        super().__init__(args, **kwargs)
 
     def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
         if tables_io.types.table_type(data) != 1:
