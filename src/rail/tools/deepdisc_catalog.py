@@ -8,6 +8,7 @@ apertures (``measure_missing``), so image-only TileSets work too.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,6 @@ from rail.core.stage import RailStage
 
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_options
-from rail.deepdisc.tileio import iter_tileset
 from rail.deepdisc.peers.photometry import ApertureSettings, tileset_to_catalog
 
 __all__ = ["TileSetToCatalog"]
@@ -38,7 +38,7 @@ class TileSetToCatalog(RailStage):
                               "tiles (photutils)"),
         aperture_radius=Param(float, 0.15, msg="aperture radius, arcsec"),
         sky_sigma_clip=Param(float, 3.0, msg="sigma clipping of the sky-noise estimate"),
-        chunk_tiles=Param(int, 64, msg="tiles read at a time from a TileSet file"),
+        chunk_size=Param(int, 10000, msg="primary objects read at a time from a TileSet file (whole tiles)"),
     )
     inputs = [("input", TileSetHandle)]
     outputs = [("output", TableHandle)]
@@ -54,20 +54,18 @@ class TileSetToCatalog(RailStage):
 
     def run(self) -> None:
         """Convert the TileSet chunk by chunk (a file is never loaded whole) into one table."""
-        handle = self.get_handle("input", allocate=False)
-        if handle.data is None and handle.path:
-            chunks = iter_tileset(handle.path, chunk_tiles=self.config.chunk_tiles)
-        else:
-            chunks = [self.get_data("input")]
         parts = [tileset_to_catalog(chunk, bands=self.config.bands or None,
                                     measure_missing=self.config.measure_missing, aperture=self._aperture)
-                 for chunk in chunks]
+                 for _, _, chunk in self.input_iterator("input", chunk_size=self.config.chunk_size)]
         table = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         self.add_data("output", table)
 
     def __call__(self, tileset) -> TableHandle:
         """Convert a TileSet (object, path or handle); returns the output table handle."""
-        self.set_data("input", tileset)
+        if isinstance(tileset, (str, os.PathLike)):
+            self.set_data("input", None, path=str(tileset), do_read=False)
+        else:
+            self.set_data("input", tileset)
         self.run()
         self.finalize()
         return self.get_handle("output")

@@ -69,8 +69,11 @@ class EazySettings:
     fitter : str
         Template fit method (``FITTER``): ``nnls`` or ``bounded``.
     template_combos : str
-        ``"a"``: non-negative combinations of all templates (eazy's default, ``TEMPLATE_COMBOS a``); ``"1"``: one
-        template at a time, marginalised over templates (``TEMPLATE_COMBOS 1``, eazy's ``fit_single_templates``).
+        ``"1"``: one template at a time, marginalised over templates (``TEMPLATE_COMBOS 1``, eazy's
+        ``fit_single_templates``); ``"a"``: non-negative combinations of all templates (eazy's own default,
+        ``TEMPLATE_COMBOS a``, meant for basis sets such as FSPS). The default is ``"1"``: on the empirical CWWSB4
+        set, combinations such as elliptical + 5 Myr burst mimic other redshifts (at S/N 100, 93% of objects within
+        0.02(1+z) with ``"a"``, 97% with ``"1"``).
     prior_floor : float
         Floor added to the normalised magnitude prior (``PRIOR_FLOOR``).
     clip_wavelength : float
@@ -87,7 +90,7 @@ class EazySettings:
     igm_scale_tau: float = 1.0
     add_cgm: bool = True
     fitter: str = "nnls"
-    template_combos: str = "a"
+    template_combos: str = "1"
     prior_floor: float = 0.01
     clip_wavelength: float = 1100.0
 

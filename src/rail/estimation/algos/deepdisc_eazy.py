@@ -47,8 +47,9 @@ _EAZY_OPTIONS = dict(
     igm_scale_tau=Param(float, 1.0, msg="eazy IGM_SCALE_TAU: factor on the Inoue+14 IGM optical depth"),
     add_cgm=Param(bool, True, msg="eazy ADD_CGM: Asada+24 CGM damping wing at z > 6"),
     fitter=Param(str, "nnls", msg="eazy FITTER: nnls or bounded"),
-    template_combos=Param(str, "a", msg="eazy TEMPLATE_COMBOS: 'a' all templates at once (non-negative), '1' "
-                          "one template at a time"),
+    template_combos=Param(str, "1", msg="eazy TEMPLATE_COMBOS: '1' one template at a time (default: suits the "
+                          "empirical CWWSB4 set), 'a' non-negative combinations of all templates (eazy's default, "
+                          "for basis sets such as FSPS)"),
     prior_floor=Param(float, 0.01, msg="eazy PRIOR_FLOOR: floor of the normalised magnitude prior"),
     clip_wavelength=Param(float, 1100.0, msg="rest wavelength (Angstrom) that must fall blueward of an object's "
                           "reddest band (0 = off)"),
