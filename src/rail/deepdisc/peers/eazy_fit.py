@@ -266,7 +266,9 @@ class EazyRunner:
         """
         from astropy.table import Table
 
-        table = Table({"id": np.arange(len(flux_njy))})
+        n = len(flux_njy)
+        # z_spec/ra/dec are unused here but eazy warns without them
+        table = Table({"id": np.arange(n), "z_spec": np.full(n, -1.0), "ra": np.zeros(n), "dec": np.zeros(n)})
         for k, band in enumerate(self.settings.bands):
             missing = ~np.isfinite(flux_njy[:, k]) | ~(err_njy[:, k] > 0)
             table[flux_column(band)] = np.where(missing, _NOT_OBSERVED, flux_njy[:, k])
@@ -331,7 +333,10 @@ class EazyRunner:
     def fit_at_redshift(self, flux_njy: np.ndarray, err_njy: np.ndarray, z: np.ndarray,
                         *, zero_points: np.ndarray | None = None, temp_err_a2: float | None = None
                         ) -> np.ndarray:
-        """Best-fit model fluxes of each object with its redshift fixed (eazy's ``template_lsq``).
+        """Best-fit model fluxes of each object with its redshift fixed.
+
+        With ``template_combos="a"`` eazy's ``template_lsq`` (non-negative combination), with ``"1"`` the single
+        template of lowest chi^2, as in the redshift fit.
 
         Parameters
         ----------
@@ -361,9 +366,28 @@ class EazyRunner:
         efnu = np.where(ok, err_njy * zp, _NOT_OBSERVED)
         model = np.zeros_like(fnu)
         for i in range(len(fnu)):
-            _, _, model[i], _ = template_lsq(fnu[i], efnu[i], grid(z[i]), tef(z[i]), zp, False,
-                                             self.settings.fitter, True, 1)
+            templates_z, tef_z = grid(z[i]), tef(z[i])
+            if self.settings.template_combos == "1":
+                model[i] = _best_single_template(fnu[i], efnu[i], templates_z, tef_z)
+            else:
+                _, _, model[i], _ = template_lsq(fnu[i], efnu[i], templates_z, tef_z, zp, False,
+                                                 self.settings.fitter, True, 1)
         return model
+
+
+def _best_single_template(fnu: np.ndarray, efnu: np.ndarray, templates: np.ndarray, tef: np.ndarray) -> np.ndarray:
+    """Model fluxes (B,) of the one template (rows of ``templates``, (T, B)) with the lowest chi^2, free amplitude."""
+    ok = efnu > 0
+    if not ok.any():
+        return np.zeros_like(fnu)
+    w = 1.0 / (efnu[ok] ** 2 + (tef[ok] * np.maximum(fnu[ok], 0.0)) ** 2)
+    a = templates[:, ok]
+    num = a @ (w * fnu[ok])
+    den = (a * a) @ w
+    amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    chi2 = np.sum(w * fnu[ok] ** 2) - amp * num
+    best = int(np.argmin(np.where(den > 0, chi2, np.inf)))
+    return amp[best] * templates[best]
 
 
 def _build_template_grid(params: dict, settings: EazySettings):
