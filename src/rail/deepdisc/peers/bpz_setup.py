@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, DeepDiscWarning
 from ..filters import filter_curve
 from ..presets import resolve_bands
 from .templates import TemplateSet, template_fluxes
@@ -38,6 +38,8 @@ __all__ = [
     "nircam_bpz_options",
     "broad_types",
     "bpz_zero_point_offsets",
+    "BPZPriorWarning",
+    "bpz_prior_problems",
 ]
 
 logger = logging.getLogger(__name__)
@@ -240,3 +242,34 @@ def bpz_zero_point_offsets(flux: np.ndarray, flux_err: np.ndarray, model: np.nda
         if good[:, k].any():
             offsets[k] = -2.5 * np.log10(np.median(flux[good[:, k], k] / scaled[good[:, k], k]))
     return offsets - offsets[ref_index], best
+
+
+class BPZPriorWarning(DeepDiscWarning):
+    """BPZ's fitted prior parameters are unphysical: keep ``no_prior=True`` or use the HDF-N prior."""
+
+
+def bpz_prior_problems(priormodel: dict) -> list[str]:
+    """Why a pz-rail-bpz prior model is unphysical (empty if it is fine).
+
+    pz-rail-bpz fits the Benitez (2000) prior without bounds, so small or unrepresentative spec-z samples give
+    negative type fractions or redshift scales.
+
+    Parameters
+    ----------
+    priormodel : dict
+        ``fo_arr``, ``kt_arr``, ``zo_arr``, ``km_arr``, ``a_arr`` as written by ``BPZliteInformer``.
+
+    Returns
+    -------
+    list of str
+        One line per problem.
+    """
+    problems = []
+    fo = np.asarray(priormodel["fo_arr"], float)
+    if np.any(fo < 0) or fo.sum() > 1:
+        problems.append(f"type fractions fo={np.round(fo, 3).tolist()} outside [0, 1] or summing above 1")
+    for key in ("zo_arr", "a_arr"):
+        values = np.asarray(priormodel[key], float)
+        if np.any(~(values > 0)):
+            problems.append(f"{key}={np.round(values, 3).tolist()} not all positive")
+    return problems

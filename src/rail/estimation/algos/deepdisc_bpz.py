@@ -8,10 +8,17 @@ and best-fit broad types at the spec-z inside the informer with the corrected al
 (`rail.deepdisc.peers.bpz_setup.bpz_zero_point_offsets`: pz-rail-bpz's pre-estimator normalises by the wrong
 object), (4) remove Milky-Way extinction from the ``ebv`` column, and (5) add ``zmedian`` to BPZ's ``zmode`` and
 ``zmean``. The BPZ fit itself is pz-rail-bpz's, unchanged.
+
+Prior: the estimator runs with ``no_prior=True`` by default. pz-rail-bpz's prior is the Benitez (2000) HDF-N
+form (calibrated on I-band counts at z < 2); the informer fits its parameters to the spec-z sample
+(``output_hdfn=False``), but that fit is unbounded and spec-z samples are selected, so it is opt-in
+(``no_prior=False``) and the informer warns (`BPZPriorWarning`) when the fitted parameters are unphysical. The
+EAZY peer likewise uses no magnitude prior unless asked, which keeps the comparison with DeepDISC even.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +29,8 @@ from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
 
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.options import check_options
-from rail.deepdisc.peers.bpz_setup import (bpz_zero_point_offsets, broad_types, nircam_bpz_options,
-                                           write_bpz_data_dir)
+from rail.deepdisc.peers.bpz_setup import (BPZPriorWarning, bpz_prior_problems, bpz_zero_point_offsets,
+                                           broad_types, nircam_bpz_options, write_bpz_data_dir)
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
@@ -153,6 +160,11 @@ class NIRCamBPZInformer(BPZliteInformer):
         self._types = self._fit_types(table)
         self.set_data("input", {self.config.hdf5_groupname: table} if self.config.hdf5_groupname else table)
         super().run()
+        problems = bpz_prior_problems(self.model["priormodel"])
+        if problems:
+            warnings.warn(f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}); estimate with "
+                          "no_prior=True (the default) or inform with output_hdfn=True", BPZPriorWarning,
+                          stacklevel=2)
 
     def _fit_types(self, table: dict) -> tuple[int, np.ndarray, np.ndarray]:
         from rail.deepdisc.peers.templates import template_fluxes
@@ -196,6 +208,8 @@ class NIRCamBPZEstimator(BPZliteEstimator):
         zmin=Param(float, 0.0, msg="lowest redshift of the PDF grid"),
         zmax=Param(float, 12.0, msg="highest redshift of the PDF grid"),
         nzbins=Param(int, 1201, msg="points of the PDF grid"),
+        no_prior=Param(bool, True, msg="fit without BPZ's magnitude prior (default: the HDF-N prior does not suit "
+                       "JWST depths and a prior fitted to a spec-z sample inherits its selection)"),
     )
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
