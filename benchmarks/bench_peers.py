@@ -90,7 +90,7 @@ def main(argv=None):
         bpz_table = synthetic_catalog(bands, args.n, args.snr, args.seed, igm="madau")
         bpz_opts = dict(nircam_bands=list(bands), data_dir=str(workdir / "bpz"))
         rows.append(("BPZ",) + run_peer("bpz", NIRCamBPZInformer, NIRCamBPZEstimator, bpz_table, workdir,
-                                        args.chunk_size, inform=dict(bpz_opts, output_hdfn=True),
+                                        args.chunk_size, inform=bpz_opts,
                                         estimate=bpz_opts))
     print(f"peers on {args.n // 2} + {args.n - args.n // 2} synthetic {args.preset} objects, S/N {args.snr:g}")
     print(f"{'peer':<6}{'inform s':>10}{'estimate s':>12}{'objects/s':>11}{'|dz|<0.02':>11}{'NMAD':>9}")

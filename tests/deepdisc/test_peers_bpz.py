@@ -87,7 +87,7 @@ def test_informer_fits_offsets_and_high_snr_recovers_redshifts(tmp_path, bpz_roo
     offsets = np.zeros(len(BANDS))
     offsets[BANDS.index("F277W")] = 0.1
     train = synthetic_catalog(BANDS, 150, snr=100.0, seed=31, igm="madau", offsets_mag=offsets)
-    inf = _stages(tmp_path, bpz_root, "acc")
+    inf = _stages(tmp_path, bpz_root, "acc", output_hdfn=False)
     with pytest.warns(BPZPriorWarning, match="fitted BPZ prior is unphysical"):  # uniform z: not Benitez' form
         inf.inform(train)
     np.testing.assert_allclose(inf.model["zp_offsets"]["offsets"], offsets, atol=0.01)
@@ -101,7 +101,7 @@ def test_informer_fits_offsets_and_high_snr_recovers_redshifts(tmp_path, bpz_roo
 
 
 def test_scatter_grows_with_noise(tmp_path, bpz_root):
-    inf = _stages(tmp_path, bpz_root, "noise", output_hdfn=True)
+    inf = _stages(tmp_path, bpz_root, "noise")
     inf.inform(synthetic_catalog(BANDS, 20, snr=100.0, seed=40, igm="madau"))
     nmads, fracs = [], []
     for snr in (100.0, 20.0, 5.0):

@@ -10,9 +10,10 @@ object), (4) remove Milky-Way extinction from the ``ebv`` column, and (5) add ``
 ``zmean``. The BPZ fit itself is pz-rail-bpz's, unchanged.
 
 Prior: the estimator runs with ``no_prior=True`` by default. pz-rail-bpz's prior is the Benitez (2000) HDF-N
-form (calibrated on I-band counts at z < 2); the informer fits its parameters to the spec-z sample
-(``output_hdfn=False``), but that fit is unbounded and spec-z samples are selected, so it is opt-in
-(``no_prior=False``) and the informer warns (`BPZPriorWarning`) when the fitted parameters are unphysical. The
+form (calibrated on I-band counts at z < 2); the informer can fit its parameters to the spec-z sample
+(``output_hdfn=False``), but that fit is unbounded and spec-z samples are selected, so it is opt-in (with
+``no_prior=False`` in the estimator) and the informer warns (`BPZPriorWarning`) when the fitted parameters are
+unphysical. The
 EAZY peer likewise uses no magnitude prior unless asked, which keeps the comparison with DeepDISC even.
 """
 
@@ -124,8 +125,8 @@ class NIRCamBPZInformer(BPZliteInformer):
     """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer, NIRCam-configured).
 
     Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
-    (``fit_zero_points``) and the broad types, then BPZ's prior parameters (``output_hdfn=False``, default) or the
-    HDF-N prior (``output_hdfn=True``). Output: pz-rail-bpz's model dict.
+    (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or fits
+    BPZ's prior parameters to the sample (``output_hdfn=False``). Output: pz-rail-bpz's model dict.
     """
 
     name = "NIRCamBPZInformer"
@@ -133,7 +134,8 @@ class NIRCamBPZInformer(BPZliteInformer):
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)
     config_options.update(
-        output_hdfn=Param(bool, False, msg="use the HDF-N prior instead of fitting the prior to the spec-z sample"),
+        output_hdfn=Param(bool, True, msg="store the HDF-N prior (pz-rail-bpz's default; unused with the "
+                          "estimator's default no_prior=True); False fits the prior to the spec-z sample"),
         mmax=Param(float, 32.0, msg="faintest reference-band magnitude used to fit the prior"),
         madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
         zmax=Param(float, 12.0, msg="highest redshift"),
