@@ -103,6 +103,10 @@ def test_informer_fits_offsets_and_high_snr_recovers_redshifts(tmp_path, bpz_roo
 def test_scatter_grows_with_noise(tmp_path, bpz_root):
     inf = _stages(tmp_path, bpz_root, "noise")
     inf.inform(synthetic_catalog(BANDS, 20, snr=100.0, seed=40, igm="madau"))
+    gappy = synthetic_catalog(BANDS, 4, snr=50.0, seed=42, igm="madau")
+    gappy["mag_F090W"][:2] = np.nan  # not observed
+    out = _estimate(tmp_path, bpz_root, inf, gappy, "gappy")
+    assert out.npdf == 4 and np.all(np.isfinite(np.ravel(out.ancil["zmedian"])))
     nmads, fracs = [], []
     for snr in (100.0, 20.0, 5.0):
         test = synthetic_catalog(BANDS, 100, snr=snr, seed=41, igm="madau")

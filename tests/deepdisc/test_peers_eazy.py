@@ -54,6 +54,19 @@ def test_high_snr_recovers_redshifts(runner):
     assert frac >= 0.95
 
 
+def test_missing_bands_and_empty_objects(runner):
+    table = synthetic_catalog(BANDS, 3, snr=100.0, seed=14)
+    for band in BANDS[:4]:
+        table[f"mag_{band}"][0] = np.nan  # red bands only: still constrained
+    for band in BANDS:
+        table[f"mag_{band}"][1] = np.nan  # nothing measured: flat posterior
+    flux, err = _fluxes(table)
+    pdfs = normalise_pdfs(runner.zgrid, np.exp(runner.log_posterior(flux, err)))
+    assert np.all(np.isfinite(pdfs))
+    np.testing.assert_allclose(pdfs[1], pdfs[1, 0])
+    assert runner.log_posterior(flux[:0], err[:0]).shape == (0, len(runner.zgrid))
+
+
 def test_scatter_grows_with_noise(runner):
     nmads, fracs = [], []
     for snr in (100.0, 20.0, 5.0):
