@@ -84,7 +84,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         workdir = Path(tmp)
         eazy_table = synthetic_catalog(bands, args.n, args.snr, args.seed, igm="eazy")
-        opts = dict(bands=list(bands), ref_band=bands[-1], prior_band=bands[-1])
+        opts = dict(bands=list(bands))
         rows.append(("EAZY",) + run_peer("eazy", EazyInformer, EazyEstimator, eazy_table, workdir, args.chunk_size,
                                          inform=opts, estimate=dict(bands=list(bands))))
         bpz_table = synthetic_catalog(bands, args.n, args.snr, args.seed, igm="madau")

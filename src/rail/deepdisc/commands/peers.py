@@ -71,8 +71,7 @@ def _run_peer(peer: str, bands: list[str], train: dict, catalog: dict, out: Path
         from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
 
         common = dict(bands=bands, templates=args.templates, z_max=args.zmax)
-        inf = EazyInformer.make_stage(name="eazy_inform", model=str(out / "model_eazy.npz"), ref_band=bands[-1],
-                                      prior_band=bands[-1], **common)
+        inf = EazyInformer.make_stage(name="eazy_inform", model=str(out / "model_eazy.npz"), **common)
         est_cls = EazyEstimator
     else:
         from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer

@@ -309,7 +309,8 @@ class EazyRunner:
                 out = np.zeros((len(flux_njy), pz.NZ))
                 out[has_fit] = lnp
                 return out
-            _, _, _, logpz = pz.fit_single_templates(verbose=False)
+            with np.errstate(divide="ignore", invalid="ignore"):  # objects without data: 0/0, made flat below
+                _, _, _, logpz = pz.fit_single_templates(verbose=False)
         return self._single_template_posterior(pz, np.asarray(logpz, float), prior)
 
     def _single_template_posterior(self, pz, logpz: np.ndarray, prior: bool) -> np.ndarray:

@@ -108,13 +108,17 @@ def _nircam_init(stage_cls, args: Any, kwargs: dict) -> tuple[Any, dict]:
     return args, {**kwargs, **out}
 
 
+def _nircam_bands(config) -> tuple[str, ...]:
+    """NIRCam band of each BPZ filter (``NIRCam_<BAND>``), in column order."""
+    return resolve_bands([name.split("_", 1)[-1] for name in config.filter_list])
+
+
 def _dereddened(config, data: dict) -> dict:
     """Copy of the table with Milky-Way extinction removed from the band columns."""
     if not (config.deredden and config.ebv_col and config.ebv_col in data):
         return data
-    bands = [b[len("mag_"):] if b.startswith("mag_") else b for b in config.bands]
     mags = np.column_stack([np.asarray(data[b], float) for b in config.bands])
-    fixed = deredden(mags, np.asarray(data[config.ebv_col], float), resolve_bands(bands))
+    fixed = deredden(mags, np.asarray(data[config.ebv_col], float), _nircam_bands(config))
     out = dict(data)
     for k, col in enumerate(config.bands):
         out[col] = fixed[:, k]
@@ -177,7 +181,7 @@ class NIRCamBPZInformer(BPZliteInformer):
         detected = np.isfinite(mags) & (mags != self.config.nondetect_val) & np.isfinite(errs)
         flux = np.where(detected, 10.0 ** (-0.4 * np.where(detected, mags, 0.0)), np.nan)
         ferr = flux * (10.0 ** (0.4 * np.clip(errs, 0.0, None)) - 1.0)
-        bands = [f.split("_", 1)[1] for f in self.config.filter_list]
+        bands = _nircam_bands(self.config)
         igm = "madau" if str(self.config.madau_flag).lower() == "yes" else "none"
         model = template_fluxes(load_template_set(self.config.templates), table[self.config.redshift_col],
                                 bands, igm=igm)

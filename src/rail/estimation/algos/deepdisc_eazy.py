@@ -94,11 +94,11 @@ class EazyInformer(CatInformer):
         redshift_col=SharedParams.copy_param("redshift_col"),
         zp_iterations=Param(int, 3, msg="zero-point iterations (0 = no zero-point offsets)"),
         min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for zero points and template error"),
-        ref_band=Param(str, "F444W", msg="band whose zero point is fixed to 1"),
+        ref_band=Param(str, "", msg="band whose zero point is fixed to 1 ('' = the reddest band)"),
         fit_template_error=Param(bool, True, msg="fit TEMP_ERR_A2 to the residuals at the spec-z"),
         fit_prior=Param(bool, False, msg="build an apparent-magnitude prior p(z|m) from the spec-z sample "
                         "(spec-z samples are biased: off by default)"),
-        prior_band=Param(str, "F444W", msg="band of the magnitude prior (eazy PRIOR_FILTER)"),
+        prior_band=Param(str, "", msg="band of the magnitude prior (eazy PRIOR_FILTER; '' = the reddest band)"),
         prior_mags=Param(list, [float(m) for m in np.arange(20.0, 31.01, 1.0)],
                          msg="magnitude nodes of the prior, AB, increasing"),
         prior_mag_window=Param(float, 1.0, msg="half width (mag) of the objects used at each prior node"),
@@ -113,9 +113,9 @@ class EazyInformer(CatInformer):
         super().__init__(args, **kwargs)
         self._eazy = _settings(self.config)
         self._train = EazyTrainSettings(
-            zp_iterations=self.config.zp_iterations, min_snr=self.config.min_snr, ref_band=self.config.ref_band,
-            fit_template_error=self.config.fit_template_error, fit_prior=self.config.fit_prior,
-            prior_band=self.config.prior_band, prior_mags=tuple(float(m) for m in self.config.prior_mags),
+            zp_iterations=self.config.zp_iterations, min_snr=self.config.min_snr,
+            ref_band=self.config.ref_band or self._eazy.bands[-1], fit_template_error=self.config.fit_template_error,
+            fit_prior=self.config.fit_prior, prior_band=self.config.prior_band or self._eazy.bands[-1], prior_mags=tuple(float(m) for m in self.config.prior_mags),
             mag_window=self.config.prior_mag_window, min_per_node=self.config.prior_min_count,
             z_smooth=self.config.prior_z_smooth)
 
