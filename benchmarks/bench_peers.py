@@ -57,18 +57,27 @@ def run_peer(name, informer, estimator, table, workdir, chunk_size, **options):
     """Inform on the first half, estimate the second; return (inform s, estimate s, n, fraction, nmad)."""
     train, test = _split(table)
     t0 = time.perf_counter()
-    inf = informer.make_stage(name=f"{name}_inform", model=str(workdir / f"{name}_model"), **options["inform"])
+    inf = informer.make_stage(
+        name=f"{name}_inform", model=str(workdir / f"{name}_model"), **options["inform"]
+    )
     inf.inform(train)
     t1 = time.perf_counter()
-    est = estimator.make_stage(name=f"{name}_estimate", model=inf.get_handle("model"), chunk_size=chunk_size,
-                               output=str(workdir / f"{name}_pz.hdf5"), **options["estimate"])
+    est = estimator.make_stage(
+        name=f"{name}_estimate",
+        model=inf.get_handle("model"),
+        chunk_size=chunk_size,
+        output=str(workdir / f"{name}_pz.hdf5"),
+        **options["estimate"],
+    )
     out = est.estimate(test).data
     t2 = time.perf_counter()
     return (t1 - t0, t2 - t1, len(test["redshift"])) + _stats(out.ancil["zmode"], test["redshift"])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=60, help="objects (half train, half estimate)")
     parser.add_argument("--snr", type=float, default=20.0, help="S/N per band")
     parser.add_argument("--preset", default="JADES9", help="filter preset")
@@ -85,14 +94,37 @@ def main(argv=None):
         workdir = Path(tmp)
         eazy_table = synthetic_catalog(bands, args.n, args.snr, args.seed, igm="eazy")
         opts = dict(bands=list(bands))
-        rows.append(("EAZY",) + run_peer("eazy", EazyInformer, EazyEstimator, eazy_table, workdir, args.chunk_size,
-                                         inform=opts, estimate=dict(bands=list(bands))))
+        rows.append(
+            ("EAZY",)
+            + run_peer(
+                "eazy",
+                EazyInformer,
+                EazyEstimator,
+                eazy_table,
+                workdir,
+                args.chunk_size,
+                inform=opts,
+                estimate=dict(bands=list(bands)),
+            )
+        )
         bpz_table = synthetic_catalog(bands, args.n, args.snr, args.seed, igm="madau")
         bpz_opts = dict(nircam_bands=list(bands), data_dir=str(workdir / "bpz"))
-        rows.append(("BPZ",) + run_peer("bpz", NIRCamBPZInformer, NIRCamBPZEstimator, bpz_table, workdir,
-                                        args.chunk_size, inform=bpz_opts,
-                                        estimate=bpz_opts))
-    print(f"peers on {args.n // 2} + {args.n - args.n // 2} synthetic {args.preset} objects, S/N {args.snr:g}")
+        rows.append(
+            ("BPZ",)
+            + run_peer(
+                "bpz",
+                NIRCamBPZInformer,
+                NIRCamBPZEstimator,
+                bpz_table,
+                workdir,
+                args.chunk_size,
+                inform=bpz_opts,
+                estimate=bpz_opts,
+            )
+        )
+    print(
+        f"peers on {args.n // 2} + {args.n - args.n // 2} synthetic {args.preset} objects, S/N {args.snr:g}"
+    )
     print(f"{'peer':<6}{'inform s':>10}{'estimate s':>12}{'objects/s':>11}{'|dz|<0.02':>11}{'NMAD':>9}")
     for name, t_inf, t_est, n, frac, nmad in rows:
         print(f"{name:<6}{t_inf:>10.2f}{t_est:>12.2f}{n / t_est:>11.1f}{frac:>11.3f}{nmad:>9.4f}")

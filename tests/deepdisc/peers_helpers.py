@@ -10,8 +10,19 @@ from rail.deepdisc.peers.templates import igm_transmission, load_template_set
 DROPOUT_FLOOR = 0.1
 
 
-def synthetic_catalog(bands, n, snr, *, seed=0, templates="CWWSB4", igm="eazy", z_range=(0.2, 6.0),
-                      ref_mag_range=(24.0, 26.0), offsets_mag=None, template_indices=None):
+def synthetic_catalog(
+    bands,
+    n,
+    snr,
+    *,
+    seed=0,
+    templates="CWWSB4",
+    igm="eazy",
+    z_range=(0.2, 6.0),
+    ref_mag_range=(24.0, 26.0),
+    offsets_mag=None,
+    template_indices=None,
+):
     """A catalog of n galaxies: random template and redshift, every band at S/N = snr (dropouts: noise floor).
 
     Noise per band is max(f_b, DROPOUT_FLOOR * median f) / snr, in flux; fluxes below one sigma become
@@ -40,8 +51,14 @@ def synthetic_catalog(bands, n, snr, *, seed=0, templates="CWWSB4", igm="eazy", 
     with np.errstate(divide="ignore", invalid="ignore"):
         mag_obs = np.where(det, AB_ZEROPOINT_NJY - 2.5 * np.log10(obs), NONDETECTION_MAG)
         err_obs = np.where(det, 2.5 / np.log(10) * sigma / obs, AB_ZEROPOINT_NJY - 2.5 * np.log10(sigma))
-    table = {"object_id": np.arange(n, dtype=np.int64) + 1, "redshift": z, "ebv": np.zeros(n),
-             "ra": np.zeros(n), "dec": np.zeros(n), "template": kind}
+    table = {
+        "object_id": np.arange(n, dtype=np.int64) + 1,
+        "redshift": z,
+        "ebv": np.zeros(n),
+        "ra": np.zeros(n),
+        "dec": np.zeros(n),
+        "template": kind,
+    }
     for k, band in enumerate(bands):
         table[f"mag_{band}"] = mag_obs[:, k]
         table[f"magerr_{band}"] = err_obs[:, k]

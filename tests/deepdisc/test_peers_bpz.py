@@ -1,11 +1,17 @@
-"""BPZ peer (pz-rail-bpz, NIRCam-configured): data folder, options, corrected zero points, stages, accuracy."""
+"""BPZ peer (pz-rail-bpz for NIRCam): data folder, options, corrected zero points, stages, accuracy."""
 
 import numpy as np
 import pytest
 
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.peers.bpz_setup import (BPZPriorWarning, bpz_prior_problems, bpz_zero_point_offsets, broad_types, nircam_bpz_options,
-                                           write_bpz_data_dir)
+from rail.deepdisc.peers.bpz_setup import (
+    BPZPriorWarning,
+    bpz_prior_problems,
+    bpz_zero_point_offsets,
+    broad_types,
+    nircam_bpz_options,
+    write_bpz_data_dir,
+)
 from rail.deepdisc.peers.templates import load_template_set, template_fluxes
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
@@ -71,15 +77,25 @@ def test_broad_types():
 
 
 def _stages(tmp_path, bpz_root, name, **inform_options):
-    inf = NIRCamBPZInformer.make_stage(name=f"bpz_inf_{name}", model=str(tmp_path / f"bpz_{name}.pkl"),
-                                       data_dir=str(bpz_root), **inform_options)
+    inf = NIRCamBPZInformer.make_stage(
+        name=f"bpz_inf_{name}",
+        model=str(tmp_path / f"bpz_{name}.pkl"),
+        data_dir=str(bpz_root),
+        **inform_options,
+    )
     return inf
 
 
 def _estimate(tmp_path, bpz_root, inf, table, name, **options):
-    est = NIRCamBPZEstimator.make_stage(name=f"bpz_est_{name}", model=inf.get_handle("model"),
-                                        data_dir=str(bpz_root), zmax=8.0, nzbins=801,
-                                        output=str(tmp_path / f"bpz_{name}.hdf5"), **options)
+    est = NIRCamBPZEstimator.make_stage(
+        name=f"bpz_est_{name}",
+        model=inf.get_handle("model"),
+        data_dir=str(bpz_root),
+        zmax=8.0,
+        nzbins=801,
+        output=str(tmp_path / f"bpz_{name}.hdf5"),
+        **options,
+    )
     return est.estimate(table).data
 
 
@@ -88,7 +104,9 @@ def test_informer_fits_offsets_and_high_snr_recovers_redshifts(tmp_path, bpz_roo
     offsets[BANDS.index("F277W")] = 0.1
     train = synthetic_catalog(BANDS, 150, snr=100.0, seed=31, igm="madau", offsets_mag=offsets)
     inf = _stages(tmp_path, bpz_root, "acc", output_hdfn=False)
-    with pytest.warns(BPZPriorWarning, match="fitted BPZ prior is unphysical"):  # uniform z: not Benitez' form
+    with pytest.warns(
+        BPZPriorWarning, match="fitted BPZ prior is unphysical"
+    ):  # uniform z: not Benitez' form
         inf.inform(train)
     np.testing.assert_allclose(inf.model["zp_offsets"]["offsets"], offsets, atol=0.01)
     test = synthetic_catalog(BANDS, 150, snr=100.0, seed=32, igm="madau", offsets_mag=offsets)

@@ -24,7 +24,10 @@ def test_peers_command_writes_both_photo_z_files(tmp_path, capsys):
     ts.objects["redshift"][ts.objects["primary"] == 0] = np.nan
     tiles = write_tileset(ts, tmp_path / "tiles.h5")
     out = tmp_path / "peers"
-    assert main(["peers", str(tiles), "-o", str(out), "--zmax", "7", "--nzbins", "141", "--chunk-size", "5"]) == 0
+    assert (
+        main(["peers", str(tiles), "-o", str(out), "--zmax", "7", "--nzbins", "141", "--chunk-size", "5"])
+        == 0
+    )
     for peer in ("eazy", "bpz"):
         ens = qp.read(str(out / f"pz_{peer}.hdf5"))
         assert ens.npdf == ts.n_primary

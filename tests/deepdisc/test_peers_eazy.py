@@ -1,12 +1,17 @@
-"""EAZY peer: template grid, training (zero points, template error, prior), stages, and accuracy on its own templates."""
+"""EAZY peer: template grid, training (zero points, template error, prior), stages, accuracy."""
 
 import numpy as np
 import pytest
 
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.peers.eazy_fit import EazyModel, EazyRunner, EazySettings
-from rail.deepdisc.peers.eazy_train import (EazyTrainSettings, fit_magnitude_prior, fit_template_error,
-                                            fit_zero_points, train_eazy)
+from rail.deepdisc.peers.eazy_train import (
+    EazyTrainSettings,
+    fit_magnitude_prior,
+    fit_template_error,
+    fit_zero_points,
+    train_eazy,
+)
 from rail.deepdisc.peers.model_io import load_npz_model, save_npz_model
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import catalog_magnitudes, magnitudes_to_fluxes
@@ -128,9 +133,15 @@ def test_settings_and_model_validation(tmp_path):
 
 
 def test_model_round_trip_without_pickle(tmp_path):
-    model = EazyModel(bands=BANDS, zero_points=np.linspace(0.9, 1.1, 9), temp_err_a2=0.15, prior_band="F444W",
-                      prior_mags=np.array([20.0, 30.0]), prior_z=np.array([0.1, 1.0]),
-                      prior_density=np.ones((2, 2)))
+    model = EazyModel(
+        bands=BANDS,
+        zero_points=np.linspace(0.9, 1.1, 9),
+        temp_err_a2=0.15,
+        prior_band="F444W",
+        prior_mags=np.array([20.0, 30.0]),
+        prior_z=np.array([0.1, 1.0]),
+        prior_density=np.ones((2, 2)),
+    )
     path = save_npz_model(model.to_dict(), tmp_path / "eazy.npz")
     back = EazyModel.from_dict(load_npz_model(path))
     assert back.bands == BANDS and back.prior_band == "F444W" and back.temp_err_a2 == 0.15
@@ -140,14 +151,22 @@ def test_model_round_trip_without_pickle(tmp_path):
 def test_stages_inform_estimate_chunked(tmp_path):
     train = synthetic_catalog(BANDS, 80, snr=50.0, seed=21)
     test = synthetic_catalog(BANDS, 40, snr=50.0, seed=22)
-    inf = EazyInformer.make_stage(name="eazy_inf_t", model=str(tmp_path / "eazy.npz"), fit_prior=True,
-                                  prior_min_count=5, **FAST)
+    inf = EazyInformer.make_stage(
+        name="eazy_inf_t", model=str(tmp_path / "eazy.npz"), fit_prior=True, prior_min_count=5, **FAST
+    )
     inf.inform(train)
     assert (tmp_path / "eazy.npz").is_file()
     outs = []
     for chunk in (1000, 15):
-        est = EazyEstimator.make_stage(name=f"eazy_est_{chunk}", model=str(tmp_path / "eazy.npz"), chunk_size=chunk,
-                                       zmax=8.0, nzbins=401, output=str(tmp_path / f"pz_{chunk}.hdf5"), **FAST)
+        est = EazyEstimator.make_stage(
+            name=f"eazy_est_{chunk}",
+            model=str(tmp_path / "eazy.npz"),
+            chunk_size=chunk,
+            zmax=8.0,
+            nzbins=401,
+            output=str(tmp_path / f"pz_{chunk}.hdf5"),
+            **FAST,
+        )
         outs.append(est.estimate(test).data)
     a, b = outs
     assert a.npdf == 40
@@ -168,4 +187,6 @@ def test_training_checks_band_options():
         settings = EazySettings(bands=BANDS)
 
     with pytest.raises(ConfigError, match="ref_band 'F070W' is not one of the bands"):
-        train_eazy(_Runner(), np.ones((1, 9)), np.ones((1, 9)), np.ones(1), EazyTrainSettings(ref_band="F070W"))
+        train_eazy(
+            _Runner(), np.ones((1, 9)), np.ones((1, 9)), np.ones(1), EazyTrainSettings(ref_band="F070W")
+        )

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from rail.deepdisc.filters import pivot_wavelength
-from rail.deepdisc.peers.eazy_files import (TEF_FLOOR, default_template_error, write_filter_res, write_prior,
-                                            write_template_error, write_templates, write_translate)
+from rail.deepdisc.peers.eazy_files import (
+    TEF_FLOOR,
+    default_template_error,
+    write_filter_res,
+    write_prior,
+    write_template_error,
+    write_templates,
+    write_translate,
+)
 from rail.deepdisc.peers.templates import load_template_set
 
 BANDS = ("F115W", "F277W", "F444W")
@@ -43,7 +50,9 @@ def test_template_error_shape(tmp_path):
     assert default_template_error(np.array([5000.0]))[0] == pytest.approx(TEF_FLOOR)
     uv, opt, ir = default_template_error(np.array([912.0, 5000.0, 5.0e4]))
     assert uv > opt < ir and uv == pytest.approx(0.27) and ir == pytest.approx(0.17)
-    tef = TemplateError(str(write_template_error(tmp_path / "tef.def")), filter_wavelengths=[1.5e4], scale=1.0)
+    tef = TemplateError(
+        str(write_template_error(tmp_path / "tef.def")), filter_wavelengths=[1.5e4], scale=1.0
+    )
     assert tef(2.0)[0] == pytest.approx(float(default_template_error(np.array([5000.0]))[0]), abs=1e-3)
 
 

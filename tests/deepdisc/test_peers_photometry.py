@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 
 from rail.deepdisc.exceptions import ConfigError, TileSetError
-from rail.deepdisc.peers.photometry import (AB_ZEROPOINT_NJY, NONDETECTION_MAG, ApertureSettings,
-                                            aperture_photometry, catalog_magnitudes, deredden,
-                                            extinction_coefficients, magnitudes_to_fluxes, tileset_to_catalog)
+from rail.deepdisc.peers.photometry import (
+    AB_ZEROPOINT_NJY,
+    NONDETECTION_MAG,
+    ApertureSettings,
+    aperture_photometry,
+    catalog_magnitudes,
+    deredden,
+    extinction_coefficients,
+    magnitudes_to_fluxes,
+    tileset_to_catalog,
+)
 
 from .conftest import make_tileset
 
@@ -40,8 +48,17 @@ def test_tileset_to_catalog_one_row_per_primary(small_tileset):
     table = tileset_to_catalog(small_tileset, bands=["F444W", "F115W"])
     prim = small_tileset.primary_objects()
     np.testing.assert_array_equal(table["object_id"], prim["object_id"])
-    assert set(table) == {"object_id", "ra", "dec", "redshift", "ebv", "mag_F444W", "magerr_F444W", "mag_F115W",
-                          "magerr_F115W"}
+    assert set(table) == {
+        "object_id",
+        "ra",
+        "dec",
+        "redshift",
+        "ebv",
+        "mag_F444W",
+        "magerr_F444W",
+        "mag_F115W",
+        "magerr_F115W",
+    }
     with pytest.raises(TileSetError, match="F090W not in this TileSet"):
         tileset_to_catalog(small_tileset, bands=["F090W"])
 

@@ -5,11 +5,26 @@ import pytest
 
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.filters import ab_magnitudes
-from rail.deepdisc.peers.templates import (RED_LIMIT_ANGSTROM, TemplateSet, extend_red, igm_transmission,
-                                           load_template_set, rail_sed_dir, template_fluxes)
+from rail.deepdisc.peers.templates import (
+    RED_LIMIT_ANGSTROM,
+    TemplateSet,
+    extend_red,
+    igm_transmission,
+    load_template_set,
+    rail_sed_dir,
+    template_fluxes,
+)
 
-CWWSB4 = ("El_B2004a", "Sbc_B2004a", "Scd_B2004a", "Im_B2004a", "SB3_B2004a", "SB2_B2004a", "ssp_25Myr_z008",
-          "ssp_5Myr_z008")
+CWWSB4 = (
+    "El_B2004a",
+    "Sbc_B2004a",
+    "Scd_B2004a",
+    "Im_B2004a",
+    "SB3_B2004a",
+    "SB2_B2004a",
+    "ssp_25Myr_z008",
+    "ssp_5Myr_z008",
+)
 
 
 def test_default_set_is_cwwsb4_and_not_the_simulators_cosmos_set():

@@ -24,7 +24,13 @@ from .bpz_setup import BPZPriorWarning, bpz_zero_point_offsets, nircam_bpz_optio
 from .eazy_fit import EazyModel, EazyRunner, EazySettings
 from .eazy_train import EazyTrainSettings, train_eazy
 from .pdfs import point_estimates
-from .photometry import ApertureSettings, aperture_photometry, deredden, magnitudes_to_fluxes, tileset_to_catalog
+from .photometry import (
+    ApertureSettings,
+    aperture_photometry,
+    deredden,
+    magnitudes_to_fluxes,
+    tileset_to_catalog,
+)
 from .templates import DEFAULT_TEMPLATES, TemplateSet, load_template_set, template_fluxes
 
 __all__ = [

@@ -1,12 +1,12 @@
 """BPZ (pz-rail-bpz 2.2.0) for NIRCam: its data folder, its configuration, and corrected zero-point offsets.
 
-pz-rail-bpz ships LSST-era defaults (six ``mag_*_lsst`` bands, ``DC2LSST_*`` filters, LSST depths, 0.1 mag zero-
-point errors) and reads filters, SEDs and pre-integrated ``.AB`` model fluxes from one folder
-(``bpz_ref_data_path``). `write_bpz_data_dir` writes that folder for NIRCam bands and our template set into a user
-cache folder (never into site-packages): ``FILTER/NIRCam_<BAND>.res`` (astro-sedpy curves), ``SED/<name>.sed`` and
-``SED/<set>.list``, and ``AB/<sed>.NIRCam_<BAND>.<nomadau|withmadau>.AB`` computed by
-`rail.deepdisc.peers.templates.template_fluxes` (BPZ's Madau 1995 IGM for ``withmadau``), so BPZ never calls its
-own ``ABflux`` (which extrapolates SEDs linearly and prints).
+pz-rail-bpz ships LSST-era defaults (six ``mag_*_lsst`` bands, ``DC2LSST_*`` filters, LSST depths, 0.1 mag
+zero- point errors) and reads filters, SEDs and pre-integrated ``.AB`` model fluxes from one folder
+(``bpz_ref_data_path``). `write_bpz_data_dir` writes that folder for NIRCam bands and our template set into a
+user cache folder (never into site-packages): ``FILTER/NIRCam_<BAND>.res`` (astro-sedpy curves),
+``SED/<name>.sed`` and ``SED/<set>.list``, and ``AB/<sed>.NIRCam_<BAND>.<nomadau|withmadau>.AB`` computed by
+`rail.deepdisc.peers.templates.template_fluxes` (BPZ's Madau 1995 IGM for ``withmadau``), so BPZ never calls
+its own ``ABflux`` (which extrapolates SEDs linearly and prints).
 
 Zero-point offsets: pz-rail-bpz's ``BPZlitePreEstimator`` normalises the model fluxes of every object by *row*
 ``refcol`` of the array (another object) instead of each object's own reference-band flux, so its offsets are
@@ -58,7 +58,10 @@ def bpz_filter_name(band: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$RAIL_DEEPDISC_CACHE``, else ``$XDG_CACHE_HOME/pz-rail-deepdisc``, else ``~/.cache/pz-rail-deepdisc``."""
+    """Return the cache folder: ``$RAIL_DEEPDISC_CACHE``, else ``$XDG_CACHE_HOME/pz-rail-deepdisc``.
+
+    Without either variable: ``~/.cache/pz-rail-deepdisc``.
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -74,9 +77,15 @@ def _key(templates: TemplateSet, bands: Sequence[str], madau: bool, zmax: float)
     return h.hexdigest()[:16]
 
 
-def write_bpz_data_dir(templates: TemplateSet, bands: Sequence[str] | str, *, list_name: str = "templates",
-                       madau: bool = True, zmax: float = BPZ_MIN_ZMAX, root: str | os.PathLike | None = None
-                       ) -> Path:
+def write_bpz_data_dir(
+    templates: TemplateSet,
+    bands: Sequence[str] | str,
+    *,
+    list_name: str = "templates",
+    madau: bool = True,
+    zmax: float = BPZ_MIN_ZMAX,
+    root: str | os.PathLike | None = None,
+) -> Path:
     """Write (or reuse) a BPZ data folder for these templates and NIRCam bands.
 
     Parameters
@@ -92,8 +101,8 @@ def write_bpz_data_dir(templates: TemplateSet, bands: Sequence[str] | str, *, li
     zmax : float
         Highest redshift needed (the files reach ``max(zmax, 12)``).
     root : path, optional
-        Parent folder (default `default_cache_dir`/``bpz``); the data goes into a sub-folder named by a hash of
-        the inputs, built in a temporary folder and renamed into place (safe under MPI).
+        Parent folder (default `default_cache_dir`/``bpz``); the data goes into a sub-folder named by a hash
+        of the inputs, built in a temporary folder and renamed into place (safe under MPI).
 
     Returns
     -------
@@ -120,8 +129,9 @@ def write_bpz_data_dir(templates: TemplateSet, bands: Sequence[str] | str, *, li
     return target
 
 
-def _write_bpz_files(folder: Path, templates: TemplateSet, bands: tuple[str, ...], list_name: str,
-                     madau: bool, zmax: float) -> None:
+def _write_bpz_files(
+    folder: Path, templates: TemplateSet, bands: tuple[str, ...], list_name: str, madau: bool, zmax: float
+) -> None:
     for sub in ("SED", "FILTER", "AB"):
         (folder / sub).mkdir()
     for name, wave, flux in zip(templates.names, templates.waves, templates.fluxes):
@@ -129,18 +139,28 @@ def _write_bpz_files(folder: Path, templates: TemplateSet, bands: tuple[str, ...
     (folder / "SED" / f"{list_name}.list").write_text("".join(f"{n}.sed\n" for n in templates.names))
     for band in bands:
         wave, trans = filter_curve(band)
-        np.savetxt(folder / "FILTER" / f"{bpz_filter_name(band)}.res", np.column_stack([wave, trans]), fmt="%.6e")
+        np.savetxt(
+            folder / "FILTER" / f"{bpz_filter_name(band)}.res", np.column_stack([wave, trans]), fmt="%.6e"
+        )
     z_ab = np.arange(0.0, zmax + BPZ_Z_STEP / 2, BPZ_Z_STEP)
     fluxes = template_fluxes(templates, z_ab, bands, igm="madau" if madau else "none")
     flag = "withmadau" if madau else "nomadau"
     for t, name in enumerate(templates.names):
         for k, band in enumerate(bands):
-            np.savetxt(folder / "AB" / f"{name}.{bpz_filter_name(band)}.{flag}.AB",
-                       np.column_stack([z_ab, fluxes[:, t, k]]), fmt="%.5e")
+            np.savetxt(
+                folder / "AB" / f"{name}.{bpz_filter_name(band)}.{flag}.AB",
+                np.column_stack([z_ab, fluxes[:, t, k]]),
+                fmt="%.5e",
+            )
 
 
-def nircam_bpz_options(bands: Sequence[str] | str, *, ref_band: str | None = None, mag_limit: float = 30.0,
-                       zp_error: float = 0.02) -> dict:
+def nircam_bpz_options(
+    bands: Sequence[str] | str,
+    *,
+    ref_band: str | None = None,
+    mag_limit: float = 30.0,
+    zp_error: float = 0.02,
+) -> dict:
     """pz-rail-bpz options for NIRCam catalogs with ``mag_<BAND>``/``magerr_<BAND>`` columns.
 
     Parameters
@@ -157,8 +177,8 @@ def nircam_bpz_options(bands: Sequence[str] | str, *, ref_band: str | None = Non
     Returns
     -------
     dict
-        ``bands``, ``err_bands``, ``filter_list``, ``ref_band``, ``mag_limits``, ``zp_errors``, ``zp_offsets``,
-        ``nondetect_val`` (99) and ``unobserved_val`` (NaN: missing values).
+        ``bands``, ``err_bands``, ``filter_list``, ``ref_band``, ``mag_limits``, ``zp_errors``,
+        ``zp_offsets``, ``nondetect_val`` (99) and ``unobserved_val`` (NaN: missing values).
 
     Raises
     ------
@@ -192,8 +212,9 @@ def broad_types(best_template: np.ndarray, nt_array: Sequence[int]) -> np.ndarra
     return np.searchsorted(edges, np.asarray(best_template), side="right")
 
 
-def bpz_zero_point_offsets(flux: np.ndarray, flux_err: np.ndarray, model: np.ndarray, *, ref_index: int,
-                           min_snr: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+def bpz_zero_point_offsets(
+    flux: np.ndarray, flux_err: np.ndarray, model: np.ndarray, *, ref_index: int, min_snr: float = 5.0
+) -> tuple[np.ndarray, np.ndarray]:
     """BPZ zero-point offsets from objects fitted at their spec-z (the corrected pre-estimator).
 
     Parameters
@@ -210,16 +231,17 @@ def bpz_zero_point_offsets(flux: np.ndarray, flux_err: np.ndarray, model: np.nda
     Returns
     -------
     offsets : ndarray (B,)
-        Magnitudes to subtract from the catalog (BPZ's ``zp_offsets``): -2.5 log10 of the median, over objects, of
-        observed / model flux, with each object's best template (min chi^2, free amplitude) scaled to its *own*
-        reference-band flux.
+        Magnitudes to subtract from the catalog (BPZ's ``zp_offsets``): -2.5 log10 of the median, over
+        objects, of observed / model flux, with each object's best template (min chi^2, free amplitude) scaled
+        to its *own* reference-band flux.
     best : ndarray (N,)
         Best template index per object.
 
     Examples
     --------
     >>> model = np.array([[[1.0, 2.0]]])
-    >>> off, best = bpz_zero_point_offsets(np.array([[10.0, 20.0 * 10 ** (-0.4 * 0.1)]]), np.ones((1, 2)) * 0.1,
+    >>> off, best = bpz_zero_point_offsets(np.array([[10.0, 20.0 * 10 ** (-0.4 * 0.1)]]), np.ones((1, 2)) *
+    0.1,
     ...                                    model, ref_index=0)
     >>> np.round(off, 3).tolist(), best.tolist()
     ([0.0, 0.1], [0])

@@ -1,7 +1,8 @@
 """Route the prints of eazy-py and BPZ into :mod:`logging`.
 
-eazy-py and ``desc_bpz`` report progress with ``print`` (and eazy shows tqdm bars); library code of this package
-never prints, so their output is captured and forwarded, line by line, to this module's logger at DEBUG level.
+eazy-py and ``desc_bpz`` report progress with ``print`` (and eazy shows tqdm bars); library code of this
+package never prints, so their output is captured and forwarded, line by line, to this module's logger at
+DEBUG level.
 """
 
 from __future__ import annotations

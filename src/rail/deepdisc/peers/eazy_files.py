@@ -98,14 +98,15 @@ def write_filter_res(bands: Sequence[str], path: str | os.PathLike) -> Path:
     lines = []
     for band in bands:
         wave, trans = filter_curve(band)
-        lines.append(f"{len(wave):6d} NIRCam_{band} sedpy:jwst_{band.lower()} "
-                     f"lambda_c= {pivot_wavelength(band):.2f}")
+        lines.append(
+            f"{len(wave):6d} NIRCam_{band} sedpy:jwst_{band.lower()} lambda_c= {pivot_wavelength(band):.2f}"
+        )
         lines.extend(f"{i + 1:6d} {w:.5e} {t:.5e}" for i, (w, t) in enumerate(zip(wave, trans)))
     return _atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
 def write_translate(bands: Sequence[str], path: str | os.PathLike) -> Path:
-    """Write eazy's translate file mapping ``flux_<BAND>``/``err_<BAND>`` to filter numbers ``F<k+1>``/``E<k+1>``."""
+    """Write eazy's translate file: ``flux_<BAND>``/``err_<BAND>`` -> filter numbers ``F<k+1>``/``E<k+1>``."""
     lines = []
     for k, band in enumerate(bands):
         lines.append(f"{flux_column(band)} F{k + 1}")
@@ -138,7 +139,7 @@ def write_templates(templates: TemplateSet, folder: str | os.PathLike) -> Path:
 
 
 def default_template_error(wave_rest: np.ndarray) -> np.ndarray:
-    """The package's template error function (relative flux error vs rest wavelength, before TEMP_ERR_A2).
+    """Evaluate the package's template error function (relative flux error vs rest wavelength, amplitude 1).
 
     Parameters
     ----------
@@ -148,8 +149,8 @@ def default_template_error(wave_rest: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray
-        `TEF_FLOOR` in the optical, rising linearly in log wavelength by `TEF_UV_EXTRA` towards the Lyman limit
-        and by `TEF_IR_EXTRA` towards 5 micron.
+        `TEF_FLOOR` in the optical, rising linearly in log wavelength by `TEF_UV_EXTRA` towards the Lyman
+        limit and by `TEF_IR_EXTRA` towards 5 micron.
     """
     logw = np.log(np.asarray(wave_rest, float))
     uv = np.clip((np.log(TEF_UV_START) - logw) / np.log(TEF_UV_START / TEF_UV_FULL), 0.0, 1.0)

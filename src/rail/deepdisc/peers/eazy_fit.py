@@ -1,17 +1,17 @@
 """Run eazy-py on catalog photometry: settings, the run folder, the template grid and the per-chunk fits.
 
-`EazyRunner` writes eazy's input files once (`rail.deepdisc.peers.eazy_files`), integrates the templates through
-the filters once (`TemplateGrid`), then fits any number of catalog chunks with `eazy.photoz.PhotoZ` and returns
-normalised log-posteriors on eazy's redshift grid (log-spaced, ``z_step * (1 + z)``).
+`EazyRunner` writes eazy's input files once (`rail.deepdisc.peers.eazy_files`), integrates the templates
+through the filters once (`TemplateGrid`), then fits any number of catalog chunks with `eazy.photoz.PhotoZ`
+and returns normalised log-posteriors on eazy's redshift grid (log-spaced, ``z_step * (1 + z)``).
 
 Departures from a stock eazy-py run, and why:
 
-- the template grid is integrated by `rail.deepdisc.peers.templates.template_fluxes` (vectorised, with eazy's own
-  IGM) and handed to `TemplateGrid` as ``tempfilt_data``: eazy's per-template integration takes minutes for
-  finely sampled SEDs, and its parallel path leaves the grid all zeros unless ``verbose > 1`` (eazy-py 0.8.7).
-  The fit is serial (``n_proc=0``): MPI ranks are our parallelism;
-- Milky-Way extinction is removed from the photometry per object before the fit (``MW_EBV = 0`` in eazy), since
-  eazy takes one E(B-V) for a whole catalog;
+- the template grid is integrated by `rail.deepdisc.peers.templates.template_fluxes` (vectorised, with eazy's
+  own IGM) and handed to `TemplateGrid` as ``tempfilt_data``: eazy's per-template integration takes minutes
+  for finely sampled SEDs, and its parallel path leaves the grid all zeros unless ``verbose > 1`` (eazy-py
+  0.8.7). The fit is serial (``n_proc=0``): MPI ranks are our parallelism;
+- Milky-Way extinction is removed from the photometry per object before the fit (``MW_EBV = 0`` in eazy),
+  since eazy takes one E(B-V) for a whole catalog;
 - fluxes are in nJy, so ``PRIOR_ABZP = 31.4``.
 """
 
@@ -27,8 +27,19 @@ import numpy as np
 from ..exceptions import ConfigError
 from ..presets import resolve_bands
 from .capture import captured_output
-from .eazy_files import (FILTER_FILE, PRIOR_FILE, TEF_FILE, TRANSLATE_FILE, error_column, flux_column,
-                         write_filter_res, write_prior, write_template_error, write_templates, write_translate)
+from .eazy_files import (
+    FILTER_FILE,
+    PRIOR_FILE,
+    TEF_FILE,
+    TRANSLATE_FILE,
+    error_column,
+    flux_column,
+    write_filter_res,
+    write_prior,
+    write_template_error,
+    write_templates,
+    write_translate,
+)
 from .photometry import AB_ZEROPOINT_NJY
 from .templates import DEFAULT_TEMPLATES, load_template_set
 
@@ -71,13 +82,14 @@ class EazySettings:
     template_combos : str
         ``"1"``: one template at a time, marginalised over templates (``TEMPLATE_COMBOS 1``, eazy's
         ``fit_single_templates``); ``"a"``: non-negative combinations of all templates (eazy's own default,
-        ``TEMPLATE_COMBOS a``, meant for basis sets such as FSPS). The default is ``"1"``: on the empirical CWWSB4
-        set, combinations such as elliptical + 5 Myr burst mimic other redshifts (at S/N 100, 93% of objects within
-        0.02(1+z) with ``"a"``, 97% with ``"1"``).
+        ``TEMPLATE_COMBOS a``, meant for basis sets such as FSPS). The default is ``"1"``: on the empirical
+        CWWSB4 set, combinations such as elliptical + 5 Myr burst mimic other redshifts (at S/N 100, 93% of
+        objects within 0.02(1+z) with ``"a"``, 97% with ``"1"``).
     prior_floor : float
         Floor added to the normalised magnitude prior (``PRIOR_FLOOR``).
     clip_wavelength : float
-        Rest wavelength, Angstrom, that must lie blueward of an object's reddest band (eazy's ``compute_lnp``).
+        Rest wavelength, Angstrom, that must lie blueward of an object's reddest band (eazy's
+        ``compute_lnp``).
     """
 
     bands: tuple[str, ...]
@@ -104,19 +116,33 @@ class EazySettings:
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.template_combos not in TEMPLATE_COMBOS:
-            raise ConfigError(f"template_combos {self.template_combos!r} unknown: choose one of "
-                              f"{', '.join(TEMPLATE_COMBOS)}")
+            raise ConfigError(
+                f"template_combos {self.template_combos!r} unknown: choose one of "
+                f"{', '.join(TEMPLATE_COMBOS)}"
+            )
         if self.fitter not in EAZY_FITTERS:
             raise ConfigError(f"fitter {self.fitter!r} unknown: choose one of {', '.join(EAZY_FITTERS)}")
 
     def params(self) -> dict:
-        """eazy parameter dictionary (upper-case names) for these settings."""
+        """Eazy parameter dictionary (upper-case names) for these settings."""
         return {
-            "Z_MIN": self.z_min, "Z_MAX": self.z_max, "Z_STEP": self.z_step, "Z_STEP_TYPE": 1,
-            "TEMP_ERR_A2": self.temp_err_a2, "SYS_ERR": self.sys_err, "IGM_SCALE_TAU": self.igm_scale_tau,
-            "ADD_CGM": "y" if self.add_cgm else "n", "FITTER": self.fitter, "PRIOR_FLOOR": self.prior_floor,
-            "PRIOR_ABZP": AB_ZEROPOINT_NJY, "MW_EBV": 0.0, "CAT_HAS_EXTCORR": "n", "MAGNITUDES": "n",
-            "VERBOSITY": 0, "TEMPLATE_SMOOTH": 0.0, "RESAMPLE_WAVE": None,
+            "Z_MIN": self.z_min,
+            "Z_MAX": self.z_max,
+            "Z_STEP": self.z_step,
+            "Z_STEP_TYPE": 1,
+            "TEMP_ERR_A2": self.temp_err_a2,
+            "SYS_ERR": self.sys_err,
+            "IGM_SCALE_TAU": self.igm_scale_tau,
+            "ADD_CGM": "y" if self.add_cgm else "n",
+            "FITTER": self.fitter,
+            "PRIOR_FLOOR": self.prior_floor,
+            "PRIOR_ABZP": AB_ZEROPOINT_NJY,
+            "MW_EBV": 0.0,
+            "CAT_HAS_EXTCORR": "n",
+            "MAGNITUDES": "n",
+            "VERBOSITY": 0,
+            "TEMPLATE_SMOOTH": 0.0,
+            "RESAMPLE_WAVE": None,
         }
 
 
@@ -155,8 +181,10 @@ class EazyModel:
 
     def __post_init__(self):
         if len(self.zero_points) != len(self.bands) or not np.all(np.asarray(self.zero_points) > 0):
-            raise ConfigError(f"EAZY model: need one positive zero point per band ({len(self.bands)}), "
-                              f"got {np.asarray(self.zero_points).tolist()}")
+            raise ConfigError(
+                f"EAZY model: need one positive zero point per band ({len(self.bands)}), "
+                f"got {np.asarray(self.zero_points).tolist()}"
+            )
         if self.prior_band and self.prior_density.shape != (len(self.prior_z), len(self.prior_mags)):
             raise ConfigError("EAZY model: prior_density must have shape (len(prior_z), len(prior_mags))")
 
@@ -167,18 +195,30 @@ class EazyModel:
 
     def to_dict(self) -> dict:
         """Plain arrays and strings (for `rail.deepdisc.peers.model_io`)."""
-        return {"bands": np.array(self.bands), "zero_points": np.asarray(self.zero_points, float),
-                "temp_err_a2": np.float64(self.temp_err_a2), "prior_band": np.str_(self.prior_band),
-                "prior_mags": self.prior_mags, "prior_z": self.prior_z, "prior_density": self.prior_density,
-                "templates": np.str_(self.templates)}
+        return {
+            "bands": np.array(self.bands),
+            "zero_points": np.asarray(self.zero_points, float),
+            "temp_err_a2": np.float64(self.temp_err_a2),
+            "prior_band": np.str_(self.prior_band),
+            "prior_mags": self.prior_mags,
+            "prior_z": self.prior_z,
+            "prior_density": self.prior_density,
+            "templates": np.str_(self.templates),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> EazyModel:
         """Inverse of `to_dict`."""
-        return cls(bands=tuple(str(b) for b in data["bands"]), zero_points=np.asarray(data["zero_points"], float),
-                   temp_err_a2=float(data["temp_err_a2"]), prior_band=str(data["prior_band"]),
-                   prior_mags=np.asarray(data["prior_mags"], float), prior_z=np.asarray(data["prior_z"], float),
-                   prior_density=np.asarray(data["prior_density"], float), templates=str(data["templates"]))
+        return cls(
+            bands=tuple(str(b) for b in data["bands"]),
+            zero_points=np.asarray(data["zero_points"], float),
+            temp_err_a2=float(data["temp_err_a2"]),
+            prior_band=str(data["prior_band"]),
+            prior_mags=np.asarray(data["prior_mags"], float),
+            prior_z=np.asarray(data["prior_z"], float),
+            prior_density=np.asarray(data["prior_density"], float),
+            templates=str(data["templates"]),
+        )
 
 
 class EazyRunner:
@@ -201,8 +241,10 @@ class EazyRunner:
 
     def __init__(self, settings: EazySettings, workdir: str | os.PathLike, *, model: EazyModel | None = None):
         if model is not None and tuple(model.bands) != settings.bands:
-            raise ConfigError(f"EAZY model bands {' '.join(model.bands)} differ from the estimator's "
-                              f"{' '.join(settings.bands)}")
+            raise ConfigError(
+                f"EAZY model bands {' '.join(model.bands)} differ from the estimator's "
+                f"{' '.join(settings.bands)}"
+            )
         self.settings = settings
         self.model = model
         self.workdir = Path(workdir)
@@ -218,8 +260,11 @@ class EazyRunner:
             "TEMP_ERR_FILE": str(write_template_error(d / TEF_FILE)),
         }
         if self.model is not None and self.model.has_prior:
-            files["PRIOR_FILE"] = str(write_prior(self.model.prior_z, self.model.prior_mags,
-                                                  self.model.prior_density, d / PRIOR_FILE))
+            files["PRIOR_FILE"] = str(
+                write_prior(
+                    self.model.prior_z, self.model.prior_mags, self.model.prior_density, d / PRIOR_FILE
+                )
+            )
             files["PRIOR_FILTER"] = flux_column(self.model.prior_band)
         return files
 
@@ -247,17 +292,17 @@ class EazyRunner:
 
     @property
     def zgrid(self) -> np.ndarray:
-        """eazy's redshift grid (NZ,), log-spaced."""
+        """Eazy's redshift grid (NZ,), log-spaced."""
         return np.asarray(self.template_grid().zgrid, float)
 
     def template_grid(self):
-        """The `eazy.photoz.TemplateGrid` of templates x filters x redshifts, built on first use."""
+        """Return the `eazy.photoz.TemplateGrid` (redshifts x templates x filters), built on first use."""
         if self._grid is None:
             self._grid = _build_template_grid(self.params(), self.settings)
         return self._grid
 
     def photoz(self, flux_njy: np.ndarray, err_njy: np.ndarray):
-        """An `eazy.photoz.PhotoZ` on this catalog chunk, sharing the template grid.
+        """Make an `eazy.photoz.PhotoZ` for this catalog chunk, sharing the template grid.
 
         Parameters
         ----------
@@ -279,13 +324,19 @@ class EazyRunner:
         with captured_output():
             from eazy.photoz import PhotoZ
 
-            pz = PhotoZ(param_file=None, translate_file=self._files["translate"], params=params,
-                        load_prior=params["APPLY_PRIOR"] == "y", tempfilt=grid, n_proc=0)
+            pz = PhotoZ(
+                param_file=None,
+                translate_file=self._files["translate"],
+                params=params,
+                load_prior=params["APPLY_PRIOR"] == "y",
+                tempfilt=grid,
+                n_proc=0,
+            )
         pz.zp = self.zero_points.astype(pz.ARRAY_DTYPE)
         return pz
 
     def log_posterior(self, flux_njy: np.ndarray, err_njy: np.ndarray) -> np.ndarray:
-        """ln p(z | photometry) on `zgrid`, normalised, with the prior when the model has one.
+        """Ln p(z | photometry) on `zgrid`, normalised, with the prior when the model has one.
 
         Parameters
         ----------
@@ -304,8 +355,9 @@ class EazyRunner:
         with captured_output():
             if self.settings.template_combos == "a":
                 pz.fit_catalog(n_proc=0, get_best_fit=False, prior=prior, verbose=False)
-                has_fit, lnp, _ = pz.compute_lnp(prior=prior, clip_wavelength=self.settings.clip_wavelength or None,
-                                                 in_place=False)
+                has_fit, lnp, _ = pz.compute_lnp(
+                    prior=prior, clip_wavelength=self.settings.clip_wavelength or None, in_place=False
+                )
                 out = np.zeros((len(flux_njy), pz.NZ))
                 out[has_fit] = lnp
                 return out
@@ -314,7 +366,7 @@ class EazyRunner:
         return self._single_template_posterior(pz, np.asarray(logpz, float), prior)
 
     def _single_template_posterior(self, pz, logpz: np.ndarray, prior: bool) -> np.ndarray:
-        """Marginalise one-template fits over templates (flat template prior), add prior and wavelength clip."""
+        """Marginalise one-template fits over templates (flat template prior); add prior, wavelength clip."""
         from scipy.special import logsumexp
 
         loglike = logsumexp(logpz, axis=0)
@@ -331,13 +383,19 @@ class EazyRunner:
         with np.errstate(divide="ignore"):
             return np.log(density / norm)
 
-    def fit_at_redshift(self, flux_njy: np.ndarray, err_njy: np.ndarray, z: np.ndarray,
-                        *, zero_points: np.ndarray | None = None, temp_err_a2: float | None = None
-                        ) -> np.ndarray:
+    def fit_at_redshift(
+        self,
+        flux_njy: np.ndarray,
+        err_njy: np.ndarray,
+        z: np.ndarray,
+        *,
+        zero_points: np.ndarray | None = None,
+        temp_err_a2: float | None = None,
+    ) -> np.ndarray:
         """Best-fit model fluxes of each object with its redshift fixed.
 
-        With ``template_combos="a"`` eazy's ``template_lsq`` (non-negative combination), with ``"1"`` the single
-        template of lowest chi^2, as in the redshift fit.
+        With ``template_combos="a"`` eazy's ``template_lsq`` (non-negative combination), with ``"1"`` the
+        single template of lowest chi^2, as in the redshift fit.
 
         Parameters
         ----------
@@ -371,13 +429,16 @@ class EazyRunner:
             if self.settings.template_combos == "1":
                 model[i] = _best_single_template(fnu[i], efnu[i], templates_z, tef_z)
             else:
-                _, _, model[i], _ = template_lsq(fnu[i], efnu[i], templates_z, tef_z, zp, False,
-                                                 self.settings.fitter, True, 1)
+                _, _, model[i], _ = template_lsq(
+                    fnu[i], efnu[i], templates_z, tef_z, zp, False, self.settings.fitter, True, 1
+                )
         return model
 
 
-def _best_single_template(fnu: np.ndarray, efnu: np.ndarray, templates: np.ndarray, tef: np.ndarray) -> np.ndarray:
-    """Model fluxes (B,) of the one template (rows of ``templates``, (T, B)) with the lowest chi^2, free amplitude."""
+def _best_single_template(
+    fnu: np.ndarray, efnu: np.ndarray, templates: np.ndarray, tef: np.ndarray
+) -> np.ndarray:
+    """Model fluxes (B,) of the template (a row of ``templates`` (T, B)) of lowest chi^2, free amplitude."""
     ok = efnu > 0
     if not ok.any():
         return np.zeros_like(fnu)
@@ -392,25 +453,46 @@ def _best_single_template(fnu: np.ndarray, efnu: np.ndarray, templates: np.ndarr
 
 
 def _build_template_grid(params: dict, settings: EazySettings):
-    """eazy's `TemplateGrid` holding our integration of the templates through the filters (see the module notes)."""
+    """Build eazy's `TemplateGrid` from our integration of the templates through the filters (see above)."""
     from .templates import template_fluxes
 
     with captured_output():
-        from eazy import utils as eazy_utils
         from eazy import templates as eazy_templates
+        from eazy import utils as eazy_utils
         from eazy.photoz import TemplateGrid
 
-        zgrid = eazy_utils.log_zgrid(zr=[params["Z_MIN"], params["Z_MAX"]], dz=params["Z_STEP"]).astype(np.float32)
-        templates = eazy_templates.read_templates_file(templates_file=params["TEMPLATES_FILE"], velocity_smooth=0,
-                                                       resample_wave=None)
-    data = template_fluxes(load_template_set(settings.templates), zgrid, settings.bands, igm="eazy",
-                           scale_tau=settings.igm_scale_tau, add_cgm=settings.add_cgm)
+        zgrid = eazy_utils.log_zgrid(zr=[params["Z_MIN"], params["Z_MAX"]], dz=params["Z_STEP"]).astype(
+            np.float32
+        )
+        templates = eazy_templates.read_templates_file(
+            templates_file=params["TEMPLATES_FILE"], velocity_smooth=0, resample_wave=None
+        )
+    data = template_fluxes(
+        load_template_set(settings.templates),
+        zgrid,
+        settings.bands,
+        igm="eazy",
+        scale_tau=settings.igm_scale_tau,
+        add_cgm=settings.add_cgm,
+    )
     if not np.any(data > 0):
-        raise ConfigError(f"eazy template grid for {settings.templates!r} is empty: the templates do not reach "
-                          f"the bands {' '.join(settings.bands)}")
+        raise ConfigError(
+            f"eazy template grid for {settings.templates!r} is empty: the templates do not reach "
+            f"the bands {' '.join(settings.bands)}"
+        )
     with captured_output():
-        grid = TemplateGrid(zgrid, templates, RES=params["FILTERS_RES"], f_numbers=list(range(1, len(settings.bands) + 1)),
-                            add_igm=params["IGM_SCALE_TAU"], galactic_ebv=0, Eb=0, n_proc=-1, verbose=0,
-                            array_dtype=np.float32, tempfilt_data=data.astype(np.float32))
+        grid = TemplateGrid(
+            zgrid,
+            templates,
+            RES=params["FILTERS_RES"],
+            f_numbers=list(range(1, len(settings.bands) + 1)),
+            add_igm=params["IGM_SCALE_TAU"],
+            galactic_ebv=0,
+            Eb=0,
+            n_proc=-1,
+            verbose=0,
+            array_dtype=np.float32,
+            tempfilt_data=data.astype(np.float32),
+        )
     logger.debug("eazy template grid: %d z x %d templates x %d filters", *grid.tempfilt.shape)
     return grid

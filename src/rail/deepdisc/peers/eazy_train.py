@@ -1,14 +1,14 @@
 """What the EAZY informer learns from objects with spectroscopic redshifts.
 
-- Zero points (multiplicative flux corrections, eazy's ``zp``): fit each labelled object at its spec-z, take per
-  band the median of model / observed flux over detections with S/N > ``min_snr``, normalise to the reference band,
-  iterate (as eazy's ``iterate_zp_templates``, without its template corrections).
-- Template error amplitude (eazy's ``TEMP_ERR_A2``): the smallest amplitude, on a grid, for which the normalised
-  residuals at the spec-z have a robust standard deviation (1.4826 MAD) of at most 1.
+- Zero points (multiplicative flux corrections, eazy's ``zp``): fit each labelled object at its spec-z, take
+  per band the median of model / observed flux over detections with S/N > ``min_snr``, normalise to the
+  reference band, iterate (as eazy's ``iterate_zp_templates``, without its template corrections).
+- Template error amplitude (eazy's ``TEMP_ERR_A2``): the smallest amplitude, on a grid, for which the
+  normalised residuals at the spec-z have a robust standard deviation (1.4826 MAD) of at most 1.
 - Apparent-magnitude prior p(z | m): a Gaussian kernel density in ln(1 + z) of the labelled redshifts, per
   magnitude node, from the objects within ``mag_window`` of the node (all objects when fewer than
-  ``min_per_node``), written in eazy's prior-file format. Spec-z samples are biased (bright, line emitters): the
-  prior is off unless ``fit_prior`` is set.
+  ``min_per_node``), written in eazy's prior-file format. Spec-z samples are biased (bright, line emitters):
+  the prior is off unless ``fit_prior`` is set.
 """
 
 from __future__ import annotations
@@ -82,14 +82,16 @@ class EazyTrainSettings:
             raise ConfigError(f"prior_mags must increase and hold at least 2 values, got {self.prior_mags!r}")
 
 
-def fit_zero_points(flux: np.ndarray, model: np.ndarray, err: np.ndarray, *, ref_index: int,
-                    min_snr: float) -> np.ndarray:
+def fit_zero_points(
+    flux: np.ndarray, model: np.ndarray, err: np.ndarray, *, ref_index: int, min_snr: float
+) -> np.ndarray:
     """Multiplicative zero points from observed and model fluxes of the same objects.
 
     Parameters
     ----------
     flux, model, err : ndarray (N, B)
-        Observed flux (already multiplied by the current zero points), best-fit model flux at spec-z, and error.
+        Observed flux (already multiplied by the current zero points), best-fit model flux at spec-z, and
+        error.
     ref_index : int
         Band whose correction is fixed to 1.
     min_snr : float
@@ -109,8 +111,15 @@ def fit_zero_points(flux: np.ndarray, model: np.ndarray, err: np.ndarray, *, ref
     return ratio / ratio[ref_index]
 
 
-def fit_template_error(flux: np.ndarray, model: np.ndarray, err: np.ndarray, tef: np.ndarray, *,
-                       min_snr: float, scales: np.ndarray = TEF_SCALES) -> float:
+def fit_template_error(
+    flux: np.ndarray,
+    model: np.ndarray,
+    err: np.ndarray,
+    tef: np.ndarray,
+    *,
+    min_snr: float,
+    scales: np.ndarray = TEF_SCALES,
+) -> float:
     """Smallest template error amplitude whose normalised residuals have robust sigma <= 1.
 
     Parameters
@@ -140,8 +149,9 @@ def fit_template_error(flux: np.ndarray, model: np.ndarray, err: np.ndarray, tef
     return float(scales[-1])
 
 
-def fit_magnitude_prior(z: np.ndarray, mag: np.ndarray, zgrid: np.ndarray, settings: EazyTrainSettings
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def fit_magnitude_prior(
+    z: np.ndarray, mag: np.ndarray, zgrid: np.ndarray, settings: EazyTrainSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """p(z | m) on ``zgrid`` at ``settings.prior_mags`` from labelled redshifts and magnitudes.
 
     Parameters
@@ -176,8 +186,13 @@ def fit_magnitude_prior(z: np.ndarray, mag: np.ndarray, zgrid: np.ndarray, setti
     return mags, density
 
 
-def train_eazy(runner: EazyRunner, flux_njy: np.ndarray, err_njy: np.ndarray, zspec: np.ndarray,
-               settings: EazyTrainSettings) -> EazyModel:
+def train_eazy(
+    runner: EazyRunner,
+    flux_njy: np.ndarray,
+    err_njy: np.ndarray,
+    zspec: np.ndarray,
+    settings: EazyTrainSettings,
+) -> EazyModel:
     """Fit zero points, template error amplitude and (optionally) the magnitude prior.
 
     Parameters
@@ -227,7 +242,9 @@ def train_eazy(runner: EazyRunner, flux_njy: np.ndarray, err_njy: np.ndarray, zs
         with np.errstate(divide="ignore", invalid="ignore"):
             mag = AB_ZEROPOINT_NJY - 2.5 * np.log10(flux_njy[:, k])
         mags, density = fit_magnitude_prior(zspec, mag, runner.zgrid, settings)
-        prior = dict(prior_band=settings.prior_band, prior_mags=mags, prior_z=runner.zgrid, prior_density=density)
+        prior = dict(
+            prior_band=settings.prior_band, prior_mags=mags, prior_z=runner.zgrid, prior_density=density
+        )
     return EazyModel(bands=bands, zero_points=zp, temp_err_a2=a2, templates=s.templates, **prior)
 
 

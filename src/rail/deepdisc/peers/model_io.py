@@ -1,7 +1,7 @@
 """Peer model files: plain arrays in a NumPy ``.npz`` archive, read without pickle.
 
-RAIL's `ModelHandle` pickles by default; the EAZY informer's model is a handful of arrays and strings, so it is
-stored as ``.npz`` (written atomically, read with ``allow_pickle=False``).
+RAIL's `ModelHandle` pickles by default; the EAZY informer's model is a handful of arrays and strings, so it
+is stored as ``.npz`` (written atomically, read with ``allow_pickle=False``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Grid redshift PDFs: normalisation, resampling and RAIL's point estimates (``zmode``, ``zmean``, ``zmedian``)."""
+"""Grid redshift PDFs: normalisation, resampling, RAIL's point estimates ``zmode``, ``zmean``, ``zmedian``."""
 
 from __future__ import annotations
 

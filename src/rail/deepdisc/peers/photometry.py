@@ -1,14 +1,14 @@
 """Catalog photometry for the template-fitting peers: from a TileSet's objects table to fluxes.
 
-Both peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured). Where a
-magnitude is missing, `aperture_photometry` can measure it on the tile images (circular apertures, photutils), so
-image-only inputs work too. Conventions shared by both peers:
+Both peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured).
+Where a magnitude is missing, `aperture_photometry` can measure it on the tile images (circular apertures,
+photutils), so image-only inputs work too. Conventions shared by both peers:
 
-- a *non-detection* is ``mag = NONDETECTION_MAG`` (99, BPZ's convention) with ``magerr`` holding the 1-sigma limiting
-  magnitude; aperture fluxes below zero become non-detections;
+- a *non-detection* is ``mag = NONDETECTION_MAG`` (99, BPZ's convention) with ``magerr`` holding the 1-sigma
+  limiting magnitude; aperture fluxes below one sigma become non-detections;
 - a *missing* measurement is NaN (no coverage): the band is left out of that object's fit;
-- Milky-Way extinction is removed with `deredden` from the ``ebv`` column (Fitzpatrick 1999, R_V = 3.1, through
-  eazy-py's `~eazy.utils.GalacticExtinction`, evaluated at each band's pivot wavelength).
+- Milky-Way extinction is removed with `deredden` from the ``ebv`` column (Fitzpatrick 1999, R_V = 3.1,
+  through eazy-py's `~eazy.utils.GalacticExtinction`, evaluated at each band's pivot wavelength).
 """
 
 from __future__ import annotations
@@ -72,17 +72,21 @@ class ApertureSettings:
 
 
 def catalog_columns(bands: Sequence[str]) -> list[str]:
-    """Columns of the peers' input catalog: ``object_id ra dec redshift ebv`` then ``mag_``/``magerr_`` per band."""
+    """List the peers' catalog columns: ``object_id ra dec redshift ebv``, ``mag_``/``magerr_`` per band."""
     cols = list(_PASS_COLUMNS)
     for band in bands:
         cols += [f"mag_{band}", f"magerr_{band}"]
     return cols
 
 
-def tileset_to_catalog(tileset: TileSet, *, bands: Sequence[str] | str | None = None,
-                       measure_missing: bool = False, aperture: ApertureSettings | None = None
-                       ) -> dict[str, np.ndarray]:
-    """The primary objects of a TileSet as a photometric catalog for the peers.
+def tileset_to_catalog(
+    tileset: TileSet,
+    *,
+    bands: Sequence[str] | str | None = None,
+    measure_missing: bool = False,
+    aperture: ApertureSettings | None = None,
+) -> dict[str, np.ndarray]:
+    """Turn the primary objects of a TileSet into a photometric catalog for the peers.
 
     Parameters
     ----------
@@ -108,8 +112,10 @@ def tileset_to_catalog(tileset: TileSet, *, bands: Sequence[str] | str | None = 
     bands = tileset.bands if bands is None else resolve_bands(bands)
     missing = [b for b in bands if b not in tileset.bands]
     if missing:
-        raise TileSetError(f"{tileset.source}: band(s) {' '.join(missing)} not in this TileSet "
-                           f"(it has {' '.join(tileset.bands)})")
+        raise TileSetError(
+            f"{tileset.source}: band(s) {' '.join(missing)} not in this TileSet "
+            f"(it has {' '.join(tileset.bands)})"
+        )
     prim = tileset.primary_objects()
     out = {c: np.asarray(prim[c]).copy() for c in _PASS_COLUMNS}
     for band in bands:
@@ -134,8 +140,9 @@ def _fill_missing(tileset: TileSet, out: dict, bands: Sequence[str], aperture: A
     logger.info("aperture photometry filled %d missing (object, band) magnitudes", filled)
 
 
-def aperture_photometry(tileset: TileSet, *, bands: Sequence[str] | str | None = None,
-                        aperture: ApertureSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+def aperture_photometry(
+    tileset: TileSet, *, bands: Sequence[str] | str | None = None, aperture: ApertureSettings | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Circular-aperture AB magnitudes of every primary object, measured on its own tile.
 
     Parameters
@@ -162,15 +169,19 @@ def aperture_photometry(tileset: TileSet, *, bands: Sequence[str] | str | None =
     bands = tileset.bands if bands is None else resolve_bands(bands)
     scale = _TO_NJY.get(tileset.flux_unit.strip().lower())
     if scale is None:
-        raise TileSetError(f"{tileset.source}: flux_unit {tileset.flux_unit!r} is not an f_nu unit "
-                           f"({', '.join(_TO_NJY)}): aperture photometry needs calibrated images")
+        raise TileSetError(
+            f"{tileset.source}: flux_unit {tileset.flux_unit!r} is not an f_nu unit "
+            f"({', '.join(_TO_NJY)}): aperture photometry needs calibrated images"
+        )
     return _aperture_photometry(tileset, [tileset.bands.index(b) for b in bands], scale, aperture)
 
 
-def _aperture_photometry(tileset: TileSet, chans: list[int], to_njy: float, aperture: ApertureSettings
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def _aperture_photometry(
+    tileset: TileSet, chans: list[int], to_njy: float, aperture: ApertureSettings
+) -> tuple[np.ndarray, np.ndarray]:
     from astropy.stats import sigma_clipped_stats
-    from photutils.aperture import CircularAperture, aperture_photometry as _photometry
+    from photutils.aperture import CircularAperture
+    from photutils.aperture import aperture_photometry as _photometry
 
     radius_pix = aperture.radius_arcsec / tileset.pixel_scale
     sel = np.flatnonzero(tileset.objects["primary"])
@@ -194,8 +205,9 @@ def _to_magnitudes(flux_njy: np.ndarray, err_njy: np.ndarray) -> tuple[np.ndarra
     detected = flux_njy > err_njy
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(detected, AB_ZEROPOINT_NJY - 2.5 * np.log10(flux_njy), NONDETECTION_MAG)
-        magerr = np.where(detected, 2.5 / np.log(10) * err_njy / flux_njy,
-                          AB_ZEROPOINT_NJY - 2.5 * np.log10(err_njy))
+        magerr = np.where(
+            detected, 2.5 / np.log(10) * err_njy / flux_njy, AB_ZEROPOINT_NJY - 2.5 * np.log10(err_njy)
+        )
     bad = ~np.isfinite(flux_njy) | ~(err_njy > 0)
     mag[bad], magerr[bad] = np.nan, np.nan
     return mag, magerr
@@ -268,8 +280,9 @@ def magnitudes_to_fluxes(mags: np.ndarray, magerrs: np.ndarray) -> tuple[np.ndar
     return flux, err
 
 
-def catalog_magnitudes(table: dict, bands: Sequence[str], *, ebv_column: str = "ebv",
-                       deredden_mw: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def catalog_magnitudes(
+    table: dict, bands: Sequence[str], *, ebv_column: str = "ebv", deredden_mw: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Stack a catalog's ``mag_<BAND>``/``magerr_<BAND>`` columns, optionally removing Milky-Way extinction.
 
     Parameters

@@ -1,16 +1,17 @@
 """Template SED sets for the template-fitting peers (EAZY, BPZ), and their redshifted photometry.
 
 The peers fit *their own* templates, never the simulator's: the simulator draws galaxies from the 31 COSMOS
-(Polletta et al. 2007 + BC03) SEDs of pz-rail-base, while the peers' default set is BPZ's ``CWWSB4`` list from the
-same folder (Coleman, Wu & Weedman 1980 extended by Benitez 2004: El, Sbc, Scd, Im, SB3, SB2, and two 5 and 25 Myr
-simple stellar populations). Real template fitters face template mismatch; so do ours. Any other set can be
-chosen: a BPZ ``.list`` file, an EAZY templates ``.param`` file, a folder of ``.sed``/``.dat`` files, or a bare
-list name in pz-rail-base's SED folder (``"CWWSB4"``, ``"COSMOS_seds"`` for a matched-template control run).
+(Polletta et al. 2007 + BC03) SEDs of pz-rail-base, while the peers' default set is BPZ's ``CWWSB4`` list from
+the same folder (Coleman, Wu & Weedman 1980 extended by Benitez 2004: El, Sbc, Scd, Im, SB3, SB2, and two 5
+and 25 Myr simple stellar populations). Real template fitters face template mismatch; so do ours. Any other
+set can be chosen: a BPZ ``.list`` file, an EAZY templates ``.param`` file, a folder of ``.sed``/``.dat``
+files, or a bare list name in pz-rail-base's SED folder (``"CWWSB4"``, ``"COSMOS_seds"`` for a
+matched-template control run).
 
 The CWW/B2004a SEDs stop at 2.56 micron; NIRCam reaches 5 micron, so low-redshift objects need the rest-frame
 near-infrared. `extend_red` continues each SED beyond its last point with the power law fitted to its reddest
-``RED_FIT_OCTAVE`` (a Rayleigh-Jeans-like stellar tail), instead of BPZ's linear extrapolation of the last five
-points.
+``RED_FIT_OCTAVE`` (a Rayleigh-Jeans-like stellar tail), instead of BPZ's linear extrapolation of the last
+five points.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ DEFAULT_TEMPLATES = "CWWSB4"
 #: Rest-frame wavelength up to which every template is defined after `extend_red`, Angstrom (5 micron / (1+0)
 #: with margin for F480M's red edge).
 RED_LIMIT_ANGSTROM = 6.0e4
-#: Fraction of the reddest wavelength over which the red power-law slope is fitted (last 25%: ~1.9-2.56 micron).
+#: Fraction of the reddest wavelength over which the red power-law slope is fitted (25%: ~1.9-2.56 micron).
 RED_FIT_OCTAVE = 0.25
 #: Sampling of the red extension, in log10(wavelength) per point.
 RED_STEP_DEX = 0.005
@@ -83,7 +84,9 @@ class TemplateSet:
             raise ConfigError(f"template set {self.source!r}: names, waves and fluxes differ in length")
         for name, w, f in zip(self.names, self.waves, self.fluxes):
             if w.shape != f.shape or w.ndim != 1 or len(w) < 2 or np.any(np.diff(w) <= 0):
-                raise ConfigError(f"template {name!r} of {self.source!r}: wavelengths must increase, one flux each")
+                raise ConfigError(
+                    f"template {name!r} of {self.source!r}: wavelengths must increase, one flux each"
+                )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -102,9 +105,9 @@ def load_template_set(spec: str | os.PathLike = DEFAULT_TEMPLATES, *, extend: bo
     Parameters
     ----------
     spec : str or path
-        A BPZ list file (``*.list``: one SED file per line, relative to the list's folder), an EAZY templates file
-        (``*.param``/``*.spectra.param``: ``N path [to_angstrom]`` per line), a folder (every ``*.sed`` and
-        ``*.dat`` in it, sorted), or a bare list name in pz-rail-base's SED folder (``"CWWSB4"``).
+        A BPZ list file (``*.list``: one SED file per line, relative to the list's folder), an EAZY templates
+        file (``*.param``/``*.spectra.param``: ``N path [to_angstrom]`` per line), a folder (every ``*.sed``
+        and ``*.dat`` in it, sorted), or a bare list name in pz-rail-base's SED folder (``"CWWSB4"``).
     extend : bool
         Continue each template to `RED_LIMIT_ANGSTROM` with `extend_red`.
 
@@ -146,9 +149,13 @@ def _template_files(spec: str) -> tuple[list[Path], list[float]]:
             raise ConfigError(f"templates folder {path} holds no .sed or .dat file")
         return files, [1.0] * len(files)
     if not path.is_file():
-        raise ConfigError(f"template set {spec!r} not found: give a .list or .param file, a folder of SEDs, or a "
-                          f"list name in {rail_sed_dir()}")
-    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        raise ConfigError(
+            f"template set {spec!r} not found: give a .list or .param file, a folder of SEDs, or a "
+            f"list name in {rail_sed_dir()}"
+        )
+    lines = [
+        ln.split() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     if path.suffix == ".list":
         files, scales = [path.parent / ln[0] for ln in lines], [1.0] * len(lines)
     else:
@@ -171,8 +178,9 @@ def _read_sed(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return wave, flux[first]
 
 
-def extend_red(wave: np.ndarray, flux: np.ndarray, *, max_wave: float = RED_LIMIT_ANGSTROM
-               ) -> tuple[np.ndarray, np.ndarray]:
+def extend_red(
+    wave: np.ndarray, flux: np.ndarray, *, max_wave: float = RED_LIMIT_ANGSTROM
+) -> tuple[np.ndarray, np.ndarray]:
     """Continue an SED redwards of its last point with a power law fitted to its red end.
 
     Parameters
@@ -202,8 +210,9 @@ def extend_red(wave: np.ndarray, flux: np.ndarray, *, max_wave: float = RED_LIMI
     return np.concatenate([wave, new_wave]), np.concatenate([flux, new_flux])
 
 
-def igm_transmission(wave_obs: np.ndarray, z: float, *, model: str = "eazy", scale_tau: float = 1.0,
-                     add_cgm: bool = False) -> np.ndarray:
+def igm_transmission(
+    wave_obs: np.ndarray, z: float, *, model: str = "eazy", scale_tau: float = 1.0, add_cgm: bool = False
+) -> np.ndarray:
     """Intergalactic transmission exp(-tau) at observed wavelengths for a source at redshift z.
 
     Parameters
@@ -252,8 +261,15 @@ def _eazy_igm(scale_tau: float, add_cgm: bool):
         return Asada24(scale_tau=scale_tau, add_cgm=add_cgm)
 
 
-def template_fluxes(templates: TemplateSet, zgrid: np.ndarray, bands: str | Sequence[str], *,
-                    igm: str = "eazy", scale_tau: float = 1.0, add_cgm: bool = False) -> np.ndarray:
+def template_fluxes(
+    templates: TemplateSet,
+    zgrid: np.ndarray,
+    bands: str | Sequence[str],
+    *,
+    igm: str = "eazy",
+    scale_tau: float = 1.0,
+    add_cgm: bool = False,
+) -> np.ndarray:
     """Band-averaged f_nu of every template redshifted onto a grid (photon-counting NIRCam bands).
 
     Parameters

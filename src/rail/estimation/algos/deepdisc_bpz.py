@@ -1,13 +1,13 @@
 """pz-rail-bpz configured for NIRCam: `NIRCamBPZInformer` and `NIRCamBPZEstimator`.
 
-Subclasses of pz-rail-bpz's ``BPZliteInformer``/``BPZliteEstimator`` that (1) replace its LSST defaults by NIRCam
-ones derived from ``nircam_bands`` (band and error columns ``mag_<BAND>``/``magerr_<BAND>``, filter names,
-limiting magnitudes, zero-point errors, reference band; NaN = not observed, 99 = non-detection), (2) write BPZ's
-data folder (filters, SEDs, ``.AB`` fluxes) for our template set into a cache folder, (3) fit zero-point offsets
-and best-fit broad types at the spec-z inside the informer with the corrected algorithm
+Subclasses of pz-rail-bpz's ``BPZliteInformer``/``BPZliteEstimator`` that (1) replace its LSST defaults by
+NIRCam ones derived from ``nircam_bands`` (band and error columns ``mag_<BAND>``/``magerr_<BAND>``, filter
+names, limiting magnitudes, zero-point errors, reference band; NaN = not observed, 99 = non-detection), (2)
+write BPZ's data folder (filters, SEDs, ``.AB`` fluxes) for our template set into a cache folder, (3) fit
+zero-point offsets and best-fit broad types at the spec-z inside the informer with the corrected algorithm
 (`rail.deepdisc.peers.bpz_setup.bpz_zero_point_offsets`: pz-rail-bpz's pre-estimator normalises by the wrong
-object), (4) remove Milky-Way extinction from the ``ebv`` column, and (5) add ``zmedian`` to BPZ's ``zmode`` and
-``zmean``. The BPZ fit itself is pz-rail-bpz's, unchanged.
+object), (4) remove Milky-Way extinction from the ``ebv`` column, and (5) add ``zmedian`` to BPZ's ``zmode``
+and ``zmean``. The BPZ fit itself is pz-rail-bpz's, unchanged.
 
 Prior: the estimator runs with ``no_prior=True`` by default. pz-rail-bpz's prior is the Benitez (2000) HDF-N
 form (calibrated on I-band counts at z < 2); the informer can fit its parameters to the spec-z sample
@@ -30,8 +30,14 @@ from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
 
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.options import check_options
-from rail.deepdisc.peers.bpz_setup import (BPZPriorWarning, bpz_prior_problems, bpz_zero_point_offsets,
-                                           broad_types, nircam_bpz_options, write_bpz_data_dir)
+from rail.deepdisc.peers.bpz_setup import (
+    BPZPriorWarning,
+    bpz_prior_problems,
+    bpz_zero_point_offsets,
+    broad_types,
+    nircam_bpz_options,
+    write_bpz_data_dir,
+)
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
@@ -45,13 +51,25 @@ _DEFAULTS = nircam_bpz_options(_DEFAULT_BANDS)
 _CWWSB4_NT = [1, 2, 5]
 
 _NIRCAM_OPTIONS = dict(
-    nircam_bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands; bands, err_bands, filter_list, mag_limits, "
-                       "zp_errors, zp_offsets and ref_band follow from them unless given"),
+    nircam_bands=Param(
+        list,
+        _DEFAULT_BANDS,
+        msg="NIRCam bands; bands, err_bands, filter_list, mag_limits, "
+        "zp_errors, zp_offsets and ref_band follow from them unless given",
+    ),
     nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the bluest band)"),
-    templates=Param(str, DEFAULT_TEMPLATES, msg="template set (BPZ .list, EAZY .param, SED folder, or a list name "
-                    "in pz-rail-base's SED folder; default CWWSB4, not the simulator's COSMOS set)"),
-    data_dir=Param(str, "", msg="parent folder of the generated BPZ data (filters, SEDs, .AB files); '' = the "
-                   "user cache ($RAIL_DEEPDISC_CACHE or ~/.cache/pz-rail-deepdisc/bpz)"),
+    templates=Param(
+        str,
+        DEFAULT_TEMPLATES,
+        msg="template set (BPZ .list, EAZY .param, SED folder, or a list name "
+        "in pz-rail-base's SED folder; default CWWSB4, not the simulator's COSMOS set)",
+    ),
+    data_dir=Param(
+        str,
+        "",
+        msg="parent folder of the generated BPZ data (filters, SEDs, .AB files); '' = the "
+        "user cache ($RAIL_DEEPDISC_CACHE or ~/.cache/pz-rail-deepdisc/bpz)",
+    ),
     mag_limit=Param(float, 30.0, msg="1-sigma limiting AB magnitude of non-detections, every band"),
     zp_error=Param(float, 0.02, msg="zero-point uncertainty per band, mag"),
     ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
@@ -69,8 +87,9 @@ _BPZ_DEFAULTS = dict(
     nondetect_val=Param(float, NONDETECTION_MAG, msg="magnitude marking a non-detection"),
     spectra_file=Param(str, "", msg="SED list in bpz_ref_data_path/SED ('' = the generated one)"),
     bpz_ref_data_path=Param(str, "", msg="BPZ data folder ('' = generated from templates and nircam_bands)"),
-    nt_array=Param(list, _CWWSB4_NT, msg="templates per broad type, in template order (sum = number of "
-                   "templates)"),
+    nt_array=Param(
+        list, _CWWSB4_NT, msg="templates per broad type, in template order (sum = number of templates)"
+    ),
 )
 
 
@@ -87,19 +106,26 @@ def _nircam_init(stage_cls, args: Any, kwargs: dict) -> tuple[Any, dict]:
     opts = {k: p.default for k, p in stage_cls.config_options.items() if isinstance(p, Param)}
     opts.update(given)
     bands = resolve_bands(list(opts["nircam_bands"]))
-    derived = nircam_bpz_options(bands, ref_band=opts["nircam_ref_band"] or None, mag_limit=opts["mag_limit"],
-                                 zp_error=opts["zp_error"])
+    derived = nircam_bpz_options(
+        bands,
+        ref_band=opts["nircam_ref_band"] or None,
+        mag_limit=opts["mag_limit"],
+        zp_error=opts["zp_error"],
+    )
     out = {key: value for key, value in derived.items() if key not in given}
     if not given.get("bpz_ref_data_path"):
         tset = load_template_set(opts["templates"])
         nt = list(opts["nt_array"])
         if sum(nt) != len(tset):
-            raise ConfigError(f"{stage_cls.name}: nt_array {nt} sums to {sum(nt)}, the template set "
-                              f"{opts['templates']!r} has {len(tset)} templates")
+            raise ConfigError(
+                f"{stage_cls.name}: nt_array {nt} sums to {sum(nt)}, the template set "
+                f"{opts['templates']!r} has {len(tset)} templates"
+            )
         madau = str(opts.get("madau_flag", "yes")).lower() == "yes"
         stem = Path(str(opts["templates"])).stem or "templates"
-        path = write_bpz_data_dir(tset, bands, list_name=stem, madau=madau, zmax=float(opts["zmax"]),
-                                  root=opts["data_dir"] or None)
+        path = write_bpz_data_dir(
+            tset, bands, list_name=stem, madau=madau, zmax=float(opts["zmax"]), root=opts["data_dir"] or None
+        )
         out["bpz_ref_data_path"] = str(path)
         if not given.get("spectra_file"):
             out["spectra_file"] = f"{stem}.list"
@@ -129,8 +155,8 @@ class NIRCamBPZInformer(BPZliteInformer):
     """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer, NIRCam-configured).
 
     Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
-    (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or fits
-    BPZ's prior parameters to the sample (``output_hdfn=False``). Output: pz-rail-bpz's model dict.
+    (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or
+    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output: pz-rail-bpz's model dict.
     """
 
     name = "NIRCamBPZInformer"
@@ -138,8 +164,12 @@ class NIRCamBPZInformer(BPZliteInformer):
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)
     config_options.update(
-        output_hdfn=Param(bool, True, msg="store the HDF-N prior (pz-rail-bpz's default; unused with the "
-                          "estimator's default no_prior=True); False fits the prior to the spec-z sample"),
+        output_hdfn=Param(
+            bool,
+            True,
+            msg="store the HDF-N prior (pz-rail-bpz's default; unused with the "
+            "estimator's default no_prior=True); False fits the prior to the spec-z sample",
+        ),
         mmax=Param(float, 32.0, msg="faintest reference-band magnitude used to fit the prior"),
         madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
         zmax=Param(float, 12.0, msg="highest redshift"),
@@ -168,9 +198,12 @@ class NIRCamBPZInformer(BPZliteInformer):
         super().run()
         problems = bpz_prior_problems(self.model["priormodel"])
         if problems:
-            warnings.warn(f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}); estimate with "
-                          "no_prior=True (the default) or inform with output_hdfn=True", BPZPriorWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}); estimate with "
+                "no_prior=True (the default) or inform with output_hdfn=True",
+                BPZPriorWarning,
+                stacklevel=2,
+            )
 
     def _fit_types(self, table: dict) -> tuple[int, np.ndarray, np.ndarray]:
         from rail.deepdisc.peers.templates import template_fluxes
@@ -183,8 +216,9 @@ class NIRCamBPZInformer(BPZliteInformer):
         ferr = flux * (10.0 ** (0.4 * np.clip(errs, 0.0, None)) - 1.0)
         bands = _nircam_bands(self.config)
         igm = "madau" if str(self.config.madau_flag).lower() == "yes" else "none"
-        model = template_fluxes(load_template_set(self.config.templates), table[self.config.redshift_col],
-                                bands, igm=igm)
+        model = template_fluxes(
+            load_template_set(self.config.templates), table[self.config.redshift_col], bands, igm=igm
+        )
         ref = list(self.config.bands).index(self.config.ref_band)
         offsets, best = bpz_zero_point_offsets(flux, ferr, model, ref_index=ref, min_snr=self.config.min_snr)
         if not self.config.fit_zero_points:
@@ -214,8 +248,12 @@ class NIRCamBPZEstimator(BPZliteEstimator):
         zmin=Param(float, 0.0, msg="lowest redshift of the PDF grid"),
         zmax=Param(float, 12.0, msg="highest redshift of the PDF grid"),
         nzbins=Param(int, 1201, msg="points of the PDF grid"),
-        no_prior=Param(bool, True, msg="fit without BPZ's magnitude prior (default: the HDF-N prior does not suit "
-                       "JWST depths and a prior fitted to a spec-z sample inherits its selection)"),
+        no_prior=Param(
+            bool,
+            True,
+            msg="fit without BPZ's magnitude prior (default: the HDF-N prior does not suit "
+            "JWST depths and a prior fitted to a spec-z sample inherits its selection)",
+        ),
     )
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
