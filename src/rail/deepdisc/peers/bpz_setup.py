@@ -240,9 +240,8 @@ def bpz_zero_point_offsets(
     Examples
     --------
     >>> model = np.array([[[1.0, 2.0]]])
-    >>> off, best = bpz_zero_point_offsets(np.array([[10.0, 20.0 * 10 ** (-0.4 * 0.1)]]), np.ones((1, 2)) *
-    0.1,
-    ...                                    model, ref_index=0)
+    >>> flux = np.array([[10.0, 20.0 * 10 ** (-0.4 * 0.1)]])  # band 2 is 0.1 mag too faint
+    >>> off, best = bpz_zero_point_offsets(flux, flux / 10, model, ref_index=0)
     >>> np.round(off, 3).tolist(), best.tolist()
     ([0.0, 0.1], [0])
     """
