@@ -12,9 +12,10 @@ from .peers_helpers import synthetic_catalog
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in power:RuntimeWarning")
 
 
-def test_peers_command_writes_both_photo_z_files(tmp_path, capsys):
+def test_peers_command_writes_both_photo_z_files(tmp_path, capsys, monkeypatch):
     from rail.deepdisc.tileio import write_tileset
 
+    monkeypatch.setenv("RAIL_DEEPDISC_CACHE", str(tmp_path / "cache"))
     ts = make_tileset(n_tiles=3, objects_per_tile=4, seed=7)
     prim = np.flatnonzero(ts.objects["primary"])
     cat = synthetic_catalog(ts.bands, len(prim), snr=50.0, seed=8, igm="madau")
@@ -31,7 +32,8 @@ def test_peers_command_writes_both_photo_z_files(tmp_path, capsys):
     for peer in ("eazy", "bpz"):
         ens = qp.read(str(out / f"pz_{peer}.hdf5"))
         assert ens.npdf == ts.n_primary
-        assert {"zmode", "zmean", "zmedian"} <= set(ens.ancil)
+        assert {"zmode", "zmean", "zmedian", "object_id"} <= set(ens.ancil)
+        np.testing.assert_array_equal(np.ravel(ens.ancil["object_id"]), ts.primary_objects()["object_id"])
     assert "eazy: 12 objects" in capsys.readouterr().out
 
 

@@ -236,7 +236,7 @@ class NIRCamBPZEstimator(BPZliteEstimator):
     """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
 
     Output: pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best
-    template at the mode) and ``todds``.
+    template at the mode), ``todds`` and ``object_id`` when the input has it.
     """
 
     name = "NIRCamBPZEstimator"
@@ -269,4 +269,6 @@ class NIRCamBPZEstimator(BPZliteEstimator):
     def _do_chunk_output(self, qp_dstn, start, end, first, data=None):
         pdfs = normalise_pdfs(self.zgrid, np.asarray(qp_dstn.objdata["yvals"], float))
         qp_dstn.ancil["zmedian"] = point_estimates(self.zgrid, pdfs)["zmedian"]
+        if data is not None and "object_id" in data:
+            qp_dstn.ancil["object_id"] = np.asarray(data["object_id"])
         return super()._do_chunk_output(qp_dstn, start, end, first, data=data)

@@ -175,7 +175,8 @@ class EazyEstimator(CatEstimator):
     """EAZY photo-z PDFs: eazy-py fits of every object, as a ``qp.interp`` ensemble on a regular z grid.
 
     The fit runs on eazy's log grid (``z_min``, ``z_max``, ``z_step``); PDFs are resampled onto
-    ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode``, ``zmean``, ``zmedian``, ``nbands`` (bands used).
+    ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode``, ``zmean``, ``zmedian``, ``nbands`` (bands used) and
+    ``object_id`` when the input has it (as DeepDISC's output).
     Chunks and MPI ranks are independent: each rank writes eazy's input files into its own temporary folder.
     """
 
@@ -233,5 +234,7 @@ class EazyEstimator(CatEstimator):
         ens = qp.Ensemble(qp.interp, data=dict(xvals=zout, yvals=pdfs))
         ancil = point_estimates(zout, pdfs)
         ancil["nbands"] = np.count_nonzero(np.isfinite(flux), axis=1)
+        if "object_id" in data:
+            ancil["object_id"] = np.asarray(data["object_id"])
         ens.set_ancil(ancil)
         self._do_chunk_output(ens, start, end, first, data=data)
