@@ -149,3 +149,19 @@ def test_prior_problems():
     bad = dict(good, fo_arr=[-0.8, 0.1], zo_arr=[-0.3, 0.4, 0.1])
     problems = bpz_prior_problems(bad)
     assert len(problems) == 2 and "fo=" in problems[0] and "zo_arr" in problems[1]
+
+
+def test_nircam_bands_drive_the_lsst_options(bpz_root):
+    bands = ["F115W", "F150W", "F277W", "F444W"]
+    est = NIRCamBPZEstimator.make_stage(
+        name="bpz_cw4", nircam_bands=bands, data_dir=str(bpz_root), mag_limit=29.0
+    )
+    assert est.config.bands == [f"mag_{b}" for b in bands]
+    assert est.config.filter_list == [f"NIRCam_{b}" for b in bands]
+    assert est.config.ref_band == "mag_F115W" and est.config.mag_limits["mag_F444W"] == 29.0
+    assert np.isnan(est.config.unobserved_val) and est.config.spectra_file == "CWWSB4.list"
+    assert str(est.bpz_ref_data_path).startswith(str(bpz_root))
+    kept = NIRCamBPZEstimator.make_stage(
+        name="bpz_cw4_ref", nircam_bands=bands, nircam_ref_band="F444W", data_dir=str(bpz_root)
+    )
+    assert kept.config.ref_band == "mag_F444W"

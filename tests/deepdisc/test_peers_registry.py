@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import rail.stages
+
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
 from rail.tools.deepdisc_catalog import TileSetToCatalog

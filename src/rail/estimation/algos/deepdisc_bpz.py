@@ -19,6 +19,7 @@ EAZY peer likewise uses no magnitude prior unless asked, which keeps the compari
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -86,52 +87,76 @@ _BPZ_DEFAULTS = dict(
     zp_offsets=Param(list, _DEFAULTS["zp_offsets"], msg="zero-point offsets per band, mag (subtracted)"),
     nondetect_val=Param(float, NONDETECTION_MAG, msg="magnitude marking a non-detection"),
     spectra_file=Param(str, "", msg="SED list in bpz_ref_data_path/SED ('' = the generated one)"),
-    bpz_ref_data_path=Param(str, "", msg="BPZ data folder ('' = generated from templates and nircam_bands)"),
+    bpz_ref_data_path=Param(
+        str, "None", msg="BPZ data folder ('None' = generated from templates and nircam_bands into data_dir)"
+    ),
     nt_array=Param(
         list, _CWWSB4_NT, msg="templates per broad type, in template order (sum = number of templates)"
     ),
 )
 
 
-def _nircam_init(stage_cls, args: Any, kwargs: dict) -> tuple[Any, dict]:
-    """Check options, derive NIRCam defaults the user did not give, write the BPZ data folder.
-
-    Returns the ``(args, kwargs)`` to pass on, with the derived options added where ceci reads them (``args``
-    when it is the configuration dict, as from ``make_stage`` and pipelines).
-    """
+def _check_given(stage_cls, args: Any, kwargs: dict) -> None:
+    """Strict option check of the keywords given to a stage."""
     given = dict(args) if isinstance(args, dict) else {}
     given.update(kwargs)
     tags = [t for t, _ in stage_cls.inputs] + [t for t, _ in stage_cls.outputs]
     check_options(stage_cls.name, given, stage_cls.config_options, tags)
-    opts = {k: p.default for k, p in stage_cls.config_options.items() if isinstance(p, Param)}
-    opts.update(given)
-    bands = resolve_bands(list(opts["nircam_bands"]))
+
+
+def _configure_nircam(stage) -> None:
+    """Derive the NIRCam options left at their defaults, write the BPZ data folder, check consistency.
+
+    Runs after ceci has merged keywords and configuration files, so an option set anywhere is kept; an option
+    still equal to its class default is replaced by the value derived from ``nircam_bands``.
+    """
+    config, defaults = stage.config, stage.config_options
+    bands = resolve_bands(list(config.nircam_bands))
     derived = nircam_bpz_options(
-        bands,
-        ref_band=opts["nircam_ref_band"] or None,
-        mag_limit=opts["mag_limit"],
-        zp_error=opts["zp_error"],
+        bands, ref_band=config.nircam_ref_band or None, mag_limit=config.mag_limit, zp_error=config.zp_error
     )
-    out = {key: value for key, value in derived.items() if key not in given}
-    if not given.get("bpz_ref_data_path"):
-        tset = load_template_set(opts["templates"])
-        nt = list(opts["nt_array"])
-        if sum(nt) != len(tset):
+    for key, value in derived.items():
+        if key in defaults and _is_default(config[key], defaults[key].default):
+            config[key] = value
+    if config.bpz_ref_data_path in ("", "None"):
+        tset = load_template_set(config.templates)
+        if sum(config.nt_array) != len(tset):
             raise ConfigError(
-                f"{stage_cls.name}: nt_array {nt} sums to {sum(nt)}, the template set "
-                f"{opts['templates']!r} has {len(tset)} templates"
+                f"{stage.name}: nt_array {list(config.nt_array)} sums to {sum(config.nt_array)}, the "
+                f"template set {config.templates!r} has {len(tset)} templates"
             )
-        madau = str(opts.get("madau_flag", "yes")).lower() == "yes"
-        stem = Path(str(opts["templates"])).stem or "templates"
+        stem = Path(str(config.templates)).stem or "templates"
+        madau = str(config.madau_flag).lower() == "yes"
         path = write_bpz_data_dir(
-            tset, bands, list_name=stem, madau=madau, zmax=float(opts["zmax"]), root=opts["data_dir"] or None
+            tset, bands, list_name=stem, madau=madau, zmax=float(config.zmax), root=config.data_dir or None
         )
-        out["bpz_ref_data_path"] = str(path)
-        if not given.get("spectra_file"):
-            out["spectra_file"] = f"{stem}.list"
-    if isinstance(args, dict):
-        return {**args, **out}, kwargs
-    return args, {**kwargs, **out}
+        config["bpz_ref_data_path"] = str(path)
+        if not config.spectra_file:
+            config["spectra_file"] = f"{stem}.list"
+    _check_columns(stage)
+    stage.bpz_ref_data_path = config.bpz_ref_data_path
+    os.environ["BPZDATAPATH"] = config.bpz_ref_data_path  # as pz-rail-bpz does, for its own helpers
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if isinstance(default, float) and np.isnan(default):
+        return isinstance(value, float) and np.isnan(value)
+    return value == default
+
+
+def _check_columns(stage) -> None:
+    config = stage.config
+    n = len(config.bands)
+    lengths = {k: len(config[k]) for k in ("err_bands", "filter_list", "zp_errors", "zp_offsets")}
+    if any(v != n for v in lengths.values()):
+        raise ConfigError(f"{stage.name}: bands has {n} entries but {lengths}: give them for the same bands")
+    if config.ref_band not in config.bands:
+        raise ConfigError(
+            f"{stage.name}: ref_band {config.ref_band!r} is not one of bands {list(config.bands)}"
+        )
+    missing = [b for b in config.bands if b not in config.mag_limits]
+    if missing:
+        raise ConfigError(f"{stage.name}: mag_limits lacks {missing}")
 
 
 def _nircam_bands(config) -> tuple[str, ...]:
@@ -178,8 +203,9 @@ class NIRCamBPZInformer(BPZliteInformer):
     )
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        args, kwargs = _nircam_init(type(self), args, kwargs)
+        _check_given(type(self), args, kwargs)
         super().__init__(args, **kwargs)
+        _configure_nircam(self)
         self._types = None
 
     def run(self) -> None:
@@ -257,8 +283,9 @@ class NIRCamBPZEstimator(BPZliteEstimator):
     )
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        args, kwargs = _nircam_init(type(self), args, kwargs)
+        _check_given(type(self), args, kwargs)
         super().__init__(args, **kwargs)
+        _configure_nircam(self)
 
     def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
         if tables_io.types.table_type(data) != 1:
