@@ -66,7 +66,10 @@ class TileSetToCatalog(RailStage):
                 measure_missing=self.config.measure_missing,
                 aperture=self._aperture,
             )
-            for _, _, chunk in self.input_iterator("input", chunk_size=self.config.chunk_size)
+            # every chunk on this process: the table is small and written whole (not an MPI-split stage)
+            for _, _, chunk in self.input_iterator(
+                "input", chunk_size=self.config.chunk_size, rank=0, parallel_size=1
+            )
         ]
         table = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         self.add_data("output", table)
