@@ -6,6 +6,7 @@ import pytest
 from rail.deepdisc.exceptions import ConfigError, TileSetError
 from rail.deepdisc.peers.photometry import (
     AB_ZEROPOINT_NJY,
+    MIN_MAG_ERROR,
     NONDETECTION_MAG,
     ApertureSettings,
     aperture_photometry,
@@ -26,6 +27,8 @@ def test_magnitudes_to_fluxes_known_values():
     np.testing.assert_allclose(flux[0, :3], [1.0, 100.0, 0.0])
     np.testing.assert_allclose(err[0, :3], [np.log(10) / 2.5 * 0.1, 20.0, 10.0])
     assert np.isnan(flux[0, 3]) and np.isnan(err[0, 3])
+    _, err0 = magnitudes_to_fluxes(np.array([[AB_ZEROPOINT_NJY]]), np.array([[0.0]]))
+    assert err0[0, 0] == pytest.approx(np.log(10) / 2.5 * MIN_MAG_ERROR)
 
 
 def test_deredden_brightens_detections_only():

@@ -27,6 +27,7 @@ from ..tiles import TileSet
 __all__ = [
     "AB_ZEROPOINT_NJY",
     "NONDETECTION_MAG",
+    "MIN_MAG_ERROR",
     "ApertureSettings",
     "catalog_columns",
     "tileset_to_catalog",
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: AB magnitude of 1 nJy: m = -2.5 log10(f / nJy) + 31.4.
 AB_ZEROPOINT_NJY = 31.4
+#: Smallest magnitude error used (BPZ's ``mag_err_min``): catalogs with zero errors stay fittable.
+MIN_MAG_ERROR = 0.005
 #: Magnitude marking a non-detection (its ``magerr`` holds the 1-sigma limiting magnitude).
 NONDETECTION_MAG = 99.0
 #: Multiplicative factors from supported image flux units to nJy.
@@ -266,11 +269,13 @@ def magnitudes_to_fluxes(mags: np.ndarray, magerrs: np.ndarray) -> tuple[np.ndar
     Returns
     -------
     flux, flux_err : ndarray (N, B)
-        nJy; missing values are NaN in both, non-detections have zero flux and the limit as error.
+        nJy; missing values are NaN in both, non-detections have zero flux and the limit as error. Magnitude
+        errors below `MIN_MAG_ERROR` are raised to it.
     """
     mags = np.asarray(mags, float)
-    magerrs = np.asarray(magerrs, float)
     nondet = mags == NONDETECTION_MAG
+    magerrs = np.asarray(magerrs, float)
+    magerrs = np.where(nondet | ~np.isfinite(magerrs), magerrs, np.maximum(magerrs, MIN_MAG_ERROR))
     flux = 10.0 ** (-0.4 * (np.where(nondet, np.inf, mags) - AB_ZEROPOINT_NJY))
     err = flux * np.log(10) / 2.5 * magerrs
     err = np.where(nondet, 10.0 ** (-0.4 * (magerrs - AB_ZEROPOINT_NJY)), err)
