@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.peers.eazy_fit import EazyModel, EazyRunner, EazySettings
+from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
+from rail.deepdisc.peers.eazy_model import EazyModel
 from rail.deepdisc.peers.eazy_train import (
     EazyTrainSettings,
     fit_magnitude_prior,

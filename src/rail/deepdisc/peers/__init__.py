@@ -11,7 +11,8 @@ module              holds
                     redshifted band fluxes
 ``photometry``      TileSet -> catalog, aperture photometry, Milky-Way dereddening, magnitude/flux conventions
 ``eazy_files``      eazy's input files (FILTER.RES, translate, templates, template error, prior)
-``eazy_fit``        eazy settings, model, and the runner that fits catalog chunks
+``eazy_fit``        eazy settings and the runner that fits catalog chunks
+``eazy_model``      what the EAZY informer learns (zero points, template error, prior)
 ``eazy_train``      zero points, template error amplitude, magnitude prior
 ``bpz_setup``       BPZ data folder and NIRCam options, corrected zero-point offsets
 ``pdfs``            grid PDFs and point estimates
@@ -21,7 +22,8 @@ module              holds
 """
 
 from .bpz_setup import BPZPriorWarning, bpz_zero_point_offsets, nircam_bpz_options, write_bpz_data_dir
-from .eazy_fit import EazyModel, EazyRunner, EazySettings
+from .eazy_fit import EazyRunner, EazySettings
+from .eazy_model import EazyModel
 from .eazy_train import EazyTrainSettings, train_eazy
 from .pdfs import point_estimates
 from .photometry import (

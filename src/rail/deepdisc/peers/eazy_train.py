@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import ConfigError
-from .eazy_fit import EazyModel, EazyRunner
+from .eazy_fit import EazyRunner
+from .eazy_model import EazyModel
 from .photometry import AB_ZEROPOINT_NJY
 
 __all__ = ["EazyTrainSettings", "fit_zero_points", "fit_template_error", "fit_magnitude_prior", "train_eazy"]

@@ -22,7 +22,8 @@ from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 
 from rail.deepdisc.options import check_options
-from rail.deepdisc.peers.eazy_fit import EazyModel, EazyRunner, EazySettings
+from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
+from rail.deepdisc.peers.eazy_model import EazyModel
 from rail.deepdisc.peers.eazy_train import EazyTrainSettings, train_eazy
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates, resample_pdfs
@@ -106,7 +107,7 @@ class EazyInformer(CatInformer):
     """Train EAZY on objects with spec-z: zero points, template error amplitude, magnitude prior.
 
     Input ``input``: a photometric table (``mag_<BAND>``, ``magerr_<BAND>``, ``redshift``); output ``model``:
-    an ``.npz`` of plain arrays (`rail.deepdisc.peers.eazy_fit.EazyModel`).
+    an ``.npz`` of plain arrays (`rail.deepdisc.peers.eazy_model.EazyModel`).
     """
 
     name = "EazyInformer"
