@@ -18,7 +18,7 @@ from .exceptions import DeepDiscError
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommands in workflow order; each is a module of :mod:`rail.deepdisc.commands`.
-SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "evaluate", "report", "info")
+SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "evaluate", "report", "info")
 EXIT_BAD_INPUT = 2
 
 

@@ -1,0 +1,301 @@
+"""pz-rail-bpz configured for NIRCam: `NIRCamBPZInformer` and `NIRCamBPZEstimator`.
+
+Subclasses of pz-rail-bpz's ``BPZliteInformer``/``BPZliteEstimator`` that (1) replace its LSST defaults by
+NIRCam ones derived from ``nircam_bands`` (band and error columns ``mag_<BAND>``/``magerr_<BAND>``, filter
+names, limiting magnitudes, zero-point errors, reference band; NaN = not observed, 99 = non-detection), (2)
+write BPZ's data folder (filters, SEDs, ``.AB`` fluxes) for our template set into a cache folder, (3) fit
+zero-point offsets and best-fit broad types at the spec-z inside the informer with the corrected algorithm
+(`rail.deepdisc.peers.bpz_setup.bpz_zero_point_offsets`: pz-rail-bpz's pre-estimator normalises by the wrong
+object), (4) remove Milky-Way extinction from the ``ebv`` column, and (5) add ``zmedian`` to BPZ's ``zmode``
+and ``zmean``. The BPZ fit itself is pz-rail-bpz's, unchanged.
+
+Prior: the estimator runs with ``no_prior=True`` by default. pz-rail-bpz's prior is the Benitez (2000) HDF-N
+form (calibrated on I-band counts at z < 2); the informer can fit its parameters to the spec-z sample
+(``output_hdfn=False``), but that fit is unbounded and spec-z samples are selected, so it is opt-in (with
+``no_prior=False`` in the estimator) and the informer warns (`BPZPriorWarning`) when the fitted parameters are
+unphysical. The
+EAZY peer likewise uses no magnitude prior unless asked, which keeps the comparison with DeepDISC even.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tables_io
+from ceci.config import StageParameter as Param
+from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
+
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.options import check_options
+from rail.deepdisc.peers.bpz_setup import (
+    BPZPriorWarning,
+    bpz_prior_problems,
+    bpz_zero_point_offsets,
+    broad_types,
+    nircam_bpz_options,
+    write_bpz_data_dir,
+)
+from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
+from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
+from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
+from rail.deepdisc.presets import get_preset, resolve_bands
+
+__all__ = ["NIRCamBPZInformer", "NIRCamBPZEstimator"]
+
+_DEFAULT_BANDS = list(get_preset("JADES9"))
+_DEFAULTS = nircam_bpz_options(_DEFAULT_BANDS)
+#: Templates per broad type (E, Sp, Im/SB) of the default CWWSB4 set: El | Sbc Scd | Im SB3 SB2 ssp25 ssp5.
+_CWWSB4_NT = [1, 2, 5]
+
+_NIRCAM_OPTIONS = dict(
+    nircam_bands=Param(
+        list,
+        _DEFAULT_BANDS,
+        msg="NIRCam bands; bands, err_bands, filter_list, mag_limits, "
+        "zp_errors, zp_offsets and ref_band follow from them unless given",
+    ),
+    nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the bluest band)"),
+    templates=Param(
+        str,
+        DEFAULT_TEMPLATES,
+        msg="template set (BPZ .list, EAZY .param, SED folder, or a list name "
+        "in pz-rail-base's SED folder; default CWWSB4, not the simulator's COSMOS set)",
+    ),
+    data_dir=Param(
+        str,
+        "",
+        msg="parent folder of the generated BPZ data (filters, SEDs, .AB files); '' = the "
+        "user cache ($RAIL_DEEPDISC_CACHE or ~/.cache/pz-rail-deepdisc/bpz)",
+    ),
+    mag_limit=Param(float, 30.0, msg="1-sigma limiting AB magnitude of non-detections, every band"),
+    zp_error=Param(float, 0.02, msg="zero-point uncertainty per band, mag"),
+    ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
+    deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
+)
+_BPZ_DEFAULTS = dict(
+    hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
+    bands=Param(list, _DEFAULTS["bands"], msg="magnitude columns"),
+    err_bands=Param(list, _DEFAULTS["err_bands"], msg="magnitude error columns"),
+    filter_list=Param(list, _DEFAULTS["filter_list"], msg="BPZ filter names (FILTER/<name>.res)"),
+    ref_band=Param(str, _DEFAULTS["ref_band"], msg="magnitude column of the prior's reference band"),
+    mag_limits=Param(dict, _DEFAULTS["mag_limits"], msg="1-sigma limiting magnitude per magnitude column"),
+    zp_errors=Param(list, _DEFAULTS["zp_errors"], msg="zero-point errors per band, mag"),
+    zp_offsets=Param(list, _DEFAULTS["zp_offsets"], msg="zero-point offsets per band, mag (subtracted)"),
+    nondetect_val=Param(float, NONDETECTION_MAG, msg="magnitude marking a non-detection"),
+    spectra_file=Param(str, "", msg="SED list in bpz_ref_data_path/SED ('' = the generated one)"),
+    bpz_ref_data_path=Param(
+        str, "None", msg="BPZ data folder ('None' = generated from templates and nircam_bands into data_dir)"
+    ),
+    nt_array=Param(
+        list, _CWWSB4_NT, msg="templates per broad type, in template order (sum = number of templates)"
+    ),
+)
+
+
+def _check_given(stage_cls, args: Any, kwargs: dict) -> None:
+    """Strict option check of the keywords given to a stage."""
+    given = dict(args) if isinstance(args, dict) else {}
+    given.update(kwargs)
+    tags = [t for t, _ in stage_cls.inputs] + [t for t, _ in stage_cls.outputs]
+    check_options(stage_cls.name, given, stage_cls.config_options, tags)
+
+
+def _configure_nircam(stage) -> None:
+    """Derive the NIRCam options left at their defaults, write the BPZ data folder, check consistency.
+
+    Runs after ceci has merged keywords and configuration files, so an option set anywhere is kept; an option
+    still equal to its class default is replaced by the value derived from ``nircam_bands``.
+    """
+    config, defaults = stage.config, stage.config_options
+    bands = resolve_bands(list(config.nircam_bands))
+    derived = nircam_bpz_options(
+        bands, ref_band=config.nircam_ref_band or None, mag_limit=config.mag_limit, zp_error=config.zp_error
+    )
+    for key, value in derived.items():
+        if key in defaults and _is_default(config[key], defaults[key].default):
+            config[key] = value
+    if config.bpz_ref_data_path in ("", "None"):
+        tset = load_template_set(config.templates)
+        if sum(config.nt_array) != len(tset):
+            raise ConfigError(
+                f"{stage.name}: nt_array {list(config.nt_array)} sums to {sum(config.nt_array)}, the "
+                f"template set {config.templates!r} has {len(tset)} templates"
+            )
+        stem = Path(str(config.templates)).stem or "templates"
+        madau = str(config.madau_flag).lower() == "yes"
+        path = write_bpz_data_dir(
+            tset, bands, list_name=stem, madau=madau, zmax=float(config.zmax), root=config.data_dir or None
+        )
+        config["bpz_ref_data_path"] = str(path)
+        if not config.spectra_file:
+            config["spectra_file"] = f"{stem}.list"
+    _check_columns(stage)
+    stage.bpz_ref_data_path = config.bpz_ref_data_path
+    os.environ["BPZDATAPATH"] = config.bpz_ref_data_path  # as pz-rail-bpz does, for its own helpers
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if isinstance(default, float) and np.isnan(default):
+        return isinstance(value, float) and np.isnan(value)
+    return value == default
+
+
+def _check_columns(stage) -> None:
+    config = stage.config
+    n = len(config.bands)
+    lengths = {k: len(config[k]) for k in ("err_bands", "filter_list", "zp_errors", "zp_offsets")}
+    if any(v != n for v in lengths.values()):
+        raise ConfigError(f"{stage.name}: bands has {n} entries but {lengths}: give them for the same bands")
+    if config.ref_band not in config.bands:
+        raise ConfigError(
+            f"{stage.name}: ref_band {config.ref_band!r} is not one of bands {list(config.bands)}"
+        )
+    missing = [b for b in config.bands if b not in config.mag_limits]
+    if missing:
+        raise ConfigError(f"{stage.name}: mag_limits lacks {missing}")
+
+
+def _nircam_bands(config) -> tuple[str, ...]:
+    """NIRCam band of each BPZ filter (``NIRCam_<BAND>``), in column order."""
+    return resolve_bands([name.split("_", 1)[-1] for name in config.filter_list])
+
+
+def _dereddened(config, data: dict) -> dict:
+    """Copy of the table with Milky-Way extinction removed from the band columns."""
+    if not (config.deredden and config.ebv_col and config.ebv_col in data):
+        return data
+    mags = np.column_stack([np.asarray(data[b], float) for b in config.bands])
+    fixed = deredden(mags, np.asarray(data[config.ebv_col], float), _nircam_bands(config))
+    out = dict(data)
+    for k, col in enumerate(config.bands):
+        out[col] = fixed[:, k]
+    return out
+
+
+class NIRCamBPZInformer(BPZliteInformer):
+    """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer, NIRCam-configured).
+
+    Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
+    (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or
+    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output: pz-rail-bpz's model dict.
+    """
+
+    name = "NIRCamBPZInformer"
+    config_options = BPZliteInformer.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+    config_options.update(_BPZ_DEFAULTS)
+    config_options.update(
+        output_hdfn=Param(
+            bool,
+            True,
+            msg="store the HDF-N prior (pz-rail-bpz's default; unused with the "
+            "estimator's default no_prior=True); False fits the prior to the spec-z sample",
+        ),
+        mmax=Param(float, 32.0, msg="faintest reference-band magnitude used to fit the prior"),
+        madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
+        zmax=Param(float, 12.0, msg="highest redshift"),
+        fit_zero_points=Param(bool, True, msg="fit zero-point offsets at the spec-z (corrected algorithm)"),
+        min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for the zero points"),
+    )
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        _check_given(type(self), args, kwargs)
+        super().__init__(args, **kwargs)
+        _configure_nircam(self)
+        self._types = None
+
+    def run(self) -> None:
+        """Keep labelled objects, fit types and offsets, then BPZ's prior fit."""
+        data = self.get_data("input")
+        table = data[self.config.hdf5_groupname] if self.config.hdf5_groupname else data
+        if tables_io.types.table_type(table) != 1:
+            table = self._convert_table_format(table, out_fmt_str="numpyDict")
+        z = np.asarray(table[self.config.redshift_col], float)
+        keep = np.isfinite(z) & (z > 0)
+        if not keep.any():
+            raise ConfigError(f"{self.name}: no object has a spec-z in column {self.config.redshift_col!r}")
+        table = {k: np.asarray(v)[keep] for k, v in table.items()}
+        self._types = self._fit_types(table)
+        self.set_data("input", {self.config.hdf5_groupname: table} if self.config.hdf5_groupname else table)
+        super().run()
+        problems = bpz_prior_problems(self.model["priormodel"])
+        if problems:
+            warnings.warn(
+                f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}); estimate with "
+                "no_prior=True (the default) or inform with output_hdfn=True",
+                BPZPriorWarning,
+                stacklevel=2,
+            )
+
+    def _fit_types(self, table: dict) -> tuple[int, np.ndarray, np.ndarray]:
+        from rail.deepdisc.peers.templates import template_fluxes
+
+        table = _dereddened(self.config, table)
+        mags = np.column_stack([np.asarray(table[b], float) for b in self.config.bands])
+        errs = np.column_stack([np.asarray(table[b], float) for b in self.config.err_bands])
+        detected = np.isfinite(mags) & (mags != self.config.nondetect_val) & np.isfinite(errs)
+        flux = np.where(detected, 10.0 ** (-0.4 * np.where(detected, mags, 0.0)), np.nan)
+        ferr = flux * (10.0 ** (0.4 * np.clip(errs, 0.0, None)) - 1.0)
+        bands = _nircam_bands(self.config)
+        igm = "madau" if str(self.config.madau_flag).lower() == "yes" else "none"
+        model = template_fluxes(
+            load_template_set(self.config.templates), table[self.config.redshift_col], bands, igm=igm
+        )
+        ref = list(self.config.bands).index(self.config.ref_band)
+        offsets, best = bpz_zero_point_offsets(flux, ferr, model, ref_index=ref, min_snr=self.config.min_snr)
+        if not self.config.fit_zero_points:
+            offsets = np.zeros(len(bands))
+        self.log.info(f"NIRCam BPZ zero-point offsets: {np.round(offsets, 4).tolist()}")
+        return len(self.config.nt_array), broad_types(best, self.config.nt_array), offsets
+
+    def _get_broad_type(self, ngal: int):
+        if self.config.type_file or self._types is None:
+            return super()._get_broad_type(ngal)
+        return self._types
+
+
+class NIRCamBPZEstimator(BPZliteEstimator):
+    """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
+
+    Output: pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best
+    template at the mode), ``todds`` and ``object_id`` when the input has it.
+    """
+
+    name = "NIRCamBPZEstimator"
+    config_options = BPZliteEstimator.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+    config_options.update(_BPZ_DEFAULTS)
+    config_options.update(
+        madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
+        zmin=Param(float, 0.0, msg="lowest redshift of the PDF grid"),
+        zmax=Param(float, 12.0, msg="highest redshift of the PDF grid"),
+        nzbins=Param(int, 1201, msg="points of the PDF grid"),
+        no_prior=Param(
+            bool,
+            True,
+            msg="fit without BPZ's magnitude prior (default: the HDF-N prior does not suit "
+            "JWST depths and a prior fitted to a spec-z sample inherits its selection)",
+        ),
+    )
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        _check_given(type(self), args, kwargs)
+        super().__init__(args, **kwargs)
+        _configure_nircam(self)
+
+    def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
+        if tables_io.types.table_type(data) != 1:
+            data = self._convert_table_format(data, "numpyDict")
+        data = {k: np.array(v, copy=True) for k, v in _dereddened(self.config, data).items()}
+        super()._process_chunk(start, end, data, first)
+
+    def _do_chunk_output(self, qp_dstn, start, end, first, data=None):
+        pdfs = normalise_pdfs(self.zgrid, np.asarray(qp_dstn.objdata["yvals"], float))
+        qp_dstn.ancil["zmedian"] = point_estimates(self.zgrid, pdfs)["zmedian"]
+        if data is not None and "object_id" in data:
+            qp_dstn.ancil["object_id"] = np.asarray(data["object_id"])
+        return super()._do_chunk_output(qp_dstn, start, end, first, data=data)

@@ -1,0 +1,68 @@
+"""eazy input files: readable by eazy-py itself, with the numbers we wrote."""
+
+import numpy as np
+import pytest
+
+from rail.deepdisc.filters import pivot_wavelength
+from rail.deepdisc.peers.eazy_files import (
+    TEF_FLOOR,
+    default_template_error,
+    write_filter_res,
+    write_prior,
+    write_template_error,
+    write_templates,
+    write_translate,
+)
+from rail.deepdisc.peers.templates import load_template_set
+
+BANDS = ("F115W", "F277W", "F444W")
+
+
+def test_filter_res_is_read_by_eazy(tmp_path):
+    from eazy.filters import FilterFile
+
+    res = FilterFile(str(write_filter_res(BANDS, tmp_path / "FILTER.RES")))
+    assert res.NFILT == 3
+    for k, band in enumerate(BANDS):
+        assert band in res[k + 1].name
+        assert res[k + 1].pivot == pytest.approx(pivot_wavelength(band), rel=2e-3)
+
+
+def test_translate_file_is_read_by_eazy(tmp_path):
+    from eazy.param import TranslateFile
+
+    trans = TranslateFile(str(write_translate(BANDS, tmp_path / "zphot.translate")))
+    assert trans.trans["flux_F277W"] == "F2" and trans.trans["err_F444W"] == "E3"
+
+
+def test_templates_are_read_by_eazy(tmp_path):
+    from eazy.templates import read_templates_file
+
+    tset = load_template_set()
+    templates = read_templates_file(str(write_templates(tset, tmp_path)))
+    assert [t.name for t in templates] == [f"{n}.dat" for n in tset.names]
+    np.testing.assert_allclose(templates[0].wave, tset.waves[0], rtol=1e-5)
+
+
+def test_template_error_shape(tmp_path):
+    from eazy.templates import TemplateError
+
+    assert default_template_error(np.array([5000.0]))[0] == pytest.approx(TEF_FLOOR)
+    uv, opt, ir = default_template_error(np.array([912.0, 5000.0, 5.0e4]))
+    assert uv > opt < ir and uv == pytest.approx(0.27) and ir == pytest.approx(0.17)
+    tef = TemplateError(
+        str(write_template_error(tmp_path / "tef.def")), filter_wavelengths=[1.5e4], scale=1.0
+    )
+    assert tef(2.0)[0] == pytest.approx(float(default_template_error(np.array([5000.0]))[0]), abs=1e-3)
+
+
+def test_prior_file_round_trip_through_eazy(tmp_path):
+    from eazy.photoz import PhotoZ
+
+    z = np.linspace(0.01, 6, 300)
+    density = np.column_stack([np.exp(-0.5 * ((z - c) / 0.3) ** 2) for c in (1.0, 3.0)])
+    density /= np.trapezoid(density, z, axis=0)
+    path = write_prior(z, np.array([24.0, 28.0]), density, tmp_path / "prior.dat")
+    mags, data = PhotoZ.read_prior(zgrid=z, prior_file=str(path), prior_floor=0.0)
+    np.testing.assert_allclose(mags, [24.0, 28.0])
+    np.testing.assert_allclose(data, density, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,21 @@
+"""The peers' stages are RAIL stages: discoverable, namespace-safe."""
+
+from pathlib import Path
+
+import rail.stages
+
+from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
+from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
+from rail.tools.deepdisc_catalog import TileSetToCatalog
+
+
+def test_stages_attach_to_rail_stages():
+    rail.stages.import_and_attach_all(silent=True)
+    for stage in (EazyInformer, EazyEstimator, NIRCamBPZInformer, NIRCamBPZEstimator, TileSetToCatalog):
+        assert getattr(rail.stages, stage.name) is stage
+
+
+def test_no_init_files_in_rail_namespaces():
+    src = Path(__file__).resolve().parents[2] / "src" / "rail"
+    for sub in ("estimation", "estimation/algos", "tools"):
+        assert not (src / sub / "__init__.py").exists()
