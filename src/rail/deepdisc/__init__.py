@@ -71,6 +71,11 @@ _LAZY = {
     "DeepDiscTruthMatcher": "rail.evaluation.deepdisc_evaluators",
     "DeepDiscCoverageEvaluator": "rail.evaluation.deepdisc_evaluators",
     "DeepDiscMetricsEvaluator": "rail.evaluation.deepdisc_evaluators",
+    "EazyInformer": "rail.estimation.algos.deepdisc_eazy",
+    "EazyEstimator": "rail.estimation.algos.deepdisc_eazy",
+    "NIRCamBPZInformer": "rail.estimation.algos.deepdisc_bpz",
+    "NIRCamBPZEstimator": "rail.estimation.algos.deepdisc_bpz",
+    "TileSetToCatalog": "rail.tools.deepdisc_catalog",
     "TileSetHandle": "rail.deepdisc.handles",
     "DeepDiscModelHandle": "rail.deepdisc.handles",
     "build_report": "rail.deepdisc.report",
@@ -81,7 +86,10 @@ _LAZY = {
 STAGE_MODULES = (
     "rail.estimation.algos.deepdisc",
     "rail.estimation.algos.deepdisc_som",
+    "rail.estimation.algos.deepdisc_eazy",
+    "rail.estimation.algos.deepdisc_bpz",
     "rail.evaluation.deepdisc_evaluators",
+    "rail.tools.deepdisc_catalog",
 )
 
 __all__ = [
