@@ -162,6 +162,10 @@ class DeepDiscEstimator(CatEstimator):
 
     def input_iterator(self, tag: str, **kwargs: Any):
         """Chunks of whole tiles, at most ``chunk_tiles`` tiles and about ``chunk_size`` primary objects each."""
+        handle = self.get_handle(tag, allow_missing=True)
+        if tag == "input" and handle.path in (None, "None", "none") and handle.data is not None:
+            self._input_length = handle.data.n_primary  # an in-memory TileSet: one chunk
+            return handle.iterator()
         if tag == "input":
             kwargs.setdefault("chunk_tiles", self.config.chunk_tiles or None)
         return super().input_iterator(tag, **kwargs)
