@@ -24,6 +24,13 @@ __all__ = ["ChunkSpool", "spool_path", "iter_spooled", "write_spooled", "remove_
 _MIXMOD_KEYS = ("means", "stds", "weights")
 _CHUNK_PREFIX = "rows_"
 _ROW_DIGITS = 15
+_DEFAULT_FILE_MODE = 0o666
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def spool_path(output: str | os.PathLike, rank: int, size: int) -> Path:
@@ -143,6 +150,7 @@ def write_spooled(handle, spools: Sequence[str | os.PathLike], n_rows: int) -> P
     final = Path(handle.path)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
+    os.chmod(tmp, _DEFAULT_FILE_MODE & ~_current_umask())  # mkstemp makes 0600; outputs are shared files
     try:
         handle.path = tmp
         for k, (start, end, ensemble) in enumerate(iter_spooled(spools, n_rows)):
