@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .artifact import check_compatible
-from .exceptions import DeepDiscWarning, ModelError, TileSetError
+from .exceptions import ConfigError, DeepDiscWarning, ModelError, TileSetError
 from .match import DEFAULT_IOU_THRESHOLD, _match_boxes
 from .mixture import MEDIAN_TOLERANCE, Mixture, _combine, _mean, _median, _mode, to_qp
 from .tiles import TileSet, _check_objects
@@ -64,8 +64,6 @@ class InferenceSettings:
         Redshift range of the ``zmode`` grid.
     nzbins : int
         Points of the ``zmode`` grid ``linspace(zmin, zmax, nzbins)``.
-    progress_bar : bool
-        Show a tqdm bar over the batches of each chunk.
     """
 
     iou_threshold: float = DEFAULT_IOU_THRESHOLD
@@ -75,7 +73,6 @@ class InferenceSettings:
     zmin: float = 0.0
     zmax: float = 12.0
     nzbins: int = 1201
-    progress_bar: bool = False
 
     def __post_init__(self):
         if not 0.0 < self.iou_threshold <= 1.0:
@@ -99,8 +96,9 @@ class InferenceSettings:
 class PhotoZChunk:
     """Photo-z of the primary objects of one chunk, in file order.
 
-    ``mixture`` holds (N, sum of member components) arrays; the other fields are (N,) arrays named as the
-    output's ancil columns (`ANCIL_COLUMNS`).
+    ``mixture`` holds (N, sum of member components) arrays; the other (N,) arrays are named as the output's
+    ancil columns (`ANCIL_COLUMNS`). ``tiles_unmatched`` counts the chunk's tiles with primary objects of which
+    no member matched any (all forced; 0 in ``forced_all`` mode).
     """
 
     mixture: Mixture
@@ -112,6 +110,7 @@ class PhotoZChunk:
     forced: np.ndarray
     recentred: np.ndarray
     score: np.ndarray
+    tiles_unmatched: int = 0
 
     @property
     def n_objects(self) -> int:
@@ -132,8 +131,8 @@ def resolve_device(device: str = "auto"):
 
     Raises
     ------
-    ModelError
-        If CUDA is asked for but not available.
+    ConfigError
+        For a string that is no torch device, or CUDA asked for where none is available.
     """
     import torch
 
@@ -141,10 +140,10 @@ def resolve_device(device: str = "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError as err:
-        raise ModelError(f"device {device!r} is not a torch device ({err}); use auto, cpu, cuda or cuda:N") from None
+    except RuntimeError:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} asked for CUDA, but torch sees no GPU; use device 'auto' or 'cpu'")
+        raise ConfigError(f"device {device!r} asks for CUDA, but torch sees no GPU; use device 'auto' or 'cpu'")
     return dev
 
 
@@ -229,15 +228,14 @@ def _tile_boxes(plan: _ChunkPlan, t: int, detection: dict | None, settings: Infe
     return boxes, matched, score
 
 
-def _run_member(model, tiles: TileSet, plan: _ChunkPlan, settings: InferenceSettings, device,
-                progress: Callable) -> _MemberResult:
+def _run_member(model, tiles: TileSet, plan: _ChunkPlan, settings: InferenceSettings, device) -> _MemberResult:
     import torch
 
     n = plan.n_primary
     result = None
     matched_all = np.zeros(n, dtype=bool)
     score_all = np.zeros(n)
-    for a in progress(range(0, tiles.n_tiles, settings.batch_size)):
+    for a in range(0, tiles.n_tiles, settings.batch_size):
         b = min(a + settings.batch_size, tiles.n_tiles)
         images = torch.from_numpy(np.ascontiguousarray(tiles.images[a:b], dtype=np.float32)).to(device)
         enc = model.encode(images)
@@ -356,18 +354,9 @@ class EnsemblePredictor:
         plan = _plan_chunk(tiles)
         if plan.n_primary == 0:
             return _empty_chunk()
-        progress = _progress(settings.progress_bar, tiles)
         with torch.inference_mode():
-            results = [_run_member(m, tiles, plan, settings, self.device, progress) for m in self.models]
-        return _assemble(tiles, results, self.weights, settings)
-
-
-def _progress(enabled: bool, tiles: TileSet) -> Callable:
-    if not enabled:
-        return lambda it: it
-    from tqdm.auto import tqdm
-
-    return lambda it: tqdm(it, desc=f"tiles {tiles.tile_offset}+", unit="batch", leave=False)
+            results = [_run_member(m, tiles, plan, settings, self.device) for m in self.models]
+        return _assemble(tiles, plan, results, self.weights, settings)
 
 
 def _empty_chunk() -> PhotoZChunk:
@@ -378,11 +367,13 @@ def _empty_chunk() -> PhotoZChunk:
                        detected=flags, forced=flags, recentred=flags, score=none)
 
 
-def _assemble(tiles: TileSet, results: list[_MemberResult], weights: np.ndarray,
+def _assemble(tiles: TileSet, plan: _ChunkPlan, results: list[_MemberResult], weights: np.ndarray,
               settings: InferenceSettings) -> PhotoZChunk:
     primary = tiles.primary_objects()
     mixture = _combine([r.mixture for r in results], weights)
     matched_any = np.any([r.matched for r in results], axis=0)
+    unmatched = 0 if settings.forced_all else sum(
+        1 for rows in plan.out_rows if len(rows) and not matched_any[rows].any())
     kind = np.asarray(tiles.tiles["kind"]).astype(str)
     return PhotoZChunk(
         mixture=mixture,
@@ -394,6 +385,7 @@ def _assemble(tiles: TileSet, results: list[_MemberResult], weights: np.ndarray,
         forced=(~matched_any).astype(np.int8),
         recentred=(kind[np.asarray(primary["tile"], dtype=np.int64)] == "recentred").astype(np.int8),
         score=np.sum([w * r.score for w, r in zip(weights, results)], axis=0),
+        tiles_unmatched=unmatched,
     )
 
 

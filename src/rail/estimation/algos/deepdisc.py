@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import gc
 import os
+import warnings
 from typing import Any
 
 from ceci.config import StageParameter as Param
 from rail.core.common_params import SharedParams
 from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
+from tqdm.auto import tqdm
 
+from rail.deepdisc.exceptions import NoDetectionsWarning
 from rail.deepdisc.handles import DeepDiscModelHandle, TileSetHandle
 from rail.deepdisc.options import check_options
 
@@ -123,6 +126,8 @@ class DeepDiscEstimator(CatEstimator):
         self._predictor = None
         self._settings = None
         self._spool = None
+        self._progress = None
+        self._tiles_unmatched = 0
 
     def estimate(self, input_data, **kwargs: Any):
         """Estimate photo-z for a TileSet: a `TileSetHandle`, a file path or an in-memory `TileSet`.
@@ -153,12 +158,14 @@ class DeepDiscEstimator(CatEstimator):
         model_name = str(cfg.get("model") if isinstance(cfg.get("model"), str) else "model")
         self._predictor = EnsemblePredictor.from_artifact(artifact, device=cfg.device, name=model_name)
         handle = self.get_handle("input", allow_missing=True)
-        check_input(self._predictor, handle.data if handle.data is not None else handle.path)
+        n_primary = check_input(self._predictor, handle.data if handle.data is not None else handle.path)
         self._settings = InferenceSettings(
             iou_threshold=cfg.iou_threshold, score_threshold=cfg.score_threshold, forced_all=cfg.forced_all,
             batch_size=cfg.batch_size, zmin=cfg.zmin, zmax=cfg.zmax, nzbins=cfg.nzbins,
-            progress_bar=cfg.progress_bar and self.rank == 0,
         )
+        self._progress = tqdm(total=n_primary if self.size == 1 else None, unit="obj", desc=self.name,
+                              disable=not (cfg.progress_bar and self.rank == 0))
+        self._tiles_unmatched = 0
         # RAIL collects garbage after every chunk; with torch loaded a full collection costs ~0.3 s. Freezing
         # the long-lived objects (modules, networks) makes those collections scan only the chunk's objects.
         gc.freeze()
@@ -179,6 +186,8 @@ class DeepDiscEstimator(CatEstimator):
 
     def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
         result = self._predictor.predict(data, self._settings)
+        self._tiles_unmatched += result.tiles_unmatched
+        self._progress.update(end - start)
         if end > start:
             self._do_chunk_output(result.to_qp(), start, end, self._output_handle is None)
 
@@ -199,6 +208,11 @@ class DeepDiscEstimator(CatEstimator):
         return qp_dstn
 
     def _finalize_run(self) -> None:
+        self._progress.close()
+        if self._tiles_unmatched:
+            warnings.warn(f"{self.name}: in {self._tiles_unmatched} tile(s) no detection above score_threshold="
+                          f"{self.config.score_threshold} matched any object; their objects have forced redshifts "
+                          f"from their catalog boxes (forced=1)", NoDetectionsWarning, stacklevel=2)
         if self.config.output_mode == "return":
             super()._finalize_run()
             return
