@@ -56,7 +56,8 @@ def make_tiles(path, *, n_tiles, size, n_bands, objects_per_tile, seed=0):
                 x, y = rng.uniform(4, size - 4, 2)
                 s = rng.uniform(*SOURCE_SIGMA_PX)
                 blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * s * s))
-                images[t] += (SOURCE_AMPLITUDE * blob * rng.uniform(0.5, 2, (n_bands, 1, 1))).astype(np.float32)
+                colour = rng.uniform(0.5, 2, (n_bands, 1, 1))
+                images[t] += (SOURCE_AMPLITUDE * blob * colour).astype(np.float32)
                 segmaps[t][blob > 0.1] = next_id
                 half = BOX_HALF_SIGMAS * s
                 obj["object_id"][k], obj["tile"][k], obj["primary"][k] = next_id, t, True
@@ -78,9 +79,9 @@ def make_tiles(path, *, n_tiles, size, n_bands, objects_per_tile, seed=0):
 def untrained_artifact(path, *, backbone, members, n_bands, seed=0):
     """Save an artifact of untrained members (random heads) for timing."""
     import torch
+    from rail.deepdisc.network import NetworkConfig, build_model
 
     from rail.deepdisc.artifact import save_artifact
-    from rail.deepdisc.network import NetworkConfig, build_model
 
     cfg = NetworkConfig(bands=JADES9[:n_bands], pixel_scale=PIXEL_SCALE, backbone=backbone)
     out = []
@@ -97,7 +98,8 @@ def fake_artifact(path, *, members, n_bands):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.deepdisc import fakenet
 
-    return fakenet.make_fake_artifact(path, JADES9[:n_bands], PIXEL_SCALE, offsets=[0.1 * k for k in range(members)])
+    offsets = [0.1 * k for k in range(members)]
+    return fakenet.make_fake_artifact(path, JADES9[:n_bands], PIXEL_SCALE, offsets=offsets)
 
 
 def worker(args) -> None:
@@ -113,8 +115,8 @@ def worker(args) -> None:
         fakenet.install()
     torch.set_num_threads(args.threads)
     stage = DeepDiscEstimator.make_stage(name="bench", model=args.model, output=args.output,
-                                         chunk_tiles=args.chunk_tiles, chunk_size=10**9, batch_size=args.batch_size,
-                                         device=args.device, progress_bar=False)
+                                         chunk_tiles=args.chunk_tiles, chunk_size=10**9,
+                                         batch_size=args.batch_size, device=args.device, progress_bar=False)
     t0 = time.perf_counter()
     ens = stage.estimate(args.tiles).data
     elapsed = time.perf_counter() - t0
@@ -179,8 +181,9 @@ def main(argv=None) -> None:
         if not args.skip_r50:
             rows.append(("R50, 1 member", artifact("resnet50", 1, args.model_r50), tiles, args.tiles))
         rows.append((f"R18, 1 member, {big_tiles} tiles (10 chunks)", rows[0][1], big, big_tiles))
-        print(f"DeepDiscEstimator end to end: {args.size}x{args.size} px, {args.bands} bands, ~{args.objects} "
-              f"objects/tile, {args.threads} threads, chunk {args.chunk_tiles} tiles, batch {args.batch_size}"
+        print(f"DeepDiscEstimator end to end: {args.size}x{args.size} px, {args.bands} bands, "
+              f"~{args.objects} objects/tile, {args.threads} threads, chunk {args.chunk_tiles} tiles, "
+              f"batch {args.batch_size}"
               + (" [stand-in network]" if args.fake else ""))
         print(f"{'configuration':<40} {'objects':>8} {'objects/s':>10} {'tiles/s':>8} {'peak RSS MB':>12}")
         results = []
@@ -191,8 +194,8 @@ def main(argv=None) -> None:
                   f"{n_tiles / r['seconds']:>8.2f} {r['peak_rss_mb']:>12.0f}")
         rate = results[0]["objects"] / results[0]["seconds"]
         print(f"R18 one member: {rate:.0f} objects/s (target >= {TARGET_R18_OBJECTS_PER_S:.0f}); peak RSS "
-              f"{results[0]['peak_rss_mb']:.0f} MB on {args.tiles} tiles vs {results[-1]['peak_rss_mb']:.0f} MB on "
-              f"{big_tiles}")
+              f"{results[0]['peak_rss_mb']:.0f} MB on {args.tiles} tiles vs "
+              f"{results[-1]['peak_rss_mb']:.0f} MB on {big_tiles}")
 
 
 if __name__ == "__main__":

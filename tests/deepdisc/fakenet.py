@@ -1,11 +1,11 @@
 """A tiny stand-in network implementing the estimator's interface (``encode``, ``detect``, ``redshift``).
 
-`FakeNet` detects sources by thresholding the band-summed image (connected pixels above ``detect_threshold``)
-and returns known mixtures computed from each box: component k has mean
-``offset + Z_PER_PX_X * cx + Z_PER_PX_Y * cy + k * COMPONENT_SPACING`` (cx, cy = box centre, pixels), standard
-deviation ``exp(log_std[k]) * (1 + ebv)`` and weight ``softmax(logits)[k]``. Its weights live in a state_dict, so it
-is saved and loaded through a real model artifact (`make_fake_artifact`). `install` makes the estimator build it
-in place of the real network; `expected_mixture` reproduces its output for given boxes.
+`FakeNet` detects sources by thresholding the band-summed image (connected pixels above
+``detect_threshold``) and returns known mixtures computed from each box: component k has mean
+``offset + Z_PER_PX_X * cx + Z_PER_PX_Y * cy + k * COMPONENT_SPACING`` (cx, cy = box centre, pixels),
+standard deviation ``exp(log_std[k]) * (1 + ebv)`` and weight ``softmax(logits)[k]``. Its weights live in a
+state_dict, so it is saved and loaded through a real model artifact (`make_fake_artifact`). `install` makes
+the estimator build it in place of the real network; `expected_mixture` reproduces its output for given boxes.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ class FakeNet(nn.Module):
     def redshift(self, enc, boxes, ebv):
         b = torch.cat(boxes).to(torch.float64)
         e = torch.cat(ebv).to(torch.float64)
-        return FakeMixtureParams(*(torch.as_tensor(a) for a in _mixture(
-            b.numpy(), e.numpy(), float(self.offset), self.logits.detach().numpy(), self.log_std.detach().numpy())))
+        arrays = _mixture(b.numpy(), e.numpy(), float(self.offset), self.logits.detach().numpy(),
+                          self.log_std.detach().numpy())
+        return FakeMixtureParams(*(torch.as_tensor(a) for a in arrays))
 
 
 def _mixture(boxes, ebv, offset, logits, log_std):

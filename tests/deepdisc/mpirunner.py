@@ -1,4 +1,6 @@
-"""Run a ceci stage with the stand-in network: ``[mpiexec -n N] python -m tests.deepdisc.mpirunner STAGE ...``.
+"""Run a ceci stage with the stand-in network.
+
+Usage: ``[mpiexec -n N] python -m tests.deepdisc.mpirunner STAGE ...``.
 
 The same as ``python -m ceci STAGE ...`` (ceci's `PipelineStage.main`), after making the estimator build
 `fakenet.FakeNet` members; used by the MPI test.

@@ -1,4 +1,4 @@
-"""DeepDiscEstimator end to end with a stand-in network (tests/deepdisc/fakenet.py) saved as a real artifact."""
+"""DeepDiscEstimator end to end with a stand-in network (tests/deepdisc/fakenet.py) in a real artifact."""
 
 import os
 import subprocess
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import qp
-
 from rail.core.data import DataStore
+
 from rail.deepdisc.cli import main
 from rail.deepdisc.exceptions import ModelError, NoDetectionsWarning, TileSetError
 from rail.deepdisc.infer import EnsemblePredictor, InferenceSettings
@@ -34,9 +34,10 @@ def fake_network(monkeypatch):
 
 
 def square_tileset(sources, n_tiles=2, size=32, kinds=None):
-    """Noise-free tiles with flat squares of flux; ``sources`` rows: (object_id, tile, primary, pixels, cat_box).
+    """Noise-free tiles with flat squares of flux.
 
-    ``pixels`` (x0, y0, x1, y1) is where the flux lies (None: too faint to detect); ``cat_box`` the catalog box.
+    ``sources`` rows: (object_id, tile, primary, pixels, cat_box); ``pixels`` (x0, y0, x1, y1) is where the
+    flux lies (None: too faint to detect); ``cat_box`` the catalog box.
     """
     images = np.zeros((n_tiles, len(BANDS), size, size), np.float32)
     segmaps = np.zeros((n_tiles, size, size), np.int32)
@@ -53,9 +54,10 @@ def square_tileset(sources, n_tiles=2, size=32, kinds=None):
         objects["ra"][k], objects["dec"][k] = 53.1, -27.8
         objects["ebv"][k] = 0.02 * (k + 1)
     tiles = {"tile_id": np.arange(n_tiles, dtype=np.int64), "kind": np.array(kinds or ["grid"] * n_tiles),
-             "x0": np.zeros(n_tiles, np.int64), "y0": np.zeros(n_tiles, np.int64), "ra": np.full(n_tiles, 53.1),
-             "dec": np.full(n_tiles, -27.8), "wcs": np.array([""] * n_tiles)}
-    return TileSet(images=images, segmaps=segmaps, tiles=tiles, objects=objects, bands=BANDS, pixel_scale=0.03)
+             "x0": np.zeros(n_tiles, np.int64), "y0": np.zeros(n_tiles, np.int64),
+             "ra": np.full(n_tiles, 53.1), "dec": np.full(n_tiles, -27.8), "wcs": np.array([""] * n_tiles)}
+    return TileSet(images=images, segmaps=segmaps, tiles=tiles, objects=objects, bands=BANDS,
+                   pixel_scale=0.03)
 
 
 def recentred_last(ts):
@@ -130,7 +132,8 @@ def test_forced_all_uses_catalog_boxes(tmp_path, scene):
     assert ens.ancil["score"].tolist() == [0.0, 0.0, 0.0]
     prim = ts.primary_objects()
     boxes = np.stack([prim[k] for k in ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")], axis=1)
-    np.testing.assert_allclose(ens.objdata["means"], fakenet.expected_mixture(boxes, prim["ebv"])[1], rtol=1e-12)
+    expected_means = fakenet.expected_mixture(boxes, prim["ebv"])[1]
+    np.testing.assert_allclose(ens.objdata["means"], expected_means, rtol=1e-12)
 
 
 def test_low_iou_detection_leaves_object_forced(tmp_path):
@@ -138,7 +141,7 @@ def test_low_iou_detection_leaves_object_forced(tmp_path):
     ts = square_tileset([(7, 0, True, (10, 10, 13, 13), (8, 8, 16, 16))], n_tiles=1)
     tiles = write_tileset(ts, tmp_path / "t.h5")
     model = fakenet.make_fake_artifact(tmp_path / "m.pt", BANDS)
-    with pytest.warns(NoDetectionsWarning, match="in 1 tile.* no detection above score_threshold=0.05 matched"):
+    with pytest.warns(NoDetectionsWarning, match="in 1 tile.* no detection above score_threshold=0.05"):
         assert estimate(tmp_path, model, tiles, name="a").ancil["forced"].tolist() == [1]
     assert estimate(tmp_path, model, tiles, name="b", iou_threshold=0.1).ancil["forced"].tolist() == [0]
 
@@ -150,7 +153,8 @@ def test_members_combine_with_their_weights(tmp_path, scene):
     two = estimate(tmp_path, model, tiles, name="two")
     w1 = one.objdata["weights"]
     np.testing.assert_allclose(two.objdata["weights"], np.hstack([0.25 * w1, 0.75 * w1]))
-    np.testing.assert_allclose(two.objdata["means"], np.hstack([one.objdata["means"], one.objdata["means"] + 0.3]))
+    means = one.objdata["means"]
+    np.testing.assert_allclose(two.objdata["means"], np.hstack([means, means + 0.3]))
     np.testing.assert_allclose(two.ancil["zmean"], one.ancil["zmean"] + 0.75 * 0.3)
 
 
@@ -169,8 +173,9 @@ def test_chunking_and_batching_do_not_change_the_output(tmp_path):
     ts = make_tileset(n_tiles=7, size=32, bands=BANDS, seed=5)
     tiles = write_tileset(ts, tmp_path / "t.h5")
     model = fakenet.make_fake_artifact(tmp_path / "m.pt", BANDS, offsets=(0.0, 0.1))
-    runs = [estimate(tmp_path, model, tiles, name=f"r{k}", **opts) for k, opts in enumerate([
-        dict(chunk_size=1000), dict(chunk_size=1, batch_size=1), dict(chunk_size=5, chunk_tiles=2, batch_size=3)])]
+    variants = [dict(chunk_size=1000), dict(chunk_size=1, batch_size=1),
+                dict(chunk_size=5, chunk_tiles=2, batch_size=3)]
+    runs = [estimate(tmp_path, model, tiles, name=f"r{k}", **opts) for k, opts in enumerate(variants)]
     for other in runs[1:]:
         for key in ("weights", "means", "stds"):
             np.testing.assert_array_equal(other.objdata[key], runs[0].objdata[key])
@@ -186,7 +191,8 @@ def test_in_memory_tileset_and_predictor_api(tmp_path, scene):
     chunk = predictor.predict(ts, InferenceSettings())
     from_file = estimate(tmp_path, model, tiles)
     np.testing.assert_array_equal(chunk.zmean, from_file.ancil["zmean"])
-    stage = DeepDiscEstimator.make_stage(name="mem", model=str(model), output_mode="return", progress_bar=False)
+    stage = DeepDiscEstimator.make_stage(name="mem", model=str(model), output_mode="return",
+                                         progress_bar=False)
     ens = stage.estimate(ts).data
     np.testing.assert_array_equal(ens.ancil["object_id"], [1, 2, 3])
 
@@ -207,7 +213,8 @@ def test_pixel_scale_mismatch_is_one_clear_error(tmp_path, scene):
 
 def test_empty_and_invalid_inputs(tmp_path, scene):
     ts, _, model = scene
-    empty = TileSet(images=ts.images[:0], segmaps=ts.segmaps[:0], tiles={k: v[:0] for k, v in ts.tiles.items()},
+    empty = TileSet(images=ts.images[:0], segmaps=ts.segmaps[:0],
+                    tiles={k: v[:0] for k, v in ts.tiles.items()},
                     objects={k: v[:0] for k, v in ts.objects.items()}, bands=BANDS, pixel_scale=0.03)
     with pytest.raises(TileSetError, match="holds no primary objects"):
         estimate(tmp_path, model, write_tileset(empty, tmp_path / "empty.h5"))
@@ -224,7 +231,8 @@ def test_empty_and_invalid_inputs(tmp_path, scene):
 def test_cli_estimate(tmp_path, scene, capsys):
     _, tiles, model = scene
     out = tmp_path / "pz.hdf5"
-    assert main(["estimate", str(model), str(tiles), "-o", str(out), "--chunk-tiles", "1", "--no-progress"]) == 0
+    args = ["estimate", str(model), str(tiles), "-o", str(out), "--chunk-tiles", "1", "--no-progress"]
+    assert main(args) == 0
     assert "3 objects, 2 detected, 1 forced" in capsys.readouterr().out
     assert qp.read(str(out)).npdf == 3
     assert main(["estimate", str(model), str(tiles), "-o", str(out), "--forced-all", "--no-progress"]) == 0
@@ -277,12 +285,14 @@ def test_two_mpi_ranks_equal_one_process(tmp_path):
     outputs = {}
     for n in (1, 2):
         out = tmp_path / f"pz_{n}.hdf5"
-        cmd = [sys.executable, "-m", "tests.deepdisc.mpirunner", "rail.estimation.algos.deepdisc.DeepDiscEstimator",
-               f"--model={model}", f"--input={tiles}", f"--output={out}", "--chunk_size=3", "--no-progress_bar",
+        cmd = [sys.executable, "-m", "tests.deepdisc.mpirunner",
+               "rail.estimation.algos.deepdisc.DeepDiscEstimator", f"--model={model}", f"--input={tiles}",
+               f"--output={out}", "--chunk_size=3", "--no-progress_bar",
                f"--config={_stage_config(tmp_path)}"]
         if n > 1:
             cmd = [_mpiexec(), "-n", str(n)] + cmd + ["--mpi"]
-        proc = subprocess.run(cmd, env=_subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, env=_subprocess_env(), cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         outputs[n] = qp.read(str(out))
     one, two = outputs[1], outputs[2]
@@ -309,8 +319,9 @@ def test_trained_network_recovers_redshifts_of_bright_objects(tmp_path, monkeypa
     """Train one real member briefly on colour-coded blobs; zmode must beat a constant guess clearly."""
     pytest.importorskip("rail.deepdisc.network")
     nethelpers = pytest.importorskip("tests.deepdisc.nethelpers")
-    import rail.deepdisc.infer as infer
     from rail.deepdisc.network import model_from_artifact
+
+    import rail.deepdisc.infer as infer
     from rail.estimation.algos.deepdisc import DeepDiscInformer
 
     monkeypatch.setattr(infer, "model_from_artifact", model_from_artifact)  # undo the stand-in network
@@ -318,7 +329,8 @@ def test_trained_network_recovers_redshifts_of_bright_objects(tmp_path, monkeypa
     test = nethelpers.make_colour_tileset(n_tiles=12, seed=1)
     options = dict(nethelpers.FAST, epochs=10)
     DeepDiscInformer.make_stage(name="acc_inform", model=str(tmp_path / "acc.pt"), **options).inform(train)
-    ens = estimate(tmp_path, tmp_path / "acc.pt", write_tileset(test, tmp_path / "test.h5"), zmax=5.0, nzbins=501)
+    test_file = write_tileset(test, tmp_path / "test.h5")
+    ens = estimate(tmp_path, tmp_path / "acc.pt", test_file, zmax=5.0, nzbins=501)
     z_true = test.objects["redshift_true"][test.objects["primary"]]
     bright = ens.ancil["detected"] == 1
     assert bright.mean() > 0.7

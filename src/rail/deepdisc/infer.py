@@ -3,10 +3,10 @@
 `EnsemblePredictor` builds every member network once (`model_from_artifact`, the single place where the
 network is constructed) and then turns each chunk of whole tiles into one combined photo-z mixture per
 *primary* object (`PhotoZChunk`). Per member and batch of tiles the backbone runs once (``encode``); the
-detector's boxes above ``score_threshold`` are matched one-to-one to the tile's catalog boxes (all appearances,
-so a detection of a neighbour's non-primary appearance cannot steal a primary object); each primary object then
-takes its redshift mixture from the matched detection box or, if no detection matched, from its catalog box
-(forced). All boxes of a batch go through one batched ``redshift`` call (one RoIAlign).
+detector's boxes above ``score_threshold`` are matched one-to-one to the tile's catalog boxes (all
+appearances, so a detection of a neighbour's non-primary appearance cannot steal a primary object); each
+primary object then takes its redshift mixture from the matched detection box or, if no detection matched,
+from its catalog box (forced). All boxes of a batch go through one batched ``redshift`` call (one RoIAlign).
 
 Per-object flags of the ensemble: ``detected`` = a detection matched the object in at least one member;
 ``forced`` = no member matched it (every member used the catalog box); ``score`` = member-weighted mean of the
@@ -97,8 +97,8 @@ class PhotoZChunk:
     """Photo-z of the primary objects of one chunk, in file order.
 
     ``mixture`` holds (N, sum of member components) arrays; the other (N,) arrays are named as the output's
-    ancil columns (`ANCIL_COLUMNS`). ``tiles_unmatched`` counts the chunk's tiles with primary objects of which
-    no member matched any (all forced; 0 in ``forced_all`` mode).
+    ancil columns (`ANCIL_COLUMNS`). ``tiles_unmatched`` counts the chunk's tiles with primary objects of
+    which no member matched any (all forced; 0 in ``forced_all`` mode).
     """
 
     mixture: Mixture
@@ -118,11 +118,11 @@ class PhotoZChunk:
         return int(len(self.object_id))
 
     def ancil(self) -> dict[str, np.ndarray]:
-        """The ancil columns (flags as int8 0/1)."""
+        """Return the ancil columns (flags as int8 0/1)."""
         return {name: getattr(self, name) for name in ANCIL_COLUMNS}
 
     def to_qp(self):
-        """This chunk as a ``qp.Ensemble`` of ``qp.mixmod`` with the ancil columns."""
+        """Return the chunk as a ``qp.Ensemble`` of ``qp.mixmod`` with the ancil columns."""
         return to_qp(self.mixture, self.ancil())
 
 
@@ -143,7 +143,8 @@ def resolve_device(device: str = "auto"):
     except RuntimeError:
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asks for CUDA, but torch sees no GPU; use device 'auto' or 'cpu'")
+        raise ConfigError(f"device {device!r} asks for CUDA, but torch sees no GPU; use device 'auto' or "
+                          f"'cpu'")
     return dev
 
 
@@ -228,7 +229,8 @@ def _tile_boxes(plan: _ChunkPlan, t: int, detection: dict | None, settings: Infe
     return boxes, matched, score
 
 
-def _run_member(model, tiles: TileSet, plan: _ChunkPlan, settings: InferenceSettings, device) -> _MemberResult:
+def _run_member(model, tiles: TileSet, plan: _ChunkPlan, settings: InferenceSettings, device
+                ) -> _MemberResult:
     import torch
 
     n = plan.n_primary
@@ -252,7 +254,8 @@ def _run_member(model, tiles: TileSet, plan: _ChunkPlan, settings: InferenceSett
         if len(rows) == 0:
             continue
         params = model.redshift(enc, boxes, ebvs)
-        arrays = [p.detach().to("cpu", torch.float64).numpy() for p in (params.weights, params.means, params.stds)]
+        arrays = [p.detach().to("cpu", torch.float64).numpy()
+                  for p in (params.weights, params.means, params.stds)]
         if result is None:
             result = [np.zeros((n, arrays[0].shape[1])) for _ in range(3)]
         for dst, src in zip(result, arrays):
@@ -279,13 +282,15 @@ class EnsemblePredictor:
         How messages refer to the model (e.g. its file).
     """
 
-    def __init__(self, models: Sequence, weights: Sequence[float], *, bands: Sequence[str], pixel_scale: float,
-                 device="cpu", name: str = "model"):
+    def __init__(self, models: Sequence, weights: Sequence[float], *, bands: Sequence[str],
+                 pixel_scale: float, device="cpu", name: str = "model"):
         w = np.asarray(weights, dtype=np.float64)
         if len(models) == 0 or w.shape != (len(models),):
-            raise ModelError(f"{name}: need one weight per member, got {len(models)} members and {w.size} weights")
+            raise ModelError(f"{name}: need one weight per member, got {len(models)} members and {w.size} "
+                             f"weights")
         if np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ModelError(f"{name}: member weights must be finite, >= 0 and not all zero, got {w.tolist()}")
+            raise ModelError(f"{name}: member weights must be finite, >= 0 and not all zero, got "
+                             f"{w.tolist()}")
         self.models = list(models)
         self.weights = w / w.sum()
         self.bands = tuple(bands)
@@ -322,8 +327,8 @@ class EnsemblePredictor:
 
     def check_compatible(self, bands: Sequence[str], pixel_scale: float, *, data_name: str = "data") -> None:
         """Raise `ModelError` if the data's bands or pixel scale differ from the model's."""
-        check_compatible({"config": {"bands": self.bands, "pixel_scale": self.pixel_scale}}, bands, pixel_scale,
-                         model_name=self.name, data_name=data_name)
+        config = {"bands": self.bands, "pixel_scale": self.pixel_scale}
+        check_compatible({"config": config}, bands, pixel_scale, model_name=self.name, data_name=data_name)
 
     def predict(self, tiles: TileSet, settings: InferenceSettings) -> PhotoZChunk:
         """Photo-z mixtures and point estimates of every primary object of a chunk of tiles.

@@ -1,11 +1,12 @@
 """Matching detections to catalog boxes: intersection over union and an optimal one-to-one assignment.
 
-Each catalog object of a tile can be claimed by at most one detection and each detection by at most one object.
-Among the detection-object pairs with IoU >= ``iou_threshold`` we take the assignment of largest total IoU
-(``scipy.optimize.linear_sum_assignment``), not a greedy pass, so two detections never share an object and a
-detection is never "used up" by a weaker overlap. On exact IoU ties the detection of higher score wins.
-Unmatched detections (no catalog counterpart) are dropped; unmatched objects get forced redshifts downstream.
-Boxes are ``(x0, y0, x1, y1)`` in tile pixels with ``x1``/``y1`` exclusive, as in the TileSet and torchvision.
+Each catalog object of a tile can be claimed by at most one detection and each detection by at most one
+object. Among the detection-object pairs with IoU >= ``iou_threshold`` we take the assignment of largest
+total IoU (``scipy.optimize.linear_sum_assignment``), not a greedy pass, so two detections never share an
+object and a detection is never "used up" by a weaker overlap. On exact IoU ties the detection of higher score
+wins. Unmatched detections (no catalog counterpart) are dropped; unmatched objects get forced redshifts
+downstream. Boxes are ``(x0, y0, x1, y1)`` in tile pixels with ``x1``/``y1`` exclusive, as in the TileSet and
+torchvision.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ networks gives M mixtures per object; `combine_members` concatenates them into o
 
 Point estimates use RAIL's names: ``zmean`` is exact (``sum_k w_k mu_k``), ``zmedian`` inverts the mixture CDF
 by bisection to `MEDIAN_TOLERANCE`, ``zmode`` is the pdf maximum on the configured grid
-``linspace(zmin, zmax, nzbins)``. The mixtures are not truncated at z = 0 (as ``qp.mixmod``); all estimates refer
-to the untruncated mixture that is written to the file. We compute the mean ourselves: ``qp.mixmod``'s
+``linspace(zmin, zmax, nzbins)``. The mixtures are not truncated at z = 0 (as ``qp.mixmod``); all estimates
+refer to the untruncated mixture that is written to the file. We compute the mean ourselves: ``qp.mixmod``'s
 ``.mean()`` fails on ensembles (it calls scipy's generic moment integrator with array arguments).
 """
 
@@ -55,7 +55,7 @@ class Mixture(NamedTuple):
         return int(self.means.shape[0])
 
     def take(self, rows) -> Mixture:
-        """The mixtures of the given rows (index array, mask or slice)."""
+        """Return the mixtures of the given rows (index array, mask or slice)."""
         return Mixture(self.weights[rows], self.means[rows], self.stds[rows])
 
 

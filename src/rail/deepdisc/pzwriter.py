@@ -1,10 +1,11 @@
 """Spooling photo-z chunks to per-process files and merging them in row order (serial and MPI runs alike).
 
-RAIL's ``QPHandle`` writes an MPI run's chunks into one file through parallel HDF5, which the h5py wheels lack.
-Instead every process appends the ``qp.mixmod`` chunks it computed to its own spool file beside the output
-(`ChunkSpool`); at the end one process reads all spools back chunk by chunk in row order (`iter_spooled`) and
-writes the output through the ordinary ``QPHandle`` chunk writer. A one-process run takes the same path, so the
-output of N processes is the same file as that of one. Memory stays at one chunk: nothing is gathered.
+RAIL's ``QPHandle`` writes an MPI run's chunks into one file through parallel HDF5, which the h5py wheels
+lack. Instead every process appends the ``qp.mixmod`` chunks it computed to its own spool file beside the
+output (`ChunkSpool`); at the end one process reads all spools back chunk by chunk in row order
+(`iter_spooled`) and writes the output through the ordinary ``QPHandle`` chunk writer. A one-process run takes
+the same path, so the output of N processes is the same file as that of one. Memory stays at one chunk:
+nothing is gathered.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _current_umask() -> int:
 
 
 def spool_path(output: str | os.PathLike, rank: int, size: int) -> Path:
-    """The spool file of process ``rank`` of ``size`` for an output file (hidden, beside it)."""
+    """Return the spool file of process ``rank`` of ``size`` for an output file (hidden, beside it)."""
     output = Path(output)
     return output.parent / f".{output.name}.spool{rank}of{size}.tmp"
 
@@ -115,12 +116,12 @@ def _check_coverage(ranges: list[tuple[int, int]], n_rows: int, paths) -> None:
     for start, end in ranges:
         if start != expected:
             what = "overlap" if start < expected else "gap"
-            raise DeepDiscError(f"photo-z chunks in {', '.join(map(str, paths))} {what} at row {min(start, expected)}"
-                                f"; the run was incomplete: run the estimator again")
+            raise DeepDiscError(f"photo-z chunks in {', '.join(map(str, paths))} {what} at row "
+                                f"{min(start, expected)}; the run was incomplete: run the estimator again")
         expected = end
     if expected != n_rows:
-        raise DeepDiscError(f"photo-z chunks cover {expected} of {n_rows} rows; the run was incomplete: run the "
-                            f"estimator again")
+        raise DeepDiscError(f"photo-z chunks cover {expected} of {n_rows} rows; the run was incomplete: run "
+                            f"the estimator again")
 
 
 def remove_spools(paths: Sequence[str | os.PathLike]) -> None:

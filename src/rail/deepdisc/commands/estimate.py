@@ -1,4 +1,4 @@
-"""``deepdisc estimate``: photo-z mixtures for every primary object of a TileSet (runs `DeepDiscEstimator`)."""
+"""``deepdisc estimate``: photo-z mixtures for every primary object of a TileSet (`DeepDiscEstimator`)."""
 
 from __future__ import annotations
 

@@ -175,7 +175,7 @@ class DeepDiscEstimator(CatEstimator):
             gc.unfreeze()
 
     def input_iterator(self, tag: str, **kwargs: Any):
-        """Chunks of whole tiles, at most ``chunk_tiles`` tiles and about ``chunk_size`` primary objects each."""
+        """Iterate over chunks of whole tiles (<= ``chunk_tiles`` tiles, ~``chunk_size`` primary objects)."""
         handle = self.get_handle(tag, allow_missing=True)
         if tag == "input" and handle.path in (None, "None", "none") and handle.data is not None:
             self._input_length = handle.data.n_primary  # an in-memory TileSet: one chunk
@@ -210,9 +210,10 @@ class DeepDiscEstimator(CatEstimator):
     def _finalize_run(self) -> None:
         self._progress.close()
         if self._tiles_unmatched:
-            warnings.warn(f"{self.name}: in {self._tiles_unmatched} tile(s) no detection above score_threshold="
-                          f"{self.config.score_threshold} matched any object; their objects have forced redshifts "
-                          f"from their catalog boxes (forced=1)", NoDetectionsWarning, stacklevel=2)
+            warnings.warn(f"{self.name}: in {self._tiles_unmatched} tile(s) no detection above "
+                          f"score_threshold={self.config.score_threshold} matched any object; their objects "
+                          f"have forced redshifts from their catalog boxes (forced=1)", NoDetectionsWarning,
+                          stacklevel=2)
         if self.config.output_mode == "return":
             super()._finalize_run()
             return
