@@ -12,7 +12,13 @@ import qp
 from rail.core.data import DataStore
 
 from rail.deepdisc.cli import main
-from rail.deepdisc.exceptions import ModelError, NoDetectionsWarning, TileSetError
+from rail.deepdisc.exceptions import (
+    ConfigError,
+    DeepDiscWarning,
+    ModelError,
+    NoDetectionsWarning,
+    TileSetError,
+)
 from rail.deepdisc.infer import EnsemblePredictor, InferenceSettings
 from rail.deepdisc.mixture import Mixture, mixture_mean, mixture_median
 from rail.deepdisc.tileio import write_tileset
@@ -197,6 +203,23 @@ def test_in_memory_tileset_and_predictor_api(tmp_path, scene):
     np.testing.assert_array_equal(ens.ancil["object_id"], [1, 2, 3])
 
 
+def test_missing_ebv_is_zero_and_reported_once(tmp_path, scene):
+    ts, tiles, model = scene
+    reference = estimate(tmp_path, model, tiles, name="ref", chunk_size=1)
+    ts.objects["ebv"][:] = np.nan
+    with pytest.warns(DeepDiscWarning, match="3 object.* no finite 'ebv'") as record:
+        ens = estimate(tmp_path, model, write_tileset(ts, tmp_path / "noebv.h5"), name="noebv", chunk_size=1)
+    assert len([w for w in record if "ebv" in str(w.message)]) == 1
+    np.testing.assert_allclose(ens.objdata["stds"], fakenet.BASE_STD)
+    np.testing.assert_array_equal(ens.objdata["means"], reference.objdata["means"])
+
+
+def test_bad_device_is_a_config_error(tmp_path, scene):
+    _, tiles, model = scene
+    with pytest.raises(ConfigError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu0'"):
+        estimate(tmp_path, model, tiles, device="gpu0")
+
+
 def test_band_mismatch_is_one_clear_error(tmp_path, scene):
     _, tiles, _ = scene
     model = fakenet.make_fake_artifact(tmp_path / "other.pt", ("F090W",) + BANDS[1:])
@@ -237,6 +260,8 @@ def test_cli_estimate(tmp_path, scene, capsys):
     assert qp.read(str(out)).npdf == 3
     assert main(["estimate", str(model), str(tiles), "-o", str(out), "--forced-all", "--no-progress"]) == 0
     assert qp.read(str(out)).ancil["forced"].tolist() == [1, 1, 1]
+    assert main(["info", str(out)]) == 0
+    assert "3 objects" in capsys.readouterr().out
     other = fakenet.make_fake_artifact(tmp_path / "other.pt", BANDS, pixel_scale=0.1)
     assert main(["estimate", str(other), str(tiles), "-o", str(out)]) == 2
     assert "arcsec/pix" in capsys.readouterr().err

@@ -17,14 +17,13 @@ every object is forced and its score is 0.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .artifact import check_compatible
-from .exceptions import ConfigError, DeepDiscWarning, ModelError, TileSetError
+from .exceptions import ConfigError, ModelError, TileSetError
 from .match import DEFAULT_IOU_THRESHOLD, _match_boxes
 from .mixture import MEDIAN_TOLERANCE, Mixture, _combine, _mean, _median, _mode, to_qp
 from .tiles import TileSet, _check_objects
@@ -98,7 +97,8 @@ class PhotoZChunk:
 
     ``mixture`` holds (N, sum of member components) arrays; the other (N,) arrays are named as the output's
     ancil columns (`ANCIL_COLUMNS`). ``tiles_unmatched`` counts the chunk's tiles with primary objects of
-    which no member matched any (all forced; 0 in ``forced_all`` mode).
+    which no member matched any (all forced; 0 in ``forced_all`` mode); ``ebv_missing`` counts objects
+    without a finite E(B-V), which the network was given as 0.
     """
 
     mixture: Mixture
@@ -111,6 +111,7 @@ class PhotoZChunk:
     recentred: np.ndarray
     score: np.ndarray
     tiles_unmatched: int = 0
+    ebv_missing: int = 0
 
     @property
     def n_objects(self) -> int:
@@ -166,8 +167,9 @@ class _ChunkPlan:
     boxes: list[np.ndarray]  # per tile: (n_t, 4) catalog boxes of all appearances
     primary: list[np.ndarray]  # per tile: indices into boxes[t] of the primary appearances
     out_rows: list[np.ndarray]  # per tile: output rows (0-based within the chunk) of those primaries
-    ebv: list[np.ndarray]  # per tile: E(B-V) of the primaries (mag)
+    ebv: list[np.ndarray]  # per tile: E(B-V) of the primaries (mag), 0 where the catalog has none
     n_primary: int
+    n_ebv_missing: int  # primaries without a finite E(B-V)
 
 
 def _plan_chunk(tiles: TileSet) -> _ChunkPlan:
@@ -177,12 +179,9 @@ def _plan_chunk(tiles: TileSet) -> _ChunkPlan:
     primary_all = obj["primary"].astype(bool)
     out_row = np.cumsum(primary_all) - 1
     ebv_all = np.asarray(obj["ebv"], dtype=np.float64)
-    bad_ebv = primary_all & ~np.isfinite(ebv_all)
-    if bad_ebv.any():
-        warnings.warn(f"{tiles.source}: {int(bad_ebv.sum())} objects have no finite E(B-V); using 0 for them",
-                      DeepDiscWarning, stacklevel=3)
-        ebv_all = np.where(np.isfinite(ebv_all), ebv_all, 0.0)
-    plan = _ChunkPlan([], [], [], [], int(primary_all.sum()))
+    ebv_missing = primary_all & ~np.isfinite(ebv_all)
+    ebv_all = np.where(ebv_missing, 0.0, ebv_all)
+    plan = _ChunkPlan([], [], [], [], int(primary_all.sum()), int(ebv_missing.sum()))
     for t in range(tiles.n_tiles):
         sl = tiles.object_slice(t)
         local_primary = np.flatnonzero(primary_all[sl])
@@ -391,6 +390,7 @@ def _assemble(tiles: TileSet, plan: _ChunkPlan, results: list[_MemberResult], we
         recentred=(kind[np.asarray(primary["tile"], dtype=np.int64)] == "recentred").astype(np.int8),
         score=np.sum([w * r.score for w, r in zip(weights, results)], axis=0),
         tiles_unmatched=unmatched,
+        ebv_missing=plan.n_ebv_missing,
     )
 
 

@@ -17,7 +17,7 @@ from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 from tqdm.auto import tqdm
 
-from rail.deepdisc.exceptions import NoDetectionsWarning
+from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
 from rail.deepdisc.handles import DeepDiscModelHandle, TileSetHandle
 from rail.deepdisc.options import check_options
 
@@ -128,6 +128,7 @@ class DeepDiscEstimator(CatEstimator):
         self._spool = None
         self._progress = None
         self._tiles_unmatched = 0
+        self._ebv_missing = 0
 
     def estimate(self, input_data, **kwargs: Any):
         """Estimate photo-z for a TileSet: a `TileSetHandle`, a file path or an in-memory `TileSet`.
@@ -166,6 +167,7 @@ class DeepDiscEstimator(CatEstimator):
         self._progress = tqdm(total=n_primary if self.size == 1 else None, unit="obj", desc=self.name,
                               disable=not (cfg.progress_bar and self.rank == 0))
         self._tiles_unmatched = 0
+        self._ebv_missing = 0
         # RAIL collects garbage after every chunk; with torch loaded a full collection costs ~0.3 s. Freezing
         # the long-lived objects (modules, networks) makes those collections scan only the chunk's objects.
         gc.freeze()
@@ -187,6 +189,7 @@ class DeepDiscEstimator(CatEstimator):
     def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
         result = self._predictor.predict(data, self._settings)
         self._tiles_unmatched += result.tiles_unmatched
+        self._ebv_missing += result.ebv_missing
         self._progress.update(end - start)
         if end > start:
             self._do_chunk_output(result.to_qp(), start, end, self._output_handle is None)
@@ -209,6 +212,10 @@ class DeepDiscEstimator(CatEstimator):
 
     def _finalize_run(self) -> None:
         self._progress.close()
+        if self._ebv_missing:
+            warnings.warn(f"{self.name}: {self._ebv_missing} object(s) have no finite 'ebv' (Milky-Way "
+                          f"E(B-V)); the network was given 0 for them: fill the column (e.g. from a dust "
+                          f"map) and rerun", DeepDiscWarning, stacklevel=2)
         if self._tiles_unmatched:
             warnings.warn(f"{self.name}: in {self._tiles_unmatched} tile(s) no detection above "
                           f"score_threshold={self.config.score_threshold} matched any object; their objects "
