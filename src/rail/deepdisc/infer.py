@@ -25,12 +25,12 @@ import numpy as np
 from .artifact import check_compatible
 from .exceptions import ConfigError, ModelError, TileSetError
 from .match import DEFAULT_IOU_THRESHOLD, _match_boxes
-from .mixture import MEDIAN_TOLERANCE, Mixture, _combine, _mean, _median, _mode, to_qp
+from .mixture import MEDIAN_TOLERANCE, Mixture, _combine, _mean, _median, _mode
+from .photoz import PhotoZChunk, empty_chunk
 from .tiles import TileSet, _check_objects
 
 __all__ = [
     "InferenceSettings",
-    "PhotoZChunk",
     "EnsemblePredictor",
     "check_input",
     "model_from_artifact",
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Smallest side of a catalog box fed to the redshift head, pixels (a degenerate box has no RoI to pool).
 MIN_BOX_SIZE_PX = 1.0
-#: Ancil columns of the output, in order (``DESIGN.md`` section 4).
-ANCIL_COLUMNS = ("object_id", "zmode", "zmean", "zmedian", "detected", "forced", "recentred", "score")
 
 
 @dataclass(frozen=True)
@@ -91,44 +89,17 @@ class InferenceSettings:
         return np.linspace(self.zmin, self.zmax, self.nzbins)
 
 
-@dataclass(frozen=True)
-class PhotoZChunk:
-    """Photo-z of the primary objects of one chunk, in file order.
-
-    ``mixture`` holds (N, sum of member components) arrays; the other (N,) arrays are named as the output's
-    ancil columns (`ANCIL_COLUMNS`). ``tiles_unmatched`` counts the chunk's tiles with primary objects of
-    which no member matched any (all forced; 0 in ``forced_all`` mode); ``ebv_missing`` counts objects
-    without a finite E(B-V), which the network was given as 0.
-    """
-
-    mixture: Mixture
-    object_id: np.ndarray
-    zmode: np.ndarray
-    zmean: np.ndarray
-    zmedian: np.ndarray
-    detected: np.ndarray
-    forced: np.ndarray
-    recentred: np.ndarray
-    score: np.ndarray
-    tiles_unmatched: int = 0
-    ebv_missing: int = 0
-
-    @property
-    def n_objects(self) -> int:
-        """Number of objects N."""
-        return int(len(self.object_id))
-
-    def ancil(self) -> dict[str, np.ndarray]:
-        """Return the ancil columns (flags as int8 0/1)."""
-        return {name: getattr(self, name) for name in ANCIL_COLUMNS}
-
-    def to_qp(self):
-        """Return the chunk as a ``qp.Ensemble`` of ``qp.mixmod`` with the ancil columns."""
-        return to_qp(self.mixture, self.ancil())
-
-
 def resolve_device(device: str = "auto"):
     """Turn a device option into a ``torch.device``: ``auto`` picks CUDA when present, else the CPU.
+
+    Parameters
+    ----------
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Returns
+    -------
+    torch.device
 
     Raises
     ------
@@ -154,6 +125,20 @@ def model_from_artifact(artifact: dict, member: int, *, device="cpu"):
 
     The one place where the estimator constructs a network: it defers to
     :func:`rail.deepdisc.network.model_from_artifact`.
+
+    Parameters
+    ----------
+    artifact : dict
+        A loaded model artifact.
+    member : int
+        Index into ``artifact["members"]``.
+    device : str or torch.device
+        Where to put the network.
+
+    Returns
+    -------
+    torch.nn.Module
+        A network with ``encode``, ``detect`` and ``redshift``.
     """
     from .network import model_from_artifact as build
 
@@ -312,6 +297,10 @@ class EnsemblePredictor:
             Use only these members (their weights renormalised); all by default.
         name : str
             How messages refer to the model.
+
+        Returns
+        -------
+        EnsemblePredictor
         """
         dev = resolve_device(device)
         n_members = len(artifact["members"])
@@ -357,18 +346,10 @@ class EnsemblePredictor:
 
         plan = _plan_chunk(tiles)
         if plan.n_primary == 0:
-            return _empty_chunk()
+            return empty_chunk()
         with torch.inference_mode():
             results = [_run_member(m, tiles, plan, settings, self.device) for m in self.models]
         return _assemble(tiles, plan, results, self.weights, settings)
-
-
-def _empty_chunk() -> PhotoZChunk:
-    none = np.zeros(0)
-    flags = np.zeros(0, dtype=np.int8)
-    return PhotoZChunk(mixture=Mixture(np.zeros((0, 1)), np.zeros((0, 1)), np.ones((0, 1))),
-                       object_id=np.zeros(0, dtype=np.int64), zmode=none, zmean=none, zmedian=none,
-                       detected=flags, forced=flags, recentred=flags, score=none)
 
 
 def _assemble(tiles: TileSet, plan: _ChunkPlan, results: list[_MemberResult], weights: np.ndarray,
