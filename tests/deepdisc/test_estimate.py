@@ -327,6 +327,7 @@ def test_two_mpi_ranks_equal_one_process(tmp_path):
     assert set(two.ancil) == set(one.ancil)
     for key in one.ancil:
         np.testing.assert_array_equal(two.ancil[key], one.ancil[key])
+    assert (tmp_path / "pz_2.hdf5").read_bytes() == (tmp_path / "pz_1.hdf5").read_bytes()
     assert not list(tmp_path.glob(".*spool*"))
 
 
