@@ -1,7 +1,9 @@
 """Speed and memory of DeepDiscEstimator end to end (read, infer, match, combine, write), printed as a table.
 
 Each configuration runs in a fresh process (so its peak RSS is its own) on a synthetic TileSet of Gaussian
-sources: 128x128 tiles, 9 bands, ~15 objects per tile by default. Rows: one R18 member, an R18 ensemble,
+sources: 128x128 tiles, 9 bands, ~15 objects per tile by default. The timed span is one ``estimate`` call:
+loading and building the model, reading, inference, matching, combination and writing the output file
+(package imports are done before it). Rows: one R18 member, an R18 ensemble,
 one R50 member, and the R18 member on a file 10x larger than a chunk (peak RSS must stay flat).
 
 Models: by default untrained networks are built with ``rail.deepdisc.network.build_model`` and saved as
@@ -113,6 +115,8 @@ def worker(args) -> None:
         from tests.deepdisc import fakenet
 
         fakenet.install()
+    else:
+        import rail.deepdisc.network  # noqa: F401  (one-time imports are not part of a run)
     torch.set_num_threads(args.threads)
     stage = DeepDiscEstimator.make_stage(name="bench", model=args.model, output=args.output,
                                          chunk_tiles=args.chunk_tiles, chunk_size=10**9,
