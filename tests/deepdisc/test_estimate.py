@@ -220,6 +220,21 @@ def test_bad_device_is_a_config_error(tmp_path, scene):
         estimate(tmp_path, model, tiles, device="gpu0")
 
 
+def test_failed_run_leaves_no_spool_and_keeps_an_older_output(tmp_path, scene, monkeypatch):
+    _, tiles, model = scene
+    estimate(tmp_path, model, tiles)
+    before = (tmp_path / "est.hdf5").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("network failed")
+
+    monkeypatch.setattr(EnsemblePredictor, "predict", broken)
+    with pytest.raises(RuntimeError, match="network failed"):
+        estimate(tmp_path, model, tiles)
+    assert not list(tmp_path.glob(".*spool*"))
+    assert (tmp_path / "est.hdf5").read_bytes() == before
+
+
 def test_band_mismatch_is_one_clear_error(tmp_path, scene):
     _, tiles, _ = scene
     model = fakenet.make_fake_artifact(tmp_path / "other.pt", ("F090W",) + BANDS[1:])

@@ -73,6 +73,11 @@ class ChunkSpool:
         if self._file.id.valid:
             self._file.close()
 
+    def discard(self) -> None:
+        """Close and delete the file (after a failed run)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
 
 def iter_spooled(paths: Sequence[str | os.PathLike], n_rows: int) -> Iterator[tuple[int, int, object]]:
     """Read spooled chunks back in row order, checking that they cover ``[0, n_rows)`` exactly once.

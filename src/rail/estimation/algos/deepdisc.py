@@ -173,6 +173,10 @@ class DeepDiscEstimator(CatEstimator):
         gc.freeze()
         try:
             super().run()
+        except BaseException:
+            if self._spool is not None:
+                self._spool.discard()  # an interrupted run leaves no spool behind
+            raise
         finally:
             gc.unfreeze()
 
