@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(2, "No such file or directory", str(args.tiles))
     from rail.estimation.algos.deepdisc import DeepDiscEstimator
 
-    DataStore.allow_overwrite = True
+    DataStore.allow_overwrite = True  # a second run in one process (tests, notebooks) reuses the tags
     stage = DeepDiscEstimator.make_stage(
         name="deepdisc_estimate", model=str(args.model), output=str(args.output),
         forced_all=args.forced_all, chunk_tiles=args.chunk_tiles, chunk_size=args.chunk_size,
