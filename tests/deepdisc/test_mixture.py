@@ -59,6 +59,26 @@ def test_mode_is_highest_grid_point():
     np.testing.assert_allclose(mixture_mode(mix, grid)[inside], fine_mode[inside], atol=0.01)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_mode_window_equals_full_grid_search(seed):
+    # wide and narrow mixtures, some partly or wholly outside the grid, some with zero-weight components
+    rng = np.random.default_rng(seed)
+    n, k = 300, 6
+    w = rng.dirichlet(np.ones(k), size=n)
+    w[rng.uniform(size=(n, k)) < 0.2] = 0.0
+    w[w.sum(axis=1) == 0, 0] = 1.0
+    mix = Mixture(w, rng.uniform(-2.0, 9.0, (n, k)), rng.uniform(0.01, 2.0, (n, k)))
+    grid = np.linspace(0.0, 6.0, 601)
+    full = grid[np.argmax(mixture_pdf(mix, grid), axis=1)]
+    np.testing.assert_array_equal(mixture_mode(mix, grid), full)
+
+
+def test_mode_grid_must_increase():
+    mix = _random_mixtures(n=1)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        mixture_mode(mix, np.array([1.0, 0.5]))
+
+
 def test_bimodal_point_estimates_by_hand():
     # 0.7 N(1, 0.1) + 0.3 N(3, 0.1): mean 1.6, mode 1, median at 1 + 0.1 * Phi^-1(0.5/0.7)
     from scipy.stats import norm

@@ -240,19 +240,37 @@ def mixture_mode(mix: Mixture, grid: np.ndarray) -> np.ndarray:
         The grid point of largest density (the first one on ties).
     """
     grid = np.asarray(grid, dtype=np.float64).ravel()
-    if grid.size == 0:
-        raise ValueError("the zmode grid is empty")
+    if grid.size == 0 or np.any(np.diff(grid) <= 0) or not np.all(np.isfinite(grid)):
+        raise ValueError(f"the zmode grid must be finite and strictly increasing, got {grid.size} points")
     mix = _as_mixture(mix)
     return _mode(mix, grid)
 
 
 def _mode(mix: Mixture, grid: np.ndarray) -> np.ndarray:
-    k = max(1, mix.means.shape[1])
-    step = max(1, _BLOCK_ELEMENTS // (grid.size * k))
-    out = np.empty(mix.n_objects)
-    for a in range(0, mix.n_objects, step):
-        sl = slice(a, a + step)
-        out[sl] = grid[np.argmax(_pdf(mix.take(sl), grid), axis=1)]
+    # Every mode of a 1-D Gaussian mixture lies between its smallest and largest component mean; outside that
+    # hull the density is strictly monotone. So the grid maximum is among the grid points from the last one
+    # <= the smallest mean to the first one >= the largest mean: only that window is evaluated.
+    n, k = mix.means.shape
+    live = mix.weights > 0
+    lo = np.min(np.where(live, mix.means, np.inf), axis=1)
+    hi = np.max(np.where(live, mix.means, -np.inf), axis=1)
+    first = np.clip(np.searchsorted(grid, lo, "right") - 1, 0, grid.size - 1)
+    last = np.clip(np.searchsorted(grid, hi, "left"), 0, grid.size - 1)
+    width = np.maximum(last - first + 1, 1)
+    order = np.argsort(width, kind="stable")
+    out = np.empty(n)
+    a = 0
+    while a < n:
+        b = min(n, a + max(1, _BLOCK_ELEMENTS // (k * int(width[order[a]]))))
+        while b - a > 1 and (b - a) * k * int(width[order[b - 1]]) > _BLOCK_ELEMENTS:
+            b = a + (b - a) // 2
+        rows = order[a:b]
+        idx = np.minimum(first[rows, None] + np.arange(int(width[rows].max()))[None, :], grid.size - 1)
+        block = mix.take(rows)
+        u = (grid[idx][:, :, None] - block.means[:, None, :]) / block.stds[:, None, :]
+        dens = np.einsum("ngk,nk->ng", np.exp(-0.5 * u * u) / block.stds[:, None, :], block.weights)
+        out[rows] = grid[idx[np.arange(len(rows)), np.argmax(dens, axis=1)]]
+        a = b
     return out
 
 
