@@ -6,13 +6,18 @@ and hold no science. Both check their options strictly (a misspelled option is a
 
 from __future__ import annotations
 
+import gc
+import os
+import warnings
 from typing import Any
 
 from ceci.config import StageParameter as Param
 from rail.core.common_params import SharedParams
 from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
+from tqdm.auto import tqdm
 
+from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
 from rail.deepdisc.handles import DeepDiscModelHandle, TileSetHandle
 from rail.deepdisc.options import check_options
 
@@ -86,6 +91,10 @@ class DeepDiscEstimator(CatEstimator):
     Detections are matched one-to-one to catalog boxes (IoU >= ``iou_threshold``); unmatched objects get a
     forced redshift from their catalog box. Output: a ``qp`` mixmod ensemble with ancil ``object_id``,
     ``zmode``, ``zmean``, ``zmedian``, ``detected``, ``forced``, ``recentred``, ``score``.
+
+    The model is built once per run. Chunks of whole tiles stream through it; under MPI (ceci ``--mpi``,
+    ``nprocess > 1``) each process takes every n-th chunk and spools its results, and process 0 writes the
+    output in row order, so the file equals a one-process run's.
     """
 
     name = "DeepDiscEstimator"
@@ -103,6 +112,8 @@ class DeepDiscEstimator(CatEstimator):
         device=Param(str, "auto", msg="torch device: auto (CUDA when present), cpu, cuda, cuda:N"),
         num_threads=Param(int, 0, msg="torch CPU threads (0 = torch's default)"),
         progress_bar=Param(bool, True, msg="show a progress bar"),
+        chunk_tiles=Param(int, 256, msg="maximum tiles per chunk, bounding memory (0 = no limit; chunks "
+                          "also close at chunk_size primary objects)"),
     )
     config_options["zmax"] = Param(float, 12.0, msg="maximum redshift of the z grid")
     config_options["nzbins"] = Param(int, 1201, msg="number of z grid points (zmode is found on this grid)")
@@ -112,6 +123,121 @@ class DeepDiscEstimator(CatEstimator):
     def __init__(self, args: Any, **kwargs: Any) -> None:
         _strict_init(self, args, kwargs)
         super().__init__(args, **kwargs)
+        self._predictor = None
+        self._settings = None
+        self._spool = None
+        self._progress = None
+        self._tiles_unmatched = 0
+        self._ebv_missing = 0
+
+    def estimate(self, input_data, **kwargs: Any):
+        """Estimate photo-z for a TileSet: a `TileSetHandle`, a file path or an in-memory `TileSet`.
+
+        A file is streamed chunk by chunk (never loaded whole). Returns the output ``QPHandle``.
+        """
+        if isinstance(input_data, (str, os.PathLike)):
+            input_data = TileSetHandle("input", path=str(input_data))
+        self.set_data("input", input_data, do_read=False)
+        self.validate()
+        self.run()
+        self.finalize()
+        results = self.get_handle("output")
+        if self.config.output_mode != "return":
+            results.read(force=True)
+        return results
+
+    def run(self) -> None:
+        """Build the ensemble once, check the input against it, then stream the chunks."""
+        from rail.deepdisc.infer import EnsemblePredictor, InferenceSettings, check_input
+
+        cfg = self.config
+        if cfg.num_threads > 0:
+            import torch
+
+            torch.set_num_threads(cfg.num_threads)
+        artifact = self.open_model(**cfg)
+        model_name = str(cfg.get("model") if isinstance(cfg.get("model"), str) else "model")
+        self._predictor = EnsemblePredictor.from_artifact(artifact, device=cfg.device, name=model_name)
+        handle = self.get_handle("input", allow_missing=True)
+        n_primary = check_input(self._predictor, handle.data if handle.data is not None else handle.path)
+        self._settings = InferenceSettings(
+            iou_threshold=cfg.iou_threshold, score_threshold=cfg.score_threshold, forced_all=cfg.forced_all,
+            batch_size=cfg.batch_size, zmin=cfg.zmin, zmax=cfg.zmax, nzbins=cfg.nzbins,
+        )
+        self._progress = tqdm(total=n_primary if self.size == 1 else None, unit="obj", desc=self.name,
+                              disable=not (cfg.progress_bar and self.rank == 0))
+        self._tiles_unmatched = 0
+        self._ebv_missing = 0
+        # RAIL collects garbage after every chunk; with torch loaded a full collection costs ~0.3 s. Freezing
+        # the long-lived objects (modules, networks) makes those collections scan only the chunk's objects.
+        gc.freeze()
+        try:
+            super().run()
+        except BaseException:
+            if self._spool is not None:
+                self._spool.discard()  # an interrupted run leaves no spool behind
+            raise
+        finally:
+            gc.unfreeze()
+
+    def input_iterator(self, tag: str, **kwargs: Any):
+        """Iterate over chunks of whole tiles (<= ``chunk_tiles`` tiles, ~``chunk_size`` primary objects)."""
+        handle = self.get_handle(tag, allow_missing=True)
+        if tag == "input" and handle.path in (None, "None", "none") and handle.data is not None:
+            self._input_length = handle.data.n_primary  # an in-memory TileSet: one chunk
+            return handle.iterator()
+        if tag == "input":
+            kwargs.setdefault("chunk_tiles", self.config.chunk_tiles or None)
+        return super().input_iterator(tag, **kwargs)
 
     def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
-        raise NotImplementedError("DeepDiscEstimator inference arrives with the estimator issue")
+        result = self._predictor.predict(data, self._settings)
+        self._tiles_unmatched += result.tiles_unmatched
+        self._ebv_missing += result.ebv_missing
+        self._progress.update(end - start)
+        if end > start:
+            self._do_chunk_output(result.to_qp(), start, end, self._output_handle is None)
+
+    def _initialize_run(self) -> None:
+        super()._initialize_run()
+        if self.config.output_mode != "return":
+            from rail.deepdisc.pzwriter import ChunkSpool, spool_path
+
+            self._spool = ChunkSpool(spool_path(self.get_output(self.get_aliased_tag("output")), self.rank,
+                                                self.size))
+
+    def _do_chunk_output(self, qp_dstn, start: int, end: int, first: bool, data=None):
+        if self.config.output_mode == "return":
+            return super()._do_chunk_output(qp_dstn, start, end, first)
+        if self.config.calc_summary_stats:
+            qp_dstn = self._calculate_summary_stats(qp_dstn)
+        self._spool.append(start, end, qp_dstn)
+        return qp_dstn
+
+    def _finalize_run(self) -> None:
+        self._progress.close()
+        if self._ebv_missing:
+            warnings.warn(f"{self.name}: {self._ebv_missing} object(s) have no finite 'ebv' (Milky-Way "
+                          f"E(B-V)); the network was given 0 for them: fill the column (e.g. from a dust "
+                          f"map) and rerun", DeepDiscWarning, stacklevel=2)
+        if self._tiles_unmatched:
+            warnings.warn(f"{self.name}: in {self._tiles_unmatched} tile(s) no detection above "
+                          f"score_threshold={self.config.score_threshold} matched any object; their objects "
+                          f"have forced redshifts from their catalog boxes (forced=1)", NoDetectionsWarning,
+                          stacklevel=2)
+        if self.config.output_mode == "return":
+            super()._finalize_run()
+            return
+        from rail.deepdisc.pzwriter import spool_path, write_spooled
+
+        self._spool.close()
+        output = self.get_output(self.get_aliased_tag("output"))
+        spools = [spool_path(output, r, self.size) for r in range(self.size)]
+        if self.comm is not None:
+            self.comm.Barrier()
+        self._output_handle = self.add_handle("output")
+        if self.rank == 0:
+            write_spooled(self._output_handle, spools, self._input_length)
+        if self.comm is not None:
+            self.comm.Barrier()
+
