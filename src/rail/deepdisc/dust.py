@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,10 @@ def _open_map(folder: Path):
     if missing:
         raise DustMapError(f"{folder}: SFD dust map file(s) {', '.join(missing)} not found; fetch the map once "
                            f"with: {fetch_command(folder.parent)} (or pass the folder holding it)")
-    from dustmaps.sfd import SFDQuery
+    with warnings.catch_warnings():
+        # dustmaps warns at import when ~/.dustmapsrc is missing; the folder is explicit here
+        warnings.filterwarnings("ignore", message="Configuration file not found", module="dustmaps")
+        from dustmaps.sfd import SFDQuery
 
     try:
         return SFDQuery(map_dir=str(folder))

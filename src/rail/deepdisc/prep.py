@@ -347,7 +347,8 @@ def _plan(objects: _Objects, mosaic_shape, tile_shape, coverage: _CoverageCache,
                    "objects_without_coverage": int((primary < 0).sum())}
     if recentred:
         _add_recentred(plan, objects, mosaic_shape, tile_shape, coverage)
-    if plan.counts["objects_without_coverage"]:
+    if cover_edges and plan.counts["objects_without_coverage"]:
+        # the labelled grid leaves the strips beyond its last whole tile out on purpose: no warning there
         warnings.warn(f"{plan.counts['objects_without_coverage']} catalog object(s) lie in no tile with full "
                       f"coverage ({what}); they are left out", PrepWarning, stacklevel=3)
     return plan

@@ -402,11 +402,14 @@ def _pairs(spec: SkyCoord, phot: SkyCoord, radius_arcsec: float):
 def _combine(per_catalog: np.ndarray, names: list[str], max_dz: float):
     """Highest-priority redshift per object, rejected when another catalog disagrees by more than max_dz."""
     n_cat, n = per_catalog.shape
+    if n_cat == 0:
+        return np.full(n, np.nan), np.full(n, "", dtype=object).astype(str), {"disagreement": 0}
     has = np.isfinite(per_catalog)
     first = np.argmax(has, axis=0)
-    ref = per_catalog[first, np.arange(n)] if n_cat else np.full(n, np.nan)
-    dz = np.abs(per_catalog - ref) / (1.0 + ref)
+    ref = per_catalog[first, np.arange(n)]
+    with np.errstate(invalid="ignore"):
+        dz = np.abs(per_catalog - ref) / (1.0 + ref)
     disagree = np.any(has & (dz > max_dz), axis=0)
     redshift = np.where(disagree, np.nan, ref)
-    origin = np.where(np.isfinite(redshift), np.asarray(names, dtype=object)[first] if n_cat else "", "")
+    origin = np.where(np.isfinite(redshift), np.asarray(names, dtype=object)[first], "")
     return redshift, origin.astype(str), {"disagreement": int(disagree.sum())}
