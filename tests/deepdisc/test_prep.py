@@ -1,6 +1,7 @@
 """From JADES-layout FITS files to train/val/test/full TileSets: coverage, splits, primaries, recentred tiles."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -254,3 +255,53 @@ def test_cli_bad_input_exits_2(prepared, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("deepdisc prep: error:") and "segmentation" in err and "\n" not in err
+
+
+def test_rail_stage_writes_four_tilesets(prepared, tmp_path):
+    from rail.tools.deepdisc_prep import DeepDiscPrep
+
+    field, _, _, root = prepared
+    outputs = {name: str(tmp_path / f"stage_{name}.h5") for name in OUTPUTS}
+    stage = DeepDiscPrep.make_stage(
+        name="prep_test", mosaic_dir=str(field.directory), catalog=str(field.catalog),
+        specz=[f"jades-dr3:{field.specz}"], bands=",".join(BANDS), tile_size_arcsec=list(TILE_ARCSEC),
+        overlap_px=6, seed=5, match_radius_arcsec=0.05, dust_map_dir=str(root / "dust" / "sfd"),
+        progress_bar=False, **outputs)
+    with pytest.warns(PrepWarning):
+        stage.run()
+    stage.finalize()
+    for name in OUTPUTS:
+        got = read_tileset(outputs[name])
+        np.testing.assert_array_equal(got.tiles["tile_id"], read_tileset(root / "out" / f"{name}.h5").tiles["tile_id"])
+        assert stage.get_handle(name).path == outputs[name]
+
+
+def test_rail_stage_options_are_strict():
+    from rail.tools.deepdisc_prep import DeepDiscPrep
+
+    with pytest.raises(ConfigError, match="did you mean 'overlap_px'"):
+        DeepDiscPrep.make_stage(name="prep_bad", mosaic_dir="m", catalog="c", overlap=3)
+
+
+@pytest.mark.slow
+def test_simulated_mosaics_through_prep(tmp_path):
+    """simulate -> prep -> TileSet -> validator, on the simulator's JADES-layout files."""
+    sim = pytest.importorskip("rail.deepdisc.simulate")
+    settings_cls = getattr(sim, "SimulationSettings", None)
+    if settings_cls is None:
+        from rail.deepdisc.simulation.settings import SimulationSettings as settings_cls
+    tile_px = 64
+    sim_settings = settings_cls(n_tiles=4, tile_size=tile_px, bands=BANDS, seed=11)
+    files = sim.simulate_mosaics(sim_settings, tmp_path / "sim")
+    inputs = PrepInputs(mosaics={b: files["mosaics"][b] for b in BANDS}, segmentation=files["segmentation"],
+                        catalog=files["catalog"], specz=((files["specz"], "jades-dr3"),))
+    side = tile_px * sim_settings.pixel_scale
+    with warnings.catch_warnings():  # objects on uncovered field edges may be left out (a PrepWarning)
+        warnings.simplefilter("ignore", PrepWarning)
+        summary = prepare_tilesets(inputs, tmp_path / "out", settings=settings(
+            tile_size_arcsec=(side, side), ebv=0.01, specz=CompileSettings(match_band="F444W")))
+    for name in OUTPUTS:
+        assert validate_tileset(tmp_path / "out" / f"{name}.h5").n_tiles == summary["files"][name]["tiles"]
+    full = read_tileset(tmp_path / "out" / "full.h5")
+    assert full.n_primary > 0 and np.isfinite(full.images).all()
+    assert summary["objects"]["labelled"] > 0
