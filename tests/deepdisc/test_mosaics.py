@@ -1,5 +1,8 @@
 """Mosaic access: units, coverage masks, whole-pixel offsets, grid mismatch errors, file discovery, footprints."""
 
+import mmap
+import tracemalloc
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -147,10 +150,56 @@ def test_find_segmentation_needs_exactly_one(tmp_path):
         find_segmentation(tmp_path)
 
 
-def test_mosaic_is_memory_mapped_not_loaded(tmp_path, seg):
-    path = write_mosaic(tmp_path / mosaic_name("F444W"), np.ones(SHAPE), make_wcs(SHAPE))
+def file_backed(array):
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
+def test_windows_and_footprints_stream_without_loading_the_mosaic(tmp_path):
+    shape = (1024, 1024)  # 4 MB per float32 image, 8 MB as int64 labels
+    labels = np.zeros(shape, np.int32)
+    labels[100:110, 200:230] = 5
+    labels[900:1000, 10:20] = 6
+    with open_segmentation(write_segmentation(tmp_path / "seg.fits", labels, make_wcs(shape))) as seg:
+        path = write_mosaic(tmp_path / mosaic_name("F444W"), np.ones(shape), make_wcs(shape))
+        with open_mosaics({"F444W": path}, seg) as stack:
+            assert file_backed(stack._bands[0]._sci)  # a view of the file, not an array in memory
+            stack.read(0, 0, 8, 8)  # warm-up (lazy imports)
+            tracemalloc.start()
+            try:
+                images, covered = stack.read(500, 500, 250, 277)
+                boxes = footprint_boxes(seg, np.array([5, 6]), rows_per_strip=64)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+    assert covered.all() and images.shape == (1, 250, 277)
+    np.testing.assert_array_equal(boxes, [[200, 100, 230, 110], [10, 900, 20, 1000]])
+    assert peak < 2 * 2**20  # well below one image (4 MB) or the int64 labels (8 MB)
+
+
+def test_scaled_integer_segmentation_is_read_through_sections(tmp_path):
+    labels = np.zeros(SHAPE, np.uint32)  # stored as int32 with BZERO = 2**31
+    labels[3:6, 4:8] = 3_000_000_000
+    path = tmp_path / "seg.fits"
+    fits.PrimaryHDU(labels, make_wcs(SHAPE).to_header()).writeto(path)
+    assert fits.getheader(path)["BZERO"] == 2**31
+    with open_segmentation(path) as seg:
+        assert not file_backed(seg._pixels)
+        window = seg.read(2, 3, 5, 6)
+    assert window.dtype == np.int64 and window[1, 1] == 3_000_000_000 and window.sum() == 12 * 3_000_000_000
+
+
+def test_tile_compressed_mosaic(tmp_path, seg):
+    sci = np.arange(SHAPE[0] * SHAPE[1], dtype=np.float32).reshape(SHAPE)
+    hdr = make_wcs(SHAPE).to_header()
+    hdr["BUNIT"], hdr["PIXAR_SR"] = "MJy/sr", PIXAR_SR
+    path = tmp_path / mosaic_name("F444W")
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(sci, hdr, name="SCI", compression_type="GZIP_2",
+                                                      quantize_level=0)]).writeto(path)
     with open_mosaics({"F444W": path}, seg) as stack:
-        band = stack._bands[0]
-        assert band._hdul._file.memmap
-        stack.read(0, 0, 4, 4)
-        assert band._sci._data_loaded is False  # only sections were read
+        images, covered = stack.read(3, 4, 5, 6)
+    np.testing.assert_allclose(images[0], sci[3:8, 4:10] * PIXAR_SR * 1e15, rtol=1e-6)
+    assert covered.all()

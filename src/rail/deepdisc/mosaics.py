@@ -57,7 +57,7 @@ SCALE_RTOL = 1e-6
 _PER_PIXEL_UNITS = {"njy": 1.0, "ujy": 1e3, "microjy": 1e3, "mjy": 1e6, "jy": 1e9}
 _SEGMENTATION_PATTERN = "*segmentation*.fits*"
 #: Rows of the segmentation image read at a time when scanning footprints (bounds memory).
-STRIP_ROWS = 1024
+STRIP_ROWS = 256
 
 
 def flux_scale_to_njy(header: fits.Header, wcs: WCS, *, source: str = "") -> float:
@@ -119,18 +119,42 @@ def _open_fits(path: Path, what: str):
     if not path.is_file():
         raise PrepError(f"{path}: {what} not found")
     try:
-        return fits.open(path, memmap=True)
+        return fits.open(path, memmap=True, do_not_scale_image_data=True)
     except OSError as err:
         raise PrepError(f"{path}: not a readable FITS file ({err})") from None
 
 
-def _window(hdu, shape, y0: int, x0: int, h: int, w: int, fill, dtype) -> np.ndarray:
-    """Read rows y0:y0+h, cols x0:x0+w of an image HDU; pixels outside the image get ``fill``."""
+class _ScaledPixels:
+    """Slices of raw stored values turned into physical values (``BSCALE * raw + BZERO``) window by window."""
+
+    def __init__(self, raw, bscale: float, bzero: float):
+        self._raw, self._bscale, self._bzero = raw, bscale, bzero
+
+    def __getitem__(self, key) -> np.ndarray:
+        raw = np.asarray(self._raw[key])
+        if self._bscale == 1 and float(self._bzero).is_integer() and raw.dtype.kind in "iu":
+            return raw.astype(np.int64) + int(self._bzero)  # pseudo-unsigned integers (e.g. uint32 labels)
+        return raw * self._bscale + self._bzero
+
+
+def _pixels(hdu):
+    """Sliceable pixels of an image HDU (opened with ``do_not_scale_image_data``) that never load it whole:
+    the file's memory map for uncompressed HDUs, ``HDU.section`` for compressed ones; scaled values
+    (``BSCALE``/``BZERO``) are converted window by window."""
+    raw = hdu.section if isinstance(hdu, fits.CompImageHDU) else hdu.data
+    bscale, bzero = float(hdu.header.get("BSCALE", 1.0)), float(hdu.header.get("BZERO", 0.0))
+    if bscale == 1 and bzero == 0:
+        return raw
+    return _ScaledPixels(raw, bscale, bzero)
+
+
+def _window(pixels, shape, y0: int, x0: int, h: int, w: int, fill, dtype) -> np.ndarray:
+    """Read rows y0:y0+h, cols x0:x0+w of an image; pixels outside the image get ``fill``."""
     out = np.full((h, w), fill, dtype=dtype)
     ya, yb = max(y0, 0), min(y0 + h, shape[0])
     xa, xb = max(x0, 0), min(x0 + w, shape[1])
     if ya < yb and xa < xb:
-        out[ya - y0:yb - y0, xa - x0:xb - x0] = hdu.section[ya:yb, xa:xb]
+        out[ya - y0:yb - y0, xa - x0:xb - x0] = pixels[ya:yb, xa:xb]
     return out
 
 
@@ -145,11 +169,11 @@ class SegmentationImage:
     wcs: WCS
     shape: tuple[int, int]
     _hdul: fits.HDUList
-    _hdu: fits.ImageHDU
+    _pixels: object
 
     def read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         """Labels of the window ``[y0, y0+h) x [x0, x0+w)`` as int64 (0 outside the image)."""
-        return _window(self._hdu, self.shape, y0, x0, h, w, 0, np.int64)
+        return _window(self._pixels, self.shape, y0, x0, h, w, 0, np.int64)
 
     def pixel_scale_arcsec(self) -> float:
         """Mean pixel side from the WCS, arcsec."""
@@ -189,7 +213,7 @@ def open_segmentation(path: str | os.PathLike) -> SegmentationImage:
         hdul.close()
         raise
     shape = (int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"]))
-    return SegmentationImage(path=path, wcs=wcs, shape=shape, _hdul=hdul, _hdu=hdu)
+    return SegmentationImage(path=path, wcs=wcs, shape=shape, _hdul=hdul, _pixels=_pixels(hdu))
 
 
 def _celestial_wcs(header: fits.Header, path: Path) -> WCS:
@@ -212,9 +236,9 @@ class MosaicBand:
     offset: tuple[int, int]
     to_njy: float
     _hdul: fits.HDUList
-    _sci: fits.ImageHDU
-    _err: fits.ImageHDU | None
-    _wht: fits.ImageHDU | None
+    _sci: object
+    _err: object | None
+    _wht: object | None
 
     def read(self, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Window of the reference grid in nJy per pixel, float32 (h, w), and its coverage mask (h, w)."""
@@ -330,8 +354,9 @@ def _open_band(band: str, path: Path, reference: SegmentationImage) -> MosaicBan
     except BaseException:
         hdul.close()
         raise
-    return MosaicBand(band=band, path=path, shape=shape, offset=offset, to_njy=to_njy, _hdul=hdul, _sci=sci,
-                      _err=err, _wht=wht)
+    return MosaicBand(band=band, path=path, shape=shape, offset=offset, to_njy=to_njy, _hdul=hdul,
+                      _sci=_pixels(sci), _err=None if err is None else _pixels(err),
+                      _wht=None if wht is None else _pixels(wht))
 
 
 def grid_offset(reference: WCS, reference_shape: tuple[int, int], other: WCS, *, source: str = "",
