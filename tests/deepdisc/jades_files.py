@@ -43,7 +43,7 @@ def write_mosaic(path, sci_mjysr, wcs: WCS, *, err=None, wht=None, header_extra=
     hdr = wcs.to_header()
     hdr["BUNIT"] = "MJy/sr"
     hdr["PIXAR_SR"] = PIXAR_SR
-    hdr["PIXAR_A2"] = PIXEL_SCALE ** 2
+    hdr["PIXAR_A2"] = PIXEL_SCALE**2
     for k, v in (header_extra or {}).items():
         if v is None:
             del hdr[k]
@@ -63,25 +63,38 @@ def write_segmentation(path, seg, wcs: WCS) -> Path:
     return Path(path)
 
 
-def write_photometry(path, ids, ra, dec, flux_njy: dict, err_njy: dict, *, star=None, err_suffix="_e") -> Path:
+def write_photometry(
+    path, ids, ra, dec, flux_njy: dict, err_njy: dict, *, star=None, err_suffix="_e"
+) -> Path:
     """JADES DR2 catalog: FLAG, SIZE, CIRC, KRON tables, row-aligned, fluxes in nJy."""
     n = len(ids)
     star = np.zeros(n, bool) if star is None else np.asarray(star)
-    base = [fits.Column("ID", "K", array=np.asarray(ids)), fits.Column("RA", "D", array=np.asarray(ra)),
-            fits.Column("DEC", "D", array=np.asarray(dec))]
-    flag = base + [fits.Column("FLAG_ST", "J", array=np.where(star, 1, 32768).astype(np.int32)),
-                   fits.Column("FLAG_BS", "J", array=np.zeros(n, np.int32))]
+    base = [
+        fits.Column("ID", "K", array=np.asarray(ids)),
+        fits.Column("RA", "D", array=np.asarray(ra)),
+        fits.Column("DEC", "D", array=np.asarray(dec)),
+    ]
+    flag = base + [
+        fits.Column("FLAG_ST", "J", array=np.where(star, 1, 32768).astype(np.int32)),
+        fits.Column("FLAG_BS", "J", array=np.zeros(n, np.int32)),
+    ]
     size = base + [fits.Column("X", "D", array=np.zeros(n)), fits.Column("Y", "D", array=np.zeros(n))]
     kron, circ = list(base), list(base)
     for band, f in flux_njy.items():
-        kron += [fits.Column(f"{band}_KRON", "D", array=f),
-                 fits.Column(f"{band}_KRON{err_suffix}", "D", array=err_njy[band]),
-                 fits.Column(f"{band}_KRON_ei", "D", array=2 * err_njy[band])]
+        kron += [
+            fits.Column(f"{band}_KRON", "D", array=f),
+            fits.Column(f"{band}_KRON{err_suffix}", "D", array=err_njy[band]),
+            fits.Column(f"{band}_KRON_ei", "D", array=2 * err_njy[band]),
+        ]
         for k in range(7):
-            circ += [fits.Column(f"{band}_CIRC{k}", "D", array=f * (0.5 + 0.05 * k)),
-                     fits.Column(f"{band}_CIRC{k}_e", "D", array=err_njy[band])]
-    hdus = [fits.PrimaryHDU()] + [fits.BinTableHDU.from_columns(cols, name=name) for name, cols in
-                                  (("FLAG", flag), ("SIZE", size), ("CIRC", circ), ("KRON", kron))]
+            circ += [
+                fits.Column(f"{band}_CIRC{k}", "D", array=f * (0.5 + 0.05 * k)),
+                fits.Column(f"{band}_CIRC{k}_e", "D", array=err_njy[band]),
+            ]
+    hdus = [fits.PrimaryHDU()] + [
+        fits.BinTableHDU.from_columns(cols, name=name)
+        for name, cols in (("FLAG", flag), ("SIZE", size), ("CIRC", circ), ("KRON", kron))
+    ]
     fits.HDUList(hdus).writeto(path, overwrite=True)
     return Path(path)
 
@@ -90,13 +103,16 @@ def write_nirspec(path, ra, dec, z, flags, nircam_id=None) -> Path:
     """JADES DR3 NIRSpec table in HDU1 with byte-string flags."""
     n = len(ra)
     nircam_id = np.arange(n) if nircam_id is None else nircam_id
-    cols = [fits.Column("NIRSpec_ID", "K", array=np.arange(n) + 10000),
-            fits.Column("NIRCam_ID", "K", array=np.asarray(nircam_id)),
-            fits.Column("TIER", "10A", array=np.array([b"Deep"] * n)),
-            fits.Column("Field", "10A", array=np.array([b"GOODS-S"] * n)),
-            fits.Column("RA_TARG", "D", array=np.asarray(ra)), fits.Column("Dec_TARG", "D", array=np.asarray(dec)),
-            fits.Column("z_Spec", "D", array=np.asarray(z)),
-            fits.Column("z_Spec_flag", "2A", array=np.array([f.encode() + b" " for f in flags]))]
+    cols = [
+        fits.Column("NIRSpec_ID", "K", array=np.arange(n) + 10000),
+        fits.Column("NIRCam_ID", "K", array=np.asarray(nircam_id)),
+        fits.Column("TIER", "10A", array=np.array([b"Deep"] * n)),
+        fits.Column("Field", "10A", array=np.array([b"GOODS-S"] * n)),
+        fits.Column("RA_TARG", "D", array=np.asarray(ra)),
+        fits.Column("Dec_TARG", "D", array=np.asarray(dec)),
+        fits.Column("z_Spec", "D", array=np.asarray(z)),
+        fits.Column("z_Spec_flag", "2A", array=np.array([f.encode() + b" " for f in flags])),
+    ]
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(path, overwrite=True)
     return Path(path)
 
@@ -127,7 +143,8 @@ def write_sfd_map(folder, npix: int = 64) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for pole in ("ngp", "sgp"):
         fits.PrimaryHDU(sfd_values(pole, npix), sfd_header(pole, npix)).writeto(
-            folder / f"SFD_dust_4096_{pole}.fits", overwrite=True)
+            folder / f"SFD_dust_4096_{pole}.fits", overwrite=True
+        )
     return folder
 
 
@@ -152,12 +169,22 @@ class Field:
     mosaics: dict = field(default_factory=dict)
 
 
-def make_field(directory, *, bands=("F115W", "F277W", "F444W"), shape=(96, 160), n_objects=40, seed=3,
-               nan_box=(0, 30, 0, 40), offset_band="F277W", n_specz=24) -> Field:
+def make_field(
+    directory,
+    *,
+    bands=("F115W", "F277W", "F444W"),
+    shape=(96, 160),
+    n_objects=40,
+    seed=3,
+    nan_box=(0, 30, 0, 40),
+    offset_band="F277W",
+    n_specz=24,
+) -> Field:
     """Write a JADES-layout field: disk-shaped objects, a NaN gap, one band on an offset (larger) grid.
 
     ``nan_box`` = (y0, y1, x0, x1) has no coverage in the first band (NaN SCI); a 2x2 patch of ERR == 0 sits
-    at (60, 100) in the last band. ``offset_band`` is written on a grid 2 px (y) and 3 px (x) larger on each side.
+    at (60, 100) in the last band. ``offset_band`` is written on a grid 2 px (y) and 3 px (x) larger on
+    each side.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -186,15 +213,16 @@ def make_field(directory, *, bands=("F115W", "F277W", "F444W"), shape=(96, 160),
     err = {b: flux[b] * 0.05 for b in bands}
     star = np.zeros(n_objects, bool)
     star[5] = True
-    catalog = write_photometry(directory / f"{PREFIX}_photometry_v2.0_catalog.fits", ids, ra, dec, flux, err,
-                               star=star)
+    catalog = write_photometry(
+        directory / f"{PREFIX}_photometry_v2.0_catalog.fits", ids, ra, dec, flux, err, star=star
+    )
     segmentation = write_segmentation(directory / f"{PREFIX}_segmentation_v2.0_drz.fits", seg, wcs)
     mosaics = {}
     for k, b in enumerate(bands):
         sci = images[b] / TO_NJY
         err_img = np.full(shape, 0.01, np.float32)
         if k == 0:
-            sci[nan_box[0]:nan_box[1], nan_box[2]:nan_box[3]] = np.nan
+            sci[nan_box[0] : nan_box[1], nan_box[2] : nan_box[3]] = np.nan
         if k == len(bands) - 1:
             err_img[60:62, 100:102] = 0.0
         w = wcs
@@ -205,10 +233,29 @@ def make_field(directory, *, bands=("F115W", "F277W", "F444W"), shape=(96, 160),
         mosaics[b] = write_mosaic(directory / mosaic_name(b), sci, w, err=err_img)
     labelled = rng.choice(n_objects, n_specz, replace=False)
     z = rng.uniform(0.2, 6.0, n_objects)
-    specz = write_nirspec(directory / "hlsp_jades_jwst_nirspec_goods-s_prism-line-fluxes_v1.1_catalog.fits",
-                          ra[labelled] + 1e-5 / 3600, dec[labelled], z[labelled], ["A", "B", "C"] * (n_specz // 3)
-                          + ["A"] * (n_specz % 3))
+    specz = write_nirspec(
+        directory / "hlsp_jades_jwst_nirspec_goods-s_prism-line-fluxes_v1.1_catalog.fits",
+        ra[labelled] + 1e-5 / 3600,
+        dec[labelled],
+        z[labelled],
+        ["A", "B", "C"] * (n_specz // 3) + ["A"] * (n_specz % 3),
+    )
     truth_z = np.full(n_objects, np.nan)
     truth_z[labelled] = z[labelled]
-    return Field(directory, tuple(bands), shape, wcs, ids, x, y, ra, dec, seg, catalog, segmentation, specz,
-                 truth_z, mosaics)
+    return Field(
+        directory,
+        tuple(bands),
+        shape,
+        wcs,
+        ids,
+        x,
+        y,
+        ra,
+        dec,
+        seg,
+        catalog,
+        segmentation,
+        specz,
+        truth_z,
+        mosaics,
+    )

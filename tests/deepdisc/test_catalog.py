@@ -14,8 +14,15 @@ from .jades_files import write_photometry
 def catalog(tmp_path):
     flux = {"F115W": np.array([1.0, 100.0, 0.0, np.nan]), "F444W": np.array([10.0, 3630.78, 5.0, 1.0])}
     err = {b: 0.1 * np.nan_to_num(f, nan=1.0) + 0.01 for b, f in flux.items()}
-    return write_photometry(tmp_path / "phot.fits", [11, 12, 13, 14], [53.1] * 4, [-27.8] * 4, flux, err,
-                            star=[False, True, False, False])
+    return write_photometry(
+        tmp_path / "phot.fits",
+        [11, 12, 13, 14],
+        [53.1] * 4,
+        [-27.8] * 4,
+        flux,
+        err,
+        star=[False, True, False, False],
+    )
 
 
 def test_flux_to_mag_known_values():
@@ -56,7 +63,8 @@ def test_bad_kind_and_bad_files(catalog, tmp_path):
     with pytest.raises(PrepError, match="photometric catalog not found"):
         read_photometry(tmp_path / "none.fits", ["F444W"])
     other = tmp_path / "other.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("ID", "K", array=[1])],
-                                                                   name="FLAG")]).writeto(other)
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("ID", "K", array=[1])], name="FLAG")]
+    ).writeto(other)
     with pytest.raises(PrepError, match="no 'KRON' extension"):
         read_photometry(other, ["F444W"])

@@ -18,9 +18,9 @@ def expected_ebv(ra, dec):
     """Evaluate the linear test map by hand: 0.005 + 1e-4 x + 2e-4 y (+0.5 in the north)."""
     gal = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs").galactic
     out = []
-    for l, b in zip(gal.l.deg, gal.b.deg):
+    for lon, b in zip(gal.l.deg, gal.b.deg):
         pole = "ngp" if b >= 0 else "sgp"
-        x, y = WCS(sfd_header(pole, NPIX)).wcs_world2pix([[l, b]], 0)[0]
+        x, y = WCS(sfd_header(pole, NPIX)).wcs_world2pix([[lon, b]], 0)[0]
         out.append(0.005 + 1e-4 * x + 2e-4 * y + (0.5 if pole == "ngp" else 0.0))
     return np.array(out)
 
@@ -42,7 +42,9 @@ def test_empty_input(tmp_path):
 
 def test_missing_map_gives_the_fetch_command(tmp_path):
     folder = tmp_path / "dust" / "sfd"
-    with pytest.raises(DustMapError, match=r"SFD_dust_4096_ngp.fits, SFD_dust_4096_sgp.fits not found") as err:
+    with pytest.raises(
+        DustMapError, match=r"SFD_dust_4096_ngp.fits, SFD_dust_4096_sgp.fits not found"
+    ) as err:
         sfd_ebv(np.array([53.16]), np.array([-27.78]), map_dir=folder)
     msg = str(err.value)
     assert fetch_command(tmp_path / "dust") in msg

@@ -1,4 +1,4 @@
-"""Mosaic access: units, coverage masks, whole-pixel offsets, grid mismatch errors, file discovery, footprints."""
+"""Mosaic access: units, coverage, whole-pixel offsets, grid mismatch errors, file discovery, footprints."""
 
 import mmap
 import tracemalloc
@@ -6,7 +6,6 @@ import tracemalloc
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.wcs import WCS
 
 from rail.deepdisc.exceptions import PrepError
 from rail.deepdisc.mosaics import (
@@ -37,8 +36,12 @@ def seg(tmp_path):
 def test_flux_scale_uses_pixar_sr_then_pixar_a2_then_wcs():
     wcs = make_wcs(SHAPE)
     expected = PIXAR_SR * 1e15
-    assert flux_scale_to_njy(fits.Header({"BUNIT": "MJy/sr", "PIXAR_SR": PIXAR_SR}), wcs) == pytest.approx(expected)
-    assert flux_scale_to_njy(fits.Header({"PIXAR_A2": PIXEL_SCALE ** 2}), wcs) == pytest.approx(expected, rel=1e-9)
+    assert flux_scale_to_njy(fits.Header({"BUNIT": "MJy/sr", "PIXAR_SR": PIXAR_SR}), wcs) == pytest.approx(
+        expected
+    )
+    assert flux_scale_to_njy(fits.Header({"PIXAR_A2": PIXEL_SCALE**2}), wcs) == pytest.approx(
+        expected, rel=1e-9
+    )
     assert flux_scale_to_njy(fits.Header({"BUNIT": "MJy/sr"}), wcs) == pytest.approx(expected, rel=1e-6)
     assert flux_scale_to_njy(fits.Header({"BUNIT": "nJy"}), wcs) == 1.0
     assert flux_scale_to_njy(fits.Header({"BUNIT": "uJy"}), wcs) == 1e3
@@ -82,10 +85,13 @@ def test_whole_pixel_offsets_between_bands_are_aligned(tmp_path, seg):
         assert covered.all()
 
 
-@pytest.mark.parametrize("wcs, match", [
-    (make_wcs(SHAPE, scale=0.06), "pixel scale/orientation"),
-    (make_wcs(SHAPE, crpix_shift=(0.0, 0.4)), "not a whole number of pixels"),
-])
+@pytest.mark.parametrize(
+    "wcs, match",
+    [
+        (make_wcs(SHAPE, scale=0.06), "pixel scale/orientation"),
+        (make_wcs(SHAPE, crpix_shift=(0.0, 0.4)), "not a whole number of pixels"),
+    ],
+)
 def test_band_on_another_grid_is_a_clear_error(tmp_path, seg, wcs, match):
     path = write_mosaic(tmp_path / mosaic_name("F200W"), np.zeros(SHAPE), wcs)
     with pytest.raises(PrepError, match=rf"{mosaic_name('F200W')}: .*{match}.*reproject"):
@@ -102,8 +108,9 @@ def test_projection_mismatch(tmp_path, seg):
 
 def test_missing_sci_and_missing_file(tmp_path, seg):
     path = tmp_path / "table.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "D", array=[1.0])])]
-                 ).writeto(path)
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "D", array=[1.0])])]
+    ).writeto(path)
     with pytest.raises(PrepError, match="no SCI image"):
         open_mosaics({"F200W": path}, seg)
     with pytest.raises(PrepError, match="F090W mosaic not found"):
@@ -133,8 +140,11 @@ def test_segmentation_reads_windows_with_zero_outside(seg):
 def test_find_mosaics_by_jades_names(tmp_path):
     for band in ("F115W", "F444W"):
         write_mosaic(tmp_path / mosaic_name(band), np.zeros(SHAPE), make_wcs(SHAPE))
-    write_segmentation(tmp_path / "hlsp_jades_jwst_nircam_goods-s-deep_segmentation_v2.0_drz.fits",
-                       np.zeros(SHAPE, np.int32), make_wcs(SHAPE))
+    write_segmentation(
+        tmp_path / "hlsp_jades_jwst_nircam_goods-s-deep_segmentation_v2.0_drz.fits",
+        np.zeros(SHAPE, np.int32),
+        make_wcs(SHAPE),
+    )
     found = find_mosaics(tmp_path, ["F115W", "F444W"])
     assert found["F444W"].name == mosaic_name("F444W") and list(found) == ["F115W", "F444W"]
     assert find_segmentation(tmp_path).name.endswith("segmentation_v2.0_drz.fits")
@@ -197,8 +207,12 @@ def test_tile_compressed_mosaic(tmp_path, seg):
     hdr = make_wcs(SHAPE).to_header()
     hdr["BUNIT"], hdr["PIXAR_SR"] = "MJy/sr", PIXAR_SR
     path = tmp_path / mosaic_name("F444W")
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(sci, hdr, name="SCI", compression_type="GZIP_2",
-                                                      quantize_level=0)]).writeto(path)
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.CompImageHDU(sci, hdr, name="SCI", compression_type="GZIP_2", quantize_level=0),
+        ]
+    ).writeto(path)
     with open_mosaics({"F444W": path}, seg) as stack:
         images, covered = stack.read(3, 4, 5, 6)
     np.testing.assert_allclose(images[0], sci[3:8, 4:10] * PIXAR_SR * 1e15, rtol=1e-6)

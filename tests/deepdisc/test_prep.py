@@ -1,4 +1,4 @@
-"""From JADES-layout FITS files to train/val/test/full TileSets: coverage, splits, primaries, recentred tiles."""
+"""JADES-layout FITS files to train/val/test/full TileSets: coverage, splits, primaries, recentred tiles."""
 
 import json
 import warnings
@@ -22,15 +22,22 @@ ERR_PATCH = (60, 62, 100, 102)  # ERR == 0 in F444W
 
 
 def settings(**kw):
-    base = dict(bands=BANDS, tile_size_arcsec=TILE_ARCSEC, overlap_px=6, seed=5, progress_bar=False,
-                specz=CompileSettings(match_radius_arcsec=0.05, match_band="F444W"))
+    base = dict(
+        bands=BANDS,
+        tile_size_arcsec=TILE_ARCSEC,
+        overlap_px=6,
+        seed=5,
+        progress_bar=False,
+        specz=CompileSettings(match_radius_arcsec=0.05, match_band="F444W"),
+    )
     base.update(kw)
     return PrepSettings(**base)
 
 
 def run_prep(field, outdir, **kw):
-    inputs = PrepInputs.from_directory(field.directory, bands=BANDS, catalog=field.catalog,
-                                       specz=[(field.specz, "jades-dr3")])
+    inputs = PrepInputs.from_directory(
+        field.directory, bands=BANDS, catalog=field.catalog, specz=[(field.specz, "jades-dr3")]
+    )
     with pytest.warns(PrepWarning, match="lie in no tile with full coverage"):
         return prepare_tilesets(inputs, outdir, settings=settings(**kw))
 
@@ -79,7 +86,7 @@ def test_pixels_are_nanojansky_from_the_offset_band_too(prepared):
     k = int(np.flatnonzero(ts.tiles["kind"] == "grid")[0])
     y0, x0 = int(ts.tiles["y0"][k]), int(ts.tiles["x0"][k])
     with fits.open(field.mosaics["F277W"]) as hdul:  # padded by (2, 3) px around the reference grid
-        expected = hdul["SCI"].data[y0 + 2:y0 + 32, x0 + 3:x0 + 43] * TO_NJY
+        expected = hdul["SCI"].data[y0 + 2 : y0 + 32, x0 + 3 : x0 + 43] * TO_NJY
     np.testing.assert_allclose(ts.images[k, 1], expected, rtol=1e-6)
 
 
@@ -116,8 +123,9 @@ def test_labels_and_dust_reach_the_objects(prepared):
                 assert np.isnan(z)
             elif np.isfinite(z):
                 assert z == pytest.approx(truth[int(oid)])
-        np.testing.assert_allclose(ts.objects["ebv"], sfd_ebv(ts.objects["ra"], ts.objects["dec"],
-                                                              map_dir=root / "dust" / "sfd"))
+        np.testing.assert_allclose(
+            ts.objects["ebv"], sfd_ebv(ts.objects["ra"], ts.objects["dec"], map_dir=root / "dust" / "sfd")
+        )
     full = sets["full"].primary_objects()
     assert np.count_nonzero(np.isfinite(full["redshift"])) >= 10
     assert np.all(np.isfinite(full["mag_F444W"]))
@@ -134,8 +142,11 @@ def test_every_covered_object_is_primary_exactly_once(prepared):
     pos = dict(zip(field.ids.tolist(), zip(field.x, field.y)))
     for oid in set(field.ids.tolist()) - set(prim["object_id"].tolist()):
         x, y = pos[oid]
-        inside = [(full.tiles["x0"][k] - 0.5 <= x < full.tiles["x0"][k] + 39.5)
-                  and (full.tiles["y0"][k] - 0.5 <= y < full.tiles["y0"][k] + 29.5) for k in grid]
+        inside = [
+            (full.tiles["x0"][k] - 0.5 <= x < full.tiles["x0"][k] + 39.5)
+            and (full.tiles["y0"][k] - 0.5 <= y < full.tiles["y0"][k] + 29.5)
+            for k in grid
+        ]
         assert not any(inside)  # left out only when no kept tile holds it
 
 
@@ -182,8 +193,11 @@ def test_recentred_tiles_hold_the_whole_object(prepared, tmp_path):
         assert np.count_nonzero(full.segmaps[k] == owner) == np.count_nonzero(field.seg == owner)
         sel = rows["object_id"] == owner
         assert rows["bbox_x0"][sel][0] > 0 and rows["bbox_x1"][sel][0] < 40
-    owners = {int(full.objects["object_id"][r]) for r in np.flatnonzero(full.objects["primary"])
-              if full.tiles["kind"][full.objects["tile"][r]] == "recentred"}
+    owners = {
+        int(full.objects["object_id"][r])
+        for r in np.flatnonzero(full.objects["primary"])
+        if full.tiles["kind"][full.objects["tile"][r]] == "recentred"
+    }
     assert big in owners
 
 
@@ -205,8 +219,9 @@ def test_missing_dust_map_is_a_clear_error(prepared, tmp_path):
 def test_band_on_another_grid_is_refused(prepared, tmp_path):
     field, _, _, _ = prepared
     bad = write_mosaic(tmp_path / mosaic_name("F444W"), np.zeros((48, 80)), make_wcs((48, 80), scale=0.06))
-    inputs = PrepInputs(mosaics={**field.mosaics, "F444W": bad}, segmentation=field.segmentation,
-                        catalog=field.catalog)
+    inputs = PrepInputs(
+        mosaics={**field.mosaics, "F444W": bad}, segmentation=field.segmentation, catalog=field.catalog
+    )
     with pytest.raises(PrepError, match=rf"{mosaic_name('F444W')}: pixel scale.*reproject"):
         prepare_tilesets(inputs, tmp_path / "out", settings=settings(ebv=0.0))
 
@@ -235,23 +250,57 @@ def test_partial_coverage_allowed_is_zero_filled(prepared, tmp_path):
 
 def test_cli_prep(prepared, tmp_path, capsys):
     field, _, _, root = prepared
-    argv = ["prep", "--mosaics", str(field.directory), "--catalog", str(field.catalog), "--specz",
-            f"jades-dr3:{field.specz}", "-o", str(tmp_path / "cli"), "--preset", ",".join(BANDS),
-            "--overlap", "6", "--tile-size", "1.2", "0.9", "--match-radius", "0.05",
-            "--dust-map-dir", str(root / "dust" / "sfd"), "--no-progress", "--seed", "5"]
+    argv = [
+        "prep",
+        "--mosaics",
+        str(field.directory),
+        "--catalog",
+        str(field.catalog),
+        "--specz",
+        f"jades-dr3:{field.specz}",
+        "-o",
+        str(tmp_path / "cli"),
+        "--preset",
+        ",".join(BANDS),
+        "--overlap",
+        "6",
+        "--tile-size",
+        "1.2",
+        "0.9",
+        "--match-radius",
+        "0.05",
+        "--dust-map-dir",
+        str(root / "dust" / "sfd"),
+        "--no-progress",
+        "--seed",
+        "5",
+    ]
     with pytest.warns(PrepWarning):
         assert main(argv) == 0
     out = capsys.readouterr().out
     assert "prep_summary.json" in out and out.count("TileSet") == 4
     for name in OUTPUTS:
-        np.testing.assert_array_equal(read_tileset(tmp_path / "cli" / f"{name}.h5").tiles["tile_id"],
-                                      read_tileset(root / "out" / f"{name}.h5").tiles["tile_id"])
+        np.testing.assert_array_equal(
+            read_tileset(tmp_path / "cli" / f"{name}.h5").tiles["tile_id"],
+            read_tileset(root / "out" / f"{name}.h5").tiles["tile_id"],
+        )
 
 
 def test_cli_bad_input_exits_2(prepared, tmp_path, capsys):
     field, _, _, _ = prepared
-    argv = ["prep", "--mosaics", str(tmp_path), "--catalog", str(field.catalog), "-o", str(tmp_path / "o"),
-            "--preset", ",".join(BANDS), "--ebv", "0"]
+    argv = [
+        "prep",
+        "--mosaics",
+        str(tmp_path),
+        "--catalog",
+        str(field.catalog),
+        "-o",
+        str(tmp_path / "o"),
+        "--preset",
+        ",".join(BANDS),
+        "--ebv",
+        "0",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("deepdisc prep: error:") and "segmentation" in err and "\n" not in err
@@ -263,16 +312,27 @@ def test_rail_stage_writes_four_tilesets(prepared, tmp_path):
     field, _, _, root = prepared
     outputs = {name: str(tmp_path / f"stage_{name}.h5") for name in OUTPUTS}
     stage = DeepDiscPrep.make_stage(
-        name="prep_test", mosaic_dir=str(field.directory), catalog=str(field.catalog),
-        specz=[f"jades-dr3:{field.specz}"], bands=",".join(BANDS), tile_size_arcsec=list(TILE_ARCSEC),
-        overlap_px=6, seed=5, match_radius_arcsec=0.05, dust_map_dir=str(root / "dust" / "sfd"),
-        progress_bar=False, **outputs)
+        name="prep_test",
+        mosaic_dir=str(field.directory),
+        catalog=str(field.catalog),
+        specz=[f"jades-dr3:{field.specz}"],
+        bands=",".join(BANDS),
+        tile_size_arcsec=list(TILE_ARCSEC),
+        overlap_px=6,
+        seed=5,
+        match_radius_arcsec=0.05,
+        dust_map_dir=str(root / "dust" / "sfd"),
+        progress_bar=False,
+        **outputs,
+    )
     with pytest.warns(PrepWarning):
         stage.run()
     stage.finalize()
     for name in OUTPUTS:
         got = read_tileset(outputs[name])
-        np.testing.assert_array_equal(got.tiles["tile_id"], read_tileset(root / "out" / f"{name}.h5").tiles["tile_id"])
+        np.testing.assert_array_equal(
+            got.tiles["tile_id"], read_tileset(root / "out" / f"{name}.h5").tiles["tile_id"]
+        )
         assert stage.get_handle(name).path == outputs[name]
 
 
@@ -293,13 +353,22 @@ def test_simulated_mosaics_through_prep(tmp_path):
     tile_px = 64
     sim_settings = settings_cls(n_tiles=4, tile_size=tile_px, bands=BANDS, seed=11)
     files = sim.simulate_mosaics(sim_settings, tmp_path / "sim")
-    inputs = PrepInputs(mosaics={b: files["mosaics"][b] for b in BANDS}, segmentation=files["segmentation"],
-                        catalog=files["catalog"], specz=((files["specz"], "jades-dr3"),))
+    inputs = PrepInputs(
+        mosaics={b: files["mosaics"][b] for b in BANDS},
+        segmentation=files["segmentation"],
+        catalog=files["catalog"],
+        specz=((files["specz"], "jades-dr3"),),
+    )
     side = tile_px * sim_settings.pixel_scale
     with warnings.catch_warnings():  # objects on uncovered field edges may be left out (a PrepWarning)
         warnings.simplefilter("ignore", PrepWarning)
-        summary = prepare_tilesets(inputs, tmp_path / "out", settings=settings(
-            tile_size_arcsec=(side, side), ebv=0.01, specz=CompileSettings(match_band="F444W")))
+        summary = prepare_tilesets(
+            inputs,
+            tmp_path / "out",
+            settings=settings(
+                tile_size_arcsec=(side, side), ebv=0.01, specz=CompileSettings(match_band="F444W")
+            ),
+        )
     for name in OUTPUTS:
         assert validate_tileset(tmp_path / "out" / f"{name}.h5").n_tiles == summary["files"][name]["tiles"]
     full = read_tileset(tmp_path / "out" / "full.h5")

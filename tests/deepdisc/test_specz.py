@@ -1,4 +1,4 @@
-"""Spec-z compilation: readers and each rule (quality, range, match radius, brightest, priority, agreement)."""
+"""Spec-z compilation: readers and each rule (quality, range, radius, brightest, priority, agreement)."""
 
 import dataclasses
 
@@ -28,9 +28,14 @@ def phot(offsets_arcsec, mags, star=None):
     """Photometric objects at RA offsets (arcsec, along the equator of the field) with F444W magnitudes."""
     n = len(offsets_arcsec)
     ra = RA0 + np.asarray(offsets_arcsec) * ARCSEC / np.cos(np.radians(DEC0))
-    return PhotCatalog(object_id=np.arange(n) + 1, ra=ra, dec=np.full(n, DEC0),
-                       mag={"F444W": np.asarray(mags, float)}, magerr={"F444W": np.full(n, 0.1)},
-                       star=np.zeros(n, bool) if star is None else np.asarray(star))
+    return PhotCatalog(
+        object_id=np.arange(n) + 1,
+        ra=ra,
+        dec=np.full(n, DEC0),
+        mag={"F444W": np.asarray(mags, float)},
+        magerr={"F444W": np.full(n, 0.1)},
+        star=np.zeros(n, bool) if star is None else np.asarray(star),
+    )
 
 
 def table(name, offsets_arcsec, z):
@@ -39,8 +44,9 @@ def table(name, offsets_arcsec, z):
 
 
 def test_jades_dr3_reader_decodes_flags_and_keeps_abc(tmp_path):
-    path = write_nirspec(tmp_path / "nirspec.fits", [RA0] * 5, [DEC0] * 5, [1.0, 2.0, 3.0, 4.0, 5.0],
-                         ["A", "B", "C", "D", "E"])
+    path = write_nirspec(
+        tmp_path / "nirspec.fits", [RA0] * 5, [DEC0] * 5, [1.0, 2.0, 3.0, 4.0, 5.0], ["A", "B", "C", "D", "E"]
+    )
     t = read_specz(path, "jades-dr3")
     assert t.z.tolist() == [1.0, 2.0, 3.0]
     assert t.removed["quality"] == 2 and t.n_read == 5
@@ -53,8 +59,15 @@ def test_jades_flags_are_selectable(tmp_path):
 
 
 def test_muse_confidence_threshold_and_z_range(tmp_path):
-    t = Table({"MUSE_ID": [1, 2, 3, 4, 5], "RA": [RA0] * 5, "DEC": [DEC0] * 5,
-               "Z_MUSE": [0.5, 1.5, 2.5, -99.0, 0.0], "CONFID": [1, 2, 3, 3, 3]})
+    t = Table(
+        {
+            "MUSE_ID": [1, 2, 3, 4, 5],
+            "RA": [RA0] * 5,
+            "DEC": [DEC0] * 5,
+            "Z_MUSE": [0.5, 1.5, 2.5, -99.0, 0.0],
+            "CONFID": [1, 2, 3, 3, 3],
+        }
+    )
     path = tmp_path / "muse.fits"
     t.write(path)
     got = read_specz(path, "muse-hudf")
@@ -124,8 +137,11 @@ def test_disagreeing_catalogs_are_rejected():
     got = compile_specz([table("a", [0.0, 5.0], [2.0, 2.0]), table("b", [0.0, 5.0], [2.35, 2.25])], p)
     assert np.isnan(got.redshift[0]) and got.redshift[1] == 2.0
     assert got.removed["combined"]["disagreement"] == 1
-    loose = compile_specz([table("a", [0.0], [2.0]), table("b", [0.0], [2.35])], phot([0.0], [25.0]),
-                          settings=CompileSettings(max_dz=0.2))
+    loose = compile_specz(
+        [table("a", [0.0], [2.0]), table("b", [0.0], [2.35])],
+        phot([0.0], [25.0]),
+        settings=CompileSettings(max_dz=0.2),
+    )
     assert loose.redshift[0] == 2.0
 
 
@@ -151,8 +167,12 @@ def test_names_must_be_unique_and_band_known():
 
 
 def test_specz_sources_parses_formats_and_priorities():
-    got = specz_sources(["n.fits", "muse-hudf:m.fits", "jades-dr3:n2.fits", "generic:g.csv"],
-                        jades_flags=["A"], muse_min_confidence=3, generic_columns=["ra", "dec", "z"])
+    got = specz_sources(
+        ["n.fits", "muse-hudf:m.fits", "jades-dr3:n2.fits", "generic:g.csv"],
+        jades_flags=["A"],
+        muse_min_confidence=3,
+        generic_columns=["ra", "dec", "z"],
+    )
     assert [f.name for _, f in got] == ["jades-dr3", "muse-hudf", "jades-dr3#2", "generic"]
     assert got[0][1].accepted_flags == ("A",) and got[1][1].min_quality == 3
     assert str(got[3][0]) == "g.csv" and got[3][1].z == "z"

@@ -1,13 +1,14 @@
 """Reading a JADES-style photometric catalog: ids, positions, AB magnitudes and star flags.
 
-The JADES GOODS-S DR2 catalog (``hlsp_jades_jwst_nircam_goods-s-deep_photometry_v2.0_catalog.fits``) holds one
-table per extension (``FLAG``, ``SIZE``, ``CIRC``, ``KRON``, ...), every table with ``ID``, ``RA``, ``DEC`` in the
-same row order. Extensions are opened by EXTNAME, never by index (later releases insert extensions). Fluxes are
-in nJy and become AB magnitudes with ``-2.5 log10(f) + 31.4``; errors come from the first of the suffixes
-``_e``, ``_en``, ``_ei`` present. Non-positive or NaN fluxes (no coverage) give NaN magnitudes.
+The JADES GOODS-S DR2 catalog (``hlsp_jades_jwst_nircam_goods-s-deep_photometry_v2.0_catalog.fits``)
+holds one table per extension (``FLAG``, ``SIZE``, ``CIRC``, ``KRON``, ...), every table with ``ID``,
+``RA``, ``DEC`` in the same row order. Extensions are opened by EXTNAME, never by index (later releases
+insert extensions). Fluxes are in nJy and become AB magnitudes with ``-2.5 log10(f) + 31.4``; errors come
+from the first of the suffixes ``_e``, ``_en``, ``_ei`` present. Non-positive or NaN fluxes (no coverage)
+give NaN magnitudes.
 
-Stars are ``FLAG_ST == 1`` (the readme's star value; galaxies may carry other bits such as 32768, so the test is
-an equality, not ``!= 0``).
+Stars are ``FLAG_ST == 1`` (the readme's star value; galaxies may carry other bits such as 32768, so the
+test is an equality, not ``!= 0``).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class PhotCatalog:
         return tuple(self.mag)
 
 
-def flux_to_mag(flux_njy: np.ndarray, flux_err_njy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def flux_to_mag(
+    flux_njy: np.ndarray, flux_err_njy: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Convert fluxes in nJy to AB magnitudes and magnitude errors.
 
     Parameters
@@ -115,8 +118,13 @@ def flux_to_mag(flux_njy: np.ndarray, flux_err_njy: np.ndarray | None = None) ->
     return mag, magerr
 
 
-def read_photometry(path: str | os.PathLike, bands: str | Sequence[str], *, flux_kind: str = "KRON",
-                    error_suffixes: Sequence[str] = ERROR_SUFFIXES) -> PhotCatalog:
+def read_photometry(
+    path: str | os.PathLike,
+    bands: str | Sequence[str],
+    *,
+    flux_kind: str = "KRON",
+    error_suffixes: Sequence[str] = ERROR_SUFFIXES,
+) -> PhotCatalog:
     """Read ids, positions, AB magnitudes and star flags from a JADES-style photometric catalog.
 
     Parameters
@@ -161,12 +169,16 @@ def read_photometry(path: str | os.PathLike, bands: str | Sequence[str], *, flux
 def _table(hdul, path: Path, extname: str):
     names = [h.name for h in hdul]
     if extname not in names:
-        raise PrepError(f"{path}: no {extname!r} extension (extensions: {', '.join(names)}); is this a JADES "
-                        f"photometric catalog?")
+        raise PrepError(
+            f"{path}: no {extname!r} extension (extensions: {', '.join(names)}); is this a JADES "
+            f"photometric catalog?"
+        )
     return hdul[extname].data
 
 
-def _read_photometry(hdul, path: Path, bands: tuple[str, ...], kind: str, suffixes: tuple[str, ...]) -> PhotCatalog:
+def _read_photometry(
+    hdul, path: Path, bands: tuple[str, ...], kind: str, suffixes: tuple[str, ...]
+) -> PhotCatalog:
     extname = "KRON" if kind == "KRON" else "CIRC"
     data = _table(hdul, path, extname)
     columns = {c.upper(): c for c in data.columns.names}
@@ -181,17 +193,29 @@ def _read_photometry(hdul, path: Path, bands: tuple[str, ...], kind: str, suffix
             missing.append(band)
             mag[band], magerr[band] = np.full(n, np.nan), np.full(n, np.nan)
             continue
-        err_col = next((columns[f"{band}_{kind}{s}".upper()] for s in suffixes
-                        if f"{band}_{kind}{s}".upper() in columns), None)
+        err_col = next(
+            (
+                columns[f"{band}_{kind}{s}".upper()]
+                for s in suffixes
+                if f"{band}_{kind}{s}".upper() in columns
+            ),
+            None,
+        )
         mag[band], magerr[band] = flux_to_mag(data[flux_col], None if err_col is None else data[err_col])
     if missing:
-        warnings.warn(f"{path}: no {kind} flux column for band(s) {' '.join(missing)}; their magnitudes are NaN",
-                      PrepWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: no {kind} flux column for band(s) {' '.join(missing)}; their magnitudes are NaN",
+            PrepWarning,
+            stacklevel=3,
+        )
     return PhotCatalog(
         object_id=np.asarray(data[columns["ID"]], dtype=np.int64),
         ra=np.asarray(data[columns["RA"]], dtype=np.float64),
         dec=np.asarray(data[columns["DEC"]], dtype=np.float64),
-        mag=mag, magerr=magerr, star=_star_flags(hdul, path, n), source=str(path),
+        mag=mag,
+        magerr=magerr,
+        star=_star_flags(hdul, path, n),
+        source=str(path),
     )
 
 
@@ -205,6 +229,8 @@ def _star_flags(hdul, path: Path, n: int) -> np.ndarray:
         log.info("%s: FLAG extension has no FLAG_ST column, no object is flagged as a star", path)
         return np.zeros(n, dtype=bool)
     if len(flag) != n:
-        raise PrepError(f"{path}: FLAG has {len(flag)} rows but the flux table has {n}; the extensions must be "
-                        f"row-aligned")
+        raise PrepError(
+            f"{path}: FLAG has {len(flag)} rows but the flux table has {n}; the extensions must be "
+            f"row-aligned"
+        )
     return np.asarray(flag[cols["FLAG_ST"]]) == STAR_FLAG_VALUE

@@ -5,7 +5,8 @@ projections of the Galactic poles), in a folder given by the user or in dustmaps
 (``<data_dir>/sfd``). Nothing is downloaded at run time: a missing map raises `DustMapError` with the command
 that fetches it.
 
-Values are the SFD E(B-V) without the Schlafly & Finkbeiner (2011) 0.86 recalibration, as in the DeepDISC inputs.
+Values are the SFD E(B-V) without the Schlafly & Finkbeiner (2011) 0.86 recalibration, as in the DeepDISC
+inputs.
 """
 
 from __future__ import annotations
@@ -28,19 +29,24 @@ SFD_FILES = ("SFD_dust_4096_ngp.fits", "SFD_dust_4096_sgp.fits")
 
 
 def default_sfd_dir() -> Path:
-    """The SFD folder of dustmaps' configured data directory (``dustmaps.config``)."""
+    """Return the SFD folder of dustmaps' configured data directory (``dustmaps.config``)."""
     from dustmaps.std_paths import data_dir
 
     return Path(data_dir()) / "sfd"
 
 
 def fetch_command(data_dir: str | os.PathLike) -> str:
-    """Shell command that downloads the SFD map into ``data_dir/sfd`` (run once, with internet access)."""
-    return ("python -c \"import dustmaps.config; dustmaps.config.config['data_dir']='" + str(data_dir)
-            + "'; import dustmaps.sfd; dustmaps.sfd.fetch()\"")
+    """Return the shell command that downloads the SFD map into ``data_dir/sfd`` (run once, online)."""
+    return (
+        "python -c \"import dustmaps.config; dustmaps.config.config['data_dir']='"
+        + str(data_dir)
+        + "'; import dustmaps.sfd; dustmaps.sfd.fetch()\""
+    )
 
 
-def sfd_ebv(ra_deg: np.ndarray, dec_deg: np.ndarray, *, map_dir: str | os.PathLike | None = None) -> np.ndarray:
+def sfd_ebv(
+    ra_deg: np.ndarray, dec_deg: np.ndarray, *, map_dir: str | os.PathLike | None = None
+) -> np.ndarray:
     """E(B-V) of the SFD map at ICRS positions (bilinear interpolation, as dustmaps does).
 
     Parameters
@@ -82,8 +88,10 @@ def sfd_ebv(ra_deg: np.ndarray, dec_deg: np.ndarray, *, map_dir: str | os.PathLi
 def _open_map(folder: Path):
     missing = [name for name in SFD_FILES if not (folder / name).is_file()]
     if missing:
-        raise DustMapError(f"{folder}: SFD dust map file(s) {', '.join(missing)} not found; fetch the map once "
-                           f"with: {fetch_command(folder.parent)} (or pass the folder holding it)")
+        raise DustMapError(
+            f"{folder}: SFD dust map file(s) {', '.join(missing)} not found; fetch the map once "
+            f"with: {fetch_command(folder.parent)} (or pass the folder holding it)"
+        )
     with warnings.catch_warnings():
         # dustmaps warns at import when ~/.dustmapsrc is missing; the folder is explicit here
         warnings.filterwarnings("ignore", message="Configuration file not found", module="dustmaps")
@@ -92,5 +100,7 @@ def _open_map(folder: Path):
     try:
         return SFDQuery(map_dir=str(folder))
     except Exception as err:  # astropy/dustmaps raise OSError, KeyError, ValueError on damaged files
-        raise DustMapError(f"{folder}: the SFD dust map cannot be read ({type(err).__name__}: {err}); fetch it "
-                           f"again with: {fetch_command(folder.parent)}") from None
+        raise DustMapError(
+            f"{folder}: the SFD dust map cannot be read ({type(err).__name__}: {err}); fetch it "
+            f"again with: {fetch_command(folder.parent)}"
+        ) from None

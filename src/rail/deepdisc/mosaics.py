@@ -8,10 +8,11 @@ with the WCS, an optional ``ERR`` and an optional ``WHT`` image. Values in MJy/s
 ``PIXAR_SR`` (fallbacks: ``PIXAR_A2``, then the WCS pixel area); a pixel has coverage where
 ``isfinite(SCI) & (ERR > 0) & (WHT > 0)`` (each term only when that extension exists).
 
-The segmentation image (data and WCS in its first image HDU) defines the reference grid. Every band must lie on
-the same grid up to a whole-pixel offset (a band cut to a smaller footprint); anything else (another pixel
-scale, rotation or a sub-pixel shift) is an error asking the user to reproject the mosaics first. Nothing is
-resampled here: resampling would correlate noise and change the PSF, which the network must see as observed.
+The segmentation image (data and WCS in its first image HDU) defines the reference grid. Every band must lie
+on the same grid up to a whole-pixel offset (a band cut to a smaller or larger footprint); anything else
+(another pixel scale, rotation or a sub-pixel shift) is an error asking the user to reproject the mosaics
+first. Nothing is resampled here: resampling would correlate noise and change the PSF, which the network
+must see as observed.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def flux_scale_to_njy(header: fits.Header, wcs: WCS, *, source: str = "") -> flo
     if unit in _PER_PIXEL_UNITS:
         return _PER_PIXEL_UNITS[unit]
     if unit not in ("mjy/sr", "mjy.sr-1", "mjy/steradian"):
-        raise PrepError(f"{source}: BUNIT {header.get('BUNIT')!r} is not supported; expected MJy/sr or a flux "
-                        f"density per pixel (nJy, uJy, mJy, Jy)")
+        raise PrepError(
+            f"{source}: BUNIT {header.get('BUNIT')!r} is not supported; expected MJy/sr or a flux "
+            f"density per pixel (nJy, uJy, mJy, Jy)"
+        )
     if header.get("PIXAR_SR"):
         return float(header["PIXAR_SR"]) * NJY_PER_MJY
     if header.get("PIXAR_A2"):
@@ -138,9 +141,12 @@ class _ScaledPixels:
 
 
 def _pixels(hdu):
-    """Sliceable pixels of an image HDU (opened with ``do_not_scale_image_data``) that never load it whole:
-    the file's memory map for uncompressed HDUs, ``HDU.section`` for compressed ones; scaled values
-    (``BSCALE``/``BZERO``) are converted window by window."""
+    """Return sliceable pixels of an image HDU that never load it whole.
+
+    The HDU comes from a file opened with ``do_not_scale_image_data``: uncompressed HDUs give the file's
+    memory map, compressed ones ``HDU.section``; scaled values (``BSCALE``/``BZERO``) are converted window
+    by window.
+    """
     raw = hdu.section if isinstance(hdu, fits.CompImageHDU) else hdu.data
     bscale, bzero = float(hdu.header.get("BSCALE", 1.0)), float(hdu.header.get("BZERO", 0.0))
     if bscale == 1 and bzero == 0:
@@ -154,7 +160,7 @@ def _window(pixels, shape, y0: int, x0: int, h: int, w: int, fill, dtype) -> np.
     ya, yb = max(y0, 0), min(y0 + h, shape[0])
     xa, xb = max(x0, 0), min(x0 + w, shape[1])
     if ya < yb and xa < xb:
-        out[ya - y0:yb - y0, xa - x0:xb - x0] = pixels[ya:yb, xa:xb]
+        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = pixels[ya:yb, xa:xb]
     return out
 
 
@@ -206,8 +212,10 @@ def open_segmentation(path: str | os.PathLike) -> SegmentationImage:
             raise PrepError(f"{path}: no 2-D image HDU in the segmentation file")
         bitpix = int(hdu.header["BITPIX"])
         if bitpix < 0:
-            raise PrepError(f"{path}: segmentation image has floating-point pixels (BITPIX {bitpix}); expected "
-                            f"integer labels")
+            raise PrepError(
+                f"{path}: segmentation image has floating-point pixels (BITPIX {bitpix}); expected "
+                f"integer labels"
+            )
         wcs = _celestial_wcs(hdu.header, path)
     except BaseException:
         hdul.close()
@@ -342,42 +350,68 @@ def _open_band(band: str, path: Path, reference: SegmentationImage) -> MosaicBan
             raise PrepError(f"{path}: no SCI image (looked for EXTNAME 'SCI', then any 2-D image)")
         wcs = _celestial_wcs(sci.header, path)
         shape = (int(sci.header["NAXIS2"]), int(sci.header["NAXIS1"]))
-        offset = grid_offset(reference.wcs, reference.shape, wcs, source=str(path), reference_name=str(reference.path))
+        offset = grid_offset(
+            reference.wcs, reference.shape, wcs, source=str(path), reference_name=str(reference.path)
+        )
         err, wht = _first_image_hdu(hdul, "ERR"), _first_image_hdu(hdul, "WHT")
         for name, hdu in (("ERR", err), ("WHT", wht)):
             if hdu is not None and (int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"])) != shape:
                 raise PrepError(f"{path}: {name} image shape differs from SCI {shape}")
         if err is None:
-            log.info("%s: no ERR extension; coverage comes from finite SCI values%s", path,
-                     " and WHT > 0" if wht is not None else "")
+            log.info(
+                "%s: no ERR extension; coverage comes from finite SCI values%s",
+                path,
+                " and WHT > 0" if wht is not None else "",
+            )
         to_njy = flux_scale_to_njy(sci.header, wcs, source=str(path))
     except BaseException:
         hdul.close()
         raise
-    return MosaicBand(band=band, path=path, shape=shape, offset=offset, to_njy=to_njy, _hdul=hdul,
-                      _sci=_pixels(sci), _err=None if err is None else _pixels(err),
-                      _wht=None if wht is None else _pixels(wht))
+    return MosaicBand(
+        band=band,
+        path=path,
+        shape=shape,
+        offset=offset,
+        to_njy=to_njy,
+        _hdul=hdul,
+        _sci=_pixels(sci),
+        _err=None if err is None else _pixels(err),
+        _wht=None if wht is None else _pixels(wht),
+    )
 
 
-def grid_offset(reference: WCS, reference_shape: tuple[int, int], other: WCS, *, source: str = "",
-                reference_name: str = "the reference grid") -> tuple[int, int]:
+def grid_offset(
+    reference: WCS,
+    reference_shape: tuple[int, int],
+    other: WCS,
+    *,
+    source: str = "",
+    reference_name: str = "the reference grid",
+) -> tuple[int, int]:
     """Whole-pixel offset (dy, dx) of ``other``'s grid from ``reference``'s: other pixel = reference + offset.
 
     Raises
     ------
     PrepError
-        If the projections, pixel scales or orientations differ, or the offset is not a whole number of pixels.
+        If the projections, pixel scales or orientations differ, or the offset is not a whole number of
+        pixels.
     """
-    fix = ("reproject every band onto the segmentation image's grid (e.g. with the 'reproject' package) "
-           "before tiling")
+    fix = (
+        "reproject every band onto the segmentation image's grid (e.g. with the 'reproject' package) "
+        "before tiling"
+    )
     if list(reference.wcs.ctype) != list(other.wcs.ctype):
-        raise PrepError(f"{source}: projection {list(other.wcs.ctype)} differs from {reference_name} "
-                        f"{list(reference.wcs.ctype)}; {fix}")
+        raise PrepError(
+            f"{source}: projection {list(other.wcs.ctype)} differs from {reference_name} "
+            f"{list(reference.wcs.ctype)}; {fix}"
+        )
     if not np.allclose(reference.pixel_scale_matrix, other.pixel_scale_matrix, rtol=SCALE_RTOL, atol=0):
         scale = np.sqrt(abs(np.linalg.det(other.pixel_scale_matrix))) * 3600
         ref_scale = np.sqrt(abs(np.linalg.det(reference.pixel_scale_matrix))) * 3600
-        raise PrepError(f"{source}: pixel scale/orientation ({scale:.5f} arcsec/pix) differs from "
-                        f"{reference_name} ({ref_scale:.5f} arcsec/pix); {fix}")
+        raise PrepError(
+            f"{source}: pixel scale/orientation ({scale:.5f} arcsec/pix) differs from "
+            f"{reference_name} ({ref_scale:.5f} arcsec/pix); {fix}"
+        )
     ny, nx = reference_shape
     ref_px = np.array([[0.0, 0.0], [nx - 1.0, ny - 1.0], [0.0, ny - 1.0]])
     world = reference.pixel_to_world_values(ref_px[:, 0], ref_px[:, 1])
@@ -385,8 +419,10 @@ def grid_offset(reference: WCS, reference_shape: tuple[int, int], other: WCS, *,
     shift = np.stack([oy - ref_px[:, 1], ox - ref_px[:, 0]], axis=1)
     whole = np.round(shift[0])
     if np.abs(shift - whole).max() > GRID_TOLERANCE_PX:
-        raise PrepError(f"{source}: pixel grid is shifted by ({shift[0, 0]:.3f}, {shift[0, 1]:.3f}) px (y, x) "
-                        f"from {reference_name}, not a whole number of pixels; {fix}")
+        raise PrepError(
+            f"{source}: pixel grid is shifted by ({shift[0, 0]:.3f}, {shift[0, 1]:.3f}) px (y, x) "
+            f"from {reference_name}, not a whole number of pixels; {fix}"
+        )
     return int(whole[0]), int(whole[1])
 
 
@@ -409,8 +445,11 @@ def find_mosaics(directory: str | os.PathLike, bands: Sequence[str]) -> dict[str
     directory = Path(directory)
     if not directory.is_dir():
         raise PrepError(f"{directory}: mosaic folder not found")
-    files = sorted(p for p in directory.iterdir() if re.search(r"\.fits(\.gz|\.fz)?$", p.name, re.I)
-                   and "segmentation" not in p.name.lower())
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if re.search(r"\.fits(\.gz|\.fz)?$", p.name, re.I) and "segmentation" not in p.name.lower()
+    )
     out = {}
     for band in bands:
         pattern = re.compile(rf"(^|[^a-z0-9]){band.lower()}([^a-z0-9]|$)")
@@ -419,11 +458,15 @@ def find_mosaics(directory: str | os.PathLike, bands: Sequence[str]) -> dict[str
             drz = [p for p in cands if re.search(r"_drz\.fits", p.name, re.I)]
             cands = drz or cands
         if not cands:
-            raise PrepError(f"{directory}: no FITS mosaic for band {band} (expected a name like "
-                            f"hlsp_jades_jwst_nircam_goods-s-deep_{band.lower()}_v2.0_drz.fits)")
+            raise PrepError(
+                f"{directory}: no FITS mosaic for band {band} (expected a name like "
+                f"hlsp_jades_jwst_nircam_goods-s-deep_{band.lower()}_v2.0_drz.fits)"
+            )
         if len(cands) > 1:
-            raise PrepError(f"{directory}: several mosaics match band {band}: "
-                            f"{', '.join(p.name for p in cands)}; keep one or pass the files explicitly")
+            raise PrepError(
+                f"{directory}: several mosaics match band {band}: "
+                f"{', '.join(p.name for p in cands)}; keep one or pass the files explicitly"
+            )
         out[band] = cands[0]
     return out
 
@@ -440,13 +483,16 @@ def find_segmentation(directory: str | os.PathLike) -> Path:
     cands = sorted(directory.glob(_SEGMENTATION_PATTERN))
     if len(cands) != 1:
         found = ", ".join(p.name for p in cands) or "none"
-        raise PrepError(f"{directory}: expected exactly one segmentation image ({_SEGMENTATION_PATTERN}), found "
-                        f"{found}; pass it with --segmentation")
+        raise PrepError(
+            f"{directory}: expected exactly one segmentation image ({_SEGMENTATION_PATTERN}), found "
+            f"{found}; pass it with --segmentation"
+        )
     return cands[0]
 
 
-def footprint_boxes(segmentation: SegmentationImage, object_id: np.ndarray, *, rows_per_strip: int = STRIP_ROWS
-                    ) -> np.ndarray:
+def footprint_boxes(
+    segmentation: SegmentationImage, object_id: np.ndarray, *, rows_per_strip: int = STRIP_ROWS
+) -> np.ndarray:
     """Bounding boxes of every object's segmentation footprint, scanning the image in strips of rows.
 
     Parameters

@@ -1,4 +1,4 @@
-"""Spectroscopic-redshift compilation: read catalogs, cut on quality, match to the photometric catalog, combine.
+"""Spectroscopic-redshift compilation: read catalogs, cut on quality, match to the photometry, combine.
 
 Readers take a `SpeczFormat` (column names and the quality rule) so any table works; `SPECZ_FORMATS` holds the
 known ones: JADES DR3 NIRSpec (``z_Spec_flag`` A/B/C, byte strings decoded), MUSE HUDF DR1 (``CONFID`` >= 2)
@@ -6,15 +6,17 @@ and ASTRODEEP-GS43 (column names not established publicly: check them against th
 
 `compile_specz` applies the rules in order and counts what each removed:
 
-1. ``quality`` / ``z_range`` (at read time): flag not accepted, confidence too low, z not finite or out of range;
+1. ``quality`` / ``z_range`` (at read time): flag not accepted, confidence too low, z not finite or out
+   of range;
 2. ``unmatched``: no photometric object within ``match_radius_arcsec``; among several, the brightest in
    ``match_band`` wins (a catalog's entries that land on the same object keep the nearest: ``duplicate``);
 3. ``star``: the matched object is a star (``FLAG_ST == 1``);
-4. ``disagreement``: catalogs give one object redshifts that differ by more than ``max_dz`` in |dz|/(1+z) from
-   the highest-priority one; the object is left unlabelled. When they agree the highest-priority value is kept.
+4. ``disagreement``: catalogs give one object redshifts that differ by more than ``max_dz`` in |dz|/(1+z)
+   from the highest-priority one; the object is left unlabelled. When they agree the highest-priority
+   value is kept.
 
-Departure from Merz et al. 2025: the paper states the compilation without the rule-by-rule accounting; here the
-summary is returned and logged so the training-label budget is auditable.
+Departure from Merz et al. 2025: the paper states the compilation without the rule-by-rule accounting;
+here the summary is returned and logged so the training-label budget is auditable.
 """
 
 from __future__ import annotations
@@ -93,25 +95,34 @@ class SpeczFormat:
         if self.accepted_flags is not None and self.min_quality is not None:
             raise ConfigError(f"spec-z format {self.name!r}: give accepted_flags or min_quality, not both")
         if self.quality is not None and self.accepted_flags is None and self.min_quality is None:
-            raise ConfigError(f"spec-z format {self.name!r}: quality column {self.quality!r} needs "
-                              f"accepted_flags or min_quality")
+            raise ConfigError(
+                f"spec-z format {self.name!r}: quality column {self.quality!r} needs "
+                f"accepted_flags or min_quality"
+            )
         if not self.z_range[0] < self.z_range[1]:
             raise ConfigError(f"spec-z format {self.name!r}: z_range must be increasing, got {self.z_range}")
 
 
 #: Known spec-z tables. Override fields with `dataclasses.replace` (e.g. other flags or column names).
 SPECZ_FORMATS: dict[str, SpeczFormat] = {
-    "jades-dr3": SpeczFormat("jades-dr3", "RA_TARG", "Dec_TARG", "z_Spec", quality="z_Spec_flag",
-                             accepted_flags=("A", "B", "C")),
+    "jades-dr3": SpeczFormat(
+        "jades-dr3", "RA_TARG", "Dec_TARG", "z_Spec", quality="z_Spec_flag", accepted_flags=("A", "B", "C")
+    ),
     "muse-hudf": SpeczFormat("muse-hudf", "RA", "DEC", "Z_MUSE", quality="CONFID", min_quality=2),
-    "astrodeep-gs43": SpeczFormat("astrodeep-gs43", "RA", "DEC", "zspec", quality="zspec_qual",
-                                  min_quality=1),
+    "astrodeep-gs43": SpeczFormat(
+        "astrodeep-gs43", "RA", "DEC", "zspec", quality="zspec_qual", min_quality=1
+    ),
 }
 
 
-def specz_sources(items: Sequence[str], *, jades_flags: Sequence[str] = ("A", "B", "C"),
-                  muse_min_confidence: float = 2, generic_columns: Sequence[str] = (),
-                  generic_min_quality: float | None = None) -> list[tuple[Path, SpeczFormat]]:
+def specz_sources(
+    items: Sequence[str],
+    *,
+    jades_flags: Sequence[str] = ("A", "B", "C"),
+    muse_min_confidence: float = 2,
+    generic_columns: Sequence[str] = (),
+    generic_min_quality: float | None = None,
+) -> list[tuple[Path, SpeczFormat]]:
     """Turn ``[FORMAT:]PATH`` strings (command line, stage options) into (path, format) pairs.
 
     Parameters
@@ -164,12 +175,15 @@ def specz_sources(items: Sequence[str], *, jades_flags: Sequence[str] = ("A", "B
 def _generic_format(columns: Sequence[str], min_quality: float | None) -> SpeczFormat:
     cols = [str(c).strip() for c in columns]
     if len(cols) not in (3, 4):
-        raise ConfigError(f"a generic spec-z table needs 3 or 4 column names (RA, DEC, Z[, QUALITY]), got {cols}")
+        raise ConfigError(
+            f"a generic spec-z table needs 3 or 4 column names (RA, DEC, Z[, QUALITY]), got {cols}"
+        )
     quality = cols[3] if len(cols) == 4 else None
     if quality is not None and min_quality is None:
         raise ConfigError(f"generic spec-z quality column {quality!r} needs a minimum quality")
-    return SpeczFormat("generic", cols[0], cols[1], cols[2], quality=quality,
-                       min_quality=min_quality if quality else None)
+    return SpeczFormat(
+        "generic", cols[0], cols[1], cols[2], quality=quality, min_quality=min_quality if quality else None
+    )
 
 
 @dataclass(frozen=True)
@@ -206,12 +220,15 @@ def read_specz(path: str | os.PathLike, fmt: SpeczFormat | str) -> SpeczTable:
     ConfigError
         If ``fmt`` names an unknown format.
     PrepError
-        If the file is missing or unreadable, or lacks a mapped column (the message lists the columns present).
+        If the file is missing or unreadable, or lacks a mapped column (the message lists the columns
+        present).
     """
     if isinstance(fmt, str):
         if fmt not in SPECZ_FORMATS:
-            raise ConfigError(f"unknown spec-z format {fmt!r}: choose one of {', '.join(SPECZ_FORMATS)} or give "
-                              f"column names")
+            raise ConfigError(
+                f"unknown spec-z format {fmt!r}: choose one of {', '.join(SPECZ_FORMATS)} or give "
+                f"column names"
+            )
         fmt = SPECZ_FORMATS[fmt]
     path = Path(path)
     if not path.is_file():
@@ -220,8 +237,10 @@ def read_specz(path: str | os.PathLike, fmt: SpeczFormat | str) -> SpeczTable:
     wanted = [c for c in (fmt.ra, fmt.dec, fmt.z, fmt.quality) if c is not None]
     missing = [c for c in wanted if c not in table.colnames]
     if missing:
-        raise PrepError(f"{path}: no column(s) {', '.join(missing)} for spec-z format {fmt.name!r} (columns: "
-                        f"{', '.join(table.colnames[:40])}); map the right names in the format")
+        raise PrepError(
+            f"{path}: no column(s) {', '.join(missing)} for spec-z format {fmt.name!r} (columns: "
+            f"{', '.join(table.colnames[:40])}); map the right names in the format"
+        )
     return _apply_cuts(table, fmt)
 
 
@@ -320,8 +339,9 @@ class SpeczCompilation:
         return "\n".join(lines)
 
 
-def compile_specz(tables: Sequence[SpeczTable], photometry: PhotCatalog, *,
-                  settings: CompileSettings = CompileSettings()) -> SpeczCompilation:
+def compile_specz(
+    tables: Sequence[SpeczTable], photometry: PhotCatalog, *, settings: CompileSettings = CompileSettings()
+) -> SpeczCompilation:
     """Match spec-z catalogs to the photometric catalog and combine them into one label per object.
 
     Parameters
@@ -347,8 +367,10 @@ def compile_specz(tables: Sequence[SpeczTable], photometry: PhotCatalog, *,
     if len(set(names)) != len(names):
         raise ConfigError(f"spec-z catalog names must be unique to set the priority order, got {names}")
     if settings.match_band not in photometry.mag:
-        raise ConfigError(f"match_band {settings.match_band!r} has no magnitudes in {photometry.source} (bands: "
-                          f"{' '.join(photometry.bands)})")
+        raise ConfigError(
+            f"match_band {settings.match_band!r} has no magnitudes in {photometry.source} (bands: "
+            f"{' '.join(photometry.bands)})"
+        )
     result = _compile(tables, photometry, settings)
     for line in result.format().splitlines():
         log.info(line)

@@ -43,8 +43,10 @@ def tile_shape_px(width_arcsec: float, height_arcsec: float, pixel_scale_arcsec:
     (250, 277)
     """
     if not (width_arcsec > 0 and height_arcsec > 0 and pixel_scale_arcsec > 0):
-        raise ConfigError(f"tile size and pixel scale must be positive, got {width_arcsec}x{height_arcsec} arcsec "
-                          f"at {pixel_scale_arcsec} arcsec/pix")
+        raise ConfigError(
+            f"tile size and pixel scale must be positive, got {width_arcsec}x{height_arcsec} arcsec "
+            f"at {pixel_scale_arcsec} arcsec/pix"
+        )
     return int(round(height_arcsec / pixel_scale_arcsec)), int(round(width_arcsec / pixel_scale_arcsec))
 
 
@@ -58,8 +60,13 @@ def _axis_origins(n: int, size: int, overlap: int, cover_edge: bool) -> np.ndarr
     return origins
 
 
-def grid_origins(mosaic_shape: tuple[int, int], tile_shape: tuple[int, int], *, overlap_px: int = 0,
-                 cover_edges: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def grid_origins(
+    mosaic_shape: tuple[int, int],
+    tile_shape: tuple[int, int],
+    *,
+    overlap_px: int = 0,
+    cover_edges: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Origins of a regular tile grid along each axis.
 
     Parameters
@@ -88,18 +95,28 @@ def grid_origins(mosaic_shape: tuple[int, int], tile_shape: tuple[int, int], *, 
     """
     h, w = tile_shape
     if not 0 <= overlap_px < min(h, w):
-        raise ConfigError(f"overlap_px must be in [0, {min(h, w) - 1}] for {h}x{w} px tiles, got {overlap_px}")
-    return (_axis_origins(mosaic_shape[0], h, overlap_px, cover_edges),
-            _axis_origins(mosaic_shape[1], w, overlap_px, cover_edges))
+        raise ConfigError(
+            f"overlap_px must be in [0, {min(h, w) - 1}] for {h}x{w} px tiles, got {overlap_px}"
+        )
+    return (
+        _axis_origins(mosaic_shape[0], h, overlap_px, cover_edges),
+        _axis_origins(mosaic_shape[1], w, overlap_px, cover_edges),
+    )
 
 
 def _centrality(pos: np.ndarray, origin: np.ndarray, size: int) -> np.ndarray:
-    """Distance from ``pos`` to the nearest edge of ``[origin - 0.5, origin + size - 0.5)`` (negative outside)."""
+    """Distance from ``pos`` to the nearest edge of ``[origin - 0.5, origin + size - 0.5)`` (< 0 outside)."""
     return np.minimum(pos - (origin - 0.5), (origin + size - 0.5) - pos)
 
 
-def assign_primary(x: np.ndarray, y: np.ndarray, y_origins: np.ndarray, x_origins: np.ndarray,
-                   tile_shape: tuple[int, int], kept: np.ndarray) -> np.ndarray:
+def assign_primary(
+    x: np.ndarray,
+    y: np.ndarray,
+    y_origins: np.ndarray,
+    x_origins: np.ndarray,
+    tile_shape: tuple[int, int],
+    kept: np.ndarray,
+) -> np.ndarray:
     """Index of the most central kept grid tile of every object.
 
     Parameters
@@ -159,8 +176,9 @@ def box_inside(boxes: np.ndarray, y0: np.ndarray, x0: np.ndarray, tile_shape: tu
     return inside | np.isnan(b[:, 0])
 
 
-def recentred_origin(x: float, y: float, box: Sequence[float], tile_shape: tuple[int, int],
-                     mosaic_shape: tuple[int, int]) -> tuple[int, int] | None:
+def recentred_origin(
+    x: float, y: float, box: Sequence[float], tile_shape: tuple[int, int], mosaic_shape: tuple[int, int]
+) -> tuple[int, int] | None:
     """Origin (y0, x0) of a tile centred on an object and holding its whole footprint, or None if impossible.
 
     The tile is centred on the centroid, then shifted as little as needed to hold the footprint box and to
@@ -186,8 +204,10 @@ def recentred_origin(x: float, y: float, box: Sequence[float], tile_shape: tuple
     (10, 36)
     """
     origin = []
-    for pos, lo, hi, size, n in ((y, box[1], box[3], tile_shape[0], mosaic_shape[0]),
-                                 (x, box[0], box[2], tile_shape[1], mosaic_shape[1])):
+    for pos, lo, hi, size, n in (
+        (y, box[1], box[3], tile_shape[0], mosaic_shape[0]),
+        (x, box[0], box[2], tile_shape[1], mosaic_shape[1]),
+    ):
         if hi - lo > size or n < size:
             return None
         o = int(np.floor(pos - (size - 1) / 2.0 + 0.5))
@@ -196,8 +216,9 @@ def recentred_origin(x: float, y: float, box: Sequence[float], tile_shape: tuple
     return origin[0], origin[1]
 
 
-def split_tiles(n_tiles: int, *, test_fraction: float = 0.1, val_fraction: float = 0.1, seed: int = 0
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_tiles(
+    n_tiles: int, *, test_fraction: float = 0.1, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split tile indices into training, validation and test sets (seeded shuffle, then cut).
 
     ``round(test_fraction * n)`` tiles go to test, then ``round(val_fraction * n_rest)`` of the rest to
@@ -221,5 +242,5 @@ def split_tiles(n_tiles: int, *, test_fraction: float = 0.1, val_fraction: float
     n_test = max(int(round(test_fraction * n_tiles)), minimum if test_fraction > 0 else 0)
     n_rest = n_tiles - n_test
     n_val = max(int(round(val_fraction * n_rest)), minimum if val_fraction > 0 else 0)
-    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     return np.sort(train), np.sort(val), np.sort(test)

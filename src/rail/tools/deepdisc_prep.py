@@ -34,15 +34,20 @@ class DeepDiscPrep(RailStage):
     config_options.update(
         mosaic_dir=Param(str, None, required=True, msg="folder of per-band FITS mosaics (JADES names)"),
         catalog=Param(str, None, required=True, msg="JADES-style photometric catalog (FITS)"),
-        specz=Param(list, [], msg="spec-z catalogs as '[FORMAT:]PATH', highest priority first; FORMAT: "
-                    "jades-dr3 (default), muse-hudf, astrodeep-gs43, generic"),
+        specz=Param(
+            list,
+            [],
+            msg="spec-z catalogs as '[FORMAT:]PATH', highest priority first; FORMAT: "
+            "jades-dr3 (default), muse-hudf, astrodeep-gs43, generic",
+        ),
         segmentation=Param(str, "", msg="segmentation image (default: *segmentation*.fits in mosaic_dir)"),
         bands=Param(str, "JADES9", msg="filter preset or comma-separated bands, in channel order"),
         tile_size_arcsec=Param(list, list(TILE_SIZE_ARCSEC), msg="tile width and height, arcsec"),
         overlap_px=Param(int, 0, msg="overlap of neighbouring full-catalog tiles, pixels"),
         recentred=Param(bool, True, msg="add centred cutouts for objects cut by their grid tile"),
-        max_uncovered_fraction=Param(float, 0.0, msg="largest fraction of a tile's pixels without coverage "
-                                     "(set to 0)"),
+        max_uncovered_fraction=Param(
+            float, 0.0, msg="largest fraction of a tile's pixels without coverage (set to 0)"
+        ),
         test_fraction=Param(float, 0.1, msg="test share of labelled tiles"),
         val_fraction=Param(float, 0.1, msg="validation share of the remaining training tiles"),
         seed=Param(int, 1234, msg="seed of the train/val/test split"),
@@ -53,8 +58,12 @@ class DeepDiscPrep(RailStage):
         jades_flags=Param(list, ["A", "B", "C"], msg="accepted JADES DR3 z_Spec_flag values"),
         muse_min_confidence=Param(float, 2.0, msg="smallest MUSE CONFID kept (1-3)"),
         specz_columns=Param(list, [], msg="RA, DEC, Z[, QUALITY] column names of 'generic' spec-z tables"),
-        specz_min_quality=Param(float, 0.0, msg="smallest quality kept in 'generic' tables with a quality column"),
-        dust_map_dir=Param(str, "", msg="folder of SFD_dust_4096_{ngp,sgp}.fits (default: dustmaps' data dir)"),
+        specz_min_quality=Param(
+            float, 0.0, msg="smallest quality kept in 'generic' tables with a quality column"
+        ),
+        dust_map_dir=Param(
+            str, "", msg="folder of SFD_dust_4096_{ngp,sgp}.fits (default: dustmaps' data dir)"
+        ),
         ebv=Param(float, -1.0, msg="constant E(B-V) in mag for every object; negative: use the SFD map"),
         progress_bar=Param(bool, True, msg="show progress bars"),
     )
@@ -71,22 +80,43 @@ class DeepDiscPrep(RailStage):
         cfg = self.config
         bands = cfg.bands if "," not in cfg.bands else tuple(b for b in cfg.bands.split(",") if b)
         return PrepSettings(
-            bands=bands, tile_size_arcsec=tuple(float(v) for v in cfg.tile_size_arcsec),
-            overlap_px=cfg.overlap_px, recentred=cfg.recentred, max_uncovered_fraction=cfg.max_uncovered_fraction,
-            test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed, flux_kind=cfg.flux_kind,
-            specz=CompileSettings(match_radius_arcsec=cfg.match_radius_arcsec, match_band=cfg.match_band.upper(),
-                                  max_dz=cfg.max_dz),
-            dust_map_dir=cfg.dust_map_dir or None, ebv=cfg.ebv if cfg.ebv >= 0 else None,
-            progress_bar=cfg.progress_bar)
+            bands=bands,
+            tile_size_arcsec=tuple(float(v) for v in cfg.tile_size_arcsec),
+            overlap_px=cfg.overlap_px,
+            recentred=cfg.recentred,
+            max_uncovered_fraction=cfg.max_uncovered_fraction,
+            test_fraction=cfg.test_fraction,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            flux_kind=cfg.flux_kind,
+            specz=CompileSettings(
+                match_radius_arcsec=cfg.match_radius_arcsec,
+                match_band=cfg.match_band.upper(),
+                max_dz=cfg.max_dz,
+            ),
+            dust_map_dir=cfg.dust_map_dir or None,
+            ebv=cfg.ebv if cfg.ebv >= 0 else None,
+            progress_bar=cfg.progress_bar,
+        )
 
     def run(self) -> None:
         """Build the four TileSets and register their handles."""
         settings = self._settings()
         cfg = self.config
-        sources = specz_sources(cfg.specz, jades_flags=cfg.jades_flags, muse_min_confidence=cfg.muse_min_confidence,
-                                generic_columns=cfg.specz_columns, generic_min_quality=cfg.specz_min_quality)
-        inputs = PrepInputs.from_directory(cfg.mosaic_dir, bands=settings.bands, catalog=cfg.catalog, specz=sources,
-                                           segmentation=cfg.segmentation or None)
+        sources = specz_sources(
+            cfg.specz,
+            jades_flags=cfg.jades_flags,
+            muse_min_confidence=cfg.muse_min_confidence,
+            generic_columns=cfg.specz_columns,
+            generic_min_quality=cfg.specz_min_quality,
+        )
+        inputs = PrepInputs.from_directory(
+            cfg.mosaic_dir,
+            bands=settings.bands,
+            catalog=cfg.catalog,
+            specz=sources,
+            segmentation=cfg.segmentation or None,
+        )
         paths = {tag: self.get_output(tag) for tag in OUTPUTS}
         summary = prepare_tilesets(inputs, Path(paths["train"]).parent, settings=settings, paths=paths)
         for tag in OUTPUTS:
