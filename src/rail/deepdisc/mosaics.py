@@ -18,6 +18,7 @@ must see as observed.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -57,8 +58,12 @@ SCALE_RTOL = 1e-6
 #: BUNIT values (lower case) and the factor to nJy per pixel that does not depend on the pixel area.
 _PER_PIXEL_UNITS = {"njy": 1.0, "ujy": 1e3, "microjy": 1e3, "mjy": 1e6, "jy": 1e9}
 _SEGMENTATION_PATTERN = "*segmentation*.fits*"
-#: Rows of the segmentation image read at a time when scanning footprints (bounds memory).
-STRIP_ROWS = 256
+#: Bytes read through a file's memory map before its pages are dropped from this process (bounds the RSS).
+RELEASE_BYTES = 64 * 2**20
+#: Upper bound of the pages Linux maps around a page fault in a file mapping (``fault_around_bytes``).
+FAULT_AROUND_BYTES = 64 * 2**10
+#: Pixels of the segmentation image read at a time when scanning footprints (16 MB as int64 labels).
+STRIP_PIXELS = 2**21
 
 
 def flux_scale_to_njy(header: fits.Header, wcs: WCS, *, source: str = "") -> float:
@@ -154,6 +159,40 @@ def _pixels(hdu):
     return _ScaledPixels(raw, bscale, bzero)
 
 
+class _MappedPages:
+    """Drop files' memory-mapped pages from this process once reads have touched `RELEASE_BYTES` of them.
+
+    Pages of a read-only shared mapping stay in the operating system's page cache, so a later read faults
+    them back cheaply; without this the resident set would grow to the whole mosaic as the tiles sweep it.
+    """
+
+    def __init__(self):
+        self._maps: list[mmap.mmap] = []
+        self._touched = 0
+
+    def add(self, pixels):
+        """Register the mapping under ``pixels`` (none for compressed data) and return ``pixels``."""
+        raw = pixels._raw if isinstance(pixels, _ScaledPixels) else pixels
+        while raw is not None and not isinstance(raw, mmap.mmap):
+            raw = getattr(raw, "base", None)
+        if raw is not None and hasattr(mmap, "MADV_DONTNEED") and all(raw is not m for m in self._maps):
+            self._maps.append(raw)
+        return pixels
+
+    def count(self, rows: int, row_bytes: int, image_row_bytes: int) -> None:
+        """Record a read of ``rows`` segments of ``row_bytes`` from an image with ``image_row_bytes`` rows.
+
+        The kernel maps pages around each fault ("fault-around"), so a segment may bring in up to
+        `FAULT_AROUND_BYTES` more than it reads, never more than the image row; pages are released once
+        the budget is used.
+        """
+        self._touched += rows * min(image_row_bytes, row_bytes + FAULT_AROUND_BYTES + mmap.PAGESIZE)
+        if self._touched >= RELEASE_BYTES:
+            for mapping in self._maps:
+                mapping.madvise(mmap.MADV_DONTNEED)
+            self._touched = 0
+
+
 def _window(pixels, shape, y0: int, x0: int, h: int, w: int, fill, dtype) -> np.ndarray:
     """Read rows y0:y0+h, cols x0:x0+w of an image; pixels outside the image get ``fill``."""
     out = np.full((h, w), fill, dtype=dtype)
@@ -176,9 +215,12 @@ class SegmentationImage:
     shape: tuple[int, int]
     _hdul: fits.HDUList
     _pixels: object
+    _pages: _MappedPages
+    _itemsize: int
 
     def read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         """Labels of the window ``[y0, y0+h) x [x0, x0+w)`` as int64 (0 outside the image)."""
+        self._pages.count(h, w * self._itemsize, self.shape[1] * self._itemsize)
         return _window(self._pixels, self.shape, y0, x0, h, w, 0, np.int64)
 
     def pixel_scale_arcsec(self) -> float:
@@ -221,7 +263,17 @@ def open_segmentation(path: str | os.PathLike) -> SegmentationImage:
         hdul.close()
         raise
     shape = (int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"]))
-    return SegmentationImage(path=path, wcs=wcs, shape=shape, _hdul=hdul, _pixels=_pixels(hdu))
+    pages = _MappedPages()
+    pixels = pages.add(_pixels(hdu))
+    return SegmentationImage(
+        path=path,
+        wcs=wcs,
+        shape=shape,
+        _hdul=hdul,
+        _pixels=pixels,
+        _pages=pages,
+        _itemsize=abs(int(hdu.header["BITPIX"])) // 8,
+    )
 
 
 def _celestial_wcs(header: fits.Header, path: Path) -> WCS:
@@ -247,9 +299,13 @@ class MosaicBand:
     _sci: object
     _err: object | None
     _wht: object | None
+    _pages: _MappedPages
+    _itemsize: int
 
     def read(self, y0: int, x0: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Window of the reference grid in nJy per pixel, float32 (h, w), and its coverage mask (h, w)."""
+        n_images = 1 + (self._err is not None) + (self._wht is not None)
+        self._pages.count(h * n_images, w * self._itemsize, self.shape[1] * self._itemsize)
         by, bx = y0 + self.offset[0], x0 + self.offset[1]
         sci = _window(self._sci, self.shape, by, bx, h, w, np.nan, np.float32)
         covered = np.isfinite(sci)
@@ -332,9 +388,10 @@ def open_mosaics(paths: Mapping[str, str | os.PathLike], reference: Segmentation
         reference by more than a whole-pixel offset.
     """
     opened: list[MosaicBand] = []
+    pages = _MappedPages()  # one budget for all bands: RSS stays bounded whatever the band count
     try:
         for band, path in paths.items():
-            opened.append(_open_band(band, Path(path), reference))
+            opened.append(_open_band(band, Path(path), reference, pages))
     except BaseException:
         for b in opened:
             b._hdul.close()
@@ -342,7 +399,7 @@ def open_mosaics(paths: Mapping[str, str | os.PathLike], reference: Segmentation
     return MosaicStack(opened, reference.shape)
 
 
-def _open_band(band: str, path: Path, reference: SegmentationImage) -> MosaicBand:
+def _open_band(band: str, path: Path, reference: SegmentationImage, pages: _MappedPages) -> MosaicBand:
     hdul = _open_fits(path, f"{band} mosaic")
     try:
         sci = _first_image_hdu(hdul, "SCI") or _first_image_hdu(hdul, None)
@@ -367,6 +424,7 @@ def _open_band(band: str, path: Path, reference: SegmentationImage) -> MosaicBan
     except BaseException:
         hdul.close()
         raise
+    sci_px, err_px, wht_px = (None if hdu is None else pages.add(_pixels(hdu)) for hdu in (sci, err, wht))
     return MosaicBand(
         band=band,
         path=path,
@@ -374,9 +432,11 @@ def _open_band(band: str, path: Path, reference: SegmentationImage) -> MosaicBan
         offset=offset,
         to_njy=to_njy,
         _hdul=hdul,
-        _sci=_pixels(sci),
-        _err=None if err is None else _pixels(err),
-        _wht=None if wht is None else _pixels(wht),
+        _sci=sci_px,
+        _err=err_px,
+        _wht=wht_px,
+        _pages=pages,
+        _itemsize=abs(int(sci.header["BITPIX"])) // 8,
     )
 
 
@@ -491,7 +551,7 @@ def find_segmentation(directory: str | os.PathLike) -> Path:
 
 
 def footprint_boxes(
-    segmentation: SegmentationImage, object_id: np.ndarray, *, rows_per_strip: int = STRIP_ROWS
+    segmentation: SegmentationImage, object_id: np.ndarray, *, rows_per_strip: int | None = None
 ) -> np.ndarray:
     """Bounding boxes of every object's segmentation footprint, scanning the image in strips of rows.
 
@@ -501,8 +561,8 @@ def footprint_boxes(
         Labels = catalog ids.
     object_id : ndarray of int (M,)
         Catalog ids.
-    rows_per_strip : int
-        Rows read at a time (memory ~ rows x width x 8 bytes).
+    rows_per_strip : int, optional
+        Rows read at a time (memory ~ rows x width x 8 bytes); default: `STRIP_PIXELS` / width.
 
     Returns
     -------
@@ -517,6 +577,7 @@ def footprint_boxes(
     lo_x, lo_y = np.full(len(ids), big), np.full(len(ids), big)
     hi_x, hi_y = np.full(len(ids), -1), np.full(len(ids), -1)
     ny, nx = segmentation.shape
+    rows_per_strip = rows_per_strip or max(1, STRIP_PIXELS // nx)
     for ya in range(0, ny, rows_per_strip):
         strip = segmentation.read(ya, 0, min(rows_per_strip, ny - ya), nx)
         yy, xx = np.nonzero(strip)
