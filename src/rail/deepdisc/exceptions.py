@@ -50,4 +50,4 @@ class NoDetectionsWarning(DeepDiscWarning):
 
 
 class PrepWarning(DeepDiscWarning):
-    """Mosaic tiling or spec-z compilation met something notable (missing column, objects without coverage)."""
+    """Tiling or spec-z compilation met something notable (a missing column, objects without coverage)."""
