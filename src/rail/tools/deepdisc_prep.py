@@ -64,7 +64,9 @@ class DeepDiscPrep(RailStage):
         dust_map_dir=Param(
             str, "", msg="folder of SFD_dust_4096_{ngp,sgp}.fits (default: dustmaps' data dir)"
         ),
-        ebv=Param(float, -1.0, msg="constant E(B-V) in mag for every object; negative: use the SFD map"),
+        ebv=Param(
+            float, None, required=False, msg="constant E(B-V) in mag for every object (unset: SFD map)"
+        ),
         progress_bar=Param(bool, True, msg="show progress bars"),
     )
     inputs = []
@@ -95,7 +97,7 @@ class DeepDiscPrep(RailStage):
                 max_dz=cfg.max_dz,
             ),
             dust_map_dir=cfg.dust_map_dir or None,
-            ebv=cfg.ebv if cfg.ebv >= 0 else None,
+            ebv=cfg.ebv,
             progress_bar=cfg.progress_bar,
         )
 
