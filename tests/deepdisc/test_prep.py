@@ -374,3 +374,23 @@ def test_simulated_mosaics_through_prep(tmp_path):
     full = read_tileset(tmp_path / "out" / "full.h5")
     assert full.n_primary > 0 and np.isfinite(full.images).all()
     assert summary["objects"]["labelled"] > 0
+
+
+def test_stage_is_found_by_rail():
+    import rail.stages
+    from rail.tools.deepdisc_prep import DeepDiscPrep
+
+    rail.stages.import_and_attach_all(silent=True)
+    assert rail.stages.DeepDiscPrep is DeepDiscPrep
+
+
+def test_input_and_output_errors(prepared, tmp_path):
+    field, _, _, _ = prepared
+    inputs = PrepInputs(
+        mosaics={"F115W": field.mosaics["F115W"]}, segmentation=field.segmentation, catalog=field.catalog
+    )
+    with pytest.raises(PrepError, match="no mosaic given for band\\(s\\) F277W F444W"):
+        prepare_tilesets(inputs, tmp_path, settings=settings(ebv=0.0))
+    full_inputs = PrepInputs(mosaics=field.mosaics, segmentation=field.segmentation, catalog=field.catalog)
+    with pytest.raises(ConfigError, match="unknown output\\(s\\) \\['ful'\\]"):
+        prepare_tilesets(full_inputs, tmp_path, settings=settings(ebv=0.0), paths={"ful": tmp_path / "x.h5"})
