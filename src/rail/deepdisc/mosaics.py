@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from tqdm.auto import tqdm
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 
@@ -551,7 +552,11 @@ def find_segmentation(directory: str | os.PathLike) -> Path:
 
 
 def footprint_boxes(
-    segmentation: SegmentationImage, object_id: np.ndarray, *, rows_per_strip: int | None = None
+    segmentation: SegmentationImage,
+    object_id: np.ndarray,
+    *,
+    rows_per_strip: int | None = None,
+    progress_bar: bool = False,
 ) -> np.ndarray:
     """Bounding boxes of every object's segmentation footprint, scanning the image in strips of rows.
 
@@ -563,6 +568,8 @@ def footprint_boxes(
         Catalog ids.
     rows_per_strip : int, optional
         Rows read at a time (memory ~ rows x width x 8 bytes); default: `STRIP_PIXELS` / width.
+    progress_bar : bool
+        Show a progress bar over the strips.
 
     Returns
     -------
@@ -578,7 +585,8 @@ def footprint_boxes(
     hi_x, hi_y = np.full(len(ids), -1), np.full(len(ids), -1)
     ny, nx = segmentation.shape
     rows_per_strip = rows_per_strip or max(1, STRIP_PIXELS // nx)
-    for ya in range(0, ny, rows_per_strip):
+    strips = range(0, ny, rows_per_strip)
+    for ya in tqdm(strips, desc="footprints", unit="strip", disable=not progress_bar):
         strip = segmentation.read(ya, 0, min(rows_per_strip, ny - ya), nx)
         yy, xx = np.nonzero(strip)
         if len(sorted_ids) == 0 or len(yy) == 0:

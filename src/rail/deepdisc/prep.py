@@ -331,7 +331,7 @@ def _load_objects(
         phot=sub,
         x=np.asarray(x)[inside],
         y=np.asarray(y)[inside],
-        box=footprint_boxes(seg, sub.object_id),
+        box=footprint_boxes(seg, sub.object_id, progress_bar=settings.progress_bar),
         redshift=labels.redshift[inside],
         ebv=ebv,
     )
