@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from tqdm.auto import tqdm
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
+from tqdm.auto import tqdm
 
 from .exceptions import PrepError
 
