@@ -25,8 +25,8 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from rail.deepdisc.exceptions import PrepWarning
-from rail.deepdisc.presets import get_preset
 from rail.deepdisc.prep import PrepInputs, PrepSettings, prepare_tilesets
+from rail.deepdisc.presets import get_preset
 from rail.deepdisc.specz import CompileSettings
 
 PIXEL_SCALE = 0.03
@@ -54,7 +54,7 @@ def write_field(directory: Path, n: int, bands: tuple[str, ...], seed: int) -> N
     seg = np.zeros((n, n), np.int32)
     for i in range(n_obj):
         ya, xa = int(y[i] - r[i]), int(x[i] - r[i])
-        yy, xx = np.mgrid[ya:int(y[i] + r[i]) + 1, xa:int(x[i] + r[i]) + 1]
+        yy, xx = np.mgrid[ya : int(y[i] + r[i]) + 1, xa : int(x[i] + r[i]) + 1]
         disk = (xx - x[i]) ** 2 + (yy - y[i]) ** 2 <= r[i] ** 2
         seg[yy[disk], xx[disk]] = ids[i]
     fits.PrimaryHDU(seg, wcs.to_header()).writeto(directory / f"{PREFIX}_segmentation_v2.0_drz.fits")
@@ -64,23 +64,35 @@ def write_field(directory: Path, n: int, bands: tuple[str, ...], seed: int) -> N
         sci[seg > 0] += 0.05
         hdr = wcs.to_header()
         hdr["BUNIT"], hdr["PIXAR_SR"] = "MJy/sr", PIXAR_SR
-        fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(sci, hdr, name="SCI"),
-                      fits.ImageHDU(np.full((n, n), 1e-3, np.float32), wcs.to_header(), name="ERR")]
-                     ).writeto(directory / f"{PREFIX}_{band.lower()}_v2.0_drz.fits")
+        fits.HDUList(
+            [
+                fits.PrimaryHDU(),
+                fits.ImageHDU(sci, hdr, name="SCI"),
+                fits.ImageHDU(np.full((n, n), 1e-3, np.float32), wcs.to_header(), name="ERR"),
+            ]
+        ).writeto(directory / f"{PREFIX}_{band.lower()}_v2.0_drz.fits")
         flux[band] = 0.05 * np.pi * r**2 * PIXAR_SR * 1e15
     ra, dec = wcs.pixel_to_world_values(x, y)
     cols = {"ID": ids, "RA": ra, "DEC": dec}
     for band in bands:
         cols[f"{band}_KRON"], cols[f"{band}_KRON_e"] = flux[band], 0.05 * flux[band]
-    hdus = [fits.PrimaryHDU(), fits.table_to_hdu(Table({"ID": ids, "RA": ra, "DEC": dec,
-                                                       "FLAG_ST": np.zeros(n_obj, np.int32)}))]
+    hdus = [
+        fits.PrimaryHDU(),
+        fits.table_to_hdu(Table({"ID": ids, "RA": ra, "DEC": dec, "FLAG_ST": np.zeros(n_obj, np.int32)})),
+    ]
     hdus[1].name = "FLAG"
     hdus.append(fits.table_to_hdu(Table(cols)))
     hdus[2].name = "KRON"
     fits.HDUList(hdus).writeto(directory / f"{PREFIX}_photometry_v2.0_catalog.fits")
     lab = rng.random(n_obj) < 0.1
-    Table({"RA_TARG": ra[lab], "Dec_TARG": dec[lab], "z_Spec": rng.uniform(0.2, 8, lab.sum()),
-           "z_Spec_flag": np.array(["A"] * int(lab.sum()))}).write(directory / "nirspec.fits")
+    Table(
+        {
+            "RA_TARG": ra[lab],
+            "Dec_TARG": dec[lab],
+            "z_Spec": rng.uniform(0.2, 8, lab.sum()),
+            "z_Spec_flag": np.array(["A"] * int(lab.sum())),
+        }
+    ).write(directory / "nirspec.fits")
 
 
 def main() -> None:
@@ -90,7 +102,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=20, help="full-catalog overlap, pixels")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    bands = get_preset("JADES9")[-args.bands:]
+    bands = get_preset("JADES9")[-args.bands :]
     with tempfile.TemporaryDirectory() as tmp:
         field, out = Path(tmp) / "field", Path(tmp) / "out"
         field.mkdir()
@@ -98,10 +110,19 @@ def main() -> None:
         child.start()
         child.join()
         disk_mb = sum(p.stat().st_size for p in field.glob("*_drz.fits")) / 2**20
-        inputs = PrepInputs.from_directory(field, bands=bands, catalog=next(field.glob("*photometry*")),
-                                           specz=[(field / "nirspec.fits", "jades-dr3")])
-        settings = PrepSettings(bands=bands, overlap_px=args.overlap, ebv=0.008, progress_bar=False,
-                                specz=CompileSettings(match_band=bands[-1]))
+        inputs = PrepInputs.from_directory(
+            field,
+            bands=bands,
+            catalog=next(field.glob("*photometry*")),
+            specz=[(field / "nirspec.fits", "jades-dr3")],
+        )
+        settings = PrepSettings(
+            bands=bands,
+            overlap_px=args.overlap,
+            ebv=0.008,
+            progress_bar=False,
+            specz=CompileSettings(match_band=bands[-1]),
+        )
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PrepWarning)
@@ -109,11 +130,15 @@ def main() -> None:
         wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tiles = sum(f["tiles"] for f in summary["files"].values())
-    print(f"mosaic {args.size}x{args.size} px, {len(bands)} bands, {disk_mb:.0f} MB of mosaics + segmentation")
+    print(
+        f"mosaic {args.size}x{args.size} px, {len(bands)} bands, {disk_mb:.0f} MB of mosaics + segmentation"
+    )
     print(f"objects {summary['objects']['catalog']}, labelled {summary['objects']['labelled']}")
     for name, f in summary["files"].items():
-        print(f"  {name:5s} {f['tiles']:6d} tiles {f['primary_objects']:7d} primary {f['labelled_objects']:6d} "
-              f"labelled")
+        print(
+            f"  {name:5s} {f['tiles']:6d} tiles {f['primary_objects']:7d} primary {f['labelled_objects']:6d} "
+            f"labelled"
+        )
     print(f"wall {wall:.1f} s ({tiles / wall:.1f} tiles/s), peak RSS {peak_mb:.0f} MB")
 
 

@@ -378,6 +378,7 @@ def test_simulated_mosaics_through_prep(tmp_path):
 
 def test_stage_is_found_by_rail():
     import rail.stages
+
     from rail.tools.deepdisc_prep import DeepDiscPrep
 
     rail.stages.import_and_attach_all(silent=True)
