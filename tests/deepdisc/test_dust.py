@@ -6,7 +6,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from rail.deepdisc.dust import SFD_FILES, fetch_command, sfd_ebv
+from rail.deepdisc.dust import SF11_RECALIBRATION, SFD_FILES, fetch_command, sfd_ebv
 from rail.deepdisc.exceptions import DustMapError
 
 from .jades_files import sfd_header, write_sfd_map
@@ -29,10 +29,19 @@ def test_lookup_matches_the_map_in_both_hemispheres(tmp_path):
     folder = write_sfd_map(tmp_path / "sfd", NPIX)
     ra = np.array([53.16, 53.10, 150.1, 189.2])  # GOODS-S twice (south), COSMOS, GOODS-N (north)
     dec = np.array([-27.78, -27.90, 2.2, 62.2])
-    got = sfd_ebv(ra, dec, map_dir=folder)
+    got = sfd_ebv(ra, dec, map_dir=folder, recalibration=1.0)
     np.testing.assert_allclose(got, expected_ebv(ra, dec), rtol=1e-5)
     assert got[0] < 0.5 and got[3] > 0.5
     assert got[0] != got[1]  # interpolated, not constant
+
+
+def test_default_is_the_sf11_recalibration_and_data_dir_is_accepted(tmp_path):
+    write_sfd_map(tmp_path / "sfd", NPIX)
+    ra, dec = np.array([53.16]), np.array([-27.78])
+    raw = sfd_ebv(ra, dec, map_dir=tmp_path / "sfd", recalibration=1.0)
+    assert sfd_ebv(ra, dec, map_dir=tmp_path)[0] == pytest.approx(SF11_RECALIBRATION * raw[0])
+    with pytest.raises(ValueError, match="recalibration must be > 0"):
+        sfd_ebv(ra, dec, map_dir=tmp_path, recalibration=0.0)
 
 
 def test_empty_input(tmp_path):
@@ -70,3 +79,9 @@ def test_damaged_map(tmp_path):
 def test_shape_mismatch():
     with pytest.raises(ValueError, match="same shape"):
         sfd_ebv(np.zeros(2), np.zeros(3), map_dir="unused")
+
+
+def test_missing_map_in_a_data_dir_fetches_into_it(tmp_path):
+    with pytest.raises(DustMapError, match="not found") as err:
+        sfd_ebv(np.array([53.16]), np.array([-27.78]), map_dir=tmp_path)
+    assert fetch_command(tmp_path) in str(err.value)

@@ -343,15 +343,13 @@ def test_rail_stage_options_are_strict():
         DeepDiscPrep.make_stage(name="prep_bad", mosaic_dir="m", catalog="c", overlap=3)
 
 
-@pytest.mark.slow
 def test_simulated_mosaics_through_prep(tmp_path):
     """simulate -> prep -> TileSet -> validator, on the simulator's JADES-layout files."""
     sim = pytest.importorskip("rail.deepdisc.simulate")
-    settings_cls = getattr(sim, "SimulationSettings", None)
-    if settings_cls is None:
-        from rail.deepdisc.simulation.settings import SimulationSettings as settings_cls
-    tile_px = 64
-    sim_settings = settings_cls(n_tiles=4, tile_size=tile_px, bands=BANDS, seed=11)
+    from astropy.table import Table
+
+    tile_px = 96
+    sim_settings = sim.SimulationSettings(n_tiles=9, tile_size=tile_px, bands=BANDS, seed=11)
     files = sim.simulate_mosaics(sim_settings, tmp_path / "sim")
     inputs = PrepInputs(
         mosaics={b: files["mosaics"][b] for b in BANDS},
@@ -372,8 +370,14 @@ def test_simulated_mosaics_through_prep(tmp_path):
     for name in OUTPUTS:
         assert validate_tileset(tmp_path / "out" / f"{name}.h5").n_tiles == summary["files"][name]["tiles"]
     full = read_tileset(tmp_path / "out" / "full.h5")
-    assert full.n_primary > 0 and np.isfinite(full.images).all()
-    assert summary["objects"]["labelled"] > 0
+    prim = full.primary_objects()
+    n_placed = summary["objects"]["catalog"] - summary["objects"]["outside_mosaic"]
+    assert full.n_primary == n_placed - summary["full_tiling"]["objects_without_coverage"] > 0
+    assert np.isfinite(full.images).all() and np.isfinite(prim["mag_F444W"]).mean() > 0.9
+    spec = Table.read(files["specz"], hdu=1)
+    z_spec = set(np.round(np.asarray(spec["z_Spec"], float), 6).tolist())
+    labelled = prim["redshift"][np.isfinite(prim["redshift"])]
+    assert len(labelled) > 0 and set(np.round(labelled, 6).tolist()) <= z_spec
 
 
 def test_stage_is_found_by_rail():
