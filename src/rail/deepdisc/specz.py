@@ -109,6 +109,8 @@ SPECZ_FORMATS: dict[str, SpeczFormat] = {
         "jades-dr3", "RA_TARG", "Dec_TARG", "z_Spec", quality="z_Spec_flag", accepted_flags=("A", "B", "C")
     ),
     "muse-hudf": SpeczFormat("muse-hudf", "RA", "DEC", "Z_MUSE", quality="CONFID", min_quality=2),
+    # MUSE HUDF DR2 (Bacon et al. 2023): column names not established here, check them against the file
+    "muse-hudf-dr2": SpeczFormat("muse-hudf-dr2", "RA", "DEC", "Z", quality="ZCONF", min_quality=2),
     "astrodeep-gs43": SpeczFormat(
         "astrodeep-gs43", "RA", "DEC", "zspec", quality="zspec_qual", min_quality=1
     ),
@@ -128,7 +130,7 @@ def specz_sources(
     Parameters
     ----------
     items : sequence of str
-        ``jades-dr3:PATH``, ``muse-hudf:PATH``, ``astrodeep-gs43:PATH``, ``generic:PATH`` or a bare ``PATH``
+        ``FORMAT:PATH`` with FORMAT a key of `SPECZ_FORMATS` or ``generic``, or a bare ``PATH``
         (JADES DR3), highest priority first. Repeated formats get names ``name#2``, ``name#3``, ...
     jades_flags : sequence of str
         Accepted ``z_Spec_flag`` values.

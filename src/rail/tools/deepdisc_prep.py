@@ -38,7 +38,7 @@ class DeepDiscPrep(RailStage):
             list,
             [],
             msg="spec-z catalogs as '[FORMAT:]PATH', highest priority first; FORMAT: "
-            "jades-dr3 (default), muse-hudf, astrodeep-gs43, generic",
+            "jades-dr3 (default), muse-hudf, muse-hudf-dr2, astrodeep-gs43, generic",
         ),
         segmentation=Param(str, "", msg="segmentation image (default: *segmentation*.fits in mosaic_dir)"),
         bands=Param(str, "JADES9", msg="filter preset or comma-separated bands, in channel order"),

@@ -18,7 +18,7 @@ EXAMPLES = """  deepdisc prep --mosaics jades/ \\
       --preset JADES9 --overlap 20 --dust-map-dir ~/dustmaps/sfd -o tiles/
   deepdisc prep ... --specz generic:compilation.ecsv --specz-columns ra,dec,zspec,qual --specz-min-quality 3
 Spec-z catalogs are [FORMAT:]PATH, highest priority first; FORMAT is one of jades-dr3 (default), muse-hudf,
-astrodeep-gs43, generic (with --specz-columns).
+muse-hudf-dr2, astrodeep-gs43, generic (with --specz-columns).
 Outputs: OUTDIR/{train,val,test,full}.h5 and prep_summary.json.
 The SFD map is fetched once with:
   python -c "import dustmaps.config; dustmaps.config.config['data_dir']='DIR'; \\
