@@ -238,8 +238,9 @@ def test_settings_are_checked():
 def test_partial_coverage_allowed_is_zero_filled(prepared, tmp_path):
     field, _, _, _ = prepared
     inputs = PrepInputs.from_directory(field.directory, bands=BANDS, catalog=field.catalog, specz=[])
-    with pytest.warns(PrepWarning, match="full-catalog grid"):
+    with pytest.warns(PrepWarning, match="full-catalog grid"), pytest.warns(PrepWarning, match="only 0 tile"):
         summary = prepare_tilesets(inputs, tmp_path, settings=settings(ebv=0.0, max_uncovered_fraction=0.5))
+    assert summary["files"]["train"]["tiles"] == 0 and summary["files"]["test"]["tiles"] == 0
     assert summary["full_tiling"]["tiles_without_coverage"] == 1  # tile (0, 0) lies wholly in the NaN box
     full = read_tileset(tmp_path / "full.h5")
     assert np.isfinite(full.images).all()

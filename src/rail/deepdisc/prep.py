@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 
 from .catalog import PhotCatalog, read_photometry
 from .dust import sfd_ebv
-from .exceptions import ConfigError, PrepError
+from .exceptions import ConfigError, PrepError, PrepWarning
 from .mosaics import (
     SegmentationImage,
     find_mosaics,
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("train", "val", "test", "full")
 #: Name of the JSON summary written beside the outputs.
 SUMMARY_NAME = "prep_summary.json"
+#: Fewest labelled tiles that give non-empty train, validation and test sets.
+MIN_SPLIT_TILES = 3
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,13 @@ def _prepare(inputs: PrepInputs, targets: dict[str, Path], settings: PrepSetting
             recentred=settings.recentred,
         )
         with_label = np.unique(labelled.primary[(labelled.primary >= 0) & np.isfinite(objects.redshift)])
+        if len(with_label) < MIN_SPLIT_TILES:
+            warnings.warn(
+                f"only {len(with_label)} tile(s) hold spectroscopic labels: the validation and test "
+                f"sets are empty (add spec-z catalogs or cover a larger area)",
+                PrepWarning,
+                stacklevel=3,
+            )
         split = split_tiles(
             len(with_label),
             test_fraction=settings.test_fraction,
