@@ -8,6 +8,7 @@ photometric catalog with ``FLAG``, ``SIZE``, ``CIRC``, ``KRON`` tables (fluxes i
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,3 +260,12 @@ def make_field(
         truth_z,
         mosaics,
     )
+
+
+def file_backed(array) -> bool:
+    """Whether an array is a view of a memory-mapped file (not data held in memory)."""
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False

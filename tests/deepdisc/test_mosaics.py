@@ -1,6 +1,5 @@
 """Mosaic access: units, coverage, whole-pixel offsets, grid mismatch errors, file discovery, footprints."""
 
-import mmap
 import tracemalloc
 
 import numpy as np
@@ -8,16 +7,18 @@ import pytest
 from astropy.io import fits
 
 from rail.deepdisc.exceptions import PrepError
-from rail.deepdisc.mosaics import (
-    find_mosaics,
-    find_segmentation,
-    flux_scale_to_njy,
-    footprint_boxes,
-    open_mosaics,
-    open_segmentation,
-)
+from rail.deepdisc.mosaics import find_mosaics, flux_scale_to_njy, open_mosaics
+from rail.deepdisc.segmentation import find_segmentation, footprint_boxes, open_segmentation
 
-from .jades_files import PIXAR_SR, PIXEL_SCALE, make_wcs, mosaic_name, write_mosaic, write_segmentation
+from .jades_files import (
+    PIXAR_SR,
+    PIXEL_SCALE,
+    file_backed,
+    make_wcs,
+    mosaic_name,
+    write_mosaic,
+    write_segmentation,
+)
 
 SHAPE = (20, 30)
 
@@ -117,26 +118,6 @@ def test_missing_sci_and_missing_file(tmp_path, seg):
         open_mosaics({"F090W": tmp_path / "nope.fits"}, seg)
 
 
-def test_segmentation_must_hold_integers(tmp_path):
-    path = tmp_path / "seg.fits"
-    fits.PrimaryHDU(np.zeros(SHAPE, np.float32), make_wcs(SHAPE).to_header()).writeto(path)
-    with pytest.raises(PrepError, match="floating-point pixels"):
-        open_segmentation(path)
-
-
-def test_footprint_boxes_across_strips(seg):
-    boxes = footprint_boxes(seg, np.array([123456, 7, 42]), rows_per_strip=3)
-    np.testing.assert_array_equal(boxes[0], [20, 10, 22, 19])
-    np.testing.assert_array_equal(boxes[1], [3, 2, 9, 5])
-    assert np.isnan(boxes[2]).all()
-
-
-def test_segmentation_reads_windows_with_zero_outside(seg):
-    window = seg.read(-2, -3, 6, 8)
-    assert window.shape == (6, 8) and window[:2].sum() == 0 and window[4, 6] == 7
-    assert seg.pixel_scale_arcsec() == pytest.approx(PIXEL_SCALE)
-
-
 def test_find_mosaics_by_jades_names(tmp_path):
     for band in ("F115W", "F444W"):
         write_mosaic(tmp_path / mosaic_name(band), np.zeros(SHAPE), make_wcs(SHAPE))
@@ -155,19 +136,6 @@ def test_find_mosaics_by_jades_names(tmp_path):
         find_mosaics(tmp_path, ["F444W"])
 
 
-def test_find_segmentation_needs_exactly_one(tmp_path):
-    with pytest.raises(PrepError, match="found none; pass it with --segmentation"):
-        find_segmentation(tmp_path)
-
-
-def file_backed(array):
-    while array is not None:
-        if isinstance(array, (np.memmap, mmap.mmap)):
-            return True
-        array = getattr(array, "base", None)
-    return False
-
-
 def test_windows_and_footprints_stream_without_loading_the_mosaic(tmp_path):
     shape = (1024, 1024)  # 4 MB per float32 image, 8 MB as int64 labels
     labels = np.zeros(shape, np.int32)
@@ -176,7 +144,7 @@ def test_windows_and_footprints_stream_without_loading_the_mosaic(tmp_path):
     with open_segmentation(write_segmentation(tmp_path / "seg.fits", labels, make_wcs(shape))) as seg:
         path = write_mosaic(tmp_path / mosaic_name("F444W"), np.ones(shape), make_wcs(shape))
         with open_mosaics({"F444W": path}, seg) as stack:
-            assert file_backed(stack._bands[0]._sci)  # a view of the file, not an array in memory
+            assert file_backed(stack._bands[0]._sci.pixels)  # a view of the file, not an array in memory
             stack.read(0, 0, 8, 8)  # warm-up (lazy imports)
             tracemalloc.start()
             try:
@@ -188,18 +156,6 @@ def test_windows_and_footprints_stream_without_loading_the_mosaic(tmp_path):
     assert covered.all() and images.shape == (1, 250, 277)
     np.testing.assert_array_equal(boxes, [[200, 100, 230, 110], [10, 900, 20, 1000]])
     assert peak < 2 * 2**20  # well below one image (4 MB) or the int64 labels (8 MB)
-
-
-def test_scaled_integer_segmentation_is_read_through_sections(tmp_path):
-    labels = np.zeros(SHAPE, np.uint32)  # stored as int32 with BZERO = 2**31
-    labels[3:6, 4:8] = 3_000_000_000
-    path = tmp_path / "seg.fits"
-    fits.PrimaryHDU(labels, make_wcs(SHAPE).to_header()).writeto(path)
-    assert fits.getheader(path)["BZERO"] == 2**31
-    with open_segmentation(path) as seg:
-        assert not file_backed(seg._pixels)
-        window = seg.read(2, 3, 5, 6)
-    assert window.dtype == np.int64 and window[1, 1] == 3_000_000_000 and window.sum() == 12 * 3_000_000_000
 
 
 def test_tile_compressed_mosaic(tmp_path, seg):

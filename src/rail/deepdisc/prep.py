@@ -33,15 +33,9 @@ import numpy as np
 from .catalog import PhotCatalog, read_photometry
 from .dust import sfd_ebv
 from .exceptions import ConfigError, PrepError, PrepWarning
-from .mosaics import (
-    SegmentationImage,
-    find_mosaics,
-    find_segmentation,
-    footprint_boxes,
-    open_mosaics,
-    open_segmentation,
-)
+from .mosaics import find_mosaics, open_mosaics
 from .presets import resolve_bands
+from .segmentation import SegmentationImage, find_segmentation, footprint_boxes, open_segmentation
 from .specz import CompileSettings, SpeczFormat, compile_specz, read_specz
 from .tile_plan import CoverageChecker, MosaicObjects, plan_tiling, write_tiles
 from .tiling import TILE_SIZE_ARCSEC, split_tiles, tile_shape_px

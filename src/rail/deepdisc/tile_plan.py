@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from .catalog import PhotCatalog
 from .exceptions import PrepWarning
-from .mosaics import MosaicStack, SegmentationImage
+from .mosaics import MosaicStack
+from .segmentation import SegmentationImage
 from .tileio import TileSetWriter
 from .tiles import TileSet, empty_objects
 from .tiling import assign_primary, box_inside, grid_origins, recentred_origin
