@@ -220,47 +220,18 @@ def prepare_tilesets(
 
 
 def _prepare(inputs: PrepInputs, targets: dict[str, Path], settings: PrepSettings) -> dict:
+    bands = settings.bands
     with (
         open_segmentation(inputs.segmentation) as seg,
-        open_mosaics({b: inputs.mosaics[b] for b in settings.bands}, seg) as stack,
+        open_mosaics({b: inputs.mosaics[b] for b in bands}, seg) as stack,
     ):
         pixel_scale = seg.pixel_scale_arcsec()
         tile_shape = tile_shape_px(*settings.tile_size_arcsec, pixel_scale)
         objects, object_summary = _load_objects(inputs, seg, settings)
-        coverage = CoverageChecker(
-            stack,
-            tile_shape,
-            max_uncovered_fraction=settings.max_uncovered_fraction,
-            progress_bar=settings.progress_bar,
-        )
-        labelled = plan_tiling(objects, seg.shape, tile_shape, coverage)
-        full = plan_tiling(
-            objects,
-            seg.shape,
-            tile_shape,
-            coverage,
-            overlap_px=settings.overlap_px,
-            cover_edges=True,
-            recentred=settings.recentred,
-        )
-        with_label = np.unique(labelled.primary[(labelled.primary >= 0) & np.isfinite(objects.redshift)])
-        if len(with_label) < MIN_SPLIT_TILES:
-            warnings.warn(
-                f"only {len(with_label)} tile(s) hold spectroscopic labels: the validation and test "
-                f"sets are empty (add spec-z catalogs or cover a larger area)",
-                PrepWarning,
-                stacklevel=3,
-            )
-        split = split_tiles(
-            len(with_label),
-            test_fraction=settings.test_fraction,
-            val_fraction=settings.val_fraction,
-            seed=settings.seed,
-        )
-        jobs = dict(zip(("train", "val", "test"), ((labelled, with_label[s]) for s in split)))
-        jobs["full"] = (full, np.unique(full.primary[full.primary >= 0]))
-        files = {
-            name: write_tiles(
+        labelled, full, jobs = _plan_outputs(objects, seg.shape, stack, tile_shape, settings)
+        files = {}
+        for name, (plan, tiles) in jobs.items():
+            files[name] = write_tiles(
                 targets[name],
                 plan,
                 tiles,
@@ -274,19 +245,16 @@ def _prepare(inputs: PrepInputs, targets: dict[str, Path], settings: PrepSetting
                 progress_bar=settings.progress_bar,
                 label=name,
             )
-            for name, (plan, tiles) in jobs.items()
-        }
-    for name, info in files.items():
-        log.info(
-            "%s: %d tiles, %d primary objects, %d labelled",
-            name,
-            info["tiles"],
-            info["primary_objects"],
-            info["labelled_objects"],
-        )
+            log.info(
+                "%s: %d tiles, %d primary objects, %d labelled",
+                name,
+                files[name]["tiles"],
+                files[name]["primary_objects"],
+                files[name]["labelled_objects"],
+            )
     return {
         "inputs": {
-            "mosaics": {b: str(inputs.mosaics[b]) for b in settings.bands},
+            "mosaics": {b: str(inputs.mosaics[b]) for b in bands},
             "segmentation": str(inputs.segmentation),
             "catalog": str(inputs.catalog),
             "specz": [str(p) for p, _ in inputs.specz],
@@ -295,10 +263,48 @@ def _prepare(inputs: PrepInputs, targets: dict[str, Path], settings: PrepSetting
         "pixel_scale_arcsec": pixel_scale,
         "tile_shape_px": list(tile_shape),
         "objects": object_summary,
-        "labelled_tiling": {**labelled.counts, "tiles_with_spec_z": int(len(with_label))},
+        "labelled_tiling": labelled.counts,
         "full_tiling": full.counts,
         "files": files,
     }
+
+
+def _plan_outputs(objects: MosaicObjects, mosaic_shape, stack, tile_shape, settings: PrepSettings):
+    """Plan both tilings and pick the tiles of each output: ``{name: (plan, tile rows)}``."""
+    coverage = CoverageChecker(
+        stack,
+        tile_shape,
+        max_uncovered_fraction=settings.max_uncovered_fraction,
+        progress_bar=settings.progress_bar,
+    )
+    labelled = plan_tiling(objects, mosaic_shape, tile_shape, coverage)
+    full = plan_tiling(
+        objects,
+        mosaic_shape,
+        tile_shape,
+        coverage,
+        overlap_px=settings.overlap_px,
+        cover_edges=True,
+        recentred=settings.recentred,
+    )
+    with_label = np.unique(labelled.primary[(labelled.primary >= 0) & np.isfinite(objects.redshift)])
+    labelled.counts["tiles_with_spec_z"] = int(len(with_label))
+    if len(with_label) < MIN_SPLIT_TILES:
+        warnings.warn(
+            f"only {len(with_label)} tile(s) hold spectroscopic labels: the validation and test sets "
+            f"are empty (add spec-z catalogs or cover a larger area)",
+            PrepWarning,
+            stacklevel=4,
+        )
+    split = split_tiles(
+        len(with_label),
+        test_fraction=settings.test_fraction,
+        val_fraction=settings.val_fraction,
+        seed=settings.seed,
+    )
+    jobs = {name: (labelled, with_label[rows]) for name, rows in zip(("train", "val", "test"), split)}
+    jobs["full"] = (full, np.unique(full.primary[full.primary >= 0]))
+    return labelled, full, jobs
 
 
 def _load_objects(
