@@ -10,8 +10,10 @@ __all__ = [
     "ModelError",
     "ConfigError",
     "DustMapError",
+    "PrepError",
     "DeepDiscWarning",
     "NoDetectionsWarning",
+    "PrepWarning",
 ]
 
 
@@ -35,9 +37,17 @@ class DustMapError(DeepDiscError):
     """A Milky-Way dust map is missing or unreadable."""
 
 
+class PrepError(DeepDiscError):
+    """A mosaic, segmentation image or catalog given to the tiler is unreadable or inconsistent."""
+
+
 class DeepDiscWarning(UserWarning):
     """Base class of the project's warnings (expected but notable outcomes)."""
 
 
 class NoDetectionsWarning(DeepDiscWarning):
     """Some tiles produced no detection: their objects fall back to forced (catalog-box) redshifts."""
+
+
+class PrepWarning(DeepDiscWarning):
+    """Tiling or spec-z compilation met something notable (a missing column, objects without coverage)."""

@@ -43,6 +43,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _STR_DTYPE = h5py.string_dtype("utf-8")
+#: Image bytes read at a time when a writer validates its file on close.
+_VALIDATE_CHUNK_BYTES = 32 * 2**20
 
 @dataclass(frozen=True)
 class TileSetSummary:
@@ -176,7 +178,9 @@ class TileSetWriter:
         self._file.close()
         try:
             if validate:
-                validate_tileset(self._tmp, _display_name=str(self.path))
+                c, (h, w) = len(self.bands), self.tile_shape
+                chunk = max(1, _VALIDATE_CHUNK_BYTES // (4 * c * h * w))  # bounds memory for large tiles
+                validate_tileset(self._tmp, chunk_tiles=chunk, _display_name=str(self.path))
             os.replace(self._tmp, self.path)
         except BaseException:
             self._tmp.unlink(missing_ok=True)
