@@ -45,7 +45,7 @@ def make_tileset(n_tiles=4, size=32, bands=None, objects_per_tile=3, seed=0, rec
             objects[f"mag_{b}"][k] = 26.0
             objects[f"magerr_{b}"][k] = 0.1
     objects["redshift_true"] = np.array([r[5] for r in rows])
-    kinds = np.array(["grid"] * n_tiles, dtype=str)
+    kinds = np.array(["grid"] * n_tiles, dtype="U9")
     if recentred_last:
         kinds[-1] = "recentred"
     tiles = {

@@ -17,6 +17,8 @@ from .exceptions import (
     DustMapError,
     ModelError,
     NoDetectionsWarning,
+    PrepError,
+    PrepWarning,
     TileSetError,
 )
 from .coverage import (
@@ -76,8 +78,28 @@ _LAZY = {
     "NIRCamBPZInformer": "rail.estimation.algos.deepdisc_bpz",
     "NIRCamBPZEstimator": "rail.estimation.algos.deepdisc_bpz",
     "TileSetToCatalog": "rail.tools.deepdisc_catalog",
+    "DeepDiscPrep": "rail.tools.deepdisc_prep",
     "TileSetHandle": "rail.deepdisc.handles",
     "DeepDiscModelHandle": "rail.deepdisc.handles",
+    "EnsemblePredictor": "rail.deepdisc.infer",
+    "InferenceSettings": "rail.deepdisc.infer",
+    "PhotoZChunk": "rail.deepdisc.photoz",
+    "match_boxes": "rail.deepdisc.match",
+    "box_iou": "rail.deepdisc.match",
+    "Mixture": "rail.deepdisc.mixture",
+    "combine_members": "rail.deepdisc.mixture",
+    "PrepInputs": "rail.deepdisc.prep",
+    "PrepSettings": "rail.deepdisc.prep",
+    "prepare_tilesets": "rail.deepdisc.prep",
+    "SpeczFormat": "rail.deepdisc.specz",
+    "SPECZ_FORMATS": "rail.deepdisc.specz",
+    "CompileSettings": "rail.deepdisc.specz",
+    "read_specz": "rail.deepdisc.specz",
+    "compile_specz": "rail.deepdisc.specz",
+    "read_photometry": "rail.deepdisc.catalog",
+    "sfd_ebv": "rail.deepdisc.dust",
+    "open_mosaics": "rail.deepdisc.mosaics",
+    "open_segmentation": "rail.deepdisc.segmentation",
     "build_report": "rail.deepdisc.report",
 }
 
@@ -90,6 +112,7 @@ STAGE_MODULES = (
     "rail.estimation.algos.deepdisc_bpz",
     "rail.evaluation.deepdisc_evaluators",
     "rail.tools.deepdisc_catalog",
+    "rail.tools.deepdisc_prep",
 )
 
 __all__ = [
@@ -99,6 +122,8 @@ __all__ = [
     "DustMapError",
     "ModelError",
     "NoDetectionsWarning",
+    "PrepError",
+    "PrepWarning",
     "TileSetError",
     "FILTER_PRESETS",
     "get_preset",
