@@ -19,6 +19,9 @@ def write_fits_atomic(hdul: fits.HDUList, path: str | Path) -> Path:
     os.close(fd)
     try:
         hdul.writeto(tmp, overwrite=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

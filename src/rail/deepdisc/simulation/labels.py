@@ -24,6 +24,7 @@ GOOD_FLAGS = ("A", "B", "C")
 GOOD_FLAG_P = (0.5, 0.3, 0.2)
 WRONG_FLAG_P = (0.0, 0.4, 0.6)
 BISECTION_STEPS = 60
+DETECTION_MARGIN_MAG = 0.5  # catalogued objects reach about this far past the F444W 5-sigma depth
 
 
 def _odds(mag_ref: np.ndarray, bias_mag: float) -> np.ndarray:
@@ -41,7 +42,7 @@ def _calibrated_scale(settings) -> float:
                            ebv_max=settings.ebv_internal_max)
     pop = draw_population(np.random.default_rng([settings.seed, 0x1AB]), settings, grid, CALIBRATION_AREA)
     limit = _reference_depth(settings)
-    odds = _odds(pop.mag_ref[(~pop.is_star) & (pop.mag_ref < limit)], settings.label_bias_mag)
+    odds = _odds(pop.mag_ref[(~pop.is_star) & (pop.mag_ref < limit + DETECTION_MARGIN_MAG)], settings.label_bias_mag)
     if odds.size == 0 or settings.label_fraction == 0:
         return 0.0
     lo, hi = 0.0, 1.0 / odds.min()

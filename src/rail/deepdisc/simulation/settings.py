@@ -71,7 +71,8 @@ class SimulationSettings:
     z_max : float
         Highest galaxy redshift.
     nz_shape, nz_scale : float
-        Gamma-distribution shape and scale of N(z) (defaults: median about 2.7, 6% above z = 6).
+        Gamma-distribution shape and scale of the drawn N(z) (defaults: median 3.2; the catalogued
+        objects have a median near 2.5 and a few per cent above z = 6).
     star_fraction : float
         Fraction of drawn objects that are stars or brown dwarfs (z = 0).
     brown_dwarf_fraction : float
@@ -136,7 +137,7 @@ class SimulationSettings:
     mag_limit: float = 30.8
     z_max: float = 12.0
     nz_shape: float = 3.0
-    nz_scale: float = 0.92
+    nz_scale: float = 1.2
     star_fraction: float = 0.03
     brown_dwarf_fraction: float = 0.3
     passive_fraction: float = 0.25
@@ -158,7 +159,7 @@ class SimulationSettings:
     segmentation_threshold: float = 1.0
     min_pixels: int = 5
     label_fraction: float = 0.1
-    label_bias_mag: float = 1.0
+    label_bias_mag: float = 1.5
     wrong_label_fraction: float = 0.01
     oversampling: int = 2
     field_size: int | None = None
