@@ -18,6 +18,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from .fitsio import write_fits_atomic
+from .noise import aperture_mask, correlated_sum_variance
 from .settings import SimulationSettings
 
 __all__ = ["CIRC_RADII_ARCSEC", "circular_fluxes", "photometry_catalog_hdul", "specz_catalog_hdul",
@@ -87,13 +88,14 @@ def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.
     flag["FLAG_BS"] = np.zeros(len(ids), np.int32)
     radii_px = np.asarray(CIRC_RADII_ARCSEC) / settings.pixel_scale
     ap = circular_fluxes(r.images, cat["x"], cat["y"], radii_px)
+    ap_var = [correlated_sum_variance(aperture_mask(2 * rad), settings.noise_correlation_px) for rad in radii_px]
     for b, band in enumerate(settings.bands):
         wht = 1.0 / r.sigma[b] ** 2
         flag[f"{band}_FLAG"] = np.zeros(len(ids), np.int32)
         flag[f"{band}_WHT"] = np.full(len(ids), wht)
         flag[f"{band}_TEXP"] = np.full(len(ids), REFERENCE_EXPOSURE_S * 10 ** (0.8 * (settings.depths[b] - 29.0)))
         for k, rad in enumerate(radii_px):
-            err = r.sigma[b] * np.sqrt(np.pi * rad**2 * r.area_factor)
+            err = r.sigma[b] * np.sqrt(ap_var[k])
             circ[f"{band}_CIRC{k}"] = ap[:, k, b]
             circ[f"{band}_CIRC{k}_e"] = np.full(len(ids), err)
             circ[f"{band}_CIRC{k}_ei"] = np.full(len(ids), err)

@@ -116,7 +116,7 @@ def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.
     det = np.flatnonzero(rendered.detected)
     det = det[np.argsort(rendered.seg_id[det])]
     flux, err = footprint_photometry(rendered.images, rendered.segmap, rendered.seg_id[det],
-                                     rendered.footprint_fraction[det], rendered.sigma, rendered.area_factor)
+                                     rendered.footprint_fraction[det], rendered.sigma, s.noise_correlation_px)
     mag, magerr = magnitudes(flux, err)
     redshift, wrong, flag = assign_labels(rng, pop.z[det], true_ref[det], pop.is_star[det], s)
     cat = {"seg_id": rendered.seg_id[det], "x": xy[det, 0], "y": xy[det, 1]}

@@ -1,22 +1,19 @@
 """Spectroscopic labels: a brightness-biased subset of catalogued galaxies, with optional wrong redshifts.
 
-Selection odds of a catalogued galaxy fall by e per ``label_bias_mag`` magnitudes of F444W, scaled so the
-expected labelled fraction of catalogued galaxies is ``label_fraction``. The scale is calibrated once per
-settings on a large population draw whose detection is approximated by the F444W depth. Wrong labels mimic line
-confusion (H-alpha / [OIII] / [OII] / Lyman-alpha mistaken for one another) or, failing a valid confusion, a
-random redshift. Stars are not targeted. JADES-like quality flags (A-C for used redshifts) go with the labels.
+Like a spectroscopic programme that fills a fixed share of its targets in every pointing, each field labels
+``label_fraction`` of its catalogued galaxies in expectation: selection odds fall by e per ``label_bias_mag``
+magnitudes of F444W and are scaled, per field, so the probabilities (capped at 1) sum to that share. Wrong
+labels mimic line confusion (H-alpha / [OIII] / [OII] / Lyman-alpha mistaken for one another) or, failing a
+valid confusion, a random redshift. Stars are not targeted. JADES-like quality flags (A-C) go with the labels.
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import numpy as np
 
 __all__ = ["label_probability", "assign_labels", "CONFUSED_LINES", "LABEL_PIVOT_MAG"]
 
 LABEL_PIVOT_MAG = 27.0
-CALIBRATION_AREA = 40000.0  # arcsec^2 of the calibration draw
 #: (true line, assumed line) rest wavelengths, Angstrom.
 CONFUSED_LINES = ((6563.0, 5007.0), (5007.0, 6563.0), (3727.0, 6563.0), (6563.0, 3727.0), (1216.0, 3727.0),
                   (3727.0, 1216.0))
@@ -24,42 +21,39 @@ GOOD_FLAGS = ("A", "B", "C")
 GOOD_FLAG_P = (0.5, 0.3, 0.2)
 WRONG_FLAG_P = (0.0, 0.4, 0.6)
 BISECTION_STEPS = 60
-DETECTION_MARGIN_MAG = 0.5  # catalogued objects reach about this far past the F444W 5-sigma depth
 
 
-def _odds(mag_ref: np.ndarray, bias_mag: float) -> np.ndarray:
-    if not np.isfinite(bias_mag):
-        return np.ones_like(mag_ref)
-    return np.exp(-(mag_ref - LABEL_PIVOT_MAG) / bias_mag)
+def label_probability(mag_ref: np.ndarray, is_star: np.ndarray, *, label_fraction: float,
+                      bias_mag: float) -> np.ndarray:
+    """Selection probability of each catalogued object of a field.
 
+    Parameters
+    ----------
+    mag_ref : ndarray (K,)
+        F444W magnitudes.
+    is_star : ndarray bool (K,)
+        Stars get probability 0.
+    label_fraction : float
+        Expected labelled share of the field's galaxies.
+    bias_mag : float
+        Odds fall by e per this many magnitudes (``inf``: unbiased).
 
-@lru_cache(maxsize=16)
-def _calibrated_scale(settings) -> float:
-    from .population import REFERENCE_BAND, draw_population
-    from .seds import photometry_grid
-
-    grid = photometry_grid(settings.bands + (REFERENCE_BAND,), z_max=settings.z_max,
-                           ebv_max=settings.ebv_internal_max)
-    pop = draw_population(np.random.default_rng([settings.seed, 0x1AB]), settings, grid, CALIBRATION_AREA)
-    limit = _reference_depth(settings)
-    odds = _odds(pop.mag_ref[(~pop.is_star) & (pop.mag_ref < limit + DETECTION_MARGIN_MAG)], settings.label_bias_mag)
-    if odds.size == 0 or settings.label_fraction == 0:
-        return 0.0
-    lo, hi = 0.0, 1.0 / odds.min()
+    Returns
+    -------
+    ndarray (K,)
+        Probabilities in [0, 1] summing to ``label_fraction`` x the number of galaxies.
+    """
+    mag = np.asarray(mag_ref, float)
+    odds = np.ones_like(mag) if not np.isfinite(bias_mag) else np.exp(-(mag - LABEL_PIVOT_MAG) / bias_mag)
+    odds = np.where(np.asarray(is_star, bool), 0.0, odds)
+    target = label_fraction * np.count_nonzero(~np.asarray(is_star, bool))
+    if target <= 0 or not odds.any():
+        return np.zeros_like(odds)
+    lo, hi = 0.0, 1.0 / odds[odds > 0].min()
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if np.minimum(mid * odds, 1.0).mean() < settings.label_fraction else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-def _reference_depth(settings) -> float:
-    bands = settings.bands
-    return settings.depths[bands.index("F444W")] if "F444W" in bands else max(settings.depths)
-
-
-def label_probability(mag_ref: np.ndarray, settings) -> np.ndarray:
-    """Probability that a catalogued galaxy of F444W magnitude ``mag_ref`` has a spectroscopic redshift."""
-    return np.minimum(_calibrated_scale(settings) * _odds(np.asarray(mag_ref, float), settings.label_bias_mag), 1.0)
+        lo, hi = (mid, hi) if np.minimum(mid * odds, 1.0).sum() < target else (lo, mid)
+    return np.minimum(hi * odds, 1.0)
 
 
 def assign_labels(rng: np.random.Generator, z_true: np.ndarray, mag_ref: np.ndarray, is_star: np.ndarray,
@@ -89,7 +83,8 @@ def assign_labels(rng: np.random.Generator, z_true: np.ndarray, mag_ref: np.ndar
         Quality flag ``A``-``C`` of labelled objects, ``""`` otherwise.
     """
     k = len(z_true)
-    p = np.where(is_star, 0.0, label_probability(mag_ref, settings))
+    p = label_probability(mag_ref, is_star, label_fraction=settings.label_fraction,
+                          bias_mag=settings.label_bias_mag)
     labelled = rng.uniform(size=k) < p
     wrong = labelled & (rng.uniform(size=k) < settings.wrong_label_fraction)
     pair = rng.integers(0, len(CONFUSED_LINES), size=k)

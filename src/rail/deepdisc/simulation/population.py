@@ -130,7 +130,7 @@ def _draw_galaxies(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dic
         z[bad] = rng.gamma(settings.nz_shape, settings.nz_scale, size=int(bad.sum()))
         bad = (z < Z_MIN) | (z > settings.z_max)
     p_passive = settings.passive_fraction * np.exp(-z / PASSIVE_DECLINE_Z) * (z < settings.passive_z_max)
-    p_burst = np.clip(settings.starburst_weight * (0.3 + 0.6 * (1.0 - np.exp(-z / 2.0))), 0.0, 1.0)
+    p_burst = np.clip(settings.starburst_weight * (0.3 + 0.65 * (1.0 - np.exp(-z / 1.2))), 0.0, 1.0)
     u = rng.uniform(size=n)
     cls = np.where(u < p_passive, 0, np.where(rng.uniform(size=n) < p_burst, 2, 1))
     burst_lo = STARBURST_TEMPLATES[0] + 5.0 * np.clip((z - 2.0) / 6.0, 0.0, 1.0)

@@ -18,7 +18,7 @@ from ..filters import pivot_wavelength
 __all__ = ["psf_profile", "psf_fwhm", "PsfTransfer"]
 
 FWHM_IMAGE_SCALE_FRACTION = 0.05  # sampling of the image used to measure the intended FWHM, in FWHMs
-FWHM_IMAGE_SIZE = 256
+FWHM_IMAGE_SIZE = 128
 
 
 def psf_profile(band: str, settings) -> galsim.GSObject:
