@@ -39,6 +39,7 @@ _MSG = {
     "passive_fraction": "passive-galaxy fraction at z = 0",
     "passive_z_max": "no passive galaxies above this redshift",
     "starburst_weight": "multiplies the share of starburst templates (SED-mix nuisance)",
+    "emission_line_scale": "multiplies every H-alpha equivalent width (0 = no nebular lines)",
     "ebv_internal_mean": "mean internal Calzetti E(B-V) of star-forming galaxies, mag",
     "ebv_internal_max": "largest internal E(B-V), mag",
     "ebv_mw_mean": "mean Milky-Way E(B-V) of the smooth field, mag",

@@ -131,6 +131,7 @@ def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.
     cat[f"true_mag_{REFERENCE_BAND}"] = true_ref[det]
     cat.update(true_is_star=pop.is_star[det], true_is_brown_dwarf=pop.is_brown_dwarf[det],
                true_template=pop.template[det], true_ebv_internal=pop.ebv_internal[det],
+               true_ew_halpha=pop.ew_halpha[det],
                true_r_e_arcsec=morph.r_e[det], true_sersic_n=morph.sersic_n[det], true_axis_ratio=morph.q[det],
                true_detection_snr=rendered.detection_snr[det], true_npix=rendered.npix[det],
                true_label_wrong=wrong)

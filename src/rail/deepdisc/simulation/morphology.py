@@ -21,8 +21,8 @@ SERSIC_RANGE = (0.5, 5.5)
 #: (r_0 kpc at L*, beta, eta, scatter dex, median Sersic n, n scatter dex) per class: passive, late, starburst.
 SIZE_RELATIONS = {
     0: (2.5, 0.60, 1.30, 0.15, 3.5, 0.10),
-    1: (4.0, 0.25, 0.75, 0.18, 1.0, 0.15),
-    2: (3.0, 0.25, 0.90, 0.20, 1.2, 0.15),
+    1: (4.0, 0.15, 1.00, 0.18, 1.0, 0.15),
+    2: (3.0, 0.18, 1.10, 0.20, 1.2, 0.15),
 }
 R_E_RANGE_ARCSEC = (0.008, 2.0)
 #: Beta-distribution parameters of the axis ratio q = b/a, and its floor, per class.

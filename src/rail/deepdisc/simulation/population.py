@@ -2,7 +2,8 @@
 
 Galaxies: z from a Gamma-shaped N(z) (default median about 2.7 with a tail to ``z_max``); a class (passive,
 star-forming, starburst) whose mix depends on z (no passive galaxies above ``passive_z_max``); a continuous
-COSMOS template index within the class; a Calzetti E(B-V); a rest-frame V absolute magnitude from an evolving
+COSMOS template index within the class; a Calzetti E(B-V); an H-alpha equivalent width for the nebular lines
+that rises with z and with the youth of the template; a rest-frame V absolute magnitude from an evolving
 Schechter function truncated at the F444W magnitude limit, so high-z galaxies are intrinsically luminous but
 apparently faint. Stars and brown dwarfs (z = 0) take a flat-ish F444W number count. This is a JAGUAR-like
 empirical model, not a semi-analytic one.
@@ -32,6 +33,9 @@ STAR_COUNT_SLOPE = 0.12  # d log10 N / dm of faint star counts
 STAR_T_RANGE = (3000.0, 7000.0)  # K
 BROWN_DWARF_T_RANGE = (450.0, 2300.0)  # K
 PASSIVE_EBV_MEAN = 0.03
+#: Rest-frame H-alpha equivalent width of star-forming galaxies: EW_0 (1+z)^slope (Angstrom), capped,
+#: times a youth factor rising from spirals to the youngest starbursts, with a log-normal scatter (dex).
+EW_HALPHA_0, EW_HALPHA_SLOPE, EW_HALPHA_MAX, EW_HALPHA_SCATTER = 25.0, 1.5, 2000.0, 0.25
 SPIRAL_EBV_FACTOR = 0.7
 
 
@@ -52,6 +56,8 @@ class Population:
         Star temperature, K (NaN for galaxies).
     ebv_internal : ndarray (N,)
         Calzetti E(B-V), mag.
+    ew_halpha : ndarray (N,)
+        Rest-frame H-alpha equivalent width of the nebular lines, Angstrom (0 for passive galaxies and stars).
     abs_mag_v : ndarray (N,)
         Rest-frame V absolute AB magnitude (NaN for stars).
     luminosity_ratio : ndarray (N,)
@@ -69,6 +75,7 @@ class Population:
     template: np.ndarray
     temperature: np.ndarray
     ebv_internal: np.ndarray
+    ew_halpha: np.ndarray
     abs_mag_v: np.ndarray
     luminosity_ratio: np.ndarray
     mag: np.ndarray
@@ -141,7 +148,11 @@ def _draw_galaxies(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dic
                          [PASSIVE_EBV_MEAN, SPIRAL_EBV_FACTOR * settings.ebv_internal_mean],
                          settings.ebv_internal_mean / (1.0 + (z / 4.0) ** 2))
     ebv = np.minimum(rng.exponential(1.0, size=n) * ebv_mean, min(settings.ebv_internal_max, grid.ebv[-1]))
-    rel = grid.galaxy_fnu(template, z, ebv)  # (n, B+1) relative f_nu
+    youth = np.clip((template - PASSIVE_TEMPLATES[1]) / (STARBURST_TEMPLATES[1] - PASSIVE_TEMPLATES[1]), 0.0, 1.0)
+    ew = EW_HALPHA_0 * (1.0 + z) ** EW_HALPHA_SLOPE * (0.3 + 0.9 * youth) * 10.0 ** rng.normal(
+        0.0, EW_HALPHA_SCATTER, n)
+    ew = np.where(cls == 0, 0.0, np.minimum(ew, EW_HALPHA_MAX) * settings.emission_line_scale)
+    rel = grid.galaxy_fnu(template, z, ebv, ew)  # (n, B+1) relative f_nu
     dm_eff = distance_modulus(z, settings.z_max) - 2.5 * np.log10(1.0 + z)
     with np.errstate(divide="ignore"):
         kcorr = -2.5 * np.log10(np.maximum(rel, 1e-300))
@@ -151,7 +162,7 @@ def _draw_galaxies(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dic
     lum = _sample_schechter(rng, alpha, x_min)
     abs_mag = m_star - 2.5 * np.log10(lum)
     mags = abs_mag[:, None] + dm_eff[:, None] + kcorr
-    return dict(z=z, galaxy_class=cls, template=template, ebv_internal=ebv, abs_mag_v=abs_mag,
+    return dict(z=z, galaxy_class=cls, template=template, ebv_internal=ebv, ew_halpha=ew, abs_mag_v=abs_mag,
                 luminosity_ratio=lum, mags=mags)
 
 
@@ -204,6 +215,7 @@ def draw_population(rng: np.random.Generator, settings, grid: PhotometryGrid, ar
         template=np.r_[gal["template"], nan_s],
         temperature=np.r_[np.full(n_gal, np.nan), star["temperature"]],
         ebv_internal=np.r_[gal["ebv_internal"], np.zeros(n_star)],
+        ew_halpha=np.r_[gal["ew_halpha"], np.zeros(n_star)],
         abs_mag_v=np.r_[gal["abs_mag_v"], nan_s],
         luminosity_ratio=np.r_[gal["luminosity_ratio"], nan_s],
         mag=mags[:, :ref],

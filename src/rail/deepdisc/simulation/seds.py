@@ -6,10 +6,14 @@ continuous template index), reddened with the Calzetti et al. (2000) law and att
 medium following Madau (1995). Stars are black bodies; brown dwarfs add crude H2O/CH4/CO absorption bands so
 that they show their characteristic blue F356W-F444W colours without being galaxies at any redshift.
 
+Nebular emission lines (Balmer, Paschen, [OII], [OIII], [NII], [SIII], HeI) are added with fixed flux ratios to
+H-alpha and a per-galaxy H-alpha equivalent width, attenuated like the continuum at their wavelength: they give
+the strong [OIII] and H-alpha boosts that JWST sees in F356W-F444W at z > 4.
+
 Everything the renderer needs is tabulated once per process in a `PhotometryGrid`: band-averaged f_nu of every
-template on a (redshift, E(B-V)) grid, relative to the template's rest-frame f_nu at 5500 Angstrom. Departures
-from a full population-synthesis simulator such as JAGUAR: no nebular emission lines, no Lyman-alpha emission,
-templates rather than star-formation histories.
+template, and of its lines per unit H-alpha equivalent width, on a (redshift, E(B-V)) grid, relative to the
+template's rest-frame f_nu at 5500 Angstrom. Departures from a population-synthesis simulator such as JAGUAR:
+no Lyman-alpha emission, fixed line ratios, templates rather than star-formation histories.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ BROWN_DWARF_BANDS = (
     (16500.0, 500.0, 1.0, True), (22500.0, 1500.0, 1.5, True), (27000.0, 2500.0, 2.5, False),
     (33000.0, 1500.0, 3.0, True), (46000.0, 1000.0, 0.5, False),
 )
+#: Nebular lines: rest wavelength (Angstrom) and flux relative to H-alpha (low-metallicity, star-forming).
+EMISSION_LINES = (
+    (3727.0, 0.60), (3869.0, 0.08), (4102.0, 0.09), (4341.0, 0.16), (4861.0, 0.35), (4959.0, 0.53),
+    (5007.0, 1.60), (5876.0, 0.04), (6563.0, 1.00), (6584.0, 0.10), (6725.0, 0.12), (9069.0, 0.04),
+    (9531.0, 0.10), (10830.0, 0.06), (12818.0, 0.055), (18751.0, 0.12),
+)
+HALPHA = 6563.0
 Z_GRID_STEP = 0.02
 EBV_GRID_STEP = 0.05
 FILTER_SAMPLES = 200
@@ -186,14 +197,32 @@ def star_fnu(wave_angstrom: np.ndarray, temperature_k: float) -> np.ndarray:
     return fnu
 
 
-def _band_weights(band: str) -> tuple[np.ndarray, np.ndarray]:
-    """Observed wavelengths and photon-counting weights T/lambda dlambda (summing to 1) of a band."""
+def _band_weights(band: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Observed wavelengths, photon-counting weights T/lambda dlambda (summing to 1) and int T/lambda dlambda."""
     fw, ft = filter_curve(band)
     keep = ft > 1e-3
     lo, hi = fw[keep].min(), fw[keep].max()
     wave = np.linspace(lo, hi, FILTER_SAMPLES)
     w = np.interp(wave, fw, ft) / wave
-    return wave, w / w.sum()
+    return wave, w / w.sum(), float(w.sum() * (wave[1] - wave[0]))
+
+
+def _line_response(fnu: np.ndarray, wave: np.ndarray, band: str, z: np.ndarray, ebv: np.ndarray) -> np.ndarray:
+    """Band f_nu (T, Z, E) of the nebular lines per Angstrom of rest H-alpha equivalent width.
+
+    A line of flux F = r EW_Ha f_lambda(Ha) adds F lambda_l T(lambda_l (1+z)) / (c int T/lambda dlambda) to the
+    band-averaged f_nu; in units of the f_nu shape this is EW_Ha S_nu(Ha) r lambda_l T / (lambda_Ha^2 N).
+    """
+    fw, ft = filter_curve(band)
+    _, _, norm = _band_weights(band)
+    cont = np.array([np.interp(HALPHA, wave, f) for f in fnu])
+    out = np.zeros((len(fnu), len(z), len(ebv)))
+    for lam, ratio in EMISSION_LINES:
+        obs = lam * (1.0 + z)
+        trans = np.interp(obs, fw, ft, left=0.0, right=0.0) * madau_igm_transmission(obs, z)
+        dust = 10.0 ** (-0.4 * calzetti_k(np.array(lam)) * ebv)
+        out += (ratio * lam / (HALPHA**2 * norm)) * trans[None, :, None] * dust[None, None, :]
+    return out * cont[:, None, None]
 
 
 @dataclass(frozen=True)
@@ -210,6 +239,8 @@ class PhotometryGrid:
         Internal E(B-V) grid, mag.
     galaxy : ndarray (T, Z, E, B)
         Observed band-averaged f_nu over the rest-frame f_nu at 5500 Angstrom (IGM and dust included).
+    lines : ndarray (T, Z, E, B)
+        The same for the nebular lines, per Angstrom of rest-frame H-alpha equivalent width.
     star_temperature : ndarray (S,)
         Star temperatures, K.
     star : ndarray (S, B)
@@ -220,6 +251,7 @@ class PhotometryGrid:
     z: np.ndarray
     ebv: np.ndarray
     galaxy: np.ndarray
+    lines: np.ndarray
     star_temperature: np.ndarray
     star: np.ndarray
 
@@ -228,13 +260,16 @@ class PhotometryGrid:
         """Number of templates T (the continuous index runs over [0, T - 1])."""
         return int(self.galaxy.shape[0])
 
-    def galaxy_fnu(self, template: np.ndarray, z: np.ndarray, ebv: np.ndarray) -> np.ndarray:
+    def galaxy_fnu(self, template: np.ndarray, z: np.ndarray, ebv: np.ndarray,
+                   ew_halpha: np.ndarray | None = None) -> np.ndarray:
         """Interpolate (linearly in template index, redshift and E(B-V)) the relative band fluxes.
 
         Parameters
         ----------
         template, z, ebv : ndarray (N,)
             Continuous template index in [0, T - 1], redshift in the grid range, E(B-V) in the grid range.
+        ew_halpha : ndarray (N,), optional
+            Rest-frame H-alpha equivalent width, Angstrom (lines scale with it; None = no lines).
 
         Returns
         -------
@@ -248,7 +283,11 @@ class PhotometryGrid:
         for dt, wt in ((0, 1 - tw), (1, tw)):
             for dz, wz in ((0, 1 - zw), (1, zw)):
                 for de, we in ((0, 1 - ew), (1, ew)):
-                    out += (wt * wz * we)[:, None] * self.galaxy[t0 + dt, z0 + dz, e0 + de]
+                    idx = (t0 + dt, z0 + dz, e0 + de)
+                    cell = self.galaxy[idx]
+                    if ew_halpha is not None:
+                        cell = cell + np.asarray(ew_halpha, float)[:, None] * self.lines[idx]
+                    out += (wt * wz * we)[:, None] * cell
         return out
 
     def star_fnu(self, temperature: np.ndarray) -> np.ndarray:
@@ -285,14 +324,16 @@ def photometry_grid(bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: flo
     zg = np.arange(0.0, z_max + Z_GRID_STEP / 2, Z_GRID_STEP)
     eg = np.arange(0.0, ebv_max + EBV_GRID_STEP / 2, EBV_GRID_STEP)
     galaxy = np.empty((len(fnu), len(zg), len(eg), len(bands)))
+    lines = np.empty_like(galaxy)
     star = np.empty((len(STAR_TEMPERATURES), len(bands)))
     for b, band in enumerate(bands):
-        obs, weight = _band_weights(band)
+        obs, weight, _ = _band_weights(band)
         rest = obs[None, :] / (1.0 + zg[:, None])  # (Z, K)
         shape = np.stack([np.interp(rest, wave, f) for f in fnu])  # (T, Z, K)
         att = madau_igm_transmission(obs[None, :], zg[:, None]) * weight  # (Z, K)
         dust = 10.0 ** (-0.4 * calzetti_k(rest)[:, :, None] * eg[None, None, :])  # (Z, K, E)
         galaxy[..., b] = np.einsum("tzk,zk,zke->tze", shape, att, dust, optimize=True)
+        lines[..., b] = _line_response(fnu, wave, band, zg, eg)
         star[:, b] = [np.dot(star_fnu(obs, t), weight) for t in STAR_TEMPERATURES]
-    return PhotometryGrid(bands=tuple(bands), z=zg, ebv=eg, galaxy=galaxy,
+    return PhotometryGrid(bands=tuple(bands), z=zg, ebv=eg, galaxy=galaxy, lines=lines,
                           star_temperature=STAR_TEMPERATURES, star=star)

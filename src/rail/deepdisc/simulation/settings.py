@@ -84,6 +84,8 @@ class SimulationSettings:
         No passive galaxies above this redshift.
     starburst_weight : float
         Multiplies the share of starburst templates among star-forming galaxies (SED-mix nuisance).
+    emission_line_scale : float
+        Multiplies every galaxy's H-alpha equivalent width (0 = no nebular lines; SED nuisance knob).
     ebv_internal_mean : float
         Mean internal E(B-V) of star-forming galaxies at z = 0 (Calzetti law), mag; exponential draw.
     ebv_internal_max : float
@@ -143,6 +145,7 @@ class SimulationSettings:
     passive_fraction: float = 0.25
     passive_z_max: float = 5.0
     starburst_weight: float = 1.0
+    emission_line_scale: float = 1.0
     ebv_internal_mean: float = 0.15
     ebv_internal_max: float = 1.0
     ebv_mw_mean: float = 0.008
@@ -182,7 +185,7 @@ class SimulationSettings:
                      "starburst_weight", "psf_fwhm_scale", "telescope_diameter_m", "size_scale",
                      "detection_snr", "segmentation_threshold", "ebv_internal_max", "passive_z_max"):
             _positive(name, getattr(self, name))
-        for name in ("ebv_internal_mean", "ebv_mw_mean", "ebv_mw_variation", "psf_jitter_arcsec",
+        for name in ("emission_line_scale", "ebv_internal_mean", "ebv_mw_mean", "ebv_mw_variation", "psf_jitter_arcsec",
                      "noise_correlation_px"):
             _positive(name, getattr(self, name), allow_zero=True)
         if not (isinstance(self.label_bias_mag, (int, float)) and self.label_bias_mag > 0):
