@@ -84,7 +84,7 @@ def test_same_seed_identical_files_other_seed_differs(tmp_path):
 def mosaic(tmp_path_factory):
     out = tmp_path_factory.mktemp("mosaic")
     s = SimulationSettings(n_tiles=4, tile_size=96, seed=8)
-    return s, simulate_mosaics(s, out / "jades", tileset_path=out / "tiles.h5"), out
+    return s, simulate_mosaics(s, out / "jades", tileset_path=out / "tiles.h5", progress_bar=False), out
 
 
 def test_mosaics_follow_the_jades_layout(mosaic):
@@ -161,7 +161,7 @@ def test_mosaic_and_tileset_paths_agree(mosaic):
 
 def test_mosaic_files_are_deterministic(mosaic, tmp_path):
     s, paths, _ = mosaic
-    again = simulate_mosaics(s, tmp_path)
+    again = simulate_mosaics(s, tmp_path, progress_bar=False)
     for key in ("segmentation", "catalog", "specz"):
         assert again[key].read_bytes() == paths[key].read_bytes()
     assert again["mosaics"]["F090W"].read_bytes() == paths["mosaics"]["F090W"].read_bytes()
@@ -189,3 +189,21 @@ def test_stage_writes_tileset_and_checks_options(tmp_path):
     assert validate_tileset(handle.path).n_tiles == 2
     with pytest.raises(ConfigError, match="did you mean 'tile_size'"):
         DeepDiscSimulator.make_stage(name="sim_bad", tile_sise=32)
+
+
+def test_missing_dust_maps_raise(tmp_path):
+    from rail.deepdisc.exceptions import DustMapError
+
+    s = SimulationSettings(n_tiles=1, tile_size=32, dustmap_dir=str(tmp_path))
+    with pytest.raises(DustMapError, match="cannot read the SFD dust maps"):
+        simulate_tileset(s, progress_bar=False)
+
+
+def test_stage_mosaic_mode(tmp_path):
+    from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
+
+    stage = DeepDiscSimulator.make_stage(name="sim_mosaic", tile_size=32, bands="COSMOSWEB4", progress_bar=False,
+                                         mosaic_dir=str(tmp_path / "m"), output=str(tmp_path / "m.h5"))
+    handle = stage.sample(n_samples=4, seed=2)
+    assert handle.data.n_tiles == 4
+    assert (tmp_path / "m" / CATALOG_FILENAME).exists()

@@ -123,7 +123,8 @@ class DeepDiscSimulator(Creator):
         settings = self.settings()
         if self.config["mosaic_dir"]:
             mosaic_dir = Path(self.config["mosaic_dir"])
-            out = simulate_mosaics(settings, mosaic_dir, tileset_path=mosaic_dir / "simulated_tiles.h5")
+            out = simulate_mosaics(settings, mosaic_dir, tileset_path=mosaic_dir / "simulated_tiles.h5",
+                                   progress_bar=self.config["progress_bar"])
             tileset = read_tileset(out["tileset"])
         else:
             tileset = simulate_tileset(settings, progress_bar=self.config["progress_bar"])

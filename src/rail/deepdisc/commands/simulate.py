@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Simulate and write the TileSet (and the mosaics); print a one-line summary."""
     settings = settings_from_args(args)
     if args.mosaic_dir is not None:
-        out = simulate_mosaics(settings, args.mosaic_dir, tileset_path=args.output)
+        out = simulate_mosaics(settings, args.mosaic_dir, tileset_path=args.output, progress_bar=not args.no_progress)
         print(f"wrote {len(out['mosaics'])} mosaics, segmentation and catalogs to {args.mosaic_dir}")
         from ..tileio import validate_tileset
 

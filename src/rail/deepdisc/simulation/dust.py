@@ -8,6 +8,7 @@ Mathis (1989) with R_V = 3.1 at the band's pivot wavelength.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,9 @@ def sfd_ebv(ra: np.ndarray, dec: np.ndarray, map_dir: str | Path) -> np.ndarray:
     map_dir = Path(map_dir)
     sfd_dir = map_dir / "sfd" if (map_dir / "sfd").is_dir() else map_dir
     try:
-        from dustmaps.sfd import SFDQuery
+        with warnings.catch_warnings():  # dustmaps warns about a missing ~/.dustmapsrc: we pass the directory
+            warnings.simplefilter("ignore")
+            from dustmaps.sfd import SFDQuery
 
         query = SFDQuery(map_dir=str(sfd_dir))
         ebv = query(SkyCoord(np.asarray(ra, float), np.asarray(dec, float), unit="deg", frame="icrs"))

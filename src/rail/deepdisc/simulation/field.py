@@ -85,7 +85,8 @@ def _mw_ebv(settings, ra, dec):
                             seed=settings.seed)
 
 
-def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.random.Generator) -> SimulatedField:
+def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.random.Generator, *,
+                   progress_bar: bool = False) -> SimulatedField:
     """Simulate one field of ``shape`` pixels with celestial WCS ``wcs``.
 
     Parameters
@@ -98,6 +99,8 @@ def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.
         Celestial WCS of the field (0-based pixel positions are used with it).
     rng : numpy.random.Generator
         The field's random source (everything is drawn from it, in a fixed order).
+    progress_bar : bool
+        Show progress over the objects while rendering.
 
     Returns
     -------
@@ -112,7 +115,7 @@ def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.
     ebv = _mw_ebv(s, ra, dec)
     true_mag = pop.mag + ebv[:, None] * ctx.extinction[None, :-1]
     true_ref = pop.mag_ref + ebv * ctx.extinction[-1]
-    rendered = render_field(xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer)
+    rendered = render_field(xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer, progress_bar=progress_bar)
     det = np.flatnonzero(rendered.detected)
     det = det[np.argsort(rendered.seg_id[det])]
     flux, err = footprint_photometry(rendered.images, rendered.segmap, rendered.seg_id[det],

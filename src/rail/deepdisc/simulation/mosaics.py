@@ -73,8 +73,8 @@ def _image_hdul(image_njy: np.ndarray, sigma_njy: float, band: str, wcs, setting
     return fits.HDUList([primary, sci, err, wht])
 
 
-def simulate_mosaics(settings: SimulationSettings, outdir: str | Path, *, tileset_path: str | Path | None = None
-                     ) -> dict:
+def simulate_mosaics(settings: SimulationSettings, outdir: str | Path, *, tileset_path: str | Path | None = None,
+                     progress_bar: bool = True) -> dict:
     """Simulate one mosaic field and write its JADES-format images and catalogs.
 
     Parameters
@@ -85,6 +85,8 @@ def simulate_mosaics(settings: SimulationSettings, outdir: str | Path, *, tilese
         Output directory (created if needed).
     tileset_path : str or Path, optional
         Also write the field cut into ``tile_size`` grid tiles as a TileSet here.
+    progress_bar : bool
+        Show tqdm progress over the objects while rendering.
 
     Returns
     -------
@@ -104,7 +106,8 @@ def simulate_mosaics(settings: SimulationSettings, outdir: str | Path, *, tilese
     ctx = FieldContext(settings)
     wcs = make_wcs(shape, settings.pixel_scale)
     log.info("simulating a %d x %d pixel mosaic in %d bands", shape[0], shape[1], len(settings.bands))
-    field = simulate_field(ctx, shape, wcs, np.random.default_rng([settings.seed, MOSAIC_STREAM]))
+    field = simulate_field(ctx, shape, wcs, np.random.default_rng([settings.seed, MOSAIC_STREAM]),
+                           progress_bar=progress_bar)
     out = {"mosaics": {}}
     for b, band in enumerate(settings.bands):
         hdul = _image_hdul(field.rendered.images[b], float(field.rendered.sigma[b]), band, wcs, settings)

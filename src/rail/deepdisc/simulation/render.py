@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import galsim
 import numpy as np
+from tqdm.auto import tqdm
 
 from .morphology import Morphology
 from .noise import draw_noise, noise_area_factor, pixel_sigma
@@ -151,7 +152,7 @@ def _footprint_stats(stamps, seg, n, area_factor):
 
 
 def render_field(xy: np.ndarray, flux: np.ndarray, morph: Morphology, settings, shape: tuple[int, int],
-                 rng: np.random.Generator, transfer: PsfTransfer) -> RenderedField:
+                 rng: np.random.Generator, transfer: PsfTransfer, *, progress_bar: bool = False) -> RenderedField:
     """Render N objects into a (B, H, W) field with noise, segment it and decide which are catalogued.
 
     Parameters
@@ -170,6 +171,8 @@ def render_field(xy: np.ndarray, flux: np.ndarray, morph: Morphology, settings, 
         Noise source.
     transfer : PsfTransfer
         From `make_psf_transfer` (reused across fields).
+    progress_bar : bool
+        Show a tqdm bar over the objects (useful for large mosaics).
 
     Returns
     -------
@@ -188,7 +191,7 @@ def render_field(xy: np.ndarray, flux: np.ndarray, morph: Morphology, settings, 
     det_row = transfer.names.index(DETECTION)
 
     stamps = []
-    for k in range(n):
+    for k in tqdm(range(n), desc="detection models", unit="obj", disable=not progress_bar):
         model, x0, y0 = _stamp_models(k, morph, xy, int(sizes[k]), transfer, det_row)
         stamps.append((model[0] * det_weight[k], _overlap(x0, y0, int(sizes[k]), shape)))
     seg = _segment(stamps, shape, range(n), settings.segmentation_threshold)
@@ -204,7 +207,7 @@ def render_field(xy: np.ndarray, flux: np.ndarray, morph: Morphology, settings, 
 
     model_img = np.zeros((nb, *shape))
     frac = np.full((n, nb), np.nan)
-    for k in range(n):
+    for k in tqdm(range(n), desc="band images", unit="obj", disable=not progress_bar):
         sl = stamps[k][1]
         if sl is None:
             continue

@@ -71,8 +71,8 @@ class SimulationSettings:
     z_max : float
         Highest galaxy redshift.
     nz_shape, nz_scale : float
-        Gamma-distribution shape and scale of the drawn N(z) (defaults: median 3.2; the catalogued
-        objects have a median near 2.5 and a few per cent above z = 6).
+        Gamma-distribution shape and scale of the drawn N(z) (defaults: median 2.9; the catalogued
+        objects have a median near 2.8 and about 7% above z = 6).
     star_fraction : float
         Fraction of drawn objects that are stars or brown dwarfs (z = 0).
     brown_dwarf_fraction : float
@@ -135,11 +135,11 @@ class SimulationSettings:
     depth: float | Mapping[str, float] | tuple[float, ...] | None = None
     depth_offset: float = 0.0
     depth_aperture_arcsec: float = 0.2
-    density: float = 0.75
+    density: float = 0.8
     mag_limit: float = 30.8
     z_max: float = 12.0
     nz_shape: float = 3.0
-    nz_scale: float = 1.2
+    nz_scale: float = 1.1
     star_fraction: float = 0.03
     brown_dwarf_fraction: float = 0.3
     passive_fraction: float = 0.25
