@@ -1,7 +1,8 @@
 """Speed of the simulator: seconds per tile (9 bands) at 128x128 and 256x256, on one core.
 
 Run on a quiet machine:
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_simulate.py
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+        PYTHONPATH=src python benchmarks/bench_simulate.py
 Smoke run:
     PYTHONPATH=src python benchmarks/bench_simulate.py --tiles 2 --sizes 64
 The per-process set-up (photometry grid, PSF tables, Sersic tables) is timed separately from the tiles.
@@ -36,8 +37,13 @@ def bench(size: int, n_tiles: int, preset: str, seed: int) -> dict:
         field_tile(field, settings, k, 0, 0, wcs)
         times.append(time.perf_counter() - t)
         objects.append(len(field.catalog["x"]))
-    return dict(size=size, setup=setup, mean=float(np.mean(times)), p90=float(np.percentile(times, 90)),
-                objects=float(np.mean(objects)))
+    return dict(
+        size=size,
+        setup=setup,
+        mean=float(np.mean(times)),
+        p90=float(np.percentile(times, 90)),
+        objects=float(np.mean(objects)),
+    )
 
 
 def main():
@@ -52,8 +58,10 @@ def main():
     print(f"{'size':>9} {'set-up s':>9} {'s/tile':>8} {'p90 s':>8} {'objects/tile':>13} {'target s':>9}")
     for r in rows:
         target = TARGETS.get(r["size"], float("nan"))
-        print(f"{r['size']:>4}x{r['size']:<4} {r['setup']:9.2f} {r['mean']:8.3f} {r['p90']:8.3f} "
-              f"{r['objects']:13.1f} {target:9.1f}")
+        print(
+            f"{r['size']:>4}x{r['size']:<4} {r['setup']:9.2f} {r['mean']:8.3f} {r['p90']:8.3f} "
+            f"{r['objects']:13.1f} {target:9.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ import numpy as np
 
 from rail.deepdisc.simulate import SimulationSettings, simulate_tileset
 
-GROUPS = {"blue": ("F090W", "F115W"), "green": ("F150W", "F200W"),
-          "red": ("F277W", "F335M", "F356W", "F410M", "F444W")}
+GROUPS = {
+    "blue": ("F090W", "F115W"),
+    "green": ("F150W", "F200W"),
+    "red": ("F277W", "F335M", "F356W", "F410M", "F444W"),
+}
 STRETCH_NJY = 0.15  # asinh softening, nJy per pixel (about the pixel noise)
 RANGE_NJY = 40.0
 
@@ -35,8 +38,9 @@ def main():
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=7)
     args = p.parse_args()
-    ts = simulate_tileset(SimulationSettings(n_tiles=args.tiles, tile_size=args.size, seed=args.seed),
-                          progress_bar=False)
+    ts = simulate_tileset(
+        SimulationSettings(n_tiles=args.tiles, tile_size=args.size, seed=args.seed), progress_bar=False
+    )
     cols = min(3, args.tiles)
     rows = int(np.ceil(args.tiles / cols))
     fig, axes = plt.subplots(rows, cols * 2, figsize=(cols * 6.4, rows * 3.3))
@@ -49,8 +53,9 @@ def main():
             label = f"{z:.1f}" + ("*" if np.isfinite(zs) else "")
             ax_img.annotate(label, (x, y), color="w", fontsize=6, xytext=(3, 3), textcoords="offset points")
         seg = ts.segmaps[t] % 97 + (ts.segmaps[t] > 0)
-        ax_seg.imshow(np.where(ts.segmaps[t] > 0, seg, np.nan), origin="lower", cmap="tab20",
-                      interpolation="nearest")
+        ax_seg.imshow(
+            np.where(ts.segmaps[t] > 0, seg, np.nan), origin="lower", cmap="tab20", interpolation="nearest"
+        )
         ax_seg.set_facecolor("k")
         for ax in (ax_img, ax_seg):
             ax.set_xticks([])

@@ -4,7 +4,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from rail.deepdisc.simulation import FieldContext, SimulationSettings, make_wcs, simulate_field, simulate_tileset
+from rail.deepdisc.simulation import (
+    FieldContext,
+    SimulationSettings,
+    make_wcs,
+    simulate_field,
+    simulate_tileset,
+)
 
 FIELD_SHAPE = (256, 256)
 
@@ -12,7 +18,9 @@ FIELD_SHAPE = (256, 256)
 @lru_cache(maxsize=None)
 def default_tileset(n_tiles=24, tile_size=128, seed=11):
     """A TileSet with the default physics (about 200 catalogued objects)."""
-    return simulate_tileset(SimulationSettings(n_tiles=n_tiles, tile_size=tile_size, seed=seed), progress_bar=False)
+    return simulate_tileset(
+        SimulationSettings(n_tiles=n_tiles, tile_size=tile_size, seed=seed), progress_bar=False
+    )
 
 
 @lru_cache(maxsize=None)
@@ -21,4 +29,6 @@ def fields(n=3, seed=5, **overrides):
     settings = SimulationSettings(seed=seed, **overrides)
     ctx = FieldContext(settings)
     wcs = make_wcs(FIELD_SHAPE, settings.pixel_scale)
-    return settings, [simulate_field(ctx, FIELD_SHAPE, wcs, np.random.default_rng([seed, k])) for k in range(n)]
+    return settings, [
+        simulate_field(ctx, FIELD_SHAPE, wcs, np.random.default_rng([seed, k])) for k in range(n)
+    ]

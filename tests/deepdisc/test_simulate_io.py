@@ -10,7 +10,12 @@ from astropy.wcs import WCS
 from rail.deepdisc.cli import main
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.simulate import SimulationSettings, simulate_mosaics, simulate_tileset
-from rail.deepdisc.simulation.mosaics import CATALOG_FILENAME, SEGMENTATION_FILENAME, SPECZ_FILENAME, mosaic_filename
+from rail.deepdisc.simulation.mosaics import (
+    CATALOG_FILENAME,
+    SEGMENTATION_FILENAME,
+    SPECZ_FILENAME,
+    mosaic_filename,
+)
 from rail.deepdisc.tileio import read_tileset, validate_tileset
 
 from .simdata import default_tileset
@@ -18,17 +23,20 @@ from .simdata import default_tileset
 SMALL = dict(n_tiles=3, tile_size=48, seed=4)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(n_tiles=0), "n_tiles must be a positive integer"),
-    (dict(tile_size=8), "tile_size must be >= 16"),
-    (dict(bands=["F444X"]), "unknown NIRCam band"),
-    (dict(label_fraction=1.5), "label_fraction must be in"),
-    (dict(depth={"F070W": 29.0}), "not simulated"),
-    (dict(depth=(29.0, 30.0)), "2 values for 9 bands"),
-    (dict(density=-1.0), "density must be a finite number > 0"),
-    (dict(psf_obscuration=1.0), "psf_obscuration"),
-    (dict(mag_limit=50.0), "mag_limit"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(n_tiles=0), "n_tiles must be a positive integer"),
+        (dict(tile_size=8), "tile_size must be >= 16"),
+        (dict(bands=["F444X"]), "unknown NIRCam band"),
+        (dict(label_fraction=1.5), "label_fraction must be in"),
+        (dict(depth={"F070W": 29.0}), "not simulated"),
+        (dict(depth=(29.0, 30.0)), "2 values for 9 bands"),
+        (dict(density=-1.0), "density must be a finite number > 0"),
+        (dict(psf_obscuration=1.0), "psf_obscuration"),
+        (dict(mag_limit=50.0), "mag_limit"),
+    ],
+)
 def test_settings_errors(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         SimulationSettings(**kwargs)
@@ -97,7 +105,9 @@ def test_mosaics_follow_the_jades_layout(mosaic):
             sci = hdul["SCI"]
             assert sci.header["BUNIT"] == "MJy/sr" and sci.data.shape == s.field_shape
             assert np.sqrt(sci.header["PIXAR_A2"]) == pytest.approx(s.pixel_scale)
-            assert WCS(sci.header).proj_plane_pixel_scales()[0].to_value("arcsec") == pytest.approx(s.pixel_scale)
+            assert WCS(sci.header).proj_plane_pixel_scales()[0].to_value("arcsec") == pytest.approx(
+                s.pixel_scale
+            )
             assert np.all(hdul["ERR"].data > 0) and "WHT" in hdul
     assert paths["segmentation"].name == SEGMENTATION_FILENAME
     with fits.open(paths["catalog"]) as cat:
@@ -117,7 +127,16 @@ def test_mosaics_follow_the_jades_layout(mosaic):
     with fits.open(paths["specz"]) as sz:
         assert paths["specz"].name == SPECZ_FILENAME
         t = sz[1].data
-        for col in ("NIRSpec_ID", "NIRCam_ID", "TIER", "Field", "RA_TARG", "Dec_TARG", "z_Spec", "z_Spec_flag"):
+        for col in (
+            "NIRSpec_ID",
+            "NIRCam_ID",
+            "TIER",
+            "Field",
+            "RA_TARG",
+            "Dec_TARG",
+            "z_Spec",
+            "z_Spec_flag",
+        ):
             assert col in t.names
         assert set(np.char.strip(t["z_Spec_flag"].astype(str))) <= set("ABCDE")
         assert set(t["NIRCam_ID"]) <= set(ids)
@@ -131,8 +150,12 @@ def test_mosaic_segmentation_ids_equal_catalog_ids(mosaic):
     size = fits.getdata(paths["catalog"], "SIZE")
     for row in size[:20]:
         yy, xx = np.nonzero(seg == row["ID"])
-        assert (xx.min(), xx.max(), yy.min(), yy.max()) == (row["BBOX_XMIN"], row["BBOX_XMAX"],
-                                                           row["BBOX_YMIN"], row["BBOX_YMAX"])
+        assert (xx.min(), xx.max(), yy.min(), yy.max()) == (
+            row["BBOX_XMIN"],
+            row["BBOX_XMAX"],
+            row["BBOX_YMIN"],
+            row["BBOX_YMAX"],
+        )
 
 
 def test_mosaic_and_tileset_paths_agree(mosaic):
@@ -144,7 +167,7 @@ def test_mosaic_and_tileset_paths_agree(mosaic):
     c = s.bands.index("F444W")
     for t in range(ts.n_tiles):
         x0, y0 = int(ts.tiles["x0"][t]), int(ts.tiles["y0"][t])
-        np.testing.assert_allclose(ts.images[t, c], njy[y0:y0 + 96, x0:x0 + 96], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ts.images[t, c], njy[y0 : y0 + 96, x0 : x0 + 96], rtol=1e-5, atol=1e-6)
     kron = fits.getdata(paths["catalog"], "KRON")
     prim = ts.primary_objects()
     order = np.searchsorted(kron["ID"], prim["object_id"])
@@ -169,8 +192,27 @@ def test_mosaic_files_are_deterministic(mosaic, tmp_path):
 
 def test_cli_simulate(tmp_path, capsys):
     out = tmp_path / "cli.h5"
-    assert main(["simulate", "-o", str(out), "--tiles", "2", "--size", "32", "--seed", "3", "--no-progress",
-                 "--preset", "F150W,F444W", "--label-fraction", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "-o",
+                str(out),
+                "--tiles",
+                "2",
+                "--size",
+                "32",
+                "--seed",
+                "3",
+                "--no-progress",
+                "--preset",
+                "F150W,F444W",
+                "--label-fraction",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     summary = validate_tileset(out)
     assert summary.n_tiles == 2 and tuple(summary.bands) == ("F150W", "F444W")
     assert "2 tiles of 32x32" in capsys.readouterr().out
@@ -181,8 +223,14 @@ def test_cli_simulate(tmp_path, capsys):
 def test_stage_writes_tileset_and_checks_options(tmp_path):
     from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
 
-    stage = DeepDiscSimulator.make_stage(name="sim_test", tile_size=32, bands="COSMOSWEB4", progress_bar=False,
-                                         depth={"F444W": 29.0}, output=str(tmp_path / "sim.h5"))
+    stage = DeepDiscSimulator.make_stage(
+        name="sim_test",
+        tile_size=32,
+        bands="COSMOSWEB4",
+        progress_bar=False,
+        depth={"F444W": 29.0},
+        output=str(tmp_path / "sim.h5"),
+    )
     assert stage.settings().depths[-1] == 29.0
     handle = stage.sample(n_samples=2, seed=6)
     assert handle.data.n_tiles == 2 and handle.data.bands == ("F115W", "F150W", "F277W", "F444W")
@@ -202,8 +250,14 @@ def test_missing_dust_maps_raise(tmp_path):
 def test_stage_mosaic_mode(tmp_path):
     from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
 
-    stage = DeepDiscSimulator.make_stage(name="sim_mosaic", tile_size=32, bands="COSMOSWEB4", progress_bar=False,
-                                         mosaic_dir=str(tmp_path / "m"), output=str(tmp_path / "m.h5"))
+    stage = DeepDiscSimulator.make_stage(
+        name="sim_mosaic",
+        tile_size=32,
+        bands="COSMOSWEB4",
+        progress_bar=False,
+        mosaic_dir=str(tmp_path / "m"),
+        output=str(tmp_path / "m.h5"),
+    )
     handle = stage.sample(n_samples=4, seed=2)
     assert handle.data.n_tiles == 4
     assert (tmp_path / "m" / CATALOG_FILENAME).exists()

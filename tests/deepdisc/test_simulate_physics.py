@@ -30,7 +30,9 @@ def test_madau_transmission_known_value():
 
 def _population(**overrides):
     settings = SimulationSettings(**overrides)
-    grid = photometry_grid(settings.bands + ("F444W",), z_max=settings.z_max, ebv_max=settings.ebv_internal_max)
+    grid = photometry_grid(
+        settings.bands + ("F444W",), z_max=settings.z_max, ebv_max=settings.ebv_internal_max
+    )
     return settings, draw_population(np.random.default_rng(3), settings, grid, 12000.0)
 
 
@@ -111,13 +113,13 @@ def test_intended_psf_fwhm_range_and_scale():
 def _aperture_depth(images, pixel_scale, rng, n=300):
     r = 0.1 / pixel_scale
     half = int(np.ceil(r)) + 1
-    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     mask = xx**2 + yy**2 <= r**2
     h, w = images.shape[1:]
     sums = []
     for _ in range(n):
         y, x = rng.integers(half, h - half), rng.integers(half, w - half)
-        sums.append(images[:, y - half:y + half + 1, x - half:x + half + 1][:, mask].sum(axis=1))
+        sums.append(images[:, y - half : y + half + 1, x - half : x + half + 1][:, mask].sum(axis=1))
     sums = np.array(sums)
     # discrete mask area differs from pi r^2: rescale to the nominal aperture
     scale = np.sqrt(np.pi * r**2 / mask.sum())
@@ -126,12 +128,15 @@ def _aperture_depth(images, pixel_scale, rng, n=300):
 
 @pytest.mark.parametrize("correlation", [0.0, 1.0])
 def test_noise_matches_depth(correlation):
-    s = SimulationSettings(density=1e-9, star_fraction=0.0, bands="COSMOSWEB4", noise_correlation_px=correlation)
+    s = SimulationSettings(
+        density=1e-9, star_fraction=0.0, bands="COSMOSWEB4", noise_correlation_px=correlation
+    )
     ctx = FieldContext(s)
     f = simulate_field(ctx, (300, 300), make_wcs((300, 300), s.pixel_scale), np.random.default_rng(1))
     assert not f.catalog["x"].size
-    expected = pixel_sigma(s.depths, pixel_scale=s.pixel_scale, aperture_diameter=0.2,
-                           correlation_px=correlation)
+    expected = pixel_sigma(
+        s.depths, pixel_scale=s.pixel_scale, aperture_diameter=0.2, correlation_px=correlation
+    )
     np.testing.assert_allclose(f.rendered.images.std(axis=(1, 2)), expected, rtol=0.03)
     depth = _aperture_depth(f.rendered.images, s.pixel_scale, np.random.default_rng(2))
     np.testing.assert_allclose(depth, s.depths, atol=0.12)
@@ -187,7 +192,9 @@ def test_label_fraction_and_brightness_bias():
 
 def test_labels_configurable():
     _, fs = fields(n=2, seed=9, label_fraction=0.5, label_bias_mag=float("inf"), wrong_label_fraction=1.0)
-    cat = {k: np.concatenate([f.catalog[k] for f in fs]) for k in ("redshift", "redshift_true", "true_is_star")}
+    cat = {
+        k: np.concatenate([f.catalog[k] for f in fs]) for k in ("redshift", "redshift_true", "true_is_star")
+    }
     gal = ~cat["true_is_star"]
     labelled = np.isfinite(cat["redshift"])
     assert labelled[gal].mean() == pytest.approx(0.5, abs=0.15)
@@ -204,9 +211,20 @@ def test_sizes_shrink_with_redshift_and_grow_with_luminosity():
     z = np.repeat([1.0, 4.0, 1.0], n)
     lum = np.repeat([1.0, 1.0, 0.01], n)
     nan = np.full(3 * n, np.nan)
-    pop = Population(is_star=np.zeros(3 * n, bool), is_brown_dwarf=np.zeros(3 * n, bool), z=z,
-                     galaxy_class=np.ones(3 * n, int), template=nan, temperature=nan, ebv_internal=nan,
-                     ew_halpha=nan, abs_mag_v=nan, luminosity_ratio=lum, mag=np.zeros((3 * n, 1)), mag_ref=nan)
+    pop = Population(
+        is_star=np.zeros(3 * n, bool),
+        is_brown_dwarf=np.zeros(3 * n, bool),
+        z=z,
+        galaxy_class=np.ones(3 * n, int),
+        template=nan,
+        temperature=nan,
+        ebv_internal=nan,
+        ew_halpha=nan,
+        abs_mag_v=nan,
+        luminosity_ratio=lum,
+        mag=np.zeros((3 * n, 1)),
+        mag_ref=nan,
+    )
     r = draw_morphology(np.random.default_rng(0), pop).r_e.reshape(3, n)
     med = np.median(r, axis=1)
     assert med[0] > 1.3 * med[1]  # smaller at higher z at fixed luminosity

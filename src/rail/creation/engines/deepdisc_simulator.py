@@ -73,8 +73,11 @@ def _settings_params() -> dict:
         dustmap_dir=Param(str, "", msg="directory of the SFD dust maps (empty: smooth Milky-Way field)"),
         detection_bands=Param(list, list(_DEFAULT.detection_bands), msg="bands stacked for detection"),
         field_size=Param(int, 0, msg="mosaic side, pixels, with mosaic_dir (0: the area of n_samples tiles)"),
-        mosaic_dir=Param(str, "", msg="also write JADES-format mosaics and catalogs here; the TileSet is "
-                         "then cut from that mosaic"),
+        mosaic_dir=Param(
+            str,
+            "",
+            msg="also write JADES-format mosaics and catalogs here; the TileSet is then cut from that mosaic",
+        ),
         progress_bar=Param(bool, True, msg="show a progress bar"),
     )
     return params
@@ -106,15 +109,18 @@ class DeepDiscSimulator(Creator):
         self.model = None
 
     def settings(self) -> SimulationSettings:
-        """The `SimulationSettings` described by this stage's configuration."""
+        """Build the `SimulationSettings` described by this stage's configuration."""
         cfg = self.config
         kw = {f.name: cfg[f.name] for f in fields(SimulationSettings) if f.name not in _SPECIAL}
         bands = cfg["bands"]
         kw.update(
-            n_tiles=int(cfg["n_samples"]), seed=int(cfg["seed"]),
+            n_tiles=int(cfg["n_samples"]),
+            seed=int(cfg["seed"]),
             bands=bands if "," not in bands else tuple(b for b in bands.split(",") if b),
-            depth=dict(cfg["depth"]) or None, dustmap_dir=cfg["dustmap_dir"] or None,
-            field_size=cfg["field_size"] or None, detection_bands=tuple(cfg["detection_bands"]),
+            depth=dict(cfg["depth"]) or None,
+            dustmap_dir=cfg["dustmap_dir"] or None,
+            field_size=cfg["field_size"] or None,
+            detection_bands=tuple(cfg["detection_bands"]),
         )
         return SimulationSettings(**kw)
 
@@ -123,8 +129,12 @@ class DeepDiscSimulator(Creator):
         settings = self.settings()
         if self.config["mosaic_dir"]:
             mosaic_dir = Path(self.config["mosaic_dir"])
-            out = simulate_mosaics(settings, mosaic_dir, tileset_path=mosaic_dir / "simulated_tiles.h5",
-                                   progress_bar=self.config["progress_bar"])
+            out = simulate_mosaics(
+                settings,
+                mosaic_dir,
+                tileset_path=mosaic_dir / "simulated_tiles.h5",
+                progress_bar=self.config["progress_bar"],
+            )
             tileset = read_tileset(out["tileset"])
         else:
             tileset = simulate_tileset(settings, progress_bar=self.config["progress_bar"])

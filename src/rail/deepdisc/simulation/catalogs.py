@@ -21,8 +21,14 @@ from .fitsio import write_fits_atomic
 from .noise import aperture_mask, correlated_sum_variance
 from .settings import SimulationSettings
 
-__all__ = ["CIRC_RADII_ARCSEC", "circular_fluxes", "photometry_catalog_hdul", "specz_catalog_hdul",
-           "write_photometry_catalog", "write_specz_catalog"]
+__all__ = [
+    "CIRC_RADII_ARCSEC",
+    "circular_fluxes",
+    "photometry_catalog_hdul",
+    "specz_catalog_hdul",
+    "write_photometry_catalog",
+    "write_specz_catalog",
+]
 
 CIRC_RADII_ARCSEC = (0.10, 0.15, 0.25, 0.30, 0.35, 0.50, 0.70)
 SUBPIXELS = 5
@@ -35,7 +41,7 @@ REFERENCE_EXPOSURE_S = 10_000.0  # exposure time of a 29-mag 5-sigma depth (sets
 
 
 def circular_fluxes(images: np.ndarray, x: np.ndarray, y: np.ndarray, radii_px) -> np.ndarray:
-    """Sums of images in circular apertures, with sub-pixel (5x5) edge weights.
+    """Sum images in circular apertures, with sub-pixel (5x5) edge weights.
 
     Parameters
     ----------
@@ -88,12 +94,16 @@ def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.
     flag["FLAG_BS"] = np.zeros(len(ids), np.int32)
     radii_px = np.asarray(CIRC_RADII_ARCSEC) / settings.pixel_scale
     ap = circular_fluxes(r.images, cat["x"], cat["y"], radii_px)
-    ap_var = [correlated_sum_variance(aperture_mask(2 * rad), settings.noise_correlation_px) for rad in radii_px]
+    ap_var = [
+        correlated_sum_variance(aperture_mask(2 * rad), settings.noise_correlation_px) for rad in radii_px
+    ]
     for b, band in enumerate(settings.bands):
         wht = 1.0 / r.sigma[b] ** 2
         flag[f"{band}_FLAG"] = np.zeros(len(ids), np.int32)
         flag[f"{band}_WHT"] = np.full(len(ids), wht)
-        flag[f"{band}_TEXP"] = np.full(len(ids), REFERENCE_EXPOSURE_S * 10 ** (0.8 * (settings.depths[b] - 29.0)))
+        flag[f"{band}_TEXP"] = np.full(
+            len(ids), REFERENCE_EXPOSURE_S * 10 ** (0.8 * (settings.depths[b] - 29.0))
+        )
         for k, rad in enumerate(radii_px):
             err = r.sigma[b] * np.sqrt(ap_var[k])
             circ[f"{band}_CIRC{k}"] = ap[:, k, b]
@@ -102,7 +112,9 @@ def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.
         kron[f"{band}_KRON"] = cat[f"flux_{band}"]
         kron[f"{band}_KRON_e"] = cat[f"flux_err_{band}"]
         kron[f"{band}_KRON_ei"] = cat[f"flux_err_{band}"]
-    a_pix = np.where(cat["true_r_e_arcsec"] > 0, cat["true_r_e_arcsec"] / np.sqrt(cat["true_axis_ratio"]), 0.0)
+    a_pix = np.where(
+        cat["true_r_e_arcsec"] > 0, cat["true_r_e_arcsec"] / np.sqrt(cat["true_axis_ratio"]), 0.0
+    )
     size["X"], size["Y"] = cat["x"], cat["y"]
     size["A"] = a_pix / settings.pixel_scale
     size["B"] = size["A"] * cat["true_axis_ratio"]
@@ -113,7 +125,8 @@ def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.
     size["AREA"] = cat["true_npix"] * area
     photoz = Table(dict(base))
     photoz["EAZY_z_a"], photoz["EAZY_l68"], photoz["EAZY_u68"] = _stand_in_photoz(
-        rng, cat["redshift_true"], cat["true_detection_snr"])
+        rng, cat["redshift_true"], cat["true_detection_snr"]
+    )
     hdus = [fits.PrimaryHDU()]
     for name, table in (("FLAG", flag), ("SIZE", size), ("CIRC", circ), ("KRON", kron), ("PHOTOZ", photoz)):
         hdu = fits.BinTableHDU(table, name=name)
@@ -136,14 +149,18 @@ def specz_catalog_hdul(field, rng: np.random.Generator) -> fits.HDUList:
     z = np.r_[cat["redshift"][labelled], rng.uniform(0.0, 8.0, n_fail)]
     flags = np.r_[cat["spec_flag"][labelled].astype(str), rng.choice(["D", "E"], size=n_fail)]
     n = len(rows)
-    table = Table({
-        "NIRSpec_ID": NIRSPEC_ID_OFFSET + np.arange(n, dtype=np.int64),
-        "NIRCam_ID": cat["seg_id"][rows].astype(np.int64),
-        "TIER": np.where(cat["true_mag_F444W"][rows] < 27.5, "Deep/JADES", "Medium/JADES"),
-        "Field": np.full(n, "GOODS-S"),
-        "RA_TARG": cat["ra"][rows], "Dec_TARG": cat["dec"][rows],
-        "z_Spec": z, "z_Spec_flag": flags,
-    })
+    table = Table(
+        {
+            "NIRSpec_ID": NIRSPEC_ID_OFFSET + np.arange(n, dtype=np.int64),
+            "NIRCam_ID": cat["seg_id"][rows].astype(np.int64),
+            "TIER": np.where(cat["true_mag_F444W"][rows] < 27.5, "Deep/JADES", "Medium/JADES"),
+            "Field": np.full(n, "GOODS-S"),
+            "RA_TARG": cat["ra"][rows],
+            "Dec_TARG": cat["dec"][rows],
+            "z_Spec": z,
+            "z_Spec_flag": flags,
+        }
+    )
     return fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(table, name="SPECZ")])
 
 

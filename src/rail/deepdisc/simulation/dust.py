@@ -46,10 +46,14 @@ def ccm89_extinction(wave_angstrom: np.ndarray, r_v: float = MW_RV) -> np.ndarra
     """
     x = 1e4 / np.asarray(wave_angstrom, float)
     y = x - 1.82
-    a_opt = 1 + y * (0.17699 + y * (-0.50447 + y * (-0.02427 + y * (0.72085 + y * (0.01979 + y * (-0.77530
-                                                                                             + y * 0.32999))))))
-    b_opt = y * (1.41338 + y * (2.28305 + y * (1.07233 + y * (-5.38434 + y * (-0.62251 + y * (5.30260
-                                                                                         - y * 2.09002))))))
+    a_opt = 1 + y * (
+        0.17699
+        + y * (-0.50447 + y * (-0.02427 + y * (0.72085 + y * (0.01979 + y * (-0.77530 + y * 0.32999)))))
+    )
+    b_opt = y * (
+        1.41338
+        + y * (2.28305 + y * (1.07233 + y * (-5.38434 + y * (-0.62251 + y * (5.30260 - y * 2.09002)))))
+    )
     a_ir, b_ir = 0.574 * x**1.61, -0.527 * x**1.61
     a = np.where(x < 1.1, a_ir, a_opt)
     b = np.where(x < 1.1, b_ir, b_opt)
@@ -61,8 +65,10 @@ def band_extinction(bands) -> np.ndarray:
     return ccm89_extinction(np.array([pivot_wavelength(b) for b in bands]))
 
 
-def smooth_ebv_field(ra: np.ndarray, dec: np.ndarray, *, mean: float, variation: float, seed: int) -> np.ndarray:
-    """A smooth, deterministic E(B-V) field: ``mean`` times (1 + ``variation`` x a sum of plane waves).
+def smooth_ebv_field(
+    ra: np.ndarray, dec: np.ndarray, *, mean: float, variation: float, seed: int
+) -> np.ndarray:
+    """Evaluate a smooth, deterministic E(B-V) field: ``mean`` x (1 + ``variation`` x sum of plane waves).
 
     Parameters
     ----------
@@ -111,6 +117,8 @@ def sfd_ebv(ra: np.ndarray, dec: np.ndarray, map_dir: str | Path) -> np.ndarray:
         query = SFDQuery(map_dir=str(sfd_dir))
         ebv = query(SkyCoord(np.asarray(ra, float), np.asarray(dec, float), unit="deg", frame="icrs"))
     except (OSError, ValueError, KeyError) as err:
-        raise DustMapError(f"{sfd_dir}: cannot read the SFD dust maps ({err}); pass the directory holding "
-                           f"SFD_dust_4096_ngp.fits and SFD_dust_4096_sgp.fits, or no dust-map directory")
+        raise DustMapError(
+            f"{sfd_dir}: cannot read the SFD dust maps ({err}); pass the directory holding "
+            f"SFD_dust_4096_ngp.fits and SFD_dust_4096_sgp.fits, or no dust-map directory"
+        )
     return SFD_RECALIBRATION * np.asarray(ebv, float)

@@ -42,12 +42,13 @@ def make_wcs(shape: tuple[int, int], pixel_scale: float, centre: tuple[float, fl
 
 
 class FieldContext:
-    """Per-process tables reused by every field of a run: photometry grid, PSF transfer functions, extinction."""
+    """Per-process tables reused by every field: photometry grid, PSF transfer functions, extinction."""
 
     def __init__(self, settings):
         self.settings = settings
-        self.grid = photometry_grid(settings.bands + (REFERENCE_BAND,), z_max=settings.z_max,
-                                    ebv_max=settings.ebv_internal_max)
+        self.grid = photometry_grid(
+            settings.bands + (REFERENCE_BAND,), z_max=settings.z_max, ebv_max=settings.ebv_internal_max
+        )
         self.transfer = make_psf_transfer(settings)
         self.extinction = band_extinction(settings.bands + (REFERENCE_BAND,))
 
@@ -81,12 +82,19 @@ def _positions(rng, n, shape):
 def _mw_ebv(settings, ra, dec):
     if settings.dustmap_dir:
         return sfd_ebv(ra, dec, settings.dustmap_dir)
-    return smooth_ebv_field(ra, dec, mean=settings.ebv_mw_mean, variation=settings.ebv_mw_variation,
-                            seed=settings.seed)
+    return smooth_ebv_field(
+        ra, dec, mean=settings.ebv_mw_mean, variation=settings.ebv_mw_variation, seed=settings.seed
+    )
 
 
-def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.random.Generator, *,
-                   progress_bar: bool = False) -> SimulatedField:
+def simulate_field(
+    ctx: FieldContext,
+    shape: tuple[int, int],
+    wcs: WCS,
+    rng: np.random.Generator,
+    *,
+    progress_bar: bool = False,
+) -> SimulatedField:
     """Simulate one field of ``shape`` pixels with celestial WCS ``wcs``.
 
     Parameters
@@ -115,29 +123,50 @@ def simulate_field(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.
     ebv = _mw_ebv(s, ra, dec)
     true_mag = pop.mag + ebv[:, None] * ctx.extinction[None, :-1]
     true_ref = pop.mag_ref + ebv * ctx.extinction[-1]
-    rendered = render_field(xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer, progress_bar=progress_bar)
+    rendered = render_field(
+        xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer, progress_bar=progress_bar
+    )
     det = np.flatnonzero(rendered.detected)
     det = det[np.argsort(rendered.seg_id[det])]
-    flux, err = footprint_photometry(rendered.images, rendered.segmap, rendered.seg_id[det],
-                                     rendered.footprint_fraction[det], rendered.sigma, s.noise_correlation_px)
+    flux, err = footprint_photometry(
+        rendered.images,
+        rendered.segmap,
+        rendered.seg_id[det],
+        rendered.footprint_fraction[det],
+        rendered.sigma,
+        s.noise_correlation_px,
+    )
     mag, magerr = magnitudes(flux, err)
     redshift, wrong, flag = assign_labels(rng, pop.z[det], true_ref[det], pop.is_star[det], s)
     cat = {"seg_id": rendered.seg_id[det], "x": xy[det, 0], "y": xy[det, 1]}
     cat.update(_bboxes(rendered.segmap, len(det)))
-    cat.update(ra=np.asarray(ra)[det], dec=np.asarray(dec)[det], ebv=ebv[det], redshift=redshift,
-               spec_flag=flag, redshift_true=pop.z[det])
+    cat.update(
+        ra=np.asarray(ra)[det],
+        dec=np.asarray(dec)[det],
+        ebv=ebv[det],
+        redshift=redshift,
+        spec_flag=flag,
+        redshift_true=pop.z[det],
+    )
     for b, band in enumerate(s.bands):
         cat[f"mag_{band}"], cat[f"magerr_{band}"] = mag[:, b], magerr[:, b]
         cat[f"flux_{band}"], cat[f"flux_err_{band}"] = flux[:, b], err[:, b]
     for b, band in enumerate(s.bands):
         cat[f"true_mag_{band}"] = true_mag[det, b]
     cat[f"true_mag_{REFERENCE_BAND}"] = true_ref[det]
-    cat.update(true_is_star=pop.is_star[det], true_is_brown_dwarf=pop.is_brown_dwarf[det],
-               true_template=pop.template[det], true_ebv_internal=pop.ebv_internal[det],
-               true_ew_halpha=pop.ew_halpha[det],
-               true_r_e_arcsec=morph.r_e[det], true_sersic_n=morph.sersic_n[det], true_axis_ratio=morph.q[det],
-               true_detection_snr=rendered.detection_snr[det], true_npix=rendered.npix[det],
-               true_label_wrong=wrong)
+    cat.update(
+        true_is_star=pop.is_star[det],
+        true_is_brown_dwarf=pop.is_brown_dwarf[det],
+        true_template=pop.template[det],
+        true_ebv_internal=pop.ebv_internal[det],
+        true_ew_halpha=pop.ew_halpha[det],
+        true_r_e_arcsec=morph.r_e[det],
+        true_sersic_n=morph.sersic_n[det],
+        true_axis_ratio=morph.q[det],
+        true_detection_snr=rendered.detection_snr[det],
+        true_npix=rendered.npix[det],
+        true_label_wrong=wrong,
+    )
     return SimulatedField(rendered=rendered, catalog=cat, wcs=wcs)
 
 

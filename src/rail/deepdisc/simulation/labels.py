@@ -15,17 +15,24 @@ __all__ = ["label_probability", "assign_labels", "CONFUSED_LINES", "LABEL_PIVOT_
 
 LABEL_PIVOT_MAG = 27.0
 #: (true line, assumed line) rest wavelengths, Angstrom.
-CONFUSED_LINES = ((6563.0, 5007.0), (5007.0, 6563.0), (3727.0, 6563.0), (6563.0, 3727.0), (1216.0, 3727.0),
-                  (3727.0, 1216.0))
+CONFUSED_LINES = (
+    (6563.0, 5007.0),
+    (5007.0, 6563.0),
+    (3727.0, 6563.0),
+    (6563.0, 3727.0),
+    (1216.0, 3727.0),
+    (3727.0, 1216.0),
+)
 GOOD_FLAGS = ("A", "B", "C")
 GOOD_FLAG_P = (0.5, 0.3, 0.2)
 WRONG_FLAG_P = (0.0, 0.4, 0.6)
 BISECTION_STEPS = 60
 
 
-def label_probability(mag_ref: np.ndarray, is_star: np.ndarray, *, label_fraction: float,
-                      bias_mag: float) -> np.ndarray:
-    """Selection probability of each catalogued object of a field.
+def label_probability(
+    mag_ref: np.ndarray, is_star: np.ndarray, *, label_fraction: float, bias_mag: float
+) -> np.ndarray:
+    """Return the spectroscopic selection probability of each catalogued object of a field.
 
     Parameters
     ----------
@@ -56,8 +63,9 @@ def label_probability(mag_ref: np.ndarray, is_star: np.ndarray, *, label_fractio
     return np.minimum(hi * odds, 1.0)
 
 
-def assign_labels(rng: np.random.Generator, z_true: np.ndarray, mag_ref: np.ndarray, is_star: np.ndarray,
-                  settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def assign_labels(
+    rng: np.random.Generator, z_true: np.ndarray, mag_ref: np.ndarray, is_star: np.ndarray, settings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw spectroscopic labels for catalogued objects.
 
     Parameters
@@ -83,8 +91,9 @@ def assign_labels(rng: np.random.Generator, z_true: np.ndarray, mag_ref: np.ndar
         Quality flag ``A``-``C`` of labelled objects, ``""`` otherwise.
     """
     k = len(z_true)
-    p = label_probability(mag_ref, is_star, label_fraction=settings.label_fraction,
-                          bias_mag=settings.label_bias_mag)
+    p = label_probability(
+        mag_ref, is_star, label_fraction=settings.label_fraction, bias_mag=settings.label_bias_mag
+    )
     labelled = rng.uniform(size=k) < p
     wrong = labelled & (rng.uniform(size=k) < settings.wrong_label_fraction)
     pair = rng.integers(0, len(CONFUSED_LINES), size=k)

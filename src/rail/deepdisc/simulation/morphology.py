@@ -18,7 +18,8 @@ __all__ = ["Morphology", "draw_morphology", "SERSIC_STEP"]
 
 SERSIC_STEP = 0.25
 SERSIC_RANGE = (0.5, 5.5)
-#: (r_0 kpc at L*, beta, eta, scatter dex, median Sersic n, n scatter dex) per class: passive, late, starburst.
+#: Per class (passive, late, starburst): r_0 (kpc at L*), beta, eta, scatter (dex), median Sersic n,
+#: n scatter (dex).
 SIZE_RELATIONS = {
     0: (2.5, 0.60, 1.30, 0.15, 3.5, 0.10),
     1: (4.0, 0.15, 1.00, 0.18, 1.0, 0.15),
@@ -51,8 +52,9 @@ class Morphology:
     beta: np.ndarray
 
 
-def draw_morphology(rng: np.random.Generator, population: Population, *, size_scale: float = 1.0,
-                    z_max: float = 12.0) -> Morphology:
+def draw_morphology(
+    rng: np.random.Generator, population: Population, *, size_scale: float = 1.0, z_max: float = 12.0
+) -> Morphology:
     """Draw a Sersic shape for every galaxy of a population (stars get points).
 
     Parameters

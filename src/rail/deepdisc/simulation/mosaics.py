@@ -30,8 +30,14 @@ from .fitsio import write_fits_atomic
 from .settings import GOODS_S_CENTRE, SimulationSettings
 from .tiling import cut_field
 
-__all__ = ["simulate_mosaics", "mosaic_filename", "SEGMENTATION_FILENAME", "CATALOG_FILENAME", "SPECZ_FILENAME",
-           "NJY_PER_MJY"]
+__all__ = [
+    "simulate_mosaics",
+    "mosaic_filename",
+    "SEGMENTATION_FILENAME",
+    "CATALOG_FILENAME",
+    "SPECZ_FILENAME",
+    "NJY_PER_MJY",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +79,13 @@ def _image_hdul(image_njy: np.ndarray, sigma_njy: float, band: str, wcs, setting
     return fits.HDUList([primary, sci, err, wht])
 
 
-def simulate_mosaics(settings: SimulationSettings, outdir: str | Path, *, tileset_path: str | Path | None = None,
-                     progress_bar: bool = True) -> dict:
+def simulate_mosaics(
+    settings: SimulationSettings,
+    outdir: str | Path,
+    *,
+    tileset_path: str | Path | None = None,
+    progress_bar: bool = True,
+) -> dict:
     """Simulate one mosaic field and write its JADES-format images and catalogs.
 
     Parameters
@@ -106,18 +117,21 @@ def simulate_mosaics(settings: SimulationSettings, outdir: str | Path, *, tilese
     ctx = FieldContext(settings)
     wcs = make_wcs(shape, settings.pixel_scale)
     log.info("simulating a %d x %d pixel mosaic in %d bands", shape[0], shape[1], len(settings.bands))
-    field = simulate_field(ctx, shape, wcs, np.random.default_rng([settings.seed, MOSAIC_STREAM]),
-                           progress_bar=progress_bar)
+    field = simulate_field(
+        ctx, shape, wcs, np.random.default_rng([settings.seed, MOSAIC_STREAM]), progress_bar=progress_bar
+    )
     out = {"mosaics": {}}
     for b, band in enumerate(settings.bands):
         hdul = _image_hdul(field.rendered.images[b], float(field.rendered.sigma[b]), band, wcs, settings)
         out["mosaics"][band] = write_fits_atomic(hdul, outdir / mosaic_filename(band))
     seg = fits.PrimaryHDU(field.rendered.segmap.astype(np.int32), header=wcs.to_header())
     out["segmentation"] = write_fits_atomic(fits.HDUList([seg]), outdir / SEGMENTATION_FILENAME)
-    out["catalog"] = write_photometry_catalog(field, settings, np.random.default_rng([settings.seed, CATALOG_STREAM]),
-                                              outdir / CATALOG_FILENAME)
-    out["specz"] = write_specz_catalog(field, np.random.default_rng([settings.seed, SPECZ_STREAM]),
-                                       outdir / SPECZ_FILENAME)
+    out["catalog"] = write_photometry_catalog(
+        field, settings, np.random.default_rng([settings.seed, CATALOG_STREAM]), outdir / CATALOG_FILENAME
+    )
+    out["specz"] = write_specz_catalog(
+        field, np.random.default_rng([settings.seed, SPECZ_STREAM]), outdir / SPECZ_FILENAME
+    )
     if tileset_path is not None:
         out["tileset"] = write_tileset(cut_field(field, settings), tileset_path)
     log.info("wrote mosaics and catalogs of %d objects to %s", len(field.catalog["x"]), outdir)

@@ -1,10 +1,10 @@
 """Pixel noise from 5-sigma depths, optionally correlated as in drizzled mosaics.
 
 The depth of a band is the AB magnitude of 5 times the sky noise in a circular aperture (``depth_aperture``
-diameter). White noise of per-pixel sigma s gives an aperture noise s sqrt(A) (A in pixels). Noise smoothed by a
-normalised kernel k and rescaled to keep the per-pixel sigma s gives, for the sum over a weighted mask m, the
-variance s^2 sum((m * k)^2) / sum(k^2) (`correlated_sum_variance`); for large areas this tends to s^2 A R with
-R = 1 / sum(k^2) the pixels per independent noise element. The per-pixel sigma is set so the aperture noise
+diameter). White noise of per-pixel sigma s gives an aperture noise s sqrt(A) (A in pixels). Noise smoothed
+by a normalised kernel k and rescaled to keep the per-pixel sigma s gives, for the sum over a weighted mask m,
+the variance s^2 sum((m * k)^2) / sum(k^2) (`correlated_sum_variance`); for large areas this tends to
+s^2 A R with R = 1 / sum(k^2) the pixels per independent noise element. The per-pixel sigma is set so the aperture noise
 matches the depth exactly.
 """
 
@@ -13,8 +13,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import convolve1d
 
-__all__ = ["AB_ZEROPOINT_NJY", "flux_njy", "correlation_kernel", "noise_area_factor", "aperture_mask",
-           "correlated_sum_variance", "pixel_sigma", "draw_noise"]
+__all__ = [
+    "AB_ZEROPOINT_NJY",
+    "flux_njy",
+    "correlation_kernel",
+    "noise_area_factor",
+    "aperture_mask",
+    "correlated_sum_variance",
+    "pixel_sigma",
+    "draw_noise",
+]
 
 #: AB magnitude of 1 nJy: m = -2.5 log10(f / nJy) + 31.4.
 AB_ZEROPOINT_NJY = 31.4
@@ -29,7 +37,7 @@ def flux_njy(mag_ab: np.ndarray) -> np.ndarray:
 
 
 def correlation_kernel(correlation_px: float) -> np.ndarray:
-    """Normalised 1-D Gaussian kernel (sum 1) of sigma ``correlation_px`` pixels; ``[1.0]`` for white noise."""
+    """Return the normalised 1-D Gaussian kernel of sigma ``correlation_px`` pixels (``[1.0]``: white)."""
     if correlation_px <= 0:
         return np.ones(1)
     half = max(1, int(np.ceil(KERNEL_HALF_WIDTH_SIGMAS * correlation_px)))
@@ -39,7 +47,7 @@ def correlation_kernel(correlation_px: float) -> np.ndarray:
 
 
 def noise_area_factor(correlation_px: float) -> float:
-    """Pixels per independent noise element, R = 1 / sum(k2d^2) for the separable kernel (1 for white noise)."""
+    """Return the pixels per independent noise element, R = 1 / sum(k2d^2) (1 for white noise)."""
     k = correlation_kernel(correlation_px)
     return float(1.0 / np.sum(k**2) ** 2)
 
@@ -79,7 +87,9 @@ def correlated_sum_variance(mask: np.ndarray, correlation_px: float) -> float:
     return float(np.sum(c**2) / np.sum(k**2) ** 2)
 
 
-def pixel_sigma(depths, *, pixel_scale: float, aperture_diameter: float, correlation_px: float = 0.0) -> np.ndarray:
+def pixel_sigma(
+    depths, *, pixel_scale: float, aperture_diameter: float, correlation_px: float = 0.0
+) -> np.ndarray:
     """Per-pixel noise sigma (nJy) that gives 5-sigma aperture depths ``depths``.
 
     Parameters
@@ -109,8 +119,9 @@ def pixel_sigma(depths, *, pixel_scale: float, aperture_diameter: float, correla
     return sigma_ap / np.sqrt(var)
 
 
-def draw_noise(rng: np.random.Generator, shape: tuple[int, int, int], sigma: np.ndarray,
-               correlation_px: float = 0.0) -> np.ndarray:
+def draw_noise(
+    rng: np.random.Generator, shape: tuple[int, int, int], sigma: np.ndarray, correlation_px: float = 0.0
+) -> np.ndarray:
     """Gaussian noise images (B, H, W) with per-band pixel sigma ``sigma`` (B,), optionally correlated.
 
     The correlated case smooths white noise with the separable `correlation_kernel` (periodic edges) and

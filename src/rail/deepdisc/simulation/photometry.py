@@ -23,8 +23,14 @@ __all__ = ["footprint_photometry", "magnitudes", "MAG_ERR_SN1"]
 MAG_ERR_SN1 = 2.5 / np.log(10.0)  # magnitude error at S/N = 1
 
 
-def footprint_photometry(images: np.ndarray, segmap: np.ndarray, seg_ids: np.ndarray, fraction: np.ndarray,
-                         sigma: np.ndarray, correlation_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def footprint_photometry(
+    images: np.ndarray,
+    segmap: np.ndarray,
+    seg_ids: np.ndarray,
+    fraction: np.ndarray,
+    sigma: np.ndarray,
+    correlation_px: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Aperture-corrected isophotal fluxes and errors of catalogued objects.
 
     Parameters
@@ -51,8 +57,9 @@ def footprint_photometry(images: np.ndarray, segmap: np.ndarray, seg_ids: np.nda
     size = int(max(segmap.max(), seg_ids.max(initial=0))) + 1
     seg = segmap.ravel()
     variance = _footprint_variance(segmap, seg_ids, correlation_px)
-    raw = np.stack([np.bincount(seg, weights=images[b].ravel(), minlength=size)[seg_ids] for b in range(nb)],
-                   axis=1)
+    raw = np.stack(
+        [np.bincount(seg, weights=images[b].ravel(), minlength=size)[seg_ids] for b in range(nb)], axis=1
+    )
     frac = np.clip(fraction, 1e-3, None)
     err = sigma[None, :] * np.sqrt(variance)[:, None] / frac
     return raw / frac, err

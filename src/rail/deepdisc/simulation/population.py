@@ -144,13 +144,21 @@ def _draw_galaxies(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dic
     lo = np.select([cls == 0, cls == 1], [PASSIVE_TEMPLATES[0], SPIRAL_TEMPLATES[0]], burst_lo)
     hi = np.select([cls == 0, cls == 1], [PASSIVE_TEMPLATES[1], SPIRAL_TEMPLATES[1]], STARBURST_TEMPLATES[1])
     template = rng.uniform(lo, hi)
-    ebv_mean = np.select([cls == 0, cls == 1],
-                         [PASSIVE_EBV_MEAN, SPIRAL_EBV_FACTOR * settings.ebv_internal_mean],
-                         settings.ebv_internal_mean / (1.0 + (z / 4.0) ** 2))
+    ebv_mean = np.select(
+        [cls == 0, cls == 1],
+        [PASSIVE_EBV_MEAN, SPIRAL_EBV_FACTOR * settings.ebv_internal_mean],
+        settings.ebv_internal_mean / (1.0 + (z / 4.0) ** 2),
+    )
     ebv = np.minimum(rng.exponential(1.0, size=n) * ebv_mean, min(settings.ebv_internal_max, grid.ebv[-1]))
-    youth = np.clip((template - PASSIVE_TEMPLATES[1]) / (STARBURST_TEMPLATES[1] - PASSIVE_TEMPLATES[1]), 0.0, 1.0)
-    ew = EW_HALPHA_0 * (1.0 + z) ** EW_HALPHA_SLOPE * (0.3 + 0.9 * youth) * 10.0 ** rng.normal(
-        0.0, EW_HALPHA_SCATTER, n)
+    youth = np.clip(
+        (template - PASSIVE_TEMPLATES[1]) / (STARBURST_TEMPLATES[1] - PASSIVE_TEMPLATES[1]), 0.0, 1.0
+    )
+    ew = (
+        EW_HALPHA_0
+        * (1.0 + z) ** EW_HALPHA_SLOPE
+        * (0.3 + 0.9 * youth)
+        * 10.0 ** rng.normal(0.0, EW_HALPHA_SCATTER, n)
+    )
     ew = np.where(cls == 0, 0.0, np.minimum(ew, EW_HALPHA_MAX) * settings.emission_line_scale)
     rel = grid.galaxy_fnu(template, z, ebv, ew)  # (n, B+1) relative f_nu
     dm_eff = distance_modulus(z, settings.z_max) - 2.5 * np.log10(1.0 + z)
@@ -162,25 +170,36 @@ def _draw_galaxies(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dic
     lum = _sample_schechter(rng, alpha, x_min)
     abs_mag = m_star - 2.5 * np.log10(lum)
     mags = abs_mag[:, None] + dm_eff[:, None] + kcorr
-    return dict(z=z, galaxy_class=cls, template=template, ebv_internal=ebv, ew_halpha=ew, abs_mag_v=abs_mag,
-                luminosity_ratio=lum, mags=mags)
+    return dict(
+        z=z,
+        galaxy_class=cls,
+        template=template,
+        ebv_internal=ebv,
+        ew_halpha=ew,
+        abs_mag_v=abs_mag,
+        luminosity_ratio=lum,
+        mags=mags,
+    )
 
 
 def _draw_stars(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dict:
     is_bd = rng.uniform(size=n) < settings.brown_dwarf_fraction
-    log_t = np.where(is_bd, rng.uniform(*np.log(BROWN_DWARF_T_RANGE), size=n),
-                     rng.uniform(*np.log(STAR_T_RANGE), size=n))
+    log_t = np.where(
+        is_bd, rng.uniform(*np.log(BROWN_DWARF_T_RANGE), size=n), rng.uniform(*np.log(STAR_T_RANGE), size=n)
+    )
     temperature = np.exp(log_t)
     # p(m) ~ 10^(slope m) on [bright, limit]: inverse CDF
     a = 10.0 ** (STAR_COUNT_SLOPE * STAR_MAG_BRIGHT)
     b = 10.0 ** (STAR_COUNT_SLOPE * settings.mag_limit)
     m_ref = np.log10(a + rng.uniform(size=n) * (b - a)) / STAR_COUNT_SLOPE
     rel = grid.star_fnu(temperature)
-    mags = m_ref[:, None] - 2.5 * np.log10(rel / rel[:, ref:ref + 1])
+    mags = m_ref[:, None] - 2.5 * np.log10(rel / rel[:, ref : ref + 1])
     return dict(is_brown_dwarf=is_bd, temperature=temperature, mags=mags)
 
 
-def draw_population(rng: np.random.Generator, settings, grid: PhotometryGrid, area_arcsec2: float) -> Population:
+def draw_population(
+    rng: np.random.Generator, settings, grid: PhotometryGrid, area_arcsec2: float
+) -> Population:
     """Draw the objects of a sky area: Poisson numbers of galaxies and stars, then their properties.
 
     Parameters

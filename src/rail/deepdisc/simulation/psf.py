@@ -1,7 +1,7 @@
 """NIRCam point-spread functions: an obscured Airy pattern of the 6.5 m aperture, broadened by jitter.
 
-Per band, the PSF is galsim's Airy for the band's pivot wavelength with a central obscuration, convolved with a
-Gaussian for pointing jitter and charge diffusion, and dilated by ``psf_fwhm_scale``. Its FWHM rises from about
+Per band, the PSF is galsim's Airy for the band's pivot wavelength with a central obscuration, convolved with
+a Gaussian for pointing jitter and charge diffusion, and dilated by ``psf_fwhm_scale``. Its FWHM rises from
 0.035" (F090W) to 0.145" (F444W). Rendering uses its Fourier transform times the pixel response on the
 sub-pixel k-grid of each object's stamp; those transfer functions are cached per stamp size.
 """
@@ -22,10 +22,14 @@ FWHM_IMAGE_SIZE = 128
 
 
 def psf_profile(band: str, settings) -> galsim.GSObject:
-    """The continuous PSF of a band (galsim object, arcsec units, unit flux; no pixel response)."""
+    """Return the continuous PSF of a band (galsim object, arcsec units, unit flux; no pixel response)."""
     lam_nm = pivot_wavelength(band) / 10.0
-    airy = galsim.Airy(lam=lam_nm, diam=settings.telescope_diameter_m, obscuration=settings.psf_obscuration,
-                       scale_unit=galsim.arcsec)
+    airy = galsim.Airy(
+        lam=lam_nm,
+        diam=settings.telescope_diameter_m,
+        obscuration=settings.psf_obscuration,
+        scale_unit=galsim.arcsec,
+    )
     if settings.psf_jitter_arcsec > 0:
         airy = galsim.Convolve(airy, galsim.Gaussian(sigma=settings.psf_jitter_arcsec))
     return airy.dilate(settings.psf_fwhm_scale)
@@ -35,19 +39,29 @@ def psf_profile(band: str, settings) -> galsim.GSObject:
 def _fwhm(band, diameter, obscuration, jitter, scale) -> float:
     from types import SimpleNamespace
 
-    s = SimpleNamespace(telescope_diameter_m=diameter, psf_obscuration=obscuration, psf_jitter_arcsec=jitter,
-                        psf_fwhm_scale=scale)
+    s = SimpleNamespace(
+        telescope_diameter_m=diameter,
+        psf_obscuration=obscuration,
+        psf_jitter_arcsec=jitter,
+        psf_fwhm_scale=scale,
+    )
     prof = psf_profile(band, s)
     rough = 1.03 * pivot_wavelength(band) * 1e-10 / diameter * 206264.806 * scale
-    img = prof.drawImage(nx=FWHM_IMAGE_SIZE, ny=FWHM_IMAGE_SIZE, scale=rough * FWHM_IMAGE_SCALE_FRACTION,
-                         method="no_pixel")
+    img = prof.drawImage(
+        nx=FWHM_IMAGE_SIZE, ny=FWHM_IMAGE_SIZE, scale=rough * FWHM_IMAGE_SCALE_FRACTION, method="no_pixel"
+    )
     return float(img.calculateFWHM())
 
 
 def psf_fwhm(band: str, settings) -> float:
     """Intended FWHM of a band's PSF (without the pixel), arcsec, measured on a finely sampled image."""
-    return _fwhm(band, settings.telescope_diameter_m, settings.psf_obscuration, settings.psf_jitter_arcsec,
-                 settings.psf_fwhm_scale)
+    return _fwhm(
+        band,
+        settings.telescope_diameter_m,
+        settings.psf_obscuration,
+        settings.psf_jitter_arcsec,
+        settings.psf_fwhm_scale,
+    )
 
 
 class PsfTransfer:
@@ -76,11 +90,13 @@ class PsfTransfer:
         return 2.0 * np.pi / (stamp_pixels * self.pixel_scale)
 
     def transfer(self, stamp_pixels: int) -> np.ndarray:
-        """Transfer functions, complex (P, N, N) with N = stamp_pixels x oversampling, zero frequency at [0, 0]."""
+        """Return the transfer functions, complex (P, N, N), N = stamp_pixels x oversampling, k = 0 first."""
         got = self._cache.get(stamp_pixels)
         if got is None:
             n = stamp_pixels * self.oversampling
             dk = self.k_step(stamp_pixels)
-            got = np.stack([np.fft.ifftshift(p.drawKImage(nx=n, ny=n, scale=dk).array) for p in self._profiles])
+            got = np.stack(
+                [np.fft.ifftshift(p.drawKImage(nx=n, ny=n, scale=dk).array) for p in self._profiles]
+            )
             self._cache[stamp_pixels] = got
         return got

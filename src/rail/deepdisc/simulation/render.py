@@ -96,7 +96,9 @@ def _profile(k: int, morph: Morphology, pixel_scale: float, dx: float, dy: float
     return prof.shift(dx * pixel_scale, dy * pixel_scale)
 
 
-def _stamp_models(k, morph, xy, size, transfer: PsfTransfer, rows: slice | int) -> tuple[np.ndarray, int, int]:
+def _stamp_models(
+    k, morph, xy, size, transfer: PsfTransfer, rows: slice | int
+) -> tuple[np.ndarray, int, int]:
     """Unit-flux pixel models (P, M, M) of object k through the transfer functions ``rows``; stamp origin."""
     cx, cy = int(np.round(xy[k, 0])), int(np.round(xy[k, 1]))
     prof = _profile(k, morph, transfer.pixel_scale, xy[k, 0] - cx, xy[k, 1] - cy)
@@ -151,8 +153,17 @@ def _footprint_stats(stamps, seg, n, area_factor):
     return npix, snr
 
 
-def render_field(xy: np.ndarray, flux: np.ndarray, morph: Morphology, settings, shape: tuple[int, int],
-                 rng: np.random.Generator, transfer: PsfTransfer, *, progress_bar: bool = False) -> RenderedField:
+def render_field(
+    xy: np.ndarray,
+    flux: np.ndarray,
+    morph: Morphology,
+    settings,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    transfer: PsfTransfer,
+    *,
+    progress_bar: bool = False,
+) -> RenderedField:
     """Render N objects into a (B, H, W) field with noise, segment it and decide which are catalogued.
 
     Parameters
@@ -180,9 +191,12 @@ def render_field(xy: np.ndarray, flux: np.ndarray, morph: Morphology, settings, 
     """
     bands = settings.bands
     n, nb = len(xy), len(bands)
-    sigma = pixel_sigma(settings.depths, pixel_scale=settings.pixel_scale,
-                        aperture_diameter=settings.depth_aperture_arcsec,
-                        correlation_px=settings.noise_correlation_px)
+    sigma = pixel_sigma(
+        settings.depths,
+        pixel_scale=settings.pixel_scale,
+        aperture_diameter=settings.depth_aperture_arcsec,
+        correlation_px=settings.noise_correlation_px,
+    )
     area_factor = noise_area_factor(settings.noise_correlation_px)
     det_idx = [bands.index(b) for b in settings.active_detection_bands]
     det_weight = (flux[:, det_idx] / sigma[det_idx]).sum(axis=1) / np.sqrt(len(det_idx))
@@ -218,6 +232,15 @@ def render_field(xy: np.ndarray, flux: np.ndarray, morph: Morphology, settings, 
             mine = segmap[fs] == seg_id[k]
             frac[k] = models[(slice(None), *ss)][:, mine].sum(axis=1)
     noise = draw_noise(rng, (nb, *shape), sigma, settings.noise_correlation_px)
-    return RenderedField(images=(model_img + noise).astype(np.float32), model=model_img.astype(np.float32),
-                         segmap=segmap, detected=detected, seg_id=seg_id, npix=npix, detection_snr=snr,
-                         footprint_fraction=frac, sigma=sigma, area_factor=area_factor)
+    return RenderedField(
+        images=(model_img + noise).astype(np.float32),
+        model=model_img.astype(np.float32),
+        segmap=segmap,
+        detected=detected,
+        seg_id=seg_id,
+        npix=npix,
+        detection_snr=snr,
+        footprint_fraction=frac,
+        sigma=sigma,
+        area_factor=area_factor,
+    )

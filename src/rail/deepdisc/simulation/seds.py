@@ -6,9 +6,9 @@ continuous template index), reddened with the Calzetti et al. (2000) law and att
 medium following Madau (1995). Stars are black bodies; brown dwarfs add crude H2O/CH4/CO absorption bands so
 that they show their characteristic blue F356W-F444W colours without being galaxies at any redshift.
 
-Nebular emission lines (Balmer, Paschen, [OII], [OIII], [NII], [SIII], HeI) are added with fixed flux ratios to
-H-alpha and a per-galaxy H-alpha equivalent width, attenuated like the continuum at their wavelength: they give
-the strong [OIII] and H-alpha boosts that JWST sees in F356W-F444W at z > 4.
+Nebular emission lines (Balmer, Paschen, [OII], [OIII], [NII], [SIII], HeI) are added with fixed flux ratios
+to H-alpha and a per-galaxy H-alpha equivalent width, attenuated like the continuum at their wavelength: they
+give the strong [OIII] and H-alpha boosts that JWST sees in F356W-F444W at z > 4.
 
 Everything the renderer needs is tabulated once per process in a `PhotometryGrid`: band-averaged f_nu of every
 template, and of its lines per unit H-alpha equivalent width, on a (redshift, E(B-V)) grid, relative to the
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 COSMOS_TEMPLATE_LIST = "COSMOS_seds.list"
-#: Rest-frame wavelength (Angstrom) at which template f_nu is normalised (the V band of the absolute magnitudes).
+#: Rest-frame wavelength (Angstrom) where template f_nu is normalised (V band of the absolute magnitudes).
 REFERENCE_WAVELENGTH = 5500.0
 CALZETTI_RV = 4.05
 #: Lyman-series lines (Angstrom) and their Madau (1995) line-blanketing coefficients.
@@ -52,15 +52,33 @@ BROWN_DWARF_T_MAX = 2400.0  # K: molecular bands switch on below this
 METHANE_T_MAX = 1500.0  # K: T dwarfs
 #: Brown-dwarf absorption bands: centre (Angstrom), Gaussian sigma (Angstrom), optical depth, methane?
 BROWN_DWARF_BANDS = (
-    (11500.0, 600.0, 1.2, False), (14000.0, 700.0, 1.5, False), (18800.0, 900.0, 2.0, False),
-    (16500.0, 500.0, 1.0, True), (22500.0, 1500.0, 1.5, True), (27000.0, 2500.0, 2.5, False),
-    (33000.0, 1500.0, 3.0, True), (46000.0, 1000.0, 0.5, False),
+    (11500.0, 600.0, 1.2, False),
+    (14000.0, 700.0, 1.5, False),
+    (18800.0, 900.0, 2.0, False),
+    (16500.0, 500.0, 1.0, True),
+    (22500.0, 1500.0, 1.5, True),
+    (27000.0, 2500.0, 2.5, False),
+    (33000.0, 1500.0, 3.0, True),
+    (46000.0, 1000.0, 0.5, False),
 )
 #: Nebular lines: rest wavelength (Angstrom) and flux relative to H-alpha (low-metallicity, star-forming).
 EMISSION_LINES = (
-    (3727.0, 0.60), (3869.0, 0.08), (4102.0, 0.09), (4341.0, 0.16), (4861.0, 0.35), (4959.0, 0.53),
-    (5007.0, 1.60), (5876.0, 0.04), (6563.0, 1.00), (6584.0, 0.10), (6725.0, 0.12), (9069.0, 0.04),
-    (9531.0, 0.10), (10830.0, 0.06), (12818.0, 0.055), (18751.0, 0.12),
+    (3727.0, 0.60),
+    (3869.0, 0.08),
+    (4102.0, 0.09),
+    (4341.0, 0.16),
+    (4861.0, 0.35),
+    (4959.0, 0.53),
+    (5007.0, 1.60),
+    (5876.0, 0.04),
+    (6563.0, 1.00),
+    (6584.0, 0.10),
+    (6725.0, 0.12),
+    (9069.0, 0.04),
+    (9531.0, 0.10),
+    (10830.0, 0.06),
+    (12818.0, 0.055),
+    (18751.0, 0.12),
 )
 HALPHA = 6563.0
 Z_GRID_STEP = 0.02
@@ -70,7 +88,7 @@ STAR_TEMPERATURES = np.geomspace(400.0, 12000.0, 90)
 
 
 def cosmos_sed_directory() -> Path:
-    """The directory of pz-rail-base's COSMOS templates (``rail/examples_data/.../SED``)."""
+    """Return the directory of pz-rail-base's COSMOS templates (``rail/examples_data/.../SED``)."""
     from rail.core.utils import RAILDIR
 
     path = Path(RAILDIR) / "rail" / "examples_data" / "estimation_data" / "data" / "SED"
@@ -161,8 +179,12 @@ def madau_igm_transmission(wave_obs_angstrom: np.ndarray, z: np.ndarray | float)
         tau = tau + np.where(lam < line * zp1, coeff * (lam / line) ** 3.46, 0.0)
     xc = lam / LYMAN_LIMIT
     xe = zp1 + 0.0 * xc
-    cont = (0.25 * xc**3 * (xe**0.46 - xc**0.46) + 9.4 * xc**1.5 * (xe**0.18 - xc**0.18)
-            - 0.7 * xc**3 * (xc**-1.32 - xe**-1.32) - 0.023 * (xe**1.68 - xc**1.68))
+    cont = (
+        0.25 * xc**3 * (xe**0.46 - xc**0.46)
+        + 9.4 * xc**1.5 * (xe**0.18 - xc**0.18)
+        - 0.7 * xc**3 * (xc**-1.32 - xe**-1.32)
+        - 0.023 * (xe**1.68 - xc**1.68)
+    )
     tau = tau + np.where(xc < xe, np.clip(cont, 0.0, None), 0.0)
     return np.exp(-tau)
 
@@ -198,7 +220,7 @@ def star_fnu(wave_angstrom: np.ndarray, temperature_k: float) -> np.ndarray:
 
 
 def _band_weights(band: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """Observed wavelengths, photon-counting weights T/lambda dlambda (summing to 1) and int T/lambda dlambda."""
+    """Return observed wavelengths, weights T/lambda dlambda (summing to 1) and int T/lambda dlambda."""
     fw, ft = filter_curve(band)
     keep = ft > 1e-3
     lo, hi = fw[keep].min(), fw[keep].max()
@@ -207,11 +229,13 @@ def _band_weights(band: str) -> tuple[np.ndarray, np.ndarray, float]:
     return wave, w / w.sum(), float(w.sum() * (wave[1] - wave[0]))
 
 
-def _line_response(fnu: np.ndarray, wave: np.ndarray, band: str, z: np.ndarray, ebv: np.ndarray) -> np.ndarray:
+def _line_response(
+    fnu: np.ndarray, wave: np.ndarray, band: str, z: np.ndarray, ebv: np.ndarray
+) -> np.ndarray:
     """Band f_nu (T, Z, E) of the nebular lines per Angstrom of rest H-alpha equivalent width.
 
-    A line of flux F = r EW_Ha f_lambda(Ha) adds F lambda_l T(lambda_l (1+z)) / (c int T/lambda dlambda) to the
-    band-averaged f_nu; in units of the f_nu shape this is EW_Ha S_nu(Ha) r lambda_l T / (lambda_Ha^2 N).
+    A line of flux F = r EW_Ha f_lambda(Ha) adds F lambda_l T(lambda_l (1+z)) / (c int T/lambda dlambda) to
+    the band-averaged f_nu; in units of the f_nu shape this is EW_Ha S_nu(Ha) r lambda_l T / (lambda_Ha^2 N).
     """
     fw, ft = filter_curve(band)
     _, _, norm = _band_weights(band)
@@ -260,8 +284,9 @@ class PhotometryGrid:
         """Number of templates T (the continuous index runs over [0, T - 1])."""
         return int(self.galaxy.shape[0])
 
-    def galaxy_fnu(self, template: np.ndarray, z: np.ndarray, ebv: np.ndarray,
-                   ew_halpha: np.ndarray | None = None) -> np.ndarray:
+    def galaxy_fnu(
+        self, template: np.ndarray, z: np.ndarray, ebv: np.ndarray, ew_halpha: np.ndarray | None = None
+    ) -> np.ndarray:
         """Interpolate (linearly in template index, redshift and E(B-V)) the relative band fluxes.
 
         Parameters
@@ -335,5 +360,12 @@ def photometry_grid(bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: flo
         galaxy[..., b] = np.einsum("tzk,zk,zke->tze", shape, att, dust, optimize=True)
         lines[..., b] = _line_response(fnu, wave, band, zg, eg)
         star[:, b] = [np.dot(star_fnu(obs, t), weight) for t in STAR_TEMPERATURES]
-    return PhotometryGrid(bands=tuple(bands), z=zg, ebv=eg, galaxy=galaxy, lines=lines,
-                          star_temperature=STAR_TEMPERATURES, star=star)
+    return PhotometryGrid(
+        bands=tuple(bands),
+        z=zg,
+        ebv=eg,
+        galaxy=galaxy,
+        lines=lines,
+        star_temperature=STAR_TEMPERATURES,
+        star=star,
+    )

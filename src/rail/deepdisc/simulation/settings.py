@@ -18,10 +18,26 @@ __all__ = ["SimulationSettings", "DEFAULT_DEPTHS", "GOODS_S_CENTRE"]
 
 #: 5-sigma point-source depths (AB, 0.2" diameter aperture) of the JADES GOODS-S deep area (approximate).
 DEFAULT_DEPTHS: dict[str, float] = {
-    "F070W": 29.2, "F090W": 29.7, "F115W": 29.9, "F140M": 29.2, "F150W": 29.9, "F162M": 29.2,
-    "F182M": 29.4, "F200W": 30.0, "F210M": 29.3, "F250M": 29.2, "F277W": 30.3, "F300M": 29.5,
-    "F335M": 29.7, "F356W": 30.3, "F360M": 29.5, "F410M": 29.8, "F430M": 29.1, "F444W": 30.0,
-    "F460M": 28.9, "F480M": 29.0,
+    "F070W": 29.2,
+    "F090W": 29.7,
+    "F115W": 29.9,
+    "F140M": 29.2,
+    "F150W": 29.9,
+    "F162M": 29.2,
+    "F182M": 29.4,
+    "F200W": 30.0,
+    "F210M": 29.3,
+    "F250M": 29.2,
+    "F277W": 30.3,
+    "F300M": 29.5,
+    "F335M": 29.7,
+    "F356W": 30.3,
+    "F360M": 29.5,
+    "F410M": 29.8,
+    "F430M": 29.1,
+    "F444W": 30.0,
+    "F460M": 28.9,
+    "F480M": 29.0,
 }
 #: Sky position of the simulated field (deg): the GOODS-S / HUDF area observed by JADES.
 GOODS_S_CENTRE = (53.1, -27.8)
@@ -177,28 +193,58 @@ class SimulationSettings:
         if self.tile_size < 16:
             raise ConfigError(f"SimulationSettings: tile_size must be >= 16 pixels, got {self.tile_size}")
         if self.field_size is not None and (not isinstance(self.field_size, int) or self.field_size < 16):
-            raise ConfigError(f"SimulationSettings: field_size must be None or >= 16 pixels, "
-                              f"got {self.field_size!r}")
+            raise ConfigError(
+                f"SimulationSettings: field_size must be None or >= 16 pixels, got {self.field_size!r}"
+            )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"SimulationSettings: seed must be a non-negative integer, got {self.seed!r}")
-        for name in ("pixel_scale", "depth_aperture_arcsec", "density", "z_max", "nz_shape", "nz_scale",
-                     "starburst_weight", "psf_fwhm_scale", "telescope_diameter_m", "size_scale",
-                     "detection_snr", "segmentation_threshold", "ebv_internal_max", "passive_z_max"):
+        for name in (
+            "pixel_scale",
+            "depth_aperture_arcsec",
+            "density",
+            "z_max",
+            "nz_shape",
+            "nz_scale",
+            "starburst_weight",
+            "psf_fwhm_scale",
+            "telescope_diameter_m",
+            "size_scale",
+            "detection_snr",
+            "segmentation_threshold",
+            "ebv_internal_max",
+            "passive_z_max",
+        ):
             _positive(name, getattr(self, name))
-        for name in ("emission_line_scale", "ebv_internal_mean", "ebv_mw_mean", "ebv_mw_variation", "psf_jitter_arcsec",
-                     "noise_correlation_px"):
+        for name in (
+            "emission_line_scale",
+            "ebv_internal_mean",
+            "ebv_mw_mean",
+            "ebv_mw_variation",
+            "psf_jitter_arcsec",
+            "noise_correlation_px",
+        ):
             _positive(name, getattr(self, name), allow_zero=True)
         if not (isinstance(self.label_bias_mag, (int, float)) and self.label_bias_mag > 0):
-            raise ConfigError(f"SimulationSettings: label_bias_mag must be > 0 (inf = unbiased), "
-                              f"got {self.label_bias_mag!r}")
-        for name in ("star_fraction", "brown_dwarf_fraction", "passive_fraction", "label_fraction",
-                     "wrong_label_fraction"):
+            raise ConfigError(
+                f"SimulationSettings: label_bias_mag must be > 0 (inf = unbiased), "
+                f"got {self.label_bias_mag!r}"
+            )
+        for name in (
+            "star_fraction",
+            "brown_dwarf_fraction",
+            "passive_fraction",
+            "label_fraction",
+            "wrong_label_fraction",
+        ):
             _fraction(name, getattr(self, name))
         if not 0.0 <= self.psf_obscuration < 1.0:
-            raise ConfigError(f"SimulationSettings: psf_obscuration must be in [0, 1), got {self.psf_obscuration}")
+            raise ConfigError(
+                f"SimulationSettings: psf_obscuration must be in [0, 1), got {self.psf_obscuration}"
+            )
         if not 20.0 < self.mag_limit < 40.0:
-            raise ConfigError(f"SimulationSettings: mag_limit must be an AB magnitude in (20, 40), "
-                              f"got {self.mag_limit!r}")
+            raise ConfigError(
+                f"SimulationSettings: mag_limit must be an AB magnitude in (20, 40), got {self.mag_limit!r}"
+            )
         if isinstance(self.depth, Mapping):
             set_(self, "depth", tuple(sorted((str(k).upper(), float(v)) for k, v in self.depth.items())))
         self._resolve_depth()  # validates
@@ -213,8 +259,10 @@ class SimulationSettings:
         elif isinstance(depth, Mapping):
             unknown = sorted(set(str(k).upper() for k in depth) - set(self.bands))
             if unknown:
-                raise ConfigError(f"SimulationSettings: depth given for band(s) {' '.join(unknown)} that are not "
-                                  f"simulated (bands: {' '.join(self.bands)})")
+                raise ConfigError(
+                    f"SimulationSettings: depth given for band(s) {' '.join(unknown)} that are not "
+                    f"simulated (bands: {' '.join(self.bands)})"
+                )
             upper = {str(k).upper(): float(v) for k, v in depth.items()}
             values = [upper.get(b, DEFAULT_DEPTHS[b]) for b in self.bands]
         elif isinstance(depth, (int, float)):
@@ -222,12 +270,15 @@ class SimulationSettings:
         else:
             values = [float(v) for v in depth]
             if len(values) != len(self.bands):
-                raise ConfigError(f"SimulationSettings: depth lists {len(values)} values for "
-                                  f"{len(self.bands)} bands")
+                raise ConfigError(
+                    f"SimulationSettings: depth lists {len(values)} values for {len(self.bands)} bands"
+                )
         values = [v + self.depth_offset for v in values]
         bad = [v for v in values if not 15.0 < v < 40.0]
         if bad:
-            raise ConfigError(f"SimulationSettings: depth must be 5-sigma AB magnitudes in (15, 40), got {bad[0]!r}")
+            raise ConfigError(
+                f"SimulationSettings: depth must be 5-sigma AB magnitudes in (15, 40), got {bad[0]!r}"
+            )
         return tuple(values)
 
     @property

@@ -38,10 +38,24 @@ def _virtual_grid(settings: SimulationSettings):
     return cols, make_wcs((rows * ts, cols * ts), settings.pixel_scale)
 
 
-def _object_table(cat: dict, bands, rows: np.ndarray, ids: np.ndarray, x0: int, y0: int,
-                  bbox: dict, primary: np.ndarray, tile: int) -> dict:
-    out = {"object_id": ids.astype(np.int64), "tile": np.full(len(rows), tile, dtype=np.int64),
-           "primary": primary.astype(bool), "x": cat["x"][rows] - x0, "y": cat["y"][rows] - y0}
+def _object_table(
+    cat: dict,
+    bands,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    x0: int,
+    y0: int,
+    bbox: dict,
+    primary: np.ndarray,
+    tile: int,
+) -> dict:
+    out = {
+        "object_id": ids.astype(np.int64),
+        "tile": np.full(len(rows), tile, dtype=np.int64),
+        "primary": primary.astype(bool),
+        "x": cat["x"][rows] - x0,
+        "y": cat["y"][rows] - y0,
+    }
     out.update(bbox)
     for name, values in cat.items():
         if name in out or name in BBOX or name.startswith(_SKIP):
@@ -57,20 +71,27 @@ def _tiles_table(tile_ids, x0s, y0s, wcs_full, shape) -> dict:
     h, w = shape
     ra, dec, headers = [], [], []
     for x0, y0 in zip(x0s, y0s):
-        sub = wcs_full[y0:y0 + h, x0:x0 + w]
+        sub = wcs_full[y0 : y0 + h, x0 : x0 + w]
         r, d = sub.wcs_pix2world((w - 1) / 2.0, (h - 1) / 2.0, 0)
         ra.append(float(r))
         dec.append(float(d))
         headers.append(sub.to_header().tostring())
     n = len(tile_ids)
-    return {"tile_id": np.asarray(tile_ids, np.int64), "kind": np.array(["grid"] * n),
-            "x0": np.asarray(x0s, np.int64), "y0": np.asarray(y0s, np.int64), "ra": np.array(ra),
-            "dec": np.array(dec), "wcs": np.array(headers)}
+    return {
+        "tile_id": np.asarray(tile_ids, np.int64),
+        "kind": np.array(["grid"] * n),
+        "x0": np.asarray(x0s, np.int64),
+        "y0": np.asarray(y0s, np.int64),
+        "ra": np.array(ra),
+        "dec": np.array(dec),
+        "wcs": np.array(headers),
+    }
 
 
-def field_tile(field: SimulatedField, settings: SimulationSettings, tile_index: int, x0: int, y0: int,
-               wcs_full) -> TileSet:
-    """A one-tile TileSet from a field simulated as a whole tile (every catalogued object primary)."""
+def field_tile(
+    field: SimulatedField, settings: SimulationSettings, tile_index: int, x0: int, y0: int, wcs_full
+) -> TileSet:
+    """Make a one-tile TileSet of a field simulated as a whole tile (every catalogued object primary)."""
     cat = field.catalog
     rows = np.arange(len(cat["x"]))
     ids = (tile_index + 1) * ID_STRIDE + cat["seg_id"]
@@ -78,13 +99,20 @@ def field_tile(field: SimulatedField, settings: SimulationSettings, tile_index: 
     objects = _object_table(cat, settings.bands, rows, ids, 0, 0, bbox, np.ones(len(rows), bool), 0)
     seg = field.rendered.segmap
     segmap = np.where(seg > 0, seg + (tile_index + 1) * ID_STRIDE, 0).astype(np.int32)
-    return TileSet(images=field.rendered.images[None], segmaps=segmap[None],
-                   tiles=_tiles_table([tile_index], [x0], [y0], wcs_full, seg.shape), objects=objects,
-                   bands=settings.bands, pixel_scale=settings.pixel_scale, flux_unit="nJy")
+    return TileSet(
+        images=field.rendered.images[None],
+        segmaps=segmap[None],
+        tiles=_tiles_table([tile_index], [x0], [y0], wcs_full, seg.shape),
+        objects=objects,
+        bands=settings.bands,
+        pixel_scale=settings.pixel_scale,
+        flux_unit="nJy",
+    )
 
 
-def simulate_tileset(settings: SimulationSettings, *, path: str | Path | None = None,
-                     progress_bar: bool = True) -> TileSet:
+def simulate_tileset(
+    settings: SimulationSettings, *, path: str | Path | None = None, progress_bar: bool = True
+) -> TileSet:
     """Simulate ``settings.n_tiles`` independent tiles with their objects, spec-z labels and truth.
 
     Parameters
@@ -109,7 +137,8 @@ def simulate_tileset(settings: SimulationSettings, *, path: str | Path | None = 
 
     Examples
     --------
-    >>> ts = simulate_tileset(SimulationSettings(n_tiles=2, tile_size=64), progress_bar=False)  # doctest: +SKIP
+    >>> settings = SimulationSettings(n_tiles=2, tile_size=64)
+    >>> ts = simulate_tileset(settings, progress_bar=False)  # doctest: +SKIP
     >>> ts.images.shape  # doctest: +SKIP
     (2, 9, 64, 64)
     """
@@ -131,12 +160,19 @@ def _simulate_tileset(settings, path, progress_bar) -> TileSet:
         for k in tqdm(range(settings.n_tiles), desc="simulate", unit="tile", disable=not progress_bar):
             row, col = divmod(k, cols)
             x0, y0 = col * ts, row * ts
-            field = simulate_field(ctx, (ts, ts), wcs_full[y0:y0 + ts, x0:x0 + ts], np.random.default_rng(seeds[k]))
+            field = simulate_field(
+                ctx, (ts, ts), wcs_full[y0 : y0 + ts, x0 : x0 + ts], np.random.default_rng(seeds[k])
+            )
             tile = field_tile(field, settings, k, x0, y0, wcs_full)
             if path is not None and writer is None:
-                extra = {c: np.asarray(v).dtype.type for c, v in tile.objects.items()
-                         if c not in object_columns(settings.bands)}
-                writer = TileSetWriter(path, settings.bands, settings.pixel_scale, (ts, ts), extra_object_columns=extra)
+                extra = {
+                    c: np.asarray(v).dtype.type
+                    for c, v in tile.objects.items()
+                    if c not in object_columns(settings.bands)
+                }
+                writer = TileSetWriter(
+                    path, settings.bands, settings.pixel_scale, (ts, ts), extra_object_columns=extra
+                )
             if writer is not None:
                 writer.append(tile)
             parts.append(tile)
@@ -147,7 +183,9 @@ def _simulate_tileset(settings, path, progress_bar) -> TileSet:
     if writer is not None:
         writer.close()
     out = concatenate_tilesets(parts)
-    log.info("simulated %d tiles, %d objects, %d labelled", out.n_tiles, out.n_objects, int(out.labelled().sum()))
+    log.info(
+        "simulated %d tiles, %d objects, %d labelled", out.n_tiles, out.n_objects, int(out.labelled().sum())
+    )
     return out
 
 
@@ -170,7 +208,7 @@ def cut_field(field: SimulatedField, settings: SimulationSettings) -> TileSet:
     owner = np.full(len(cat["x"]) + 1, -1)
     appearances = []
     for t, (x0, y0) in enumerate(origins):
-        seg = seg_full[y0:y0 + ts, x0:x0 + ts]
+        seg = seg_full[y0 : y0 + ts, x0 : x0 + ts]
         ids = np.unique(seg[seg > 0])
         rows = ids - 1
         c = _centrality(cat["x"][rows] - x0, cat["y"][rows] - y0, ts, ts)
@@ -179,15 +217,22 @@ def cut_field(field: SimulatedField, settings: SimulationSettings) -> TileSet:
         appearances.append((ids, rows))
     parts = []
     for t, ((x0, y0), (ids, rows)) in enumerate(zip(origins, appearances)):
-        seg = seg_full[y0:y0 + ts, x0:x0 + ts]
+        seg = seg_full[y0 : y0 + ts, x0 : x0 + ts]
         bbox = {k: np.zeros(len(ids)) for k in BBOX}
         for i, oid in enumerate(ids):
             yy, xx = np.nonzero(seg == oid)
             bbox["bbox_x0"][i], bbox["bbox_x1"][i] = xx.min(), xx.max() + 1
             bbox["bbox_y0"][i], bbox["bbox_y1"][i] = yy.min(), yy.max() + 1
         objects = _object_table(cat, settings.bands, rows, ids, x0, y0, bbox, owner[ids] == t, 0)
-        parts.append(TileSet(images=field.rendered.images[None, :, y0:y0 + ts, x0:x0 + ts],
-                             segmaps=seg[None].astype(np.int32),
-                             tiles=_tiles_table([t], [x0], [y0], field.wcs, (ts, ts)), objects=objects,
-                             bands=settings.bands, pixel_scale=settings.pixel_scale, flux_unit="nJy"))
+        parts.append(
+            TileSet(
+                images=field.rendered.images[None, :, y0 : y0 + ts, x0 : x0 + ts],
+                segmaps=seg[None].astype(np.int32),
+                tiles=_tiles_table([t], [x0], [y0], field.wcs, (ts, ts)),
+                objects=objects,
+                bands=settings.bands,
+                pixel_scale=settings.pixel_scale,
+                flux_unit="nJy",
+            )
+        )
     return concatenate_tilesets(parts)
