@@ -4,8 +4,8 @@ The depth of a band is the AB magnitude of 5 times the sky noise in a circular a
 diameter). White noise of per-pixel sigma s gives an aperture noise s sqrt(A) (A in pixels). Noise smoothed
 by a normalised kernel k and rescaled to keep the per-pixel sigma s gives, for the sum over a weighted mask m,
 the variance s^2 sum((m * k)^2) / sum(k^2) (`correlated_sum_variance`); for large areas this tends to
-s^2 A R with R = 1 / sum(k^2) the pixels per independent noise element. The per-pixel sigma is set so the aperture noise
-matches the depth exactly.
+s^2 A R with R = 1 / sum(k^2) the pixels per independent noise element. The per-pixel sigma is set so the
+aperture noise matches the depth exactly.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..exceptions import ConfigError
 from ..tileio import TileSetWriter
 from ..tiles import TileSet, concatenate_tilesets, object_columns
 from .field import FieldContext, SimulatedField, make_wcs, simulate_field
@@ -26,8 +27,11 @@ __all__ = ["simulate_tileset", "cut_field", "field_tile", "ID_STRIDE"]
 log = logging.getLogger(__name__)
 
 #: Object ids of independent tile k are ``(k + 1) * ID_STRIDE + catalog row``: unique within a file.
-ID_STRIDE = 100_000
-_SKIP = ("seg_id", "spec_flag") + tuple(f"flux{s}" for s in ("_", "_err_"))
+ID_STRIDE = 10_000
+#: Catalog columns that stay out of the TileSet (flux_* and flux_err_* are nJy twins of the magnitudes).
+_SKIP = ("seg_id", "spec_flag", "flux_")
+#: Largest tile count whose object ids fit the int32 segmentation maps.
+MAX_TILES = np.iinfo(np.int32).max // ID_STRIDE - 1
 BBOX = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
 
 
@@ -94,6 +98,11 @@ def field_tile(
     """Make a one-tile TileSet of a field simulated as a whole tile (every catalogued object primary)."""
     cat = field.catalog
     rows = np.arange(len(cat["x"]))
+    if len(rows) >= ID_STRIDE:
+        raise ConfigError(
+            f"a tile holds {len(rows)} catalogued objects, more than the {ID_STRIDE - 1} its ids "
+            f"allow: use smaller tiles or a lower density"
+        )
     ids = (tile_index + 1) * ID_STRIDE + cat["seg_id"]
     bbox = {k: cat[k] for k in BBOX}
     objects = _object_table(cat, settings.bands, rows, ids, 0, 0, bbox, np.ones(len(rows), bool), 0)
@@ -142,10 +151,13 @@ def simulate_tileset(
     >>> ts.images.shape  # doctest: +SKIP
     (2, 9, 64, 64)
     """
-    from ..exceptions import ConfigError
-
     if not isinstance(settings, SimulationSettings):
-        raise ConfigError(f"simulate_tileset expects SimulationSettings, got {type(settings).__name__}")
+        raise ConfigError(f"simulate_tileset expects SimulationSettings, not {type(settings).__name__}")
+    if settings.n_tiles > MAX_TILES:
+        raise ConfigError(
+            f"n_tiles = {settings.n_tiles} exceeds {MAX_TILES}, the most whose object ids fit the "
+            f"int32 segmentation maps: write several files with different seeds"
+        )
     return _simulate_tileset(settings, path, progress_bar)
 
 
