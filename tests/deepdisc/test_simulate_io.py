@@ -215,7 +215,7 @@ def test_cli_simulate(tmp_path, capsys):
     )
     summary = validate_tileset(out)
     assert summary.n_tiles == 2 and tuple(summary.bands) == ("F150W", "F444W")
-    assert "2 tiles of 32x32" in capsys.readouterr().out
+    assert "tiles: 2 of 32x32 px" in capsys.readouterr().out
     assert main(["simulate", "-o", str(out), "--tiles", "0"]) == 2
     assert "n_tiles must be a positive integer" in capsys.readouterr().err
 
@@ -237,6 +237,15 @@ def test_stage_writes_tileset_and_checks_options(tmp_path):
     assert validate_tileset(handle.path).n_tiles == 2
     with pytest.raises(ConfigError, match="did you mean 'tile_size'"):
         DeepDiscSimulator.make_stage(name="sim_bad", tile_sise=32)
+
+
+def test_streaming_without_memory(tmp_path):
+    s = SimulationSettings(**SMALL)
+    assert simulate_tileset(s, path=tmp_path / "s.h5", progress_bar=False, in_memory=False) is None
+    in_memory = simulate_tileset(s, progress_bar=False)
+    np.testing.assert_array_equal(read_tileset(tmp_path / "s.h5").images, in_memory.images)
+    with pytest.raises(ConfigError, match="in_memory=False needs a path"):
+        simulate_tileset(s, in_memory=False)
 
 
 def test_missing_dust_maps_raise(tmp_path):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..simulation import SimulationSettings, simulate_mosaics, simulate_tileset
+from ..tileio import validate_tileset
 
 HELP = "simulate JWST/NIRCam deep-field tiles with known redshifts (and JADES-format mosaics)"
 EXAMPLES = """  deepdisc simulate -o tiles.h5                          # 36 tiles of 128x128, JADES9 bands
@@ -112,13 +113,8 @@ def run(args: argparse.Namespace) -> int:
             settings, args.mosaic_dir, tileset_path=args.output, progress_bar=not args.no_progress
         )
         print(f"wrote {len(out['mosaics'])} mosaics, segmentation and catalogs to {args.mosaic_dir}")
-        from ..tileio import validate_tileset
-
         print(validate_tileset(args.output).format())
         return 0
-    ts = simulate_tileset(settings, path=args.output, progress_bar=not args.no_progress)
-    print(
-        f"wrote {args.output}: {ts.n_tiles} tiles of {settings.tile_size}x{settings.tile_size} px, "
-        f"{len(ts.bands)} bands, {ts.n_primary} objects, {int(ts.labelled().sum())} with spec-z"
-    )
+    simulate_tileset(settings, path=args.output, progress_bar=not args.no_progress, in_memory=False)
+    print(validate_tileset(args.output).format())
     return 0

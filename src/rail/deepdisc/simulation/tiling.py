@@ -120,8 +120,12 @@ def field_tile(
 
 
 def simulate_tileset(
-    settings: SimulationSettings, *, path: str | Path | None = None, progress_bar: bool = True
-) -> TileSet:
+    settings: SimulationSettings,
+    *,
+    path: str | Path | None = None,
+    progress_bar: bool = True,
+    in_memory: bool = True,
+) -> TileSet | None:
     """Simulate ``settings.n_tiles`` independent tiles with their objects, spec-z labels and truth.
 
     Parameters
@@ -132,17 +136,21 @@ def simulate_tileset(
         When given, tiles are streamed to this TileSet file (written atomically, validated).
     progress_bar : bool
         Show a tqdm progress bar.
+    in_memory : bool
+        Keep and return the tiles; with ``False`` (only with ``path``) tiles are written and dropped one by
+        one, so sets larger than memory can be made, and None is returned.
 
     Returns
     -------
-    TileSet
+    TileSet or None
         The simulated tiles (also when written). Objects carry ``redshift`` (spec-z or NaN),
         ``redshift_true`` and ``true_*`` columns (``true_mag_<BAND>``, ``true_is_star``, ...).
 
     Raises
     ------
     ConfigError
-        If ``settings`` is not a `SimulationSettings`.
+        If ``settings`` is not a `SimulationSettings`, ``in_memory`` is False without a ``path``, or the tile
+        count exceeds the id space.
 
     Examples
     --------
@@ -158,10 +166,12 @@ def simulate_tileset(
             f"n_tiles = {settings.n_tiles} exceeds {MAX_TILES}, the most whose object ids fit the "
             f"int32 segmentation maps: write several files with different seeds"
         )
-    return _simulate_tileset(settings, path, progress_bar)
+    if not in_memory and path is None:
+        raise ConfigError("simulate_tileset: in_memory=False needs a path to write the tiles to")
+    return _simulate_tileset(settings, path, progress_bar, in_memory)
 
 
-def _simulate_tileset(settings, path, progress_bar) -> TileSet:
+def _simulate_tileset(settings, path, progress_bar, in_memory) -> TileSet | None:
     ctx = FieldContext(settings)
     cols, wcs_full = _virtual_grid(settings)
     ts = settings.tile_size
@@ -187,13 +197,16 @@ def _simulate_tileset(settings, path, progress_bar) -> TileSet:
                 )
             if writer is not None:
                 writer.append(tile)
-            parts.append(tile)
+            if in_memory:
+                parts.append(tile)
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
     if writer is not None:
         writer.close()
+    if not in_memory:
+        return None
     out = concatenate_tilesets(parts)
     log.info(
         "simulated %d tiles, %d objects, %d labelled", out.n_tiles, out.n_objects, int(out.labelled().sum())
