@@ -33,6 +33,7 @@ STAR_COUNT_SLOPE = 0.12  # d log10 N / dm of faint star counts
 STAR_T_RANGE = (3000.0, 7000.0)  # K
 BROWN_DWARF_T_RANGE = (450.0, 2300.0)  # K
 PASSIVE_EBV_MEAN = 0.03
+PASSIVE_ALPHA = -1.0  # faint-end slope of passive galaxies (dwarf ellipticals included)
 #: Rest-frame H-alpha equivalent width of star-forming galaxies: EW_0 (1+z)^slope (Angstrom), capped,
 #: times a youth factor rising from spirals to the youngest starbursts, with a log-normal scatter (dex).
 EW_HALPHA_0, EW_HALPHA_SLOPE, EW_HALPHA_MAX, EW_HALPHA_SCATTER = 25.0, 1.5, 2000.0, 0.25
@@ -110,9 +111,9 @@ def arcsec_per_kpc(z: np.ndarray, z_max: float = 12.0) -> np.ndarray:
 def _schechter_parameters(z: np.ndarray, galaxy_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Evolving V-band M* (AB) and faint-end slope alpha; passive galaxies have a shallow slope."""
     m_star = -21.2 - 0.8 * np.minimum(z, 2.0) / 2.0 + 0.25 * np.maximum(z - 4.0, 0.0)
-    alpha = np.clip(-1.25 - 0.12 * z, -2.2, None)
+    alpha = np.clip(-1.3 - 0.1 * z, -2.2, None)
     passive = galaxy_class == 0
-    return np.where(passive, m_star - 0.3, m_star), np.where(passive, -0.5, alpha)
+    return np.where(passive, m_star - 0.3, m_star), np.where(passive, PASSIVE_ALPHA, alpha)
 
 
 def _sample_schechter(rng, alpha: np.ndarray, x_min: np.ndarray) -> np.ndarray:

@@ -26,10 +26,11 @@ from .psf import PsfTransfer, psf_fwhm, psf_profile
 
 __all__ = ["RenderedField", "render_field", "make_psf_transfer", "stamp_size"]
 
-STAMP_LADDER = (24, 32, 48, 64, 96, 128, 192, 256)
+STAMP_LADDER = (24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 PSF_STAMP_FWHMS = 4.0  # stamp half-width covers this many FWHM of the widest PSF
-SERSIC_STAMP_RADII = {True: 8.0, False: 5.0}  # half-light radii covered for n > 2 / n <= 2
+SERSIC_STAMP_RADII = {True: 10.0, False: 6.0}  # major-axis half-light radii covered for n > 2 / n <= 2
 DETECTION = "detection"
+STAMP_CACHE_BYTES = 512 * 2**20  # band models kept between the detection and image passes
 
 
 @dataclass
@@ -79,10 +80,28 @@ def make_psf_transfer(settings) -> PsfTransfer:
     return PsfTransfer(settings, extra_profiles={DETECTION: det_psf})
 
 
-def stamp_size(r_e_pix: np.ndarray, sersic_n: np.ndarray, psf_fwhm_pix: float) -> np.ndarray:
-    """Stamp side (pixels, from `STAMP_LADDER`) that holds each object's PSF-convolved light."""
+def stamp_size(
+    r_e_pix: np.ndarray, sersic_n: np.ndarray, axis_ratio: np.ndarray, psf_fwhm_pix: float
+) -> np.ndarray:
+    """Return the stamp side (pixels, from `STAMP_LADDER`) that holds each object's PSF-convolved light.
+
+    Parameters
+    ----------
+    r_e_pix : ndarray (N,)
+        Circularised half-light radius, pixels (0 for points).
+    sersic_n : ndarray (N,)
+        Sersic index (NaN for points).
+    axis_ratio : ndarray (N,)
+        b/a; the stamp covers the major axis, r_e / sqrt(q).
+    psf_fwhm_pix : float
+        Widest PSF FWHM, pixels.
+
+    Returns
+    -------
+    ndarray of int (N,)
+    """
     radii = np.where(np.nan_to_num(sersic_n) > 2, SERSIC_STAMP_RADII[True], SERSIC_STAMP_RADII[False])
-    half = r_e_pix * radii + PSF_STAMP_FWHMS * psf_fwhm_pix
+    half = r_e_pix / np.sqrt(axis_ratio) * radii + PSF_STAMP_FWHMS * psf_fwhm_pix
     ladder = np.asarray(STAMP_LADDER)
     return ladder[np.minimum(np.searchsorted(ladder, 2 * half), len(ladder) - 1)]
 
@@ -153,6 +172,55 @@ def _footprint_stats(stamps, seg, n, area_factor):
     return npix, snr
 
 
+def _largest_useful_stamp(shape) -> int:
+    """Return the smallest ladder stamp of twice the field (larger ones only move wrapped wings off it)."""
+    ladder = np.asarray(STAMP_LADDER)
+    return int(ladder[min(np.searchsorted(ladder, 2 * max(shape)), len(ladder) - 1)])
+
+
+class _ObjectStamps:
+    """Per-object model stamps: detection models first; band models kept (within a memory budget) or redone."""
+
+    def __init__(self, xy, morph, sizes, transfer: PsfTransfer, shape):
+        self.xy, self.morph, self.sizes, self.transfer, self.shape = xy, morph, sizes, transfer, shape
+        self.det_row = transfer.names.index(DETECTION)
+        self.n_bands = len(transfer.names) - 1
+        self._cache: dict[int, np.ndarray] = {}
+        self._cached_bytes = 0
+
+    def _models(self, k: int, rows) -> tuple[np.ndarray, int, int]:
+        return _stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows)
+
+    def detection(self, k: int, weight: float):
+        """Return object k's detection model x weight and overlap slices; cache its band models if affordable."""
+        models, x0, y0 = self._models(k, slice(None))
+        overlap = _overlap(x0, y0, int(self.sizes[k]), self.shape)
+        bands = models[: self.n_bands].astype(np.float32)
+        if overlap is not None and self._cached_bytes + bands.nbytes <= STAMP_CACHE_BYTES:
+            self._cache[k] = bands
+            self._cached_bytes += bands.nbytes
+        return models[self.det_row] * weight, overlap
+
+    def bands(self, k: int) -> np.ndarray:
+        """Unit-flux band models (B, M, M) of object k."""
+        got = self._cache.pop(k, None)
+        return got if got is not None else self._models(k, slice(0, self.n_bands))[0]
+
+
+def _detect(stamps, shape, settings, area_factor):
+    """Segment, keep objects with enough pixels and S/N, re-segment; return segmap, seg_id, npix, S/N."""
+    n = len(stamps)
+    seg = _segment(stamps, shape, range(n), settings.segmentation_threshold)
+    npix, snr = _footprint_stats(stamps, seg, n, area_factor)
+    detected = (npix >= settings.min_pixels) & (snr >= settings.detection_snr)
+    seg = _segment(stamps, shape, np.flatnonzero(detected), settings.segmentation_threshold)
+    npix, snr = _footprint_stats(stamps, seg, n, area_factor)
+    detected &= npix > 0
+    seg_id = np.zeros(n, dtype=np.int64)
+    seg_id[detected] = np.arange(1, int(detected.sum()) + 1)
+    return np.r_[0, seg_id][seg].astype(np.int32), seg_id, npix, snr
+
+
 def render_field(
     xy: np.ndarray,
     flux: np.ndarray,
@@ -201,42 +269,30 @@ def render_field(
     det_idx = [bands.index(b) for b in settings.active_detection_bands]
     det_weight = (flux[:, det_idx] / sigma[det_idx]).sum(axis=1) / np.sqrt(len(det_idx))
     fwhm_max = max(psf_fwhm(b, settings) for b in bands) / settings.pixel_scale
-    sizes = stamp_size(morph.r_e / settings.pixel_scale, morph.sersic_n, fwhm_max)
-    det_row = transfer.names.index(DETECTION)
-
-    stamps = []
-    for k in tqdm(range(n), desc="detection models", unit="obj", disable=not progress_bar):
-        model, x0, y0 = _stamp_models(k, morph, xy, int(sizes[k]), transfer, det_row)
-        stamps.append((model[0] * det_weight[k], _overlap(x0, y0, int(sizes[k]), shape)))
-    seg = _segment(stamps, shape, range(n), settings.segmentation_threshold)
-    npix, snr = _footprint_stats(stamps, seg, n, area_factor)
-    detected = (npix >= settings.min_pixels) & (snr >= settings.detection_snr)
-    seg = _segment(stamps, shape, np.flatnonzero(detected), settings.segmentation_threshold)
-    npix, snr = _footprint_stats(stamps, seg, n, area_factor)
-    detected &= npix > 0
-    seg_id = np.zeros(n, dtype=np.int64)
-    seg_id[detected] = np.arange(1, int(detected.sum()) + 1)
-    renumber = np.r_[0, seg_id]
-    segmap = renumber[seg].astype(np.int32)
-
+    sizes = stamp_size(morph.r_e / settings.pixel_scale, morph.sersic_n, morph.q, fwhm_max)
+    sizes = np.minimum(sizes, _largest_useful_stamp(shape))
+    objects = _ObjectStamps(xy, morph, sizes, transfer, shape)
+    stamps = [
+        objects.detection(k, det_weight[k])
+        for k in tqdm(range(n), desc="detection models", unit="obj", disable=not progress_bar)
+    ]
+    segmap, seg_id, npix, snr = _detect(stamps, shape, settings, area_factor)
     model_img = np.zeros((nb, *shape))
     frac = np.full((n, nb), np.nan)
     for k in tqdm(range(n), desc="band images", unit="obj", disable=not progress_bar):
-        sl = stamps[k][1]
-        if sl is None:
+        if stamps[k][1] is None:
             continue
-        models, _, _ = _stamp_models(k, morph, xy, int(sizes[k]), transfer, slice(0, nb))
-        fs, ss = sl
-        model_img[(slice(None), *fs)] += flux[k][:, None, None] * models[(slice(None), *ss)]
-        if detected[k]:
-            mine = segmap[fs] == seg_id[k]
-            frac[k] = models[(slice(None), *ss)][:, mine].sum(axis=1)
+        fs, ss = stamps[k][1]
+        models = objects.bands(k)[(slice(None), *ss)]
+        model_img[(slice(None), *fs)] += flux[k][:, None, None] * models
+        if seg_id[k]:
+            frac[k] = models[:, segmap[fs] == seg_id[k]].sum(axis=1)
     noise = draw_noise(rng, (nb, *shape), sigma, settings.noise_correlation_px)
     return RenderedField(
         images=(model_img + noise).astype(np.float32),
         model=model_img.astype(np.float32),
         segmap=segmap,
-        detected=detected,
+        detected=seg_id > 0,
         seg_id=seg_id,
         npix=npix,
         detection_snr=snr,

@@ -175,7 +175,7 @@ class SimulationSettings:
     noise_correlation_px: float = 0.0
     detection_bands: tuple[str, ...] = _JADES_DETECTION
     detection_snr: float = 5.0
-    segmentation_threshold: float = 1.0
+    segmentation_threshold: float = 2.0
     min_pixels: int = 5
     label_fraction: float = 0.1
     label_bias_mag: float = 1.5
