@@ -179,7 +179,7 @@ def _largest_useful_stamp(shape) -> int:
 
 
 class _ObjectStamps:
-    """Per-object model stamps: detection models first; band models kept (within a memory budget) or redone."""
+    """Per-object model stamps: detection models first; band models kept (memory budget) or redone."""
 
     def __init__(self, xy, morph, sizes, transfer: PsfTransfer, shape):
         self.xy, self.morph, self.sizes, self.transfer, self.shape = xy, morph, sizes, transfer, shape
@@ -192,7 +192,7 @@ class _ObjectStamps:
         return _stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows)
 
     def detection(self, k: int, weight: float):
-        """Return object k's detection model x weight and overlap slices; cache its band models if affordable."""
+        """Return object k's weighted detection model and overlap slices; cache its band models."""
         models, x0, y0 = self._models(k, slice(None))
         overlap = _overlap(x0, y0, int(self.sizes[k]), self.shape)
         bands = models[: self.n_bands].astype(np.float32)
