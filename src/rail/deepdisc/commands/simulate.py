@@ -100,6 +100,7 @@ def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
         psf_fwhm_scale=args.psf_fwhm_scale,
         size_scale=args.size_scale,
         noise_correlation_px=args.noise_correlation,
+        emission_line_scale=args.emission_line_scale,
         dustmap_dir=args.dustmap_dir,
         field_size=args.field_size,
     )
