@@ -79,6 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="noise correlation sigma, pixels (0 = white)",
     )
     parser.add_argument(
+        "--emission-line-scale",
+        type=float,
+        default=d.emission_line_scale,
+        help="multiplies every H-alpha equivalent width (0 = no nebular lines)",
+    )
+    parser.add_argument(
         "--dustmap-dir", default=None, help="directory of the SFD dust maps (dustmaps format)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
