@@ -270,3 +270,14 @@ def test_stage_mosaic_mode(tmp_path):
     handle = stage.sample(n_samples=4, seed=2)
     assert handle.data.n_tiles == 4
     assert (tmp_path / "m" / CATALOG_FILENAME).exists()
+
+
+def test_tile_wcs_maps_object_pixels_to_their_sky_positions(mosaic):
+    _, paths, _ = mosaic
+    for ts in (default_tileset(), read_tileset(paths["tileset"])):
+        for t in (0, ts.n_tiles - 1):
+            obj = ts.tile_objects(t)
+            wcs = WCS(fits.Header.fromstring(str(ts.tiles["wcs"][t])))
+            ra, dec = wcs.wcs_pix2world(obj["x"], obj["y"], 0)
+            np.testing.assert_allclose(ra, obj["ra"], atol=1e-9)
+            np.testing.assert_allclose(dec, obj["dec"], atol=1e-9)
