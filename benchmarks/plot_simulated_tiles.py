@@ -20,6 +20,7 @@ GROUPS = {
 }
 STRETCH_NJY = 0.15  # asinh softening, nJy per pixel (about the pixel noise)
 RANGE_NJY = 40.0
+DPI = 90
 
 
 def false_colour(image, bands):
@@ -63,7 +64,7 @@ def main():
         ax_img.set_title(f"tile {t}: {len(obj['x'])} objects (z true, * = spec-z)", fontsize=7)
         ax_seg.set_title("segmentation", fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.output, dpi=130)
+    fig.savefig(args.output, dpi=DPI)
     print(f"wrote {args.output}")
 
 
