@@ -19,34 +19,41 @@ __all__ = ["psf_profile", "psf_fwhm", "PsfTransfer"]
 
 FWHM_IMAGE_SCALE_FRACTION = 0.05  # sampling of the image used to measure the intended FWHM, in FWHMs
 FWHM_IMAGE_SIZE = 128
+AIRY_FWHM_LAMBDA_OVER_D = 1.03  # FWHM of an unobscured Airy pattern, in lambda / D
+ARCSEC_PER_RAD = 206264.80624709636
+ANGSTROM_PER_NM = 10.0
 
 
 def psf_profile(band: str, settings) -> galsim.GSObject:
     """Return the continuous PSF of a band (galsim object, arcsec units, unit flux; no pixel response)."""
-    lam_nm = pivot_wavelength(band) / 10.0
+    return _airy_psf(band, *_psf_parameters(settings))
+
+
+def _psf_parameters(settings) -> tuple[float, float, float, float]:
+    return (
+        settings.telescope_diameter_m,
+        settings.psf_obscuration,
+        settings.psf_jitter_arcsec,
+        settings.psf_fwhm_scale,
+    )
+
+
+def _airy_psf(band: str, diameter_m: float, obscuration: float, jitter_arcsec: float, scale: float):
     airy = galsim.Airy(
-        lam=lam_nm,
-        diam=settings.telescope_diameter_m,
-        obscuration=settings.psf_obscuration,
+        lam=pivot_wavelength(band) / ANGSTROM_PER_NM,
+        diam=diameter_m,
+        obscuration=obscuration,
         scale_unit=galsim.arcsec,
     )
-    if settings.psf_jitter_arcsec > 0:
-        airy = galsim.Convolve(airy, galsim.Gaussian(sigma=settings.psf_jitter_arcsec))
-    return airy.dilate(settings.psf_fwhm_scale)
+    if jitter_arcsec > 0:
+        airy = galsim.Convolve(airy, galsim.Gaussian(sigma=jitter_arcsec))
+    return airy.dilate(scale)
 
 
 @lru_cache(maxsize=256)
-def _fwhm(band, diameter, obscuration, jitter, scale) -> float:
-    from types import SimpleNamespace
-
-    s = SimpleNamespace(
-        telescope_diameter_m=diameter,
-        psf_obscuration=obscuration,
-        psf_jitter_arcsec=jitter,
-        psf_fwhm_scale=scale,
-    )
-    prof = psf_profile(band, s)
-    rough = 1.03 * pivot_wavelength(band) * 1e-10 / diameter * 206264.806 * scale
+def _fwhm(band: str, diameter_m: float, obscuration: float, jitter_arcsec: float, scale: float) -> float:
+    prof = _airy_psf(band, diameter_m, obscuration, jitter_arcsec, scale)
+    rough = AIRY_FWHM_LAMBDA_OVER_D * pivot_wavelength(band) * 1e-10 / diameter_m * ARCSEC_PER_RAD * scale
     img = prof.drawImage(
         nx=FWHM_IMAGE_SIZE, ny=FWHM_IMAGE_SIZE, scale=rough * FWHM_IMAGE_SCALE_FRACTION, method="no_pixel"
     )
@@ -54,14 +61,8 @@ def _fwhm(band, diameter, obscuration, jitter, scale) -> float:
 
 
 def psf_fwhm(band: str, settings) -> float:
-    """Intended FWHM of a band's PSF (without the pixel), arcsec, measured on a finely sampled image."""
-    return _fwhm(
-        band,
-        settings.telescope_diameter_m,
-        settings.psf_obscuration,
-        settings.psf_jitter_arcsec,
-        settings.psf_fwhm_scale,
-    )
+    """Return the intended FWHM of a band's PSF (no pixel), arcsec, measured on a finely sampled image."""
+    return _fwhm(band, *_psf_parameters(settings))
 
 
 class PsfTransfer:
