@@ -88,7 +88,7 @@ class SimulationSettings:
         Highest galaxy redshift.
     nz_shape, nz_scale : float
         Gamma-distribution shape and scale of the drawn N(z) (defaults: median 2.9; the catalogued
-        objects have a median near 2.8 and about 7% above z = 6).
+        objects have a median near 2.6 and about 6% above z = 6).
     star_fraction : float
         Fraction of drawn objects that are stars or brown dwarfs (z = 0).
     brown_dwarf_fraction : float
