@@ -1,0 +1,88 @@
+"""Catalog photometry of the simulated objects, measured on the noisy images.
+
+Each catalogued object's flux in a band is the sum of the noisy image over its segmentation footprint,
+divided by the fraction of its own noiseless model that falls in the footprint (an isophotal flux with a
+profile- and PSF-aware aperture correction, close in spirit to JADES's aperture-corrected Kron fluxes). Light
+of neighbours and of undetected objects inside the footprint stays in, as in real catalogs. The error is the
+footprint's sky noise (exact for correlated noise, `correlated_sum_variance`) divided by the same fraction;
+source photon noise is not included (it matters only for the brightest objects in deep NIRCam images).
+
+Magnitudes: AB from nJy (zero point 31.4). Where the flux is below its 1-sigma error the magnitude is the
+1-sigma limit and the error 1.0857 mag (S/N = 1), so dropouts keep a finite, informative value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import find_objects
+
+from .noise import AB_ZEROPOINT_NJY, correlated_sum_variance
+
+__all__ = ["footprint_photometry", "magnitudes", "MAG_ERR_SN1"]
+
+MAG_ERR_SN1 = 2.5 / np.log(10.0)  # magnitude error at S/N = 1
+
+
+def footprint_photometry(
+    images: np.ndarray,
+    segmap: np.ndarray,
+    seg_ids: np.ndarray,
+    fraction: np.ndarray,
+    sigma: np.ndarray,
+    correlation_px: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aperture-corrected isophotal fluxes and errors of catalogued objects.
+
+    Parameters
+    ----------
+    images : ndarray (B, H, W)
+        Noisy images, nJy per pixel.
+    segmap : ndarray int (H, W)
+        Segmentation map (0 = sky).
+    seg_ids : ndarray int (K,)
+        Segmentation values of the objects to measure (all > 0).
+    fraction : ndarray (K, B)
+        Fraction of each object's model flux inside its footprint.
+    sigma : ndarray (B,)
+        Pixel noise, nJy.
+    correlation_px : float
+        Noise correlation sigma, pixels.
+
+    Returns
+    -------
+    flux, flux_err : ndarray (K, B)
+        nJy.
+    """
+    nb = images.shape[0]
+    size = int(max(segmap.max(), seg_ids.max(initial=0))) + 1
+    seg = segmap.ravel()
+    variance = _footprint_variance(segmap, seg_ids, correlation_px)
+    raw = np.stack(
+        [np.bincount(seg, weights=images[b].ravel(), minlength=size)[seg_ids] for b in range(nb)], axis=1
+    )
+    frac = np.clip(fraction, 1e-3, None)
+    err = sigma[None, :] * np.sqrt(variance)[:, None] / frac
+    return raw / frac, err
+
+
+def _footprint_variance(segmap, seg_ids, correlation_px) -> np.ndarray:
+    """Noise variance (pixel-variance units) of each footprint sum."""
+    if correlation_px <= 0:
+        return np.bincount(segmap.ravel(), minlength=int(seg_ids.max(initial=0)) + 1)[seg_ids].astype(float)
+    slices = find_objects(segmap)
+    out = np.zeros(len(seg_ids))
+    for i, sid in enumerate(seg_ids):
+        sl = slices[sid - 1] if sid - 1 < len(slices) else None
+        if sl is not None:
+            out[i] = correlated_sum_variance(segmap[sl] == sid, correlation_px)
+    return out
+
+
+def magnitudes(flux: np.ndarray, flux_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AB magnitudes and errors from nJy fluxes; S/N < 1 gives the 1-sigma limit with error 1.0857."""
+    eff = np.maximum(flux, flux_err)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = AB_ZEROPOINT_NJY - 2.5 * np.log10(eff)
+        err = MAG_ERR_SN1 * flux_err / eff
+    bad = ~(eff > 0)
+    return np.where(bad, np.nan, mag), np.where(bad, np.nan, err)
