@@ -79,6 +79,10 @@ _LAZY = {
     "NIRCamBPZEstimator": "rail.estimation.algos.deepdisc_bpz",
     "TileSetToCatalog": "rail.tools.deepdisc_catalog",
     "DeepDiscPrep": "rail.tools.deepdisc_prep",
+    "DeepDiscSimulator": "rail.creation.engines.deepdisc_simulator",
+    "SimulationSettings": "rail.deepdisc.simulation",
+    "simulate_tileset": "rail.deepdisc.simulation",
+    "simulate_mosaics": "rail.deepdisc.simulation",
     "TileSetHandle": "rail.deepdisc.handles",
     "DeepDiscModelHandle": "rail.deepdisc.handles",
     "EnsemblePredictor": "rail.deepdisc.infer",
@@ -106,6 +110,7 @@ _LAZY = {
 #: Modules holding the package's RAIL stages. RAIL's ``import_and_attach_all`` imports only ``rail.deepdisc``,
 #: so `import_stages` (called at the end of this module) imports them; they keep torch and plotting imports lazy.
 STAGE_MODULES = (
+    "rail.creation.engines.deepdisc_simulator",
     "rail.estimation.algos.deepdisc",
     "rail.estimation.algos.deepdisc_som",
     "rail.estimation.algos.deepdisc_eazy",
