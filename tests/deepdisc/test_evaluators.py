@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import qp
+import rail.stages
 import tables_io
 
-import rail.stages
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.tileio import write_tileset
 from rail.estimation.algos.deepdisc_som import DeepDiscSOMFlagger

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 import rail.stages
+
 from rail.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.deepdisc.cli import main
 from rail.deepdisc.exceptions import ConfigError

@@ -10,17 +10,6 @@ from __future__ import annotations
 import importlib
 import logging
 
-from .exceptions import (
-    ConfigError,
-    DeepDiscError,
-    DeepDiscWarning,
-    DustMapError,
-    ModelError,
-    NoDetectionsWarning,
-    PrepError,
-    PrepWarning,
-    TileSetError,
-)
 from .coverage import (
     CREDIBILITY_LEVELS,
     CoverageResult,
@@ -35,6 +24,17 @@ from .coverage import (
 from .evaldir import compare_evaluations, evaluate_files, load_evaluation, read_loss_curves
 from .evalio import PhotoZTable, TruthTable, read_photoz, read_truth, with_ancil
 from .evaluate import EvaluationResult, EvaluationSettings, evaluate_photoz
+from .exceptions import (
+    ConfigError,
+    DeepDiscError,
+    DeepDiscWarning,
+    DustMapError,
+    ModelError,
+    NoDetectionsWarning,
+    PrepError,
+    PrepWarning,
+    TileSetError,
+)
 from .metrics import (
     PointMetrics,
     detection_completeness,

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .atomic import atomic_path
 from .exceptions import ModelError
 
 __all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifact", "check_compatible"]
@@ -54,15 +54,8 @@ def save_artifact(artifact: dict, path: str | os.PathLike) -> Path:
         from . import __version__
 
         data["package_version"] = __version__
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(data, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic import atomic_path
 from .evalio import (
     PhotoZTable,
     TruthTable,
@@ -64,16 +64,9 @@ class EvaluationData:
 
 
 def _write_objects(objects: Mapping[str, np.ndarray], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, values in objects.items():
-                f.create_dataset(name, data=np.asarray(values))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, values in objects.items():
+            f.create_dataset(name, data=np.asarray(values))
 
 
 def summary_document(result: EvaluationResult, extra: Mapping | None = None) -> dict:

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .atomic import write_text_atomic as _write_text_atomic
 from .exceptions import DeepDiscError
 from .tiles import TileSet
 
@@ -251,17 +251,7 @@ def match_truth(photoz: PhotoZTable, truth: TruthTable) -> None:
 
 def write_text_atomic(text: str | bytes, path: str | os.PathLike) -> Path:
     """Write text (or bytes) to ``path`` through a temporary file beside it, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode() if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return _write_text_atomic(text, path)
 
 
 def _jsonable(obj: Any) -> Any:

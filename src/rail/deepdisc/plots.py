@@ -7,7 +7,6 @@ this module never changes the user's pyplot backend. `save_figure` writes a PNG 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from .atomic import atomic_path
 from .metrics import OUTLIER_THRESHOLD
 
 __all__ = ["save_figure", "plot_zphot_vs_ztrue", "plot_pit_histogram", "plot_coverage", "plot_nz",
@@ -39,17 +39,9 @@ _SUBSET_STYLE = {"all": ("k", "o"), "detected": ("tab:blue", "s"), "forced": ("t
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Save a figure as PNG through a temporary file beside ``path``, then rename (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _metrics_text(m: Mapping | None) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .catalog import PhotCatalog, read_photometry
 from .dust import sfd_ebv
 from .exceptions import ConfigError, PrepError, PrepWarning
@@ -357,14 +357,7 @@ def _load_objects(
 
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=_to_builtin)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(json.dumps(data, indent=2, default=_to_builtin), path)
 
 
 def _to_builtin(value):

@@ -11,13 +11,13 @@ nothing is gathered.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .atomic import commit, temporary_beside
 from .exceptions import DeepDiscError
 
 __all__ = ["ChunkSpool", "spool_path", "iter_spooled", "write_spooled", "remove_spools"]
@@ -25,15 +25,6 @@ __all__ = ["ChunkSpool", "spool_path", "iter_spooled", "write_spooled", "remove_
 _MIXMOD_KEYS = ("means", "stds", "weights")
 _CHUNK_PREFIX = "rows_"
 _ROW_DIGITS = 15
-_DEFAULT_FILE_MODE = 0o666
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def spool_path(output: str | os.PathLike, rank: int, size: int) -> Path:
     """Return the spool file of process ``rank`` of ``size`` for an output file (hidden, beside it)."""
     output = Path(output)
@@ -154,20 +145,18 @@ def write_spooled(handle, spools: Sequence[str | os.PathLike], n_rows: int) -> P
         The written file.
     """
     final = Path(handle.path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    os.chmod(tmp, _DEFAULT_FILE_MODE & ~_current_umask())  # mkstemp makes 0600; outputs are shared files
+    tmp = temporary_beside(final)
     try:
-        handle.path = tmp
+        handle.path = str(tmp)
         for k, (start, end, ensemble) in enumerate(iter_spooled(spools, n_rows)):
             handle.set_data(ensemble, partial=True)
             if k == 0:
                 handle.initialize_write(n_rows)
             handle.write_chunk(start, end)
         handle.finalize_write()
-        os.replace(tmp, final)
+        commit(tmp, final)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     finally:
         handle.path = str(final)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .atomic import commit, temporary_beside
 from .exceptions import TileSetError
 from .tiles import (
     FORMAT_NAME,
@@ -125,9 +125,7 @@ class TileSetWriter:
         self._n_tiles = 0
         self._n_objects = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_beside(self.path)
         self._file = h5py.File(self._tmp, "w")
         self._create(compression)
 
@@ -181,7 +179,7 @@ class TileSetWriter:
                 c, (h, w) = len(self.bands), self.tile_shape
                 chunk = max(1, _VALIDATE_CHUNK_BYTES // (4 * c * h * w))  # bounds memory for large tiles
                 validate_tileset(self._tmp, chunk_tiles=chunk, _display_name=str(self.path))
-            os.replace(self._tmp, self.path)
+            commit(self._tmp, self.path)
         except BaseException:
             self._tmp.unlink(missing_ok=True)
             raise

@@ -14,12 +14,12 @@ checkout), so everything it reads is written here, into a run folder:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text_atomic
 from ..filters import filter_curve, pivot_wavelength
 from .templates import TemplateSet
 
@@ -68,16 +68,7 @@ def error_column(band: str) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> Path:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(text, path)
 
 
 def write_filter_res(bands: Sequence[str], path: str | os.PathLike) -> Path:

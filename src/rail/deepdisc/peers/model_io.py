@@ -7,13 +7,13 @@ is stored as ``.npz`` (written atomically, read with ``allow_pickle=False``).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rail.core.data import ModelHandle
 
+from ..atomic import atomic_path
 from ..exceptions import ModelError
 
 __all__ = ["save_npz_model", "load_npz_model", "NpzModelHandle"]
@@ -21,16 +21,9 @@ __all__ = ["save_npz_model", "load_npz_model", "NpzModelHandle"]
 
 def save_npz_model(model: dict, path: str | os.PathLike) -> Path:
     """Write a dict of arrays / scalars / strings to ``path`` atomically (an ``.npz`` archive)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **{k: np.asarray(v) for k, v in model.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_npz_model(path: str | os.PathLike) -> dict:
