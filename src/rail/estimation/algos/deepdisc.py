@@ -61,6 +61,10 @@ class DeepDiscInformer(CatInformer):
         augment_noise=Param(float, 0.0, msg="std of extra Gaussian pixel noise, in units of each band's "
                             "sky noise (0 = off)"),
         augment_ebv=Param(float, 0.0, msg="std of the E(B-V) jitter added in training, mag (0 = off)"),
+        augment_dihedral=Param(bool, True, msg="augment by random 90-degree rotations and flips"),
+        clip_grad_norm=Param(float, 10.0, msg="maximum gradient norm per step (0 = no clipping)"),
+        member_indices=Param(list, [], msg="train only these member indices (to split an ensemble over "
+                             "processes; join the parts with rail.deepdisc.ensemble.merge_artifacts); [] = all"),
         seed=Param(int, 1234, msg="random seed (partitions, initialisation, augmentation)"),
         device=Param(str, "auto", msg="torch device: auto (CUDA when present), cpu, cuda, cuda:N"),
         num_threads=Param(int, 0, msg="torch CPU threads (0 = torch's default)"),
@@ -75,9 +79,22 @@ class DeepDiscInformer(CatInformer):
         _strict_init(self, args, kwargs)
         super().__init__(args, **kwargs)
 
+    def validate(self) -> None:
+        """Refuse, before any work, a TileSet without usable spec-z labels or bad option values."""
+        from rail.deepdisc.ensemble import check_training_set
+        from rail.deepdisc.trainrun import TRAIN_DEFAULTS, check_train_options
+
+        check_train_options({key: self.config[key] for key in TRAIN_DEFAULTS})
+        check_training_set(self.get_data("input"))
+
     def run(self) -> None:
-        """Train the ensemble and register the artifact as ``model``."""
-        raise NotImplementedError("DeepDiscInformer training arrives with the network and informer issue")
+        """Train the ensemble (`rail.deepdisc.trainrun.train_from_options`) and register it as ``model``."""
+        from rail.deepdisc.trainrun import TRAIN_DEFAULTS, train_from_options
+
+        tileset = self.get_data("input")
+        model_path = self.get_output(self.get_aliased_tag("model"), final_name=True)
+        options = {key: self.config[key] for key in TRAIN_DEFAULTS}
+        self.add_data("model", train_from_options(tileset, options, model_path=model_path))
 
 
 class DeepDiscEstimator(CatEstimator):
