@@ -65,4 +65,4 @@ def make_colour_tileset(n_tiles=24, size=32, bands=BANDS4, objects_per_tile=3, s
 
 #: Small, fast training options for tests.
 FAST = {"members": 1, "epochs": 2, "batch_size": 4, "num_threads": 1, "progress_bar": False, "device": "cpu",
-        "head_hidden": [64, 32], "learning_rate": 0.01}
+        "head_hidden": [64, 32], "learning_rate": 1e-3}

@@ -26,7 +26,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from .exceptions import ConfigError, ModelError
 
-__all__ = ["BACKBONES", "DEFAULT_FPN_CHANNELS", "build_backbone", "load_backbone_weights"]
+__all__ = ["BACKBONES", "DEFAULT_FPN_CHANNELS", "NORM_LAYERS", "GROUPNORM_GROUPS", "build_backbone", "load_backbone_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,18 @@ BACKBONES: dict[str, tuple[int, int, int, int]] = {
     "resnet50": (256, 512, 1024, 2048),
 }
 DEFAULT_FPN_CHANNELS = 64
+#: Backbone normalisation layers (see `build_backbone`).
+NORM_LAYERS = ("group", "batch")
+#: Groups of the GroupNorm layers (Wu & He 2018).
+GROUPNORM_GROUPS = 32
 _STEM_CHANNELS = 64
 _STEM_KERNEL = 7
 _STEM_STRIDE = 2
 _KEY_PREFIXES = ("module.", "backbone.body.", "body.")
 
 
-def build_backbone(name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_CHANNELS) -> BackboneWithFPN:
+def build_backbone(name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_CHANNELS, norm: str = "group"
+                   ) -> BackboneWithFPN:
     """Make a ResNet-FPN backbone for ``n_bands`` input channels with random weights.
 
     Parameters
@@ -54,6 +59,10 @@ def build_backbone(name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_C
         Input channels C.
     fpn_channels : int
         Channels of every pyramid level.
+    norm : {"group", "batch"}
+        Normalisation layers of the ResNet: ``"group"`` (GroupNorm, `GROUPNORM_GROUPS` groups: independent of
+        the batch size, identical in training and inference, the usual choice when training detectors from
+        scratch with a few tiles per batch) or ``"batch"`` (BatchNorm, as torchvision's ImageNet ResNets).
 
     Returns
     -------
@@ -68,15 +77,22 @@ def build_backbone(name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_C
     """
     if name not in BACKBONES:
         raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
+    if norm not in NORM_LAYERS:
+        raise ConfigError(f"backbone_norm must be one of {', '.join(NORM_LAYERS)}, got {norm!r}")
     if n_bands < 1 or fpn_channels < 1:
         raise ConfigError(f"n_bands and fpn_channels must be >= 1, got {n_bands} and {fpn_channels}")
-    resnet = getattr(torchvision.models, name)(weights=None, norm_layer=nn.BatchNorm2d)
+    norm_layer = nn.BatchNorm2d if norm == "batch" else _group_norm
+    resnet = getattr(torchvision.models, name)(weights=None, norm_layer=norm_layer)
     resnet.conv1 = nn.Conv2d(n_bands, _STEM_CHANNELS, kernel_size=_STEM_KERNEL, stride=_STEM_STRIDE,
                              padding=_STEM_KERNEL // 2, bias=False)
     nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
     return_layers = {f"layer{k}": str(k - 1) for k in range(1, 5)}
     return BackboneWithFPN(resnet, return_layers, list(BACKBONES[name]), fpn_channels,
                            extra_blocks=LastLevelMaxPool())
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(GROUPNORM_GROUPS, channels), channels)
 
 
 def load_backbone_weights(backbone: BackboneWithFPN, path: str | os.PathLike) -> list[str]:

@@ -80,13 +80,16 @@ class DistContext:
         """This rank's batches of an epoch's tile order; every rank gets the same number of batches.
 
         The order is cut into ``world_size`` interleaved shards (wrapping around so all are equally long), then
-        into batches of ``batch_size``.
+        into batches of ``batch_size``; a last batch of one tile joins the one before.
         """
         n = len(indices)
         per_rank = -(-n // self.world_size)
         padded = np.resize(indices, per_rank * self.world_size) if n else indices
         mine = padded[self.rank::self.world_size]
-        return [mine[k:k + batch_size] for k in range(0, len(mine), batch_size)]
+        batches = [mine[k:k + batch_size] for k in range(0, len(mine), batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:  # a lone tile would break BatchNorm: join the last two
+            batches[-2:] = [np.concatenate(batches[-2:])]
+        return batches
 
     def broadcast(self, values: list[float]) -> list[float]:
         """Rank 0's ``values`` on every rank."""

@@ -23,6 +23,10 @@ mask head channels          256             64               28 x 28 masks of sm
 
 The redshift head sees the RoI-aligned FPN features of each object's box (ground-truth boxes in training,
 detected or catalog boxes at inference) plus its E(B-V), and outputs a K-component Gaussian mixture.
+Departure from Merz et al. (2025): by default the head also sees the box's normalised input pixels, RoI-aligned
+to 4 x 4 per band (`NetworkConfig.pixel_pool_size`; passed through asinh after z-scoring, so that colours are
+differences), a direct path for the colours that carry most of the redshift information; it speeds up learning
+from few labels. ``pixel_pool_size=0`` gives the paper's head.
 """
 
 from __future__ import annotations
@@ -40,9 +44,9 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, roi_align
 
-from .backbone import BACKBONES, build_backbone
+from .backbone import BACKBONES, NORM_LAYERS, build_backbone
 from .exceptions import ConfigError, ModelError
 from .normalise import NORMALISATIONS, InputNormaliser
 from .redshift_head import EBV_SCALE, MixtureParams, RedshiftMixtureHead
@@ -73,6 +77,8 @@ class NetworkConfig:
         Arcsec per pixel of the training tiles.
     backbone : {"resnet18", "resnet34", "resnet50"}
         ResNet of the ResNet-FPN backbone.
+    backbone_norm : {"group", "batch"}
+        Normalisation layers of the ResNet (see `rail.deepdisc.backbone.build_backbone`).
     n_components : int
         Gaussian components K of each redshift mixture.
     head_hidden : tuple of int
@@ -101,11 +107,15 @@ class NetworkConfig:
         Maximum detections kept per tile.
     box_score_threshold, box_nms_threshold : float
         Score cut and NMS IoU of the final detections.
+    pixel_pool_size : int
+        The redshift head also sees the normalised input pixels of each box, RoI-aligned to
+        ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours; 0 = off, as in the paper).
     """
 
     bands: tuple[str, ...]
     pixel_scale: float
     backbone: str = "resnet18"
+    backbone_norm: str = "group"
     n_components: int = 5
     head_hidden: tuple[int, ...] = (1024, 64)
     normalisation: str = "zscore"
@@ -124,6 +134,7 @@ class NetworkConfig:
     detections_per_image: int = 100
     box_score_threshold: float = 0.05
     box_nms_threshold: float = 0.5
+    pixel_pool_size: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
@@ -135,6 +146,8 @@ class NetworkConfig:
             raise ConfigError(f"NetworkConfig: pixel_scale must be > 0 arcsec/pix, got {self.pixel_scale!r}")
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.backbone_norm not in NORM_LAYERS:
+            raise ConfigError(f"backbone_norm must be one of {', '.join(NORM_LAYERS)}, got {self.backbone_norm!r}")
         if self.normalisation not in NORMALISATIONS:
             raise ConfigError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got "
                               f"{self.normalisation!r}")
@@ -143,6 +156,8 @@ class NetworkConfig:
                               f"pyramid level, got {self.anchor_sizes}")
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ConfigError(f"aspect_ratios must be positive, got {self.aspect_ratios}")
+        if int(self.pixel_pool_size) < 0:
+            raise ConfigError(f"pixel_pool_size must be >= 0, got {self.pixel_pool_size!r}")
         if not self.head_hidden or min(self.head_hidden) < 1:
             raise ConfigError(f"head_hidden must list positive layer widths, got {list(self.head_hidden)}")
         for name in ("n_components", "fpn_channels", "rpn_pre_nms_train", "rpn_post_nms_train",
@@ -208,12 +223,15 @@ class DeepDiscRCNN(nn.Module):
     redshift_pool : MultiScaleRoIAlign
         Pools the FPN features of each object's box for the redshift head.
     redshift_head : RedshiftMixtureHead
+    pixel_pool_size : int
+        Side of the RoI-aligned input-pixel patch per band also fed to the redshift head (0 = none).
     """
 
     def __init__(self, normaliser: InputNormaliser, backbone: nn.Module, rpn: RegionProposalNetwork,
-                 roi_heads: RoIHeads, redshift_pool: MultiScaleRoIAlign, redshift_head: RedshiftMixtureHead
-                 ) -> None:
+                 roi_heads: RoIHeads, redshift_pool: MultiScaleRoIAlign, redshift_head: RedshiftMixtureHead,
+                 *, pixel_pool_size: int = 0) -> None:
         super().__init__()
+        self.pixel_pool_size = int(pixel_pool_size)
         self.normaliser = normaliser
         self.backbone = backbone
         self.rpn = rpn
@@ -307,7 +325,13 @@ class DeepDiscRCNN(nn.Module):
         """
         dtype = enc.images.tensors.dtype
         boxes = [b.to(dtype) for b in boxes]
-        pooled = self.redshift_pool(enc.features, boxes, enc.images.image_sizes)
+        pooled = self.redshift_pool(enc.features, boxes, enc.images.image_sizes).flatten(start_dim=1)
+        if self.pixel_pool_size:
+            pixels = roi_align(enc.images.tensors, boxes, output_size=self.pixel_pool_size, spatial_scale=1.0,
+                               sampling_ratio=_POOL_SAMPLING, aligned=True)
+            if self.normaliser.kind == "zscore":  # log-like pixels: colours become differences
+                pixels = torch.asinh(pixels)
+            pooled = torch.cat([pooled, pixels.flatten(start_dim=1)], dim=1)
         extra = (torch.cat([e.reshape(-1) for e in ebv]).to(dtype) / EBV_SCALE).unsqueeze(1)
         return self.redshift_head(pooled, extra.to(pooled.device))
 
@@ -327,7 +351,7 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     """
     c = config
     normaliser = InputNormaliser(len(c.bands), kind=c.normalisation)
-    backbone = build_backbone(c.backbone, len(c.bands), fpn_channels=c.fpn_channels)
+    backbone = build_backbone(c.backbone, len(c.bands), fpn_channels=c.fpn_channels, norm=c.backbone_norm)
     anchors = AnchorGenerator(sizes=tuple((float(s),) for s in c.anchor_sizes),
                               aspect_ratios=(tuple(float(a) for a in c.aspect_ratios),) * len(c.anchor_sizes))
     rpn = RegionProposalNetwork(
@@ -351,9 +375,10 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
         mask_predictor=MaskRCNNPredictor(c.mask_channels, c.mask_channels, N_CLASSES),
     )
     z_pool = MultiScaleRoIAlign(list(FEATURE_LEVELS), _BOX_POOL_SIZE, _POOL_SAMPLING)
-    head = RedshiftMixtureHead(c.fpn_channels * _BOX_POOL_SIZE**2, n_extra=1, n_components=c.n_components,
+    n_features = c.fpn_channels * _BOX_POOL_SIZE**2 + len(c.bands) * c.pixel_pool_size**2
+    head = RedshiftMixtureHead(n_features, n_extra=1, n_components=c.n_components,
                                hidden=c.head_hidden)
-    return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head)
+    return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head, pixel_pool_size=c.pixel_pool_size)
 
 
 def model_from_artifact(artifact: dict, member: int, *, device: str | torch.device = "cpu") -> DeepDiscRCNN:

@@ -98,6 +98,9 @@ def mixture_nll(params: MixtureParams, z: Tensor) -> Tensor:
 class RedshiftMixtureHead(nn.Module):
     """Pooled RoI features (N, F) plus extras (N, E) -> Gaussian-mixture parameters over z.
 
+    The features pass a ``LayerNorm`` first (their scale changes as the backbone trains; the normalised input
+    keeps the MLP well conditioned), then the MLP, then a linear layer giving 3K outputs.
+
     Parameters
     ----------
     in_features : int
@@ -115,6 +118,7 @@ class RedshiftMixtureHead(nn.Module):
         super().__init__()
         self.n_extra = int(n_extra)
         self.n_components = int(n_components)
+        self.input_norm = nn.LayerNorm(int(in_features))
         layers: list[nn.Module] = []
         width = int(in_features) + self.n_extra
         for h in hidden:
@@ -138,7 +142,7 @@ class RedshiftMixtureHead(nn.Module):
         MixtureParams
             weights, means, stds, each (N, K).
         """
-        x = torch.cat([features.flatten(start_dim=1), extra.to(features.dtype)], dim=1)
+        x = torch.cat([self.input_norm(features.flatten(start_dim=1)), extra.to(features.dtype)], dim=1)
         raw = self.output(self.mlp(x))
         logit_w, raw_mu, raw_sigma = raw.split(self.n_components, dim=1)
         return MixtureParams(

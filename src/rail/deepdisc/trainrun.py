@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 TRAIN_DEFAULTS: dict = {
     "backbone": "resnet18", "backbone_weights": "", "init_model": "", "n_components": 5,
     "head_hidden": [1024, 64], "redshift_loss_weight": 1.0, "normalisation": "zscore", "members": 10,
-    "val_fraction": 0.1, "epochs": 20, "batch_size": 4, "learning_rate": 1e-3, "momentum": 0.9,
+    "val_fraction": 0.1, "epochs": 20, "batch_size": 4, "optimizer": "adamw", "learning_rate": 1e-3, "momentum": 0.9,
     "weight_decay": 1e-4, "lr_steps": [], "lr_gamma": 0.1, "patience": 10, "augment_dihedral": True,
     "augment_noise": 0.0, "augment_ebv": 0.0, "clip_grad_norm": 10.0, "member_indices": [], "seed": 1234,
     "device": "auto", "num_threads": 0, "checkpoint_dir": "", "resume": False, "progress_bar": True,
@@ -123,7 +123,7 @@ def _settings(opts: dict, bands, pixel_scale) -> tuple[NetworkConfig, TrainSetti
                             head_hidden=tuple(int(h) for h in opts["head_hidden"]),
                             normalisation=opts["normalisation"])
     settings = TrainSettings(
-        epochs=int(opts["epochs"]), batch_size=int(opts["batch_size"]),
+        epochs=int(opts["epochs"]), batch_size=int(opts["batch_size"]), optimizer=str(opts["optimizer"]),
         learning_rate=float(opts["learning_rate"]), momentum=float(opts["momentum"]),
         weight_decay=float(opts["weight_decay"]), lr_steps=tuple(int(s) for s in opts["lr_steps"]),
         lr_gamma=float(opts["lr_gamma"]), patience=int(opts["patience"]),

@@ -51,8 +51,10 @@ class DeepDiscInformer(CatInformer):
         val_fraction=Param(float, 0.1, msg="fraction of the labelled tiles held out for validation"),
         epochs=Param(int, 20, msg="training epochs per member"),
         batch_size=Param(int, 4, msg="tiles per optimisation step"),
-        learning_rate=Param(float, 1e-3, msg="SGD learning rate"),
-        momentum=Param(float, 0.9, msg="SGD momentum"),
+        optimizer=Param(str, "adamw", msg="adamw (default: trains the mixture head from scratch stably) or sgd "
+                        "(the paper's, with momentum)"),
+        learning_rate=Param(float, 1e-3, msg="initial learning rate"),
+        momentum=Param(float, 0.9, msg="SGD momentum (optimizer sgd only)"),
         weight_decay=Param(float, 1e-4, msg="SGD weight decay (L2)"),
         lr_steps=Param(list, [], msg="epochs at which the learning rate is multiplied by lr_gamma "
                        "(paper: 45, 75, 105 of 150)"),
