@@ -375,8 +375,9 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
         mask_predictor=MaskRCNNPredictor(c.mask_channels, c.mask_channels, N_CLASSES),
     )
     z_pool = MultiScaleRoIAlign(list(FEATURE_LEVELS), _BOX_POOL_SIZE, _POOL_SAMPLING)
-    n_features = c.fpn_channels * _BOX_POOL_SIZE**2 + len(c.bands) * c.pixel_pool_size**2
-    head = RedshiftMixtureHead(n_features, n_extra=1, n_components=c.n_components,
+    groups = [c.fpn_channels * _BOX_POOL_SIZE**2] + ([len(c.bands) * c.pixel_pool_size**2]
+                                                     if c.pixel_pool_size else [])
+    head = RedshiftMixtureHead(groups, n_extra=1, n_components=c.n_components,
                                hidden=c.head_hidden)
     return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head, pixel_pool_size=c.pixel_pool_size)
 

@@ -27,6 +27,8 @@ __all__ = ["MixtureParams", "RedshiftMixtureHead", "mixture_log_prob", "mixture_
 EBV_SCALE = 0.1
 #: Floor of the component standard deviations (redshift units): keeps the likelihood finite.
 MIN_STD = 0.01
+#: Factor applied to the output layer's random weights by `RedshiftMixtureHead.init_from_labels`.
+INIT_WEIGHT_SCALE = 0.1
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -98,13 +100,16 @@ def mixture_nll(params: MixtureParams, z: Tensor) -> Tensor:
 class RedshiftMixtureHead(nn.Module):
     """Pooled RoI features (N, F) plus extras (N, E) -> Gaussian-mixture parameters over z.
 
-    The features pass a ``LayerNorm`` first (their scale changes as the backbone trains; the normalised input
-    keeps the MLP well conditioned), then the MLP, then a linear layer giving 3K outputs.
+    Each block of features passes its own ``LayerNorm`` first (their scales differ and change as the backbone
+    trains; normalised blocks keep the MLP well conditioned) and is scaled so that every block carries the same
+    share of the input variance (a small block, e.g. 64 input-pixel values next to 3136 RoI features, is not
+    drowned), then the MLP, then a linear layer giving 3K outputs.
 
     Parameters
     ----------
-    in_features : int
-        Length F of the flattened pooled features of one object.
+    in_features : int or sequence of int
+        Length F of the flattened pooled features of one object, or the lengths of its consecutive blocks (e.g.
+        RoI features, then input pixels), each normalised separately.
     n_extra : int
         Number E of extra scalar inputs per object (1: E(B-V), scaled by `EBV_SCALE`).
     n_components : int
@@ -113,14 +118,17 @@ class RedshiftMixtureHead(nn.Module):
         Widths of the hidden layers (ReLU between them).
     """
 
-    def __init__(self, in_features: int, *, n_extra: int = 1, n_components: int = 5,
+    def __init__(self, in_features: int | Sequence[int], *, n_extra: int = 1, n_components: int = 5,
                  hidden: Sequence[int] = (1024, 64)) -> None:
         super().__init__()
         self.n_extra = int(n_extra)
         self.n_components = int(n_components)
-        self.input_norm = nn.LayerNorm(int(in_features))
+        self.groups = [int(in_features)] if isinstance(in_features, int) else [int(g) for g in in_features]
+        self.input_norms = nn.ModuleList(nn.LayerNorm(g) for g in self.groups)
+        total = sum(self.groups)
+        self.group_scales = [math.sqrt(total / (len(self.groups) * g)) for g in self.groups]
         layers: list[nn.Module] = []
-        width = int(in_features) + self.n_extra
+        width = sum(self.groups) + self.n_extra
         for h in hidden:
             layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True)]
             width = int(h)
@@ -142,7 +150,9 @@ class RedshiftMixtureHead(nn.Module):
         MixtureParams
             weights, means, stds, each (N, K).
         """
-        x = torch.cat([self.input_norm(features.flatten(start_dim=1)), extra.to(features.dtype)], dim=1)
+        blocks = features.flatten(start_dim=1).split(self.groups, dim=1)
+        normed = [norm(block) * w for norm, block, w in zip(self.input_norms, blocks, self.group_scales)]
+        x = torch.cat([*normed, extra.to(features.dtype)], dim=1)
         raw = self.output(self.mlp(x))
         logit_w, raw_mu, raw_sigma = raw.split(self.n_components, dim=1)
         return MixtureParams(
@@ -155,8 +165,10 @@ class RedshiftMixtureHead(nn.Module):
     def init_from_labels(self, z: Tensor) -> None:
         """Start the mixture at the label distribution: means at label quantiles, widths at their spacing.
 
-        Zeroes the output weights and sets its bias, so before training every object gets the same mixture,
-        with component means at the ``(k + 0.5) / K`` quantiles of ``z`` and equal weights.
+        Shrinks the output layer's weights by `INIT_WEIGHT_SCALE` and sets its bias, so before training every
+        object gets nearly the same mixture, with component means near the ``(k + 0.5) / K`` quantiles of ``z``
+        and equal weights. (Weights are shrunk, not zeroed: zero output weights would block the gradient of every
+        hidden layer until they have grown.)
 
         Parameters
         ----------
@@ -167,7 +179,7 @@ class RedshiftMixtureHead(nn.Module):
         q = torch.quantile(z.double(), (torch.arange(k, dtype=torch.float64) + 0.5) / k)
         spread = float(z.double().std()) if z.numel() > 1 else 1.0
         sigma = torch.full((k,), max(spread / k, 2 * MIN_STD), dtype=torch.float64)
-        self.output.weight.zero_()
+        self.output.weight.mul_(INIT_WEIGHT_SCALE)
         self.output.bias.copy_(torch.cat([torch.zeros(k, dtype=torch.float64), _softplus_inv(q.clamp_min(1e-3)),
                                           _softplus_inv(sigma - MIN_STD)]).to(self.output.bias.dtype))
 
