@@ -4,7 +4,8 @@ Each backbone runs in a fresh subprocess (so peak RSS is its own) on synthetic t
 noise, ~15 objects per tile, a third without spec-z), through the real training path: batch assembly with
 augmentation, forward (all losses), backward, optimiser step. The first steps are warm-up and not timed.
 
-Full-size run (the issue's targets: 128 x 128 px, 9 bands, 2 CPU cores; R18 <= 0.15 s/image, R50 <= 0.5 s/image,
+Full-size run (the issue's targets: 128 x 128 px, 9 bands, 2 CPU cores; R18 <= 0.15 s/image, R50 <= 0.5
+s/image,
 peak RSS < 4 GB), on a quiet machine::
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/bench_train.py --threads 2 --size 128 --bands 9 \\
@@ -42,7 +43,8 @@ def synthetic_tiles(n_tiles, size, n_bands, n_objects, seed=0):
             s = rng.lognormal(np.log(2.0), 0.5)
             blob = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * s * s))
             images[t] += (rng.uniform(3, 50) * rng.uniform(0.3, 1.5, n_bands)[:, None, None] * blob).astype(
-                np.float32)
+                np.float32
+            )
             oid = len(rows) + 1
             segmaps[t][(blob > 0.2) & (segmaps[t] == 0)] = oid
             rows.append((oid, t, x, y, 3 * s, rng.uniform(0.2, 6) if rng.uniform() < 0.67 else np.nan))
@@ -52,9 +54,15 @@ def synthetic_tiles(n_tiles, size, n_bands, n_objects, seed=0):
         obj["x"][k], obj["y"][k], obj["redshift"][k], obj["ebv"][k] = x, y, z, 0.01
         obj["bbox_x0"][k], obj["bbox_y0"][k] = max(x - h, 0), max(y - h, 0)
         obj["bbox_x1"][k], obj["bbox_y1"][k] = min(x + h, size), min(y + h, size)
-    tiles = {"tile_id": np.arange(n_tiles), "kind": np.array(["grid"] * n_tiles), "x0": np.zeros(n_tiles, int),
-             "y0": np.zeros(n_tiles, int), "ra": np.zeros(n_tiles), "dec": np.zeros(n_tiles),
-             "wcs": np.array([""] * n_tiles)}
+    tiles = {
+        "tile_id": np.arange(n_tiles),
+        "kind": np.array(["grid"] * n_tiles),
+        "x0": np.zeros(n_tiles, int),
+        "y0": np.zeros(n_tiles, int),
+        "ra": np.zeros(n_tiles),
+        "dec": np.zeros(n_tiles),
+        "wcs": np.array([""] * n_tiles),
+    }
     return TileSet(images=images, segmaps=segmaps, tiles=tiles, objects=obj, bands=bands, pixel_scale=0.03)
 
 
@@ -71,8 +79,9 @@ def measure(args) -> dict:
     torch.manual_seed(0)
     n_tiles = args.batch_size * (args.steps + args.warmup)
     tiles = synthetic_tiles(n_tiles, args.size, args.bands, args.objects)
-    model = build_model(NetworkConfig(bands=tiles.bands, pixel_scale=0.03, backbone=args.backbone,
-                                        backbone_norm=args.norm))
+    model = build_model(
+        NetworkConfig(bands=tiles.bands, pixel_scale=0.03, backbone=args.backbone, backbone_norm=args.norm)
+    )
     model.normaliser.set_statistics(*band_statistics(tiles.images, tiles.segmaps).center_scale("zscore"))
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -96,9 +105,12 @@ def measure(args) -> dict:
             elapsed += time.perf_counter() - t0
             cpu += time.process_time() - c0
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    return {"backbone": args.backbone, "s_per_image": elapsed / (args.steps * args.batch_size),
-            "cpu_s_per_image": cpu / (args.steps * args.batch_size),
-            "peak_rss_gb": rss_gb}
+    return {
+        "backbone": args.backbone,
+        "s_per_image": elapsed / (args.steps * args.batch_size),
+        "cpu_s_per_image": cpu / (args.steps * args.batch_size),
+        "peak_rss_gb": rss_gb,
+    }
 
 
 def main(argv=None) -> int:
@@ -119,16 +131,24 @@ def main(argv=None) -> int:
         print(json.dumps(measure(args)))
         return 0
     targets = {"resnet18": 0.15, "resnet34": 0.3, "resnet50": 0.5}
-    print(f"training, {args.size}x{args.size} px, {args.bands} bands, {args.objects} objects/tile, batch "
-          f"{args.batch_size}, {args.threads} thread(s), {args.steps} timed steps")
+    print(
+        f"training, {args.size}x{args.size} px, {args.bands} bands, {args.objects} objects/tile, batch "
+        f"{args.batch_size}, {args.threads} thread(s), {args.steps} timed steps"
+    )
     print(f"{'backbone':<10} {'s/image':>9} {'target':>8} {'CPU s/image':>12} {'peak RSS GB':>12}")
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
     for name in args.backbones:
-        out = subprocess.run([sys.executable, __file__, *forwarded, "--backbone", name], check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, *forwarded, "--backbone", name],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{name:<10} {r['s_per_image']:>9.3f} {targets.get(name, float('nan')):>8.2f} "
-              f"{r['cpu_s_per_image']:>12.3f} {r['peak_rss_gb']:>12.2f}")
+        print(
+            f"{name:<10} {r['s_per_image']:>9.3f} {targets.get(name, float('nan')):>8.2f} "
+            f"{r['cpu_s_per_image']:>12.3f} {r['peak_rss_gb']:>12.2f}"
+        )
     return 0
 
 

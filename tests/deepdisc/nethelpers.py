@@ -15,8 +15,17 @@ def colour_sed(z, n_bands):
     return 0.3 + np.exp(-0.5 * ((b - centre) / 0.8) ** 2)
 
 
-def make_colour_tileset(n_tiles=24, size=32, bands=BANDS4, objects_per_tile=3, seed=0, labelled_fraction=0.7,
-                        peak=(12.0, 30.0), sigma_px=(1.2, 2.2), noise=1.0):
+def make_colour_tileset(
+    n_tiles=24,
+    size=32,
+    bands=BANDS4,
+    objects_per_tile=3,
+    seed=0,
+    labelled_fraction=0.7,
+    peak=(12.0, 30.0),
+    sigma_px=(1.2, 2.2),
+    noise=1.0,
+):
     """A TileSet of blobs on unit noise; object colours follow `colour_sed`; some objects lack spec-z.
 
     Objects are kept apart (>= 7 px) so each has an unambiguous box; bbox = 3 sigma around the centre.
@@ -55,14 +64,33 @@ def make_colour_tileset(n_tiles=24, size=32, bands=BANDS4, objects_per_tile=3, s
         objects["ebv"][k] = 0.01
     objects["redshift_true"] = np.array([r[6] for r in rows])
     tiles = {
-        "tile_id": np.arange(n_tiles, dtype=np.int64), "kind": np.array(["grid"] * n_tiles, dtype=str),
-        "x0": np.full(n_tiles, -1, dtype=np.int64), "y0": np.full(n_tiles, -1, dtype=np.int64),
-        "ra": np.full(n_tiles, 53.0), "dec": np.full(n_tiles, -27.8), "wcs": np.array([""] * n_tiles, dtype=str),
+        "tile_id": np.arange(n_tiles, dtype=np.int64),
+        "kind": np.array(["grid"] * n_tiles, dtype=str),
+        "x0": np.full(n_tiles, -1, dtype=np.int64),
+        "y0": np.full(n_tiles, -1, dtype=np.int64),
+        "ra": np.full(n_tiles, 53.0),
+        "dec": np.full(n_tiles, -27.8),
+        "wcs": np.array([""] * n_tiles, dtype=str),
     }
-    return TileSet(images=images, segmaps=segmaps, tiles=tiles, objects=objects, bands=tuple(bands),
-                   pixel_scale=0.03, flux_unit="nJy").check()
+    return TileSet(
+        images=images,
+        segmaps=segmaps,
+        tiles=tiles,
+        objects=objects,
+        bands=tuple(bands),
+        pixel_scale=0.03,
+        flux_unit="nJy",
+    ).check()
 
 
 #: Small, fast training options for tests.
-FAST = {"members": 1, "epochs": 2, "batch_size": 4, "num_threads": 1, "progress_bar": False, "device": "cpu",
-        "head_hidden": [64, 32], "learning_rate": 1e-3}
+FAST = {
+    "members": 1,
+    "epochs": 2,
+    "batch_size": 4,
+    "num_threads": 1,
+    "progress_bar": False,
+    "device": "cpu",
+    "head_hidden": [64, 32],
+    "learning_rate": 1e-3,
+}

@@ -27,7 +27,9 @@ SCORE_MIN = 0.3
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     env.pop("WORLD_SIZE", None)
     return env
 
@@ -41,8 +43,11 @@ def test_learns_redshift_from_colours_and_detects_bright_objects():
     targets = tile_targets(test)
     with torch.inference_mode():
         enc = model.encode(torch.from_numpy(test.images))
-        params = model.redshift(enc, [torch.from_numpy(t["boxes"]) for t in targets],
-                                [torch.from_numpy(t["ebv"]) for t in targets])
+        params = model.redshift(
+            enc,
+            [torch.from_numpy(t["boxes"]) for t in targets],
+            [torch.from_numpy(t["ebv"]) for t in targets],
+        )
         detections = model.detect(enc)
     z = np.concatenate([t["redshift"] for t in targets])
     nll = -float(mixture_log_prob(params, torch.from_numpy(z)).mean())
@@ -63,10 +68,32 @@ def test_learns_redshift_from_colours_and_detects_bright_objects():
 def test_ddp_two_gloo_processes_train_a_loadable_model(tmp_path):
     tiles = write_tileset(make_colour_tileset(n_tiles=8, seed=4), tmp_path / "tiles.h5")
     out = tmp_path / "ddp.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(29500 + os.getpid() % 400), "-m", "rail.deepdisc.cli", "train", str(tiles), "-o", str(out),
-           "--members", "1", "--epochs", "2", "--threads", "1", "--device", "cpu", "--no-progress",
-           "--head-hidden", "32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 400),
+        "-m",
+        "rail.deepdisc.cli",
+        "train",
+        str(tiles),
+        "-o",
+        str(out),
+        "--members",
+        "1",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--head-hidden",
+        "32",
+    ]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     art = load_artifact(out)
@@ -81,23 +108,48 @@ def test_ddp_two_gloo_processes_train_a_loadable_model(tmp_path):
 @pytest.mark.slow
 def test_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
     tiles = write_tileset(make_colour_tileset(n_tiles=8, seed=5), tmp_path / "tiles.h5")
-    args = ["--members", "1", "--epochs", "4", "--patience", "4", "--threads", "1", "--device", "cpu",
-            "--no-progress", "--head-hidden", "32", "--seed", "9"]
+    args = [
+        "--members",
+        "1",
+        "--epochs",
+        "4",
+        "--patience",
+        "4",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--head-hidden",
+        "32",
+        "--seed",
+        "9",
+    ]
     cli = [sys.executable, "-m", "rail.deepdisc.cli", "train", str(tiles)]
-    ref = subprocess.run([*cli, "-o", str(tmp_path / "ref.pt"), *args], env=_env(), capture_output=True,
-                         text=True, timeout=300)
+    ref = subprocess.run(
+        [*cli, "-o", str(tmp_path / "ref.pt"), *args], env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr[-2000:]
     ckpt = tmp_path / "killed_checkpoints" / "member_000.pt"
-    proc = subprocess.Popen([*cli, "-o", str(tmp_path / "killed.pt"), *args], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cli, "-o", str(tmp_path / "killed.pt"), *args],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists() and not (tmp_path / "killed.pt").exists()
-    res = subprocess.run([*cli, "-o", str(tmp_path / "killed.pt"), *args, "--resume"], env=_env(),
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*cli, "-o", str(tmp_path / "killed.pt"), *args, "--resume"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     a, b = load_artifact(tmp_path / "ref.pt"), load_artifact(tmp_path / "killed.pt")
     sa, sb = a["members"][0]["state_dict"], b["members"][0]["state_dict"]

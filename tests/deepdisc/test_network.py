@@ -1,4 +1,5 @@
-"""The DeepDISC network: config, shapes, losses, mixture head, normalisation, backbone weights, artifact load."""
+"""The DeepDISC network: config, shapes, losses, mixture head, normalisation, backbone weights, artifact
+load."""
 
 import math
 
@@ -28,8 +29,13 @@ def target(boxes, z, size=SIZE):
     masks = torch.zeros(len(boxes), size, size, dtype=torch.uint8)
     for k, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
         masks[k, y0:y1, x0:x1] = 1
-    return {"boxes": boxes, "labels": torch.ones(len(boxes), dtype=torch.int64), "masks": masks,
-            "redshift": torch.tensor(z, dtype=torch.float32), "ebv": torch.full((len(boxes),), 0.02)}
+    return {
+        "boxes": boxes,
+        "labels": torch.ones(len(boxes), dtype=torch.int64),
+        "masks": masks,
+        "redshift": torch.tensor(z, dtype=torch.float32),
+        "ebv": torch.full((len(boxes),), 0.02),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +47,18 @@ def model():
 def test_loss_has_every_term(model):
     model.train()
     images = torch.randn(2, len(BANDS), SIZE, SIZE)
-    losses = model(images, [target([[4, 4, 12, 12], [15, 18, 25, 28]], [1.2, float("nan")]),
-                            target([[2, 20, 9, 30]], [0.5])])
-    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask",
-                           "loss_redshift"}
+    losses = model(
+        images,
+        [target([[4, 4, 12, 12], [15, 18, 25, 28]], [1.2, float("nan")]), target([[2, 20, 9, 30]], [0.5])],
+    )
+    assert set(losses) == {
+        "loss_objectness",
+        "loss_rpn_box_reg",
+        "loss_classifier",
+        "loss_box_reg",
+        "loss_mask",
+        "loss_redshift",
+    }
     assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
     assert losses["loss_redshift"] > 0
 
@@ -87,7 +101,11 @@ def test_mixture_nll_without_labels_is_zero_with_graph():
 def test_mixture_params_shapes_and_ranges(model):
     model.eval()
     images = torch.randn(3, len(BANDS), SIZE, SIZE) * 5
-    boxes = [torch.tensor([[1.0, 1, 9, 9], [10, 12, 30, 31]]), torch.zeros(0, 4), torch.tensor([[5.0, 5, 8, 7]])]
+    boxes = [
+        torch.tensor([[1.0, 1, 9, 9], [10, 12, 30, 31]]),
+        torch.zeros(0, 4),
+        torch.tensor([[5.0, 5, 8, 7]]),
+    ]
     ebv = [torch.tensor([0.0, 0.1]), torch.zeros(0), torch.tensor([0.05])]
     with torch.inference_mode():
         enc = model.encode(images)
@@ -145,14 +163,17 @@ def test_config_round_trip_and_artifact_normalisation_dict():
         NetworkConfig.from_dict({**cfg.to_dict(), "magic": 1})
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"backbone": "resnet101"}, "backbone must be one of"),
-    ({"normalisation": "log"}, "normalisation must be one of"),
-    ({"anchor_sizes": (4, 8)}, "anchor_sizes must be 5"),
-    ({"n_components": 0}, "n_components must be >= 1"),
-    ({"box_nms_threshold": 1.5}, "box_nms_threshold must be in"),
-    ({"backbone_norm": "layer"}, "backbone_norm must be one of"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"backbone": "resnet101"}, "backbone must be one of"),
+        ({"normalisation": "log"}, "normalisation must be one of"),
+        ({"anchor_sizes": (4, 8)}, "anchor_sizes must be 5"),
+        ({"n_components": 0}, "n_components must be >= 1"),
+        ({"box_nms_threshold": 1.5}, "box_nms_threshold must be in"),
+        ({"backbone_norm": "layer"}, "backbone_norm must be one of"),
+    ],
+)
 def test_bad_network_config(bad, match):
     with pytest.raises(ConfigError, match=match):
         small_config(**bad)
@@ -160,8 +181,18 @@ def test_bad_network_config(bad, match):
 
 def test_model_from_artifact_weights_only(tmp_path, model):
     model.normaliser.set_statistics([1.0, 2, 3, 4], [2.0, 2, 2, 2])
-    art = {"config": model_config_dict(), "members": [{"state_dict": model.state_dict(), "weight": 1.0,
-                                                       "val_log_likelihood": -1.0, "seed": 1, "best_epoch": 0}]}
+    art = {
+        "config": model_config_dict(),
+        "members": [
+            {
+                "state_dict": model.state_dict(),
+                "weight": 1.0,
+                "val_log_likelihood": -1.0,
+                "seed": 1,
+                "best_epoch": 0,
+            }
+        ],
+    }
     path = save_artifact(art, tmp_path / "m.pt")
     torch.load(path, weights_only=True)  # plain tensors and data only
     rebuilt = model_from_artifact(load_artifact(path), 0)

@@ -60,8 +60,10 @@ def test_partitions_are_seeded_distinct_and_validate_only_labelled(tiles):
 
 
 def test_hide_labels_of_validation_objects_in_training_tiles():
-    targets = [{"object_id": np.array([1, 2]), "redshift": np.array([0.5, 1.0], np.float32)},
-               {"object_id": np.array([2, 3]), "redshift": np.array([1.0, 2.0], np.float32)}]
+    targets = [
+        {"object_id": np.array([1, 2]), "redshift": np.array([0.5, 1.0], np.float32)},
+        {"object_id": np.array([2, 3]), "redshift": np.array([1.0, 2.0], np.float32)},
+    ]
     out = hide_labels(targets, train=np.array([0]), val=np.array([1]))
     assert out[0]["redshift"][0] == 0.5 and np.isnan(out[0]["redshift"][1])
     assert out[1] is targets[1] and not np.isnan(targets[0]["redshift"][1])
@@ -101,7 +103,10 @@ def test_artifact_members_weights_and_loss_curves(tmp_path, tiles):
     assert len(curves["members"]) == 2 and len(curves["members"][0]["history"]) == 2
     assert {"loss_redshift", "loss_mask", "val_nll", "lr"} <= set(curves["members"][0]["history"][0])
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in (tmp_path / "model_checkpoints").iterdir()) == ["member_000.pt", "member_001.pt"]
+    assert sorted(p.name for p in (tmp_path / "model_checkpoints").iterdir()) == [
+        "member_000.pt",
+        "member_001.pt",
+    ]
 
 
 class _Killed(Exception):
@@ -112,12 +117,20 @@ def _kill_after(epoch_to_die):
     def hook(epoch, record):
         if epoch == epoch_to_die:
             raise _Killed
+
     return hook
 
 
 def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiles):
-    opts = {**FAST, "members": 2, "epochs": 3, "patience": 5, "seed": 11, "augment_noise": 0.5,
-            "augment_ebv": 0.01}
+    opts = {
+        **FAST,
+        "members": 2,
+        "epochs": 3,
+        "patience": 5,
+        "seed": 11,
+        "augment_noise": 0.5,
+        "augment_ebv": 0.01,
+    }
     full = train_from_options(tiles, {**opts, "checkpoint_dir": str(tmp_path / "a")})
     calls = []
 
@@ -127,7 +140,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, tiles):
             raise _Killed
 
     with pytest.raises(_Killed):
-        train_from_options(tiles, {**opts, "checkpoint_dir": str(tmp_path / "b")}, on_epoch_end=die_in_member_1)
+        train_from_options(
+            tiles, {**opts, "checkpoint_dir": str(tmp_path / "b")}, on_epoch_end=die_in_member_1
+        )
     resumed = train_from_options(tiles, {**opts, "checkpoint_dir": str(tmp_path / "b"), "resume": True})
     for m_full, m_res in zip(full["members"], resumed["members"]):
         assert m_full["weight"] == m_res["weight"]
@@ -152,20 +167,23 @@ def test_unlabelled_tileset_is_refused(tiles):
         train_from_options(replace(tiles, objects=objects), FAST)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"epoch": 3}, "did you mean 'epochs'"),
-    ({"epochs": 0}, "epochs must be >= 1"),
-    ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\)"),
-    ({"optimizer": "adam"}, "optimizer must be one of"),
-    ({"backbone": "vgg16"}, "backbone must be one of"),
-    ({"normalisation": "log"}, "normalisation must be one of"),
-    ({"lr_steps": [10, 5]}, "lr_steps must be increasing"),
-    ({"augment_noise": -1.0}, "augment_noise must be >= 0"),
-    ({"device": "tpu"}, "device must be auto, cpu"),
-    ({"members": 0}, "members must be >= 1"),
-    ({"head_hidden": 64}, "head_hidden must be a list"),
-    ({"backbone_weights": "a.pth", "init_model": "b.pt"}, "not both"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"epoch": 3}, "did you mean 'epochs'"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\)"),
+        ({"optimizer": "adam"}, "optimizer must be one of"),
+        ({"backbone": "vgg16"}, "backbone must be one of"),
+        ({"normalisation": "log"}, "normalisation must be one of"),
+        ({"lr_steps": [10, 5]}, "lr_steps must be increasing"),
+        ({"augment_noise": -1.0}, "augment_noise must be >= 0"),
+        ({"device": "tpu"}, "device must be auto, cpu"),
+        ({"members": 0}, "members must be >= 1"),
+        ({"head_hidden": 64}, "head_hidden must be a list"),
+        ({"backbone_weights": "a.pth", "init_model": "b.pt"}, "not both"),
+    ],
+)
 def test_bad_options_are_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         check_train_options(bad)
@@ -188,8 +206,9 @@ def test_member_indices_and_merge(tmp_path, tiles):
 def test_informer_stage_trains_and_writes_model(tmp_path, tiles):
     from rail.deepdisc import DeepDiscInformer
 
-    stage = DeepDiscInformer.make_stage(name="inform_net_test", model=str(tmp_path / "stage_model.pt"),
-                                        **{**FAST, "epochs": 1})
+    stage = DeepDiscInformer.make_stage(
+        name="inform_net_test", model=str(tmp_path / "stage_model.pt"), **{**FAST, "epochs": 1}
+    )
     handle = stage.inform(tiles)
     art = load_artifact(tmp_path / "stage_model.pt")
     assert len(art["members"]) == 1 and handle.data["members"][0]["weight"] == 1.0
@@ -205,20 +224,44 @@ def test_informer_validate_refuses_unlabelled_tiles(tmp_path, tiles):
     stage = DeepDiscInformer.make_stage(name="inform_net_nolabels", model=str(tmp_path / "x.pt"), **FAST)
     with pytest.raises(TileSetError, match="no object has a spec-z"):
         stage.inform(unlabelled)
-    bad = DeepDiscInformer.make_stage(name="inform_net_badvalue", model=str(tmp_path / "y.pt"),
-                                      **{**FAST, "val_fraction": 2.0})
+    bad = DeepDiscInformer.make_stage(
+        name="inform_net_badvalue", model=str(tmp_path / "y.pt"), **{**FAST, "val_fraction": 2.0}
+    )
     with pytest.raises(ConfigError, match="val_fraction"):
         bad.inform(tiles)
 
 
 def test_cli_train_merge_and_errors(tmp_path, tiles, capsys):
     path = write_tileset(tiles, tmp_path / "tiles.h5")
-    common = ["--epochs", "1", "--members", "2", "--threads", "1", "--device", "cpu", "--no-progress",
-              "--head-hidden", "32", "16"]
+    common = [
+        "--epochs",
+        "1",
+        "--members",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--head-hidden",
+        "32",
+        "16",
+    ]
     assert main(["train", str(path), "-o", str(tmp_path / "p0.pt"), "--member-index", "0", *common]) == 0
     assert main(["train", str(path), "-o", str(tmp_path / "p1.pt"), "--member-index", "1", *common]) == 0
-    assert main(["train", "--merge", str(tmp_path / "p0.pt"), str(tmp_path / "p1.pt"), "-o",
-                 str(tmp_path / "m.pt")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--merge",
+                str(tmp_path / "p0.pt"),
+                str(tmp_path / "p1.pt"),
+                "-o",
+                str(tmp_path / "m.pt"),
+            ]
+        )
+        == 0
+    )
     assert len(load_artifact(tmp_path / "m.pt")["members"]) == 2
     capsys.readouterr()
     assert main(["train", str(path), "-o", str(tmp_path / "x.pt"), "--epochs", "0"]) == 2

@@ -1,11 +1,14 @@
 """ResNet-FPN backbones for C-band astronomical tiles, built without downloading anything.
 
-`build_backbone` makes a torchvision ResNet (``weights=None``, trainable BatchNorm since nothing is pretrained)
+`build_backbone` makes a torchvision ResNet (``weights=None``, trainable BatchNorm since nothing is
+pretrained)
 whose first convolution takes C bands, and wraps layers 1-4 in a feature pyramid (levels ``"0"``-``"3"`` at
 strides 4-32 plus a max-pooled ``"pool"`` level). `load_backbone_weights` starts it from a local checkpoint
-(``torch.load(weights_only=True)``): a plain ResNet ``state_dict`` (e.g. torchvision's ImageNet file, copied by
+(``torch.load(weights_only=True)``): a plain ResNet ``state_dict`` (e.g. torchvision's ImageNet file, copied
+by
 hand) or a detection checkpoint whose keys start with ``backbone.body.``; a first convolution with a different
-number of input channels is adapted by averaging its filters over the input channels and repeating them for each
+number of input channels is adapted by averaging its filters over the input channels and repeating them for
+each
 band (scaled to keep the response), the usual recipe when the band list changes.
 
 Departure from Merz et al. (2025): the FPN has `DEFAULT_FPN_CHANNELS` channels, not 256 (tiles are 128 px and
@@ -26,7 +29,14 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from .exceptions import ConfigError, ModelError
 
-__all__ = ["BACKBONES", "DEFAULT_FPN_CHANNELS", "NORM_LAYERS", "GROUPNORM_GROUPS", "build_backbone", "load_backbone_weights"]
+__all__ = [
+    "BACKBONES",
+    "DEFAULT_FPN_CHANNELS",
+    "NORM_LAYERS",
+    "GROUPNORM_GROUPS",
+    "build_backbone",
+    "load_backbone_weights",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +57,9 @@ _STEM_STRIDE = 2
 _KEY_PREFIXES = ("module.", "backbone.body.", "body.")
 
 
-def build_backbone(name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_CHANNELS, norm: str = "group"
-                   ) -> BackboneWithFPN:
+def build_backbone(
+    name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_CHANNELS, norm: str = "group"
+) -> BackboneWithFPN:
     """Make a ResNet-FPN backbone for ``n_bands`` input channels with random weights.
 
     Parameters
@@ -68,7 +79,8 @@ def build_backbone(name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_C
     -------
     BackboneWithFPN
         Maps (B, C, H, W) to an ordered dict of 5 feature maps with ``fpn_channels`` channels at strides
-        4, 8, 16, 32, 64 (keys ``"0"``, ``"1"``, ``"2"``, ``"3"``, ``"pool"``); ``out_channels`` attribute set.
+        4, 8, 16, 32, 64 (keys ``"0"``, ``"1"``, ``"2"``, ``"3"``, ``"pool"``); ``out_channels`` attribute
+        set.
 
     Raises
     ------
@@ -83,12 +95,19 @@ def build_backbone(name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_C
         raise ConfigError(f"n_bands and fpn_channels must be >= 1, got {n_bands} and {fpn_channels}")
     norm_layer = nn.BatchNorm2d if norm == "batch" else _group_norm
     resnet = getattr(torchvision.models, name)(weights=None, norm_layer=norm_layer)
-    resnet.conv1 = nn.Conv2d(n_bands, _STEM_CHANNELS, kernel_size=_STEM_KERNEL, stride=_STEM_STRIDE,
-                             padding=_STEM_KERNEL // 2, bias=False)
+    resnet.conv1 = nn.Conv2d(
+        n_bands,
+        _STEM_CHANNELS,
+        kernel_size=_STEM_KERNEL,
+        stride=_STEM_STRIDE,
+        padding=_STEM_KERNEL // 2,
+        bias=False,
+    )
     nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
     return_layers = {f"layer{k}": str(k - 1) for k in range(1, 5)}
-    return BackboneWithFPN(resnet, return_layers, list(BACKBONES[name]), fpn_channels,
-                           extra_blocks=LastLevelMaxPool())
+    return BackboneWithFPN(
+        resnet, return_layers, list(BACKBONES[name]), fpn_channels, extra_blocks=LastLevelMaxPool()
+    )
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -113,7 +132,8 @@ def load_backbone_weights(backbone: BackboneWithFPN, path: str | os.PathLike) ->
     Raises
     ------
     ModelError
-        If the file is missing, not loadable with ``weights_only=True``, or provides none of the body's weights,
+        If the file is missing, not loadable with ``weights_only=True``, or provides none of the body's
+        weights,
         or a weight has an incompatible shape.
     """
     path = Path(path)
@@ -134,7 +154,7 @@ def _strip_prefixes(state: dict) -> dict:
     for key, value in state.items():
         for prefix in _KEY_PREFIXES:
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         out[key] = value
     return out
 
@@ -143,14 +163,17 @@ def _load_body(body: nn.Module, state: dict, source: str) -> list[str]:
     own = body.state_dict()
     used = {k: v for k, v in state.items() if k in own}
     if not used:
-        raise ModelError(f"{source}: none of its keys match a ResNet body (e.g. 'conv1.weight', "
-                         f"'layer1.0.conv1.weight')")
+        raise ModelError(
+            f"{source}: none of its keys match a ResNet body (e.g. 'conv1.weight', 'layer1.0.conv1.weight')"
+        )
     if "conv1.weight" in used and used["conv1.weight"].shape[1] != own["conv1.weight"].shape[1]:
         used["conv1.weight"] = _adapt_first_conv(used["conv1.weight"], own["conv1.weight"].shape[1])
     for key, value in used.items():
         if value.shape != own[key].shape:
-            raise ModelError(f"{source}: weight {key!r} has shape {tuple(value.shape)}, the backbone needs "
-                             f"{tuple(own[key].shape)} (is it the same ResNet depth?)")
+            raise ModelError(
+                f"{source}: weight {key!r} has shape {tuple(value.shape)}, the backbone needs "
+                f"{tuple(own[key].shape)} (is it the same ResNet depth?)"
+            )
     body.load_state_dict(used, strict=False)
     missing = sorted(set(own) - set(used))
     log.info("loaded %d backbone tensors from %s (%d left random)", len(used), source, len(missing))
@@ -158,6 +181,9 @@ def _load_body(body: nn.Module, state: dict, source: str) -> list[str]:
 
 
 def _adapt_first_conv(weight: torch.Tensor, n_bands: int) -> torch.Tensor:
-    """(O, C_in, k, k) -> (O, n_bands, k, k): the mean filter over input channels, scaled by C_in / n_bands."""
+    """Adapt a first convolution (O, C_in, k, k) to (O, n_bands, k, k).
+
+    Each output filter becomes its mean over input channels, repeated per band and scaled by C_in / n_bands.
+    """
     mean = weight.mean(dim=1, keepdim=True) * (weight.shape[1] / n_bands)
     return mean.repeat(1, n_bands, 1, 1)

@@ -1,6 +1,7 @@
 """Training data from a TileSet: per-tile targets, train/validation partitions, augmented batches.
 
-Targets of a tile (`tile_targets`): one row per object appearance with a usable box (``bbox_*`` columns clipped
+Targets of a tile (`tile_targets`): one row per object appearance with a usable box (``bbox_*`` columns
+clipped
 to the tile, at least `MIN_BOX_PX` wide and high): the box (xyxy, tile pixels), ``object_id`` (its mask is
 ``segmap == object_id``; an object absent from the segmentation map gets its box filled instead), ``redshift``
 (NaN = no spec-z: trains detection only) and ``ebv``.
@@ -20,8 +21,16 @@ import torch
 from .exceptions import ConfigError, TileSetError
 from .tiles import TileSet
 
-__all__ = ["MIN_BOX_PX", "Augmentation", "tile_targets", "partition_tiles", "hide_labels", "make_batch",
-           "labelled_tiles", "dihedral"]
+__all__ = [
+    "MIN_BOX_PX",
+    "Augmentation",
+    "tile_targets",
+    "partition_tiles",
+    "hide_labels",
+    "make_batch",
+    "labelled_tiles",
+    "dihedral",
+]
 
 #: Boxes narrower or lower than this (pixels, after clipping to the tile) are not used as targets.
 MIN_BOX_PX = 1.0
@@ -55,7 +64,7 @@ class Augmentation:
 
 
 def tile_targets(tileset: TileSet) -> list[dict[str, np.ndarray]]:
-    """Detection and redshift targets of every tile.
+    """Compute the detection and redshift targets of every tile.
 
     Parameters
     ----------
@@ -70,31 +79,39 @@ def tile_targets(tileset: TileSet) -> list[dict[str, np.ndarray]]:
     """
     h, w = tileset.tile_shape
     obj = tileset.objects
-    boxes = np.stack([obj["bbox_x0"], obj["bbox_y0"], obj["bbox_x1"], obj["bbox_y1"]], axis=1).astype(np.float64)
+    boxes = np.stack([obj["bbox_x0"], obj["bbox_y0"], obj["bbox_x1"], obj["bbox_y1"]], axis=1).astype(
+        np.float64
+    )
     boxes = np.clip(boxes, 0.0, [w, h, w, h])
-    usable = (np.isfinite(boxes).all(axis=1) & (boxes[:, 2] - boxes[:, 0] >= MIN_BOX_PX)
-              & (boxes[:, 3] - boxes[:, 1] >= MIN_BOX_PX))
+    usable = (
+        np.isfinite(boxes).all(axis=1)
+        & (boxes[:, 2] - boxes[:, 0] >= MIN_BOX_PX)
+        & (boxes[:, 3] - boxes[:, 1] >= MIN_BOX_PX)
+    )
     ebv = np.where(np.isfinite(obj["ebv"]), obj["ebv"], 0.0)
     out = []
     for t in range(tileset.n_tiles):
         sl = tileset.object_slice(t)
         keep = usable[sl]
-        out.append({
-            "boxes": boxes[sl][keep].astype(np.float32),
-            "object_id": np.asarray(obj["object_id"][sl][keep], dtype=np.int64),
-            "redshift": np.asarray(obj["redshift"][sl][keep], dtype=np.float32),
-            "ebv": ebv[sl][keep].astype(np.float32),
-        })
+        out.append(
+            {
+                "boxes": boxes[sl][keep].astype(np.float32),
+                "object_id": np.asarray(obj["object_id"][sl][keep], dtype=np.int64),
+                "redshift": np.asarray(obj["redshift"][sl][keep], dtype=np.float32),
+                "ebv": ebv[sl][keep].astype(np.float32),
+            }
+        )
     return out
 
 
 def labelled_tiles(targets: list[dict[str, np.ndarray]]) -> np.ndarray:
-    """Indices of the tiles holding at least one object with a spec-z (and a usable box)."""
+    """Return the tiles holding at least one object with a spec-z (and a usable box)."""
     return np.array([k for k, t in enumerate(targets) if np.isfinite(t["redshift"]).any()], dtype=np.int64)
 
 
-def partition_tiles(n_tiles: int, labelled: np.ndarray, *, val_fraction: float, seed: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def partition_tiles(
+    n_tiles: int, labelled: np.ndarray, *, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split tiles into training and validation sets (validation only from labelled tiles).
 
     Parameters
@@ -119,19 +136,22 @@ def partition_tiles(n_tiles: int, labelled: np.ndarray, *, val_fraction: float, 
         With fewer than 2 labelled tiles.
     """
     if len(labelled) < 2:
-        raise TileSetError(f"need spec-z labels in at least 2 tiles to make a train/validation split, "
-                           f"found {len(labelled)}")
+        raise TileSetError(
+            f"need spec-z labels in at least 2 tiles to make a train/validation split, found {len(labelled)}"
+        )
     n_val = int(np.clip(round(val_fraction * len(labelled)), 1, len(labelled) - 1))
     val = np.sort(np.random.default_rng(seed).permutation(labelled)[:n_val])
     train = np.setdiff1d(np.arange(n_tiles), val)
     return train, val
 
 
-def hide_labels(targets: list[dict[str, np.ndarray]], train: np.ndarray, val: np.ndarray
-                ) -> list[dict[str, np.ndarray]]:
+def hide_labels(
+    targets: list[dict[str, np.ndarray]], train: np.ndarray, val: np.ndarray
+) -> list[dict[str, np.ndarray]]:
     """Copy of ``targets`` where training-tile appearances of validation objects have no spec-z.
 
-    An object can appear in two tiles (a duplicate near a tile edge); hiding its label in the training tile keeps
+    An object can appear in two tiles (a duplicate near a tile edge); hiding its label in the training tile
+    keeps
     validation objects out of the redshift loss while still training detection on them.
     """
     val_ids = np.unique(np.concatenate([targets[k]["object_id"] for k in val] or [np.zeros(0, np.int64)]))
@@ -144,9 +164,16 @@ def hide_labels(targets: list[dict[str, np.ndarray]], train: np.ndarray, val: np
     return out
 
 
-def make_batch(images: np.ndarray, segmaps: np.ndarray, targets: list[dict[str, np.ndarray]],
-               indices: np.ndarray, *, augment: Augmentation | None, rng: np.random.Generator | None,
-               sky_sigma: np.ndarray | None = None) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+def make_batch(
+    images: np.ndarray,
+    segmaps: np.ndarray,
+    targets: list[dict[str, np.ndarray]],
+    indices: np.ndarray,
+    *,
+    augment: Augmentation | None,
+    rng: np.random.Generator | None,
+    sky_sigma: np.ndarray | None = None,
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """Assemble (and optionally augment) a batch of tiles for `DeepDiscRCNN.forward`.
 
     Parameters
@@ -178,13 +205,15 @@ def make_batch(images: np.ndarray, segmaps: np.ndarray, targets: list[dict[str, 
         if augment is not None:
             image, masks, boxes, ebv = _augment(image, masks, boxes, ebv, augment, rng, sky_sigma)
         batch_images.append(np.ascontiguousarray(image, dtype=np.float32))
-        batch_targets.append({
-            "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
-            "labels": torch.ones(len(boxes), dtype=torch.int64),
-            "masks": torch.from_numpy(np.ascontiguousarray(masks)),
-            "redshift": torch.from_numpy(targets[k]["redshift"].copy()),
-            "ebv": torch.from_numpy(ebv.astype(np.float32)),
-        })
+        batch_targets.append(
+            {
+                "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
+                "labels": torch.ones(len(boxes), dtype=torch.int64),
+                "masks": torch.from_numpy(np.ascontiguousarray(masks)),
+                "redshift": torch.from_numpy(targets[k]["redshift"].copy()),
+                "ebv": torch.from_numpy(ebv.astype(np.float32)),
+            }
+        )
     return torch.from_numpy(np.stack(batch_images)), batch_targets
 
 
@@ -193,7 +222,7 @@ def _tile_arrays(image, segmap, target):
     masks = (segmap[None, :, :] == target["object_id"][:, None, None]).astype(np.uint8)
     for j in np.flatnonzero(~masks.any(axis=(1, 2))):
         x0, y0, x1, y1 = boxes[j]
-        masks[j, int(np.floor(y0)):int(np.ceil(y1)), int(np.floor(x0)):int(np.ceil(x1))] = 1
+        masks[j, int(np.floor(y0)) : int(np.ceil(y1)), int(np.floor(x0)) : int(np.ceil(x1))] = 1
     return image, masks, boxes.copy(), target["ebv"]
 
 

@@ -1,6 +1,7 @@
 """Multi-process data-parallel training with torch DDP, launched by ``torchrun`` (gloo on CPU, NCCL on GPU).
 
-``torchrun --nproc_per_node 2 -m rail.deepdisc.cli train TILES.h5 -o MODEL.pt`` starts two processes; each reads
+``torchrun --nproc_per_node 2 -m rail.deepdisc.cli train TILES.h5 -o MODEL.pt`` starts two processes; each
+reads
 the environment variables torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ...), and
 `DistContext.from_env` joins the process group. Every rank trains the same ensemble member on its own shard of
 each epoch's batches (gradients are averaged by ``DistributedDataParallel``); rank 0 validates, decides early
@@ -65,28 +66,33 @@ class DistContext:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if not dist.is_initialized():
             dist.init_process_group(backend=backend)
-        ctx = cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                  local_rank=int(os.environ.get("LOCAL_RANK", "0")), backend=backend)
+        ctx = cls(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            backend=backend,
+        )
         log.info("DDP rank %d of %d (%s)", ctx.rank, ctx.world_size, backend)
         return ctx
 
     def device_for(self, device: torch.device) -> torch.device:
-        """The device of this rank (``cuda:LOCAL_RANK`` under NCCL)."""
+        """Return the device of this rank (``cuda:LOCAL_RANK`` under NCCL)."""
         if self.distributed and device.type == "cuda":
             return torch.device("cuda", self.local_rank)
         return device
 
     def shard(self, indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
-        """This rank's batches of an epoch's tile order; every rank gets the same number of batches.
+        """Cut an epoch's tile order into this rank's batches (the same number on every rank).
 
-        The order is cut into ``world_size`` interleaved shards (wrapping around so all are equally long), then
+        The order is cut into ``world_size`` interleaved shards (wrapping around so all are equally long),
+        then
         into batches of ``batch_size``; a last batch of one tile joins the one before.
         """
         n = len(indices)
         per_rank = -(-n // self.world_size)
         padded = np.resize(indices, per_rank * self.world_size) if n else indices
-        mine = padded[self.rank::self.world_size]
-        batches = [mine[k:k + batch_size] for k in range(0, len(mine), batch_size)]
+        mine = padded[self.rank :: self.world_size]
+        batches = [mine[k : k + batch_size] for k in range(0, len(mine), batch_size)]
         if len(batches) > 1 and len(batches[-1]) == 1:  # a lone tile would break BatchNorm: join the last two
             batches[-2:] = [np.concatenate(batches[-2:])]
         return batches

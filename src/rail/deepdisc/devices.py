@@ -31,7 +31,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+        raise ConfigError(
+            f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'"
+        )
     return dev
 
 

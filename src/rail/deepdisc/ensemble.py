@@ -1,6 +1,7 @@
 """Training a weighted ensemble of DeepDISC networks and assembling the model artifact.
 
-Each member ``m`` gets its own seed ``s_m`` (from ``SeedSequence([seed, m])``), its own random partition of the
+Each member ``m`` gets its own seed ``s_m`` (from ``SeedSequence([seed, m])``), its own random partition of
+the
 tiles with spec-z (``val_fraction`` held out for validation; tiles without spec-z always train detection) and
 its own initialisation. Members are weighted by their normalised validation likelihood (Merz et al. 2025)::
 
@@ -35,8 +36,15 @@ from .normalise import band_statistics
 from .tiles import TileSet
 from .train import MemberData, MemberResult, TrainSettings, train_member
 
-__all__ = ["EnsembleSettings", "member_seed", "member_weights", "check_training_set", "train_ensemble",
-           "merge_artifacts", "assemble_artifact"]
+__all__ = [
+    "EnsembleSettings",
+    "member_seed",
+    "member_weights",
+    "check_training_set",
+    "train_ensemble",
+    "merge_artifacts",
+    "assemble_artifact",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,19 +119,34 @@ def check_training_set(tileset: TileSet) -> list[dict]:
     targets = tile_targets(tileset)
     n_lab = len(labelled_tiles(targets))
     if n_lab == 0:
-        raise TileSetError(f"{tileset.source}: no object has a spec-z label (objects/redshift is NaN "
-                           f"everywhere); training needs labelled objects")
+        raise TileSetError(
+            f"{tileset.source}: no object has a spec-z label (objects/redshift is NaN "
+            f"everywhere); training needs labelled objects"
+        )
     if n_lab < 2:
-        raise TileSetError(f"{tileset.source}: only {n_lab} tile holds labelled objects; training needs at least "
-                           f"2 (one for validation)")
+        raise TileSetError(
+            f"{tileset.source}: only {n_lab} tile holds labelled objects; training needs at least "
+            f"2 (one for validation)"
+        )
     return targets
 
 
-def train_ensemble(tileset: TileSet, network: NetworkConfig, settings: TrainSettings,
-                   ensemble: EnsembleSettings, *, checkpoint_dir: Path | None = None, resume: bool = False,
-                   device: torch.device = torch.device("cpu"), dist_ctx: DistContext = DistContext(),
-                   members: Sequence[int] | None = None, init_artifact: dict | None = None,
-                   backbone_weights: str | None = None, progress: bool = True, on_epoch_end=None) -> dict:
+def train_ensemble(
+    tileset: TileSet,
+    network: NetworkConfig,
+    settings: TrainSettings,
+    ensemble: EnsembleSettings,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    device: torch.device = torch.device("cpu"),
+    dist_ctx: DistContext = DistContext(),
+    members: Sequence[int] | None = None,
+    init_artifact: dict | None = None,
+    backbone_weights: str | None = None,
+    progress: bool = True,
+    on_epoch_end=None,
+) -> dict:
     """Train ensemble members on a TileSet and return the model artifact (``DESIGN.md`` section 3).
 
     Parameters
@@ -183,41 +206,79 @@ def train_ensemble(tileset: TileSet, network: NetworkConfig, settings: TrainSett
     results = []
     for m in indices:
         seed_m = member_seed(ensemble.seed, m)
-        train, val = partition_tiles(tileset.n_tiles, labelled_tiles(targets), val_fraction=ensemble.val_fraction,
-                                     seed=seed_m)
-        data = MemberData(tileset.images, tileset.segmaps, hide_labels(targets, train, val), train, val,
-                          stats.sky_sigma)
+        train, val = partition_tiles(
+            tileset.n_tiles, labelled_tiles(targets), val_fraction=ensemble.val_fraction, seed=seed_m
+        )
+        data = MemberData(
+            tileset.images, tileset.segmaps, hide_labels(targets, train, val), train, val, stats.sky_sigma
+        )
         model = _init_member(network, seed_m, center, scale, data, init_artifact, backbone_weights)
         ckpt = checkpoint_dir / f"member_{m:03d}.pt" if checkpoint_dir is not None else None
-        log.info("member %d of %d: %d training tiles, %d validation tiles, seed %d", m, ensemble.members,
-                 len(train), len(val), seed_m)
-        results.append(train_member(model, data, settings, member=m, seed=seed_m, checkpoint=ckpt,
-                                    resume=resume, fingerprint=fingerprint, device=device, dist_ctx=dist_ctx,
-                                    progress=progress, on_epoch_end=on_epoch_end))
-    provenance = {"training_data": str(tileset.source), "n_tiles": tileset.n_tiles,
-                  "n_labelled_objects": int(np.isfinite(tileset.objects["redshift"]).sum()),
-                  "seed": ensemble.seed, "members_trained": indices, "world_size": dist_ctx.world_size,
-                  "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        log.info(
+            "member %d of %d: %d training tiles, %d validation tiles, seed %d",
+            m,
+            ensemble.members,
+            len(train),
+            len(val),
+            seed_m,
+        )
+        results.append(
+            train_member(
+                model,
+                data,
+                settings,
+                member=m,
+                seed=seed_m,
+                checkpoint=ckpt,
+                resume=resume,
+                fingerprint=fingerprint,
+                device=device,
+                dist_ctx=dist_ctx,
+                progress=progress,
+                on_epoch_end=on_epoch_end,
+            )
+        )
+    provenance = {
+        "training_data": str(tileset.source),
+        "n_tiles": tileset.n_tiles,
+        "n_labelled_objects": int(np.isfinite(tileset.objects["redshift"]).sum()),
+        "seed": ensemble.seed,
+        "members_trained": indices,
+        "world_size": dist_ctx.world_size,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     return assemble_artifact(network, settings, ensemble, center, scale, results, provenance)
 
 
 def _check_network_fits(network: NetworkConfig, tileset: TileSet, init_artifact: dict | None) -> None:
     if tuple(network.bands) != tuple(tileset.bands):
-        raise ConfigError(f"network bands {' '.join(network.bands)} differ from the TileSet's "
-                          f"{' '.join(tileset.bands)}")
+        raise ConfigError(
+            f"network bands {' '.join(network.bands)} differ from the TileSet's {' '.join(tileset.bands)}"
+        )
     if not math.isclose(network.pixel_scale, tileset.pixel_scale, rel_tol=1e-3):
-        raise ConfigError(f"network pixel scale {network.pixel_scale:g} differs from the TileSet's "
-                          f"{tileset.pixel_scale:g} arcsec/pix")
+        raise ConfigError(
+            f"network pixel scale {network.pixel_scale:g} differs from the TileSet's "
+            f"{tileset.pixel_scale:g} arcsec/pix"
+        )
     if init_artifact is not None:
         init_cfg = NetworkConfig.from_dict(init_artifact["config"])
         if init_cfg.to_dict() != network.to_dict():
             diff = sorted(k for k, v in network.to_dict().items() if init_cfg.to_dict().get(k) != v)
-            raise ConfigError(f"init_model's architecture differs from the requested one in "
-                              f"{', '.join(diff)}; use the same options (e.g. backbone) as the init model")
+            raise ConfigError(
+                f"init_model's architecture differs from the requested one in "
+                f"{', '.join(diff)}; use the same options (e.g. backbone) as the init model"
+            )
 
 
-def _init_member(network: NetworkConfig, seed: int, center, scale, data: MemberData,
-                 init_artifact: dict | None, backbone_weights: str | None) -> DeepDiscRCNN:
+def _init_member(
+    network: NetworkConfig,
+    seed: int,
+    center,
+    scale,
+    data: MemberData,
+    init_artifact: dict | None,
+    backbone_weights: str | None,
+) -> DeepDiscRCNN:
     torch.manual_seed(seed)
     model = build_model(network)
     if init_artifact is not None:
@@ -233,24 +294,56 @@ def _init_member(network: NetworkConfig, seed: int, center, scale, data: MemberD
 
 def _fingerprint(tileset, network, settings, ensemble, init_artifact, backbone_weights) -> dict:
     z = tileset.objects["redshift"]
-    return {"network": network.to_dict(), "training": settings.to_dict(), "val_fraction": ensemble.val_fraction,
-            "n_tiles": tileset.n_tiles, "n_objects": tileset.n_objects,
-            "label_sum": float(np.round(np.nansum(z), 6)), "tile_ids": int(np.sum(tileset.tiles["tile_id"])),
-            "init_model": init_artifact is not None, "backbone_weights": str(backbone_weights or "")}
+    return {
+        "network": network.to_dict(),
+        "training": settings.to_dict(),
+        "val_fraction": ensemble.val_fraction,
+        "n_tiles": tileset.n_tiles,
+        "n_objects": tileset.n_objects,
+        "label_sum": float(np.round(np.nansum(z), 6)),
+        "tile_ids": int(np.sum(tileset.tiles["tile_id"])),
+        "init_model": init_artifact is not None,
+        "backbone_weights": str(backbone_weights or ""),
+    }
 
 
-def assemble_artifact(network: NetworkConfig, settings: TrainSettings, ensemble: EnsembleSettings, center,
-                      scale, results: Sequence[MemberResult], provenance: dict) -> dict:
-    """Build the artifact dict (plain data and tensors) from trained members; weights from `member_weights`."""
+def assemble_artifact(
+    network: NetworkConfig,
+    settings: TrainSettings,
+    ensemble: EnsembleSettings,
+    center,
+    scale,
+    results: Sequence[MemberResult],
+    provenance: dict,
+) -> dict:
+    """Build the artifact dict (plain data and tensors) from trained members.
+
+    Member weights come from `member_weights` of their validation log-likelihoods.
+    """
     config = network.to_dict()
-    config["normalisation"] = {"kind": network.normalisation, "center": [float(c) for c in center],
-                               "scale": [float(s) for s in scale]}
-    config["training"] = {**settings.to_dict(), "members": ensemble.members, "val_fraction": ensemble.val_fraction,
-                          "seed": ensemble.seed}
+    config["normalisation"] = {
+        "kind": network.normalisation,
+        "center": [float(c) for c in center],
+        "scale": [float(s) for s in scale],
+    }
+    config["training"] = {
+        **settings.to_dict(),
+        "members": ensemble.members,
+        "val_fraction": ensemble.val_fraction,
+        "seed": ensemble.seed,
+    }
     weights = member_weights([r.val_log_likelihood for r in results])
-    members = [{"state_dict": r.state_dict, "val_log_likelihood": float(r.val_log_likelihood),
-                "weight": float(w), "seed": int(r.seed), "best_epoch": int(r.best_epoch), "history": r.history}
-               for r, w in zip(results, weights)]
+    members = [
+        {
+            "state_dict": r.state_dict,
+            "val_log_likelihood": float(r.val_log_likelihood),
+            "weight": float(w),
+            "seed": int(r.seed),
+            "best_epoch": int(r.best_epoch),
+            "history": r.history,
+        }
+        for r, w in zip(results, weights)
+    ]
     return {"config": config, "members": members, "provenance": provenance}
 
 
@@ -270,8 +363,10 @@ def merge_artifacts(artifacts: Sequence[dict]) -> dict:
         other = {key: v for key, v in art["config"].items() if key != "training"}
         if other != core:
             diff = sorted(key for key in set(core) | set(other) if core.get(key) != other.get(key))
-            raise ModelError(f"artifact {k} differs from artifact 0 in {', '.join(diff)}; only members of the same "
-                             f"architecture, bands and normalisation can be merged")
+            raise ModelError(
+                f"artifact {k} differs from artifact 0 in {', '.join(diff)}; only members of the same "
+                f"architecture, bands and normalisation can be merged"
+            )
     members = [dict(m) for art in artifacts for m in art["members"]]
     for m, w in zip(members, member_weights([m["val_log_likelihood"] for m in members])):
         m["weight"] = float(w)

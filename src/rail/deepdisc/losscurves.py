@@ -1,7 +1,8 @@
 """Loss curves of a training run: a JSON file of every member's per-epoch history and a PNG figure.
 
 The JSON holds, per member, its index, seed, weight, best epoch and one record per epoch (mean training losses
-by term, total loss, learning rate, validation NLL). The figure shows the total training loss and the
+by term, total loss, learning rate, validation NLL). The figure shows the total training loss (and its
+redshift term) and the
 validation NLL of every member against epoch, with each member's best epoch marked.
 """
 
@@ -19,11 +20,20 @@ _DPI = 110
 
 
 def loss_curves(artifact: dict) -> dict:
-    """The loss-curve record of an artifact (plain data, JSON-serialisable)."""
-    return {"members": [
-        {"member": k, "seed": m.get("seed"), "weight": m["weight"], "best_epoch": m.get("best_epoch"),
-         "val_log_likelihood": m["val_log_likelihood"], "history": m.get("history", [])}
-        for k, m in enumerate(artifact["members"])]}
+    """Return the loss-curve record of an artifact (plain data, JSON-serialisable)."""
+    return {
+        "members": [
+            {
+                "member": k,
+                "seed": m.get("seed"),
+                "weight": m["weight"],
+                "best_epoch": m.get("best_epoch"),
+                "val_log_likelihood": m["val_log_likelihood"],
+                "history": m.get("history", []),
+            }
+            for k, m in enumerate(artifact["members"])
+        ]
+    }
 
 
 def write_loss_curves(artifact: dict, json_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
@@ -52,12 +62,22 @@ def _plot(curves: dict, path: str) -> None:
         hist = member["history"]
         epochs = [r["epoch"] for r in hist]
         label = f"member {member['member']} (w={member['weight']:.2f})"
-        line, = ax_train.plot(epochs, [r.get("loss", float("nan")) for r in hist], marker=".", label=label)
+        (line,) = ax_train.plot(epochs, [r.get("loss", float("nan")) for r in hist], marker=".", label=label)
+        ax_train.plot(
+            epochs,
+            [r.get("loss_redshift", float("nan")) for r in hist],
+            linestyle="--",
+            color=line.get_color(),
+        )
         ax_val.plot(epochs, [r["val_nll"] for r in hist], marker=".", color=line.get_color(), label=label)
         best = member.get("best_epoch")
         if best is not None and 0 <= best < len(hist):
             ax_val.plot([best], [hist[best]["val_nll"]], marker="*", markersize=12, color=line.get_color())
-    ax_train.set(xlabel="epoch", ylabel="training loss (all terms)", title="training loss")
+    ax_train.set(
+        xlabel="epoch",
+        ylabel="mean training loss per batch",
+        title="training loss: all terms (solid), redshift NLL (dashed)",
+    )
     ax_val.set(xlabel="epoch", ylabel="validation NLL per object (nats)", title="validation NLL (* = best)")
     for ax in (ax_train, ax_val):
         ax.grid(alpha=0.3)

@@ -23,7 +23,8 @@ mask head channels          256             64               28 x 28 masks of sm
 
 The redshift head sees the RoI-aligned FPN features of each object's box (ground-truth boxes in training,
 detected or catalog boxes at inference) plus its E(B-V), and outputs a K-component Gaussian mixture.
-Departure from Merz et al. (2025): by default the head also sees the box's normalised input pixels, RoI-aligned
+Departure from Merz et al. (2025): by default the head also sees the box's normalised input pixels,
+RoI-aligned
 to 4 x 4 per band (`NetworkConfig.pixel_pool_size`; passed through asinh after z-scoring, so that colours are
 differences), a direct path for the colours that carry most of the redshift information; it speeds up learning
 from few labels. ``pixel_pool_size=0`` gives the paper's head.
@@ -109,7 +110,8 @@ class NetworkConfig:
         Score cut and NMS IoU of the final detections.
     pixel_pool_size : int
         The redshift head also sees the normalised input pixels of each box, RoI-aligned to
-        ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours; 0 = off, as in the paper).
+        ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours; 0 = off, as in the
+        paper).
     """
 
     bands: tuple[str, ...]
@@ -147,22 +149,37 @@ class NetworkConfig:
         if self.backbone not in BACKBONES:
             raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
         if self.backbone_norm not in NORM_LAYERS:
-            raise ConfigError(f"backbone_norm must be one of {', '.join(NORM_LAYERS)}, got {self.backbone_norm!r}")
+            raise ConfigError(
+                f"backbone_norm must be one of {', '.join(NORM_LAYERS)}, got {self.backbone_norm!r}"
+            )
         if self.normalisation not in NORMALISATIONS:
-            raise ConfigError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got "
-                              f"{self.normalisation!r}")
+            raise ConfigError(
+                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}"
+            )
         if len(self.anchor_sizes) != len(FEATURE_LEVELS) + 1 or min(self.anchor_sizes) <= 0:
-            raise ConfigError(f"anchor_sizes must be {len(FEATURE_LEVELS) + 1} positive sizes (px), one per "
-                              f"pyramid level, got {self.anchor_sizes}")
+            raise ConfigError(
+                f"anchor_sizes must be {len(FEATURE_LEVELS) + 1} positive sizes (px), one per "
+                f"pyramid level, got {self.anchor_sizes}"
+            )
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ConfigError(f"aspect_ratios must be positive, got {self.aspect_ratios}")
         if int(self.pixel_pool_size) < 0:
             raise ConfigError(f"pixel_pool_size must be >= 0, got {self.pixel_pool_size!r}")
         if not self.head_hidden or min(self.head_hidden) < 1:
             raise ConfigError(f"head_hidden must list positive layer widths, got {list(self.head_hidden)}")
-        for name in ("n_components", "fpn_channels", "rpn_pre_nms_train", "rpn_post_nms_train",
-                     "rpn_pre_nms_test", "rpn_post_nms_test", "rpn_batch_size", "box_batch_size",
-                     "representation_size", "mask_channels", "detections_per_image"):
+        for name in (
+            "n_components",
+            "fpn_channels",
+            "rpn_pre_nms_train",
+            "rpn_post_nms_train",
+            "rpn_pre_nms_test",
+            "rpn_post_nms_test",
+            "rpn_batch_size",
+            "box_batch_size",
+            "representation_size",
+            "mask_channels",
+            "detections_per_image",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("rpn_nms_threshold", "box_score_threshold", "box_nms_threshold"):
@@ -185,8 +202,10 @@ class NetworkConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known - set(_ARTIFACT_EXTRA_KEYS))
         if unknown:
-            raise ModelError(f"model config has unknown key(s) {', '.join(unknown)}; it was written by a newer "
-                             f"pz-rail-deepdisc")
+            raise ModelError(
+                f"model config has unknown key(s) {', '.join(unknown)}; it was written by a newer "
+                f"pz-rail-deepdisc"
+            )
         kwargs = {k: v for k, v in d.items() if k in known}
         if isinstance(kwargs.get("normalisation"), dict):
             kwargs["normalisation"] = kwargs["normalisation"]["kind"]
@@ -227,9 +246,17 @@ class DeepDiscRCNN(nn.Module):
         Side of the RoI-aligned input-pixel patch per band also fed to the redshift head (0 = none).
     """
 
-    def __init__(self, normaliser: InputNormaliser, backbone: nn.Module, rpn: RegionProposalNetwork,
-                 roi_heads: RoIHeads, redshift_pool: MultiScaleRoIAlign, redshift_head: RedshiftMixtureHead,
-                 *, pixel_pool_size: int = 0) -> None:
+    def __init__(
+        self,
+        normaliser: InputNormaliser,
+        backbone: nn.Module,
+        rpn: RegionProposalNetwork,
+        roi_heads: RoIHeads,
+        redshift_pool: MultiScaleRoIAlign,
+        redshift_head: RedshiftMixtureHead,
+        *,
+        pixel_pool_size: int = 0,
+    ) -> None:
         super().__init__()
         self.pixel_pool_size = int(pixel_pool_size)
         self.normaliser = normaliser
@@ -267,8 +294,9 @@ class DeepDiscRCNN(nn.Module):
         from .redshift_head import mixture_nll
 
         keep = [~torch.isnan(t["redshift"]) for t in targets]
-        params = self.redshift(enc, [t["boxes"][k] for t, k in zip(targets, keep)],
-                               [t["ebv"][k] for t, k in zip(targets, keep)])
+        params = self.redshift(
+            enc, [t["boxes"][k] for t, k in zip(targets, keep)], [t["ebv"][k] for t, k in zip(targets, keep)]
+        )
         z = torch.cat([t["redshift"][k] for t, k in zip(targets, keep)])
         return mixture_nll(params, z.to(params.means.dtype))
 
@@ -279,7 +307,7 @@ class DeepDiscRCNN(nn.Module):
         return Encoded(ImageList(x, sizes), self.backbone(x))
 
     def detect(self, enc: Encoded, *, masks: bool = False) -> list[dict]:
-        """Detections of each tile (call in ``eval()`` mode, e.g. under ``torch.inference_mode()``).
+        """Detect objects in each tile (call in ``eval()`` mode, e.g. under ``torch.inference_mode()``).
 
         Parameters
         ----------
@@ -327,8 +355,14 @@ class DeepDiscRCNN(nn.Module):
         boxes = [b.to(dtype) for b in boxes]
         pooled = self.redshift_pool(enc.features, boxes, enc.images.image_sizes).flatten(start_dim=1)
         if self.pixel_pool_size:
-            pixels = roi_align(enc.images.tensors, boxes, output_size=self.pixel_pool_size, spatial_scale=1.0,
-                               sampling_ratio=_POOL_SAMPLING, aligned=True)
+            pixels = roi_align(
+                enc.images.tensors,
+                boxes,
+                output_size=self.pixel_pool_size,
+                spatial_scale=1.0,
+                sampling_ratio=_POOL_SAMPLING,
+                aligned=True,
+            )
             if self.normaliser.kind == "zscore":  # log-like pixels: colours become differences
                 pixels = torch.asinh(pixels)
             pooled = torch.cat([pooled, pixels.flatten(start_dim=1)], dim=1)
@@ -352,11 +386,16 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     c = config
     normaliser = InputNormaliser(len(c.bands), kind=c.normalisation)
     backbone = build_backbone(c.backbone, len(c.bands), fpn_channels=c.fpn_channels, norm=c.backbone_norm)
-    anchors = AnchorGenerator(sizes=tuple((float(s),) for s in c.anchor_sizes),
-                              aspect_ratios=(tuple(float(a) for a in c.aspect_ratios),) * len(c.anchor_sizes))
+    anchors = AnchorGenerator(
+        sizes=tuple((float(s),) for s in c.anchor_sizes),
+        aspect_ratios=(tuple(float(a) for a in c.aspect_ratios),) * len(c.anchor_sizes),
+    )
     rpn = RegionProposalNetwork(
-        anchors, RPNHead(c.fpn_channels, anchors.num_anchors_per_location()[0]),
-        fg_iou_thresh=0.7, bg_iou_thresh=0.3, batch_size_per_image=c.rpn_batch_size,
+        anchors,
+        RPNHead(c.fpn_channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=c.rpn_batch_size,
         positive_fraction=_RPN_POSITIVE_FRACTION,
         pre_nms_top_n={"training": c.rpn_pre_nms_train, "testing": c.rpn_pre_nms_test},
         post_nms_top_n={"training": c.rpn_post_nms_train, "testing": c.rpn_post_nms_test},
@@ -365,20 +404,26 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     box_pool = MultiScaleRoIAlign(list(FEATURE_LEVELS), _BOX_POOL_SIZE, _POOL_SAMPLING)
     mask_pool = MultiScaleRoIAlign(list(FEATURE_LEVELS), _MASK_POOL_SIZE, _POOL_SAMPLING)
     roi_heads = RoIHeads(
-        box_pool, TwoMLPHead(c.fpn_channels * _BOX_POOL_SIZE**2, c.representation_size),
+        box_pool,
+        TwoMLPHead(c.fpn_channels * _BOX_POOL_SIZE**2, c.representation_size),
         FastRCNNPredictor(c.representation_size, N_CLASSES),
-        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=c.box_batch_size,
-        positive_fraction=_BOX_POSITIVE_FRACTION, bbox_reg_weights=_BOX_REG_WEIGHTS,
-        score_thresh=c.box_score_threshold, nms_thresh=c.box_nms_threshold,
+        fg_iou_thresh=0.5,
+        bg_iou_thresh=0.5,
+        batch_size_per_image=c.box_batch_size,
+        positive_fraction=_BOX_POSITIVE_FRACTION,
+        bbox_reg_weights=_BOX_REG_WEIGHTS,
+        score_thresh=c.box_score_threshold,
+        nms_thresh=c.box_nms_threshold,
         detections_per_img=c.detections_per_image,
-        mask_roi_pool=mask_pool, mask_head=MaskRCNNHeads(c.fpn_channels, [c.mask_channels] * _MASK_LAYERS, 1),
+        mask_roi_pool=mask_pool,
+        mask_head=MaskRCNNHeads(c.fpn_channels, [c.mask_channels] * _MASK_LAYERS, 1),
         mask_predictor=MaskRCNNPredictor(c.mask_channels, c.mask_channels, N_CLASSES),
     )
     z_pool = MultiScaleRoIAlign(list(FEATURE_LEVELS), _BOX_POOL_SIZE, _POOL_SAMPLING)
-    groups = [c.fpn_channels * _BOX_POOL_SIZE**2] + ([len(c.bands) * c.pixel_pool_size**2]
-                                                     if c.pixel_pool_size else [])
-    head = RedshiftMixtureHead(groups, n_extra=1, n_components=c.n_components,
-                               hidden=c.head_hidden)
+    groups = [c.fpn_channels * _BOX_POOL_SIZE**2] + (
+        [len(c.bands) * c.pixel_pool_size**2] if c.pixel_pool_size else []
+    )
+    head = RedshiftMixtureHead(groups, n_extra=1, n_components=c.n_components, hidden=c.head_hidden)
     return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head, pixel_pool_size=c.pixel_pool_size)
 
 
@@ -410,6 +455,7 @@ def model_from_artifact(artifact: dict, member: int, *, device: str | torch.devi
     try:
         model.load_state_dict(members[member]["state_dict"])
     except RuntimeError as err:
-        raise ModelError(f"member {member}: weights do not fit the model config ({str(err).splitlines()[0]})"
-                         ) from None
+        raise ModelError(
+            f"member {member}: weights do not fit the model config ({str(err).splitlines()[0]})"
+        ) from None
     return model.to(device).eval()

@@ -2,7 +2,8 @@
 
 `RedshiftMixtureHead` is a small MLP on the RoI-aligned FPN features of each object's box (flattened) and its
 E(B-V); it outputs ``K`` mixture weights (softmax), means and standard deviations (softplus, floored at
-`MIN_STD`). `mixture_nll` is the training loss: the mean negative log-likelihood of the labelled objects, which
+`MIN_STD`). `mixture_nll` is the training loss: the mean negative log-likelihood of the labelled objects,
+which
 is an exact zero (with a gradient graph) when no object of the batch has a spectroscopic redshift, so a batch
 without spec-z still trains detection.
 
@@ -71,8 +72,9 @@ def mixture_log_prob(params: MixtureParams, z: Tensor) -> Tensor:
     """
     zz = z.unsqueeze(-1)
     log_norm = -0.5 * ((zz - params.means) / params.stds) ** 2 - torch.log(params.stds) - _LOG_SQRT_2PI
-    return torch.logsumexp(torch.log(params.weights.clamp_min(torch.finfo(params.weights.dtype).tiny))
-                           + log_norm, dim=-1)
+    return torch.logsumexp(
+        torch.log(params.weights.clamp_min(torch.finfo(params.weights.dtype).tiny)) + log_norm, dim=-1
+    )
 
 
 def mixture_nll(params: MixtureParams, z: Tensor) -> Tensor:
@@ -88,7 +90,8 @@ def mixture_nll(params: MixtureParams, z: Tensor) -> Tensor:
     Returns
     -------
     Tensor (scalar)
-        The mean NLL of the labelled objects; ``params.means.sum() * 0`` (zero, keeping the graph) when none is
+        The mean NLL of the labelled objects; ``params.means.sum() * 0`` (zero, keeping the graph) when none
+        is
         labelled.
     """
     labelled = ~torch.isnan(z)
@@ -101,14 +104,16 @@ class RedshiftMixtureHead(nn.Module):
     """Pooled RoI features (N, F) plus extras (N, E) -> Gaussian-mixture parameters over z.
 
     Each block of features passes its own ``LayerNorm`` first (their scales differ and change as the backbone
-    trains; normalised blocks keep the MLP well conditioned) and is scaled so that every block carries the same
+    trains; normalised blocks keep the MLP well conditioned) and is scaled so that every block carries the
+    same
     share of the input variance (a small block, e.g. 64 input-pixel values next to 3136 RoI features, is not
     drowned), then the MLP, then a linear layer giving 3K outputs.
 
     Parameters
     ----------
     in_features : int or sequence of int
-        Length F of the flattened pooled features of one object, or the lengths of its consecutive blocks (e.g.
+        Length F of the flattened pooled features of one object, or the lengths of its consecutive blocks
+        (e.g.
         RoI features, then input pixels), each normalised separately.
     n_extra : int
         Number E of extra scalar inputs per object (1: E(B-V), scaled by `EBV_SCALE`).
@@ -118,8 +123,14 @@ class RedshiftMixtureHead(nn.Module):
         Widths of the hidden layers (ReLU between them).
     """
 
-    def __init__(self, in_features: int | Sequence[int], *, n_extra: int = 1, n_components: int = 5,
-                 hidden: Sequence[int] = (1024, 64)) -> None:
+    def __init__(
+        self,
+        in_features: int | Sequence[int],
+        *,
+        n_extra: int = 1,
+        n_components: int = 5,
+        hidden: Sequence[int] = (1024, 64),
+    ) -> None:
         super().__init__()
         self.n_extra = int(n_extra)
         self.n_components = int(n_components)
@@ -166,8 +177,10 @@ class RedshiftMixtureHead(nn.Module):
         """Start the mixture at the label distribution: means at label quantiles, widths at their spacing.
 
         Shrinks the output layer's weights by `INIT_WEIGHT_SCALE` and sets its bias, so before training every
-        object gets nearly the same mixture, with component means near the ``(k + 0.5) / K`` quantiles of ``z``
-        and equal weights. (Weights are shrunk, not zeroed: zero output weights would block the gradient of every
+        object gets nearly the same mixture, with component means near the ``(k + 0.5) / K`` quantiles of
+        ``z``
+        and equal weights. (Weights are shrunk, not zeroed: zero output weights would block the gradient of
+        every
         hidden layer until they have grown.)
 
         Parameters
@@ -180,8 +193,15 @@ class RedshiftMixtureHead(nn.Module):
         spread = float(z.double().std()) if z.numel() > 1 else 1.0
         sigma = torch.full((k,), max(spread / k, 2 * MIN_STD), dtype=torch.float64)
         self.output.weight.mul_(INIT_WEIGHT_SCALE)
-        self.output.bias.copy_(torch.cat([torch.zeros(k, dtype=torch.float64), _softplus_inv(q.clamp_min(1e-3)),
-                                          _softplus_inv(sigma - MIN_STD)]).to(self.output.bias.dtype))
+        self.output.bias.copy_(
+            torch.cat(
+                [
+                    torch.zeros(k, dtype=torch.float64),
+                    _softplus_inv(q.clamp_min(1e-3)),
+                    _softplus_inv(sigma - MIN_STD),
+                ]
+            ).to(self.output.bias.dtype)
+        )
 
 
 def _softplus_inv(y: Tensor) -> Tensor:

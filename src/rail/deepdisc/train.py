@@ -1,9 +1,13 @@
-"""Training one ensemble member: AdamW or SGD with learning-rate steps, augmentation, validation NLL, early stopping,
-atomic per-epoch checkpoints and exact resumption.
+"""Training one ensemble member, with per-epoch checkpoints and exact resumption.
+
+AdamW or SGD with learning-rate steps, augmentation, validation NLL every epoch, early stopping, atomic
+per-epoch checkpoints.
 
 Reproducibility: every random draw of epoch ``e`` (tile order, augmentation, the RPN/RoI samplers) is seeded
-from ``(member_seed, e)``, and a checkpoint holds the model, the optimizer (momentum buffers), the best state and
-the history after each completed epoch, so a run killed at any point and resumed reaches the same weights as an
+from ``(member_seed, e)``, and a checkpoint holds the model, the optimizer (momentum buffers), the best
+state and
+the history after each completed epoch, so a run killed at any point and resumed reaches the same weights as
+an
 uninterrupted run with the same seed (on the same device and thread count).
 
 The learning rate at epoch ``e`` is ``learning_rate * lr_gamma ** (number of lr_steps <= e)`` (Merz et al.
@@ -32,8 +36,17 @@ from .exceptions import ConfigError, ModelError
 from .network import DeepDiscRCNN
 from .redshift_head import mixture_log_prob
 
-__all__ = ["TrainSettings", "MemberData", "MemberResult", "learning_rate_at", "train_member",
-           "validation_log_likelihood", "make_optimizer", "CHECKPOINT_KIND", "OPTIMIZERS"]
+__all__ = [
+    "TrainSettings",
+    "MemberData",
+    "MemberResult",
+    "learning_rate_at",
+    "train_member",
+    "validation_log_likelihood",
+    "make_optimizer",
+    "CHECKPOINT_KIND",
+    "OPTIMIZERS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +121,22 @@ class TrainSettings:
     def to_dict(self) -> dict:
         """Plain data for the artifact's ``config["training"]``."""
         aug = self.augmentation
-        return {"epochs": self.epochs, "batch_size": self.batch_size, "optimizer": self.optimizer,
-                "learning_rate": self.learning_rate,
-                "momentum": self.momentum, "weight_decay": self.weight_decay, "lr_steps": list(self.lr_steps),
-                "lr_gamma": self.lr_gamma, "patience": self.patience,
-                "redshift_loss_weight": self.redshift_loss_weight, "clip_grad_norm": self.clip_grad_norm,
-                "augment_dihedral": aug.dihedral, "augment_noise": aug.noise_sigma, "augment_ebv": aug.ebv_sigma}
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer,
+            "learning_rate": self.learning_rate,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "lr_steps": list(self.lr_steps),
+            "lr_gamma": self.lr_gamma,
+            "patience": self.patience,
+            "redshift_loss_weight": self.redshift_loss_weight,
+            "clip_grad_norm": self.clip_grad_norm,
+            "augment_dihedral": aug.dihedral,
+            "augment_noise": aug.noise_sigma,
+            "augment_ebv": aug.ebv_sigma,
+        }
 
 
 @dataclass
@@ -153,11 +176,17 @@ class MemberResult:
 
 
 def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    """The optimiser of `TrainSettings` over every parameter of ``model``."""
+    """Make the optimiser of `TrainSettings` over every parameter of ``model``."""
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=settings.learning_rate,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+    return torch.optim.AdamW(
+        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
 
 
 def learning_rate_at(epoch: int, settings: TrainSettings) -> float:
@@ -170,12 +199,13 @@ def learning_rate_at(epoch: int, settings: TrainSettings) -> float:
     [0.001, 0.001, 0.0001, 0.0001, 1e-05]
     """
     n_steps = sum(1 for s in settings.lr_steps if s <= epoch)
-    return settings.learning_rate * settings.lr_gamma ** n_steps
+    return settings.learning_rate * settings.lr_gamma**n_steps
 
 
 @torch.no_grad()
-def validation_log_likelihood(model: DeepDiscRCNN, data: MemberData, *, batch_size: int,
-                              device: torch.device) -> tuple[float, int]:
+def validation_log_likelihood(
+    model: DeepDiscRCNN, data: MemberData, *, batch_size: int, device: torch.device
+) -> tuple[float, int]:
     """Mean log-likelihood of the validation objects' spec-z under their mixtures (ground-truth boxes).
 
     Returns
@@ -189,12 +219,16 @@ def validation_log_likelihood(model: DeepDiscRCNN, data: MemberData, *, batch_si
     model.eval()
     total, count = 0.0, 0
     for k in range(0, len(data.val), batch_size):
-        images, targets = make_batch(data.images, data.segmaps, data.targets, data.val[k:k + batch_size],
-                                     augment=None, rng=None)
+        images, targets = make_batch(
+            data.images, data.segmaps, data.targets, data.val[k : k + batch_size], augment=None, rng=None
+        )
         keep = [~torch.isnan(t["redshift"]) for t in targets]
         enc = model.encode(images.to(device))
-        params = model.redshift(enc, [t["boxes"][m].to(device) for t, m in zip(targets, keep)],
-                                [t["ebv"][m].to(device) for t, m in zip(targets, keep)])
+        params = model.redshift(
+            enc,
+            [t["boxes"][m].to(device) for t, m in zip(targets, keep)],
+            [t["ebv"][m].to(device) for t, m in zip(targets, keep)],
+        )
         z = torch.cat([t["redshift"][m] for t, m in zip(targets, keep)]).to(device)
         if len(z):
             total += float(mixture_log_prob(params, z.to(params.means.dtype)).double().sum())
@@ -225,10 +259,21 @@ class _State:
         self.done = False
 
     def to_checkpoint(self, member: int, seed: int, fingerprint: dict) -> dict:
-        return {"kind": CHECKPOINT_KIND, "member": member, "seed": seed, "fingerprint": fingerprint,
-                "epoch": self.epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "best_state": self.best_state, "best_epoch": self.best_epoch, "best_nll": self.best_nll,
-                "since_best": self.since_best, "history": self.history, "done": self.done}
+        return {
+            "kind": CHECKPOINT_KIND,
+            "member": member,
+            "seed": seed,
+            "fingerprint": fingerprint,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_state": self.best_state,
+            "best_epoch": self.best_epoch,
+            "best_nll": self.best_nll,
+            "since_best": self.since_best,
+            "history": self.history,
+            "done": self.done,
+        }
 
     def load_checkpoint(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -261,23 +306,40 @@ def load_checkpoint(path: Path, *, member: int, seed: int, fingerprint: dict) ->
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError
-        raise ModelError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over"
-                         ) from None
+        raise ModelError(
+            f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
         raise ModelError(f"{path}: not a DeepDISC member checkpoint")
     if ckpt["member"] != member or ckpt["seed"] != seed or ckpt["fingerprint"] != fingerprint:
-        diff = sorted(k for k in set(fingerprint) | set(ckpt["fingerprint"])
-                      if fingerprint.get(k) != ckpt["fingerprint"].get(k))
-        raise ModelError(f"{path}: checkpoint was written by a run with other options or data (differs in "
-                         f"{', '.join(diff) or 'member/seed'}); resume with the same options or use another "
-                         f"checkpoint_dir")
+        diff = sorted(
+            k
+            for k in set(fingerprint) | set(ckpt["fingerprint"])
+            if fingerprint.get(k) != ckpt["fingerprint"].get(k)
+        )
+        raise ModelError(
+            f"{path}: checkpoint was written by a run with other options or data (differs in "
+            f"{', '.join(diff) or 'member/seed'}); resume with the same options or use another "
+            f"checkpoint_dir"
+        )
     return ckpt
 
 
-def train_member(model: DeepDiscRCNN, data: MemberData, settings: TrainSettings, *, member: int, seed: int,
-                 checkpoint: Path | None, resume: bool, fingerprint: dict, device: torch.device,
-                 dist_ctx: DistContext = DistContext(), progress: bool = True,
-                 on_epoch_end: Callable[[int, dict], None] | None = None) -> MemberResult:
+def train_member(
+    model: DeepDiscRCNN,
+    data: MemberData,
+    settings: TrainSettings,
+    *,
+    member: int,
+    seed: int,
+    checkpoint: Path | None,
+    resume: bool,
+    fingerprint: dict,
+    device: torch.device,
+    dist_ctx: DistContext = DistContext(),
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> MemberResult:
     """Train one member to early stopping or ``settings.epochs``; return its best weights.
 
     Parameters
@@ -317,8 +379,14 @@ def train_member(model: DeepDiscRCNN, data: MemberData, settings: TrainSettings,
         log.info("member %d: resumed after epoch %d from %s", member, state.epoch, checkpoint)
     net = dist_ctx.wrap(model)
     n_batches = len(dist_ctx.shard(data.train, settings.batch_size))
-    bar = tqdm(total=settings.epochs * n_batches, initial=state.epoch * n_batches, unit="batch",
-               desc=f"member {member}", disable=not (progress and dist_ctx.is_main), leave=False)
+    bar = tqdm(
+        total=settings.epochs * n_batches,
+        initial=state.epoch * n_batches,
+        unit="batch",
+        desc=f"member {member}",
+        disable=not (progress and dist_ctx.is_main),
+        leave=False,
+    )
     while not state.done:
         record = _run_epoch(net, model, data, settings, state.epoch, seed, optimizer, device, dist_ctx, bar)
         _end_epoch(state, model, data, settings, record, device, dist_ctx)
@@ -329,12 +397,27 @@ def train_member(model: DeepDiscRCNN, data: MemberData, settings: TrainSettings,
         if on_epoch_end is not None:
             on_epoch_end(state.epoch - 1, record)
     bar.close()
-    return MemberResult(state_dict=state.best_state, val_log_likelihood=-state.best_nll,
-                        best_epoch=state.best_epoch, seed=seed, history=state.history)
+    return MemberResult(
+        state_dict=state.best_state,
+        val_log_likelihood=-state.best_nll,
+        best_epoch=state.best_epoch,
+        seed=seed,
+        history=state.history,
+    )
 
 
-def _run_epoch(net, model, data: MemberData, settings: TrainSettings, epoch: int, seed: int, optimizer,
-               device, dist_ctx: DistContext, bar) -> dict:
+def _run_epoch(
+    net,
+    model,
+    data: MemberData,
+    settings: TrainSettings,
+    epoch: int,
+    seed: int,
+    optimizer,
+    device,
+    dist_ctx: DistContext,
+    bar,
+) -> dict:
     epoch_seed = _epoch_seed(seed, epoch)
     rng = np.random.default_rng([epoch_seed, dist_ctx.rank])
     torch.manual_seed(epoch_seed + dist_ctx.rank)
@@ -345,8 +428,15 @@ def _run_epoch(net, model, data: MemberData, settings: TrainSettings, epoch: int
     sums: dict[str, float] = {}
     n_done = n_skipped = 0
     for batch in dist_ctx.shard(order, settings.batch_size):
-        images, targets = make_batch(data.images, data.segmaps, data.targets, batch,
-                                     augment=settings.augmentation, rng=rng, sky_sigma=data.sky_sigma)
+        images, targets = make_batch(
+            data.images,
+            data.segmaps,
+            data.targets,
+            batch,
+            augment=settings.augmentation,
+            rng=rng,
+            sky_sigma=data.sky_sigma,
+        )
         losses = net(images.to(device), _to_device(targets, device))
         total = sum(v for k, v in losses.items() if k != "loss_redshift")
         total = total + settings.redshift_loss_weight * losses["loss_redshift"]
@@ -371,10 +461,20 @@ def _run_epoch(net, model, data: MemberData, settings: TrainSettings, epoch: int
     return record
 
 
-def _end_epoch(state: _State, model, data: MemberData, settings: TrainSettings, record: dict, device,
-               dist_ctx: DistContext) -> None:
-    val_ll, n_val = (validation_log_likelihood(model, data, batch_size=settings.batch_size, device=device)
-                     if dist_ctx.is_main else (0.0, 0))
+def _end_epoch(
+    state: _State,
+    model,
+    data: MemberData,
+    settings: TrainSettings,
+    record: dict,
+    device,
+    dist_ctx: DistContext,
+) -> None:
+    val_ll, n_val = (
+        validation_log_likelihood(model, data, batch_size=settings.batch_size, device=device)
+        if dist_ctx.is_main
+        else (0.0, 0)
+    )
     val_ll, n_val = dist_ctx.broadcast([val_ll, float(n_val)])
     val_nll = -val_ll
     record.update(val_nll=val_nll, n_val=int(n_val))
@@ -390,5 +490,11 @@ def _end_epoch(state: _State, model, data: MemberData, settings: TrainSettings, 
     if state.done and state.best_state is None:  # validation NLL never finite: keep the last weights
         state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         state.best_epoch = epoch
-    log.info("epoch %d: loss %.4f, validation NLL %.4f (best %.4f at epoch %d)", epoch, record.get("loss", 0.0),
-             val_nll, state.best_nll, state.best_epoch)
+    log.info(
+        "epoch %d: loss %.4f, validation NLL %.4f (best %.4f at epoch %d)",
+        epoch,
+        record.get("loss", 0.0),
+        val_nll,
+        state.best_nll,
+        state.best_epoch,
+    )

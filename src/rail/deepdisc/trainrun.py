@@ -25,18 +25,47 @@ from .network import NetworkConfig
 from .tiles import TileSet
 from .train import TrainSettings
 
-__all__ = ["TRAIN_DEFAULTS", "train_from_options", "check_train_options", "loss_curve_paths", "default_checkpoint_dir"]
+__all__ = [
+    "TRAIN_DEFAULTS",
+    "train_from_options",
+    "check_train_options",
+    "loss_curve_paths",
+    "default_checkpoint_dir",
+]
 
 log = logging.getLogger(__name__)
 
 #: Every training option and its default (the informer declares the same names).
 TRAIN_DEFAULTS: dict = {
-    "backbone": "resnet18", "backbone_weights": "", "init_model": "", "n_components": 5,
-    "head_hidden": [1024, 64], "redshift_loss_weight": 1.0, "normalisation": "zscore", "members": 10,
-    "val_fraction": 0.1, "epochs": 20, "batch_size": 4, "optimizer": "adamw", "learning_rate": 1e-3, "momentum": 0.9,
-    "weight_decay": 1e-4, "lr_steps": [], "lr_gamma": 0.1, "patience": 10, "augment_dihedral": True,
-    "augment_noise": 0.0, "augment_ebv": 0.0, "clip_grad_norm": 10.0, "member_indices": [], "seed": 1234,
-    "device": "auto", "num_threads": 0, "checkpoint_dir": "", "resume": False, "progress_bar": True,
+    "backbone": "resnet18",
+    "backbone_weights": "",
+    "init_model": "",
+    "n_components": 5,
+    "head_hidden": [1024, 64],
+    "redshift_loss_weight": 1.0,
+    "normalisation": "zscore",
+    "members": 10,
+    "val_fraction": 0.1,
+    "epochs": 20,
+    "batch_size": 4,
+    "optimizer": "adamw",
+    "learning_rate": 1e-3,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "lr_steps": [],
+    "lr_gamma": 0.1,
+    "patience": 10,
+    "augment_dihedral": True,
+    "augment_noise": 0.0,
+    "augment_ebv": 0.0,
+    "clip_grad_norm": 10.0,
+    "member_indices": [],
+    "seed": 1234,
+    "device": "auto",
+    "num_threads": 0,
+    "checkpoint_dir": "",
+    "resume": False,
+    "progress_bar": True,
 }
 
 
@@ -52,8 +81,9 @@ def default_checkpoint_dir(model_path: str | Path) -> Path:
     return p.with_name(p.stem + "_checkpoints")
 
 
-def train_from_options(tileset: TileSet, options: Mapping, *, model_path: str | Path | None = None,
-                       on_epoch_end=None) -> dict:
+def train_from_options(
+    tileset: TileSet, options: Mapping, *, model_path: str | Path | None = None, on_epoch_end=None
+) -> dict:
     """Train an ensemble on ``tileset`` with the given options; return the artifact.
 
     Parameters
@@ -63,7 +93,8 @@ def train_from_options(tileset: TileSet, options: Mapping, *, model_path: str | 
     options : mapping
         Any subset of `TRAIN_DEFAULTS`.
     model_path : str or Path, optional
-        Where the model will be written: checkpoints default to ``MODEL_checkpoints/`` and the loss curves go to
+        Where the model will be written: checkpoints default to ``MODEL_checkpoints/`` and the loss curves
+        go to
         ``MODEL_loss.json`` / ``.png`` beside it (rank 0 only). Without it and without ``checkpoint_dir`` no
         checkpoints are written.
     on_epoch_end : callable, optional
@@ -90,10 +121,20 @@ def train_from_options(tileset: TileSet, options: Mapping, *, model_path: str | 
     dist_ctx = DistContext.from_env(device)
     try:
         artifact = train_ensemble(
-            tileset, network, settings, ensemble, checkpoint_dir=checkpoint_dir, resume=bool(opts["resume"]),
-            device=dist_ctx.device_for(device), dist_ctx=dist_ctx, members=opts["member_indices"] or None,
-            init_artifact=init_artifact, backbone_weights=opts["backbone_weights"] or None,
-            progress=bool(opts["progress_bar"]), on_epoch_end=on_epoch_end)
+            tileset,
+            network,
+            settings,
+            ensemble,
+            checkpoint_dir=checkpoint_dir,
+            resume=bool(opts["resume"]),
+            device=dist_ctx.device_for(device),
+            dist_ctx=dist_ctx,
+            members=opts["member_indices"] or None,
+            init_artifact=init_artifact,
+            backbone_weights=opts["backbone_weights"] or None,
+            progress=bool(opts["progress_bar"]),
+            on_epoch_end=on_epoch_end,
+        )
         if model_path is not None and dist_ctx.is_main:
             write_loss_curves(artifact, *loss_curve_paths(model_path))
     finally:
@@ -118,29 +159,46 @@ def check_train_options(options: Mapping) -> dict:
 
 
 def _settings(opts: dict, bands, pixel_scale) -> tuple[NetworkConfig, TrainSettings, EnsembleSettings]:
-    network = NetworkConfig(bands=tuple(bands), pixel_scale=float(pixel_scale), backbone=opts["backbone"],
-                            n_components=int(opts["n_components"]),
-                            head_hidden=tuple(int(h) for h in opts["head_hidden"]),
-                            normalisation=opts["normalisation"])
-    settings = TrainSettings(
-        epochs=int(opts["epochs"]), batch_size=int(opts["batch_size"]), optimizer=str(opts["optimizer"]),
-        learning_rate=float(opts["learning_rate"]), momentum=float(opts["momentum"]),
-        weight_decay=float(opts["weight_decay"]), lr_steps=tuple(int(s) for s in opts["lr_steps"]),
-        lr_gamma=float(opts["lr_gamma"]), patience=int(opts["patience"]),
-        redshift_loss_weight=float(opts["redshift_loss_weight"]), clip_grad_norm=float(opts["clip_grad_norm"]),
-        augmentation=Augmentation(dihedral=bool(opts["augment_dihedral"]),
-                                  noise_sigma=float(opts["augment_noise"]), ebv_sigma=float(opts["augment_ebv"])),
+    network = NetworkConfig(
+        bands=tuple(bands),
+        pixel_scale=float(pixel_scale),
+        backbone=opts["backbone"],
+        n_components=int(opts["n_components"]),
+        head_hidden=tuple(int(h) for h in opts["head_hidden"]),
+        normalisation=opts["normalisation"],
     )
-    ensemble = EnsembleSettings(members=int(opts["members"]), val_fraction=float(opts["val_fraction"]),
-                                seed=int(opts["seed"]))
+    settings = TrainSettings(
+        epochs=int(opts["epochs"]),
+        batch_size=int(opts["batch_size"]),
+        optimizer=str(opts["optimizer"]),
+        learning_rate=float(opts["learning_rate"]),
+        momentum=float(opts["momentum"]),
+        weight_decay=float(opts["weight_decay"]),
+        lr_steps=tuple(int(s) for s in opts["lr_steps"]),
+        lr_gamma=float(opts["lr_gamma"]),
+        patience=int(opts["patience"]),
+        redshift_loss_weight=float(opts["redshift_loss_weight"]),
+        clip_grad_norm=float(opts["clip_grad_norm"]),
+        augmentation=Augmentation(
+            dihedral=bool(opts["augment_dihedral"]),
+            noise_sigma=float(opts["augment_noise"]),
+            ebv_sigma=float(opts["augment_ebv"]),
+        ),
+    )
+    ensemble = EnsembleSettings(
+        members=int(opts["members"]), val_fraction=float(opts["val_fraction"]), seed=int(opts["seed"])
+    )
     return network, settings, ensemble
 
 
 def _checked(options: Mapping) -> dict:
     unknown = [k for k in options if k not in TRAIN_DEFAULTS]
     if unknown:
-        hints = [f"'{k}'" + (f" (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(k, TRAIN_DEFAULTS, 1))
-                             else "") for k in unknown]
+        hints = [
+            f"'{k}'"
+            + (f" (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(k, TRAIN_DEFAULTS, 1)) else "")
+            for k in unknown
+        ]
         raise ConfigError(f"unknown training option(s) {', '.join(hints)}")
     opts = {**TRAIN_DEFAULTS, **options}
     for key in ("head_hidden", "lr_steps", "member_indices"):
@@ -151,7 +209,9 @@ def _checked(options: Mapping) -> dict:
     if not math.isfinite(float(opts["redshift_loss_weight"])):
         raise ConfigError(f"redshift_loss_weight must be finite, got {opts['redshift_loss_weight']!r}")
     if opts["backbone_weights"] and opts["init_model"]:
-        raise ConfigError("give backbone_weights or init_model, not both (init_model already holds a backbone)")
+        raise ConfigError(
+            "give backbone_weights or init_model, not both (init_model already holds a backbone)"
+        )
     return opts
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..exceptions import ConfigError
 
 HELP = "train a DeepDISC ensemble on a TileSet with spec-z labels"
-EXAMPLES = """  deepdisc train tiles.h5 -o model.pt                        # 10 ResNet-18 members, 20 epochs each
+EXAMPLES = """  deepdisc train tiles.h5 -o model.pt                        # 10 ResNet-18 members, 20 epochs
   deepdisc train tiles.h5 -o model.pt --members 3 --epochs 5 --seed 7
   deepdisc train tiles.h5 -o model.pt --backbone resnet50 --epochs 150 --lr-steps 45 75 105
   deepdisc train tiles.h5 -o model.pt --resume               # continue a killed run from its checkpoints
@@ -22,14 +22,32 @@ MODEL_checkpoints/ (or --checkpoint-dir).
 
 # flag -> training option (see rail.deepdisc.trainrun.TRAIN_DEFAULTS)
 _FLAG_OPTIONS = {
-    "members": "members", "epochs": "epochs", "backbone": "backbone", "seed": "seed", "resume": "resume",
-    "batch_size": "batch_size", "lr": "learning_rate", "momentum": "momentum", "weight_decay": "weight_decay",
-    "lr_steps": "lr_steps", "lr_gamma": "lr_gamma", "patience": "patience", "val_fraction": "val_fraction",
-    "n_components": "n_components", "head_hidden": "head_hidden", "normalisation": "normalisation",
-    "redshift_loss_weight": "redshift_loss_weight", "augment_noise": "augment_noise",
-    "augment_ebv": "augment_ebv", "clip_grad_norm": "clip_grad_norm", "device": "device",
-    "threads": "num_threads", "checkpoint_dir": "checkpoint_dir", "backbone_weights": "backbone_weights",
-    "init": "init_model", "member_index": "member_indices",
+    "members": "members",
+    "epochs": "epochs",
+    "backbone": "backbone",
+    "seed": "seed",
+    "resume": "resume",
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "momentum": "momentum",
+    "weight_decay": "weight_decay",
+    "lr_steps": "lr_steps",
+    "lr_gamma": "lr_gamma",
+    "patience": "patience",
+    "val_fraction": "val_fraction",
+    "n_components": "n_components",
+    "head_hidden": "head_hidden",
+    "normalisation": "normalisation",
+    "redshift_loss_weight": "redshift_loss_weight",
+    "augment_noise": "augment_noise",
+    "augment_ebv": "augment_ebv",
+    "clip_grad_norm": "clip_grad_norm",
+    "device": "device",
+    "threads": "num_threads",
+    "checkpoint_dir": "checkpoint_dir",
+    "backbone_weights": "backbone_weights",
+    "init": "init_model",
+    "member_index": "member_indices",
 }
 
 
@@ -39,16 +57,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="model artifact to write (.pt)")
     parser.add_argument("--members", type=int, help="ensemble members (default 10)")
     parser.add_argument("--epochs", type=int, help="epochs per member (default 20)")
-    parser.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"),
-                        help="ResNet-FPN backbone (default resnet18; resnet50 is the paper's)")
+    parser.add_argument(
+        "--backbone",
+        choices=("resnet18", "resnet34", "resnet50"),
+        help="ResNet-FPN backbone (default resnet18; resnet50 is the paper's)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (default 1234)")
     parser.add_argument("--resume", action="store_true", default=None, help="resume from the checkpoints")
     parser.add_argument("--batch-size", type=int, help="tiles per step (default 4)")
     parser.add_argument("--lr", type=float, help="SGD learning rate (default 1e-3)")
     parser.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     parser.add_argument("--weight-decay", type=float, help="SGD weight decay (default 1e-4)")
-    parser.add_argument("--lr-steps", type=int, nargs="*", help="epochs at which the lr is multiplied by "
-                        "--lr-gamma (paper: 45 75 105 of 150)")
+    parser.add_argument(
+        "--lr-steps",
+        type=int,
+        nargs="*",
+        help="epochs at which the lr is multiplied by --lr-gamma (paper: 45 75 105 of 150)",
+    )
     parser.add_argument("--lr-gamma", type=float, help="lr factor at each step (default 0.1)")
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
     parser.add_argument("--val-fraction", type=float, help="labelled tiles held out per member (default 0.1)")
@@ -65,8 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone-weights", type=Path, help="local ResNet checkpoint to start the backbone")
     parser.add_argument("--init", type=Path, help="pretrained DeepDISC model every member starts from")
     parser.add_argument("--member-index", type=int, nargs="+", help="train only these members (0-based)")
-    parser.add_argument("--merge", type=Path, nargs="+", metavar="PART", help="join member artifacts instead "
-                        "of training (no TILES needed)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="PART",
+        help="join member artifacts instead of training (no TILES needed)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -86,15 +116,20 @@ def run(args: argparse.Namespace) -> int:
     from ..tileio import read_tileset
     from ..trainrun import loss_curve_paths, train_from_options
 
-    options = {opt: _plain(getattr(args, flag)) for flag, opt in _FLAG_OPTIONS.items()
-               if getattr(args, flag) is not None}
+    options = {
+        opt: _plain(getattr(args, flag))
+        for flag, opt in _FLAG_OPTIONS.items()
+        if getattr(args, flag) is not None
+    }
     options["progress_bar"] = not args.no_progress
     artifact = train_from_options(read_tileset(args.tiles), options, model_path=args.output)
     if int(os.environ.get("RANK", "0")) == 0:
         save_artifact(artifact, args.output)
         weights = " ".join(f"{m['weight']:.3f}" for m in artifact["members"])
-        print(f"wrote {args.output}: {len(artifact['members'])} member(s), weights {weights}; loss curves "
-              f"{loss_curve_paths(args.output)[1]}")
+        print(
+            f"wrote {args.output}: {len(artifact['members'])} member(s), weights {weights}; loss curves "
+            f"{loss_curve_paths(args.output)[1]}"
+        )
     return 0
 
 

@@ -51,8 +51,8 @@ class DeepDiscInformer(CatInformer):
         val_fraction=Param(float, 0.1, msg="fraction of the labelled tiles held out for validation"),
         epochs=Param(int, 20, msg="training epochs per member"),
         batch_size=Param(int, 4, msg="tiles per optimisation step"),
-        optimizer=Param(str, "adamw", msg="adamw (default: trains the mixture head from scratch stably) or sgd "
-                        "(the paper's, with momentum)"),
+        optimizer=Param(str, "adamw", msg="adamw (default: trains the mixture head from scratch "
+                        "stably) or sgd (the paper's, with momentum)"),
         learning_rate=Param(float, 1e-3, msg="initial learning rate"),
         momentum=Param(float, 0.9, msg="SGD momentum (optimizer sgd only)"),
         weight_decay=Param(float, 1e-4, msg="SGD weight decay (L2)"),
@@ -66,7 +66,8 @@ class DeepDiscInformer(CatInformer):
         augment_dihedral=Param(bool, True, msg="augment by random 90-degree rotations and flips"),
         clip_grad_norm=Param(float, 10.0, msg="maximum gradient norm per step (0 = no clipping)"),
         member_indices=Param(list, [], msg="train only these member indices (to split an ensemble over "
-                             "processes; join the parts with rail.deepdisc.ensemble.merge_artifacts); [] = all"),
+                             "processes; join the parts with rail.deepdisc.ensemble.merge_artifacts); "
+                             "[] = all"),
         seed=Param(int, 1234, msg="random seed (partitions, initialisation, augmentation)"),
         device=Param(str, "auto", msg="torch device: auto (CUDA when present), cpu, cuda, cuda:N"),
         num_threads=Param(int, 0, msg="torch CPU threads (0 = torch's default)"),
