@@ -20,8 +20,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +28,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import MemberState, load_checkpoint, save_checkpoint
 from .data import Augmentation, make_batch
 from .ddp import DistContext
-from .exceptions import ConfigError, ModelError
+from .exceptions import ConfigError
 from .network import DeepDiscRCNN
 from .redshift_head import mixture_log_prob
 
@@ -44,13 +43,11 @@ __all__ = [
     "train_member",
     "validation_log_likelihood",
     "make_optimizer",
-    "CHECKPOINT_KIND",
     "OPTIMIZERS",
 ]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KIND = "deepdisc-member-checkpoint"
 #: Supported optimisers (see `TrainSettings`).
 OPTIMIZERS = ("adamw", "sgd")
 _SEED_STRIDE = 1_000_003  # member seed -> per-epoch seed: member_seed * stride + epoch
@@ -245,86 +242,6 @@ def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
     return [{k: v.to(device) for k, v in t.items()} for t in targets]
 
 
-class _State:
-    """Mutable training state of one member (what a checkpoint holds)."""
-
-    def __init__(self, model, optimizer):
-        self.model, self.optimizer = model, optimizer
-        self.epoch = 0  # epochs completed
-        self.best_state: dict | None = None
-        self.best_epoch = -1
-        self.best_nll = math.inf
-        self.since_best = 0
-        self.history: list[dict] = []
-        self.done = False
-
-    def to_checkpoint(self, member: int, seed: int, fingerprint: dict) -> dict:
-        return {
-            "kind": CHECKPOINT_KIND,
-            "member": member,
-            "seed": seed,
-            "fingerprint": fingerprint,
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "best_state": self.best_state,
-            "best_epoch": self.best_epoch,
-            "best_nll": self.best_nll,
-            "since_best": self.since_best,
-            "history": self.history,
-            "done": self.done,
-        }
-
-    def load_checkpoint(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        for key in ("epoch", "best_state", "best_epoch", "best_nll", "since_best", "history", "done"):
-            setattr(self, key, ckpt[key])
-
-
-def save_checkpoint(ckpt: dict, path: Path) -> None:
-    """Write a checkpoint atomically (temporary file beside it, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path, *, member: int, seed: int, fingerprint: dict) -> dict:
-    """Read a member checkpoint (weights only) and check that it belongs to this run.
-
-    Raises
-    ------
-    ModelError
-        If the file is unreadable or was written with other options, data or seed.
-    """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError
-        raise ModelError(
-            f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
-        raise ModelError(f"{path}: not a DeepDISC member checkpoint")
-    if ckpt["member"] != member or ckpt["seed"] != seed or ckpt["fingerprint"] != fingerprint:
-        diff = sorted(
-            k
-            for k in set(fingerprint) | set(ckpt["fingerprint"])
-            if fingerprint.get(k) != ckpt["fingerprint"].get(k)
-        )
-        raise ModelError(
-            f"{path}: checkpoint was written by a run with other options or data (differs in "
-            f"{', '.join(diff) or 'member/seed'}); resume with the same options or use another "
-            f"checkpoint_dir"
-        )
-    return ckpt
-
-
 def train_member(
     model: DeepDiscRCNN,
     data: MemberData,
@@ -373,7 +290,7 @@ def train_member(
     """
     model.to(device).train()
     optimizer = make_optimizer(model, settings)
-    state = _State(model, optimizer)
+    state = MemberState(model, optimizer)
     if resume and checkpoint is not None and checkpoint.exists():
         state.load_checkpoint(load_checkpoint(checkpoint, member=member, seed=seed, fingerprint=fingerprint))
         log.info("member %d: resumed after epoch %d from %s", member, state.epoch, checkpoint)
@@ -462,7 +379,7 @@ def _run_epoch(
 
 
 def _end_epoch(
-    state: _State,
+    state: MemberState,
     model,
     data: MemberData,
     settings: TrainSettings,
