@@ -268,3 +268,24 @@ def test_cli_train_merge_and_errors(tmp_path, tiles, capsys):
     assert "epochs must be >= 1" in capsys.readouterr().err
     assert main(["train", "-o", str(tmp_path / "x.pt")]) == 2
     assert "needs a TileSet" in capsys.readouterr().err
+
+
+def test_checkpoints_load_weights_only(tmp_path, tiles):
+    train_from_options(tiles, {**FAST, "epochs": 1, "checkpoint_dir": str(tmp_path)})
+    ckpt = torch.load(tmp_path / "member_000.pt", weights_only=True)
+    assert ckpt["done"] and ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
+
+
+def test_init_model_starts_every_member_from_it(tmp_path, tiles):
+    from rail.deepdisc.artifact import save_artifact
+
+    base = train_from_options(tiles, {**FAST, "epochs": 1, "seed": 1})
+    path = save_artifact(base, tmp_path / "pre.pt")
+    tuned = train_from_options(
+        tiles, {**FAST, "members": 2, "epochs": 1, "seed": 2, "init_model": str(path), "learning_rate": 1e-12}
+    )
+    start = base["members"][0]["state_dict"]
+    for member in tuned["members"]:
+        assert all(torch.allclose(v.float(), member["state_dict"][k].float(), atol=1e-6) for k, v in start.items())
+    with pytest.raises(ConfigError, match="differs from the requested one in backbone"):
+        train_from_options(tiles, {**FAST, "init_model": str(path), "backbone": "resnet34"})
