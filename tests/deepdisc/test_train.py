@@ -289,3 +289,23 @@ def test_init_model_starts_every_member_from_it(tmp_path, tiles):
         assert all(torch.allclose(v.float(), member["state_dict"][k].float(), atol=1e-6) for k, v in start.items())
     with pytest.raises(ConfigError, match="differs from the requested one in backbone"):
         train_from_options(tiles, {**FAST, "init_model": str(path), "backbone": "resnet34"})
+
+
+def test_informer_declares_every_training_option_with_the_same_default():
+    from rail.deepdisc import DeepDiscInformer
+    from rail.deepdisc.trainrun import TRAIN_DEFAULTS
+
+    declared = DeepDiscInformer.config_options
+    assert set(TRAIN_DEFAULTS) <= set(declared)
+    assert {k: declared[k].default for k in TRAIN_DEFAULTS} == TRAIN_DEFAULTS
+
+
+def test_asinh_normalisation_uses_sky_statistics(tiles):
+    from rail.deepdisc.normalise import band_statistics
+
+    art = train_from_options(tiles, {**FAST, "epochs": 1, "normalisation": "asinh"})
+    norm = art["config"]["normalisation"]
+    stats = band_statistics(tiles.images, tiles.segmaps, seed=art["config"]["training"]["seed"])
+    assert norm["kind"] == "asinh"
+    assert np.allclose(norm["center"], stats.sky_median) and np.allclose(norm["scale"], stats.sky_sigma)
+    assert 0.5 < np.mean(norm["scale"]) < 2.0  # the test tiles have unit sky noise
