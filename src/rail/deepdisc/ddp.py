@@ -101,10 +101,17 @@ class DistContext:
         """Rank 0's ``values`` on every rank."""
         if not self.distributed:
             return values
-        device = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
-        buf = torch.tensor(values, dtype=torch.float64, device=device)
+        buf = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
         dist.broadcast(buf, src=0)
         return buf.cpu().tolist()
+
+    def all_true(self, flag: bool) -> bool:
+        """Return whether ``flag`` is true on every rank (a collective call under DDP)."""
+        if not self.distributed:
+            return flag
+        buf = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._comm_device())
+        dist.all_reduce(buf, op=dist.ReduceOp.MIN)
+        return bool(buf.item())
 
     def barrier(self) -> None:
         """Wait for every rank."""
@@ -117,6 +124,9 @@ class DistContext:
             return model
         ids = [self.local_rank] if self.backend == "nccl" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _comm_device(self) -> torch.device:
+        return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
 
     def close(self) -> None:
         """Leave the process group."""

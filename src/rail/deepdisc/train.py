@@ -307,7 +307,7 @@ def train_member(
     while not state.done:
         record = _run_epoch(net, model, data, settings, state.epoch, seed, optimizer, device, dist_ctx, bar)
         _end_epoch(state, model, data, settings, record, device, dist_ctx)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", val_nll=f"{record['val_nll']:.3f}")
+        bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}", val_nll=f"{record['val_nll']:.3f}")
         if dist_ctx.is_main and checkpoint is not None:
             save_checkpoint(state.to_checkpoint(member, seed, fingerprint), checkpoint)
         dist_ctx.barrier()
@@ -358,7 +358,7 @@ def _run_epoch(
         total = sum(v for k, v in losses.items() if k != "loss_redshift")
         total = total + settings.redshift_loss_weight * losses["loss_redshift"]
         optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(total):
+        if not dist_ctx.all_true(bool(torch.isfinite(total))):  # every rank skips together under DDP
             n_skipped += 1
             bar.update(1)
             continue
