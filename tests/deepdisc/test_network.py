@@ -286,3 +286,16 @@ def test_dihedral_moves_boxes_with_masks(element):
         ys, xs = np.nonzero(m)
         assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == b.tolist()
     assert np.isclose(new_image.sum(), image.sum()) and new_image.shape == image.shape
+
+
+def test_jitter_boxes_stays_inside_and_moves_little():
+    from rail.deepdisc.data import MIN_BOX_PX, jitter_boxes
+
+    rng = np.random.default_rng(0)
+    boxes = np.tile(np.array([[0.0, 10.0, 8.0, 20.0]]), (2000, 1))
+    out = jitter_boxes(boxes, 0.1, rng, (32, 32))
+    assert np.all(out[:, :2] >= 0) and np.all(out[:, 2] <= 32) and np.all(out[:, 3] <= 32)
+    assert np.all(out[:, 2:] - out[:, :2] >= MIN_BOX_PX - 1e-9)
+    centre_y = 0.5 * (out[:, 1] + out[:, 3])
+    assert abs(np.median(centre_y) - 15.0) < 0.2 and 0.5 < np.std(centre_y) < 1.5  # 10% of a 10 px box
+    assert np.array_equal(jitter_boxes(boxes, 0.0, rng, (32, 32)), boxes)

@@ -178,6 +178,7 @@ def test_unlabelled_tileset_is_refused(tiles):
         ({"normalisation": "log"}, "normalisation must be one of"),
         ({"lr_steps": [10, 5]}, "lr_steps must be increasing"),
         ({"augment_noise": -1.0}, "augment_noise must be >= 0"),
+        ({"augment_box_jitter": 0.9}, r"augment_box_jitter must be in \[0, 0.5\]"),
         ({"device": "tpu"}, "device must be auto, cpu"),
         ({"members": 0}, "members must be >= 1"),
         ({"head_hidden": 64}, "head_hidden must be a list"),

@@ -7,8 +7,9 @@ to the tile, at least `MIN_BOX_PX` wide and high): the box (xyxy, tile pixels), 
 (NaN = no spec-z: trains detection only) and ``ebv``.
 
 Augmentation (`Augmentation`): a random element of the dihedral group (90-degree rotations and flips; only
-flips for non-square tiles), optional Gaussian pixel noise in units of each band's sky noise, and optional
-E(B-V) jitter. Every random draw comes from a generator passed in, so a batch is reproducible from its seed.
+flips for non-square tiles), optional Gaussian pixel noise in units of each band's sky noise, optional
+E(B-V) jitter, and optional jitter of the boxes the redshift head sees. Every random draw comes from a
+generator passed in, so a batch is reproducible from its seed.
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ __all__ = [
     "make_batch",
     "labelled_tiles",
     "dihedral",
+    "jitter_boxes",
+    "MAX_BOX_JITTER",
 ]
 
 #: Boxes narrower or lower than this (pixels, after clipping to the tile) are not used as targets.
 MIN_BOX_PX = 1.0
+#: Largest allowed box jitter (fraction of the box size).
+MAX_BOX_JITTER = 0.5
 _N_DIHEDRAL = 8
 _N_FLIPS = 4
 
@@ -50,17 +55,24 @@ class Augmentation:
         Standard deviation of extra Gaussian pixel noise, in units of each band's sky noise (0 = off).
     ebv_sigma : float
         Standard deviation of the Gaussian jitter added to E(B-V), mag (0 = off; the result is clipped at 0).
+    box_jitter : float
+        Jitter of the boxes the redshift head sees (not the detection targets), as a fraction of the box size:
+        centre shifts and log-size changes with this standard deviation (0 = off). At inference the head sees
+        detected or catalog boxes that differ from the training boxes; jitter makes it robust to that.
     """
 
     dihedral: bool = True
     noise_sigma: float = 0.0
     ebv_sigma: float = 0.0
+    box_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.noise_sigma) and self.noise_sigma >= 0):
             raise ConfigError(f"augment_noise must be >= 0 (sky-noise units), got {self.noise_sigma!r}")
         if not (np.isfinite(self.ebv_sigma) and self.ebv_sigma >= 0):
             raise ConfigError(f"augment_ebv must be >= 0 mag, got {self.ebv_sigma!r}")
+        if not (np.isfinite(self.box_jitter) and 0 <= self.box_jitter <= MAX_BOX_JITTER):
+            raise ConfigError(f"augment_box_jitter must be in [0, {MAX_BOX_JITTER}], got {self.box_jitter!r}")
 
 
 def tile_targets(tileset: TileSet) -> list[dict[str, np.ndarray]]:
@@ -197,7 +209,8 @@ def make_batch(
     -------
     images : Tensor (B, C, H, W) float32
     targets : list of B dict
-        ``boxes``, ``labels``, ``masks`` (n, H, W) uint8, ``redshift``, ``ebv`` (see `DeepDiscRCNN.forward`).
+        ``boxes``, ``labels``, ``masks`` (n, H, W) uint8, ``redshift``, ``ebv`` (see `DeepDiscRCNN.forward`),
+        and ``redshift_boxes`` (n, 4) when ``augment.box_jitter > 0``.
     """
     batch_images, batch_targets = [], []
     for k in indices:
@@ -205,15 +218,17 @@ def make_batch(
         if augment is not None:
             image, masks, boxes, ebv = _augment(image, masks, boxes, ebv, augment, rng, sky_sigma)
         batch_images.append(np.ascontiguousarray(image, dtype=np.float32))
-        batch_targets.append(
-            {
-                "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
-                "labels": torch.ones(len(boxes), dtype=torch.int64),
-                "masks": torch.from_numpy(np.ascontiguousarray(masks)),
-                "redshift": torch.from_numpy(targets[k]["redshift"].copy()),
-                "ebv": torch.from_numpy(ebv.astype(np.float32)),
-            }
-        )
+        target = {
+            "boxes": torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)),
+            "labels": torch.ones(len(boxes), dtype=torch.int64),
+            "masks": torch.from_numpy(np.ascontiguousarray(masks)),
+            "redshift": torch.from_numpy(targets[k]["redshift"].copy()),
+            "ebv": torch.from_numpy(ebv.astype(np.float32)),
+        }
+        if augment is not None and augment.box_jitter > 0:
+            jittered = jitter_boxes(boxes, augment.box_jitter, rng, image.shape[-2:])
+            target["redshift_boxes"] = torch.from_numpy(jittered.astype(np.float32))
+        batch_targets.append(target)
     return torch.from_numpy(np.stack(batch_images)), batch_targets
 
 
@@ -237,6 +252,23 @@ def _augment(image, masks, boxes, ebv, augment: Augmentation, rng: np.random.Gen
     if augment.ebv_sigma > 0:
         ebv = np.maximum(ebv + augment.ebv_sigma * rng.standard_normal(len(ebv)), 0.0)
     return image, masks, boxes, ebv
+
+
+def jitter_boxes(
+    boxes: np.ndarray, fraction: float, rng: np.random.Generator, shape: tuple[int, int]
+) -> np.ndarray:
+    """Randomly shift and rescale boxes (xyxy pixels), keeping them inside a tile of ``shape`` (H, W).
+
+    Centres move by Normal(0, ``fraction`` x size) along each axis and sizes are multiplied by
+    exp(Normal(0, ``fraction``)); results are clipped to the tile and kept at least `MIN_BOX_PX` wide.
+    """
+    h, w = shape
+    size = boxes[:, 2:] - boxes[:, :2]
+    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:]) + fraction * size * rng.standard_normal(size.shape)
+    half = 0.5 * np.maximum(size * np.exp(fraction * rng.standard_normal(size.shape)), MIN_BOX_PX)
+    lo = np.clip(centre - half, 0.0, [w - MIN_BOX_PX, h - MIN_BOX_PX])
+    hi = np.clip(np.maximum(centre + half, lo + MIN_BOX_PX), 0.0, [w, h])
+    return np.concatenate([lo, hi], axis=1)
 
 
 def dihedral(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, element: int):

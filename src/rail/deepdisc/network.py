@@ -128,13 +128,16 @@ class DeepDiscRCNN(nn.Module):
         return {**rpn_losses, **roi_losses, "loss_redshift": self.redshift_loss(enc, targets)}
 
     def redshift_loss(self, enc: Encoded, targets: list[dict]) -> Tensor:
-        """Mixture NLL of the labelled objects of ``targets`` on their boxes (see `mixture_nll`)."""
+        """Mixture NLL of the labelled objects of ``targets`` on their boxes (see `mixture_nll`).
+
+        Uses ``targets[i]["redshift_boxes"]`` where present (jittered boxes, see
+        `rail.deepdisc.data.Augmentation`), else ``boxes``.
+        """
         from .redshift_head import mixture_nll
 
         keep = [~torch.isnan(t["redshift"]) for t in targets]
-        params = self.redshift(
-            enc, [t["boxes"][k] for t, k in zip(targets, keep)], [t["ebv"][k] for t, k in zip(targets, keep)]
-        )
+        boxes = [t.get("redshift_boxes", t["boxes"])[k] for t, k in zip(targets, keep)]
+        params = self.redshift(enc, boxes, [t["ebv"][k] for t, k in zip(targets, keep)])
         z = torch.cat([t["redshift"][k] for t, k in zip(targets, keep)])
         return mixture_nll(params, z.to(params.means.dtype))
 

@@ -133,6 +133,7 @@ class TrainSettings:
             "augment_dihedral": aug.dihedral,
             "augment_noise": aug.noise_sigma,
             "augment_ebv": aug.ebv_sigma,
+            "augment_box_jitter": aug.box_jitter,
         }
 
 

@@ -58,6 +58,7 @@ TRAIN_DEFAULTS: dict = {
     "augment_dihedral": True,
     "augment_noise": 0.0,
     "augment_ebv": 0.0,
+    "augment_box_jitter": 0.05,
     "clip_grad_norm": 10.0,
     "member_indices": [],
     "seed": 1234,
@@ -183,6 +184,7 @@ def _settings(opts: dict, bands, pixel_scale) -> tuple[NetworkConfig, TrainSetti
             dihedral=bool(opts["augment_dihedral"]),
             noise_sigma=float(opts["augment_noise"]),
             ebv_sigma=float(opts["augment_ebv"]),
+            box_jitter=float(opts["augment_box_jitter"]),
         ),
     )
     ensemble = EnsembleSettings(

@@ -41,6 +41,7 @@ _FLAG_OPTIONS = {
     "redshift_loss_weight": "redshift_loss_weight",
     "augment_noise": "augment_noise",
     "augment_ebv": "augment_ebv",
+    "augment_box_jitter": "augment_box_jitter",
     "clip_grad_norm": "clip_grad_norm",
     "device": "device",
     "threads": "num_threads",
@@ -83,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redshift-loss-weight", type=float, help="weight of the redshift NLL (default 1)")
     parser.add_argument("--augment-noise", type=float, help="extra pixel noise, sky-noise units (default 0)")
     parser.add_argument("--augment-ebv", type=float, help="E(B-V) jitter std, mag (default 0)")
+    parser.add_argument(
+        "--augment-box-jitter",
+        type=float,
+        help="jitter of the redshift head's training boxes, fraction of box size (default 0.05)",
+    )
     parser.add_argument("--clip-grad-norm", type=float, help="gradient-norm clip (default 10, 0 = off)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")

@@ -64,6 +64,8 @@ class DeepDiscInformer(CatInformer):
                             "sky noise (0 = off)"),
         augment_ebv=Param(float, 0.0, msg="std of the E(B-V) jitter added in training, mag (0 = off)"),
         augment_dihedral=Param(bool, True, msg="augment by random 90-degree rotations and flips"),
+        augment_box_jitter=Param(float, 0.05, msg="jitter of the boxes the redshift head sees in training, "
+                                 "as a fraction of the box size (robustness to detected boxes; 0 = off)"),
         clip_grad_norm=Param(float, 10.0, msg="maximum gradient norm per step (0 = no clipping)"),
         member_indices=Param(list, [], msg="train only these member indices (to split an ensemble over "
                              "processes; join the parts with rail.deepdisc.ensemble.merge_artifacts); "
