@@ -287,7 +287,8 @@ def test_init_model_starts_every_member_from_it(tmp_path, tiles):
     )
     start = base["members"][0]["state_dict"]
     for member in tuned["members"]:
-        assert all(torch.allclose(v.float(), member["state_dict"][k].float(), atol=1e-6) for k, v in start.items())
+        state = member["state_dict"]
+        assert all(torch.allclose(v.float(), state[k].float(), atol=1e-6) for k, v in start.items())
     with pytest.raises(ConfigError, match="differs from the requested one in backbone"):
         train_from_options(tiles, {**FAST, "init_model": str(path), "backbone": "resnet34"})
 

@@ -1,15 +1,13 @@
 """ResNet-FPN backbones for C-band astronomical tiles, built without downloading anything.
 
-`build_backbone` makes a torchvision ResNet (``weights=None``, trainable BatchNorm since nothing is
-pretrained)
-whose first convolution takes C bands, and wraps layers 1-4 in a feature pyramid (levels ``"0"``-``"3"`` at
-strides 4-32 plus a max-pooled ``"pool"`` level). `load_backbone_weights` starts it from a local checkpoint
-(``torch.load(weights_only=True)``): a plain ResNet ``state_dict`` (e.g. torchvision's ImageNet file, copied
-by
-hand) or a detection checkpoint whose keys start with ``backbone.body.``; a first convolution with a different
-number of input channels is adapted by averaging its filters over the input channels and repeating them for
-each
-band (scaled to keep the response), the usual recipe when the band list changes.
+`build_backbone` makes a torchvision ResNet (``weights=None``; trainable GroupNorm by default, or BatchNorm,
+since nothing is pretrained) whose first convolution takes C bands, and wraps layers 1-4 in a feature pyramid (levels
+``"0"``-``"3"`` at strides 4-32 plus a max-pooled ``"pool"`` level). `load_backbone_weights` starts it from a
+local checkpoint (``torch.load(weights_only=True)``): a plain ResNet ``state_dict`` (e.g. torchvision's
+ImageNet file, copied by hand) or a detection checkpoint whose keys start with ``backbone.body.``; a first
+convolution with a different number of input channels is adapted by averaging its filters over the input
+channels and repeating them for each band (scaled to keep the response), the usual recipe when the band list
+changes.
 
 Departure from Merz et al. (2025): the FPN has `DEFAULT_FPN_CHANNELS` channels, not 256 (tiles are 128 px and
 objects small; see `rail.deepdisc.network`).
@@ -78,9 +76,8 @@ def build_backbone(
     Returns
     -------
     BackboneWithFPN
-        Maps (B, C, H, W) to an ordered dict of 5 feature maps with ``fpn_channels`` channels at strides
-        4, 8, 16, 32, 64 (keys ``"0"``, ``"1"``, ``"2"``, ``"3"``, ``"pool"``); ``out_channels`` attribute
-        set.
+        Maps (B, C, H, W) to an ordered dict of 5 feature maps with ``fpn_channels`` channels at strides 4, 8,
+        16, 32, 64 (keys ``"0"``, ``"1"``, ``"2"``, ``"3"``, ``"pool"``); ``out_channels`` attribute set.
 
     Raises
     ------
@@ -133,8 +130,7 @@ def load_backbone_weights(backbone: BackboneWithFPN, path: str | os.PathLike) ->
     ------
     ModelError
         If the file is missing, not loadable with ``weights_only=True``, or provides none of the body's
-        weights,
-        or a weight has an incompatible shape.
+        weights, or a weight has an incompatible shape.
     """
     path = Path(path)
     if not path.is_file():

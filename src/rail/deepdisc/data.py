@@ -1,10 +1,9 @@
 """Training data from a TileSet: per-tile targets, train/validation partitions, augmented batches.
 
 Targets of a tile (`tile_targets`): one row per object appearance with a usable box (``bbox_*`` columns
-clipped
-to the tile, at least `MIN_BOX_PX` wide and high): the box (xyxy, tile pixels), ``object_id`` (its mask is
-``segmap == object_id``; an object absent from the segmentation map gets its box filled instead), ``redshift``
-(NaN = no spec-z: trains detection only) and ``ebv``.
+clipped to the tile, at least `MIN_BOX_PX` wide and high): the box (xyxy, tile pixels), ``object_id`` (its
+mask is ``segmap == object_id``; an object absent from the segmentation map gets its box filled instead),
+``redshift`` (NaN = no spec-z: trains detection only) and ``ebv``.
 
 Augmentation (`Augmentation`): a random element of the dihedral group (90-degree rotations and flips; only
 flips for non-square tiles), optional Gaussian pixel noise in units of each band's sky noise, optional
@@ -163,8 +162,7 @@ def hide_labels(
     """Copy of ``targets`` where training-tile appearances of validation objects have no spec-z.
 
     An object can appear in two tiles (a duplicate near a tile edge); hiding its label in the training tile
-    keeps
-    validation objects out of the redshift loss while still training detection on them.
+    keeps validation objects out of the redshift loss while still training detection on them.
     """
     val_ids = np.unique(np.concatenate([targets[k]["object_id"] for k in val] or [np.zeros(0, np.int64)]))
     out = list(targets)

@@ -1,12 +1,11 @@
 """Multi-process data-parallel training with torch DDP, launched by ``torchrun`` (gloo on CPU, NCCL on GPU).
 
 ``torchrun --nproc_per_node 2 -m rail.deepdisc.cli train TILES.h5 -o MODEL.pt`` starts two processes; each
-reads
-the environment variables torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ...), and
-`DistContext.from_env` joins the process group. Every rank trains the same ensemble member on its own shard of
-each epoch's batches (gradients are averaged by ``DistributedDataParallel``); rank 0 validates, decides early
-stopping (broadcast to the others) and writes checkpoints and the artifact. Without torchrun the context is a
-single process and nothing is initialised.
+reads the environment variables torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+...), and `DistContext.from_env` joins the process group. Every rank trains the same ensemble member on its
+own shard of each epoch's batches (gradients are averaged by ``DistributedDataParallel``); rank 0 validates,
+decides early stopping (broadcast to the others) and writes checkpoints and the artifact. Without torchrun the
+context is a single process and nothing is initialised.
 """
 
 from __future__ import annotations
@@ -85,8 +84,7 @@ class DistContext:
         """Cut an epoch's tile order into this rank's batches (the same number on every rank).
 
         The order is cut into ``world_size`` interleaved shards (wrapping around so all are equally long),
-        then
-        into batches of ``batch_size``; a last batch of one tile joins the one before.
+        then into batches of ``batch_size``; a last batch of one tile joins the one before.
         """
         n = len(indices)
         per_rank = -(-n // self.world_size)

@@ -1,9 +1,9 @@
 """Training a weighted ensemble of DeepDISC networks and assembling the model artifact.
 
 Each member ``m`` gets its own seed ``s_m`` (from ``SeedSequence([seed, m])``), its own random partition of
-the
-tiles with spec-z (``val_fraction`` held out for validation; tiles without spec-z always train detection) and
-its own initialisation. Members are weighted by their normalised validation likelihood (Merz et al. 2025)::
+the tiles with spec-z (``val_fraction`` held out for validation; tiles without spec-z always train detection)
+and its own initialisation. Members are weighted by their normalised validation likelihood (Merz et al.
+2025)::
 
     w_m = L_m / sum_j L_j,    L_m = exp(<log p_m(z_spec)>_val)
 

@@ -9,10 +9,9 @@ to 800 px and normalises with 3-band ImageNet statistics) the model normalises r
 Settings for small, faint, blended galaxies in 0.03"/pix tiles are in `rail.deepdisc.netconfig`.
 
 The redshift head sees the RoI-aligned FPN features of each object's box (ground-truth boxes in training,
-detected or catalog boxes at inference) plus its E(B-V), and outputs a K-component Gaussian mixture.
-Departure from Merz et al. (2025): by default the head also sees the box's normalised input pixels,
-RoI-aligned
-to 4 x 4 per band (`NetworkConfig.pixel_pool_size`; passed through asinh after z-scoring, so that colours are
+detected or catalog boxes at inference) plus its E(B-V), and outputs a K-component Gaussian mixture. Departure
+from Merz et al. (2025): by default the head also sees the box's normalised input pixels, RoI-aligned to 4 x 4
+per band (`NetworkConfig.pixel_pool_size`; passed through asinh after z-scoring, so that colours are
 differences), a direct path for the colours that carry most of the redshift information; it speeds up learning
 from few labels. ``pixel_pool_size=0`` gives the paper's head.
 """

@@ -4,12 +4,10 @@ Two kinds (``NORMALISATIONS``):
 
 ``zscore`` (Merz et al. 2025)
     ``(x - center) / scale`` with ``center``, ``scale`` the per-band mean and standard deviation of the
-    training
-    pixels.
+    training pixels.
 ``asinh``
     ``asinh((x - center) / scale)`` with ``center`` the per-band sky median and ``scale`` the per-band sky
-    noise
-    (1.4826 x MAD of the pixels outside every segment): faint structure stays linear, bright cores are
+    noise (1.4826 x MAD of the pixels outside every segment): faint structure stays linear, bright cores are
     compressed. Departure from the paper, offered for data sets with a large dynamic range.
 
 `band_statistics` is the pure function (arrays in, arrays out); `InputNormaliser` is the ``nn.Module`` whose

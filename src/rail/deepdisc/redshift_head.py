@@ -3,9 +3,8 @@
 `RedshiftMixtureHead` is a small MLP on the RoI-aligned FPN features of each object's box (flattened) and its
 E(B-V); it outputs ``K`` mixture weights (softmax), means and standard deviations (softplus, floored at
 `MIN_STD`). `mixture_nll` is the training loss: the mean negative log-likelihood of the labelled objects,
-which
-is an exact zero (with a gradient graph) when no object of the batch has a spectroscopic redshift, so a batch
-without spec-z still trains detection.
+which is an exact zero (with a gradient graph) when no object of the batch has a spectroscopic redshift, so a
+batch without spec-z still trains detection.
 
 Departures from Merz et al. (2025): the component means pass through a softplus (redshifts are positive), the
 widths have a floor (`MIN_STD`), and the output bias can be set from the training labels
@@ -91,8 +90,7 @@ def mixture_nll(params: MixtureParams, z: Tensor) -> Tensor:
     -------
     Tensor (scalar)
         The mean NLL of the labelled objects; ``params.means.sum() * 0`` (zero, keeping the graph) when none
-        is
-        labelled.
+        is labelled.
     """
     labelled = ~torch.isnan(z)
     if not bool(labelled.any()):
@@ -105,16 +103,14 @@ class RedshiftMixtureHead(nn.Module):
 
     Each block of features passes its own ``LayerNorm`` first (their scales differ and change as the backbone
     trains; normalised blocks keep the MLP well conditioned) and is scaled so that every block carries the
-    same
-    share of the input variance (a small block, e.g. 64 input-pixel values next to 3136 RoI features, is not
-    drowned), then the MLP, then a linear layer giving 3K outputs.
+    same share of the input variance (a small block, e.g. 64 input-pixel values next to 3136 RoI features, is
+    not drowned), then the MLP, then a linear layer giving 3K outputs.
 
     Parameters
     ----------
     in_features : int or sequence of int
         Length F of the flattened pooled features of one object, or the lengths of its consecutive blocks
-        (e.g.
-        RoI features, then input pixels), each normalised separately.
+        (e.g. RoI features, then input pixels), each normalised separately.
     n_extra : int
         Number E of extra scalar inputs per object (1: E(B-V), scaled by `EBV_SCALE`).
     n_components : int
@@ -178,10 +174,8 @@ class RedshiftMixtureHead(nn.Module):
 
         Shrinks the output layer's weights by `INIT_WEIGHT_SCALE` and sets its bias, so before training every
         object gets nearly the same mixture, with component means near the ``(k + 0.5) / K`` quantiles of
-        ``z``
-        and equal weights. (Weights are shrunk, not zeroed: zero output weights would block the gradient of
-        every
-        hidden layer until they have grown.)
+        ``z`` and equal weights. (Weights are shrunk, not zeroed: zero output weights would block the gradient
+        of every hidden layer until they have grown.)
 
         Parameters
         ----------

@@ -4,11 +4,9 @@ AdamW or SGD with learning-rate steps, augmentation, validation NLL every epoch,
 per-epoch checkpoints.
 
 Reproducibility: every random draw of epoch ``e`` (tile order, augmentation, the RPN/RoI samplers) is seeded
-from ``(member_seed, e)``, and a checkpoint holds the model, the optimizer (momentum buffers), the best
-state and
-the history after each completed epoch, so a run killed at any point and resumed reaches the same weights as
-an
-uninterrupted run with the same seed (on the same device and thread count).
+from ``(member_seed, e)``, and a checkpoint holds the model, the optimizer (momentum buffers), the best state
+and the history after each completed epoch, so a run killed at any point and resumed reaches the same weights
+as an uninterrupted run with the same seed (on the same device and thread count).
 
 The learning rate at epoch ``e`` is ``learning_rate * lr_gamma ** (number of lr_steps <= e)`` (Merz et al.
 2025: /10 at epochs 45, 75, 105 of 150). Early stopping: training stops after ``patience`` epochs without a

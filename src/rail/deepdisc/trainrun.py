@@ -94,10 +94,9 @@ def train_from_options(
     options : mapping
         Any subset of `TRAIN_DEFAULTS`.
     model_path : str or Path, optional
-        Where the model will be written: checkpoints default to ``MODEL_checkpoints/`` and the loss curves
-        go to
-        ``MODEL_loss.json`` / ``.png`` beside it (rank 0 only). Without it and without ``checkpoint_dir`` no
-        checkpoints are written.
+        Where the model will be written: checkpoints default to ``MODEL_checkpoints/`` and the loss curves go
+        to ``MODEL_loss.json`` / ``.png`` beside it (rank 0 only). Without it and without ``checkpoint_dir``
+        no checkpoints are written.
     on_epoch_end : callable, optional
         Called after each epoch as ``f(epoch, record)`` (after the checkpoint is written).
 
