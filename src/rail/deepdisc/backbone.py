@@ -1,16 +1,18 @@
 """ResNet-FPN backbones for C-band astronomical tiles, built without downloading anything.
 
 `build_backbone` makes a torchvision ResNet (``weights=None``; trainable GroupNorm by default, or BatchNorm,
-since nothing is pretrained) whose first convolution takes C bands, and wraps layers 1-4 in a feature pyramid (levels
-``"0"``-``"3"`` at strides 4-32 plus a max-pooled ``"pool"`` level). `load_backbone_weights` starts it from a
-local checkpoint (``torch.load(weights_only=True)``): a plain ResNet ``state_dict`` (e.g. torchvision's
+since nothing is pretrained) whose first convolution takes C bands, and wraps layers 1-4 in a feature pyramid
+(levels ``"0"``-``"3"`` at strides 4-32 plus a max-pooled ``"pool"`` level). `load_backbone_weights` starts it
+from a local checkpoint (``torch.load(weights_only=True)``): a plain ResNet ``state_dict`` (e.g. torchvision's
 ImageNet file, copied by hand) or a detection checkpoint whose keys start with ``backbone.body.``; a first
 convolution with a different number of input channels is adapted by averaging its filters over the input
 channels and repeating them for each band (scaled to keep the response), the usual recipe when the band list
 changes.
 
-Departure from Merz et al. (2025): the FPN has `DEFAULT_FPN_CHANNELS` channels, not 256 (tiles are 128 px and
-objects small; see `rail.deepdisc.network`).
+Departures from Merz et al. (2025): the FPN has `DEFAULT_FPN_CHANNELS` channels, not 256 (tiles are 128 px and
+objects small; see `rail.deepdisc.netconfig`), and the ResNet uses GroupNorm by default, because it is trained
+from scratch with a few tiles per batch. With ``norm="batch"`` a torchvision ImageNet checkpoint loads
+completely (running statistics included); with GroupNorm only its convolutions and affine parameters do.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 #: Every training option and its default (the informer declares the same names).
 TRAIN_DEFAULTS: dict = {
     "backbone": "resnet18",
+    "backbone_norm": "group",
     "backbone_weights": "",
     "init_model": "",
     "n_components": 5,
@@ -163,6 +164,7 @@ def _settings(opts: dict, bands, pixel_scale) -> tuple[NetworkConfig, TrainSetti
         bands=tuple(bands),
         pixel_scale=float(pixel_scale),
         backbone=opts["backbone"],
+        backbone_norm=opts["backbone_norm"],
         n_components=int(opts["n_components"]),
         head_hidden=tuple(int(h) for h in opts["head_hidden"]),
         normalisation=opts["normalisation"],

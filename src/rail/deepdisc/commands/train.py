@@ -25,6 +25,7 @@ _FLAG_OPTIONS = {
     "members": "members",
     "epochs": "epochs",
     "backbone": "backbone",
+    "backbone_norm": "backbone_norm",
     "seed": "seed",
     "resume": "resume",
     "batch_size": "batch_size",
@@ -62,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backbone",
         choices=("resnet18", "resnet34", "resnet50"),
         help="ResNet-FPN backbone (default resnet18; resnet50 is the paper's)",
+    )
+    parser.add_argument(
+        "--backbone-norm", choices=("group", "batch"), help="ResNet normalisation layers (default group)"
     )
     parser.add_argument("--seed", type=int, help="random seed (default 1234)")
     parser.add_argument("--resume", action="store_true", default=None, help="resume from the checkpoints")

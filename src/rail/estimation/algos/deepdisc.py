@@ -39,6 +39,9 @@ class DeepDiscInformer(CatInformer):
     config_options.update(
         backbone=Param(str, "resnet18", msg="ResNet-FPN backbone: resnet18 (fast CPU default), resnet34, "
                        "resnet50 (the paper's fiducial)"),
+        backbone_norm=Param(str, "group", msg="ResNet normalisation layers: group (GroupNorm, for training "
+                            "from scratch) or batch (BatchNorm, to load ImageNet-style backbone_weights "
+                            "fully)"),
         backbone_weights=Param(str, "", msg="optional local checkpoint of backbone weights to start from "
                                "(nothing is downloaded)"),
         init_model=Param(str, "", msg="optional pretrained DeepDISC artifact every member starts from"),
