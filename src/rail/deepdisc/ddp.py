@@ -72,6 +72,8 @@ class DistContext:
             backend=backend,
         )
         log.info("DDP rank %d of %d (%s)", ctx.rank, ctx.world_size, backend)
+        if not ctx.is_main:  # one log stream: rank 0 reports progress, the others only warnings
+            logging.getLogger("rail.deepdisc").setLevel(logging.WARNING)
         return ctx
 
     def device_for(self, device: torch.device) -> torch.device:

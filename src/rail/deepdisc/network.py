@@ -192,7 +192,8 @@ class DeepDiscRCNN(nn.Module):
             (sum n_i, K) rows in the order of the concatenated boxes of image 0, 1, ...
         """
         dtype = enc.images.tensors.dtype
-        boxes = [b.to(dtype) for b in boxes]
+        device = enc.images.tensors.device
+        boxes = [b.to(device=device, dtype=dtype) for b in boxes]
         pooled = self.redshift_pool(enc.features, boxes, enc.images.image_sizes).flatten(start_dim=1)
         if self.pixel_pool_size:
             pixels = roi_align(
