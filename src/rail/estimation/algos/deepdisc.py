@@ -44,6 +44,9 @@ class DeepDiscInformer(CatInformer):
     config_options.update(
         backbone=Param(str, "resnet18", msg="ResNet-FPN backbone: resnet18 (fast CPU default), resnet34, "
                        "resnet50 (the paper's fiducial)"),
+        backbone_norm=Param(str, "group", msg="ResNet normalisation layers: group (GroupNorm, for training "
+                            "from scratch) or batch (BatchNorm, to load ImageNet-style backbone_weights "
+                            "fully)"),
         backbone_weights=Param(str, "", msg="optional local checkpoint of backbone weights to start from "
                                "(nothing is downloaded)"),
         init_model=Param(str, "", msg="optional pretrained DeepDISC artifact every member starts from"),
@@ -56,8 +59,10 @@ class DeepDiscInformer(CatInformer):
         val_fraction=Param(float, 0.1, msg="fraction of the labelled tiles held out for validation"),
         epochs=Param(int, 20, msg="training epochs per member"),
         batch_size=Param(int, 4, msg="tiles per optimisation step"),
-        learning_rate=Param(float, 1e-3, msg="SGD learning rate"),
-        momentum=Param(float, 0.9, msg="SGD momentum"),
+        optimizer=Param(str, "adamw", msg="adamw (default: trains the mixture head from scratch "
+                        "stably) or sgd (the paper's, with momentum)"),
+        learning_rate=Param(float, 1e-3, msg="initial learning rate"),
+        momentum=Param(float, 0.9, msg="SGD momentum (optimizer sgd only)"),
         weight_decay=Param(float, 1e-4, msg="SGD weight decay (L2)"),
         lr_steps=Param(list, [], msg="epochs at which the learning rate is multiplied by lr_gamma "
                        "(paper: 45, 75, 105 of 150)"),
@@ -66,6 +71,13 @@ class DeepDiscInformer(CatInformer):
         augment_noise=Param(float, 0.0, msg="std of extra Gaussian pixel noise, in units of each band's "
                             "sky noise (0 = off)"),
         augment_ebv=Param(float, 0.0, msg="std of the E(B-V) jitter added in training, mag (0 = off)"),
+        augment_dihedral=Param(bool, True, msg="augment by random 90-degree rotations and flips"),
+        augment_box_jitter=Param(float, 0.05, msg="jitter of the boxes the redshift head sees in training, "
+                                 "as a fraction of the box size (robustness to detected boxes; 0 = off)"),
+        clip_grad_norm=Param(float, 10.0, msg="maximum gradient norm per step (0 = no clipping)"),
+        member_indices=Param(list, [], msg="train only these member indices (to split an ensemble over "
+                             "processes; join the parts with rail.deepdisc.ensemble.merge_artifacts); "
+                             "[] = all"),
         seed=Param(int, 1234, msg="random seed (partitions, initialisation, augmentation)"),
         device=Param(str, "auto", msg="torch device: auto (CUDA when present), cpu, cuda, cuda:N"),
         num_threads=Param(int, 0, msg="torch CPU threads (0 = torch's default)"),
@@ -80,9 +92,22 @@ class DeepDiscInformer(CatInformer):
         _strict_init(self, args, kwargs)
         super().__init__(args, **kwargs)
 
+    def validate(self) -> None:
+        """Refuse, before any work, a TileSet without usable spec-z labels or bad option values."""
+        from rail.deepdisc.ensemble import check_training_set
+        from rail.deepdisc.trainrun import TRAIN_DEFAULTS, check_train_options
+
+        check_train_options({key: self.config[key] for key in TRAIN_DEFAULTS})
+        check_training_set(self.get_data("input"))
+
     def run(self) -> None:
-        """Train the ensemble and register the artifact as ``model``."""
-        raise NotImplementedError("DeepDiscInformer training arrives with the network and informer issue")
+        """Train the ensemble (`rail.deepdisc.trainrun.train_from_options`) and register it as ``model``."""
+        from rail.deepdisc.trainrun import TRAIN_DEFAULTS, train_from_options
+
+        tileset = self.get_data("input")
+        model_path = self.get_output(self.get_aliased_tag("model"), final_name=True)
+        options = {key: self.config[key] for key in TRAIN_DEFAULTS}
+        self.add_data("model", train_from_options(tileset, options, model_path=model_path))
 
 
 class DeepDiscEstimator(CatEstimator):

@@ -1,0 +1,98 @@
+"""Loss curves of a training run: a JSON file of every member's per-epoch history and a PNG figure.
+
+The JSON holds, per member, its index, seed, weight, best epoch and one record per epoch (mean training losses
+by term, total loss, learning rate, validation NLL). The figure shows the total training loss (and its
+redshift term) and the
+validation NLL of every member against epoch, with each member's best epoch marked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["loss_curves", "write_loss_curves"]
+
+_FIG_SIZE_IN = (10.0, 4.0)
+_DPI = 110
+
+
+def loss_curves(artifact: dict) -> dict:
+    """Return the loss-curve record of an artifact (plain data, JSON-serialisable)."""
+    return {
+        "members": [
+            {
+                "member": k,
+                "seed": m.get("seed"),
+                "weight": m["weight"],
+                "best_epoch": m.get("best_epoch"),
+                "val_log_likelihood": m["val_log_likelihood"],
+                "history": m.get("history", []),
+            }
+            for k, m in enumerate(artifact["members"])
+        ]
+    }
+
+
+def write_loss_curves(artifact: dict, json_path: str | os.PathLike, png_path: str | os.PathLike) -> None:
+    """Write the loss curves of an artifact as JSON and PNG (both atomically).
+
+    Parameters
+    ----------
+    artifact : dict
+        A trained artifact whose members hold ``history``.
+    json_path, png_path : str or Path
+        Output files.
+    """
+    curves = loss_curves(artifact)
+    _atomic_write(Path(json_path), lambda tmp: Path(tmp).write_text(json.dumps(curves, indent=1)))
+    _atomic_write(Path(png_path), lambda tmp: _plot(curves, tmp))
+
+
+def _plot(curves: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (ax_train, ax_val) = plt.subplots(1, 2, figsize=_FIG_SIZE_IN, constrained_layout=True)
+    for member in curves["members"]:
+        hist = member["history"]
+        epochs = [r["epoch"] for r in hist]
+        label = f"member {member['member']} (w={member['weight']:.2f})"
+        (line,) = ax_train.plot(epochs, [r.get("loss", float("nan")) for r in hist], marker=".", label=label)
+        ax_train.plot(
+            epochs,
+            [r.get("loss_redshift", float("nan")) for r in hist],
+            linestyle="--",
+            color=line.get_color(),
+        )
+        ax_val.plot(epochs, [r["val_nll"] for r in hist], marker=".", color=line.get_color(), label=label)
+        best = member.get("best_epoch")
+        if best is not None and 0 <= best < len(hist):
+            ax_val.plot([best], [hist[best]["val_nll"]], marker="*", markersize=12, color=line.get_color())
+    ax_train.set(
+        xlabel="epoch",
+        ylabel="mean training loss per batch",
+        title="training loss: all terms (solid), redshift NLL (dashed)",
+    )
+    ax_val.set(xlabel="epoch", ylabel="validation NLL per object (nats)", title="validation NLL (* = best)")
+    for ax in (ax_train, ax_val):
+        ax.grid(alpha=0.3)
+    ax_val.legend(fontsize="small")
+    fig.savefig(path, dpi=_DPI, format="png")
+    plt.close(fig)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
