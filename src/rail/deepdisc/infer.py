@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artifact import check_compatible
-from .exceptions import ConfigError, ModelError, TileSetError
+from .exceptions import ModelError, TileSetError
 from .match import DEFAULT_IOU_THRESHOLD, _match_boxes
 from .mixture import MEDIAN_TOLERANCE, Mixture, _combine, _mean, _median, _mode
 from .photoz import PhotoZChunk, empty_chunk
@@ -34,7 +34,6 @@ __all__ = [
     "EnsemblePredictor",
     "check_input",
     "model_from_artifact",
-    "resolve_device",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,37 +86,6 @@ class InferenceSettings:
     def zgrid(self) -> np.ndarray:
         """The ``zmode`` grid, shape (nzbins,)."""
         return np.linspace(self.zmin, self.zmax, self.nzbins)
-
-
-def resolve_device(device: str = "auto"):
-    """Turn a device option into a ``torch.device``: ``auto`` picks CUDA when present, else the CPU.
-
-    Parameters
-    ----------
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    ConfigError
-        For a string that is no torch device, or CUDA asked for where none is available.
-    """
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asks for CUDA, but torch sees no GPU; use device 'auto' or "
-                          f"'cpu'")
-    return dev
 
 
 def model_from_artifact(artifact: dict, member: int, *, device="cpu"):
@@ -302,6 +270,8 @@ class EnsemblePredictor:
         -------
         EnsemblePredictor
         """
+        from .devices import resolve_device
+
         dev = resolve_device(device)
         n_members = len(artifact["members"])
         chosen = list(range(n_members)) if members is None else list(members)

@@ -173,13 +173,11 @@ class DeepDiscEstimator(CatEstimator):
 
     def run(self) -> None:
         """Build the ensemble once, check the input against it, then stream the chunks."""
+        from rail.deepdisc.devices import set_threads
         from rail.deepdisc.infer import EnsemblePredictor, InferenceSettings, check_input
 
         cfg = self.config
-        if cfg.num_threads > 0:
-            import torch
-
-            torch.set_num_threads(cfg.num_threads)
+        set_threads(cfg.num_threads)
         artifact = self.open_model(**cfg)
         model_name = str(cfg.get("model") if isinstance(cfg.get("model"), str) else "model")
         self._predictor = EnsemblePredictor.from_artifact(artifact, device=cfg.device, name=model_name)
