@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from .exceptions import ConfigError
 
-__all__ = ["CECI_KEYS", "check_options"]
+__all__ = ["CECI_KEYS", "check_options", "check_stage_options"]
 
 #: Keys that ceci and RAIL pass to every stage besides its declared options and data tags.
 CECI_KEYS = frozenset({
@@ -59,3 +59,22 @@ def check_options(stage_name: str, given: Mapping | Iterable[str], declared: Ite
         parts.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     noun = "option" if len(unknown) == 1 else "options"
     raise ConfigError(f"{stage_name}: unknown {noun} {', '.join(parts)}")
+
+
+def check_stage_options(stage, args: Mapping | object, kwargs: Mapping) -> None:
+    """Check the options given to a RAIL stage's constructor (``stage.__init__(args, **kwargs)``).
+
+    Accepts the stage's declared options, its input/output tags, the names they are aliased to in a
+    pipeline (``aliases``), and ceci's own keys. ``args`` may be a dict (``make_stage``, pipelines) or an
+    argparse namespace (ceci's command line, checked by ceci itself).
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown option(s) and the closest valid name.
+    """
+    given = dict(args) if isinstance(args, Mapping) else {}
+    given.update(kwargs)
+    aliases = given.get("aliases") or {}
+    tags = [t for t, _ in stage.inputs] + [t for t, _ in stage.outputs] + [str(v) for v in aliases.values()]
+    check_options(stage.name, given, stage.config_options, tags)

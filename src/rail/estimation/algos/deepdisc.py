@@ -7,6 +7,7 @@ and hold no science. Both check their options strictly (a misspelled option is a
 from __future__ import annotations
 
 import gc
+import math
 import os
 import warnings
 from typing import Any
@@ -19,16 +20,9 @@ from tqdm.auto import tqdm
 
 from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
 from rail.deepdisc.handles import DeepDiscModelHandle, TileSetHandle
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 
 __all__ = ["DeepDiscInformer", "DeepDiscEstimator"]
-
-
-def _strict_init(stage, args: Any, kwargs: dict) -> None:
-    given = dict(args) if isinstance(args, dict) else {}
-    given.update(kwargs)
-    tags = [t for t, _ in stage.inputs] + [t for t, _ in stage.outputs]
-    check_options(stage.name, given, stage.config_options, tags)
 
 
 class DeepDiscInformer(CatInformer):
@@ -89,7 +83,7 @@ class DeepDiscInformer(CatInformer):
     outputs = [("model", DeepDiscModelHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _strict_init(self, args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
     def validate(self) -> None:
@@ -146,7 +140,7 @@ class DeepDiscEstimator(CatEstimator):
     inputs = [("model", DeepDiscModelHandle), ("input", TileSetHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _strict_init(self, args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         self._predictor = None
         self._settings = None
@@ -211,6 +205,10 @@ class DeepDiscEstimator(CatEstimator):
             return handle.iterator()
         if tag == "input":
             kwargs.setdefault("chunk_tiles", self.config.chunk_tiles or None)
+            # give every MPI process a chunk; RAIL does this too but then crashes on its own log message
+            n_rows = handle.size()
+            if self.size > 1 and math.ceil(n_rows / self.config.chunk_size) < self.size:
+                self.config.chunk_size = max(1, math.ceil(n_rows / self.size))
         return super().input_iterator(tag, **kwargs)
 
     def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
