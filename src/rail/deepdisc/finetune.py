@@ -23,6 +23,7 @@ import logging
 
 import torch
 
+from .backbone import adapt_first_conv
 from .exceptions import ModelError
 from .network import DeepDiscRCNN
 
@@ -95,7 +96,7 @@ def _load_other_bands(model: DeepDiscRCNN, pretrained: dict, first_conv: str) ->
     new = {k: (v if _band_dependent(k) else pretrained[k]) for k, v in own.items()}
     kept = [k for k in own if _band_dependent(k)]
     if first_conv == "adapt":
-        new[_CONV1] = _adapted_conv(pretrained[_CONV1], own[_CONV1].shape[1])
+        new[_CONV1] = adapt_first_conv(pretrained[_CONV1], own[_CONV1].shape[1])
         kept.remove(_CONV1)
     partial = _head_first_layer(model, own[_HEAD_FIRST_LAYER], pretrained[_HEAD_FIRST_LAYER])
     if partial is not None:
@@ -103,12 +104,6 @@ def _load_other_bands(model: DeepDiscRCNN, pretrained: dict, first_conv: str) ->
     model.load_state_dict(new)
     log.info("bands differ from the pretrained model's: kept fresh %s", ", ".join(kept))
     return kept
-
-
-def _adapted_conv(weight: torch.Tensor, n_bands: int) -> torch.Tensor:
-    """Average (out, C_old, k, k) filters over input channels and repeat them for ``n_bands`` channels."""
-    mean = weight.mean(dim=1, keepdim=True) * (weight.shape[1] / n_bands)
-    return mean.repeat(1, n_bands, 1, 1)
 
 
 def _head_first_layer(model: DeepDiscRCNN, own: torch.Tensor, pretrained: torch.Tensor) -> torch.Tensor | None:

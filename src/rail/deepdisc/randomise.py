@@ -36,6 +36,8 @@ __all__ = ["NuisanceRanges", "SimulatedChunks", "FileChunks", "label_complete", 
 TRUE_REDSHIFT = "redshift_true"
 #: `chunk_seed` streams: training chunks, the validation set.
 TRAINING_STREAM, VALIDATION_STREAM = 0, 1
+# spec-z selection settings: irrelevant here (every object is labelled with its true redshift)
+_LABEL_SETTINGS = ("label_fraction", "label_bias_mag", "wrong_label_fraction")
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ class SimulatedChunks:
     def describe(self) -> dict:
         """Provenance of the pretraining data."""
         base = dataclasses.asdict(self.base)
-        for key in ("n_tiles", "seed", *self.ranges.to_dict()):
+        for key in ("n_tiles", "seed", *_LABEL_SETTINGS, *self.ranges.to_dict()):
             base.pop(key, None)
         return {
             "source": "simulated on the fly (rail.deepdisc.simulation)",
