@@ -50,21 +50,22 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes")
     p.add_argument("--tile-size", type=int, default=128)
-    p.add_argument("--train-tiles", type=int, default=64, help="tiles of field A")
-    p.add_argument("--eval-tiles", type=int, default=48, help="tiles of field B")
-    p.add_argument("--label-mag", type=float, default=26.0, help="labelled if F444W brighter than this")
-    p.add_argument("--label-zmax", type=float, default=2.5, help="labelled if z below this")
-    p.add_argument("--tiles-per-chunk", type=int, default=48)
-    p.add_argument("--chunks-per-epoch", type=int, default=6)
-    p.add_argument("--pretrain-epochs", type=int, default=6)
-    p.add_argument("--scratch-epochs", type=int, default=16)
-    p.add_argument("--finetune-epochs", type=int, default=8)
+    p.add_argument("--train-tiles", type=int, default=40, help="tiles of field A")
+    p.add_argument("--eval-tiles", type=int, default=40, help="tiles of field B")
+    p.add_argument("--label-mag", type=float, default=26.5, help="labelled if F444W brighter than this")
+    p.add_argument("--label-zmax", type=float, default=3.0, help="labelled if z below this")
+    p.add_argument("--tiles-per-chunk", type=int, default=32)
+    p.add_argument("--chunks-per-epoch", type=int, default=4)
+    p.add_argument("--pretrain-epochs", type=int, default=4)
+    p.add_argument("--scratch-epochs", type=int, default=10)
+    p.add_argument("--finetune-epochs", type=int, default=4)
     p.add_argument("--freeze-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3, help="labels-only and pretraining learning rate")
     p.add_argument("--finetune-lr", type=float, default=2e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", type=Path, help="keep the models here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="also write the table as JSON")
+    p.add_argument("--pretrained", type=Path, help="reuse this pretrained model instead of pretraining")
     args = p.parse_args()
     if args.tiny:
         args.tile_size, args.train_tiles, args.eval_tiles = 64, 8, 6
@@ -111,7 +112,7 @@ def main():
     args = parse_args()
     import torch
 
-    from rail.deepdisc.artifact import save_artifact
+    from rail.deepdisc.artifact import load_artifact, save_artifact
     from rail.deepdisc.pretrainrun import pretrain_from_options
     from rail.deepdisc.simulate import SimulationSettings, simulate_tileset
     from rail.deepdisc.trainrun import train_from_options
@@ -143,21 +144,23 @@ def main():
     timings["labels only: train"] = time.time() - t0
 
     t0 = time.time()
-    pretrained = pretrain_from_options(
+    pretrained_path = args.pretrained or work / "pretrained.pt"
+    pretrained = load_artifact(args.pretrained) if args.pretrained else pretrain_from_options(
         {"tile_size": args.tile_size, "tiles_per_chunk": args.tiles_per_chunk,
          "chunks_per_epoch": args.chunks_per_epoch, "epochs": args.pretrain_epochs, "learning_rate": args.lr,
          "lr_steps": [max(args.pretrain_epochs - 1, 1)], "seed": 11, "progress_bar": False, "device": "cpu",
          "num_threads": args.threads},
         model_path=work / "pretrained.pt",
     )
-    save_artifact(pretrained, work / "pretrained.pt")
+    if not args.pretrained:
+        save_artifact(pretrained, pretrained_path)
     timings["pretrain"] = time.time() - t0
 
     t0 = time.time()
     finetuned = train_from_options(
         field_a,
         {**common, "epochs": args.finetune_epochs, "learning_rate": args.finetune_lr,
-         "patience": args.finetune_epochs, "init_model": str(work / "pretrained.pt"),
+         "patience": args.finetune_epochs, "init_model": str(pretrained_path),
          "freeze": ["backbone", "fpn"], "freeze_epochs": args.freeze_epochs},
         model_path=work / "finetuned.pt",
     )

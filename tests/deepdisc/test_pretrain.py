@@ -129,7 +129,9 @@ def test_fine_tuning_with_other_bands_reinitialises_only_the_band_dependent_weig
         n_fpn = 64 * 7 * 7
         head, head0 = state["redshift_head.mlp.0.weight"], start["redshift_head.mlp.0.weight"]
         assert torch.allclose(head[:, :n_fpn], head0[:, :n_fpn], atol=1e-6)
-        assert head.shape[1] == n_fpn + 3 * 16 + 1 and not torch.allclose(head[:, n_fpn:-1], head0[:, n_fpn : n_fpn + 48])
+        assert head.shape[1] == n_fpn + 3 * 16 + 1  # pixel path: 3 bands x 4 x 4, then E(B-V)
+        assert not torch.allclose(head[:, n_fpn:-1], head0[:, n_fpn : n_fpn + 48])
+        assert torch.allclose(head[:, -1], head0[:, -1], atol=1e-6)
         assert not torch.equal(state["normaliser.center"][:1], start["normaliser.center"][:1])
 
 
@@ -197,7 +199,8 @@ def test_pretraining_options_are_checked(options, match):
 def test_extract_cutouts_are_centred_and_padded(specz):
     tiles = label_complete(specz)
     cut, z, mags, oid = extract_cutouts(tiles, 32)
-    assert cut.shape == (tiles.n_objects, 4, 32, 32) and np.array_equal(np.sort(oid), np.sort(tiles.objects["object_id"]))
+    assert cut.shape == (tiles.n_objects, 4, 32, 32)
+    assert np.array_equal(np.sort(oid), np.sort(tiles.objects["object_id"]))
     row = int(np.flatnonzero(tiles.objects["object_id"] == oid[0])[0])
     x, y, t = (int(round(tiles.objects[c][row])) for c in ("x", "y", "tile"))
     assert cut[0, :, 16, 16].tolist() == tiles.images[t, :, y, x].tolist()
@@ -256,3 +259,22 @@ def test_cli_pretrains_on_simulations_with_randomisation(tmp_path, capsys):
     assert prov["pretraining_data"]["randomisation"]["psf_fwhm_scale"] == [0.9, 1.2]
     assert main(["info", str(out)]) == 0
     assert "psf_fwhm_scale: 0.9 .. 1.2" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_pretraining_under_ddp_simulates_a_chunk_per_rank(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "rail.deepdisc.cli", "pretrain", "-o", str(out), "--bands", "F200W", "F444W", "--tile-size", "64",
+           "--tiles-per-chunk", "2", "--chunks-per-epoch", "1", "--epochs", "1", "--validation-tiles", "2",
+           "--batch-size", "2", "--head-hidden", "32", "--threads", "1", "--device", "cpu", "--no-progress"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    prov = load_artifact(out)["provenance"]
+    assert prov["world_size"] == 2 and prov["tiles_seen"] == 4  # 2 ranks x 2 tiles each

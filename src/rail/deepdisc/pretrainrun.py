@@ -18,11 +18,12 @@ from pathlib import Path
 from .ddp import DistContext
 from .devices import resolve_device, set_threads
 from .exceptions import ConfigError
+from .losscurves import write_loss_curves
 from .presets import resolve_bands
 from .pretrain import PretrainSettings, pretrain_model
 from .randomise import FileChunks, NuisanceRanges, SimulatedChunks
 from .simulation import SimulationSettings
-from .trainrun import TRAIN_DEFAULTS, settings_from_options
+from .trainrun import TRAIN_DEFAULTS, loss_curve_paths, settings_from_options
 
 __all__ = ["PRETRAIN_DEFAULTS", "RANGE_OPTIONS", "check_pretrain_options", "pretrain_from_options",
            "pretrain_checkpoint_path"]
@@ -97,7 +98,8 @@ def pretrain_from_options(options: Mapping, *, model_path: str | Path | None = N
     options : mapping
         Any subset of `PRETRAIN_DEFAULTS`.
     model_path : str or Path, optional
-        Where the model will be written; the checkpoint defaults to `pretrain_checkpoint_path` beside it.
+        Where the model will be written; the checkpoint defaults to `pretrain_checkpoint_path` beside it and
+        the loss curves (per epoch: training losses, validation NLL) go to ``MODEL_loss.json`` / ``.png``.
     on_chunk_end : callable, optional
         Passed to `pretrain_model`.
 
@@ -119,11 +121,14 @@ def pretrain_from_options(options: Mapping, *, model_path: str | Path | None = N
         raise ConfigError("resume needs checkpoint (or a model path beside which the checkpoint lies)")
     dist_ctx = DistContext.from_env(device)
     try:
-        return pretrain_model(source, network, train_settings, settings, checkpoint=checkpoint,
-                              resume=bool(opts["resume"]), device=dist_ctx.device_for(device), dist_ctx=dist_ctx,
-                              progress=bool(opts["progress_bar"]), on_chunk_end=on_chunk_end)
+        artifact = pretrain_model(source, network, train_settings, settings, checkpoint=checkpoint,
+                                  resume=bool(opts["resume"]), device=dist_ctx.device_for(device),
+                                  dist_ctx=dist_ctx, progress=bool(opts["progress_bar"]), on_chunk_end=on_chunk_end)
+        if model_path is not None and dist_ctx.is_main:
+            write_loss_curves(artifact, *loss_curve_paths(model_path))
     finally:
         dist_ctx.close()
+    return artifact
 
 
 def _ranges(opts: dict) -> NuisanceRanges:

@@ -88,7 +88,7 @@ class NuisanceRanges:
         return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
-def chunk_seed(seed: int, epoch: int, chunk: int, rank: int = 0, *, stream: int = 0) -> int:
+def chunk_seed(seed: int, epoch: int, chunk: int, rank: int = 0, *, stream: int = TRAINING_STREAM) -> int:
     """Independent seed of one chunk: a 31-bit integer from ``SeedSequence([stream, seed, epoch, chunk, rank])``.
 
     ``stream`` separates uses (`TRAINING_STREAM`, `VALIDATION_STREAM`); all arguments are integers >= 0.
@@ -160,7 +160,8 @@ class SimulatedChunks:
     def validation(self, n_tiles: int) -> TileSet:
         """A fixed validation set at the midpoint of every range (its own seed; never trained on)."""
         mid = {k: 0.5 * (lo + hi) for k, (lo, hi) in self.ranges.to_dict().items()}
-        settings = dataclasses.replace(self.base, n_tiles=int(n_tiles), seed=chunk_seed(self.seed, 0, 0, stream=VALIDATION_STREAM), **mid)
+        seed = chunk_seed(self.seed, 0, 0, stream=VALIDATION_STREAM)
+        settings = dataclasses.replace(self.base, n_tiles=int(n_tiles), seed=seed, **mid)
         return label_complete(simulate_tileset(settings, progress_bar=False))
 
     def describe(self) -> dict:
