@@ -129,7 +129,8 @@ def pretrain_model(
     progress : bool
         Progress bar (rank 0).
     on_chunk_end : callable, optional
-        Called as ``f(epoch, chunk, record)`` after each chunk's checkpoint is written.
+        Called as ``f(epoch, chunk, record)`` (the chunk just trained, 0-based) after its checkpoint is
+        written.
 
     Returns
     -------
@@ -179,8 +180,9 @@ def pretrain_model(
         tiles = source.chunk(pos.epoch, pos.chunk, rank)
         data = MemberData(tiles.images, tiles.segmaps, tile_targets(tiles), np.arange(tiles.n_tiles), _EMPTY,
                           stats.sky_sigma)
-        seed = chunk_seed(settings.seed, pos.epoch, pos.chunk)
-        record = run_epoch(net, model, data, train_settings, pos.epoch, seed, optimizer, device, dist_ctx,
+        epoch, chunk = pos.epoch, pos.chunk
+        seed = chunk_seed(settings.seed, epoch, chunk)
+        record = run_epoch(net, model, data, train_settings, epoch, seed, optimizer, device, dist_ctx,
                            presharded=source.per_rank)
         _accumulate(pos, record, tiles, dist_ctx.world_size if source.per_rank else 1)
         if pos.chunk == source.chunks_per_epoch:
@@ -191,7 +193,7 @@ def pretrain_model(
         bar.update(1)
         bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
         if on_chunk_end is not None:
-            on_chunk_end(pos.epoch, pos.chunk, record)
+            on_chunk_end(epoch, chunk, record)
     bar.close()
     return _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx)
 
