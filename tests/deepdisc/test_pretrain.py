@@ -62,6 +62,17 @@ def test_nuisance_ranges_draw_inside_and_are_validated():
     assert chunk_seed(1, 0, 0) != chunk_seed(1, 0, 0, rank=1) != chunk_seed(1, 0, 0, stream=1)
 
 
+def test_pretraining_defaults_agree_with_training_and_ranges_and_the_stage():
+    from rail.deepdisc.pretrainrun import DEFAULT_RANGES, PRETRAIN_DEFAULTS, SHARED_DEFAULTS
+    from rail.deepdisc.trainrun import TRAIN_DEFAULTS
+    from rail.estimation.algos.deepdisc_pretrain import DeepDiscPretrainer
+
+    assert SHARED_DEFAULTS == {key: TRAIN_DEFAULTS[key] for key in SHARED_DEFAULTS}
+    assert DEFAULT_RANGES == NuisanceRanges().to_dict()
+    declared = DeepDiscPretrainer.config_options
+    assert all(declared[key].default == value for key, value in PRETRAIN_DEFAULTS.items())
+
+
 def test_label_complete_uses_true_redshifts(specz):
     assert np.isnan(specz.objects["redshift"]).any()
     full = label_complete(specz)

@@ -9,34 +9,64 @@ checks them, sets threads and device, joins a torchrun process group when there 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from .ddp import DistContext
-from .devices import resolve_device, set_threads
 from .exceptions import ConfigError
-from .losscurves import write_loss_curves
-from .presets import resolve_bands
-from .pretrain import PretrainSettings, pretrain_model
-from .randomise import FileChunks, NuisanceRanges, SimulatedChunks
-from .simulation import SimulationSettings
-from .trainrun import TRAIN_DEFAULTS, loss_curve_paths, settings_from_options
 
-__all__ = ["PRETRAIN_DEFAULTS", "RANGE_OPTIONS", "check_pretrain_options", "pretrain_from_options",
-           "pretrain_checkpoint_path"]
+__all__ = [
+    "PRETRAIN_DEFAULTS",
+    "DEFAULT_RANGES",
+    "RANGE_OPTIONS",
+    "SHARED_DEFAULTS",
+    "check_pretrain_options",
+    "pretrain_from_options",
+    "pretrain_checkpoint_path",
+]
 
 log = logging.getLogger(__name__)
 
-#: Randomised simulator settings: each option is a ``[low, high]`` range (see `NuisanceRanges`).
-RANGE_OPTIONS = tuple(f.name for f in dataclasses.fields(NuisanceRanges))
-_SHARED = ("backbone", "backbone_norm", "n_components", "head_hidden", "redshift_loss_weight", "normalisation",
-           "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay", "lr_steps", "lr_gamma",
-           "augment_dihedral", "augment_noise", "augment_ebv", "augment_box_jitter", "clip_grad_norm", "seed",
-           "device", "num_threads", "resume", "progress_bar")
-_DEFAULT_RANGES = NuisanceRanges().to_dict()
+#: Randomised simulator settings and their default ``[low, high]`` ranges (the defaults of
+#: `rail.deepdisc.randomise.NuisanceRanges`; kept here as plain data so that importing this module, and the
+#: RAIL stage that declares these options, stays light).
+DEFAULT_RANGES = {
+    "psf_fwhm_scale": [0.85, 1.25],
+    "depth_offset": [-0.8, 0.4],
+    "noise_correlation_px": [0.0, 1.0],
+    "starburst_weight": [0.5, 2.0],
+    "emission_line_scale": [0.5, 1.5],
+    "passive_fraction": [0.15, 0.35],
+    "size_scale": [0.8, 1.25],
+}
+RANGE_OPTIONS = tuple(DEFAULT_RANGES)
+#: Options shared with ``deepdisc train`` (same meaning and defaults as `rail.deepdisc.trainrun.TRAIN_DEFAULTS`).
+SHARED_DEFAULTS = {
+    "backbone": "resnet18",
+    "backbone_norm": "group",
+    "n_components": 5,
+    "head_hidden": [1024, 64],
+    "redshift_loss_weight": 1.0,
+    "normalisation": "zscore",
+    "batch_size": 4,
+    "optimizer": "adamw",
+    "learning_rate": 1e-3,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "lr_steps": [],
+    "lr_gamma": 0.1,
+    "augment_dihedral": True,
+    "augment_noise": 0.0,
+    "augment_ebv": 0.0,
+    "augment_box_jitter": 0.05,
+    "clip_grad_norm": 10.0,
+    "seed": 1234,
+    "device": "auto",
+    "num_threads": 0,
+    "resume": False,
+    "progress_bar": True,
+}
 
 #: Every pretraining option and its default.
 PRETRAIN_DEFAULTS: dict = {
@@ -49,8 +79,8 @@ PRETRAIN_DEFAULTS: dict = {
     "epochs": 10,
     "validation_tiles": 16,
     "randomise": True,
-    **_DEFAULT_RANGES,
-    **{key: TRAIN_DEFAULTS[key] for key in _SHARED},
+    **DEFAULT_RANGES,
+    **SHARED_DEFAULTS,
     "checkpoint": "",
 }
 
@@ -74,6 +104,9 @@ def check_pretrain_options(options: Mapping) -> dict:
         hints = [f"'{k}'" + (f" (did you mean '{c[0]}'?)"
                              if (c := difflib.get_close_matches(k, PRETRAIN_DEFAULTS, 1)) else "") for k in unknown]
         raise ConfigError(f"unknown pretraining option(s) {', '.join(hints)}")
+    from .devices import resolve_device
+    from .pretrain import PretrainSettings
+
     opts = {**PRETRAIN_DEFAULTS, **options}
     if not isinstance(opts["tile_files"], (list, tuple)):
         raise ConfigError(f"tile_files must be a list of TileSet paths, got {opts['tile_files']!r}")
@@ -108,6 +141,12 @@ def pretrain_from_options(options: Mapping, *, model_path: str | Path | None = N
     dict
         The artifact (also on non-zero DDP ranks, which write nothing).
     """
+    from .ddp import DistContext
+    from .devices import resolve_device, set_threads
+    from .losscurves import write_loss_curves
+    from .pretrain import PretrainSettings, pretrain_model
+    from .trainrun import loss_curve_paths
+
     opts = check_pretrain_options(options)
     device = resolve_device(opts["device"])
     set_threads(int(opts["num_threads"]))
@@ -131,7 +170,9 @@ def pretrain_from_options(options: Mapping, *, model_path: str | Path | None = N
     return artifact
 
 
-def _ranges(opts: dict) -> NuisanceRanges:
+def _ranges(opts: dict):
+    from .randomise import NuisanceRanges
+
     values = {}
     for key in RANGE_OPTIONS:
         value = opts[key]
@@ -142,13 +183,18 @@ def _ranges(opts: dict) -> NuisanceRanges:
     return ranges if opts["randomise"] else NuisanceRanges.fixed()
 
 
-def _base_settings(opts: dict) -> SimulationSettings:
+def _base_settings(opts: dict):
+    from .presets import resolve_bands
+    from .simulation import SimulationSettings
+
     return SimulationSettings(n_tiles=int(opts["tiles_per_chunk"]), tile_size=int(opts["tile_size"]),
                               bands=resolve_bands(opts["bands"]), pixel_scale=float(opts["pixel_scale"]),
                               seed=int(opts["seed"]))
 
 
 def _source(opts: dict):
+    from .randomise import FileChunks, SimulatedChunks
+
     if opts["tile_files"]:
         return FileChunks(opts["tile_files"], tiles_per_chunk=int(opts["tiles_per_chunk"]))
     return SimulatedChunks(_base_settings(opts), _ranges(opts), tiles_per_chunk=int(opts["tiles_per_chunk"]),
@@ -156,6 +202,8 @@ def _source(opts: dict):
 
 
 def _train_settings(opts: dict, bands, pixel_scale):
-    full = {**TRAIN_DEFAULTS, **{key: opts[key] for key in _SHARED}, "epochs": int(opts["epochs"])}
+    from .trainrun import TRAIN_DEFAULTS, settings_from_options
+
+    full = {**TRAIN_DEFAULTS, **{key: opts[key] for key in SHARED_DEFAULTS}, "epochs": int(opts["epochs"])}
     network, settings, _ = settings_from_options(full, bands, pixel_scale)
     return network, settings
