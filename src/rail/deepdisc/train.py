@@ -11,6 +11,10 @@ as an uninterrupted run with the same seed (on the same device and thread count)
 The learning rate at epoch ``e`` is ``learning_rate * lr_gamma ** (number of lr_steps <= e)`` (Merz et al.
 2025: /10 at epochs 45, 75, 105 of 150). Early stopping: training stops after ``patience`` epochs without a
 lower validation NLL, and the member keeps the weights of its best epoch.
+
+Fine-tuning a pretrained model (`rail.deepdisc.finetune`): ``freeze`` parts (`FREEZABLE_PARTS`) get no gradient
+during the first ``freeze_epochs`` epochs. `run_epoch` (one pass over a set of tiles) is also the training step
+of `rail.deepdisc.pretrain`, so pretraining and training share one loop.
 """
 
 from __future__ import annotations
