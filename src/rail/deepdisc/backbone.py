@@ -36,6 +36,7 @@ __all__ = [
     "GROUPNORM_GROUPS",
     "build_backbone",
     "load_backbone_weights",
+    "adapt_first_conv",
 ]
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def _load_body(body: nn.Module, state: dict, source: str) -> list[str]:
             f"{source}: none of its keys match a ResNet body (e.g. 'conv1.weight', 'layer1.0.conv1.weight')"
         )
     if "conv1.weight" in used and used["conv1.weight"].shape[1] != own["conv1.weight"].shape[1]:
-        used["conv1.weight"] = _adapt_first_conv(used["conv1.weight"], own["conv1.weight"].shape[1])
+        used["conv1.weight"] = adapt_first_conv(used["conv1.weight"], own["conv1.weight"].shape[1])
     for key, value in used.items():
         if value.shape != own[key].shape:
             raise ModelError(
@@ -178,7 +179,7 @@ def _load_body(body: nn.Module, state: dict, source: str) -> list[str]:
     return missing
 
 
-def _adapt_first_conv(weight: torch.Tensor, n_bands: int) -> torch.Tensor:
+def adapt_first_conv(weight: torch.Tensor, n_bands: int) -> torch.Tensor:
     """Adapt a first convolution (O, C_in, k, k) to (O, n_bands, k, k).
 
     Each output filter becomes its mean over input channels, repeated per band and scaled by C_in / n_bands.

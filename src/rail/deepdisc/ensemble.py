@@ -31,6 +31,7 @@ from .backbone import load_backbone_weights
 from .data import hide_labels, labelled_tiles, partition_tiles, tile_targets
 from .ddp import DistContext
 from .exceptions import ConfigError, ModelError, TileSetError
+from .finetune import load_pretrained
 from .network import DeepDiscRCNN, NetworkConfig, build_model
 from .normalise import band_statistics
 from .tiles import TileSet
@@ -144,6 +145,7 @@ def train_ensemble(
     members: Sequence[int] | None = None,
     init_artifact: dict | None = None,
     backbone_weights: str | None = None,
+    first_conv: str = "reinit",
     progress: bool = True,
     on_epoch_end=None,
 ) -> dict:
@@ -170,9 +172,14 @@ def train_ensemble(
     members : sequence of int, optional
         Train only these member indices (default: all ``ensemble.members``).
     init_artifact : dict, optional
-        A loaded artifact whose first member's weights (and input normalisation) every member starts from.
+        A loaded artifact (e.g. from ``deepdisc pretrain``) whose first member's weights every member starts
+        from (fine-tuning). With the same bands its input normalisation is kept too; with other bands the
+        band-dependent tensors are set as `rail.deepdisc.finetune.load_pretrained` describes and the
+        normalisation comes from ``tileset``.
     backbone_weights : str, optional
         Local ResNet checkpoint for the backbone (ignored with ``init_artifact``).
+    first_conv : {"reinit", "adapt"}
+        First-convolution recipe when ``init_artifact`` has other bands.
     progress : bool
         Progress bars.
     on_epoch_end : callable, optional
@@ -197,12 +204,14 @@ def train_ensemble(
     if bad or len(set(indices)) != len(indices):
         raise ConfigError(f"member indices must be distinct and in 0..{ensemble.members - 1}, got {indices}")
     stats = band_statistics(tileset.images, tileset.segmaps, seed=ensemble.seed)
-    if init_artifact is not None:
+    same_bands = init_artifact is not None and tuple(init_artifact["config"]["bands"]) == tuple(network.bands)
+    if same_bands:
         norm = init_artifact["config"]["normalisation"]
         center, scale = np.asarray(norm["center"]), np.asarray(norm["scale"])
     else:
         center, scale = stats.center_scale(network.normalisation)
     fingerprint = _fingerprint(tileset, network, settings, ensemble, init_artifact, backbone_weights)
+    fingerprint["first_conv"] = first_conv
     results = []
     for m in indices:
         seed_m = member_seed(ensemble.seed, m)
@@ -212,7 +221,7 @@ def train_ensemble(
         data = MemberData(
             tileset.images, tileset.segmaps, hide_labels(targets, train, val), train, val, stats.sky_sigma
         )
-        model = _init_member(network, seed_m, center, scale, data, init_artifact, backbone_weights)
+        model = _init_member(network, seed_m, center, scale, data, init_artifact, backbone_weights, first_conv)
         ckpt = checkpoint_dir / f"member_{m:03d}.pt" if checkpoint_dir is not None else None
         log.info(
             "member %d of %d: %d training tiles, %d validation tiles, seed %d",
@@ -261,9 +270,10 @@ def _check_network_fits(network: NetworkConfig, tileset: TileSet, init_artifact:
             f"{tileset.pixel_scale:g} arcsec/pix"
         )
     if init_artifact is not None:
-        init_cfg = NetworkConfig.from_dict(init_artifact["config"])
-        if init_cfg.to_dict() != network.to_dict():
-            diff = sorted(k for k, v in network.to_dict().items() if init_cfg.to_dict().get(k) != v)
+        init_cfg = NetworkConfig.from_dict(init_artifact["config"]).to_dict()
+        want = {**network.to_dict(), "bands": init_cfg["bands"]}  # other bands: see finetune.load_pretrained
+        if init_cfg != want:
+            diff = sorted(k for k, v in want.items() if init_cfg.get(k) != v)
             raise ConfigError(
                 f"init_model's architecture differs from the requested one in "
                 f"{', '.join(diff)}; use the same options (e.g. backbone) as the init model"
@@ -278,13 +288,15 @@ def _init_member(
     data: MemberData,
     init_artifact: dict | None,
     backbone_weights: str | None,
+    first_conv: str,
 ) -> DeepDiscRCNN:
     torch.manual_seed(seed)
     model = build_model(network)
-    if init_artifact is not None:
-        model.load_state_dict(init_artifact["members"][0]["state_dict"])
-        return model
     model.normaliser.set_statistics(center, scale)
+    if init_artifact is not None:
+        same = tuple(init_artifact["config"]["bands"]) == tuple(network.bands)
+        load_pretrained(model, init_artifact["members"][0]["state_dict"], same_bands=same, first_conv=first_conv)
+        return model
     if backbone_weights:
         load_backbone_weights(model.backbone, backbone_weights)
     z = np.concatenate([data.targets[k]["redshift"] for k in data.train])

@@ -11,6 +11,10 @@ as an uninterrupted run with the same seed (on the same device and thread count)
 The learning rate at epoch ``e`` is ``learning_rate * lr_gamma ** (number of lr_steps <= e)`` (Merz et al.
 2025: /10 at epochs 45, 75, 105 of 150). Early stopping: training stops after ``patience`` epochs without a
 lower validation NLL, and the member keeps the weights of its best epoch.
+
+Fine-tuning a pretrained model (`rail.deepdisc.finetune`): ``freeze`` parts (`FREEZABLE_PARTS`) get no gradient
+during the first ``freeze_epochs`` epochs. `run_epoch` (one pass over a set of tiles) is also the training step
+of `rail.deepdisc.pretrain`, so pretraining and training share one loop.
 """
 
 from __future__ import annotations
@@ -41,13 +45,18 @@ __all__ = [
     "train_member",
     "validation_log_likelihood",
     "make_optimizer",
+    "run_epoch",
+    "set_frozen",
     "OPTIMIZERS",
+    "FREEZABLE_PARTS",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Supported optimisers (see `TrainSettings`).
 OPTIMIZERS = ("adamw", "sgd")
+#: Parts that fine-tuning can freeze for its first epochs: the ResNet body and the feature pyramid.
+FREEZABLE_PARTS = ("backbone", "fpn")
 _SEED_STRIDE = 1_000_003  # member seed -> per-epoch seed: member_seed * stride + epoch
 
 
@@ -79,6 +88,11 @@ class TrainSettings:
         Maximum gradient norm (0 = no clipping).
     augmentation : Augmentation
         Training-batch augmentation.
+    freeze : tuple of str
+        Parts (`FREEZABLE_PARTS`) whose weights stay fixed during the first ``freeze_epochs`` epochs (fine-tuning
+        a pretrained model: the new heads settle before the pretrained features move).
+    freeze_epochs : int
+        Epochs with ``freeze`` applied (0 = never frozen).
     """
 
     epochs: int = 20
@@ -93,9 +107,19 @@ class TrainSettings:
     redshift_loss_weight: float = 1.0
     clip_grad_norm: float = 10.0
     augmentation: Augmentation = field(default_factory=Augmentation)
+    freeze: tuple[str, ...] = ()
+    freeze_epochs: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_steps", tuple(int(s) for s in self.lr_steps))
+        object.__setattr__(self, "freeze", tuple(str(p) for p in self.freeze))
+        bad = [p for p in self.freeze if p not in FREEZABLE_PARTS]
+        if bad or len(set(self.freeze)) != len(self.freeze):
+            raise ConfigError(
+                f"freeze must list distinct parts among {', '.join(FREEZABLE_PARTS)}, got {list(self.freeze)}"
+            )
+        if int(self.freeze_epochs) < 0:
+            raise ConfigError(f"freeze_epochs must be >= 0, got {self.freeze_epochs!r}")
         for name in ("epochs", "batch_size", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -132,6 +156,8 @@ class TrainSettings:
             "augment_noise": aug.noise_sigma,
             "augment_ebv": aug.ebv_sigma,
             "augment_box_jitter": aug.box_jitter,
+            "freeze": list(self.freeze),
+            "freeze_epochs": self.freeze_epochs,
         }
 
 
@@ -183,6 +209,33 @@ def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.opt
     return torch.optim.AdamW(
         model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
+
+
+def set_frozen(model: DeepDiscRCNN, parts: tuple[str, ...], frozen: bool) -> int:
+    """Freeze (``requires_grad=False``) or release the parameters of model parts; return how many tensors.
+
+    Parameters
+    ----------
+    model : DeepDiscRCNN
+        The network.
+    parts : tuple of str
+        Among `FREEZABLE_PARTS`: ``"backbone"`` is the ResNet body (``model.backbone.body``), ``"fpn"`` the
+        feature pyramid (``model.backbone.fpn``).
+    frozen : bool
+        Freeze (True) or make trainable again (False).
+
+    Notes
+    -----
+    A frozen parameter gets no gradient, so the optimiser skips it entirely (no step, no weight decay).
+    BatchNorm running statistics (``backbone_norm="batch"``) still update in training mode.
+    """
+    modules = {"backbone": model.backbone.body, "fpn": model.backbone.fpn}
+    count = 0
+    for part in parts:
+        for param in modules[part].parameters():
+            param.requires_grad_(not frozen)
+            count += 1
+    return count
 
 
 def learning_rate_at(epoch: int, settings: TrainSettings) -> float:
@@ -293,6 +346,7 @@ def train_member(
     if resume and checkpoint is not None and checkpoint.exists():
         state.load_checkpoint(load_checkpoint(checkpoint, member=member, seed=seed, fingerprint=fingerprint))
         log.info("member %d: resumed after epoch %d from %s", member, state.epoch, checkpoint)
+    frozen = _apply_freeze(model, settings, state.epoch, None)
     net = dist_ctx.wrap(model)
     n_batches = len(dist_ctx.shard(data.train, settings.batch_size))
     bar = tqdm(
@@ -304,7 +358,13 @@ def train_member(
         leave=False,
     )
     while not state.done:
-        record = _run_epoch(net, model, data, settings, state.epoch, seed, optimizer, device, dist_ctx, bar)
+        now_frozen = _apply_freeze(model, settings, state.epoch, frozen)
+        if now_frozen != frozen:  # DDP registers the trainable parameters when wrapping: wrap again
+            frozen, net = now_frozen, dist_ctx.wrap(model)
+        record = run_epoch(
+            net, model, data, settings, state.epoch, seed, optimizer, device, dist_ctx, bar=bar
+        )
+        record["frozen"] = list(settings.freeze) if frozen else []
         _end_epoch(state, model, data, settings, record, device, dist_ctx)
         bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}", val_nll=f"{record['val_nll']:.3f}")
         if dist_ctx.is_main and checkpoint is not None:
@@ -322,18 +382,61 @@ def train_member(
     )
 
 
-def _run_epoch(
+def _apply_freeze(model, settings: TrainSettings, epoch: int, was_frozen: bool | None) -> bool:
+    frozen = bool(settings.freeze) and epoch < settings.freeze_epochs
+    if frozen != was_frozen and settings.freeze:
+        n = set_frozen(model, settings.freeze, frozen)
+        log.info("epoch %d: %s %s (%d tensors)", epoch, "froze" if frozen else "released",
+                 "+".join(settings.freeze), n)
+    return frozen
+
+
+def run_epoch(
     net,
-    model,
+    model: DeepDiscRCNN,
     data: MemberData,
     settings: TrainSettings,
     epoch: int,
     seed: int,
-    optimizer,
-    device,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
     dist_ctx: DistContext,
-    bar,
+    *,
+    bar=None,
+    presharded: bool = False,
 ) -> dict:
+    """One pass over ``data.train`` in a random order: forward, backward and an optimiser step per batch.
+
+    Parameters
+    ----------
+    net : nn.Module
+        ``model`` itself, or its DDP wrapper (`DistContext.wrap`).
+    model : DeepDiscRCNN
+        The network (its parameters are clipped and stepped).
+    data : MemberData
+        Tiles and targets; ``data.train`` are the tiles of this pass.
+    settings : TrainSettings
+        Batch size, augmentation, learning-rate schedule, loss weights.
+    epoch : int
+        Epoch number (sets the learning rate via `learning_rate_at`).
+    seed : int
+        Seed of the pass: tile order, augmentation and the RPN/RoI samplers derive from ``(seed, epoch)``.
+    optimizer : torch.optim.Optimizer
+    device : torch.device
+    dist_ctx : DistContext
+        Under DDP every rank takes its shard of the batches (see `DistContext.shard`).
+    bar : tqdm, optional
+        Advanced by one per batch.
+    presharded : bool
+        ``data.train`` is already this rank's own share (e.g. tiles this rank simulated): it is cut into
+        batches without sharding (every rank must then hold equally many tiles).
+
+    Returns
+    -------
+    dict
+        Mean losses over the batches (``loss`` = weighted total), ``epoch``, ``lr``, ``skipped`` (batches
+        skipped for a non-finite loss).
+    """
     epoch_seed = _epoch_seed(seed, epoch)
     rng = np.random.default_rng([epoch_seed, dist_ctx.rank])
     torch.manual_seed(epoch_seed + dist_ctx.rank)
@@ -343,7 +446,8 @@ def _run_epoch(
         group["lr"] = lr
     sums: dict[str, float] = {}
     n_done = n_skipped = 0
-    for batch in dist_ctx.shard(order, settings.batch_size):
+    batches = (DistContext() if presharded else dist_ctx).shard(order, settings.batch_size)
+    for batch in batches:
         images, targets = make_batch(
             data.images,
             data.segmaps,
@@ -359,7 +463,8 @@ def _run_epoch(
         optimizer.zero_grad(set_to_none=True)
         if not dist_ctx.all_true(bool(torch.isfinite(total))):  # every rank skips together under DDP
             n_skipped += 1
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
             continue
         total.backward()
         if settings.clip_grad_norm > 0:
@@ -369,7 +474,8 @@ def _run_epoch(
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
         n_done += 1
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
     if n_skipped:
         log.warning("epoch %d: skipped %d batch(es) with a non-finite loss", epoch, n_skipped)
     record = {key: value / max(n_done, 1) for key, value in sums.items()}

@@ -20,6 +20,7 @@ from .ddp import DistContext
 from .devices import resolve_device, set_threads
 from .ensemble import EnsembleSettings, train_ensemble
 from .exceptions import ConfigError
+from .finetune import FIRST_CONV_MODES
 from .losscurves import write_loss_curves
 from .network import NetworkConfig
 from .tiles import TileSet
@@ -29,6 +30,7 @@ __all__ = [
     "TRAIN_DEFAULTS",
     "train_from_options",
     "check_train_options",
+    "settings_from_options",
     "loss_curve_paths",
     "default_checkpoint_dir",
 ]
@@ -41,6 +43,9 @@ TRAIN_DEFAULTS: dict = {
     "backbone_norm": "group",
     "backbone_weights": "",
     "init_model": "",
+    "first_conv": "reinit",
+    "freeze": [],
+    "freeze_epochs": 0,
     "n_components": 5,
     "head_hidden": [1024, 64],
     "redshift_loss_weight": 1.0,
@@ -116,7 +121,7 @@ def train_from_options(
     opts = check_train_options(options)
     device = resolve_device(opts["device"])
     set_threads(int(opts["num_threads"]))
-    network, settings, ensemble = _settings(opts, tileset.bands, tileset.pixel_scale)
+    network, settings, ensemble = settings_from_options(opts, tileset.bands, tileset.pixel_scale)
     checkpoint_dir = _checkpoint_dir(opts, model_path)
     init_artifact = load_artifact(opts["init_model"]) if opts["init_model"] else None
     dist_ctx = DistContext.from_env(device)
@@ -133,9 +138,12 @@ def train_from_options(
             members=opts["member_indices"] or None,
             init_artifact=init_artifact,
             backbone_weights=opts["backbone_weights"] or None,
+            first_conv=str(opts["first_conv"]),
             progress=bool(opts["progress_bar"]),
             on_epoch_end=on_epoch_end,
         )
+        if init_artifact is not None:
+            artifact["provenance"]["fine_tuned_from"] = _source_description(opts["init_model"], init_artifact)
         if model_path is not None and dist_ctx.is_main:
             write_loss_curves(artifact, *loss_curve_paths(model_path))
     finally:
@@ -152,14 +160,17 @@ def check_train_options(options: Mapping) -> dict:
         Naming the first unknown or out-of-range option.
     """
     opts = _checked(options)
-    _settings(opts, ("BAND",), 1.0)
+    settings_from_options(opts, ("BAND",), 1.0)
     resolve_device(opts["device"])
     if int(opts["num_threads"]) < 0:
         raise ConfigError(f"num_threads must be >= 0 (0 = torch default), got {opts['num_threads']!r}")
     return opts
 
 
-def _settings(opts: dict, bands, pixel_scale) -> tuple[NetworkConfig, TrainSettings, EnsembleSettings]:
+def settings_from_options(
+    opts: dict, bands, pixel_scale
+) -> tuple[NetworkConfig, TrainSettings, EnsembleSettings]:
+    """Build the settings objects from checked options (every `TRAIN_DEFAULTS` key present)."""
     network = NetworkConfig(
         bands=tuple(bands),
         pixel_scale=float(pixel_scale),
@@ -187,6 +198,8 @@ def _settings(opts: dict, bands, pixel_scale) -> tuple[NetworkConfig, TrainSetti
             ebv_sigma=float(opts["augment_ebv"]),
             box_jitter=float(opts["augment_box_jitter"]),
         ),
+        freeze=tuple(str(p) for p in opts["freeze"]),
+        freeze_epochs=int(opts["freeze_epochs"]),
     )
     ensemble = EnsembleSettings(
         members=int(opts["members"]), val_fraction=float(opts["val_fraction"]), seed=int(opts["seed"])
@@ -204,18 +217,35 @@ def _checked(options: Mapping) -> dict:
         ]
         raise ConfigError(f"unknown training option(s) {', '.join(hints)}")
     opts = {**TRAIN_DEFAULTS, **options}
-    for key in ("head_hidden", "lr_steps", "member_indices"):
+    for key in ("head_hidden", "lr_steps", "member_indices", "freeze"):
         if not isinstance(opts[key], (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {opts[key]!r}")
     if int(opts["n_components"]) < 1:
         raise ConfigError(f"n_components must be >= 1, got {opts['n_components']!r}")
     if not math.isfinite(float(opts["redshift_loss_weight"])):
         raise ConfigError(f"redshift_loss_weight must be finite, got {opts['redshift_loss_weight']!r}")
+    if opts["first_conv"] not in FIRST_CONV_MODES:
+        raise ConfigError(f"first_conv must be one of {', '.join(FIRST_CONV_MODES)}, got {opts['first_conv']!r}")
+    if opts["freeze"] and not opts["init_model"] and not opts["backbone_weights"]:
+        raise ConfigError(
+            "freeze only makes sense when starting from pretrained weights: give init_model (or "
+            "backbone_weights), or leave freeze empty"
+        )
     if opts["backbone_weights"] and opts["init_model"]:
         raise ConfigError(
             "give backbone_weights or init_model, not both (init_model already holds a backbone)"
         )
     return opts
+
+
+def _source_description(path, artifact: dict) -> dict:
+    """Where a fine-tuned model started: the file, its creator version and its own provenance."""
+    return {
+        "path": str(path),
+        "package_version": artifact.get("package_version", "?"),
+        "bands": list(artifact["config"]["bands"]),
+        "provenance": artifact.get("provenance") or {},
+    }
 
 
 def _checkpoint_dir(opts: dict, model_path) -> Path | None:

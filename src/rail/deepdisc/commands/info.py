@@ -49,9 +49,45 @@ def _format_model(path: Path) -> str:
     for k, m in enumerate(art["members"]):
         lines.append(f"    {k}: weight {float(m['weight']):.4f}, validation log-likelihood "
                      f"{float(m.get('val_log_likelihood', np.nan)):.4f}")
-    for key, value in (art.get("provenance") or {}).items():
-        lines.append(f"  provenance {key}: {value}")
+    provenance = art.get("provenance") or {}
+    if provenance:
+        lines.append("  provenance:")
+        lines += _format_tree(provenance, _PROVENANCE_INDENT)
     return "\n".join(lines)
+
+
+_PROVENANCE_INDENT = 4
+_INDENT_STEP = 2
+_SKIPPED_KEYS = ("history",)  # per-epoch records: see the loss curves instead
+
+
+def _format_tree(tree: dict, indent: int) -> list[str]:
+    """Nested provenance as indented ``key: value`` lines (ranges as ``low .. high``)."""
+    pad = " " * indent
+    lines = []
+    for key, value in tree.items():
+        if key in _SKIPPED_KEYS:
+            continue
+        if isinstance(value, dict):
+            lines.append(f"{pad}{key}:" + ("" if value else " (none)"))
+            lines += _format_tree(value, indent + _INDENT_STEP)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for k, item in enumerate(value):
+                lines.append(f"{pad}{key}[{k}]:")
+                lines += _format_tree(item, indent + _INDENT_STEP)
+        else:
+            lines.append(f"{pad}{key}: {_format_value(key, value)}")
+    return lines
+
+
+def _format_value(key: str, value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        if len(value) == 2 and all(isinstance(v, (int, float)) for v in value) and key not in ("bands",):
+            return f"{value[0]:g} .. {value[1]:g}"
+        return " ".join(str(v) for v in value) if value else "(none)"
+    return "(none)" if value is None else str(value)
 
 
 def _format_pz(path: Path) -> str:

@@ -13,6 +13,7 @@ EXAMPLES = """  deepdisc train tiles.h5 -o model.pt                        # 10 
   deepdisc train tiles.h5 -o model.pt --members 3 --epochs 5 --seed 7
   deepdisc train tiles.h5 -o model.pt --backbone resnet50 --epochs 150 --lr-steps 45 75 105
   deepdisc train tiles.h5 -o model.pt --resume               # continue a killed run from its checkpoints
+  deepdisc train specz.h5 -o model.pt --init pretrained.pt --lr 2e-4 --freeze backbone fpn --freeze-epochs 3
   torchrun --nproc_per_node 2 -m rail.deepdisc.cli train tiles.h5 -o model.pt   # DDP (gloo on CPU)
   deepdisc train tiles.h5 -o part0.pt --member-index 0 1     # members 0-1 here, others elsewhere, then:
   deepdisc train --merge part0.pt part1.pt -o model.pt       # join the parts, re-weight the members
@@ -49,6 +50,9 @@ _FLAG_OPTIONS = {
     "checkpoint_dir": "checkpoint_dir",
     "backbone_weights": "backbone_weights",
     "init": "init_model",
+    "first_conv": "first_conv",
+    "freeze": "freeze",
+    "freeze_epochs": "freeze_epochs",
     "member_index": "member_indices",
 }
 
@@ -99,6 +103,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-dir", type=Path, help="checkpoint folder (default MODEL_checkpoints/)")
     parser.add_argument("--backbone-weights", type=Path, help="local ResNet checkpoint to start the backbone")
     parser.add_argument("--init", type=Path, help="pretrained DeepDISC model every member starts from")
+    parser.add_argument(
+        "--first-conv",
+        choices=("reinit", "adapt"),
+        help="with --init of other bands: re-initialise the first convolution (default) or adapt its filters",
+    )
+    parser.add_argument(
+        "--freeze",
+        nargs="+",
+        choices=("backbone", "fpn"),
+        help="with --init: keep these parts fixed for the first --freeze-epochs epochs",
+    )
+    parser.add_argument("--freeze-epochs", type=int, help="epochs with --freeze applied (default 0)")
     parser.add_argument("--member-index", type=int, nargs="+", help="train only these members (0-based)")
     parser.add_argument(
         "--merge",

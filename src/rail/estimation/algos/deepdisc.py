@@ -43,7 +43,13 @@ class DeepDiscInformer(CatInformer):
                             "fully)"),
         backbone_weights=Param(str, "", msg="optional local checkpoint of backbone weights to start from "
                                "(nothing is downloaded)"),
-        init_model=Param(str, "", msg="optional pretrained DeepDISC artifact every member starts from"),
+        init_model=Param(str, "", msg="optional pretrained DeepDISC artifact every member starts from "
+                         "(fine-tuning, e.g. the output of DeepDiscPretrainer; use a lower learning_rate)"),
+        first_conv=Param(str, "reinit", msg="when init_model has other bands: reinit (the paper's recipe) or "
+                         "adapt (averaged pretrained filters) the first convolution"),
+        freeze=Param(list, [], msg="parts kept fixed during the first freeze_epochs epochs of fine-tuning: "
+                     "backbone, fpn"),
+        freeze_epochs=Param(int, 0, msg="epochs with the freeze parts fixed (0 = never)"),
         n_components=Param(int, 5, msg="Gaussian components of each object's redshift mixture"),
         head_hidden=Param(list, [1024, 64], msg="hidden layer widths of the redshift MLP head"),
         redshift_loss_weight=Param(float, 1.0, msg="weight of the redshift NLL in the total loss"),
