@@ -85,6 +85,15 @@ _LAZY = {
     "simulate_mosaics": "rail.deepdisc.simulation",
     "TileSetHandle": "rail.deepdisc.handles",
     "DeepDiscModelHandle": "rail.deepdisc.handles",
+    "DeepDiscPretrainer": "rail.estimation.algos.deepdisc_pretrain",
+    "pretrain_from_options": "rail.deepdisc.pretrainrun",
+    "pretrain_model": "rail.deepdisc.pretrain",
+    "PretrainSettings": "rail.deepdisc.pretrain",
+    "NuisanceRanges": "rail.deepdisc.randomise",
+    "SimulatedChunks": "rail.deepdisc.randomise",
+    "FileChunks": "rail.deepdisc.randomise",
+    "load_pretrained": "rail.deepdisc.finetune",
+    "pretrain_backbone": "rail.deepdisc.backbone_pretrain",
     "NetworkConfig": "rail.deepdisc.netconfig",
     "DeepDiscRCNN": "rail.deepdisc.network",
     "build_model": "rail.deepdisc.network",
@@ -120,6 +129,7 @@ _LAZY = {
 #: so `import_stages` (called at the end of this module) imports them; they keep torch and plotting imports lazy.
 STAGE_MODULES = (
     "rail.creation.engines.deepdisc_simulator",
+    "rail.estimation.algos.deepdisc_pretrain",
     "rail.estimation.algos.deepdisc",
     "rail.estimation.algos.deepdisc_som",
     "rail.estimation.algos.deepdisc_eazy",
