@@ -43,6 +43,7 @@ from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
 from rail.deepdisc.presets import get_preset, resolve_bands
+from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["NIRCamBPZInformer", "NIRCamBPZEstimator"]
 
@@ -258,11 +259,12 @@ class NIRCamBPZInformer(BPZliteInformer):
         return self._types
 
 
-class NIRCamBPZEstimator(BPZliteEstimator):
+class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
 
     Output: pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best
-    template at the mode), ``todds`` and ``object_id`` when the input has it.
+    template at the mode), ``todds`` and ``object_id`` when the input has it. Output chunks are spooled per
+    process and merged in row order (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
     """
 
     name = "NIRCamBPZEstimator"

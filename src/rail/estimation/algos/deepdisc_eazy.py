@@ -30,6 +30,7 @@ from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates, resample_p
 from rail.deepdisc.peers.photometry import catalog_magnitudes, magnitudes_to_fluxes
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
 from rail.deepdisc.presets import get_preset
+from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["EazyInformer", "EazyEstimator"]
 
@@ -172,13 +173,15 @@ class EazyInformer(CatInformer):
         self.add_data("model", self.model)
 
 
-class EazyEstimator(CatEstimator):
+class EazyEstimator(SpooledOutputMixin, CatEstimator):
     """EAZY photo-z PDFs: eazy-py fits of every object, as a ``qp.interp`` ensemble on a regular z grid.
 
     The fit runs on eazy's log grid (``z_min``, ``z_max``, ``z_step``); PDFs are resampled onto
     ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode``, ``zmean``, ``zmedian``, ``nbands`` (bands used) and
     ``object_id`` when the input has it (as DeepDISC's output).
-    Chunks and MPI ranks are independent: each rank writes eazy's input files into its own temporary folder.
+    Chunks and MPI ranks are independent: each rank writes eazy's input files into its own temporary folder,
+    and the output is spooled per rank and merged in row order (`SpooledOutputMixin`), so an MPI run needs no
+    parallel HDF5 and gives the file of a one-process run.
     """
 
     name = "EazyEstimator"
