@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
 from rail.deepdisc.peers.eazy_model import EazyModel
 from rail.deepdisc.peers.eazy_train import (
@@ -147,6 +147,22 @@ def test_model_round_trip_without_pickle(tmp_path):
     back = EazyModel.from_dict(load_npz_model(path))
     assert back.bands == BANDS and back.prior_band == "F444W" and back.temp_err_a2 == 0.15
     np.testing.assert_array_equal(back.zero_points, model.zero_points)
+
+
+def test_model_files_hold_nested_plain_data_only(tmp_path):
+    model = {"outer": {"grid": np.arange(3.0), "n": 2, "name": "CWWSB4"}, "offsets": [0.1, 0.2]}
+    back = load_npz_model(save_npz_model(model, tmp_path / "nested.npz"))
+    np.testing.assert_array_equal(back["outer"]["grid"], model["outer"]["grid"])
+    assert int(back["outer"]["n"]) == 2 and str(back["outer"]["name"]) == "CWWSB4"
+    np.testing.assert_array_equal(back["offsets"], [0.1, 0.2])
+    with pytest.raises(ModelError, match="'outer/thing' is not plain data"):
+        save_npz_model({"outer": {"thing": object()}}, tmp_path / "bad.npz")
+    with pytest.raises(ModelError, match="keys must be strings without '/'"):
+        save_npz_model({"a/b": 1.0}, tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()
+    np.save(tmp_path / "pickled.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ModelError, match="not a peer model file"):
+        load_npz_model(tmp_path / "pickled.npy")
 
 
 def test_stages_inform_estimate_chunked(tmp_path):

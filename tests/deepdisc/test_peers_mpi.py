@@ -60,3 +60,17 @@ def test_eazy_two_mpi_ranks_equal_one_process(tmp_path, catalog):
         f"--model={model}", f"--input={path}", "--z_max=8.0", "--no-add_cgm", "--zmax=8.0", "--nzbins=201"])
     _check_rows(one, two, table)
     np.testing.assert_array_equal(np.ravel(two.ancil["nbands"]), np.ravel(one.ancil["nbands"]))
+
+
+def test_bpz_two_mpi_ranks_equal_one_process(tmp_path, catalog):
+    from rail.estimation.algos.deepdisc_bpz import NIRCamBPZInformer
+
+    table, path = catalog
+    model = tmp_path / "bpz.npz"
+    data_dir = tmp_path / "bpzdata"
+    train = synthetic_catalog(BANDS, 20, snr=100.0, seed=6, igm="madau")
+    NIRCamBPZInformer.make_stage(name="bpz_inf_mpi", model=str(model), data_dir=str(data_dir)).inform(train)
+    one, two = _one_and_two_ranks(tmp_path, "rail.estimation.algos.deepdisc_bpz.NIRCamBPZEstimator", [
+        f"--model={model}", f"--input={path}", f"--data_dir={data_dir}", "--zmax=8.0", "--nzbins=201"])
+    _check_rows(one, two, table)
+    np.testing.assert_array_equal(np.ravel(two.ancil["tb"]), np.ravel(one.ancil["tb"]))

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import tables_io
 from ceci.config import StageParameter as Param
+from rail.core.data import TableHandle
 from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
 
 from rail.deepdisc.exceptions import ConfigError
@@ -39,6 +40,7 @@ from rail.deepdisc.peers.bpz_setup import (
     nircam_bpz_options,
     write_bpz_data_dir,
 )
+from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
@@ -182,7 +184,8 @@ class NIRCamBPZInformer(BPZliteInformer):
 
     Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
     (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or
-    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output: pz-rail-bpz's model dict.
+    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output ``model``: pz-rail-bpz's model
+    dict (``priormodel``, ``zp_offsets``) as a pickle-free ``.npz`` (`NpzModelHandle`).
     """
 
     name = "NIRCamBPZInformer"
@@ -202,6 +205,7 @@ class NIRCamBPZInformer(BPZliteInformer):
         fit_zero_points=Param(bool, True, msg="fit zero-point offsets at the spec-z (corrected algorithm)"),
         min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for the zero points"),
     )
+    outputs = [("model", NpzModelHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
         _check_given(type(self), args, kwargs)
@@ -262,9 +266,10 @@ class NIRCamBPZInformer(BPZliteInformer):
 class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
 
-    Output: pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best
-    template at the mode), ``todds`` and ``object_id`` when the input has it. Output chunks are spooled per
-    process and merged in row order (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
+    Input ``model``: the `NIRCamBPZInformer`'s ``.npz`` (read without pickle). Output: pz-rail-bpz's
+    ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best template at the mode),
+    ``todds`` and ``object_id`` when the input has it. Output chunks are spooled per process and merged in
+    row order (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
     """
 
     name = "NIRCamBPZEstimator"
@@ -283,6 +288,7 @@ class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
             "JWST depths and a prior fitted to a spec-z sample inherits its selection)",
         ),
     )
+    inputs = [("model", NpzModelHandle), ("input", TableHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
         _check_given(type(self), args, kwargs)
