@@ -24,7 +24,7 @@ from rail.estimation.algos.deepdisc import DeepDiscEstimator
 
 from . import fakenet
 from .conftest import make_tileset
-from .mpihelpers import REPO, needs_mpiexec, run_stage, stage_config, subprocess_env
+from .subprocesses import REPO, needs_mpiexec, run_stage, stage_config, subprocess_env
 
 BANDS = ("F115W", "F150W", "F277W", "F444W")
 SQUARE_FLUX = 10.0  # per band and pixel: 40 summed over 4 bands, above FakeNet's threshold of 10

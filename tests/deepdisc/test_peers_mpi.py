@@ -9,8 +9,8 @@ from rail.deepdisc.peers.eazy_model import EazyModel
 from rail.deepdisc.peers.model_io import save_npz_model
 from rail.deepdisc.presets import get_preset
 
-from .mpihelpers import needs_mpiexec, run_stage, stage_config
 from .peers_helpers import synthetic_catalog
+from .subprocesses import needs_mpiexec, run_stage, stage_config
 
 BANDS = get_preset("JADES9")
 N_OBJECTS = 14

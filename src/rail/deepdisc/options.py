@@ -1,18 +1,20 @@
 """Strict option checking for the package's RAIL stages.
 
 ceci and RAIL's ``make_stage`` accept any keyword and silently ignore the ones a stage does not declare, so a
-misspelled option (``epoch=5`` for ``epochs``) would train with the default. Our stages call `check_options` on
-the keywords they are given and raise `ConfigError` naming the option and the closest valid name.
+misspelled option (``epoch=5`` for ``epochs``) would train with the default. Our stages call
+`check_stage_options` first in their ``__init__`` and `check_options` raises `ConfigError` naming the option
+and the closest valid name.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["CECI_KEYS", "check_options"]
+__all__ = ["CECI_KEYS", "check_options", "check_stage_options"]
 
 #: Keys that ceci and RAIL pass to every stage besides its declared options and data tags.
 CECI_KEYS = frozenset({
@@ -59,3 +61,29 @@ def check_options(stage_name: str, given: Mapping | Iterable[str], declared: Ite
         parts.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     noun = "option" if len(unknown) == 1 else "options"
     raise ConfigError(f"{stage_name}: unknown {noun} {', '.join(parts)}")
+
+
+def check_stage_options(stage: Any, args: Any, kwargs: Mapping) -> None:
+    """Raise if the options given to a RAIL stage's constructor hold one that the stage does not declare.
+
+    Call it first thing in the stage's ``__init__(self, args, **kwargs)``, before ceci merges the options.
+
+    Parameters
+    ----------
+    stage : RailStage or RailStage subclass
+        Provides ``name``, ``config_options``, ``inputs`` and ``outputs`` (class attributes).
+    args : dict or other
+        The constructor's positional configuration: a dict of options (anything else adds none).
+    kwargs : mapping
+        The constructor's keyword options.
+
+    Raises
+    ------
+    ConfigError
+        As `check_options`; input and output tags are accepted as options.
+    """
+    cls = stage if isinstance(stage, type) else type(stage)
+    given = dict(args) if isinstance(args, dict) else {}
+    given.update(kwargs)
+    tags = [tag for tag, _ in cls.inputs] + [tag for tag, _ in cls.outputs]
+    check_options(cls.name, given, cls.config_options, tags)

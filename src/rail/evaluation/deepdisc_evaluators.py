@@ -38,7 +38,7 @@ from rail.deepdisc.evalio import (
 from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.metrics import flag_subsets
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 
 __all__ = ["JsonHandle", "DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator"]
 
@@ -63,13 +63,6 @@ class JsonHandle(DataHandle):
         write_json_atomic(data, path)
 
 
-def _strict_init(stage, args: Any, kwargs: dict) -> None:
-    given = dict(args) if isinstance(args, dict) else {}
-    given.update(kwargs)
-    tags = [t for t, _ in stage.inputs] + [t for t, _ in stage.outputs]
-    check_options(stage.name, given, stage.config_options, tags)
-
-
 class _TruthStage(RailStage):
     """Shared input handling: a photo-z ensemble (``input``) and its TileSet (``truth``)."""
 
@@ -83,7 +76,7 @@ class _TruthStage(RailStage):
     inputs = [("input", QPHandle), ("truth", TileSetHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _strict_init(self, args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
     def evaluate(self, data: qp.Ensemble, truth) -> Any:

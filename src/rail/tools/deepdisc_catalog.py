@@ -17,7 +17,7 @@ from rail.core.data import TableHandle
 from rail.core.stage import RailStage
 
 from rail.deepdisc.handles import TileSetHandle
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.photometry import ApertureSettings, tileset_to_catalog
 
 __all__ = ["TileSetToCatalog"]
@@ -48,10 +48,7 @@ class TileSetToCatalog(RailStage):
     outputs = [("output", TableHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        given = dict(args) if isinstance(args, dict) else {}
-        given.update(kwargs)
-        tags = [t for t, _ in self.inputs] + [t for t, _ in self.outputs]
-        check_options(self.name, given, self.config_options, tags)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         self._aperture = ApertureSettings(
             radius_arcsec=self.config.aperture_radius, sky_sigma_clip=self.config.sky_sigma_clip

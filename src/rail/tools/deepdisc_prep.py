@@ -14,7 +14,7 @@ from ceci.config import StageParameter as Param
 from rail.core.stage import RailStage
 
 from rail.deepdisc.handles import TileSetHandle
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.prep import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
 from rail.deepdisc.specz import CompileSettings, specz_sources
 from rail.deepdisc.tiling import TILE_SIZE_ARCSEC
@@ -73,9 +73,7 @@ class DeepDiscPrep(RailStage):
     outputs = [(name, TileSetHandle) for name in OUTPUTS]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        given = dict(args) if isinstance(args, dict) else {}
-        given.update(kwargs)
-        check_options(self.name, given, self.config_options, [t for t, _ in self.outputs])
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
     def _settings(self) -> PrepSettings:

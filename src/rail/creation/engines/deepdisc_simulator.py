@@ -15,7 +15,7 @@ from rail.core.stage import RailStage
 from rail.creation.engine import Creator
 
 from rail.deepdisc.handles import TileSetHandle
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.simulation import SimulationSettings, simulate_mosaics, simulate_tileset
 from rail.deepdisc.tileio import read_tileset
 
@@ -102,9 +102,7 @@ class DeepDiscSimulator(Creator):
     outputs = [("output", TileSetHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        given = dict(args) if isinstance(args, dict) else {}
-        given.update(kwargs)
-        check_options(self.name, given, self.config_options, [t for t, _ in self.outputs])
+        check_stage_options(self, args, kwargs)
         RailStage.__init__(self, args, **kwargs)  # Creator.__init__ would open a model input we do not have
         self.model = None
 

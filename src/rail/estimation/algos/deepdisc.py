@@ -19,17 +19,10 @@ from tqdm.auto import tqdm
 
 from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
 from rail.deepdisc.handles import DeepDiscModelHandle, TileSetHandle
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["DeepDiscInformer", "DeepDiscEstimator"]
-
-
-def _strict_init(stage, args: Any, kwargs: dict) -> None:
-    given = dict(args) if isinstance(args, dict) else {}
-    given.update(kwargs)
-    tags = [t for t, _ in stage.inputs] + [t for t, _ in stage.outputs]
-    check_options(stage.name, given, stage.config_options, tags)
 
 
 class DeepDiscInformer(CatInformer):
@@ -90,7 +83,7 @@ class DeepDiscInformer(CatInformer):
     outputs = [("model", DeepDiscModelHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _strict_init(self, args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
     def validate(self) -> None:
@@ -147,7 +140,7 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
     inputs = [("model", DeepDiscModelHandle), ("input", TileSetHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _strict_init(self, args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         self._predictor = None
         self._settings = None

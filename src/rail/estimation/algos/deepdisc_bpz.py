@@ -31,7 +31,7 @@ from rail.core.data import TableHandle
 from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
 
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.bpz_setup import (
     BPZPriorWarning,
     bpz_prior_problems,
@@ -97,14 +97,6 @@ _BPZ_DEFAULTS = dict(
         list, _CWWSB4_NT, msg="templates per broad type, in template order (sum = number of templates)"
     ),
 )
-
-
-def _check_given(stage_cls, args: Any, kwargs: dict) -> None:
-    """Strict option check of the keywords given to a stage."""
-    given = dict(args) if isinstance(args, dict) else {}
-    given.update(kwargs)
-    tags = [t for t, _ in stage_cls.inputs] + [t for t, _ in stage_cls.outputs]
-    check_options(stage_cls.name, given, stage_cls.config_options, tags)
 
 
 def _configure_nircam(stage) -> None:
@@ -208,7 +200,7 @@ class NIRCamBPZInformer(BPZliteInformer):
     outputs = [("model", NpzModelHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _check_given(type(self), args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         _configure_nircam(self)
         self._types = None
@@ -291,7 +283,7 @@ class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     inputs = [("model", NpzModelHandle), ("input", TableHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _check_given(type(self), args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         _configure_nircam(self)
 

@@ -21,7 +21,7 @@ from rail.core.data import TableHandle
 from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
 from rail.deepdisc.peers.eazy_model import EazyModel
 from rail.deepdisc.peers.eazy_train import EazyTrainSettings, train_eazy
@@ -70,13 +70,6 @@ _EAZY_OPTIONS = dict(
     ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
     deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
 )
-
-
-def _check(stage, args: Any, kwargs: dict) -> None:
-    given = dict(args) if isinstance(args, dict) else {}
-    given.update(kwargs)
-    tags = [t for t, _ in stage.inputs] + [t for t, _ in stage.outputs]
-    check_options(stage.name, given, stage.config_options, tags)
 
 
 def _settings(config) -> EazySettings:
@@ -144,7 +137,7 @@ class EazyInformer(CatInformer):
     outputs = [("model", NpzModelHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _check(self, args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         self._eazy = _settings(self.config)
         self._train = EazyTrainSettings(
@@ -200,7 +193,7 @@ class EazyEstimator(SpooledOutputMixin, CatEstimator):
     inputs = [("model", NpzModelHandle), ("input", TableHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        _check(self, args, kwargs)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         self._eazy = _settings(self.config)
         self._runner = None

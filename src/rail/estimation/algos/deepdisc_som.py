@@ -17,7 +17,7 @@ from rail.core.stage import RailStage
 
 from rail.deepdisc.evalio import PhotoZTable, TruthTable, match_truth, read_truth, with_ancil
 from rail.deepdisc.handles import TileSetHandle
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.som import SOMSettings, flag_catalogs
 
 __all__ = ["DeepDiscSOMFlagger"]
@@ -58,10 +58,7 @@ class DeepDiscSOMFlagger(RailStage):
     outputs = [("output", QPHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        given = dict(args) if isinstance(args, dict) else {}
-        given.update(kwargs)
-        tags = [t for t, _ in self.inputs] + [t for t, _ in self.outputs]
-        check_options(self.name, given, self.config_options, tags)
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
     def flag(self, data: qp.Ensemble, tiles, spec) -> QPHandle:

@@ -1,4 +1,4 @@
-"""Launch ceci stages as subprocesses, with or without ``mpiexec`` (for the MPI tests)."""
+"""Run ceci stages and package modules in subprocesses, optionally on several MPI ranks (``mpiexec``)."""
 
 import os
 import subprocess
@@ -17,8 +17,14 @@ needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec (mpich wheel
 
 
 def subprocess_env():
-    """Environment of a test subprocess: one thread, this checkout's ``src`` and tests importable."""
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
+    """Environment of a test subprocess: one thread, this checkout's ``src`` and tests first on the path.
+
+    A ``WORLD_SIZE`` inherited from a distributed launcher is dropped: the child is not one of its ranks.
+    """
+    path = [str(REPO / "src"), str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(path))
+    env.pop("WORLD_SIZE", None)
+    return env
 
 
 def stage_config(folder, name):
@@ -31,7 +37,7 @@ def stage_config(folder, name):
     return path
 
 
-def run_stage(args, *, n_ranks, cwd, module="ceci"):
+def run_stage(args, *, cwd, n_ranks=1, module="ceci"):
     """Run ``python -m <module> ARGS`` on ``n_ranks`` processes (``mpiexec ... --mpi`` when more than one).
 
     Fails the test with the subprocess's output tail when it exits non-zero; returns the completed process.
@@ -40,5 +46,5 @@ def run_stage(args, *, n_ranks, cwd, module="ceci"):
     if n_ranks > 1:
         cmd = [MPIEXEC, "-n", str(n_ranks), *cmd, "--mpi"]
     proc = subprocess.run(cmd, env=subprocess_env(), cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
