@@ -43,6 +43,7 @@ from rail.deepdisc.peers.bpz_setup import (
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
+from rail.deepdisc.peers.stage_options import PDF_GRID_OPTIONS, TABLE_OPTIONS
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
 from rail.deepdisc.presets import get_preset, resolve_bands
 from rail.deepdisc.spooled_output import SpooledOutputMixin
@@ -80,7 +81,7 @@ _NIRCAM_OPTIONS = dict(
     deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
 )
 _BPZ_DEFAULTS = dict(
-    hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
+    **TABLE_OPTIONS,
     bands=Param(list, _DEFAULTS["bands"], msg="magnitude columns"),
     err_bands=Param(list, _DEFAULTS["err_bands"], msg="magnitude error columns"),
     filter_list=Param(list, _DEFAULTS["filter_list"], msg="BPZ filter names (FILTER/<name>.res)"),
@@ -268,11 +269,9 @@ class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     config_options = BPZliteEstimator.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)
+    config_options.update(PDF_GRID_OPTIONS)
     config_options.update(
         madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
-        zmin=Param(float, 0.0, msg="lowest redshift of the PDF grid"),
-        zmax=Param(float, 12.0, msg="highest redshift of the PDF grid"),
-        nzbins=Param(int, 1201, msg="points of the PDF grid"),
         no_prior=Param(
             bool,
             True,

@@ -28,6 +28,7 @@ from rail.deepdisc.peers.eazy_train import EazyTrainSettings, train_eazy
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates, resample_pdfs
 from rail.deepdisc.peers.photometry import catalog_magnitudes, magnitudes_to_fluxes
+from rail.deepdisc.peers.stage_options import PDF_GRID_OPTIONS, TABLE_OPTIONS
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
 from rail.deepdisc.presets import get_preset
 from rail.deepdisc.spooled_output import SpooledOutputMixin
@@ -38,6 +39,7 @@ _DEFAULT_BANDS = list(get_preset("JADES9"))
 
 #: Options shared by informer and estimator (eazy's parameters, lower case, plus the catalog layout).
 _EAZY_OPTIONS = dict(
+    **TABLE_OPTIONS,
     bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands to fit; columns mag_<BAND>, magerr_<BAND> (AB)"),
     templates=Param(
         str,
@@ -109,7 +111,6 @@ class EazyInformer(CatInformer):
     config_options = CatInformer.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
     config_options.update(
-        hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
         redshift_col=SharedParams.copy_param("redshift_col"),
         zp_iterations=Param(int, 3, msg="zero-point iterations (0 = no zero-point offsets)"),
         min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for zero points and template error"),
@@ -181,11 +182,8 @@ class EazyEstimator(SpooledOutputMixin, CatEstimator):
     entrypoint_function = "estimate"
     config_options = CatEstimator.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
+    config_options.update(PDF_GRID_OPTIONS)
     config_options.update(
-        hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
-        zmin=Param(float, 0.0, msg="lowest redshift of the output PDF grid"),
-        zmax=Param(float, 12.0, msg="highest redshift of the output PDF grid"),
-        nzbins=Param(int, 1201, msg="points of the output PDF grid"),
         apply_prior=Param(
             bool, True, msg="apply the model's magnitude prior when it has one (eazy APPLY_PRIOR)"
         ),
