@@ -43,8 +43,13 @@ from rail.deepdisc.peers.bpz_setup import (
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
-from rail.deepdisc.peers.stage_options import PDF_GRID_OPTIONS, TABLE_OPTIONS
-from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
+from rail.deepdisc.peers.stage_options import (
+    DEREDDEN_OPTIONS,
+    PDF_GRID_OPTIONS,
+    TABLE_OPTIONS,
+    TEMPLATE_OPTIONS,
+)
+from rail.deepdisc.peers.templates import load_template_set
 from rail.deepdisc.presets import get_preset, resolve_bands
 from rail.deepdisc.spooled_output import SpooledOutputMixin
 
@@ -63,12 +68,7 @@ _NIRCAM_OPTIONS = dict(
         "zp_errors, zp_offsets and ref_band follow from them unless given",
     ),
     nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the bluest band)"),
-    templates=Param(
-        str,
-        DEFAULT_TEMPLATES,
-        msg="template set (BPZ .list, EAZY .param, SED folder, or a list name "
-        "in pz-rail-base's SED folder; default CWWSB4, not the simulator's COSMOS set)",
-    ),
+    **TEMPLATE_OPTIONS,
     data_dir=Param(
         str,
         "",
@@ -77,8 +77,7 @@ _NIRCAM_OPTIONS = dict(
     ),
     mag_limit=Param(float, 30.0, msg="1-sigma limiting AB magnitude of non-detections, every band"),
     zp_error=Param(float, 0.02, msg="zero-point uncertainty per band, mag"),
-    ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
-    deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
+    **DEREDDEN_OPTIONS,
 )
 _BPZ_DEFAULTS = dict(
     **TABLE_OPTIONS,

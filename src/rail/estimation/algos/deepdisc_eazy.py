@@ -28,8 +28,12 @@ from rail.deepdisc.peers.eazy_train import EazyTrainSettings, train_eazy
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates, resample_pdfs
 from rail.deepdisc.peers.photometry import catalog_magnitudes, magnitudes_to_fluxes
-from rail.deepdisc.peers.stage_options import PDF_GRID_OPTIONS, TABLE_OPTIONS
-from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
+from rail.deepdisc.peers.stage_options import (
+    DEREDDEN_OPTIONS,
+    PDF_GRID_OPTIONS,
+    TABLE_OPTIONS,
+    TEMPLATE_OPTIONS,
+)
 from rail.deepdisc.presets import get_preset
 from rail.deepdisc.spooled_output import SpooledOutputMixin
 
@@ -41,13 +45,7 @@ _DEFAULT_BANDS = list(get_preset("JADES9"))
 _EAZY_OPTIONS = dict(
     **TABLE_OPTIONS,
     bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands to fit; columns mag_<BAND>, magerr_<BAND> (AB)"),
-    templates=Param(
-        str,
-        DEFAULT_TEMPLATES,
-        msg="template set: a BPZ .list, an EAZY templates .param, a folder "
-        "of .sed/.dat SEDs, or a list name in pz-rail-base's SED folder (default CWWSB4: not the "
-        "simulator's COSMOS set)",
-    ),
+    **TEMPLATE_OPTIONS,
     z_min=Param(float, 0.01, msg="eazy Z_MIN: lowest fitted redshift"),
     z_max=Param(float, 12.0, msg="eazy Z_MAX: highest fitted redshift"),
     z_step=Param(float, 0.01, msg="eazy Z_STEP: fit grid step in dz/(1+z)"),
@@ -69,8 +67,7 @@ _EAZY_OPTIONS = dict(
         1100.0,
         msg="rest wavelength (Angstrom) that must fall blueward of an object's reddest band (0 = off)",
     ),
-    ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
-    deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
+    **DEREDDEN_OPTIONS,
 )
 
 
