@@ -18,7 +18,7 @@ from rail.deepdisc.redshift_head import mixture_log_prob
 from rail.deepdisc.tileio import write_tileset
 from rail.deepdisc.trainrun import train_from_options
 
-from .nethelpers import FAST, make_colour_tileset
+from .nethelpers import FAST, FAST_CLI, make_colour_tileset
 from .subprocesses import subprocess_env
 
 IOU_MATCH = 0.5
@@ -77,11 +77,7 @@ def test_ddp_two_gloo_processes_train_a_loadable_model(tmp_path):
         "1",
         "--epochs",
         "2",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-progress",
+        *FAST_CLI,
         "--head-hidden",
         "32",
     ]
@@ -106,20 +102,15 @@ def test_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
         "4",
         "--patience",
         "4",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-progress",
+        *FAST_CLI,
         "--head-hidden",
         "32",
         "--seed",
         "9",
     ]
     cli = [sys.executable, "-m", "rail.deepdisc.cli", "train", str(tiles)]
-    ref = subprocess.run(
-        [*cli, "-o", str(tmp_path / "ref.pt"), *args], env=subprocess_env(), capture_output=True, text=True, timeout=300
-    )
+    ref = subprocess.run([*cli, "-o", str(tmp_path / "ref.pt"), *args], env=subprocess_env(), capture_output=True,
+                         text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
     ckpt = tmp_path / "killed_checkpoints" / "member_000.pt"
     proc = subprocess.Popen(
