@@ -32,7 +32,20 @@ _QP_EXT = "hdf5"
 
 
 def spool_path(output: str | os.PathLike, rank: int, size: int) -> Path:
-    """Return the spool file of process ``rank`` of ``size`` for an output file (hidden, beside it)."""
+    """Return the spool file of process ``rank`` of ``size`` for an output file (hidden, beside it).
+
+    Parameters
+    ----------
+    output : str or Path
+        The estimator's output file.
+    rank, size : int
+        This process's rank and the number of processes.
+
+    Returns
+    -------
+    Path
+        ``.<output name>.spool<rank>of<size>.tmp`` in the output's folder.
+    """
     output = Path(output)
     return output.parent / f".{output.name}.spool{rank}of{size}.tmp"
 
@@ -136,7 +149,13 @@ def _check_coverage(ranges: list[tuple[int, int]], n_rows: int, paths) -> None:
 
 
 def remove_spools(paths: Sequence[str | os.PathLike]) -> None:
-    """Delete spool files (missing ones are ignored)."""
+    """Delete spool files.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Spool files; missing ones are ignored.
+    """
     for p in paths:
         Path(p).unlink(missing_ok=True)
 

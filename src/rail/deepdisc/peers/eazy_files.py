@@ -58,12 +58,34 @@ TEF_WAVE = np.geomspace(100.0, 1.0e5, 300)
 
 
 def flux_column(band: str) -> str:
-    """Catalog column holding the flux density of a band in eazy's input table."""
+    """Catalog column holding the flux density of a band in eazy's input table.
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band.
+
+    Returns
+    -------
+    str
+        ``flux_<BAND>``.
+    """
     return f"flux_{band}"
 
 
 def error_column(band: str) -> str:
-    """Catalog column holding the flux density uncertainty of a band in eazy's input table."""
+    """Catalog column holding the flux density uncertainty of a band in eazy's input table.
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band.
+
+    Returns
+    -------
+    str
+        ``err_<BAND>``.
+    """
     return f"err_{band}"
 
 
@@ -97,7 +119,20 @@ def write_filter_res(bands: Sequence[str], path: str | os.PathLike) -> Path:
 
 
 def write_translate(bands: Sequence[str], path: str | os.PathLike) -> Path:
-    """Write eazy's translate file: ``flux_<BAND>``/``err_<BAND>`` -> filter numbers ``F<k+1>``/``E<k+1>``."""
+    """Write eazy's translate file: ``flux_<BAND>``/``err_<BAND>`` -> filter numbers ``F<k+1>``/``E<k+1>``.
+
+    Parameters
+    ----------
+    bands : sequence of str
+        NIRCam bands, in the order of `write_filter_res`.
+    path : path
+        Output file.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     lines = []
     for k, band in enumerate(bands):
         lines.append(f"{flux_column(band)} F{k + 1}")
@@ -150,7 +185,18 @@ def default_template_error(wave_rest: np.ndarray) -> np.ndarray:
 
 
 def write_template_error(path: str | os.PathLike) -> Path:
-    """Write `default_template_error` sampled on `TEF_WAVE` as eazy's ``TEMP_ERR_FILE``."""
+    """Write `default_template_error` sampled on `TEF_WAVE` as eazy's ``TEMP_ERR_FILE``.
+
+    Parameters
+    ----------
+    path : path
+        Output file.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     tef = default_template_error(TEF_WAVE)
     return _atomic_write_text(Path(path), "\n".join(f"{w:.4f} {t:.5f}" for w, t in zip(TEF_WAVE, tef)) + "\n")
 

@@ -70,6 +70,11 @@ def _flatten(model: Mapping, prefix: tuple[str, ...]) -> Iterator[tuple[str, np.
 def load_npz_model(path: str | os.PathLike) -> dict:
     """Read a model written by `save_npz_model` (never unpickles).
 
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npz`` archive.
+
     Returns
     -------
     dict
