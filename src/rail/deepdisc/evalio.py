@@ -21,7 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .atomic import write_text_atomic as _write_text_atomic
+from .atomic import write_text_atomic
 from .exceptions import DeepDiscError
 from .tiles import TileSet
 
@@ -35,7 +35,6 @@ __all__ = [
     "match_truth",
     "write_json_atomic",
     "write_csv_atomic",
-    "write_text_atomic",
     "read_json",
 ]
 
@@ -247,11 +246,6 @@ def match_truth(photoz: PhotoZTable, truth: TruthTable) -> None:
 
 # ------------------------------------------------------------------------------------------------------
 # atomic writers
-
-
-def write_text_atomic(text: str | bytes, path: str | os.PathLike) -> Path:
-    """Write text (or bytes) to ``path`` through a temporary file beside it, then rename."""
-    return _write_text_atomic(text, path)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
+from .atomic import write_text_atomic
 from .evaldir import LOSS_CURVES_FILE, EvaluationData, compare_evaluations, load_evaluation, read_loss_curves
-from .evalio import write_text_atomic
 from .exceptions import DeepDiscError
 
 __all__ = ["REPORT_FILE", "build_report", "markdown_table"]
