@@ -105,6 +105,19 @@ def test_loss_curve_reader_is_tolerant(tmp_path, shape):
     np.testing.assert_array_equal(member["val_nll"], [3, 4])
 
 
+def test_loss_curves_written_by_the_trainer_are_read(tmp_path):
+    from rail.deepdisc.losscurves import write_loss_curves
+
+    history = [{"epoch": e, "loss": 3.0 - e, "loss_redshift": 2.0 - e / 2, "loss_mask": 0.5, "lr": 1e-3,
+                "val_nll": 1.5 - e / 4, "n_val": 10} for e in range(3)]
+    artifact = {"members": [{"weight": 1.0, "best_epoch": 2, "val_log_likelihood": -1.0, "history": history}]}
+    write_loss_curves(artifact, tmp_path / "model_loss.json", tmp_path / "model_loss.png")
+    (member,) = read_loss_curves(tmp_path / "model_loss.json")
+    assert set(member) == {"train_loss", "train_redshift_nll", "val_nll"}
+    np.testing.assert_array_equal(member["train_loss"], [3.0, 2.0, 1.0])
+    np.testing.assert_array_equal(member["val_nll"], [1.5, 1.25, 1.0])
+
+
 def test_markdown_table_escapes_and_formats():
     text = markdown_table([{"a": "x|y", "b": np.nan, "c": 3}], ["a", "b", "c"])
     assert text.splitlines()[2] == "| x\\|y | – | 3 |"

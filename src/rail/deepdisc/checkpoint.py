@@ -8,12 +8,11 @@ options and data, so that resuming with other options or data is refused instead
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_path
 from .exceptions import ModelError
 
 __all__ = ["CHECKPOINT_KIND", "MemberState", "save_checkpoint", "load_checkpoint"]
@@ -82,15 +81,8 @@ class MemberState:
 
 def save_checkpoint(ckpt: dict, path: Path) -> None:
     """Write a checkpoint atomically (temporary file beside it, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path, *, member: int, seed: int, fingerprint: dict) -> dict:

@@ -8,7 +8,8 @@ folders (e.g. one per filter preset) into one table.
 Loss curves (`read_loss_curves`) are accepted in any of these JSON shapes, so that training logs of other
 versions still plot: ``{"members": [M, ...]}``, a list ``[M, ...]`` or a single ``M``, where each member ``M``
 is either a dict of per-epoch series (``{"train_loss": [...], "val_nll": [...]}``, any keys holding lists of
-numbers) or a list of per-epoch records (``[{"epoch": 0, "train_loss": 1.2, "val_nll": 0.9}, ...]``).
+numbers) or a list of per-epoch records (``[{"epoch": 0, "train_loss": 1.2, "val_nll": 0.9}, ...]``), or the trainer's
+own member records ``{"history": [{"loss": ..., "loss_redshift": ..., "val_nll": ...}, ...], ...}``.
 """
 
 from __future__ import annotations
@@ -222,6 +223,9 @@ def compare_evaluations(evaluations: Sequence[EvaluationData]) -> list[dict]:
 
 
 def _member_series(member, source: str) -> dict[str, np.ndarray]:
+    if isinstance(member, dict) and isinstance(member.get("history"), list):  # the trainer's own format
+        member = [{new: rec[old] for old, new in _TRAINER_SERIES.items() if old in rec}
+                  for rec in member["history"] if isinstance(rec, dict)]
     if isinstance(member, list):  # per-epoch records
         keys = dict.fromkeys(k for rec in member if isinstance(rec, dict) for k in rec)
         member = {k: [rec.get(k, np.nan) if isinstance(rec, dict) else np.nan for rec in member]
@@ -239,6 +243,10 @@ def _member_series(member, source: str) -> dict[str, np.ndarray]:
         except (TypeError, ValueError):
             continue
     return series
+
+
+#: Series kept from the trainer's ``history`` records (``losscurves.py``), renamed for the report.
+_TRAINER_SERIES = {"loss": "train_loss", "loss_redshift": "train_redshift_nll", "val_nll": "val_nll"}
 
 
 def read_loss_curves(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
+
+from .atomic import atomic_path, write_text_atomic
 
 __all__ = ["loss_curves", "write_loss_curves"]
 
@@ -47,8 +47,9 @@ def write_loss_curves(artifact: dict, json_path: str | os.PathLike, png_path: st
         Output files.
     """
     curves = loss_curves(artifact)
-    _atomic_write(Path(json_path), lambda tmp: Path(tmp).write_text(json.dumps(curves, indent=1)))
-    _atomic_write(Path(png_path), lambda tmp: _plot(curves, tmp))
+    write_text_atomic(json.dumps(curves, indent=1), json_path)
+    with atomic_path(png_path, suffix=".png") as tmp:
+        _plot(curves, tmp)
 
 
 def _plot(curves: dict, path: str) -> None:
@@ -84,15 +85,3 @@ def _plot(curves: dict, path: str) -> None:
     ax_val.legend(fontsize="small")
     fig.savefig(path, dpi=_DPI, format="png")
     plt.close(fig)
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -63,27 +63,31 @@ def check_options(stage_name: str, given: Mapping | Iterable[str], declared: Ite
     raise ConfigError(f"{stage_name}: unknown {noun} {', '.join(parts)}")
 
 
-def check_stage_options(stage: Any, args: Any, kwargs: Mapping) -> None:
-    """Raise if the options given to a RAIL stage's constructor hold one that the stage does not declare.
+def check_stage_options(stage: Any, args: Mapping | object, kwargs: Mapping) -> None:
+    """Check the options given to a RAIL stage's constructor (``stage.__init__(args, **kwargs)``).
 
-    Call it first thing in the stage's ``__init__(self, args, **kwargs)``, before ceci merges the options.
+    Call it first thing in the stage's ``__init__``, before ceci merges the options. Accepts the stage's
+    declared options, its input/output tags, the names they are aliased to in a pipeline (``aliases``), and
+    ceci's own keys.
 
     Parameters
     ----------
     stage : RailStage or RailStage subclass
         Provides ``name``, ``config_options``, ``inputs`` and ``outputs`` (class attributes).
     args : dict or other
-        The constructor's positional configuration: a dict of options (anything else adds none).
+        The constructor's positional configuration: a dict (``make_stage``, pipelines) or an argparse
+        namespace (ceci's command line, checked by ceci itself), which adds nothing here.
     kwargs : mapping
         The constructor's keyword options.
 
     Raises
     ------
     ConfigError
-        As `check_options`; input and output tags are accepted as options.
+        Naming the unknown option(s) and the closest valid name.
     """
     cls = stage if isinstance(stage, type) else type(stage)
-    given = dict(args) if isinstance(args, dict) else {}
+    given = dict(args) if isinstance(args, Mapping) else {}
     given.update(kwargs)
-    tags = [tag for tag, _ in cls.inputs] + [tag for tag, _ in cls.outputs]
+    aliases = given.get("aliases") or {}
+    tags = [t for t, _ in cls.inputs] + [t for t, _ in cls.outputs] + [str(v) for v in aliases.values()]
     check_options(cls.name, given, cls.config_options, tags)

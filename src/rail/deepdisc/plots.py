@@ -31,7 +31,8 @@ _ASINH_SOFTENING = 0.1
 _METRIC_LABELS = {"bias": "bias = median[Δz/(1+z)]", "sigma_iqr": "σ_IQR of Δz/(1+z)",
                   "outlier_fraction": f"η (|Δz|/(1+z) > {OUTLIER_THRESHOLD})"}
 _MAX_LABELS_PER_TILE = 12  # redshift labels on the largest boxes only, to stay readable
-_SERIES_LABELS = {"train_loss": "training loss", "val_nll": "validation NLL per object",
+_SERIES_LABELS = {"train_loss": "training loss (all terms)", "train_redshift_nll": "training redshift NLL",
+                  "val_nll": "validation NLL per object",
                   "val_loss": "validation loss", "lr": "learning rate"}
 _SUBSET_STYLE = {"all": ("k", "o"), "detected": ("tab:blue", "s"), "forced": ("tab:orange", "^"),
                  "spec_rep": ("tab:green", "D"), "not_spec_rep": ("tab:red", "v")}

@@ -7,6 +7,7 @@ and hold no science. Both check their options strictly (a misspelled option is a
 from __future__ import annotations
 
 import gc
+import math
 import os
 import warnings
 from typing import Any
@@ -200,6 +201,10 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
             return handle.iterator()
         if tag == "input":
             kwargs.setdefault("chunk_tiles", self.config.chunk_tiles or None)
+            # give every MPI process a chunk; RAIL does this too but then crashes on its own log message
+            n_rows = handle.size()
+            if self.size > 1 and math.ceil(n_rows / self.config.chunk_size) < self.size:
+                self.config.chunk_size = max(1, math.ceil(n_rows / self.size))
         return super().input_iterator(tag, **kwargs)
 
     def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
