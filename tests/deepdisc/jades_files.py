@@ -64,6 +64,15 @@ def write_segmentation(path, seg, wcs: WCS) -> Path:
     return Path(path)
 
 
+def write_small_segmentation(folder, shape) -> Path:
+    """``seg_segmentation.fits``: objects 7 (3 x 6 px) and 123456 (9 x 2 px), and a stray pixel of label 999."""
+    labels = np.zeros(shape, np.int32)
+    labels[2:5, 3:9] = 7
+    labels[10:19, 20:22] = 123456
+    labels[15, 0] = 999  # not in the catalog
+    return write_segmentation(Path(folder) / "seg_segmentation.fits", labels, make_wcs(shape))
+
+
 def write_photometry(
     path, ids, ra, dec, flux_njy: dict, err_njy: dict, *, star=None, err_suffix="_e"
 ) -> Path:

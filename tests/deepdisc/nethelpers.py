@@ -83,6 +83,9 @@ def make_colour_tileset(
     ).check()
 
 
+#: ``deepdisc train`` options of a quiet one-thread CPU run (the CLI counterpart of part of `FAST`).
+FAST_CLI = ("--threads", "1", "--device", "cpu", "--no-progress")
+
 #: Small, fast training options for tests.
 FAST = {
     "members": 1,

@@ -70,3 +70,10 @@ def outlier_stats(z_est, z_true, threshold=0.02):
     dz = (np.asarray(z_est) - z_true) / (1 + z_true)
     nmad = 1.4826 * np.median(np.abs(dz - np.median(dz)))
     return float(np.mean(np.abs(dz) < threshold)), float(nmad)
+
+
+def assert_worse_with_noise(stats):
+    """``stats``: (fraction within the threshold, NMAD) per S/N, highest S/N first; both must degrade strictly."""
+    fracs, nmads = zip(*stats)
+    assert all(a < b for a, b in zip(nmads, nmads[1:])), nmads
+    assert all(a > b for a, b in zip(fracs, fracs[1:])), fracs

@@ -1,10 +1,7 @@
 """DeepDiscEstimator end to end with a stand-in network (tests/deepdisc/fakenet.py) in a real artifact."""
 
-import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +24,9 @@ from rail.estimation.algos.deepdisc import DeepDiscEstimator
 
 from . import fakenet
 from .conftest import make_tileset
+from .subprocesses import REPO, needs_mpiexec, run_stage, stage_config, subprocess_env
 
 BANDS = ("F115W", "F150W", "F277W", "F444W")
-REPO = Path(__file__).resolve().parents[2]
 SQUARE_FLUX = 10.0  # per band and pixel: 40 summed over 4 bands, above FakeNet's threshold of 10
 
 
@@ -282,11 +279,6 @@ def test_cli_estimate(tmp_path, scene, capsys):
     assert "arcsec/pix" in capsys.readouterr().err
 
 
-def _subprocess_env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
-    return env
-
-
 @pytest.mark.slow
 def test_memory_stays_flat_for_a_file_ten_times_a_chunk(tmp_path):
     """Peak RSS of a run over 10x more tiles than one chunk stays within a few MB of a one-chunk run."""
@@ -301,7 +293,7 @@ def test_memory_stays_flat_for_a_file_ten_times_a_chunk(tmp_path):
     for tiles in (small, big):
         proc = subprocess.run([sys.executable, "-m", "tests.deepdisc.rsshelper", str(model), str(tiles),
                                str(tmp_path / f"pz_{tiles.stem}.hdf5"), str(chunk_tiles)],
-                              env=_subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+                              env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
         peaks.append(int(proc.stdout.split("PEAK_RSS_KB")[1].split()[0]))
     big_mb = big.stat().st_size / 2**20
@@ -309,14 +301,9 @@ def test_memory_stays_flat_for_a_file_ten_times_a_chunk(tmp_path):
     assert growth_mb < 0.25 * big_mb, f"peak RSS grew by {growth_mb:.0f} MB for a {big_mb:.0f} MB file"
 
 
-def _mpiexec():
-    path = Path(sys.executable).parent / "mpiexec"
-    return str(path) if path.exists() else None
-
-
 @pytest.mark.slow
 @pytest.mark.mpi
-@pytest.mark.skipif(_mpiexec() is None, reason="mpiexec (mpich wheel) not installed beside python")
+@needs_mpiexec
 def test_two_mpi_ranks_equal_one_process(tmp_path):
     pytest.importorskip("mpi4py")
     ts = recentred_last(make_tileset(n_tiles=6, size=32, bands=BANDS, seed=2))
@@ -325,15 +312,10 @@ def test_two_mpi_ranks_equal_one_process(tmp_path):
     outputs = {}
     for n in (1, 2):
         out = tmp_path / f"pz_{n}.hdf5"
-        cmd = [sys.executable, "-m", "tests.deepdisc.mpirunner",
-               "rail.estimation.algos.deepdisc.DeepDiscEstimator", f"--model={model}", f"--input={tiles}",
-               f"--output={out}", "--chunk_size=3", "--no-progress_bar",
-               f"--config={_stage_config(tmp_path)}"]
-        if n > 1:
-            cmd = [_mpiexec(), "-n", str(n)] + cmd + ["--mpi"]
-        proc = subprocess.run(cmd, env=_subprocess_env(), cwd=tmp_path, capture_output=True, text=True,
-                              timeout=600)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        run_stage(["rail.estimation.algos.deepdisc.DeepDiscEstimator", f"--model={model}", f"--input={tiles}",
+                   f"--output={out}", "--chunk_size=3", "--no-progress_bar",
+                   f"--config={stage_config(tmp_path, 'DeepDiscEstimator')}"],
+                  n_ranks=n, cwd=tmp_path, module="tests.deepdisc.mpirunner")
         outputs[n] = qp.read(str(out))
     one, two = outputs[1], outputs[2]
     assert two.npdf == one.npdf == ts.n_primary
@@ -346,23 +328,13 @@ def test_two_mpi_ranks_equal_one_process(tmp_path):
     assert not list(tmp_path.glob(".*spool*"))
 
 
-def _stage_config(tmp_path):
-    path = tmp_path / "config.yml"
-    path.write_text(textwrap.dedent("""\
-        DeepDiscEstimator:
-            name: DeepDiscEstimator
-    """))
-    return path
-
-
 @pytest.mark.slow
 def test_trained_network_recovers_redshifts_of_bright_objects(tmp_path, monkeypatch):
     """Train one real member briefly on colour-coded blobs; zmode must beat a constant guess clearly."""
     pytest.importorskip("rail.deepdisc.network")
     nethelpers = pytest.importorskip("tests.deepdisc.nethelpers")
-    from rail.deepdisc.network import model_from_artifact
-
     import rail.deepdisc.infer as infer
+    from rail.deepdisc.network import model_from_artifact
     from rail.estimation.algos.deepdisc import DeepDiscInformer
 
     monkeypatch.setattr(infer, "model_from_artifact", model_from_artifact)  # undo the stand-in network

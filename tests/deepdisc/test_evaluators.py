@@ -1,9 +1,6 @@
 """RAIL stages of the evaluation: in memory, strict options, and run by ceci from the command line."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +19,7 @@ from rail.evaluation.deepdisc_evaluators import (
 )
 
 from .evalhelpers import make_photoz_for, varied_tileset
-
-SRC = Path(__file__).resolve().parents[2] / "src"
+from .subprocesses import run_stage
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +107,7 @@ def test_som_flagger_in_memory(tileset, photoz):
 
 
 def _ceci(stage: str, args: list[str], cwd: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "ceci", stage, *args, "--config=config.yml"], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_stage([stage, *args, "--config=config.yml"], cwd=cwd)
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,19 +18,11 @@ from rail.deepdisc.redshift_head import mixture_log_prob
 from rail.deepdisc.tileio import write_tileset
 from rail.deepdisc.trainrun import train_from_options
 
-from .nethelpers import FAST, make_colour_tileset
+from .nethelpers import FAST, FAST_CLI, make_colour_tileset
+from .subprocesses import subprocess_env
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 IOU_MATCH = 0.5
 SCORE_MIN = 0.3
-
-
-def _env():
-    env = dict(
-        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
-    )
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 @pytest.mark.slow
@@ -86,15 +77,11 @@ def test_ddp_two_gloo_processes_train_a_loadable_model(tmp_path):
         "1",
         "--epochs",
         "2",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-progress",
+        *FAST_CLI,
         "--head-hidden",
         "32",
     ]
-    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     art = load_artifact(out)
     assert art["provenance"]["world_size"] == 2
@@ -115,25 +102,20 @@ def test_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
         "4",
         "--patience",
         "4",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-progress",
+        *FAST_CLI,
         "--head-hidden",
         "32",
         "--seed",
         "9",
     ]
     cli = [sys.executable, "-m", "rail.deepdisc.cli", "train", str(tiles)]
-    ref = subprocess.run(
-        [*cli, "-o", str(tmp_path / "ref.pt"), *args], env=_env(), capture_output=True, text=True, timeout=300
-    )
+    ref = subprocess.run([*cli, "-o", str(tmp_path / "ref.pt"), *args], env=subprocess_env(), capture_output=True,
+                         text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
     ckpt = tmp_path / "killed_checkpoints" / "member_000.pt"
     proc = subprocess.Popen(
         [*cli, "-o", str(tmp_path / "killed.pt"), *args],
-        env=_env(),
+        env=subprocess_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -145,7 +127,7 @@ def test_killed_process_resumes_to_the_uninterrupted_result(tmp_path):
     assert ckpt.exists() and not (tmp_path / "killed.pt").exists()
     res = subprocess.run(
         [*cli, "-o", str(tmp_path / "killed.pt"), *args, "--resume"],
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=300,

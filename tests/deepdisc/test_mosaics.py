@@ -18,6 +18,7 @@ from .jades_files import (
     mosaic_name,
     write_mosaic,
     write_segmentation,
+    write_small_segmentation,
 )
 
 SHAPE = (20, 30)
@@ -25,12 +26,7 @@ SHAPE = (20, 30)
 
 @pytest.fixture
 def seg(tmp_path):
-    labels = np.zeros(SHAPE, np.int32)
-    labels[2:5, 3:9] = 7
-    labels[10:19, 20:22] = 123456
-    labels[15, 0] = 999  # not in the catalog
-    path = write_segmentation(tmp_path / "seg_segmentation.fits", labels, make_wcs(SHAPE))
-    with open_segmentation(path) as s:
+    with open_segmentation(write_small_segmentation(tmp_path, SHAPE)) as s:
         yield s
 
 

@@ -8,6 +8,7 @@ from rail.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.deepdisc.cli import main
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.handles import TileSetHandle
+from rail.deepdisc.options import check_stage_options
 
 
 def test_import_and_attach_all_finds_stages():
@@ -47,6 +48,15 @@ def test_no_namespace_init():
 def test_misspelled_option_is_an_error(stage, bad, hint):
     with pytest.raises(ConfigError, match=hint):
         stage.make_stage(name=f"strict_{stage.name}", **bad)
+
+
+def test_check_stage_options_reads_positional_config_and_data_tags():
+    check_stage_options(DeepDiscEstimator, {"iou_threshold": 0.5, "model": "m.pt"}, {"input": "t.h5"})
+    check_stage_options(DeepDiscEstimator, None, {"output": "pz.hdf5", "name": "x", "config": "c.yml"})
+    with pytest.raises(ConfigError, match="^DeepDiscEstimator: unknown option 'zmaxx' \\(did you mean 'zmax'"):
+        check_stage_options(DeepDiscEstimator, {"zmaxx": 3.0}, {})
+    with pytest.raises(ConfigError, match="unknown options 'foo', 'batchsize' \\(did you mean 'batch_size'"):
+        check_stage_options(DeepDiscInformer, {}, {"foo": 1, "batchsize": 2})
 
 
 def test_declared_options_are_accepted():

@@ -18,7 +18,7 @@ from rail.deepdisc.tileio import write_tileset
 from rail.deepdisc.train import TrainSettings, learning_rate_at
 from rail.deepdisc.trainrun import check_train_options, loss_curve_paths, train_from_options
 
-from .nethelpers import FAST, make_colour_tileset
+from .nethelpers import FAST, FAST_CLI, make_colour_tileset
 
 
 @pytest.fixture(scope="module")
@@ -239,11 +239,7 @@ def test_cli_train_merge_and_errors(tmp_path, tiles, capsys):
         "1",
         "--members",
         "2",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-progress",
+        *FAST_CLI,
         "--head-hidden",
         "32",
         "16",

@@ -110,6 +110,17 @@ def check_compatible(artifact: dict, bands: Sequence[str], pixel_scale: float, *
                      data_name: str = "data") -> None:
     """Refuse data whose bands or pixel scale differ from the model's.
 
+    Parameters
+    ----------
+    artifact : dict
+        A model artifact (its ``config`` holds ``bands`` and ``pixel_scale``).
+    bands : sequence of str
+        Bands of the data, in channel order.
+    pixel_scale : float
+        Pixel scale of the data, arcsec/pixel (equal to the model's within a relative 1e-3).
+    model_name, data_name : str
+        How the model and the data are named in the message (e.g. their files).
+
     Raises
     ------
     ModelError

@@ -25,7 +25,20 @@ def _current_umask() -> int:
 
 
 def temporary_beside(path: str | os.PathLike, *, suffix: str = ".tmp") -> Path:
-    """Create an empty hidden temporary file in ``path``'s folder (made if missing) and return its path."""
+    """Create an empty hidden temporary file in ``path``'s folder (made if missing) and return its path.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file the temporary one will replace.
+    suffix : str
+        Ending of the temporary file's name.
+
+    Returns
+    -------
+    Path
+        The new empty file (mode 0600 until `commit`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
@@ -34,7 +47,20 @@ def temporary_beside(path: str | os.PathLike, *, suffix: str = ".tmp") -> Path:
 
 
 def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
-    """Give ``tmp`` the mode of a normally created file (``mkstemp`` makes 0600) and rename it over ``path``."""
+    """Give ``tmp`` the mode of a normally created file (``mkstemp`` makes 0600) and rename it over ``path``.
+
+    Parameters
+    ----------
+    tmp : str or Path
+        The complete temporary file (from `temporary_beside`).
+    path : str or Path
+        The target, replaced in one step.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     os.chmod(tmp, DEFAULT_FILE_MODE & ~_current_umask())
     os.replace(tmp, path)
     return Path(path)
@@ -43,6 +69,18 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
+
+    Parameters
+    ----------
+    path : str or Path
+        The target file.
+    suffix : str
+        Ending of the temporary file's name (some writers need one, e.g. ``.npz``).
+
+    Yields
+    ------
+    Path
+        The temporary file to write.
 
     Examples
     --------
@@ -59,7 +97,20 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
 
 
 def write_text_atomic(text: str | bytes, path: str | os.PathLike) -> Path:
-    """Write text (UTF-8) or bytes to ``path`` atomically; return the path."""
+    """Write text (UTF-8) or bytes to ``path`` atomically.
+
+    Parameters
+    ----------
+    text : str or bytes
+        The whole content.
+    path : str or Path
+        The target file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     data = text.encode() if isinstance(text, str) else text
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

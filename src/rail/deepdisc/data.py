@@ -116,7 +116,18 @@ def tile_targets(tileset: TileSet) -> list[dict[str, np.ndarray]]:
 
 
 def labelled_tiles(targets: list[dict[str, np.ndarray]]) -> np.ndarray:
-    """Return the tiles holding at least one object with a spec-z (and a usable box)."""
+    """Return the tiles holding at least one object with a spec-z (and a usable box).
+
+    Parameters
+    ----------
+    targets : list of dict
+        Per-tile training targets (`tile_targets`), each with a ``redshift`` array (NaN = no spec-z).
+
+    Returns
+    -------
+    ndarray of int64
+        Tile indices, increasing.
+    """
     return np.array([k for k, t in enumerate(targets) if np.isfinite(t["redshift"]).any()], dtype=np.int64)
 
 
@@ -163,6 +174,18 @@ def hide_labels(
 
     An object can appear in two tiles (a duplicate near a tile edge); hiding its label in the training tile
     keeps validation objects out of the redshift loss while still training detection on them.
+
+    Parameters
+    ----------
+    targets : list of dict
+        Per-tile training targets (`tile_targets`) with ``object_id`` and ``redshift``.
+    train, val : ndarray of int
+        Training and validation tile indices (`partition_tiles`).
+
+    Returns
+    -------
+    list of dict
+        New targets; only the changed ``redshift`` arrays are copies.
     """
     val_ids = np.unique(np.concatenate([targets[k]["object_id"] for k in val] or [np.zeros(0, np.int64)]))
     out = list(targets)
@@ -259,6 +282,22 @@ def jitter_boxes(
 
     Centres move by Normal(0, ``fraction`` x size) along each axis and sizes are multiplied by
     exp(Normal(0, ``fraction``)); results are clipped to the tile and kept at least `MIN_BOX_PX` wide.
+
+    Parameters
+    ----------
+    boxes : ndarray, shape (n, 4)
+        ``x0, y0, x1, y1`` in pixels.
+    fraction : float
+        Jitter scale, as a fraction of the box size (0 = none).
+    rng : numpy.random.Generator
+        Random numbers (seeded by the caller).
+    shape : (int, int)
+        Tile height and width, pixels.
+
+    Returns
+    -------
+    ndarray, shape (n, 4)
+        The jittered boxes.
     """
     h, w = shape
     size = boxes[:, 2:] - boxes[:, :2]
@@ -273,7 +312,23 @@ def dihedral(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, element: i
     """Apply dihedral-group element ``element`` (0-7) to a tile, its masks and boxes.
 
     Bit 0 flips x, bit 1 flips y, bit 2 transposes (x <-> y, square tiles only) after the flips; 0 is the
-    identity. ``image`` is (C, H, W), ``masks`` (n, H, W), ``boxes`` (n, 4) xyxy pixels.
+    identity.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, H, W)
+        The tile.
+    masks : ndarray, shape (n, H, W)
+        Object masks.
+    boxes : ndarray, shape (n, 4)
+        ``x0, y0, x1, y1`` in pixels.
+    element : int
+        Group element, 0 to 7.
+
+    Returns
+    -------
+    image, masks, boxes : ndarray
+        The transformed arrays, with the shapes given (H and W swapped by a transpose).
     """
     h, w = image.shape[-2:]
     boxes = boxes.copy()

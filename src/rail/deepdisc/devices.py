@@ -38,7 +38,13 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def set_threads(num_threads: int) -> None:
-    """Set torch's CPU threads (0 keeps torch's default)."""
+    """Set torch's CPU threads.
+
+    Parameters
+    ----------
+    num_threads : int
+        Threads for intra-op parallelism; 0 keeps torch's default.
+    """
     if num_threads < 0:
         raise ConfigError(f"num_threads must be >= 0 (0 = torch default), got {num_threads}")
     if num_threads > 0:

@@ -38,7 +38,18 @@ def default_sfd_dir() -> Path:
 
 
 def fetch_command(data_dir: str | os.PathLike) -> str:
-    """Return the shell command that downloads the SFD map into ``data_dir/sfd`` (run once, online)."""
+    """Return the shell command that downloads the SFD map into ``data_dir/sfd`` (run once, online).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The dustmaps data folder.
+
+    Returns
+    -------
+    str
+        A ``python -c`` command line; the package itself never downloads anything.
+    """
     return (
         "python -c \"import dustmaps.config; dustmaps.config.config['data_dir']='"
         + str(data_dir)

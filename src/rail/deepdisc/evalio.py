@@ -21,7 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .atomic import write_text_atomic as _write_text_atomic
+from .atomic import write_text_atomic
 from .exceptions import DeepDiscError
 from .tiles import TileSet
 
@@ -35,7 +35,6 @@ __all__ = [
     "match_truth",
     "write_json_atomic",
     "write_csv_atomic",
-    "write_text_atomic",
     "read_json",
 ]
 
@@ -112,6 +111,15 @@ def with_ancil(ensemble, columns: Mapping[str, np.ndarray]):
 
 def read_photoz(path: str | os.PathLike) -> PhotoZTable:
     """Read a qp photo-z file (the estimator output, or a peer's).
+
+    Parameters
+    ----------
+    path : str or Path
+        The qp file.
+
+    Returns
+    -------
+    PhotoZTable
 
     Raises
     ------
@@ -227,6 +235,13 @@ def read_truth(path: str | os.PathLike) -> TruthTable:
 def match_truth(photoz: PhotoZTable, truth: TruthTable) -> None:
     """Check that a photo-z ensemble and a truth table describe the same objects in the same order.
 
+    Parameters
+    ----------
+    photoz : PhotoZTable
+        The estimates (with an ``object_id`` ancil column when the estimator wrote one).
+    truth : TruthTable
+        The primary objects of a TileSet.
+
     Raises
     ------
     DeepDiscError
@@ -249,11 +264,6 @@ def match_truth(photoz: PhotoZTable, truth: TruthTable) -> None:
 # atomic writers
 
 
-def write_text_atomic(text: str | bytes, path: str | os.PathLike) -> Path:
-    """Write text (or bytes) to ``path`` through a temporary file beside it, then rename."""
-    return _write_text_atomic(text, path)
-
-
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -273,12 +283,41 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as JSON (numpy values converted, NaN and inf as null), atomically."""
+    """Write ``obj`` as JSON (numpy values converted, NaN and inf as null), atomically.
+
+    Parameters
+    ----------
+    obj : object
+        Dicts, lists, numbers, strings, numpy arrays and scalars, paths.
+    path : str or Path
+        Output file.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     return write_text_atomic(json.dumps(_jsonable(obj), indent=1) + "\n", path)
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, with nulls turned back into NaN inside lists of numbers and rows."""
+    """Read a JSON file, with nulls turned back into NaN inside lists of numbers and rows.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by `write_json_atomic`.
+
+    Returns
+    -------
+    object
+        The document.
+
+    Raises
+    ------
+    DeepDiscError
+        If the file is missing or not valid JSON.
+    """
     path = Path(path)
     if not path.exists():
         raise DeepDiscError(f"{path}: no such file")
@@ -298,7 +337,22 @@ def _nan_from_null(obj: Any) -> Any:
 
 def write_csv_atomic(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
                      columns: Iterable[str] | None = None) -> Path:
-    """Write rows (dicts) as CSV with a header, atomically; floats with 6 significant digits."""
+    """Write rows as CSV with a header, atomically; floats with 6 significant digits.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One dict per row; missing keys are written empty.
+    path : str or Path
+        Output file.
+    columns : iterable of str, optional
+        Columns in order (default: every key, in first-seen order); other keys are left out.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

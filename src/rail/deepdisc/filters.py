@@ -21,7 +21,17 @@ C_ANGSTROM_PER_S = 2.99792458e18
 
 @lru_cache(maxsize=None)
 def load_filter(band: str):
-    """Return astro-sedpy's `Filter` for a NIRCam band (e.g. ``"F444W"``)."""
+    """Return astro-sedpy's `Filter` for a NIRCam band (cached).
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band, e.g. ``"F444W"``.
+
+    Returns
+    -------
+    sedpy.observate.Filter
+    """
     from sedpy import observate
 
     (band,) = resolve_bands([band])
@@ -29,14 +39,38 @@ def load_filter(band: str):
 
 
 def filter_curve(band: str) -> tuple[np.ndarray, np.ndarray]:
-    """Wavelength (Angstrom) and transmission (photon-counting response, peak-normalised) of a band."""
+    """Wavelength and transmission of a band.
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band, e.g. ``"F444W"``.
+
+    Returns
+    -------
+    wavelength : ndarray (L,)
+        Angstrom, increasing.
+    transmission : ndarray (L,)
+        Photon-counting response, peak-normalised.
+    """
     f = load_filter(band)
     trans = np.asarray(f.transmission, float)
     return np.asarray(f.wavelength, float), trans / trans.max()
 
 
 def pivot_wavelength(band: str) -> float:
-    """Pivot wavelength of a band, in Angstrom."""
+    """Pivot wavelength of a band.
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band, e.g. ``"F444W"``.
+
+    Returns
+    -------
+    float
+        Angstrom.
+    """
     return float(load_filter(band).wave_pivot)
 
 

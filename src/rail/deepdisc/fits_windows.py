@@ -36,7 +36,18 @@ FAULT_AROUND_BYTES = 64 * 2**10
 
 
 def open_fits(path: Path, what: str) -> fits.HDUList:
-    """Open a FITS file memory-mapped and unscaled; ``what`` names it in errors.
+    """Open a FITS file memory-mapped and unscaled.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    what : str
+        What the file is, for messages (e.g. ``"F444W mosaic"``).
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
 
     Raises
     ------
@@ -53,7 +64,20 @@ def open_fits(path: Path, what: str) -> fits.HDUList:
 
 
 def image_hdu(hdul: fits.HDUList, extname: str | None = None):
-    """Return the 2-D image HDU named ``extname`` (the first 2-D image HDU when None), or None."""
+    """Return a 2-D image HDU of a file.
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        The open file.
+    extname : str, optional
+        HDU name (e.g. ``"SCI"``); None takes the first 2-D image HDU.
+
+    Returns
+    -------
+    HDU or None
+        None when there is no such HDU.
+    """
     for hdu in hdul:
         if hdu.is_image and hdu.header.get("NAXIS", 0) == 2 and extname in (None, hdu.name):
             return hdu
@@ -62,6 +86,18 @@ def image_hdu(hdul: fits.HDUList, extname: str | None = None):
 
 def celestial_wcs(header: fits.Header, path: Path) -> WCS:
     """Return the celestial WCS of an image header.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        An image header.
+    path : Path
+        Its file, for messages.
+
+    Returns
+    -------
+    astropy.wcs.WCS
+        The two celestial axes.
 
     Raises
     ------

@@ -130,18 +130,53 @@ def _robust_sigma(x: np.ndarray) -> float:
 
 
 def photoz_bias(zphot, ztrue) -> float:
-    """Median of ``(zphot - ztrue) / (1 + ztrue)`` over objects with both values (NaN if none)."""
+    """Median of ``(zphot - ztrue) / (1 + ztrue)`` over objects with both values.
+
+    Parameters
+    ----------
+    zphot, ztrue : array_like, shape (N,)
+        Point estimate and truth; objects with a NaN in either are skipped.
+
+    Returns
+    -------
+    float
+        The bias; NaN if no object has both values.
+    """
     ez = _finite(scaled_residuals(zphot, ztrue))
     return float(np.median(ez)) if len(ez) else np.nan
 
 
 def sigma_iqr(zphot, ztrue) -> float:
-    """Interquartile range of ``(zphot - ztrue) / (1 + ztrue)`` divided by 1.349 (NaN if no object)."""
+    """Interquartile range of ``(zphot - ztrue) / (1 + ztrue)`` divided by 1.349 (a Gaussian's sigma).
+
+    Parameters
+    ----------
+    zphot, ztrue : array_like, shape (N,)
+        Point estimate and truth; objects with a NaN in either are skipped.
+
+    Returns
+    -------
+    float
+        The scatter; NaN if no object has both values.
+    """
     return _robust_sigma(scaled_residuals(zphot, ztrue))
 
 
 def outlier_fraction(zphot, ztrue, *, threshold: float = OUTLIER_THRESHOLD) -> float:
-    """Fraction of objects with ``|zphot - ztrue| / (1 + ztrue) > threshold`` (eta; NaN if no object)."""
+    """Fraction of objects with ``|zphot - ztrue| / (1 + ztrue) > threshold`` (the outlier fraction eta).
+
+    Parameters
+    ----------
+    zphot, ztrue : array_like, shape (N,)
+        Point estimate and truth; objects with a NaN in either are skipped.
+    threshold : float
+        Outlier limit on ``|dz| / (1 + z)``.
+
+    Returns
+    -------
+    float
+        The fraction in [0, 1]; NaN if no object has both values.
+    """
     if not threshold > 0:
         raise DeepDiscError(f"threshold must be positive, got {threshold!r}")
     ez = _finite(scaled_residuals(zphot, ztrue))

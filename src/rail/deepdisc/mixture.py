@@ -180,7 +180,18 @@ def _cdf(mix: Mixture, z: np.ndarray) -> np.ndarray:
 
 
 def mixture_mean(mix: Mixture) -> np.ndarray:
-    """Exact mean of each mixture, ``sum_k w_k mu_k / sum_k w_k``; shape (N,)."""
+    """Exact mean of each mixture, ``sum_k w_k mu_k / sum_k w_k`` (qp's ``mixmod.mean`` is not).
+
+    Parameters
+    ----------
+    mix : Mixture
+        N mixtures.
+
+    Returns
+    -------
+    ndarray (N,)
+        Mean redshifts.
+    """
     mix = _as_mixture(mix)
     return _mean(mix)
 

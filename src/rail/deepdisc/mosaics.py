@@ -254,6 +254,22 @@ def grid_offset(
 ) -> tuple[int, int]:
     """Whole-pixel offset (dy, dx) of ``other``'s grid from ``reference``'s: other pixel = reference + offset.
 
+    Parameters
+    ----------
+    reference : astropy.wcs.WCS
+        The reference grid.
+    reference_shape : (int, int)
+        Its shape (rows, columns).
+    other : astropy.wcs.WCS
+        The grid to place on it.
+    source, reference_name : str
+        How the other and the reference grid are named in messages.
+
+    Returns
+    -------
+    (int, int)
+        ``dy``, ``dx`` in pixels.
+
     Raises
     ------
     PrepError
@@ -295,6 +311,13 @@ def find_mosaics(directory: str | os.PathLike, bands: Sequence[str]) -> dict[str
 
     A file matches a band when its name holds the band as a separate word (``_f444w_``, ``-F444W.``, ...);
     segmentation files are skipped. Files ending in ``_drz.fits`` are preferred over other matches.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The folder.
+    bands : sequence of str
+        NIRCam bands to find.
 
     Returns
     -------

@@ -1,14 +1,16 @@
 """Strict option checking for the package's RAIL stages.
 
 ceci and RAIL's ``make_stage`` accept any keyword and silently ignore the ones a stage does not declare, so a
-misspelled option (``epoch=5`` for ``epochs``) would train with the default. Our stages call `check_options` on
-the keywords they are given and raise `ConfigError` naming the option and the closest valid name.
+misspelled option (``epoch=5`` for ``epochs``) would train with the default. Our stages call
+`check_stage_options` first in their ``__init__`` and `check_options` raises `ConfigError` naming the option
+and the closest valid name.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .exceptions import ConfigError
 
@@ -61,20 +63,31 @@ def check_options(stage_name: str, given: Mapping | Iterable[str], declared: Ite
     raise ConfigError(f"{stage_name}: unknown {noun} {', '.join(parts)}")
 
 
-def check_stage_options(stage, args: Mapping | object, kwargs: Mapping) -> None:
+def check_stage_options(stage: Any, args: Mapping | object, kwargs: Mapping) -> None:
     """Check the options given to a RAIL stage's constructor (``stage.__init__(args, **kwargs)``).
 
-    Accepts the stage's declared options, its input/output tags, the names they are aliased to in a
-    pipeline (``aliases``), and ceci's own keys. ``args`` may be a dict (``make_stage``, pipelines) or an
-    argparse namespace (ceci's command line, checked by ceci itself).
+    Call it first thing in the stage's ``__init__``, before ceci merges the options. Accepts the stage's
+    declared options, its input/output tags, the names they are aliased to in a pipeline (``aliases``), and
+    ceci's own keys.
+
+    Parameters
+    ----------
+    stage : RailStage or RailStage subclass
+        Provides ``name``, ``config_options``, ``inputs`` and ``outputs`` (class attributes).
+    args : dict or other
+        The constructor's positional configuration: a dict (``make_stage``, pipelines) or an argparse
+        namespace (ceci's command line, checked by ceci itself), which adds nothing here.
+    kwargs : mapping
+        The constructor's keyword options.
 
     Raises
     ------
     ConfigError
         Naming the unknown option(s) and the closest valid name.
     """
+    cls = stage if isinstance(stage, type) else type(stage)
     given = dict(args) if isinstance(args, Mapping) else {}
     given.update(kwargs)
     aliases = given.get("aliases") or {}
-    tags = [t for t, _ in stage.inputs] + [t for t, _ in stage.outputs] + [str(v) for v in aliases.values()]
-    check_options(stage.name, given, stage.config_options, tags)
+    tags = [t for t, _ in cls.inputs] + [t for t, _ in cls.outputs] + [str(v) for v in aliases.values()]
+    check_options(cls.name, given, cls.config_options, tags)

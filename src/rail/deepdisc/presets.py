@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from .exceptions import ConfigError
 
-__all__ = ["FILTER_PRESETS", "NIRCAM_BANDS", "get_preset", "resolve_bands"]
+__all__ = ["FILTER_PRESETS", "NIRCAM_BANDS", "get_preset", "resolve_bands", "split_band_list"]
 
 #: Every NIRCam band the package knows, blue to red (pivot wavelength order).
 NIRCAM_BANDS: tuple[str, ...] = (
@@ -97,3 +97,26 @@ def resolve_bands(bands: str | Sequence[str]) -> tuple[str, ...]:
     if len(set(out)) != len(out):
         raise ConfigError(f"band list {' '.join(out)} repeats a band")
     return out
+
+
+def split_band_list(text: str) -> str | tuple[str, ...]:
+    """Read a band option as typed on a command line or in a configuration file.
+
+    Parameters
+    ----------
+    text : str
+        A preset name (``"JADES9"``) or comma-separated bands (``"F150W,F444W"``; empty items are skipped).
+
+    Returns
+    -------
+    str or tuple of str
+        The preset name unchanged, or the bands as given; `resolve_bands` validates either.
+
+    Examples
+    --------
+    >>> split_band_list("F150W,F444W,")
+    ('F150W', 'F444W')
+    >>> split_band_list("JADES9")
+    'JADES9'
+    """
+    return text if "," not in text else tuple(b for b in text.split(",") if b)

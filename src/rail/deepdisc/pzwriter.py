@@ -1,11 +1,12 @@
 """Spooling photo-z chunks to per-process files and merging them in row order (serial and MPI runs alike).
 
 RAIL's ``QPHandle`` writes an MPI run's chunks into one file through parallel HDF5, which the h5py wheels
-lack. Instead every process appends the ``qp.mixmod`` chunks it computed to its own spool file beside the
-output (`ChunkSpool`); at the end one process reads all spools back chunk by chunk in row order
-(`iter_spooled`) and writes the output through the ordinary ``QPHandle`` chunk writer. A one-process run takes
-the same path, so the output of N processes is the same file as that of one. Memory stays at one chunk:
-nothing is gathered.
+lack. Instead every process appends the ``qp`` ensemble chunks it computed (any parameterisation: the spool
+keeps qp's own ``meta``/``data``/``ancil`` tables) to its own spool file beside the output (`ChunkSpool`); at
+the end one process reads all spools back chunk by chunk in row order (`iter_spooled`) and writes the output
+through the ordinary ``QPHandle`` chunk writer. A one-process run takes the same path, so the output of N
+processes is the same file as that of one. Memory stays at one chunk: nothing is gathered. The stage side is
+`rail.deepdisc.spooled_output.SpooledOutputMixin`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,29 @@ from .exceptions import DeepDiscError
 
 __all__ = ["ChunkSpool", "spool_path", "iter_spooled", "write_spooled", "remove_spools"]
 
-_MIXMOD_KEYS = ("means", "stds", "weights")
 _CHUNK_PREFIX = "rows_"
 _ROW_DIGITS = 15
+#: qp's table names (`qp.Ensemble.build_tables`): generator name and grid (meta), per-object data, ancil.
+_TABLES = ("meta", "data", "ancil")
+#: qp's flag for string columns encoded for HDF5.
+_QP_EXT = "hdf5"
+
+
 def spool_path(output: str | os.PathLike, rank: int, size: int) -> Path:
-    """Return the spool file of process ``rank`` of ``size`` for an output file (hidden, beside it)."""
+    """Return the spool file of process ``rank`` of ``size`` for an output file (hidden, beside it).
+
+    Parameters
+    ----------
+    output : str or Path
+        The estimator's output file.
+    rank, size : int
+        This process's rank and the number of processes.
+
+    Returns
+    -------
+    Path
+        ``.<output name>.spool<rank>of<size>.tmp`` in the output's folder.
+    """
     output = Path(output)
     return output.parent / f".{output.name}.spool{rank}of{size}.tmp"
 
@@ -46,17 +65,25 @@ class ChunkSpool:
         self._file = h5py.File(self.path, "w")
 
     def append(self, start: int, end: int, ensemble) -> None:
-        """Store the rows ``[start, end)`` of the output: a ``qp.mixmod`` ensemble with ancil columns."""
+        """Store the rows ``[start, end)`` of the output.
+
+        Parameters
+        ----------
+        start, end : int
+            Row range of the chunk in the complete output.
+        ensemble : qp.Ensemble
+            ``end - start`` PDFs of any qp parameterisation, with or without ancil columns; its metadata
+            (generator name, version, grids such as ``xvals``) is stored with the chunk.
+        """
         if ensemble.npdf != end - start:
             raise ValueError(f"chunk {start}:{end} holds {ensemble.npdf} rows, expected {end - start}")
         group = self._file.create_group(f"{_CHUNK_PREFIX}{start:0{_ROW_DIGITS}d}")
         group.attrs["start"], group.attrs["end"] = int(start), int(end)
-        objdata = ensemble.objdata
-        for key in _MIXMOD_KEYS:
-            group.create_dataset(key, data=np.asarray(objdata[key]))
-        ancil = group.create_group("ancil")
-        for key, values in (ensemble.ancil or {}).items():
-            ancil.create_dataset(key, data=np.asarray(values))
+        tables = ensemble.build_tables(encode=True, ext=_QP_EXT)
+        for name in _TABLES:
+            sub = group.create_group(name)
+            for key, values in (tables.get(name) or {}).items():
+                sub.create_dataset(key, data=np.asarray(values))
         self._file.flush()
 
     def close(self) -> None:
@@ -83,7 +110,7 @@ def iter_spooled(paths: Sequence[str | os.PathLike], n_rows: int) -> Iterator[tu
     Yields
     ------
     (int, int, qp.Ensemble)
-        ``start``, ``end`` and the ``qp.mixmod`` ensemble of those rows.
+        ``start``, ``end`` and the ensemble of those rows, rebuilt by qp from the stored tables.
 
     Raises
     ------
@@ -99,9 +126,10 @@ def iter_spooled(paths: Sequence[str | os.PathLike], n_rows: int) -> Iterator[tu
         _check_coverage([(a, b) for a, b, _, _ in index], n_rows, paths)
         for start, end, k, name in index:
             group = files[k][name]
-            data = {key: group[key][()] for key in _MIXMOD_KEYS}
-            ancil = {key: group["ancil"][key][()] for key in group["ancil"]}
-            yield start, end, qp.Ensemble(qp.mixmod, data=data, ancil=ancil or None)
+            tables = {table: {key: group[table][key][()] for key in group[table]} for table in _TABLES}
+            if not tables["ancil"]:
+                del tables["ancil"]
+            yield start, end, qp.from_tables(tables, decode=True, ext=_QP_EXT)
     finally:
         for f in files:
             f.close()
@@ -121,7 +149,13 @@ def _check_coverage(ranges: list[tuple[int, int]], n_rows: int, paths) -> None:
 
 
 def remove_spools(paths: Sequence[str | os.PathLike]) -> None:
-    """Delete spool files (missing ones are ignored)."""
+    """Delete spool files.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Spool files; missing ones are ignored.
+    """
     for p in paths:
         Path(p).unlink(missing_ok=True)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from . import plots
+from .atomic import write_text_atomic
 from .evaldir import LOSS_CURVES_FILE, EvaluationData, compare_evaluations, load_evaluation, read_loss_curves
-from .evalio import write_text_atomic
 from .exceptions import DeepDiscError
 
 __all__ = ["REPORT_FILE", "build_report", "markdown_table"]
@@ -57,7 +57,22 @@ def _fmt(value) -> str:
 
 def markdown_table(rows: Sequence[Mapping], columns: Sequence[str], headers: Sequence[str] | None = None
                    ) -> str:
-    """A Markdown table of ``rows`` (dicts) restricted to ``columns``; NaN shows as an en dash."""
+    """A Markdown table of ``rows`` restricted to ``columns``; NaN shows as an en dash.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One dict per table row; a missing column shows as NaN.
+    columns : sequence of str
+        Keys to show, in order.
+    headers : sequence of str, optional
+        Column headers (default: the keys).
+
+    Returns
+    -------
+    str
+        The table, one line per row, without a trailing newline.
+    """
     headers = list(headers or columns)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
     for row in rows:

@@ -62,6 +62,15 @@ class SegmentationImage:
 def open_segmentation(path: str | os.PathLike) -> SegmentationImage:
     """Open a segmentation image (first 2-D image HDU, integer labels, with a celestial WCS).
 
+    Parameters
+    ----------
+    path : str or Path
+        A FITS file (read memory-mapped).
+
+    Returns
+    -------
+    SegmentationImage
+
     Raises
     ------
     PrepError
@@ -89,6 +98,16 @@ def open_segmentation(path: str | os.PathLike) -> SegmentationImage:
 
 def find_segmentation(directory: str | os.PathLike) -> Path:
     """Find the one ``*segmentation*.fits`` file in a folder.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The folder of a JADES-style data release.
+
+    Returns
+    -------
+    Path
+        The segmentation file.
 
     Raises
     ------

@@ -138,7 +138,21 @@ def _standardise(features: np.ndarray) -> np.ndarray:
 
 
 def train_som(features: np.ndarray, settings: SOMSettings = SOMSettings()) -> np.ndarray:
-    """Train the map on standardised features (NaN allowed); return its weights (rows, cols, F)."""
+    """Train the self-organising map on standardised features.
+
+    Parameters
+    ----------
+    features : ndarray, shape (N, F)
+        Standardised features; NaN = missing (objects with every feature train the map when there are
+        enough of them, otherwise all objects do, with missing features at the mean).
+    settings : SOMSettings
+        Map shape, iterations, learning rate, neighbourhood width and seed.
+
+    Returns
+    -------
+    ndarray, shape (rows, cols, F)
+        The map's weights.
+    """
     from minisom import MiniSom
 
     complete = np.isfinite(features).all(axis=1)

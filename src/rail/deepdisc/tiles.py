@@ -263,7 +263,22 @@ class TileSet:
 
 
 def concatenate_tilesets(parts: Sequence[TileSet]) -> TileSet:
-    """Join TileSets of the same bands, pixel scale and tile shape (objects re-indexed to the joined tiles)."""
+    """Join TileSets of the same bands, pixel scale and tile shape (objects re-indexed to the joined tiles).
+
+    Parameters
+    ----------
+    parts : sequence of TileSet
+        The sets, in output order; object columns missing from any part are dropped.
+
+    Returns
+    -------
+    TileSet
+
+    Raises
+    ------
+    TileSetError
+        If there is nothing to join or the parts differ in bands, tile shape or pixel scale.
+    """
     if not parts:
         raise TileSetError("concatenate_tilesets: nothing to join")
     first = parts[0]

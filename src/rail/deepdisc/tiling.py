@@ -37,6 +37,18 @@ TILE_SIZE_ARCSEC = (8.3, 7.5)
 def tile_shape_px(width_arcsec: float, height_arcsec: float, pixel_scale_arcsec: float) -> tuple[int, int]:
     """Tile shape (height, width) in pixels for a size in arcsec.
 
+    Parameters
+    ----------
+    width_arcsec, height_arcsec : float
+        Tile size on the sky, arcsec.
+    pixel_scale_arcsec : float
+        Arcsec per pixel.
+
+    Returns
+    -------
+    (int, int)
+        Height and width in whole pixels.
+
     Examples
     --------
     >>> tile_shape_px(8.3, 7.5, 0.03)
@@ -166,9 +178,20 @@ def assign_primary(
 
 
 def box_inside(boxes: np.ndarray, y0: np.ndarray, x0: np.ndarray, tile_shape: tuple[int, int]) -> np.ndarray:
-    """Whether boxes ``(M, 4)`` (x0, y0, x1, y1; NaN = no footprint) lie wholly inside tiles at (y0, x0).
+    """Whether boxes lie wholly inside tiles.
 
-    Boxes without a footprint count as inside.
+    Parameters
+    ----------
+    boxes : ndarray, shape (M, 4)
+        ``x0, y0, x1, y1`` in mosaic pixels; NaN = no footprint (counts as inside).
+    y0, x0 : ndarray, shape (M,)
+        Mosaic pixel of each box's tile corner.
+    tile_shape : (int, int)
+        Tile height and width, pixels.
+
+    Returns
+    -------
+    ndarray of bool, shape (M,)
     """
     h, w = tile_shape
     b = np.asarray(boxes, np.float64)
@@ -223,6 +246,15 @@ def split_tiles(
 
     ``round(test_fraction * n)`` tiles go to test, then ``round(val_fraction * n_rest)`` of the rest to
     validation; each is at least one tile when there are at least three tiles and its fraction is positive.
+
+    Parameters
+    ----------
+    n_tiles : int
+        Number of tiles.
+    test_fraction, val_fraction : float
+        Fractions held out for test (of all tiles) and validation (of the rest).
+    seed : int
+        Seed of the shuffle.
 
     Returns
     -------

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from ceci.config import StageParameter as Param
-from rail.core.data import TableHandle
+from rail.core.data import Hdf5Handle, TableHandle
 from rail.core.stage import RailStage
 
 from rail.deepdisc.handles import TileSetHandle
@@ -45,7 +45,7 @@ class TileSetToCatalog(RailStage):
         chunk_size=Param(int, 10000, msg="primary objects read at a time from a TileSet file (whole tiles)"),
     )
     inputs = [("input", TileSetHandle)]
-    outputs = [("output", TableHandle)]
+    outputs = [("output", Hdf5Handle)]  # a fixed suffix: ceci names the file before it is written
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
         check_stage_options(self, args, kwargs)

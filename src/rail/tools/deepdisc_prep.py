@@ -16,6 +16,7 @@ from rail.core.stage import RailStage
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.prep import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
+from rail.deepdisc.presets import split_band_list
 from rail.deepdisc.specz import CompileSettings, specz_sources
 from rail.deepdisc.tiling import TILE_SIZE_ARCSEC
 
@@ -78,7 +79,7 @@ class DeepDiscPrep(RailStage):
 
     def _settings(self) -> PrepSettings:
         cfg = self.config
-        bands = cfg.bands if "," not in cfg.bands else tuple(b for b in cfg.bands.split(",") if b)
+        bands = split_band_list(cfg.bands)
         return PrepSettings(
             bands=bands,
             tile_size_arcsec=tuple(float(v) for v in cfg.tile_size_arcsec),

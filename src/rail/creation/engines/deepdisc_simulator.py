@@ -16,6 +16,7 @@ from rail.creation.engine import Creator
 
 from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_stage_options
+from rail.deepdisc.presets import split_band_list
 from rail.deepdisc.simulation import SimulationSettings, simulate_mosaics, simulate_tileset
 from rail.deepdisc.tileio import read_tileset
 
@@ -114,7 +115,7 @@ class DeepDiscSimulator(Creator):
         kw.update(
             n_tiles=int(cfg["n_samples"]),
             seed=int(cfg["seed"]),
-            bands=bands if "," not in bands else tuple(b for b in bands.split(",") if b),
+            bands=split_band_list(bands),
             depth=dict(cfg["depth"]) or None,
             dustmap_dir=cfg["dustmap_dir"] or None,
             field_size=cfg["field_size"] or None,

@@ -99,7 +99,7 @@ def _run_peer(peer: str, bands: list[str], train: dict, catalog: dict, out: Path
         if args.nt_array:
             common["nt_array"] = list(args.nt_array)
         inf = NIRCamBPZInformer.make_stage(
-            name="bpz_inform", model=str(out / "model_bpz.pkl"), zmax=args.zmax, **common
+            name="bpz_inform", model=str(out / "model_bpz.npz"), zmax=args.zmax, **common
         )
         est_cls = NIRCamBPZEstimator
     inf.inform(train)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..prep import OUTPUTS, SUMMARY_NAME, PrepInputs, PrepSettings, prepare_tilesets
+from ..presets import split_band_list
 from ..specz import CompileSettings, specz_sources
 from ..tileio import validate_tileset
 from ..tiling import TILE_SIZE_ARCSEC
@@ -78,10 +79,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _bands(text: str):
-    return text if "," not in text else tuple(b for b in text.split(",") if b)
-
-
 def _specz_sources(args):
     return specz_sources(
         args.specz,
@@ -94,7 +91,7 @@ def _specz_sources(args):
 
 def run(args: argparse.Namespace) -> int:
     """Build the TileSets and print a short summary."""
-    bands = _bands(args.preset)
+    bands = split_band_list(args.preset)
     settings = PrepSettings(
         bands=bands,
         tile_size_arcsec=tuple(args.tile_size),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..presets import split_band_list
 from ..simulation import SimulationSettings, simulate_mosaics, simulate_tileset
 from ..tileio import validate_tileset
 
@@ -92,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
     """Build `SimulationSettings` from parsed arguments (raises ConfigError on bad values)."""
-    bands = args.preset if "," not in args.preset else tuple(b for b in args.preset.split(",") if b)
+    bands = split_band_list(args.preset)
     return SimulationSettings(
         n_tiles=args.tiles,
         tile_size=args.size,

@@ -16,7 +16,8 @@ module              holds
 ``eazy_train``      zero points, template error amplitude, magnitude prior
 ``bpz_setup``       BPZ data folder and NIRCam options, corrected zero-point offsets
 ``pdfs``            grid PDFs and point estimates
-``model_io``        pickle-free ``.npz`` model files
+``model_io``        pickle-free ``.npz`` model files (nested dicts of plain arrays)
+``stage_options``   ceci options both peers' stages share (input table, output PDF grid)
 ``capture``         eazy/BPZ prints routed into logging
 ==================  =====================================================================================
 """

@@ -53,7 +53,18 @@ CACHE_ENV = "RAIL_DEEPDISC_CACHE"
 
 
 def bpz_filter_name(band: str) -> str:
-    """BPZ filter name (``FILTER/<name>.res``) of a NIRCam band."""
+    """BPZ filter name (``FILTER/<name>.res``) of a NIRCam band.
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band, e.g. ``"F444W"``.
+
+    Returns
+    -------
+    str
+        ``NIRCam_<BAND>``.
+    """
     return f"NIRCam_{band}"
 
 
@@ -205,7 +216,25 @@ def nircam_bpz_options(
 
 
 def broad_types(best_template: np.ndarray, nt_array: Sequence[int]) -> np.ndarray:
-    """BPZ broad type (0-based) of each best-fit template index, given templates per type ``nt_array``."""
+    """BPZ broad type (0-based) of each best-fit template index.
+
+    Parameters
+    ----------
+    best_template : ndarray of int (N,)
+        Template indices, in template-list order.
+    nt_array : sequence of int
+        Templates per broad type, in template order (e.g. CWWSB4: ``[1, 2, 5]``).
+
+    Returns
+    -------
+    ndarray of int (N,)
+        Broad type of each object.
+
+    Raises
+    ------
+    ConfigError
+        If an index lies beyond the ``sum(nt_array)`` templates.
+    """
     edges = np.cumsum(nt_array)
     if np.any(np.asarray(best_template) >= edges[-1]):
         raise ConfigError(f"template index beyond the {edges[-1]} templates of nt_array {list(nt_array)}")

@@ -58,17 +58,35 @@ TEF_WAVE = np.geomspace(100.0, 1.0e5, 300)
 
 
 def flux_column(band: str) -> str:
-    """Catalog column holding the flux density of a band in eazy's input table."""
+    """Catalog column holding the flux density of a band in eazy's input table.
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band.
+
+    Returns
+    -------
+    str
+        ``flux_<BAND>``.
+    """
     return f"flux_{band}"
 
 
 def error_column(band: str) -> str:
-    """Catalog column holding the flux density uncertainty of a band in eazy's input table."""
+    """Catalog column holding the flux density uncertainty of a band in eazy's input table.
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band.
+
+    Returns
+    -------
+    str
+        ``err_<BAND>``.
+    """
     return f"err_{band}"
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    return write_text_atomic(text, path)
 
 
 def write_filter_res(bands: Sequence[str], path: str | os.PathLike) -> Path:
@@ -93,16 +111,29 @@ def write_filter_res(bands: Sequence[str], path: str | os.PathLike) -> Path:
             f"{len(wave):6d} NIRCam_{band} sedpy:jwst_{band.lower()} lambda_c= {pivot_wavelength(band):.2f}"
         )
         lines.extend(f"{i + 1:6d} {w:.5e} {t:.5e}" for i, (w, t) in enumerate(zip(wave, trans)))
-    return _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    return write_text_atomic("\n".join(lines) + "\n", path)
 
 
 def write_translate(bands: Sequence[str], path: str | os.PathLike) -> Path:
-    """Write eazy's translate file: ``flux_<BAND>``/``err_<BAND>`` -> filter numbers ``F<k+1>``/``E<k+1>``."""
+    """Write eazy's translate file: ``flux_<BAND>``/``err_<BAND>`` -> filter numbers ``F<k+1>``/``E<k+1>``.
+
+    Parameters
+    ----------
+    bands : sequence of str
+        NIRCam bands, in the order of `write_filter_res`.
+    path : path
+        Output file.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     lines = []
     for k, band in enumerate(bands):
         lines.append(f"{flux_column(band)} F{k + 1}")
         lines.append(f"{error_column(band)} E{k + 1}")
-    return _atomic_write_text(Path(path), "\n".join(lines) + "\n")
+    return write_text_atomic("\n".join(lines) + "\n", path)
 
 
 def write_templates(templates: TemplateSet, folder: str | os.PathLike) -> Path:
@@ -124,9 +155,9 @@ def write_templates(templates: TemplateSet, folder: str | os.PathLike) -> Path:
     rows = []
     for k, (name, wave, flux) in enumerate(zip(templates.names, templates.waves, templates.fluxes)):
         body = "# wavelength_angstrom f_lambda\n" + "\n".join(f"{w:.6e} {f:.6e}" for w, f in zip(wave, flux))
-        target = _atomic_write_text(folder / f"{name}.dat", body + "\n")
+        target = write_text_atomic(body + "\n", folder / f"{name}.dat")
         rows.append(f"{k + 1} {target} 1.0")
-    return _atomic_write_text(folder / TEMPLATES_FILE, "\n".join(rows) + "\n")
+    return write_text_atomic("\n".join(rows) + "\n", folder / TEMPLATES_FILE)
 
 
 def default_template_error(wave_rest: np.ndarray) -> np.ndarray:
@@ -150,9 +181,20 @@ def default_template_error(wave_rest: np.ndarray) -> np.ndarray:
 
 
 def write_template_error(path: str | os.PathLike) -> Path:
-    """Write `default_template_error` sampled on `TEF_WAVE` as eazy's ``TEMP_ERR_FILE``."""
+    """Write `default_template_error` sampled on `TEF_WAVE` as eazy's ``TEMP_ERR_FILE``.
+
+    Parameters
+    ----------
+    path : path
+        Output file.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
     tef = default_template_error(TEF_WAVE)
-    return _atomic_write_text(Path(path), "\n".join(f"{w:.4f} {t:.5f}" for w, t in zip(TEF_WAVE, tef)) + "\n")
+    return write_text_atomic("\n".join(f"{w:.4f} {t:.5f}" for w, t in zip(TEF_WAVE, tef)) + "\n", path)
 
 
 def write_prior(zgrid: np.ndarray, mags: np.ndarray, density: np.ndarray, path: str | os.PathLike) -> Path:
@@ -176,4 +218,4 @@ def write_prior(zgrid: np.ndarray, mags: np.ndarray, density: np.ndarray, path: 
     """
     head = "# z " + " ".join(f"{m:.3f}" for m in mags)
     rows = [f"{z:.5f} " + " ".join(f"{v:.6e}" for v in row) for z, row in zip(zgrid, density)]
-    return _atomic_write_text(Path(path), head + "\n" + "\n".join(rows) + "\n")
+    return write_text_atomic(head + "\n" + "\n".join(rows) + "\n", path)

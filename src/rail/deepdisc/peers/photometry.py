@@ -75,7 +75,18 @@ class ApertureSettings:
 
 
 def catalog_columns(bands: Sequence[str]) -> list[str]:
-    """List the peers' catalog columns: ``object_id ra dec redshift ebv``, ``mag_``/``magerr_`` per band."""
+    """List the peers' catalog columns: ``object_id ra dec redshift ebv``, ``mag_``/``magerr_`` per band.
+
+    Parameters
+    ----------
+    bands : sequence of str
+        NIRCam bands, in column order.
+
+    Returns
+    -------
+    list of str
+        Column names.
+    """
     cols = list(_PASS_COLUMNS)
     for band in bands:
         cols += [f"mag_{band}", f"magerr_{band}"]
@@ -218,6 +229,11 @@ def _to_magnitudes(flux_njy: np.ndarray, err_njy: np.ndarray) -> tuple[np.ndarra
 
 def extinction_coefficients(bands: Sequence[str]) -> np.ndarray:
     """A_band / E(B-V) of NIRCam bands (Fitzpatrick 1999, R_V = 3.1, at the pivot wavelength).
+
+    Parameters
+    ----------
+    bands : sequence of str
+        NIRCam bands.
 
     Returns
     -------

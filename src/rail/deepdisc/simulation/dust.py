@@ -61,7 +61,18 @@ def ccm89_extinction(wave_angstrom: np.ndarray, r_v: float = MW_RV) -> np.ndarra
 
 
 def band_extinction(bands) -> np.ndarray:
-    """A_band / E(B-V) of each band at its pivot wavelength, shape (B,)."""
+    """A_band / E(B-V) of each band at its pivot wavelength.
+
+    Parameters
+    ----------
+    bands : sequence of str
+        NIRCam bands.
+
+    Returns
+    -------
+    ndarray (B,)
+        Magnitudes of extinction per magnitude of E(B-V).
+    """
     return ccm89_extinction(np.array([pivot_wavelength(b) for b in bands]))
 
 

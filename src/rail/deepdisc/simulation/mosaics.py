@@ -51,7 +51,17 @@ MOSAIC_STREAM, CATALOG_STREAM, SPECZ_STREAM = 0x4D05, 0xCA7, 0x5BEC
 
 
 def mosaic_filename(band: str) -> str:
-    """JADES DR2 file name of a band's mosaic (band in lower case)."""
+    """JADES DR2 file name of a band's mosaic (band in lower case).
+
+    Parameters
+    ----------
+    band : str
+        NIRCam band.
+
+    Returns
+    -------
+    str
+    """
     return f"hlsp_jades_jwst_nircam_goods-s-deep_{band.lower()}_v2.0_drz.fits"
 
 

@@ -32,12 +32,34 @@ APERTURE_SUBPIXELS = 7
 
 
 def flux_njy(mag_ab: np.ndarray) -> np.ndarray:
-    """AB magnitude to flux density in nJy."""
+    """AB magnitude to flux density.
+
+    Parameters
+    ----------
+    mag_ab : array_like
+        AB magnitudes.
+
+    Returns
+    -------
+    ndarray
+        nJy, same shape.
+    """
     return 10.0 ** (-0.4 * (np.asarray(mag_ab, float) - AB_ZEROPOINT_NJY))
 
 
 def correlation_kernel(correlation_px: float) -> np.ndarray:
-    """Return the normalised 1-D Gaussian kernel of sigma ``correlation_px`` pixels (``[1.0]``: white)."""
+    """Return the normalised 1-D Gaussian kernel of noise correlation.
+
+    Parameters
+    ----------
+    correlation_px : float
+        Kernel sigma, pixels; <= 0 means white noise.
+
+    Returns
+    -------
+    ndarray (K,)
+        Odd-length kernel summing to 1 (``[1.0]`` for white noise).
+    """
     if correlation_px <= 0:
         return np.ones(1)
     half = max(1, int(np.ceil(KERNEL_HALF_WIDTH_SIGMAS * correlation_px)))
@@ -47,13 +69,34 @@ def correlation_kernel(correlation_px: float) -> np.ndarray:
 
 
 def noise_area_factor(correlation_px: float) -> float:
-    """Return the pixels per independent noise element, R = 1 / sum(k2d^2) (1 for white noise)."""
+    """Return the pixels per independent noise element, R = 1 / sum(k2d^2) (1 for white noise).
+
+    Parameters
+    ----------
+    correlation_px : float
+        Sigma of the separable correlation kernel, pixels.
+
+    Returns
+    -------
+    float
+    """
     k = correlation_kernel(correlation_px)
     return float(1.0 / np.sum(k**2) ** 2)
 
 
 def aperture_mask(diameter_px: float) -> np.ndarray:
-    """Circular aperture as fractional pixel weights (7x7 sub-pixel sampling), centred on a pixel centre."""
+    """Circular aperture as fractional pixel weights (7x7 sub-pixel sampling), centred on a pixel centre.
+
+    Parameters
+    ----------
+    diameter_px : float
+        Aperture diameter, pixels.
+
+    Returns
+    -------
+    ndarray, shape (S, S)
+        Weights in [0, 1], S odd.
+    """
     r = 0.5 * diameter_px
     half = int(np.ceil(r)) + 1
     off = (np.arange(APERTURE_SUBPIXELS) + 0.5) / APERTURE_SUBPIXELS - 0.5
@@ -126,6 +169,21 @@ def draw_noise(
 
     The correlated case smooths white noise with the separable `correlation_kernel` (periodic edges) and
     rescales it so the per-pixel sigma stays ``sigma``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random numbers.
+    shape : (int, int, int)
+        ``(B, H, W)``.
+    sigma : ndarray (B,)
+        Pixel sigma per band, nJy.
+    correlation_px : float
+        Sigma of the correlation kernel, pixels (0 = white).
+
+    Returns
+    -------
+    ndarray, shape (B, H, W)
     """
     noise = rng.standard_normal(shape)
     k = correlation_kernel(correlation_px)

@@ -79,7 +79,18 @@ def _footprint_variance(segmap, seg_ids, correlation_px) -> np.ndarray:
 
 
 def magnitudes(flux: np.ndarray, flux_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """AB magnitudes and errors from nJy fluxes; S/N < 1 gives the 1-sigma limit with error 1.0857."""
+    """AB magnitudes and errors from nJy fluxes; S/N < 1 gives the 1-sigma limit with error 1.0857.
+
+    Parameters
+    ----------
+    flux, flux_err : ndarray
+        Flux densities and their uncertainties, nJy, same shape.
+
+    Returns
+    -------
+    mag, mag_err : ndarray
+        AB magnitudes and errors; NaN where neither flux nor error is positive.
+    """
     eff = np.maximum(flux, flux_err)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = AB_ZEROPOINT_NJY - 2.5 * np.log10(eff)

@@ -97,13 +97,39 @@ def _cosmology_tables(z_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def distance_modulus(z: np.ndarray, z_max: float = 12.0) -> np.ndarray:
-    """Distance modulus 5 log10(d_L / 10 pc) in a Planck 2018 cosmology, mag."""
+    """Distance modulus 5 log10(d_L / 10 pc) in a Planck 2018 cosmology.
+
+    Parameters
+    ----------
+    z : array_like
+        Redshifts, up to ``z_max``.
+    z_max : float
+        Upper end of the cached interpolation table.
+
+    Returns
+    -------
+    ndarray
+        Magnitudes, same shape as ``z``.
+    """
     zt, dm, _ = _cosmology_tables(float(z_max))
     return np.interp(z, zt, dm)
 
 
 def arcsec_per_kpc(z: np.ndarray, z_max: float = 12.0) -> np.ndarray:
-    """Proper angular scale, arcsec per kpc, in a Planck 2018 cosmology."""
+    """Proper angular scale in a Planck 2018 cosmology.
+
+    Parameters
+    ----------
+    z : array_like
+        Redshifts, up to ``z_max``.
+    z_max : float
+        Upper end of the cached interpolation table.
+
+    Returns
+    -------
+    ndarray
+        Arcsec per proper kpc, same shape as ``z``.
+    """
     zt, _, scale = _cosmology_tables(float(z_max))
     return np.interp(z, zt, scale)
 

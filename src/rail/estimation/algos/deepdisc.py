@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
 from rail.deepdisc.handles import DeepDiscModelHandle, TileSetHandle
 from rail.deepdisc.options import check_stage_options
+from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["DeepDiscInformer", "DeepDiscEstimator"]
 
@@ -110,7 +111,7 @@ class DeepDiscInformer(CatInformer):
         self.add_data("model", train_from_options(tileset, options, model_path=model_path))
 
 
-class DeepDiscEstimator(CatEstimator):
+class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
     """Run a DeepDISC ensemble on a TileSet: one Gaussian-mixture p(z) per primary catalog object.
 
     Detections are matched one-to-one to catalog boxes (IoU >= ``iou_threshold``); unmatched objects get a
@@ -119,7 +120,7 @@ class DeepDiscEstimator(CatEstimator):
 
     The model is built once per run. Chunks of whole tiles stream through it; under MPI (ceci ``--mpi``,
     ``nprocess > 1``) each process takes every n-th chunk and spools its results, and process 0 writes the
-    output in row order, so the file equals a one-process run's.
+    output in row order, so the file equals a one-process run's (`SpooledOutputMixin`).
     """
 
     name = "DeepDiscEstimator"
@@ -150,7 +151,6 @@ class DeepDiscEstimator(CatEstimator):
         super().__init__(args, **kwargs)
         self._predictor = None
         self._settings = None
-        self._spool = None
         self._progress = None
         self._tiles_unmatched = 0
         self._ebv_missing = 0
@@ -195,11 +195,7 @@ class DeepDiscEstimator(CatEstimator):
         # the long-lived objects (modules, networks) makes those collections scan only the chunk's objects.
         gc.freeze()
         try:
-            super().run()
-        except BaseException:
-            if self._spool is not None:
-                self._spool.discard()  # an interrupted run leaves no spool behind
-            raise
+            super().run()  # SpooledOutputMixin: an interrupted run leaves no spool behind
         finally:
             gc.unfreeze()
 
@@ -225,22 +221,6 @@ class DeepDiscEstimator(CatEstimator):
         if end > start:
             self._do_chunk_output(result.to_qp(), start, end, self._output_handle is None)
 
-    def _initialize_run(self) -> None:
-        super()._initialize_run()
-        if self.config.output_mode != "return":
-            from rail.deepdisc.pzwriter import ChunkSpool, spool_path
-
-            self._spool = ChunkSpool(spool_path(self.get_output(self.get_aliased_tag("output")), self.rank,
-                                                self.size))
-
-    def _do_chunk_output(self, qp_dstn, start: int, end: int, first: bool, data=None):
-        if self.config.output_mode == "return":
-            return super()._do_chunk_output(qp_dstn, start, end, first)
-        if self.config.calc_summary_stats:
-            qp_dstn = self._calculate_summary_stats(qp_dstn)
-        self._spool.append(start, end, qp_dstn)
-        return qp_dstn
-
     def _finalize_run(self) -> None:
         self._progress.close()
         if self._ebv_missing:
@@ -252,19 +232,5 @@ class DeepDiscEstimator(CatEstimator):
                           f"score_threshold={self.config.score_threshold} matched any object; their objects "
                           f"have forced redshifts from their catalog boxes (forced=1)", NoDetectionsWarning,
                           stacklevel=2)
-        if self.config.output_mode == "return":
-            super()._finalize_run()
-            return
-        from rail.deepdisc.pzwriter import spool_path, write_spooled
-
-        self._spool.close()
-        output = self.get_output(self.get_aliased_tag("output"))
-        spools = [spool_path(output, r, self.size) for r in range(self.size)]
-        if self.comm is not None:
-            self.comm.Barrier()
-        self._output_handle = self.add_handle("output")
-        if self.rank == 0:
-            write_spooled(self._output_handle, spools, self._input_length)
-        if self.comm is not None:
-            self.comm.Barrier()
+        super()._finalize_run()
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import tables_io
 from ceci.config import StageParameter as Param
+from rail.core.data import TableHandle
 from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
 
 from rail.deepdisc.exceptions import ConfigError
@@ -39,10 +40,18 @@ from rail.deepdisc.peers.bpz_setup import (
     nircam_bpz_options,
     write_bpz_data_dir,
 )
+from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
 from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
-from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
+from rail.deepdisc.peers.stage_options import (
+    DEREDDEN_OPTIONS,
+    PDF_GRID_OPTIONS,
+    TABLE_OPTIONS,
+    TEMPLATE_OPTIONS,
+)
+from rail.deepdisc.peers.templates import load_template_set
 from rail.deepdisc.presets import get_preset, resolve_bands
+from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["NIRCamBPZInformer", "NIRCamBPZEstimator"]
 
@@ -59,12 +68,7 @@ _NIRCAM_OPTIONS = dict(
         "zp_errors, zp_offsets and ref_band follow from them unless given",
     ),
     nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the bluest band)"),
-    templates=Param(
-        str,
-        DEFAULT_TEMPLATES,
-        msg="template set (BPZ .list, EAZY .param, SED folder, or a list name "
-        "in pz-rail-base's SED folder; default CWWSB4, not the simulator's COSMOS set)",
-    ),
+    **TEMPLATE_OPTIONS,
     data_dir=Param(
         str,
         "",
@@ -73,11 +77,10 @@ _NIRCAM_OPTIONS = dict(
     ),
     mag_limit=Param(float, 30.0, msg="1-sigma limiting AB magnitude of non-detections, every band"),
     zp_error=Param(float, 0.02, msg="zero-point uncertainty per band, mag"),
-    ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
-    deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
+    **DEREDDEN_OPTIONS,
 )
 _BPZ_DEFAULTS = dict(
-    hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
+    **TABLE_OPTIONS,
     bands=Param(list, _DEFAULTS["bands"], msg="magnitude columns"),
     err_bands=Param(list, _DEFAULTS["err_bands"], msg="magnitude error columns"),
     filter_list=Param(list, _DEFAULTS["filter_list"], msg="BPZ filter names (FILTER/<name>.res)"),
@@ -173,7 +176,8 @@ class NIRCamBPZInformer(BPZliteInformer):
 
     Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
     (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or
-    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output: pz-rail-bpz's model dict.
+    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output ``model``: pz-rail-bpz's model
+    dict (``priormodel``, ``zp_offsets``) as a pickle-free ``.npz`` (`NpzModelHandle`).
     """
 
     name = "NIRCamBPZInformer"
@@ -193,6 +197,7 @@ class NIRCamBPZInformer(BPZliteInformer):
         fit_zero_points=Param(bool, True, msg="fit zero-point offsets at the spec-z (corrected algorithm)"),
         min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for the zero points"),
     )
+    outputs = [("model", NpzModelHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
         check_stage_options(self, args, kwargs)
@@ -250,22 +255,22 @@ class NIRCamBPZInformer(BPZliteInformer):
         return self._types
 
 
-class NIRCamBPZEstimator(BPZliteEstimator):
+class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
 
-    Output: pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best
-    template at the mode), ``todds`` and ``object_id`` when the input has it.
+    Input ``model``: the `NIRCamBPZInformer`'s ``.npz`` (read without pickle). Output: pz-rail-bpz's
+    ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best template at the mode),
+    ``todds`` and ``object_id`` when the input has it. Output chunks are spooled per process and merged in
+    row order (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
     """
 
     name = "NIRCamBPZEstimator"
     config_options = BPZliteEstimator.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)
+    config_options.update(PDF_GRID_OPTIONS)
     config_options.update(
         madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
-        zmin=Param(float, 0.0, msg="lowest redshift of the PDF grid"),
-        zmax=Param(float, 12.0, msg="highest redshift of the PDF grid"),
-        nzbins=Param(int, 1201, msg="points of the PDF grid"),
         no_prior=Param(
             bool,
             True,
@@ -273,6 +278,7 @@ class NIRCamBPZEstimator(BPZliteEstimator):
             "JWST depths and a prior fitted to a spec-z sample inherits its selection)",
         ),
     )
+    inputs = [("model", NpzModelHandle), ("input", TableHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
         check_stage_options(self, args, kwargs)

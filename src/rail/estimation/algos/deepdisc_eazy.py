@@ -28,8 +28,14 @@ from rail.deepdisc.peers.eazy_train import EazyTrainSettings, train_eazy
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates, resample_pdfs
 from rail.deepdisc.peers.photometry import catalog_magnitudes, magnitudes_to_fluxes
-from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
+from rail.deepdisc.peers.stage_options import (
+    DEREDDEN_OPTIONS,
+    PDF_GRID_OPTIONS,
+    TABLE_OPTIONS,
+    TEMPLATE_OPTIONS,
+)
 from rail.deepdisc.presets import get_preset
+from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["EazyInformer", "EazyEstimator"]
 
@@ -37,14 +43,9 @@ _DEFAULT_BANDS = list(get_preset("JADES9"))
 
 #: Options shared by informer and estimator (eazy's parameters, lower case, plus the catalog layout).
 _EAZY_OPTIONS = dict(
+    **TABLE_OPTIONS,
     bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands to fit; columns mag_<BAND>, magerr_<BAND> (AB)"),
-    templates=Param(
-        str,
-        DEFAULT_TEMPLATES,
-        msg="template set: a BPZ .list, an EAZY templates .param, a folder "
-        "of .sed/.dat SEDs, or a list name in pz-rail-base's SED folder (default CWWSB4: not the "
-        "simulator's COSMOS set)",
-    ),
+    **TEMPLATE_OPTIONS,
     z_min=Param(float, 0.01, msg="eazy Z_MIN: lowest fitted redshift"),
     z_max=Param(float, 12.0, msg="eazy Z_MAX: highest fitted redshift"),
     z_step=Param(float, 0.01, msg="eazy Z_STEP: fit grid step in dz/(1+z)"),
@@ -66,8 +67,7 @@ _EAZY_OPTIONS = dict(
         1100.0,
         msg="rest wavelength (Angstrom) that must fall blueward of an object's reddest band (0 = off)",
     ),
-    ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
-    deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
+    **DEREDDEN_OPTIONS,
 )
 
 
@@ -108,7 +108,6 @@ class EazyInformer(CatInformer):
     config_options = CatInformer.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
     config_options.update(
-        hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
         redshift_col=SharedParams.copy_param("redshift_col"),
         zp_iterations=Param(int, 3, msg="zero-point iterations (0 = no zero-point offsets)"),
         min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for zero points and template error"),
@@ -165,24 +164,23 @@ class EazyInformer(CatInformer):
         self.add_data("model", self.model)
 
 
-class EazyEstimator(CatEstimator):
+class EazyEstimator(SpooledOutputMixin, CatEstimator):
     """EAZY photo-z PDFs: eazy-py fits of every object, as a ``qp.interp`` ensemble on a regular z grid.
 
     The fit runs on eazy's log grid (``z_min``, ``z_max``, ``z_step``); PDFs are resampled onto
     ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode``, ``zmean``, ``zmedian``, ``nbands`` (bands used) and
     ``object_id`` when the input has it (as DeepDISC's output).
-    Chunks and MPI ranks are independent: each rank writes eazy's input files into its own temporary folder.
+    Chunks and MPI ranks are independent: each rank writes eazy's input files into its own temporary folder,
+    and the output is spooled per rank and merged in row order (`SpooledOutputMixin`), so an MPI run needs no
+    parallel HDF5 and gives the file of a one-process run.
     """
 
     name = "EazyEstimator"
     entrypoint_function = "estimate"
     config_options = CatEstimator.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
+    config_options.update(PDF_GRID_OPTIONS)
     config_options.update(
-        hdf5_groupname=Param(str, "", msg="HDF5 group of the input table ('' = top level)"),
-        zmin=Param(float, 0.0, msg="lowest redshift of the output PDF grid"),
-        zmax=Param(float, 12.0, msg="highest redshift of the output PDF grid"),
-        nzbins=Param(int, 1201, msg="points of the output PDF grid"),
         apply_prior=Param(
             bool, True, msg="apply the model's magnitude prior when it has one (eazy APPLY_PRIOR)"
         ),
