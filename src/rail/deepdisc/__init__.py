@@ -123,6 +123,8 @@ _LAZY = {
     "open_mosaics": "rail.deepdisc.mosaics",
     "open_segmentation": "rail.deepdisc.segmentation",
     "build_report": "rail.deepdisc.report",
+    "SpooledOutputMixin": "rail.deepdisc.spooled_output",
+    "split_band_list": "rail.deepdisc.presets",
 }
 
 #: Modules holding the package's RAIL stages. RAIL's ``import_and_attach_all`` imports only ``rail.deepdisc``,

@@ -13,7 +13,7 @@ from ceci.config import StageParameter as Param
 from rail.core.stage import RailStage
 
 from rail.deepdisc.handles import DeepDiscModelHandle
-from rail.deepdisc.options import check_options
+from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.pretrainrun import PRETRAIN_DEFAULTS, RANGE_OPTIONS
 
 __all__ = ["DeepDiscPretrainer"]
@@ -63,9 +63,7 @@ class DeepDiscPretrainer(RailStage):
     outputs = [("model", DeepDiscModelHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
-        given = dict(args) if isinstance(args, dict) else {}
-        given.update(kwargs)
-        check_options(self.name, given, self.config_options, [t for t, _ in self.outputs])
+        check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
     def pretrain(self) -> DeepDiscModelHandle:
