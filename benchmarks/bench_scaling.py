@@ -58,13 +58,20 @@ def tile_scaling(model: Path, tiles: Path, counts, args) -> dict:
             chunk = predictor.predict(ts, settings)
             best = min(best, time.perf_counter() - t0)
         rows.append({"tiles": n, "objects": len(chunk.object_id), "seconds": best})
+    layouts = {True: float("inf"), False: float("inf")}  # channels_last vs the default layout, interleaved
+    for _ in range(args.repeats):
+        for channels_last in layouts:
+            t0 = time.perf_counter()
+            predictor.predict(ts, InferenceSettings(batch_size=args.batch_size, channels_last=channels_last))
+            layouts[channels_last] = min(layouts[channels_last], time.perf_counter() - t0)
     n = np.array([r["tiles"] for r in rows], float)
     t = np.array([r["seconds"] for r in rows])
     b, a = np.polyfit(n, t, 1) if len(rows) > 1 else (t[0] / n[0], 0.0)
     for r in rows:
         r["fit_residual"] = r["seconds"] - (a + b * r["tiles"])
     return {"build_s": build_s, "warmup_s": warmup_s, "intercept_s": float(a), "s_per_tile": float(b),
-            "rows": rows}
+            "rows": rows, "layout_tiles": rows[-1]["tiles"], "channels_last_s": layouts[True],
+            "contiguous_s": layouts[False]}
 
 
 def mpi_scaling(model: Path, tiles: Path, workdir: Path, args) -> list[dict]:
@@ -108,6 +115,9 @@ def table(r: dict, args) -> str:
     for row in s["rows"]:
         lines.append(f"| {row['tiles']} | {row['objects']} | {row['seconds']:.2f} | "
                      f"{row['seconds'] / row['tiles']:.4f} | {row['fit_residual']:+.2f} |")
+    lines += ["", f"Memory layout on {s['layout_tiles']} tiles (best of {args.repeats}, interleaved): channels_last "
+              f"{s['channels_last_s']:.2f} s, default layout {s['contiguous_s']:.2f} s "
+              f"(x{s['contiguous_s'] / s['channels_last_s']:.2f})."]
     if r["mpi"]:
         base = r["mpi"][0]["seconds"]
         lines += ["", f"MPI ranks (ceci stage on {args.tiles} tiles, chunks of {args.chunk_tiles} tiles, wall time "
