@@ -81,9 +81,9 @@ def make_tiles(path, *, n_tiles, size, n_bands, objects_per_tile, seed=0):
 def untrained_artifact(path, *, backbone, members, n_bands, seed=0):
     """Save an artifact of untrained members (random heads) for timing."""
     import torch
-    from rail.deepdisc.network import NetworkConfig, build_model
 
     from rail.deepdisc.artifact import save_artifact
+    from rail.deepdisc.network import NetworkConfig, build_model
 
     cfg = NetworkConfig(bands=JADES9[:n_bands], pixel_scale=PIXEL_SCALE, backbone=backbone)
     out = []

@@ -172,9 +172,9 @@ def table(r: dict, args) -> str:
              "reference": "stock Mask R-CNN R50-FPN (1000 proposals, masks)"}
     for key in ("ours", "reference"):
         x = r[key]
-        lines.append(f"| {names[key]} | {x['proposals_per_tile']:.0f} | {x['gflop_per_tile']:.2f} | {x['gflop_per_object']:.3f} | "
-                     f"{x['s_per_tile']:.3f} | {x['objects_per_s']:.0f} | {x['gflops']:.1f} | "
-                     f"{x['efficiency']:.0%} |")
+        lines.append(f"| {names[key]} | {x['proposals_per_tile']:.0f} | {x['gflop_per_tile']:.2f} | "
+                     f"{x['gflop_per_object']:.3f} | {x['s_per_tile']:.3f} | {x['objects_per_s']:.0f} | "
+                     f"{x['gflops']:.1f} | {x['efficiency']:.0%} |")
     lines.append(f"| ratio ours/reference | {o['proposals_per_tile'] / f['proposals_per_tile']:.2f} | "
                  f"{o['gflop_per_tile'] / f['gflop_per_tile']:.3f} | "
                  f"{o['gflop_per_object'] / f['gflop_per_object']:.3f} | {o['s_per_tile'] / f['s_per_tile']:.3f} | "

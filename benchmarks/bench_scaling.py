@@ -2,7 +2,9 @@
 
 Tiles: one process builds the predictor once, warms it up on one batch (timed separately: oneDNN primitive
 creation, first allocation), then times `EnsemblePredictor.predict` on the first n tiles of a synthetic file
-for each n (best of ``--repeats``), and fits ``t = a + b n`` (``b`` = steady-state seconds per tile; the residuals show linearity).
+for each n (best of ``--repeats``), and fits ``t = a + b n`` (``b`` = steady-state seconds per tile; the
+residuals show linearity). The largest n is also timed in the default memory layout (``channels_last=False``),
+interleaved with channels_last, for the before/after of that optimisation.
 
 MPI: the ceci stage on the whole file, ``python -m ceci rail.estimation.algos.deepdisc.DeepDiscEstimator``,
 with 1 rank (``--threads`` torch threads), and ``mpiexec -n R`` ranks splitting the same total number of
