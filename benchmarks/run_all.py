@@ -33,7 +33,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
-SECTIONS = ("machine", "throughput", "efficiency", "memory", "scaling", "accuracy")
+SECTIONS = ("throughput", "efficiency", "memory", "scaling", "accuracy")
 RUNS = ("simulate", "prep", "train", "estimate", "same_objects", "flops", "scaling")
 QUIET_LOAD = 0.5
 
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", choices=RUNS + ("accuracy",), help="run only these")
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--accuracy-dir", help="folder of a bench_accuracy.py run to record")
+    p.add_argument("--accuracy-dir", nargs="+", help="folder(s) of bench_accuracy.py runs to record")
     p.add_argument("--no-readme", action="store_true", help="print only")
     args = p.parse_args(argv)
     chosen = args.only or list(RUNS) + (["accuracy"] if args.accuracy_dir else [])
@@ -210,9 +210,10 @@ def main(argv=None) -> int:
         sections["scaling"] = header + "\n" + res["scaling"]["stdout"] + (
             f"\nLoad before/after: {_load(res['scaling']['load'])}.\n")
     if "accuracy" in chosen and args.accuracy_dir:
-        acc = Path(args.accuracy_dir)
-        sections["accuracy"] = (f"Recorded {stamp} from `{acc}` (run `benchmarks/bench_accuracy.py`; "
-                                f"see its docstring).\n\n" + (acc / "accuracy.md").read_text())
+        runs = [Path(d) for d in args.accuracy_dir]
+        sections["accuracy"] = (f"Recorded {stamp} from {', '.join(f'`{d}`' for d in runs)} "
+                                f"(`benchmarks/bench_accuracy.py`; see its docstring).\n\n"
+                                + "\n".join((d / "accuracy.md").read_text() for d in runs))
     for name, body in sections.items():
         print(f"\n### {name}\n\n{body}")
     if not args.no_readme and sections:
