@@ -16,7 +16,9 @@ weaker emission lines), so that the test is not on the training distribution. Th
 
 Prints markdown tables and writes ``accuracy.json`` and ``accuracy.md`` in ``--workdir``.
 
-Full benchmark (the sizes recorded in benchmarks/README.md; run on a quiet machine)::
+Full benchmark (defaults: 120-tile training and test fields, 3 members x 12 epochs, i.e. ~3900 tile steps per
+preset, ~10-20 CPU minutes of training per preset at bench_train.py's 0.12-0.3 CPU-s per tile step on a quiet
+machine; run it there)::
 
     PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir bench_acc
 
@@ -245,11 +247,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="folder for the fields, models and outputs (re-used)")
     p.add_argument("--presets", nargs="+", default=list(PRESETS))
-    p.add_argument("--train-tiles", type=int, default=80, help="tiles of the training field (default 80)")
+    p.add_argument("--train-tiles", type=int, default=120, help="tiles of the training field (default 120)")
     p.add_argument("--test-tiles", type=int, default=120, help="tiles of the test field (default 120)")
     p.add_argument("--size", type=int, default=128, help="tile side, px (default 128)")
     p.add_argument("--members", type=int, default=3, help="ensemble members (default 3)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per member (default 8)")
+    p.add_argument("--epochs", type=int, default=12, help="epochs per member (default 12)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--seed", type=int, default=1234, help="training seed (default 1234)")
     args = p.parse_args(argv)
