@@ -81,9 +81,9 @@ def make_tiles(path, *, n_tiles, size, n_bands, objects_per_tile, seed=0):
 def untrained_artifact(path, *, backbone, members, n_bands, seed=0):
     """Save an artifact of untrained members (random heads) for timing."""
     import torch
-    from rail.deepdisc.network import NetworkConfig, build_model
 
     from rail.deepdisc.artifact import save_artifact
+    from rail.deepdisc.network import NetworkConfig, build_model
 
     cfg = NetworkConfig(bands=JADES9[:n_bands], pixel_scale=PIXEL_SCALE, backbone=backbone)
     out = []
@@ -155,6 +155,7 @@ def main(argv=None) -> None:
     p.add_argument("--model-r50", help="trained R50 artifact")
     p.add_argument("--skip-r50", action="store_true", help="leave out the R50 row")
     p.add_argument("--fake", action="store_true", help="use the tests' stand-in network (smoke test)")
+    p.add_argument("--json", help="also write the figures here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--tiles-file", help=argparse.SUPPRESS)
@@ -193,6 +194,7 @@ def main(argv=None) -> None:
         results = []
         for k, (label, model, path, n_tiles) in enumerate(rows):
             r = run_config(args, model, path, tmp / f"pz_{k}.hdf5", n_tiles)
+            r["label"] = label
             results.append(r)
             print(f"{label:<40} {r['objects']:>8d} {r['objects'] / r['seconds']:>10.1f} "
                   f"{n_tiles / r['seconds']:>8.2f} {r['peak_rss_mb']:>12.0f}")
@@ -200,6 +202,8 @@ def main(argv=None) -> None:
         print(f"R18 one member: {rate:.0f} objects/s (target >= {TARGET_R18_OBJECTS_PER_S:.0f}); peak RSS "
               f"{results[0]['peak_rss_mb']:.0f} MB on {args.tiles} tiles vs "
               f"{results[-1]['peak_rss_mb']:.0f} MB on {big_tiles}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

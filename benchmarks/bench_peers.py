@@ -12,6 +12,7 @@ Full run:    PYTHONPATH=src python benchmarks/bench_peers.py --n 5000 --snr 20 -
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +84,7 @@ def main(argv=None):
     parser.add_argument("--preset", default="JADES9", help="filter preset")
     parser.add_argument("--chunk-size", type=int, default=1000, help="objects per estimator chunk")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
 
     from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
@@ -128,6 +130,9 @@ def main(argv=None):
     print(f"{'peer':<6}{'inform s':>10}{'estimate s':>12}{'objects/s':>11}{'|dz|<0.02':>11}{'NMAD':>9}")
     for name, t_inf, t_est, n, frac, nmad in rows:
         print(f"{name:<6}{t_inf:>10.2f}{t_est:>12.2f}{n / t_est:>11.1f}{frac:>11.3f}{nmad:>9.4f}")
+    if args.json:
+        keys = ("peer", "inform_s", "estimate_s", "objects", "within_002", "nmad")
+        Path(args.json).write_text(json.dumps([dict(zip(keys, row)) for row in rows], indent=1))
 
 
 if __name__ == "__main__":

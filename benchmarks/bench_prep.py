@@ -12,6 +12,7 @@ that windows are streamed, not loaded.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import resource
 import tempfile
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--bands", type=int, default=3, help="number of JADES9 bands")
     parser.add_argument("--overlap", type=int, default=20, help="full-catalog overlap, pixels")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     bands = get_preset("JADES9")[-args.bands :]
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,6 +142,10 @@ def main() -> None:
             f"labelled"
         )
     print(f"wall {wall:.1f} s ({tiles / wall:.1f} tiles/s), peak RSS {peak_mb:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"tiles": tiles, "seconds": wall, "tiles_per_s": tiles / wall,
+                                               "peak_rss_mb": peak_mb, "mosaic_mb": disk_mb, "size": args.size,
+                                               "bands": len(bands)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ The per-process set-up (photometry grid, PSF tables, Sersic tables) is timed sep
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -52,8 +53,12 @@ def main():
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--preset", default="JADES9")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
     rows = [bench(size, args.tiles, args.preset, args.seed) for size in args.sizes]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
     print(f"simulator speed, {args.preset}, {args.tiles} tiles per size, 1 thread")
     print(f"{'size':>9} {'set-up s':>9} {'s/tile':>8} {'p90 s':>8} {'objects/tile':>13} {'target s':>9}")
     for r in rows:

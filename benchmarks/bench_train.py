@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--norm", default="group", choices=("group", "batch"), help="backbone normalisation")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--json", help="also write the figures here")
     p.add_argument("--backbone", help=argparse.SUPPRESS)  # internal: measure one backbone, print JSON
     args = p.parse_args(argv)
     if args.backbone:
@@ -137,6 +138,7 @@ def main(argv=None) -> int:
     )
     print(f"{'backbone':<10} {'s/image':>9} {'target':>8} {'CPU s/image':>12} {'peak RSS GB':>12}")
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+    results = []
     for name in args.backbones:
         out = subprocess.run(
             [sys.executable, __file__, *forwarded, "--backbone", name],
@@ -145,10 +147,14 @@ def main(argv=None) -> int:
             text=True,
         ).stdout
         r = json.loads(out.strip().splitlines()[-1])
+        results.append(r)
         print(
             f"{name:<10} {r['s_per_image']:>9.3f} {targets.get(name, float('nan')):>8.2f} "
             f"{r['cpu_s_per_image']:>12.3f} {r['peak_rss_gb']:>12.2f}"
         )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
     return 0
 
 

@@ -1,0 +1,274 @@
+"""Accuracy of DeepDISC (one member and the ensemble) against BPZ and EAZY on a fixed simulated benchmark set.
+
+For each filter preset the script simulates, with fixed seeds, a *training field* and an independent *test
+field* whose nuisance settings are perturbed (wider PSF, shallower depth, larger galaxies, correlated noise,
+weaker emission lines), so that the test is not on the training distribution. Then:
+
+1. ``deepdisc train`` trains an R18 ensemble (>= 3 members) on the training field's spec-z labels (its wall and
+   CPU time are recorded: the benchmark is sized to train in well under 60 CPU minutes per preset);
+2. ``deepdisc estimate`` runs the ensemble and its first member alone on the test field;
+3. EAZY and BPZ are informed on the *same* training labels (catalog photometry of the training field) and run
+   on the test field's catalog (inform and estimate timed separately);
+4. every estimator is scored against the test field's true redshifts with the library's evaluation
+   (`rail.deepdisc.evaluate.evaluate_photoz`: bias, sigma_IQR, outlier fraction eta, PIT KS, coverage) overall
+   and per magnitude bin; completeness is DeepDISC's detection completeness (the peers fit every catalog
+   object).
+
+Prints markdown tables and writes ``accuracy.json`` and ``accuracy.md`` in ``--workdir``.
+
+Full benchmark (defaults: 120-tile training and test fields, 3 members x 12 epochs, i.e. ~3900 tile steps per
+preset, ~10-20 CPU minutes of training per preset at bench_train.py's 0.12-0.3 CPU-s per tile step on a quiet
+machine; run it there)::
+
+    PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir bench_acc
+
+Smoke run (minutes)::
+
+    PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir /tmp/acc --presets COSMOSWEB4 \\
+        --train-tiles 6 --test-tiles 4 --members 3 --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+PRESETS = ("JADES9", "NEXUS6", "COSMOSWEB4")
+TRAIN_SEED = 1001
+TEST_SEED = 2002
+TRAIN_LABEL_FRACTION = 1.0  # spec-z fraction of the training field's catalogued galaxies (~6 per tile)
+#: Nuisance settings of the test field (the training field uses the simulator's defaults).
+TEST_NUISANCE = {
+    "--psf-fwhm-scale": "1.1",
+    "--depth-offset": "-0.3",
+    "--size-scale": "1.15",
+    "--noise-correlation": "0.6",
+    "--emission-line-scale": "0.7",
+}
+MAG_EDGES = (18.0, 25.0, 27.0, 28.0, 29.0, 32.0)
+LEVELS = (0.68, 0.95)
+TARGET_COVERAGE_TOLERANCE = 0.05
+CPU_MINUTES_BUDGET = 60.0
+
+
+def _cli(args: list[str], threads: int) -> tuple[float, float]:
+    """Run ``deepdisc ARGS`` in a child process; return (wall s, child CPU s)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "rail.deepdisc.cli", *args], env=env, capture_output=True,
+                          text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"deepdisc {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path]:
+    """The training and test fields of one preset (kept when already there: the seeds fix them)."""
+    train, test = workdir / f"{preset}_train.h5", workdir / f"{preset}_test.h5"
+    common = ["--preset", preset, "--size", str(args.size), "--no-progress"]
+    if not train.exists():
+        _cli(["simulate", "-o", str(train), "--tiles", str(args.train_tiles), "--seed", str(TRAIN_SEED),
+              "--label-fraction", str(TRAIN_LABEL_FRACTION), *common], 1)
+    if not test.exists():
+        nuisance = [x for kv in TEST_NUISANCE.items() for x in kv]
+        _cli(["simulate", "-o", str(test), "--tiles", str(args.test_tiles), "--seed", str(TEST_SEED),
+              *nuisance, *common], 1)
+    return train, test
+
+
+def one_member(model: Path, target: Path) -> Path:
+    """The artifact's first member alone (weight 1)."""
+    from rail.deepdisc.artifact import load_artifact, save_artifact
+
+    art = load_artifact(model)
+    member = dict(art["members"][0], weight=1.0)
+    return save_artifact({**art, "members": [member]}, target)
+
+
+def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
+    """Inform EAZY and BPZ on the training field's labelled objects, estimate the test field; time both."""
+    from rail.core.data import DataStore
+    from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
+    from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
+    from rail.tools.deepdisc_catalog import TileSetToCatalog
+
+    DataStore.allow_overwrite = True  # one process runs several presets
+    catalogs = {}
+    for kind, path in (("train", train), ("test", test)):
+        stage = TileSetToCatalog.make_stage(name=f"catalog_{preset}_{kind}", output=str(out / f"cat_{kind}.hdf5"))
+        catalogs[kind] = stage(str(path)).data
+    lab = np.isfinite(catalogs["train"]["redshift"])
+    labelled = {k: v[lab] for k, v in catalogs["train"].items()}
+    bands = [k[len("mag_"):] for k in catalogs["test"] if k.startswith("mag_")]
+    timings = {}
+    for name, inf_cls, est_cls, common, model in (
+        ("EAZY", EazyInformer, EazyEstimator, dict(bands=bands), out / "model_eazy.npz"),
+        ("BPZ", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands), out / "model_bpz.pkl"),
+    ):
+        t0 = time.perf_counter()
+        inf = inf_cls.make_stage(name=f"{name}_inform_{preset}", model=str(model), **common)
+        inf.inform(labelled)
+        t1 = time.perf_counter()
+        est = est_cls.make_stage(name=f"{name}_estimate_{preset}", model=inf.get_handle("model"),
+                                 output=str(out / f"pz_{name.lower()}.hdf5"), chunk_size=5000, **common)
+        n = int(est.estimate(catalogs["test"]).data.npdf)
+        t2 = time.perf_counter()
+        timings[name] = {"inform_s": t1 - t0, "estimate_s": t2 - t1, "objects": n, "labels": int(lab.sum())}
+    return timings
+
+
+def score(photoz_path: Path, truth, label: str) -> dict:
+    """Overall and per-magnitude-bin metrics of one estimator (the library's evaluation)."""
+    from rail.deepdisc.coverage import coverage_from_pit
+    from rail.deepdisc.evalio import read_photoz
+    from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
+    from rail.deepdisc.metrics import detection_completeness
+
+    settings = EvaluationSettings(mag_edges=MAG_EDGES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate_photoz(read_photoz(photoz_path), truth, settings=settings, label=label)
+    obj = res.objects
+
+    def coverage(sel):
+        cov = {r["level"]: r["coverage"] for r in coverage_from_pit(obj["pit"][sel], LEVELS).rows()}
+        return [cov[level] for level in LEVELS]
+
+    has_truth = np.isfinite(obj["ztrue"])
+    overall = res.summary["metrics"]["all"]
+    detected = obj.get("detected")
+    completeness = float(np.mean(detected)) if detected is not None else float("nan")
+    rows = [{"bin": "all", "n": overall["n"], "bias": overall["bias"], "sigma_iqr": overall["sigma_iqr"],
+             "eta": overall["outlier_fraction"], "pit_ks": res.summary["rail"].get("pit_ks", float("nan")),
+             "cov68": coverage(has_truth)[0], "cov95": coverage(has_truth)[1], "completeness": completeness}]
+    comp = ({(c["lo"], c["hi"]): c.get("completeness", float("nan"))
+             for c in detection_completeness(detected, obj["mag"], MAG_EDGES)} if detected is not None else {})
+    for r in res.metrics:
+        if r["subset"] != "all" or r["binning"] != "mag":
+            continue
+        sel = has_truth & (obj["mag"] >= r["lo"]) & (obj["mag"] < r["hi"])
+        c68, c95 = coverage(sel) if sel.any() else (float("nan"), float("nan"))
+        rows.append({"bin": f"{r['lo']:g}-{r['hi']:g}", "n": r["n"], "bias": r["bias"],
+                     "sigma_iqr": r["sigma_iqr"], "eta": r["outlier_fraction"], "pit_ks": float("nan"),
+                     "cov68": c68, "cov95": c95,
+                     "completeness": comp.get((r["lo"], r["hi"]), float("nan"))})
+    return {"estimator": label, "rows": rows, "magnitude_band": res.summary["magnitude_band"]}
+
+
+def run_preset(preset: str, args) -> dict:
+    from rail.deepdisc.evalio import read_truth
+
+    out = Path(args.workdir) / preset
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    train, test = simulate(out, preset, args)
+    sim_s = time.perf_counter() - t0
+    model = out / "model.pt"
+    train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
+                                  "--epochs", str(args.epochs), "--threads", str(args.threads),
+                                  "--seed", str(args.seed), "--no-progress", "--device", "cpu"], args.threads)
+    single = one_member(model, out / "model_member0.pt")
+    timings = {"simulate_s": sim_s, "train_wall_s": train_wall, "train_cpu_s": train_cpu}
+    for label, path, pz in (("DeepDISC ensemble", model, out / "pz_ensemble.hdf5"),
+                            ("DeepDISC 1 member", single, out / "pz_member0.hdf5")):
+        wall, _ = _cli(["estimate", str(path), str(test), "-o", str(pz), "--threads", str(args.threads),
+                        "--device", "cpu", "--no-progress"], args.threads)
+        timings[f"{label} estimate_s"] = wall
+    timings.update({f"{k} {m}": v for k, t in run_peers(train, test, out, preset).items() for m, v in t.items()})
+    truth = read_truth(test)
+    scores = [score(out / "pz_ensemble.hdf5", truth, "DeepDISC ensemble"),
+              score(out / "pz_member0.hdf5", truth, "DeepDISC 1 member"),
+              score(out / "pz_bpz.hdf5", truth, "BPZ"), score(out / "pz_eazy.hdf5", truth, "EAZY")]
+    return {"preset": preset, "timings": timings, "scores": scores, "n_test_objects": truth.n}
+
+
+def _fmt(x, spec=".3f"):
+    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+
+
+def markdown(results: list[dict], args) -> str:
+    lines = [f"Benchmark set: per preset a {args.train_tiles}-tile training field (seed {TRAIN_SEED}, spec-z "
+             f"for {TRAIN_LABEL_FRACTION:.0%} of catalogued galaxies) and an independent {args.test_tiles}-tile "
+             f"test field (seed {TEST_SEED}, nuisance {' '.join(f'{k} {v}' for k, v in TEST_NUISANCE.items())}"
+             f"), {args.size}x{args.size} px; DeepDISC R18, {args.members} members x {args.epochs} epochs, "
+             f"{args.threads} threads; peers informed on the same labels. Truth: true redshift of every "
+             f"test object.", ""]
+    for res in results:
+        t = res["timings"]
+        lines += [f"**{res['preset']}** ({res['n_test_objects']} test objects; magnitude bins in "
+                  f"{res['scores'][0]['magnitude_band']}; training {t['train_wall_s'] / 60:.1f} min wall, "
+                  f"{t['train_cpu_s'] / 60:.1f} CPU min, budget {CPU_MINUTES_BUDGET:.0f})", "",
+                  "| estimator | mag bin | n | bias | sigma_IQR | eta | PIT KS | cov 68% | cov 95% | completeness |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in res["scores"]:
+            for r in s["rows"]:
+                lines.append(f"| {s['estimator']} | {r['bin']} | {r['n']} | {_fmt(r['bias'], '+.3f')} | "
+                             f"{_fmt(r['sigma_iqr'])} | {_fmt(r['eta'])} | {_fmt(r['pit_ks'])} | "
+                             f"{_fmt(r['cov68'], '.2f')} | {_fmt(r['cov95'], '.2f')} | "
+                             f"{_fmt(r['completeness'], '.2f')} |")
+        lines.append("")
+    lines += ["Targets (ensemble vs peers, overall):", "",
+              "| preset | sigma_IQR ens / BPZ / EAZY | eta ens / BPZ / EAZY | cov 68% ens | met |",
+              "|---|---|---|---:|---|"]
+    for res in results:
+        by = {s["estimator"]: s["rows"][0] for s in res["scores"]}
+        e, b, z = by["DeepDISC ensemble"], by["BPZ"], by["EAZY"]
+        met = (e["sigma_iqr"] < min(b["sigma_iqr"], z["sigma_iqr"]) and e["eta"] < min(b["eta"], z["eta"])
+               and abs(e["cov68"] - LEVELS[0]) <= TARGET_COVERAGE_TOLERANCE)
+        lines.append(f"| {res['preset']} | {_fmt(e['sigma_iqr'])} / {_fmt(b['sigma_iqr'])} / "
+                     f"{_fmt(z['sigma_iqr'])} | {_fmt(e['eta'])} / {_fmt(b['eta'])} / {_fmt(z['eta'])} | "
+                     f"{_fmt(e['cov68'], '.2f')} | {'yes' if met else 'no'} |")
+    lines += ["", "Speed on the test field (same objects; DeepDISC end to end incl. model load, peers estimate "
+              "only, inform separately):", "",
+              "| preset | objects | DeepDISC 1 member obj/s | ensemble obj/s | BPZ obj/s (inform s) | "
+              "EAZY obj/s (inform s) |", "|---|---:|---:|---:|---:|---:|"]
+    for res in results:
+        t, n = res["timings"], res["n_test_objects"]
+        lines.append(f"| {res['preset']} | {n} | {n / t['DeepDISC 1 member estimate_s']:.1f} | "
+                     f"{n / t['DeepDISC ensemble estimate_s']:.1f} | "
+                     f"{t['BPZ objects'] / t['BPZ estimate_s']:.1f} ({t['BPZ inform_s']:.1f}) | "
+                     f"{t['EAZY objects'] / t['EAZY estimate_s']:.1f} ({t['EAZY inform_s']:.1f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True, help="folder for the fields, models and outputs (re-used)")
+    p.add_argument("--presets", nargs="+", default=list(PRESETS))
+    p.add_argument("--train-tiles", type=int, default=120, help="tiles of the training field (default 120)")
+    p.add_argument("--test-tiles", type=int, default=120, help="tiles of the test field (default 120)")
+    p.add_argument("--size", type=int, default=128, help="tile side, px (default 128)")
+    p.add_argument("--members", type=int, default=3, help="ensemble members (default 3)")
+    p.add_argument("--epochs", type=int, default=12, help="epochs per member (default 12)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--seed", type=int, default=1234, help="training seed (default 1234)")
+    args = p.parse_args(argv)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for preset in args.presets:
+        t0 = time.perf_counter()
+        results.append(run_preset(preset, args))
+        print(f"{preset}: done in {(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr, flush=True)
+        text = markdown(results, args)
+        (workdir / "accuracy.md").write_text(text)
+        (workdir / "accuracy.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1,
+                                                          default=float))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
