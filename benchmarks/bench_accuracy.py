@@ -100,6 +100,7 @@ def one_member(model: Path, target: Path) -> Path:
 def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
     """Inform EAZY and BPZ on the training field's labelled objects, estimate the test field; time both."""
     from rail.core.data import DataStore
+
     from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
     from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
     from rail.tools.deepdisc_catalog import TileSetToCatalog
