@@ -15,7 +15,9 @@ lower validation NLL, and the member keeps the weights of its best epoch.
 Departures from Merz et al. (2025), for learning redshifts from few labels in few steps (see
 ``benchmarks/bench_learning.py``): the redshift head's parameters get ``head_lr_factor`` times the learning
 rate (its own parameter group), and after each full step the head takes ``head_steps`` extra updates on the
-detached inputs it saw in that step (RoI features, pixel features, E(B-V) of the labelled boxes). A head
+detached inputs it saw in that step and the ``head_replay - 1`` steps before it in the same epoch (RoI
+features, pixel features, E(B-V) of the labelled boxes; with ~3 labels per tile one batch holds too few
+objects for repeated updates on it alone not to overfit it). A head
 update costs ~1% of a backbone forward-backward pass, so the head sees many more updates per CPU second,
 while the backbone and detection heads are updated exactly as before.
 """
@@ -86,7 +88,9 @@ class TrainSettings:
     head_lr_factor : float
         The redshift head's learning rate is this times the network's.
     head_steps : int
-        Extra head-only updates per batch, on the head inputs of that batch (0 = none).
+        Extra head-only updates per batch (0 = none).
+    head_replay : int
+        The extra head updates use the head inputs of the last ``head_replay`` batches of the epoch.
     clip_grad_norm : float
         Maximum gradient norm (0 = no clipping).
     augmentation : Augmentation
@@ -105,6 +109,7 @@ class TrainSettings:
     redshift_loss_weight: float = 1.0
     head_lr_factor: float = 1.0
     head_steps: int = 0
+    head_replay: int = 1
     clip_grad_norm: float = 10.0
     augmentation: Augmentation = field(default_factory=Augmentation)
 
@@ -119,6 +124,8 @@ class TrainSettings:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if int(self.head_replay) < 1:
+            raise ConfigError(f"head_replay must be >= 1, got {self.head_replay!r}")
         if int(self.head_steps) < 0:
             raise ConfigError(f"head_steps must be >= 0, got {self.head_steps!r}")
         if not (math.isfinite(self.head_lr_factor) and self.head_lr_factor > 0):
@@ -147,6 +154,7 @@ class TrainSettings:
             "redshift_loss_weight": self.redshift_loss_weight,
             "head_lr_factor": self.head_lr_factor,
             "head_steps": self.head_steps,
+            "head_replay": self.head_replay,
             "clip_grad_norm": self.clip_grad_norm,
             "augment_dihedral": aug.dihedral,
             "augment_noise": aug.noise_sigma,
@@ -410,6 +418,7 @@ def _run_epoch(
         group["lr"] = lr * group.get("lr_scale", 1.0)
     sums: dict[str, float] = {}
     n_done = n_skipped = 0
+    replay: list[HeadInputs] = []
     for batch in dist_ctx.shard(order, settings.batch_size):
         images, targets = make_batch(
             data.images,
@@ -432,9 +441,10 @@ def _run_epoch(
         if settings.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
         optimizer.step()
+        replay = [*replay, head_inputs][-settings.head_replay :]
         head_nll = head_updates(
             model,
-            head_inputs,
+            HeadInputs(*(torch.cat(parts) for parts in zip(*replay))),
             optimizer,
             steps=settings.head_steps,
             clip_grad_norm=settings.clip_grad_norm,
