@@ -165,8 +165,6 @@ def main(argv=None) -> None:
     data = MemberData(train.images, train.segmaps, hide_labels(targets, tr, val), tr, val, stats.sky_sigma)
     torch.manual_seed(args.seed)
     model = build_model(network)
-    import os
-    model.redshift_head.group_scales[0] *= float(os.environ.get("ROI_SCALE", "1"))
     model.normaliser.set_statistics(*stats.center_scale(network.normalisation))
     z = np.concatenate([data.targets[k]["redshift"] for k in tr])
     model.redshift_head.init_from_labels(torch.from_numpy(z[np.isfinite(z)].astype(np.float64)))

@@ -107,9 +107,9 @@ class TrainSettings:
     lr_gamma: float = 0.1
     patience: int = 10
     redshift_loss_weight: float = 1.0
-    head_lr_factor: float = 1.0
-    head_steps: int = 0
-    head_replay: int = 1
+    head_lr_factor: float = 0.5
+    head_steps: int = 4
+    head_replay: int = 16
     clip_grad_norm: float = 10.0
     augmentation: Augmentation = field(default_factory=Augmentation)
 
