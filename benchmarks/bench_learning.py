@@ -16,6 +16,20 @@ Compare settings (any `TrainSettings` field or `NetworkConfig` field)::
 
     ... --set head_steps=0 --set head_lr_factor=1 --set pixel_pool_size=0
 
+Measured (100 training tiles, seed 1, label fraction 0.5, 332 spec-z; 40 test tiles, seed 2, 70 objects with
+F444W < 27; one member, 6 epochs = 138 steps, ~80 CPU-s on one thread; kNN on catalog colours: sigma_IQR
+0.137, outliers 0.36), sigma_IQR / outlier rate at the last epoch:
+
+===============================================================  =========  ========
+setting                                                          sigma_IQR  outliers
+===============================================================  =========  ========
+paper head (``pixel_pool_size=0``, no head steps)                0.31       0.70
+pixel features, no head steps                                    0.17-0.66  0.47-0.80
+pixel features, ``head_steps=4`` on the batch alone              0.35       0.67
+pixel features, ``head_steps=4, head_replay=8``                  0.11       0.29
+defaults (``head_steps=4, head_replay=16, head_lr_factor=0.5``)  0.10       0.30
+===============================================================  =========  ========
+
 Smoke run (seconds)::
 
     PYTHONPATH=src python benchmarks/bench_learning.py --train-tiles 6 --test-tiles 3 --epochs 1 --size 64
