@@ -84,7 +84,9 @@ def knn_reference(train, test, keep):
 
     z = train.objects["redshift"]
     labelled = np.isfinite(z)
-    _, idx = cKDTree(colours(train)[labelled]).query(colours(test)[keep], KNN_NEIGHBOURS)
+    k = min(KNN_NEIGHBOURS, int(labelled.sum()))
+    _, idx = cKDTree(colours(train)[labelled]).query(colours(test)[keep], k)
+    idx = idx.reshape(int(keep.sum()), k)
     return _metrics(np.median(z[labelled][idx], axis=1), test.objects["redshift_true"][keep])
 
 
