@@ -30,11 +30,13 @@ class MemberState:
     epoch : int
         Epochs completed.
     best_state : dict or None
-        Weights (CPU tensors) at the best validation NLL so far.
+        Weights (CPU tensors) at the best validation loss so far.
     best_epoch : int
         Epoch of ``best_state`` (-1 before any).
+    best_loss : float
+        Best validation loss so far (`rail.deepdisc.train.validation_objective`).
     best_nll : float
-        Best validation NLL so far.
+        Validation redshift NLL at the best epoch.
     since_best : int
         Epochs since the best one (early-stopping counter).
     history : list of dict
@@ -48,6 +50,7 @@ class MemberState:
         self.epoch = 0  # epochs completed
         self.best_state: dict | None = None
         self.best_epoch = -1
+        self.best_loss = math.inf
         self.best_nll = math.inf
         self.since_best = 0
         self.history: list[dict] = []
@@ -65,6 +68,7 @@ class MemberState:
             "optimizer": self.optimizer.state_dict(),
             "best_state": self.best_state,
             "best_epoch": self.best_epoch,
+            "best_loss": self.best_loss,
             "best_nll": self.best_nll,
             "since_best": self.since_best,
             "history": self.history,
@@ -75,7 +79,7 @@ class MemberState:
         """Restore this state from a checkpoint dict (see `load_checkpoint`)."""
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        for key in ("epoch", "best_state", "best_epoch", "best_nll", "since_best", "history", "done"):
+        for key in ("epoch", "best_state", "best_epoch", "best_loss", "best_nll", "since_best", "history", "done"):
             setattr(self, key, ckpt[key])
 
 

@@ -82,9 +82,9 @@ class NetworkConfig:
     box_score_threshold, box_nms_threshold : float
         Score cut and NMS IoU of the final detections.
     pixel_pool_size : int
-        The redshift head also sees the normalised input pixels of each box, RoI-aligned to
-        ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours; 0 = off, as in the
-        paper).
+        The redshift head also sees brightness-free colour and shape features of each box's input pixels,
+        RoI-aligned to ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours, see
+        `rail.deepdisc.network.pixel_features`; 0 = off, as in the paper).
     """
 
     bands: tuple[str, ...]

@@ -9,11 +9,19 @@ to 800 px and normalises with 3-band ImageNet statistics) the model normalises r
 Settings for small, faint, blended galaxies in 0.03"/pix tiles are in `rail.deepdisc.netconfig`.
 
 The redshift head sees the RoI-aligned FPN features of each object's box (ground-truth boxes in training,
-detected or catalog boxes at inference) plus its E(B-V), and outputs a K-component Gaussian mixture. Departure
-from Merz et al. (2025): by default the head also sees the box's normalised input pixels, RoI-aligned to 4 x 4
-per band (`NetworkConfig.pixel_pool_size`; passed through asinh after z-scoring, so that colours are
-differences), a direct path for the colours that carry most of the redshift information; it speeds up learning
-from few labels. ``pixel_pool_size=0`` gives the paper's head.
+detected or catalog boxes at inference) plus its E(B-V), and outputs a K-component Gaussian mixture.
+
+Departure from Merz et al. (2025): by default the head also sees two brightness-free summaries of the box's
+input pixels (`pixel_features`; ``NetworkConfig.pixel_pool_size=0`` gives the paper's head). The pixels,
+back in flux units relative to the normaliser's centre (`InputNormaliser.inverse`), are RoI-aligned to
+``s x s`` per band; from them come (1) colours: ``asinh(f_b / soft) - mean_b(...)`` of the per-band box-mean
+fluxes ``f_b``, softened at `COLOUR_SOFTENING` times the object's brightest band (log-flux differences for
+detected bands, bounded for noise-dominated ones), and (2) the ``s x s`` patch of every band divided by the
+object's total absolute flux (SED shape and profile, not brightness). These are a direct path for the
+colours that carry most of the redshift information: with a few hundred labels the MLP learns photo-z from
+them in a few hundred steps, where it cannot separate them from the backbone's features in z-scored pixels
+(a bright object's pixels are thousands of sky sigmas, a faint one's ~0). They depend only on flux ratios
+between bands, so they do not depend on the depth, zero point or pixel statistics of the training set.
 """
 
 from __future__ import annotations
@@ -35,9 +43,19 @@ from .backbone import build_backbone
 from .exceptions import ModelError
 from .netconfig import FEATURE_LEVELS, NetworkConfig
 from .normalise import InputNormaliser
-from .redshift_head import EBV_SCALE, MixtureParams, RedshiftMixtureHead
+from .redshift_head import EBV_SCALE, MixtureParams, RedshiftMixtureHead, mixture_nll
 
-__all__ = ["NetworkConfig", "Encoded", "DeepDiscRCNN", "build_model", "model_from_artifact", "MixtureParams"]
+__all__ = [
+    "NetworkConfig",
+    "Encoded",
+    "HeadInputs",
+    "DeepDiscRCNN",
+    "build_model",
+    "model_from_artifact",
+    "pixel_features",
+    "MixtureParams",
+    "COLOUR_SOFTENING",
+]
 
 N_CLASSES = 2  # background + "object"
 _BOX_POOL_SIZE = 7
@@ -47,6 +65,9 @@ _MASK_LAYERS = 4
 _RPN_POSITIVE_FRACTION = 0.5
 _BOX_POSITIVE_FRACTION = 0.25
 _BOX_REG_WEIGHTS = None  # torchvision default (10, 10, 5, 5)
+#: Colour softening flux, as a fraction of the object's largest absolute band flux (see `pixel_features`).
+COLOUR_SOFTENING = 0.05
+_TINY_FLUX = 1e-12
 
 
 class Encoded(NamedTuple):
@@ -62,6 +83,54 @@ class Encoded(NamedTuple):
 
     images: ImageList
     features: OrderedDict
+
+
+class HeadInputs(NamedTuple):
+    """What the redshift head saw in a training step (detached), for extra head-only updates.
+
+    Attributes
+    ----------
+    features : Tensor (N, F)
+        Pooled RoI features (and pixel features) of the N labelled boxes.
+    extra : Tensor (N, 1)
+        E(B-V) / `EBV_SCALE`.
+    z : Tensor (N,)
+        Their spectroscopic redshifts.
+    """
+
+    features: Tensor
+    extra: Tensor
+    z: Tensor
+
+
+def pixel_features(flux: Tensor, boxes: list[Tensor], *, pool_size: int) -> Tensor:
+    """Brightness-free colour and shape features of boxes (see the module docstring).
+
+    Parameters
+    ----------
+    flux : Tensor (B, C, H, W)
+        Pixels in flux units, sky (or any per-band constant close to it) subtracted.
+    boxes : list of B Tensor (n_i, 4)
+        Float xyxy tile pixels.
+    pool_size : int
+        Side ``s`` of the RoI-aligned patch.
+
+    Returns
+    -------
+    Tensor (sum n_i, C + C * s * s)
+        Per box: C softened log-flux colours (mean zero over bands), then the C x s x s patch divided by
+        its total absolute flux (times ``C * s * s``, so values are of order one).
+    """
+    patch = roi_align(
+        flux, boxes, output_size=pool_size, spatial_scale=1.0, sampling_ratio=_POOL_SAMPLING, aligned=True
+    )
+    mean_flux = patch.mean(dim=(2, 3))
+    soft = (COLOUR_SOFTENING * mean_flux.abs().amax(dim=1, keepdim=True)).clamp_min(_TINY_FLUX)
+    log_flux = torch.asinh(mean_flux / soft)
+    colours = log_flux - log_flux.mean(dim=1, keepdim=True)
+    flat = patch.flatten(start_dim=1)
+    shape = flat / flat.abs().sum(dim=1, keepdim=True).clamp_min(_TINY_FLUX) * flat.shape[1]
+    return torch.cat([colours, shape], dim=1)
 
 
 class DeepDiscRCNN(nn.Module):
@@ -103,7 +172,9 @@ class DeepDiscRCNN(nn.Module):
         self.redshift_pool = redshift_pool
         self.redshift_head = redshift_head
 
-    def forward(self, images: Tensor, targets: list[dict]) -> dict[str, Tensor]:
+    def forward(
+        self, images: Tensor, targets: list[dict], *, head_inputs: bool = False
+    ) -> dict[str, Tensor] | tuple[dict[str, Tensor], HeadInputs]:
         """Training losses of a batch (call in ``train()`` mode).
 
         Parameters
@@ -113,6 +184,8 @@ class DeepDiscRCNN(nn.Module):
         targets : list of B dict
             ``boxes`` (n, 4) float xyxy tile pixels, ``labels`` (n,) int64 (ones), ``masks`` (n, H, W) uint8,
             ``redshift`` (n,) float (NaN = no spec-z), ``ebv`` (n,) float (mag).
+        head_inputs : bool
+            Also return the (detached) `HeadInputs` of the redshift loss.
 
         Returns
         -------
@@ -120,25 +193,35 @@ class DeepDiscRCNN(nn.Module):
             ``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``, ``loss_box_reg``, ``loss_mask``,
             ``loss_redshift`` (mean mixture NLL of the labelled objects, on their ground-truth boxes; zero
             with a gradient graph when none is labelled).
+        HeadInputs
+            Only with ``head_inputs=True``.
         """
         enc = self.encode(images)
         proposals, rpn_losses = self.rpn(enc.images, enc.features, targets)
         _, roi_losses = self.roi_heads(enc.features, proposals, enc.images.image_sizes, targets)
-        return {**rpn_losses, **roi_losses, "loss_redshift": self.redshift_loss(enc, targets)}
+        inputs = self.redshift_inputs(enc, targets)
+        loss = mixture_nll(self.redshift_head(inputs.features, inputs.extra), inputs.z)
+        losses = {**rpn_losses, **roi_losses, "loss_redshift": loss}
+        if not head_inputs:
+            return losses
+        return losses, HeadInputs(inputs.features.detach(), inputs.extra.detach(), inputs.z.detach())
 
     def redshift_loss(self, enc: Encoded, targets: list[dict]) -> Tensor:
-        """Mixture NLL of the labelled objects of ``targets`` on their boxes (see `mixture_nll`).
+        """Mixture NLL of the labelled objects of ``targets`` on their boxes (see `mixture_nll`)."""
+        inputs = self.redshift_inputs(enc, targets)
+        return mixture_nll(self.redshift_head(inputs.features, inputs.extra), inputs.z)
+
+    def redshift_inputs(self, enc: Encoded, targets: list[dict]) -> HeadInputs:
+        """The redshift head's inputs for the labelled objects of ``targets`` (with the gradient graph).
 
         Uses ``targets[i]["redshift_boxes"]`` where present (jittered boxes, see
         `rail.deepdisc.data.Augmentation`), else ``boxes``.
         """
-        from .redshift_head import mixture_nll
-
         keep = [~torch.isnan(t["redshift"]) for t in targets]
         boxes = [t.get("redshift_boxes", t["boxes"])[k] for t, k in zip(targets, keep)]
-        params = self.redshift(enc, boxes, [t["ebv"][k] for t, k in zip(targets, keep)])
+        features, extra = self._head_features(enc, boxes, [t["ebv"][k] for t, k in zip(targets, keep)])
         z = torch.cat([t["redshift"][k] for t, k in zip(targets, keep)])
-        return mixture_nll(params, z.to(params.means.dtype))
+        return HeadInputs(features, extra, z.to(device=features.device, dtype=features.dtype))
 
     def encode(self, images: Tensor) -> Encoded:
         """Normalise raw pixels (B, C, H, W) and run the backbone/FPN once for the batch."""
@@ -191,24 +274,18 @@ class DeepDiscRCNN(nn.Module):
         MixtureParams
             (sum n_i, K) rows in the order of the concatenated boxes of image 0, 1, ...
         """
+        return self.redshift_head(*self._head_features(enc, boxes, ebv))
+
+    def _head_features(self, enc: Encoded, boxes: list[Tensor], ebv: list[Tensor]) -> tuple[Tensor, Tensor]:
         dtype = enc.images.tensors.dtype
         device = enc.images.tensors.device
         boxes = [b.to(device=device, dtype=dtype) for b in boxes]
         pooled = self.redshift_pool(enc.features, boxes, enc.images.image_sizes).flatten(start_dim=1)
         if self.pixel_pool_size:
-            pixels = roi_align(
-                enc.images.tensors,
-                boxes,
-                output_size=self.pixel_pool_size,
-                spatial_scale=1.0,
-                sampling_ratio=_POOL_SAMPLING,
-                aligned=True,
-            )
-            if self.normaliser.kind == "zscore":  # log-like pixels: colours become differences
-                pixels = torch.asinh(pixels)
-            pooled = torch.cat([pooled, pixels.flatten(start_dim=1)], dim=1)
+            flux = self.normaliser.inverse(enc.images.tensors) - self.normaliser.center[None, :, None, None]
+            pooled = torch.cat([pooled, pixel_features(flux, boxes, pool_size=self.pixel_pool_size)], dim=1)
         extra = (torch.cat([e.reshape(-1) for e in ebv]).to(dtype) / EBV_SCALE).unsqueeze(1)
-        return self.redshift_head(pooled, extra.to(pooled.device))
+        return pooled, extra.to(pooled.device)
 
 
 def build_model(config: NetworkConfig) -> DeepDiscRCNN:
@@ -262,7 +339,7 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     )
     z_pool = MultiScaleRoIAlign(list(FEATURE_LEVELS), _BOX_POOL_SIZE, _POOL_SAMPLING)
     groups = [c.fpn_channels * _BOX_POOL_SIZE**2] + (
-        [len(c.bands) * c.pixel_pool_size**2] if c.pixel_pool_size else []
+        [len(c.bands), len(c.bands) * c.pixel_pool_size**2] if c.pixel_pool_size else []
     )
     head = RedshiftMixtureHead(groups, n_extra=1, n_components=c.n_components, hidden=c.head_hidden)
     return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head, pixel_pool_size=c.pixel_pool_size)

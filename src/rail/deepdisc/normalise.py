@@ -123,3 +123,8 @@ class InputNormaliser(nn.Module):
         """Normalise ``images`` (B, C, H, W) in flux units."""
         x = (images - self.center[None, :, None, None]) / self.scale[None, :, None, None]
         return torch.asinh(x) if self.kind == "asinh" else x
+
+    def inverse(self, x: Tensor) -> Tensor:
+        """Undo `forward`: normalised (B, C, H, W) -> pixels in flux units."""
+        y = torch.sinh(x) if self.kind == "asinh" else x
+        return y * self.scale[None, :, None, None] + self.center[None, :, None, None]

@@ -1,7 +1,7 @@
 """Training one ensemble member, with per-epoch checkpoints and exact resumption.
 
-AdamW or SGD with learning-rate steps, augmentation, validation NLL every epoch, early stopping, atomic
-per-epoch checkpoints.
+AdamW or SGD with learning-rate steps, augmentation, validation every epoch, early stopping, atomic per-epoch
+checkpoints.
 
 Reproducibility: every random draw of epoch ``e`` (tile order, augmentation, the RPN/RoI samplers) is seeded
 from ``(member_seed, e)``, and a checkpoint holds the model, the optimizer (momentum buffers), the best state
@@ -9,12 +9,23 @@ and the history after each completed epoch, so a run killed at any point and res
 as an uninterrupted run with the same seed (on the same device and thread count).
 
 The learning rate at epoch ``e`` is ``learning_rate * lr_gamma ** (number of lr_steps <= e)`` (Merz et al.
-2025: /10 at epochs 45, 75, 105 of 150). Early stopping: training stops after ``patience`` epochs without a
-lower validation NLL, and the member keeps the weights of its best epoch.
+2025: /10 at epochs 45, 75, 105 of 150). Validation: the training objective on the validation tiles
+(`validation_objective`: detection losses + weighted redshift NLL, no augmentation). Early stopping: training
+stops after ``patience`` epochs without a lower validation loss, and the member keeps the weights of its best
+epoch; its validation redshift log-likelihood at that epoch weights it in the ensemble.
 
 Fine-tuning a pretrained model (`rail.deepdisc.finetune`): ``freeze`` parts (`FREEZABLE_PARTS`) get no gradient
 during the first ``freeze_epochs`` epochs. `run_epoch` (one pass over a set of tiles) is also the training step
 of `rail.deepdisc.pretrain`, so pretraining and training share one loop.
+
+Departures from Merz et al. (2025), for learning redshifts from few labels in few steps (see
+``benchmarks/bench_learning.py``): the redshift head's parameters get ``head_lr_factor`` times the learning
+rate (its own parameter group), and after each full step the head takes ``head_steps`` extra updates on the
+detached inputs it saw in that step and the ``head_replay - 1`` steps before it in the same epoch (RoI
+features, pixel features, E(B-V) of the labelled boxes; with ~3 labels per tile one batch holds too few
+objects for repeated updates on it alone not to overfit it). A head
+update costs ~1% of a backbone forward-backward pass, so the head sees many more updates per CPU second,
+while the backbone and detection heads are updated exactly as before.
 """
 
 from __future__ import annotations
@@ -34,8 +45,8 @@ from .checkpoint import MemberState, load_checkpoint, save_checkpoint
 from .data import Augmentation, make_batch
 from .ddp import DistContext
 from .exceptions import ConfigError
-from .network import DeepDiscRCNN
-from .redshift_head import mixture_log_prob
+from .network import DeepDiscRCNN, HeadInputs
+from .redshift_head import mixture_log_prob, mixture_nll
 
 __all__ = [
     "TrainSettings",
@@ -44,9 +55,13 @@ __all__ = [
     "learning_rate_at",
     "train_member",
     "validation_log_likelihood",
+    "validation_scores",
+    "validation_objective",
+    "ValidationScores",
     "make_optimizer",
     "run_epoch",
     "set_frozen",
+    "head_updates",
     "OPTIMIZERS",
     "FREEZABLE_PARTS",
 ]
@@ -58,6 +73,7 @@ OPTIMIZERS = ("adamw", "sgd")
 #: Parts that fine-tuning can freeze for its first epochs: the ResNet body and the feature pyramid.
 FREEZABLE_PARTS = ("backbone", "fpn")
 _SEED_STRIDE = 1_000_003  # member seed -> per-epoch seed: member_seed * stride + epoch
+_VALIDATION_SEED = 0  # anchor/proposal sampling of the validation detection losses
 
 
 @dataclass(frozen=True)
@@ -84,8 +100,15 @@ class TrainSettings:
         Early stopping: epochs without validation improvement before stopping.
     redshift_loss_weight : float
         Weight of the redshift NLL in the total loss.
+    head_lr_factor : float
+        The redshift head's learning rate is this times the network's.
+    head_steps : int
+        Extra head-only updates per batch (0 = none).
+    head_replay : int
+        The extra head updates use the head inputs of the last ``head_replay`` batches of the epoch.
     clip_grad_norm : float
-        Maximum gradient norm (0 = no clipping).
+        Maximum gradient norm (0 = no clipping), applied to the redshift head's parameters and to the rest
+        separately.
     augmentation : Augmentation
         Training-batch augmentation.
     freeze : tuple of str
@@ -105,6 +128,9 @@ class TrainSettings:
     lr_gamma: float = 0.1
     patience: int = 10
     redshift_loss_weight: float = 1.0
+    head_lr_factor: float = 0.5
+    head_steps: int = 4
+    head_replay: int = 16
     clip_grad_norm: float = 10.0
     augmentation: Augmentation = field(default_factory=Augmentation)
     freeze: tuple[str, ...] = ()
@@ -129,6 +155,12 @@ class TrainSettings:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if int(self.head_replay) < 1:
+            raise ConfigError(f"head_replay must be >= 1, got {self.head_replay!r}")
+        if int(self.head_steps) < 0:
+            raise ConfigError(f"head_steps must be >= 0, got {self.head_steps!r}")
+        if not (math.isfinite(self.head_lr_factor) and self.head_lr_factor > 0):
+            raise ConfigError(f"head_lr_factor must be > 0, got {self.head_lr_factor!r}")
         for name in ("weight_decay", "redshift_loss_weight", "clip_grad_norm"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -151,6 +183,9 @@ class TrainSettings:
             "lr_gamma": self.lr_gamma,
             "patience": self.patience,
             "redshift_loss_weight": self.redshift_loss_weight,
+            "head_lr_factor": self.head_lr_factor,
+            "head_steps": self.head_steps,
+            "head_replay": self.head_replay,
             "clip_grad_norm": self.clip_grad_norm,
             "augment_dihedral": aug.dihedral,
             "augment_noise": aug.noise_sigma,
@@ -197,18 +232,65 @@ class MemberResult:
     history: list
 
 
-def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    """Make the optimiser of `TrainSettings` over every parameter of ``model``."""
+def make_optimizer(model: DeepDiscRCNN, settings: TrainSettings) -> torch.optim.Optimizer:
+    """Make the optimiser of `TrainSettings` over every parameter of ``model``.
+
+    Two parameter groups: the redshift head's (``lr_scale`` = ``settings.head_lr_factor``) and the rest
+    (``lr_scale`` = 1); a group's learning rate is its ``lr_scale`` times the schedule's (`learning_rate_at`).
+    """
+    head = {id(p) for p in model.redshift_head.parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in head], "lr_scale": 1.0},
+        {"params": list(model.redshift_head.parameters()), "lr_scale": settings.head_lr_factor},
+    ]
+    for group in groups:
+        group["lr"] = settings.learning_rate * group["lr_scale"]
     if settings.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(),
-            lr=settings.learning_rate,
-            momentum=settings.momentum,
-            weight_decay=settings.weight_decay,
+            groups, lr=settings.learning_rate, momentum=settings.momentum, weight_decay=settings.weight_decay
         )
-    return torch.optim.AdamW(
-        model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
+    return torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+
+
+def head_updates(
+    model: DeepDiscRCNN,
+    inputs: HeadInputs,
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps: int,
+    clip_grad_norm: float = 0.0,
+    dist_ctx: DistContext = DistContext(),
+) -> float:
+    """Take ``steps`` optimiser steps of the redshift head alone on fixed (detached) inputs.
+
+    Only the head's parameters receive gradients, so the optimiser (which skips parameters without a
+    gradient) leaves every other parameter, and its state, untouched. Under DDP the head's gradients are
+    averaged over ranks, so every rank takes the same steps.
+
+    Returns
+    -------
+    float
+        The mean redshift NLL over the steps (NaN when ``steps`` is 0 or no object is labelled).
+    """
+    if steps < 1 or not dist_ctx.all_true(len(inputs.z) > 0):
+        return math.nan
+    head = model.redshift_head
+    total = 0.0
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = mixture_nll(head(inputs.features, inputs.extra), inputs.z)
+        loss.backward()
+        if dist_ctx.distributed:
+            for p in head.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad /= dist_ctx.world_size
+        if clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(head.parameters(), clip_grad_norm)
+        optimizer.step()
+        total += float(loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    return total / steps
 
 
 def set_frozen(model: DeepDiscRCNN, parts: tuple[str, ...], frozen: bool) -> int:
@@ -264,26 +346,85 @@ def validation_log_likelihood(
     n_objects : int
         Number of labelled validation objects.
     """
+    scores = validation_scores(model, data, batch_size=batch_size, device=device, detection=False)
+    return scores.log_likelihood, scores.n_objects
+
+
+@dataclass(frozen=True)
+class ValidationScores:
+    """What `validation_scores` measures on the validation tiles.
+
+    Attributes
+    ----------
+    log_likelihood : float
+        Mean log-likelihood per labelled object of its spec-z (nats; NaN without labelled objects).
+    n_objects : int
+        Number of labelled validation objects.
+    detection_loss : float
+        Mean over validation batches of the summed detection losses (RPN objectness and box regression,
+        box classifier and regression, mask), as in training; NaN when not measured.
+    """
+
+    log_likelihood: float
+    n_objects: int
+    detection_loss: float
+
+
+def validation_scores(
+    model: DeepDiscRCNN,
+    data: MemberData,
+    *,
+    batch_size: int,
+    device: torch.device,
+    detection: bool = True,
+) -> ValidationScores:
+    """Redshift log-likelihood and (optionally) detection loss on the validation tiles, without augmentation.
+
+    The detection losses sample anchors and proposals as in training; those draws come from a fixed seed in a
+    forked random state, so validation is deterministic and leaves the training random streams untouched.
+    """
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for k in range(0, len(data.val), batch_size):
-        images, targets = make_batch(
-            data.images, data.segmaps, data.targets, data.val[k : k + batch_size], augment=None, rng=None
-        )
-        keep = [~torch.isnan(t["redshift"]) for t in targets]
-        enc = model.encode(images.to(device))
-        params = model.redshift(
-            enc,
-            [t["boxes"][m].to(device) for t, m in zip(targets, keep)],
-            [t["ebv"][m].to(device) for t, m in zip(targets, keep)],
-        )
-        z = torch.cat([t["redshift"][m] for t, m in zip(targets, keep)]).to(device)
-        if len(z):
-            total += float(mixture_log_prob(params, z.to(params.means.dtype)).double().sum())
-            count += len(z)
+    total, count, det_total, n_batches = 0.0, 0, 0.0, 0
+    devices = [device] if device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(_VALIDATION_SEED)
+        for k in range(0, len(data.val), batch_size):
+            images, targets = make_batch(
+                data.images, data.segmaps, data.targets, data.val[k : k + batch_size], augment=None, rng=None
+            )
+            targets = _to_device(targets, device)
+            enc = model.encode(images.to(device))
+            keep = [~torch.isnan(t["redshift"]) for t in targets]
+            params = model.redshift(
+                enc, [t["boxes"][m] for t, m in zip(targets, keep)], [t["ebv"][m] for t, m in zip(targets, keep)]
+            )
+            z = torch.cat([t["redshift"][m] for t, m in zip(targets, keep)])
+            if len(z):
+                total += float(mixture_log_prob(params, z.to(params.means.dtype)).double().sum())
+                count += len(z)
+            if detection:
+                det_total += _detection_loss(model, enc, targets)
+                n_batches += 1
     model.train(was_training)
-    return (total / count if count else float("nan")), count
+    return ValidationScores(
+        log_likelihood=total / count if count else math.nan,
+        n_objects=count,
+        detection_loss=det_total / n_batches if n_batches else math.nan,
+    )
+
+
+def _detection_loss(model: DeepDiscRCNN, enc, targets: list[dict]) -> float:
+    """Summed RPN and RoI losses of one encoded batch (RPN and RoI heads briefly in training mode)."""
+    model.rpn.train()
+    model.roi_heads.train()
+    try:
+        proposals, rpn_losses = model.rpn(enc.images, enc.features, targets)
+        _, roi_losses = model.roi_heads(enc.features, proposals, enc.images.image_sizes, targets)
+    finally:
+        model.rpn.eval()
+        model.roi_heads.eval()
+    return float(sum(float(v) for v in {**rpn_losses, **roi_losses}.values()))
 
 
 def _epoch_seed(member_seed: int, epoch: int) -> int:
@@ -443,10 +584,11 @@ def run_epoch(
     order = np.random.default_rng(epoch_seed).permutation(data.train)
     lr = learning_rate_at(epoch, settings)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     sums: dict[str, float] = {}
     n_done = n_skipped = 0
     batches = (DistContext() if presharded else dist_ctx).shard(order, settings.batch_size)
+    replay: list[HeadInputs] = []
     for batch in batches:
         images, targets = make_batch(
             data.images,
@@ -457,7 +599,7 @@ def run_epoch(
             rng=rng,
             sky_sigma=data.sky_sigma,
         )
-        losses = net(images.to(device), _to_device(targets, device))
+        losses, head_inputs = net(images.to(device), _to_device(targets, device), head_inputs=True)
         total = sum(v for k, v in losses.items() if k != "loss_redshift")
         total = total + settings.redshift_loss_weight * losses["loss_redshift"]
         optimizer.zero_grad(set_to_none=True)
@@ -467,9 +609,21 @@ def run_epoch(
                 bar.update(1)
             continue
         total.backward()
-        if settings.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
+        if settings.clip_grad_norm > 0:  # per group: sharp mixtures' large gradients do not stall detection
+            for group in optimizer.param_groups:
+                torch.nn.utils.clip_grad_norm_(group["params"], settings.clip_grad_norm)
         optimizer.step()
+        replay = [*replay, head_inputs][-settings.head_replay :]
+        head_nll = head_updates(
+            model,
+            HeadInputs(*(torch.cat(parts) for parts in zip(*replay))),
+            optimizer,
+            steps=settings.head_steps,
+            clip_grad_norm=settings.clip_grad_norm,
+            dist_ctx=dist_ctx,
+        )
+        if math.isfinite(head_nll):
+            sums["loss_redshift_head_steps"] = sums.get("loss_redshift_head_steps", 0.0) + head_nll
         for key, value in losses.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(total.detach())
@@ -492,31 +646,49 @@ def _end_epoch(
     device,
     dist_ctx: DistContext,
 ) -> None:
-    val_ll, n_val = (
-        validation_log_likelihood(model, data, batch_size=settings.batch_size, device=device)
+    scores = (
+        validation_scores(model, data, batch_size=settings.batch_size, device=device)
         if dist_ctx.is_main
-        else (0.0, 0)
+        else ValidationScores(0.0, 0, 0.0)
     )
-    val_ll, n_val = dist_ctx.broadcast([val_ll, float(n_val)])
+    val_ll, n_val, val_det = dist_ctx.broadcast(
+        [scores.log_likelihood, float(scores.n_objects), scores.detection_loss]
+    )
     val_nll = -val_ll
-    record.update(val_nll=val_nll, n_val=int(n_val))
+    val_loss = validation_objective(val_det, val_nll, settings.redshift_loss_weight)
+    record.update(val_nll=val_nll, n_val=int(n_val), val_detection_loss=val_det, val_loss=val_loss)
     state.history.append(record)
     epoch = state.epoch
     state.epoch += 1
-    if math.isfinite(val_nll) and val_nll < state.best_nll:
-        state.best_nll, state.best_epoch, state.since_best = val_nll, epoch, 0
+    if math.isfinite(val_loss) and val_loss < state.best_loss:
+        state.best_loss, state.best_nll, state.best_epoch, state.since_best = val_loss, val_nll, epoch, 0
         state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
     else:
         state.since_best += 1
     state.done = state.epoch >= settings.epochs or state.since_best >= settings.patience
-    if state.done and state.best_state is None:  # validation NLL never finite: keep the last weights
+    if state.done and state.best_state is None:  # validation loss never finite: keep the last weights
         state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        state.best_epoch = epoch
+        state.best_epoch, state.best_nll = epoch, val_nll
     log.info(
-        "epoch %d: loss %.4f, validation NLL %.4f (best %.4f at epoch %d)",
+        "epoch %d: loss %.4f, validation loss %.4f (detection %.4f, redshift NLL %.4f; best %.4f at epoch %d)",
         epoch,
         record.get("loss", 0.0),
+        val_loss,
+        val_det,
         val_nll,
-        state.best_nll,
+        state.best_loss,
         state.best_epoch,
     )
+
+
+def validation_objective(detection_loss: float, redshift_nll: float, redshift_loss_weight: float) -> float:
+    """The training objective on the validation tiles: the criterion of the best epoch and early stopping.
+
+    ``detection_loss + redshift_loss_weight * redshift_nll``, the same weighting as the training loss, so the
+    kept epoch is one where both detection and redshifts are good (the redshift NLL alone can favour an early
+    epoch where detection still lags). A term that is not finite (no labelled or no validation objects) is left
+    out; NaN when both are.
+    """
+    terms = [detection_loss, redshift_loss_weight * redshift_nll]
+    finite = [t for t in terms if math.isfinite(t)]
+    return float(sum(finite)) if finite else math.nan

@@ -41,6 +41,9 @@ _FLAG_OPTIONS = {
     "head_hidden": "head_hidden",
     "normalisation": "normalisation",
     "redshift_loss_weight": "redshift_loss_weight",
+    "head_lr_factor": "head_lr_factor",
+    "head_steps": "head_steps",
+    "head_replay": "head_replay",
     "augment_noise": "augment_noise",
     "augment_ebv": "augment_ebv",
     "augment_box_jitter": "augment_box_jitter",
@@ -90,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-hidden", type=int, nargs="+", help="redshift MLP widths (default 1024 64)")
     parser.add_argument("--normalisation", choices=("zscore", "asinh"), help="input scaling (default zscore)")
     parser.add_argument("--redshift-loss-weight", type=float, help="weight of the redshift NLL (default 1)")
+    parser.add_argument("--head-lr-factor", type=float, help="redshift head's learning-rate factor (default 0.5)")
+    parser.add_argument("--head-steps", type=int, help="extra redshift-head updates per batch (default 4)")
+    parser.add_argument("--head-replay", type=int, help="recent batches those updates use (default 16)")
     parser.add_argument("--augment-noise", type=float, help="extra pixel noise, sky-noise units (default 0)")
     parser.add_argument("--augment-ebv", type=float, help="E(B-V) jitter std, mag (default 0)")
     parser.add_argument(

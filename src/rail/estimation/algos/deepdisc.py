@@ -54,6 +54,9 @@ class DeepDiscInformer(CatInformer):
         n_components=Param(int, 5, msg="Gaussian components of each object's redshift mixture"),
         head_hidden=Param(list, [1024, 64], msg="hidden layer widths of the redshift MLP head"),
         redshift_loss_weight=Param(float, 1.0, msg="weight of the redshift NLL in the total loss"),
+        head_lr_factor=Param(float, 0.5, msg="the redshift head's learning rate relative to the network's"),
+        head_steps=Param(int, 4, msg="extra redshift-head-only updates per batch (0 = none)"),
+        head_replay=Param(int, 16, msg="extra head updates use the head inputs of this many recent batches"),
         normalisation=Param(str, "zscore", msg="per-band input scaling: zscore (from training pixels) or "
                             "asinh"),
         members=Param(int, 10, msg="ensemble members, each on its own random train/validation partition"),
