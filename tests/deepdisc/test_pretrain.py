@@ -140,8 +140,9 @@ def test_fine_tuning_with_other_bands_reinitialises_only_the_band_dependent_weig
         n_fpn = 64 * 7 * 7
         head, head0 = state["redshift_head.mlp.0.weight"], start["redshift_head.mlp.0.weight"]
         assert torch.allclose(head[:, :n_fpn], head0[:, :n_fpn], atol=1e-6)
-        assert head.shape[1] == n_fpn + 3 * 16 + 1  # pixel path: 3 bands x 4 x 4, then E(B-V)
-        assert not torch.allclose(head[:, n_fpn:-1], head0[:, n_fpn : n_fpn + 48])
+        n_pixel = 3 + 3 * 16  # pixel path: 3 colours, 3 bands x 4 x 4 normalised pixels; then E(B-V)
+        assert head.shape[1] == n_fpn + n_pixel + 1
+        assert not torch.allclose(head[:, n_fpn:-1], head0[:, n_fpn : n_fpn + n_pixel])
         assert torch.allclose(head[:, -1], head0[:, -1], atol=1e-6)
         assert not torch.equal(state["normaliser.center"][:1], start["normaliser.center"][:1])
 

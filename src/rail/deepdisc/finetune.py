@@ -10,7 +10,7 @@ bands, every weight is copied (input normalisation included). When the bands dif
   (``"adapt"``: the pretrained filters averaged over their input channels, repeated for each new band and
   scaled by ``C_old / C_new`` so a flat input gives the same response);
 * the input normaliser keeps the statistics of the new data (set by the caller);
-* the redshift head's pixel path (the RoI-aligned input pixels, one block per band): its LayerNorm and the
+* the redshift head's pixel path (colours and the RoI-aligned pixels, per band): its LayerNorms and the
   columns of the first MLP layer that read it stay at their fresh initialisation, while the columns that read
   the FPN features and E(B-V) are copied.
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 FIRST_CONV_MODES = ("reinit", "adapt")
 _CONV1 = "backbone.body.conv1.weight"
 _NORMALISER_PREFIX = "normaliser."
-_PIXEL_NORM_PREFIX = "redshift_head.input_norms.1."
+_HEAD_NORMS_PREFIX = "redshift_head.input_norms."  # block 0: FPN features; the others: pixel features
 _HEAD_FIRST_LAYER = "redshift_head.mlp.0.weight"
 
 
@@ -79,7 +79,8 @@ def load_pretrained(
 
 
 def _band_dependent(key: str) -> bool:
-    return key == _CONV1 or key.startswith((_NORMALISER_PREFIX, _PIXEL_NORM_PREFIX)) or key == _HEAD_FIRST_LAYER
+    pixel_norm = key.startswith(_HEAD_NORMS_PREFIX) and not key.startswith(f"{_HEAD_NORMS_PREFIX}0.")
+    return key == _CONV1 or key.startswith(_NORMALISER_PREFIX) or pixel_norm or key == _HEAD_FIRST_LAYER
 
 
 @torch.no_grad()
