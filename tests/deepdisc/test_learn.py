@@ -29,7 +29,7 @@ SCORE_MIN = 0.3
 def test_learns_redshift_from_colours_and_detects_bright_objects():
     train = make_colour_tileset(n_tiles=64, seed=1)
     test = make_colour_tileset(n_tiles=16, seed=99, labelled_fraction=1.0)
-    art = train_from_options(train, {**FAST, "epochs": 10, "patience": 10, "val_fraction": 0.2, "seed": 3})
+    art = train_from_options(train, {**FAST, "epochs": 14, "patience": 14, "val_fraction": 0.2, "seed": 3})
     model = model_from_artifact(art, 0)
     targets = tile_targets(test)
     with torch.inference_mode():

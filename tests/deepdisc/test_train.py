@@ -27,7 +27,7 @@ def tiles():
 
 
 def test_learning_rate_steps():
-    s = TrainSettings(learning_rate=1e-3, lr_steps=(45, 75, 105), lr_gamma=0.1)
+    s = TrainSettings(learning_rate=1e-3, lr_steps=(45, 75, 105), lr_gamma=0.1, lr_schedule="steps")
     assert learning_rate_at(0, s) == 1e-3 and learning_rate_at(44, s) == 1e-3
     assert learning_rate_at(45, s) == pytest.approx(1e-4)
     assert learning_rate_at(149, s) == pytest.approx(1e-6)

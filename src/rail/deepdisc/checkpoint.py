@@ -34,9 +34,9 @@ class MemberState:
     best_epoch : int
         Epoch of ``best_state`` (-1 before any).
     best_loss : float
-        Best validation loss so far (`rail.deepdisc.train.validation_objective`).
+        Lowest validation loss so far (`rail.deepdisc.train.validation_objective`).
     best_nll : float
-        Validation redshift NLL at the best epoch.
+        Validation redshift NLL of the kept epoch ``best_epoch``.
     since_best : int
         Epochs since the best one (early-stopping counter).
     history : list of dict

@@ -53,6 +53,7 @@ __all__ = [
     "build_model",
     "model_from_artifact",
     "pixel_features",
+    "scale_gradient",
     "MixtureParams",
     "COLOUR_SOFTENING",
 ]
@@ -101,6 +102,15 @@ class HeadInputs(NamedTuple):
     features: Tensor
     extra: Tensor
     z: Tensor
+
+
+def scale_gradient(x: Tensor, factor: float) -> Tensor:
+    """``x`` unchanged in the forward pass; its gradient multiplied by ``factor`` in the backward pass.
+
+    ``x.detach() + factor * (x - x.detach())``: the second term is exactly zero, so the values are bit-identical.
+    """
+    frozen = x.detach()
+    return frozen + factor * (x - frozen)
 
 
 def pixel_features(flux: Tensor, boxes: list[Tensor], *, pool_size: int) -> Tensor:
@@ -173,7 +183,7 @@ class DeepDiscRCNN(nn.Module):
         self.redshift_head = redshift_head
 
     def forward(
-        self, images: Tensor, targets: list[dict], *, head_inputs: bool = False
+        self, images: Tensor, targets: list[dict], *, head_inputs: bool = False, redshift_grad: float = 1.0
     ) -> dict[str, Tensor] | tuple[dict[str, Tensor], HeadInputs]:
         """Training losses of a batch (call in ``train()`` mode).
 
@@ -186,6 +196,9 @@ class DeepDiscRCNN(nn.Module):
             ``redshift`` (n,) float (NaN = no spec-z), ``ebv`` (n,) float (mag).
         head_inputs : bool
             Also return the (detached) `HeadInputs` of the redshift loss.
+        redshift_grad : float
+            Factor on the redshift loss's gradient flowing from the head's RoI features into the backbone/FPN
+            (`scale_gradient`; the loss values do not change).
 
         Returns
         -------
@@ -199,7 +212,7 @@ class DeepDiscRCNN(nn.Module):
         enc = self.encode(images)
         proposals, rpn_losses = self.rpn(enc.images, enc.features, targets)
         _, roi_losses = self.roi_heads(enc.features, proposals, enc.images.image_sizes, targets)
-        inputs = self.redshift_inputs(enc, targets)
+        inputs = self.redshift_inputs(enc, targets, grad_scale=redshift_grad)
         loss = mixture_nll(self.redshift_head(inputs.features, inputs.extra), inputs.z)
         losses = {**rpn_losses, **roi_losses, "loss_redshift": loss}
         if not head_inputs:
@@ -211,15 +224,18 @@ class DeepDiscRCNN(nn.Module):
         inputs = self.redshift_inputs(enc, targets)
         return mixture_nll(self.redshift_head(inputs.features, inputs.extra), inputs.z)
 
-    def redshift_inputs(self, enc: Encoded, targets: list[dict]) -> HeadInputs:
+    def redshift_inputs(self, enc: Encoded, targets: list[dict], *, grad_scale: float = 1.0) -> HeadInputs:
         """The redshift head's inputs for the labelled objects of ``targets`` (with the gradient graph).
 
         Uses ``targets[i]["redshift_boxes"]`` where present (jittered boxes, see
-        `rail.deepdisc.data.Augmentation`), else ``boxes``.
+        `rail.deepdisc.data.Augmentation`), else ``boxes``. The gradient reaching the backbone/FPN through the
+        pooled RoI features is multiplied by ``grad_scale``.
         """
         keep = [~torch.isnan(t["redshift"]) for t in targets]
         boxes = [t.get("redshift_boxes", t["boxes"])[k] for t, k in zip(targets, keep)]
-        features, extra = self._head_features(enc, boxes, [t["ebv"][k] for t, k in zip(targets, keep)])
+        features, extra = self._head_features(
+            enc, boxes, [t["ebv"][k] for t, k in zip(targets, keep)], grad_scale=grad_scale
+        )
         z = torch.cat([t["redshift"][k] for t, k in zip(targets, keep)])
         return HeadInputs(features, extra, z.to(device=features.device, dtype=features.dtype))
 
@@ -276,11 +292,15 @@ class DeepDiscRCNN(nn.Module):
         """
         return self.redshift_head(*self._head_features(enc, boxes, ebv))
 
-    def _head_features(self, enc: Encoded, boxes: list[Tensor], ebv: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def _head_features(
+        self, enc: Encoded, boxes: list[Tensor], ebv: list[Tensor], *, grad_scale: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
         dtype = enc.images.tensors.dtype
         device = enc.images.tensors.device
         boxes = [b.to(device=device, dtype=dtype) for b in boxes]
         pooled = self.redshift_pool(enc.features, boxes, enc.images.image_sizes).flatten(start_dim=1)
+        if grad_scale != 1.0:
+            pooled = scale_gradient(pooled, grad_scale)
         if self.pixel_pool_size:
             flux = self.normaliser.inverse(enc.images.tensors) - self.normaliser.center[None, :, None, None]
             pooled = torch.cat([pooled, pixel_features(flux, boxes, pool_size=self.pixel_pool_size)], dim=1)

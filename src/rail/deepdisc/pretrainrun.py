@@ -56,6 +56,7 @@ SHARED_DEFAULTS = {
     "weight_decay": 1e-4,
     "lr_steps": [],
     "lr_gamma": 0.1,
+    "lr_schedule": "cosine",
     "augment_dihedral": True,
     "augment_noise": 0.0,
     "augment_ebv": 0.0,

@@ -27,7 +27,7 @@ _FLAG_OPTIONS = {
     "tiles_per_chunk": "tiles_per_chunk", "chunks_per_epoch": "chunks_per_epoch", "epochs": "epochs",
     "validation_tiles": "validation_tiles", "backbone": "backbone", "backbone_norm": "backbone_norm",
     "seed": "seed", "resume": "resume", "batch_size": "batch_size", "lr": "learning_rate",
-    "weight_decay": "weight_decay", "lr_steps": "lr_steps", "lr_gamma": "lr_gamma",
+    "weight_decay": "weight_decay", "lr_steps": "lr_steps", "lr_gamma": "lr_gamma", "lr_schedule": "lr_schedule",
     "n_components": "n_components", "head_hidden": "head_hidden", "normalisation": "normalisation",
     "augment_noise": "augment_noise", "device": "device", "threads": "num_threads", "checkpoint": "checkpoint",
     **{name: name for name in _RANGE_FLAGS},
@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
     parser.add_argument("--lr-steps", type=int, nargs="*", help="epochs at which the lr drops by --lr-gamma")
     parser.add_argument("--lr-gamma", type=float, help="lr factor at each step (default 0.1)")
+    parser.add_argument("--lr-schedule", choices=("cosine", "steps"),
+                        help="cosine decay to 5%% over the epochs (default), or the steps alone")
     parser.add_argument("--n-components", type=int, help="Gaussian components per mixture (default 5)")
     parser.add_argument("--head-hidden", type=int, nargs="+", help="redshift MLP widths (default 1024 64)")
     parser.add_argument("--normalisation", choices=("zscore", "asinh"), help="input scaling (default zscore)")

@@ -35,6 +35,7 @@ _FLAG_OPTIONS = {
     "weight_decay": "weight_decay",
     "lr_steps": "lr_steps",
     "lr_gamma": "lr_gamma",
+    "lr_schedule": "lr_schedule",
     "patience": "patience",
     "val_fraction": "val_fraction",
     "n_components": "n_components",
@@ -44,6 +45,7 @@ _FLAG_OPTIONS = {
     "head_lr_factor": "head_lr_factor",
     "head_steps": "head_steps",
     "head_replay": "head_replay",
+    "redshift_backbone_grad": "redshift_backbone_grad",
     "augment_noise": "augment_noise",
     "augment_ebv": "augment_ebv",
     "augment_box_jitter": "augment_box_jitter",
@@ -87,6 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="epochs at which the lr is multiplied by --lr-gamma (paper: 45 75 105 of 150)",
     )
     parser.add_argument("--lr-gamma", type=float, help="lr factor at each step (default 0.1)")
+    parser.add_argument("--lr-schedule", choices=("cosine", "steps"),
+                        help="cosine decay to 5%% over the epochs (default), or the steps alone (the paper's)")
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
     parser.add_argument("--val-fraction", type=float, help="labelled tiles held out per member (default 0.1)")
     parser.add_argument("--n-components", type=int, help="Gaussian components per mixture (default 5)")
@@ -96,6 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-lr-factor", type=float, help="redshift head's learning-rate factor (default 0.5)")
     parser.add_argument("--head-steps", type=int, help="extra redshift-head updates per batch (default 4)")
     parser.add_argument("--head-replay", type=int, help="recent batches those updates use (default 16)")
+    parser.add_argument("--redshift-backbone-grad", type=float,
+                        help="fraction of the redshift NLL's gradient reaching the backbone/FPN (default 0.1)")
     parser.add_argument("--augment-noise", type=float, help="extra pixel noise, sky-noise units (default 0)")
     parser.add_argument("--augment-ebv", type=float, help="E(B-V) jitter std, mag (default 0)")
     parser.add_argument(

@@ -57,6 +57,8 @@ class DeepDiscInformer(CatInformer):
         head_lr_factor=Param(float, 0.5, msg="the redshift head's learning rate relative to the network's"),
         head_steps=Param(int, 4, msg="extra redshift-head-only updates per batch (0 = none)"),
         head_replay=Param(int, 16, msg="extra head updates use the head inputs of this many recent batches"),
+        redshift_backbone_grad=Param(float, 0.1, msg="fraction of the redshift NLL's gradient passed on to the "
+                                     "shared backbone/FPN (1 = joint training as in Merz et al. 2025)"),
         normalisation=Param(str, "zscore", msg="per-band input scaling: zscore (from training pixels) or "
                             "asinh"),
         members=Param(int, 10, msg="ensemble members, each on its own random train/validation partition"),
@@ -71,6 +73,8 @@ class DeepDiscInformer(CatInformer):
         lr_steps=Param(list, [], msg="epochs at which the learning rate is multiplied by lr_gamma "
                        "(paper: 45, 75, 105 of 150)"),
         lr_gamma=Param(float, 0.1, msg="learning-rate factor at each step"),
+        lr_schedule=Param(str, "cosine", msg="cosine (decay to 5% over the epochs, times the steps) or steps "
+                          "(the steps alone, as Merz et al. 2025)"),
         patience=Param(int, 10, msg="early stopping: epochs without validation improvement"),
         augment_noise=Param(float, 0.0, msg="std of extra Gaussian pixel noise, in units of each band's "
                             "sky noise (0 = off)"),
