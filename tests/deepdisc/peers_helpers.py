@@ -4,7 +4,7 @@ import numpy as np
 
 from rail.deepdisc.filters import ab_magnitudes
 from rail.deepdisc.peers.photometry import AB_ZEROPOINT_NJY, NONDETECTION_MAG
-from rail.deepdisc.peers.templates import igm_transmission, load_template_set
+from rail.deepdisc.peers.templates import igm_transmission, load_template_set, template_fluxes
 
 #: Bands fainter than this fraction of an object's median flux get this floor as noise reference (dropouts).
 DROPOUT_FLOOR = 0.1
@@ -63,6 +63,28 @@ def synthetic_catalog(
         table[f"mag_{band}"] = mag_obs[:, k]
         table[f"magerr_{band}"] = err_obs[:, k]
     return table
+
+
+def max_likelihood_redshifts(table, bands, *, templates="CWWSB4", igm="eazy", z_max=8.0, z_step=0.005):
+    """The redshift of least chi^2 over single templates of the generating set (flat prior, no template error).
+
+    The maximum-likelihood estimate with the true templates, IGM and noise: what any template fitter can at
+    best recover from the photometry (the limit its accuracy is measured against).
+    """
+    tset = load_template_set(templates)
+    zgrid = np.exp(np.arange(np.log1p(0.01), np.log1p(z_max), z_step)) - 1
+    model = template_fluxes(tset, zgrid, bands, igm=igm)  # (NZ, NT, NB)
+    mags = np.stack([table[f"mag_{b}"] for b in bands], axis=1)
+    errs = np.stack([table[f"magerr_{b}"] for b in bands], axis=1)
+    detected = np.isfinite(mags) & (mags < NONDETECTION_MAG)
+    flux = np.where(detected, 10 ** (-0.4 * (mags - AB_ZEROPOINT_NJY)), 0.0)
+    sigma = np.where(detected, flux * errs * np.log(10) / 2.5, 10 ** (-0.4 * (errs - AB_ZEROPOINT_NJY)))
+    w = 1.0 / sigma**2
+    num = np.einsum("ztb,nb->nzt", model, flux * w)
+    den = np.einsum("ztb,nb->nzt", model**2, w)
+    amp = np.clip(num / den, 0.0, None)
+    chi2 = np.sum(flux**2 * w, axis=1)[:, None, None] - 2 * amp * num + amp**2 * den
+    return zgrid[chi2.min(axis=2).argmin(axis=1)]
 
 
 def outlier_stats(z_est, z_true, threshold=0.02):

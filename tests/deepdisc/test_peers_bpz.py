@@ -19,7 +19,7 @@ from rail.deepdisc.peers.templates import load_template_set, template_fluxes
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 
-from .peers_helpers import assert_worse_with_noise, outlier_stats, synthetic_catalog
+from .peers_helpers import assert_worse_with_noise, max_likelihood_redshifts, outlier_stats, synthetic_catalog
 
 BANDS = get_preset("JADES9")
 # pz-rail-bpz's unbounded prior fit takes powers of negative numbers on some samples
@@ -135,6 +135,19 @@ def test_scatter_grows_with_noise(tmp_path, bpz_root):
         out = _estimate(tmp_path, bpz_root, inf, test, f"noise{int(snr)}")
         stats.append(outlier_stats(np.ravel(out.ancil["zmode"]), test["redshift"]))
     assert_worse_with_noise(stats)
+
+
+def test_noisy_photometry_is_fitted_as_well_as_the_photometry_allows(tmp_path, bpz_root):
+    """As for EAZY: at S/N 20 and 50, BPZ comes within 5 points of the maximum-likelihood limit (the generating
+    templates' chi^2 minimum), which is itself far below 95% at S/N 20."""
+    inf = _stages(tmp_path, bpz_root, "limit")
+    inf.inform(synthetic_catalog(BANDS, 20, snr=100.0, seed=60, igm="madau"))
+    for snr in (20.0, 50.0):
+        test = synthetic_catalog(BANDS, 200, snr=snr, seed=61, igm="madau")
+        limit, _ = outlier_stats(max_likelihood_redshifts(test, BANDS, igm="madau"), test["redshift"])
+        out = _estimate(tmp_path, bpz_root, inf, test, f"limit{int(snr)}")
+        frac, _ = outlier_stats(np.ravel(out.ancil["zmode"]), test["redshift"])
+        assert frac >= limit - 0.05, (snr, frac, limit)
 
 
 def test_model_file_is_pickle_free_and_round_trips(tmp_path, bpz_root):
