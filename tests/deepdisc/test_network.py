@@ -209,6 +209,14 @@ def test_model_from_artifact_weights_only(tmp_path, model):
         model_from_artifact(art, 3)
 
 
+@pytest.mark.parametrize(("version", "fix"), [(1, "retrain it with `deepdisc train`"), (99, "upgrade")])
+def test_artifacts_of_other_versions_are_refused_with_the_fix(tmp_path, version, fix):
+    path = tmp_path / "old.pt"
+    torch.save({"format": "deepdisc-model", "version": version, "config": {}, "members": []}, path)
+    with pytest.raises(ModelError, match=rf"old.pt: model artifact version {version} is not supported.*{fix}"):
+        load_artifact(path)
+
+
 def model_config_dict():
     return small_config().to_dict()
 

@@ -4,7 +4,7 @@ The artifact is a dict saved with ``torch.save`` and loaded with ``torch.load(we
 file never executes pickled code::
 
     format            "deepdisc-model"
-    version           1
+    version           2 (version 1: the redshift head without the per-band colour block; not readable)
     package_version   str, the pz-rail-deepdisc version that wrote it
     config            dict: backbone, bands, pixel_scale, heads, n_components, normalisation (per band), ...
     members           list of dict: state_dict (tensors), val_log_likelihood (float), weight (float)
@@ -26,7 +26,9 @@ from .exceptions import ModelError
 __all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifact", "check_compatible"]
 
 ARTIFACT_FORMAT = "deepdisc-model"
-ARTIFACT_VERSION = 1
+#: Version 2 (0.2): the redshift head's pixel path gained a colour block (``pixel_features``), so the head's
+#: first layer and LayerNorms of version-1 files no longer fit; such files are refused with a retrain message.
+ARTIFACT_VERSION = 2
 _REQUIRED_CONFIG = ("bands", "pixel_scale")
 _PIXEL_SCALE_RTOL = 1e-3
 
@@ -92,8 +94,11 @@ def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict
     if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
         raise ModelError(f"{path}: not a DeepDISC model artifact (format {_get(data, 'format')!r})")
     if data.get("version") != ARTIFACT_VERSION:
+        older = isinstance(data.get("version"), int) and data["version"] < ARTIFACT_VERSION
+        fix = ("it was written by an older pz-rail-deepdisc whose redshift head differs: retrain it with "
+               "`deepdisc train`" if older else "upgrade pz-rail-deepdisc to read it")
         raise ModelError(f"{path}: model artifact version {data.get('version')!r} is not supported (this "
-                         f"package reads version {ARTIFACT_VERSION})")
+                         f"package reads version {ARTIFACT_VERSION}); {fix}")
     config = data.get("config")
     if not isinstance(config, dict) or any(k not in config for k in _REQUIRED_CONFIG):
         raise ModelError(f"{path}: artifact 'config' lacks {', '.join(_REQUIRED_CONFIG)}")
