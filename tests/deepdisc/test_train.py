@@ -289,6 +289,18 @@ def test_init_model_starts_every_member_from_it(tmp_path, tiles):
         train_from_options(tiles, {**FAST, "init_model": str(path), "backbone": "resnet34"})
 
 
+def test_the_papers_recipe_is_one_set_of_options(tiles):
+    paper = {"pixel_pool_size": 0, "optimizer": "sgd", "lr_schedule": "steps", "head_steps": 0,
+             "head_lr_factor": 1.0, "redshift_backbone_grad": 1.0}
+    art = train_from_options(tiles, {**FAST, "epochs": 1, **paper})
+    assert art["config"]["pixel_pool_size"] == 0
+    assert {k: art["config"]["training"][k] for k in paper if k != "pixel_pool_size"} == {
+        k: v for k, v in paper.items() if k != "pixel_pool_size"}
+    first = art["members"][0]["state_dict"]["redshift_head.mlp.0.weight"]
+    fpn = art["config"]["fpn_channels"]
+    assert first.shape[1] == fpn * 7 * 7 + 1  # RoI features and E(B-V) only
+
+
 def test_informer_declares_every_training_option_with_the_same_default():
     from rail.deepdisc import DeepDiscInformer
     from rail.deepdisc.trainrun import TRAIN_DEFAULTS

@@ -47,6 +47,7 @@ SHARED_DEFAULTS = {
     "backbone_norm": "group",
     "n_components": 5,
     "head_hidden": [1024, 64],
+    "pixel_pool_size": 4,
     "redshift_loss_weight": 1.0,
     "normalisation": "zscore",
     "batch_size": 4,

@@ -48,6 +48,7 @@ TRAIN_DEFAULTS: dict = {
     "freeze_epochs": 0,
     "n_components": 5,
     "head_hidden": [1024, 64],
+    "pixel_pool_size": 4,
     "redshift_loss_weight": 1.0,
     "head_lr_factor": 0.5,
     "head_steps": 4,
@@ -183,6 +184,7 @@ def settings_from_options(
         backbone_norm=opts["backbone_norm"],
         n_components=int(opts["n_components"]),
         head_hidden=tuple(int(h) for h in opts["head_hidden"]),
+        pixel_pool_size=int(opts["pixel_pool_size"]),
         normalisation=opts["normalisation"],
     )
     settings = TrainSettings(

@@ -28,7 +28,8 @@ _FLAG_OPTIONS = {
     "validation_tiles": "validation_tiles", "backbone": "backbone", "backbone_norm": "backbone_norm",
     "seed": "seed", "resume": "resume", "batch_size": "batch_size", "lr": "learning_rate",
     "weight_decay": "weight_decay", "lr_steps": "lr_steps", "lr_gamma": "lr_gamma", "lr_schedule": "lr_schedule",
-    "n_components": "n_components", "head_hidden": "head_hidden", "normalisation": "normalisation",
+    "n_components": "n_components", "head_hidden": "head_hidden", "pixel_pool_size": "pixel_pool_size",
+    "normalisation": "normalisation",
     "augment_noise": "augment_noise", "device": "device", "threads": "num_threads", "checkpoint": "checkpoint",
     **{name: name for name in _RANGE_FLAGS},
 }
@@ -65,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cosine decay to 5%% over the epochs (default), or the steps alone")
     parser.add_argument("--n-components", type=int, help="Gaussian components per mixture (default 5)")
     parser.add_argument("--head-hidden", type=int, nargs="+", help="redshift MLP widths (default 1024 64)")
+    parser.add_argument("--pixel-pool-size", type=int, help="colour/pixel features per box (default 4; 0 = none)")
     parser.add_argument("--normalisation", choices=("zscore", "asinh"), help="input scaling (default zscore)")
     parser.add_argument("--augment-noise", type=float, help="extra pixel noise, sky-noise units (default 0)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")

@@ -40,6 +40,8 @@ _FLAG_OPTIONS = {
     "val_fraction": "val_fraction",
     "n_components": "n_components",
     "head_hidden": "head_hidden",
+    "pixel_pool_size": "pixel_pool_size",
+    "optimizer": "optimizer",
     "normalisation": "normalisation",
     "redshift_loss_weight": "redshift_loss_weight",
     "head_lr_factor": "head_lr_factor",
@@ -79,9 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (default 1234)")
     parser.add_argument("--resume", action="store_true", default=None, help="resume from the checkpoints")
     parser.add_argument("--batch-size", type=int, help="tiles per step (default 4)")
-    parser.add_argument("--lr", type=float, help="SGD learning rate (default 1e-3)")
+    parser.add_argument("--optimizer", choices=("adamw", "sgd"), help="optimiser (default adamw; the paper: sgd)")
+    parser.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     parser.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    parser.add_argument("--weight-decay", type=float, help="SGD weight decay (default 1e-4)")
+    parser.add_argument("--weight-decay", type=float, help="weight decay (default 1e-4)")
+    parser.add_argument("--pixel-pool-size", type=int,
+                        help="colour/pixel features of each box for the redshift head, pooled to this size "
+                             "(default 4; 0 = the paper's head)")
     parser.add_argument(
         "--lr-steps",
         type=int,

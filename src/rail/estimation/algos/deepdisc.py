@@ -53,6 +53,8 @@ class DeepDiscInformer(CatInformer):
         freeze_epochs=Param(int, 0, msg="epochs with the freeze parts fixed (0 = never)"),
         n_components=Param(int, 5, msg="Gaussian components of each object's redshift mixture"),
         head_hidden=Param(list, [1024, 64], msg="hidden layer widths of the redshift MLP head"),
+        pixel_pool_size=Param(int, 4, msg="the redshift head also reads each box's colours and its pixels pooled "
+                              "to this size per band (0 = the paper's head, RoI features only)"),
         redshift_loss_weight=Param(float, 1.0, msg="weight of the redshift NLL in the total loss"),
         head_lr_factor=Param(float, 0.5, msg="the redshift head's learning rate relative to the network's"),
         head_steps=Param(int, 4, msg="extra redshift-head-only updates per batch (0 = none)"),
