@@ -14,15 +14,20 @@ from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.network import scale_gradient
 from rail.deepdisc.train import (
     COSINE_FLOOR,
+    MIN_CALIBRATION_OBJECTS,
     MemberData,
     TrainSettings,
     ValidationScores,
+    calibrate_widths,
     learning_rate_at,
+    validation_log_likelihood,
     validation_objective,
     validation_scores,
 )
+from rail.deepdisc.redshift_head import MixtureParams, fit_std_scale
+from rail.deepdisc.trainrun import train_from_options
 
-from .nethelpers import make_colour_tileset
+from .nethelpers import FAST, make_colour_tileset
 from .test_head_training import one_target, small_model
 
 
@@ -137,3 +142,58 @@ def test_kept_epoch_is_the_latest_within_one_standard_error(monkeypatch, member_
     assert state.best_nll == pytest.approx(losses[kept])
     assert state.best_loss == pytest.approx(min(losses[: state.epoch]))
     assert state.epoch == (stopped_after or len(losses))
+
+
+@pytest.mark.parametrize("true_factor", [0.5, 1.0, 2.0])
+def test_fit_std_scale_recovers_the_factor_the_widths_are_off_by(true_factor):
+    rng = np.random.default_rng(4)
+    n = 4000
+    means = rng.uniform(0.5, 5.0, (n, 2))
+    stds = rng.uniform(0.05, 0.3, (n, 2))
+    pick = rng.integers(0, 2, n)
+    z = means[np.arange(n), pick] + true_factor * stds[np.arange(n), pick] * rng.standard_normal(n)
+    params = MixtureParams(torch.full((n, 2), 0.5, dtype=torch.float64), torch.from_numpy(means),
+                           torch.from_numpy(stds))
+    assert fit_std_scale(params, torch.from_numpy(z)) == pytest.approx(true_factor, rel=0.05)
+    assert fit_std_scale(MixtureParams(*(t[:0] for t in params)), torch.zeros(0)) == 1.0
+
+
+def test_head_widths_follow_its_scale_buffer_and_it_travels_in_the_weights():
+    model = small_model()
+    model.eval()
+    features = torch.randn(3, sum(model.redshift_head.groups))
+    extra = torch.zeros(3, 1)
+    with torch.no_grad():
+        raw = model.redshift_head(features, extra)
+        model.redshift_head.std_scale.fill_(3.0)
+        wide = model.redshift_head(features, extra)
+    assert torch.allclose(wide.stds, 3 * raw.stds) and torch.equal(wide.means, raw.means)
+    assert float(model.state_dict()["redshift_head.std_scale"]) == 3.0
+
+
+def test_calibration_sets_the_factor_of_best_validation_likelihood(member_data):
+    model = small_model()
+    model.normaliser.set_statistics([0.1] * 4, [3.0] * 4)
+    model.redshift_head.std_scale.fill_(7.0)  # ignored: calibration starts from the raw widths
+    scale, ll = calibrate_widths(model, member_data, batch_size=2, device=torch.device("cpu"))
+    assert float(model.redshift_head.std_scale) == pytest.approx(scale) and scale != 1.0
+    again, n = validation_log_likelihood(model, member_data, batch_size=2, device=torch.device("cpu"))
+    assert n >= MIN_CALIBRATION_OBJECTS and again == pytest.approx(ll, abs=1e-5)
+    model.redshift_head.std_scale.fill_(1.0)
+    raw, _ = validation_log_likelihood(model, member_data, batch_size=2, device=torch.device("cpu"))
+    assert ll > raw
+    for nearby in (0.9 * scale, 1.1 * scale):  # a maximum
+        model.redshift_head.std_scale.fill_(nearby)
+        assert validation_log_likelihood(model, member_data, batch_size=2, device=torch.device("cpu"))[0] < ll
+
+
+def test_trained_members_record_their_calibrated_widths():
+    tiles = make_colour_tileset(n_tiles=8, seed=6, labelled_fraction=1.0)
+    art = train_from_options(tiles, {**FAST, "epochs": 1, "val_fraction": 0.5})
+    member = art["members"][0]
+    assert float(member["state_dict"]["redshift_head.std_scale"]) == pytest.approx(member["std_scale"])
+    assert member["std_scale"] != 1.0
+    assert member["val_log_likelihood"] >= -member["history"][member["best_epoch"]]["val_nll"]
+    raw = train_from_options(tiles, {**FAST, "epochs": 1, "val_fraction": 0.5, "calibrate_widths": False})
+    assert raw["members"][0]["std_scale"] == 1.0
+    assert float(raw["members"][0]["state_dict"]["redshift_head.std_scale"]) == 1.0

@@ -352,6 +352,7 @@ def assemble_artifact(
             "weight": float(w),
             "seed": int(r.seed),
             "best_epoch": int(r.best_epoch),
+            "std_scale": float(r.std_scale),
             "history": r.history,
         }
         for r, w in zip(results, weights)

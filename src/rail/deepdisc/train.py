@@ -56,7 +56,7 @@ from .data import Augmentation, make_batch
 from .ddp import DistContext
 from .exceptions import ConfigError
 from .network import DeepDiscRCNN, HeadInputs
-from .redshift_head import mixture_log_prob, mixture_nll
+from .redshift_head import MixtureParams, fit_std_scale, mixture_log_prob, mixture_nll
 
 __all__ = [
     "TrainSettings",
@@ -66,6 +66,8 @@ __all__ = [
     "train_member",
     "validation_log_likelihood",
     "validation_scores",
+    "calibrate_widths",
+    "MIN_CALIBRATION_OBJECTS",
     "validation_objective",
     "ValidationScores",
     "make_optimizer",
@@ -88,6 +90,8 @@ FREEZABLE_PARTS = ("backbone", "fpn")
 LR_SCHEDULES = ("cosine", "steps")
 #: Learning rate of the last epoch under the cosine schedule, as a fraction of the starting one.
 COSINE_FLOOR = 0.05
+#: Fewest labelled validation objects for which the width calibration is fitted (else the factor stays 1).
+MIN_CALIBRATION_OBJECTS = 10
 _SEED_STRIDE = 1_000_003  # member seed -> per-epoch seed: member_seed * stride + epoch
 _VALIDATION_SEED = 0  # anchor/proposal sampling of the validation detection losses
 
@@ -124,6 +128,8 @@ class TrainSettings:
         Extra head-only updates per batch (0 = none).
     head_replay : int
         The extra head updates use the head inputs of the last ``head_replay`` batches of the epoch.
+    calibrate_widths : bool
+        After training, fit one factor on the mixture widths on the validation objects (`calibrate_widths`).
     redshift_backbone_grad : float
         Fraction, in [0, 1], of the redshift NLL's gradient passed from the head's RoI features on to the shared
         backbone and FPN (1 = joint training as in Merz et al. 2025, 0 = features trained by detection alone).
@@ -154,6 +160,7 @@ class TrainSettings:
     head_steps: int = 4
     head_replay: int = 16
     redshift_backbone_grad: float = 0.1
+    calibrate_widths: bool = True
     clip_grad_norm: float = 10.0
     augmentation: Augmentation = field(default_factory=Augmentation)
     freeze: tuple[str, ...] = ()
@@ -215,6 +222,7 @@ class TrainSettings:
             "head_steps": self.head_steps,
             "head_replay": self.head_replay,
             "redshift_backbone_grad": self.redshift_backbone_grad,
+            "calibrate_widths": self.calibrate_widths,
             "clip_grad_norm": self.clip_grad_norm,
             "augment_dihedral": aug.dihedral,
             "augment_noise": aug.noise_sigma,
@@ -252,13 +260,14 @@ class MemberData:
 
 @dataclass
 class MemberResult:
-    """A trained member: best weights, validation log-likelihood and history."""
+    """A trained member: kept weights, validation log-likelihood (after width calibration), history."""
 
     state_dict: dict
     val_log_likelihood: float
     best_epoch: int
     seed: int
     history: list
+    std_scale: float = 1.0
 
 
 def make_optimizer(model: DeepDiscRCNN, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -430,30 +439,17 @@ def validation_scores(
     The detection losses sample anchors and proposals as in training; those draws come from a fixed seed in a
     forked random state, so validation is deterministic and leaves the training random streams untouched.
     """
-    was_training = model.training
-    model.eval()
     per_object: list[np.ndarray] = []
     det_total, n_batches = 0.0, 0
     devices = [device] if device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(_VALIDATION_SEED)
-        for k in range(0, len(data.val), batch_size):
-            images, targets = make_batch(
-                data.images, data.segmaps, data.targets, data.val[k : k + batch_size], augment=None, rng=None
-            )
-            targets = _to_device(targets, device)
-            enc = model.encode(images.to(device))
-            keep = [~torch.isnan(t["redshift"]) for t in targets]
-            params = model.redshift(
-                enc, [t["boxes"][m] for t, m in zip(targets, keep)], [t["ebv"][m] for t, m in zip(targets, keep)]
-            )
-            z = torch.cat([t["redshift"][m] for t, m in zip(targets, keep)])
+        for enc, targets, params, z in _validation_batches(model, data, batch_size=batch_size, device=device):
             if len(z):
-                per_object.append(mixture_log_prob(params, z.to(params.means.dtype)).double().cpu().numpy())
+                per_object.append(mixture_log_prob(params, z).double().cpu().numpy())
             if detection:
                 det_total += _detection_loss(model, enc, targets)
                 n_batches += 1
-    model.train(was_training)
     ll = np.concatenate(per_object) if per_object else np.zeros(0)
     return ValidationScores(
         log_likelihood=float(ll.mean()) if len(ll) else math.nan,
@@ -461,6 +457,32 @@ def validation_scores(
         n_objects=len(ll),
         detection_loss=det_total / n_batches if n_batches else math.nan,
     )
+
+
+def _validation_batches(model: DeepDiscRCNN, data: MemberData, *, batch_size: int, device: torch.device):
+    """Yield ``(encoded, targets, mixtures, spec-z)`` per validation batch, in eval mode without gradients.
+
+    Mixtures are on the ground-truth boxes of the labelled objects; ``targets`` (on ``device``) hold every
+    object. The model's training mode is restored when the generator ends.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for k in range(0, len(data.val), batch_size):
+                images, targets = make_batch(
+                    data.images, data.segmaps, data.targets, data.val[k : k + batch_size], augment=None, rng=None
+                )
+                targets = _to_device(targets, device)
+                enc = model.encode(images.to(device))
+                keep = [~torch.isnan(t["redshift"]) for t in targets]
+                params = model.redshift(
+                    enc, [t["boxes"][m] for t, m in zip(targets, keep)], [t["ebv"][m] for t, m in zip(targets, keep)]
+                )
+                z = torch.cat([t["redshift"][m] for t, m in zip(targets, keep)])
+                yield enc, targets, params, z.to(params.means.dtype)
+    finally:
+        model.train(was_training)
 
 
 def _detection_loss(model: DeepDiscRCNN, enc, targets: list[dict]) -> float:
@@ -531,6 +553,7 @@ def train_member(
     MemberResult
     """
     model.to(device).train()
+    model.redshift_head.std_scale.fill_(1.0)  # train the raw widths (an initial model may be calibrated)
     optimizer = make_optimizer(model, settings)
     state = MemberState(model, optimizer)
     if resume and checkpoint is not None and checkpoint.exists():
@@ -563,13 +586,62 @@ def train_member(
         if on_epoch_end is not None:
             on_epoch_end(state.epoch - 1, record)
     bar.close()
+    val_ll, scale = -state.best_nll, 1.0
+    if settings.calibrate_widths:
+        model.load_state_dict(state.best_state)
+        scale, calibrated = calibrate_widths(model, data, batch_size=settings.batch_size, device=device,
+                                             dist_ctx=dist_ctx)
+        val_ll = calibrated if math.isfinite(calibrated) else val_ll
+        log.info("member %d: widths x %.3f, validation log-likelihood %.4f -> %.4f", member, scale,
+                 -state.best_nll, val_ll)
     return MemberResult(
-        state_dict=state.best_state,
-        val_log_likelihood=-state.best_nll,
+        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if settings.calibrate_widths else state.best_state,
+        val_log_likelihood=val_ll,
         best_epoch=state.best_epoch,
         seed=seed,
         history=state.history,
+        std_scale=scale,
     )
+
+
+def calibrate_widths(
+    model: DeepDiscRCNN,
+    data: MemberData,
+    *,
+    batch_size: int,
+    device: torch.device,
+    dist_ctx: DistContext = DistContext(),
+) -> tuple[float, float]:
+    """Fit and set the head's width factor (``redshift_head.std_scale``) on the validation objects.
+
+    The factor maximises the validation log-likelihood (`fit_std_scale`); with fewer than
+    `MIN_CALIBRATION_OBJECTS` labelled validation objects it stays 1. Rank 0 fits it, every rank sets it.
+
+    Returns
+    -------
+    scale : float
+        The factor now in the model.
+    log_likelihood : float
+        Mean validation log-likelihood per object with it (NaN without labelled validation objects).
+    """
+    head = model.redshift_head
+    head.std_scale.fill_(1.0)
+    scale, ll = 1.0, math.nan
+    if dist_ctx.is_main:
+        batches = [(params, z) for _, _, params, z in _validation_batches(
+            model, data, batch_size=batch_size, device=device) if len(z)]
+        params = MixtureParams(*(torch.cat([getattr(p, f).cpu() for p, _ in batches]) for f in MixtureParams._fields)
+                               ) if batches else None
+        z = torch.cat([z.cpu() for _, z in batches]) if batches else torch.zeros(0)
+        if len(z) >= MIN_CALIBRATION_OBJECTS:
+            scale = fit_std_scale(params, z)
+        if len(z):
+            scaled = MixtureParams(params.weights, params.means, params.stds * scale)
+            ll = float(mixture_log_prob(scaled, z).double().mean())
+    scale, ll = dist_ctx.broadcast([scale, ll])
+    head.std_scale.fill_(scale)
+    return float(scale), float(ll)
 
 
 def _apply_freeze(model, settings: TrainSettings, epoch: int, was_frozen: bool | None) -> bool:

@@ -54,6 +54,7 @@ TRAIN_DEFAULTS: dict = {
     "head_steps": 4,
     "head_replay": 16,
     "redshift_backbone_grad": 0.1,
+    "calibrate_widths": True,
     "normalisation": "zscore",
     "members": 10,
     "val_fraction": 0.1,
@@ -203,6 +204,7 @@ def settings_from_options(
         head_steps=int(opts["head_steps"]),
         head_replay=int(opts["head_replay"]),
         redshift_backbone_grad=float(opts["redshift_backbone_grad"]),
+        calibrate_widths=bool(opts["calibrate_widths"]),
         clip_grad_norm=float(opts["clip_grad_norm"]),
         augmentation=Augmentation(
             dihedral=bool(opts["augment_dihedral"]),

@@ -48,6 +48,7 @@ _FLAG_OPTIONS = {
     "head_steps": "head_steps",
     "head_replay": "head_replay",
     "redshift_backbone_grad": "redshift_backbone_grad",
+    "calibrate_widths": "calibrate_widths",
     "augment_noise": "augment_noise",
     "augment_ebv": "augment_ebv",
     "augment_box_jitter": "augment_box_jitter",
@@ -106,6 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-lr-factor", type=float, help="redshift head's learning-rate factor (default 0.5)")
     parser.add_argument("--head-steps", type=int, help="extra redshift-head updates per batch (default 4)")
     parser.add_argument("--head-replay", type=int, help="recent batches those updates use (default 16)")
+    parser.add_argument("--no-width-calibration", dest="calibrate_widths", action="store_false", default=None,
+                        help="keep the raw mixture widths (default: one factor fitted on validation objects)")
     parser.add_argument("--redshift-backbone-grad", type=float,
                         help="fraction of the redshift NLL's gradient reaching the backbone/FPN (default 0.1)")
     parser.add_argument("--augment-noise", type=float, help="extra pixel noise, sky-noise units (default 0)")
