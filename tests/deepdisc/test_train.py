@@ -291,7 +291,7 @@ def test_init_model_starts_every_member_from_it(tmp_path, tiles):
 
 def test_the_papers_recipe_is_one_set_of_options(tiles):
     paper = {"pixel_pool_size": 0, "optimizer": "sgd", "lr_schedule": "steps", "head_steps": 0,
-             "head_lr_factor": 1.0, "redshift_backbone_grad": 1.0}
+             "head_lr_factor": 1.0, "redshift_backbone_grad": 1.0, "calibrate_widths": False}
     art = train_from_options(tiles, {**FAST, "epochs": 1, **paper})
     assert art["config"]["pixel_pool_size"] == 0
     assert {k: art["config"]["training"][k] for k in paper if k != "pixel_pool_size"} == {
