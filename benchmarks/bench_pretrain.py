@@ -68,6 +68,8 @@ def parse_args():
     p.add_argument("--workdir", type=Path, help="keep the models here (default: a temporary folder)")
     p.add_argument("--json", type=Path, help="also write the table as JSON")
     p.add_argument("--pretrained", type=Path, help="reuse this pretrained model instead of pretraining")
+    p.add_argument("--finetune-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra training option of both fine-tuning recipes (JSON value), e.g. head_steps=0")
     args = p.parse_args()
     if args.tiny:
         args.tile_size, args.train_tiles, args.eval_tiles = 64, 8, 6
@@ -159,13 +161,15 @@ def main():
         save_artifact(pretrained, pretrained_path)
     timings["pretrain"] = time.time() - t0
 
+    finetune_options = {k: json.loads(v) for k, v in (opt.split("=", 1) for opt in args.finetune_option)}
     finetuned = {}
     for label, lr, freeze_epochs in (("gentle", args.gentle_lr, args.finetune_epochs), ("strong", args.strong_lr, 1)):
         t0 = time.time()
         finetuned[label] = train_from_options(
             field_a,
             {**common, "epochs": args.finetune_epochs, "learning_rate": lr, "patience": args.finetune_epochs,
-             "init_model": str(pretrained_path), "freeze": ["backbone", "fpn"], "freeze_epochs": freeze_epochs},
+             "init_model": str(pretrained_path), "freeze": ["backbone", "fpn"], "freeze_epochs": freeze_epochs,
+             **finetune_options},
             model_path=work / f"finetuned_{label}.pt",
         )
         timings[f"fine-tune ({label})"] = time.time() - t0
