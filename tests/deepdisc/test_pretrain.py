@@ -178,6 +178,18 @@ def test_freezing_keeps_backbone_and_fpn_fixed_for_the_first_epochs(pretrained, 
     assert any(not torch.equal(v, start[k]) for k, v in _layer(after0, "rpn.").items())
 
 
+def test_a_frozen_redshift_head_keeps_the_pretrained_mapping_and_only_its_widths_change(pretrained, specz):
+    start = load_artifact(pretrained)["members"][0]["state_dict"]
+    tuned = train_from_options(specz, {**FAST, "epochs": 2, "init_model": str(pretrained), "learning_rate": 1e-2,
+                                       "freeze": ["redshift_head"], "freeze_epochs": 2, "val_fraction": 0.5})
+    member = tuned["members"][0]
+    state = member["state_dict"]
+    head = {k: v for k, v in _layer(state, "redshift_head.").items() if k != "redshift_head.std_scale"}
+    assert head and all(torch.equal(v, start[k]) for k, v in head.items())  # no step, no extra head updates
+    assert float(state["redshift_head.std_scale"]) == pytest.approx(member["std_scale"])
+    assert any(not torch.equal(v, start[k]) for k, v in _layer(state, "backbone.body.").items())
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [

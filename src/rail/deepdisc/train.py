@@ -84,8 +84,8 @@ log = logging.getLogger(__name__)
 
 #: Supported optimisers (see `TrainSettings`).
 OPTIMIZERS = ("adamw", "sgd")
-#: Parts that fine-tuning can freeze for its first epochs: the ResNet body and the feature pyramid.
-FREEZABLE_PARTS = ("backbone", "fpn")
+#: Parts that fine-tuning can freeze for its first epochs: the ResNet body, the feature pyramid, the redshift head.
+FREEZABLE_PARTS = ("backbone", "fpn", "redshift_head")
 #: Learning-rate schedules (see `learning_rate_at`).
 LR_SCHEDULES = ("cosine", "steps")
 #: Learning rate of the last epoch under the cosine schedule, as a fraction of the starting one.
@@ -318,9 +318,10 @@ def head_updates(
     float
         The mean redshift NLL over the steps (NaN when ``steps`` is 0 or no object is labelled).
     """
-    if steps < 1 or not dist_ctx.all_true(len(inputs.z) > 0):
-        return math.nan
     head = model.redshift_head
+    trainable = any(p.requires_grad for p in head.parameters())
+    if steps < 1 or not trainable or not dist_ctx.all_true(len(inputs.z) > 0):
+        return math.nan
     total = 0.0
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
@@ -348,7 +349,9 @@ def set_frozen(model: DeepDiscRCNN, parts: tuple[str, ...], frozen: bool) -> int
         The network.
     parts : tuple of str
         Among `FREEZABLE_PARTS`: ``"backbone"`` is the ResNet body (``model.backbone.body``), ``"fpn"`` the
-        feature pyramid (``model.backbone.fpn``).
+        feature pyramid (``model.backbone.fpn``), ``"redshift_head"`` the mixture head (keeps a pretrained
+        colour-redshift mapping while a biased spec-z sample adapts the rest; its width factor is still
+        calibrated after training).
     frozen : bool
         Freeze (True) or make trainable again (False).
 
@@ -357,7 +360,7 @@ def set_frozen(model: DeepDiscRCNN, parts: tuple[str, ...], frozen: bool) -> int
     A frozen parameter gets no gradient, so the optimiser skips it entirely (no step, no weight decay).
     BatchNorm running statistics (``backbone_norm="batch"``) still update in training mode.
     """
-    modules = {"backbone": model.backbone.body, "fpn": model.backbone.fpn}
+    modules = {"backbone": model.backbone.body, "fpn": model.backbone.fpn, "redshift_head": model.redshift_head}
     count = 0
     for part in parts:
         for param in modules[part].parameters():

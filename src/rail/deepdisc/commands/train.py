@@ -132,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--freeze",
         nargs="+",
-        choices=("backbone", "fpn"),
+        choices=("backbone", "fpn", "redshift_head"),
         help="with --init: keep these parts fixed for the first --freeze-epochs epochs",
     )
     parser.add_argument("--freeze-epochs", type=int, help="epochs with --freeze applied (default 0)")

@@ -49,7 +49,7 @@ class DeepDiscInformer(CatInformer):
         first_conv=Param(str, "reinit", msg="when init_model has other bands: reinit (the paper's recipe) or "
                          "adapt (averaged pretrained filters) the first convolution"),
         freeze=Param(list, [], msg="parts kept fixed during the first freeze_epochs epochs of fine-tuning: "
-                     "backbone, fpn"),
+                     "backbone, fpn, redshift_head"),
         freeze_epochs=Param(int, 0, msg="epochs with the freeze parts fixed (0 = never)"),
         n_components=Param(int, 5, msg="Gaussian components of each object's redshift mixture"),
         head_hidden=Param(list, [1024, 64], msg="hidden layer widths of the redshift MLP head"),
