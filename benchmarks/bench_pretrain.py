@@ -7,8 +7,10 @@ Three models, one evaluation field:
 * **pretrained**: ``deepdisc pretrain`` on streamed simulations (fresh seeds, domain-randomised nuisances),
   every object labelled with its true redshift; shown without fine-tuning for reference;
 * **pretrained + fine-tuned**: the pretrained model trained further on field A's labels (``--init``), in two
-  recipes: *gentle* (low learning rate, backbone and FPN frozen throughout: only the detection and redshift
-  heads adapt) and *strong* (3x the learning rate, backbone and FPN released after the first epoch).
+  recipes: *frozen head* (low learning rate, backbone, FPN and redshift head frozen throughout: detection
+  adapts and the widths are recalibrated, the pretrained colour-redshift mapping is kept), *gentle* (the same
+  with the redshift head trained) and *strong* (3x the learning rate, backbone and FPN released after the
+  first epoch).
 
 Evaluation: every galaxy (stars excluded) of field B, simulated with another seed and perturbed nuisance
 settings (PSF 10% wider, 0.3 mag shallower, correlated noise, 10% smaller galaxies, another SED mix), on
@@ -163,14 +165,19 @@ def main():
 
     finetune_options = {k: json.loads(v) for k, v in (opt.split("=", 1) for opt in args.finetune_option)}
     finetuned = {}
-    for label, lr, freeze_epochs in (("gentle", args.gentle_lr, args.finetune_epochs), ("strong", args.strong_lr, 1)):
+    recipes = (
+        ("frozen head", args.gentle_lr, args.finetune_epochs, ["backbone", "fpn", "redshift_head"]),
+        ("gentle", args.gentle_lr, args.finetune_epochs, ["backbone", "fpn"]),
+        ("strong", args.strong_lr, 1, ["backbone", "fpn"]),
+    )
+    for label, lr, freeze_epochs, freeze in recipes:
         t0 = time.time()
         finetuned[label] = train_from_options(
             field_a,
             {**common, "epochs": args.finetune_epochs, "learning_rate": lr, "patience": args.finetune_epochs,
-             "init_model": str(pretrained_path), "freeze": ["backbone", "fpn"], "freeze_epochs": freeze_epochs,
+             "init_model": str(pretrained_path), "freeze": freeze, "freeze_epochs": freeze_epochs,
              **finetune_options},
-            model_path=work / f"finetuned_{label}.pt",
+            model_path=work / f"finetuned_{label.replace(' ', '_')}.pt",
         )
         timings[f"fine-tune ({label})"] = time.time() - t0
 
@@ -178,6 +185,8 @@ def main():
     models = {
         "labels only": scratch,
         "pretrained (no fine-tuning)": pretrained,
+        f"pretrained + fine-tuned, frozen head (lr {args.gentle_lr:g}, backbone+FPN+head frozen)":
+            finetuned["frozen head"],
         f"pretrained + fine-tuned, gentle (lr {args.gentle_lr:g}, backbone+FPN frozen)": finetuned["gentle"],
         f"pretrained + fine-tuned, strong (lr {args.strong_lr:g}, frozen 1 epoch)": finetuned["strong"],
     }
