@@ -154,7 +154,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from rail.deepdisc.data import labelled_tiles, partition_tiles, tile_targets, hide_labels
+    from rail.deepdisc.data import hide_labels, labelled_tiles, partition_tiles, tile_targets
     from rail.deepdisc.netconfig import NetworkConfig
     from rail.deepdisc.network import build_model
     from rail.deepdisc.normalise import band_statistics

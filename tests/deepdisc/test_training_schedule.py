@@ -12,6 +12,7 @@ from rail.deepdisc.data import tile_targets
 from rail.deepdisc.ddp import DistContext
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.network import scale_gradient
+from rail.deepdisc.redshift_head import MixtureParams, fit_std_scale
 from rail.deepdisc.train import (
     COSINE_FLOOR,
     MIN_CALIBRATION_OBJECTS,
@@ -24,7 +25,6 @@ from rail.deepdisc.train import (
     validation_objective,
     validation_scores,
 )
-from rail.deepdisc.redshift_head import MixtureParams, fit_std_scale
 from rail.deepdisc.trainrun import train_from_options
 
 from .nethelpers import FAST, make_colour_tileset

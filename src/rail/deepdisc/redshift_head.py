@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
 from scipy.optimize import minimize_scalar
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = [
@@ -93,8 +93,9 @@ def mixture_log_prob(params: MixtureParams, z: Tensor) -> Tensor:
 
 
 def fit_std_scale(params: MixtureParams, z: Tensor, *, bounds: tuple[float, float] = STD_SCALE_BOUNDS) -> float:
-    """The factor on every component's width that maximises the mean log-likelihood of ``z`` (temperature
-    scaling of the widths, Guo et al. 2017, for mixture densities).
+    """The factor on every component's width that maximises the mean log-likelihood of ``z``.
+
+    Temperature scaling (Guo et al. 2017) applied to the widths of mixture densities.
 
     Parameters
     ----------
