@@ -13,19 +13,16 @@ from rail.deepdisc.ddp import DistContext
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.network import scale_gradient
 from rail.deepdisc.redshift_head import MixtureParams, fit_std_scale
-from rail.deepdisc.train import (
-    COSINE_FLOOR,
+from rail.deepdisc.train import COSINE_FLOOR, MemberData, TrainSettings, learning_rate_at
+from rail.deepdisc.trainrun import train_from_options
+from rail.deepdisc.validation import (
     MIN_CALIBRATION_OBJECTS,
-    MemberData,
-    TrainSettings,
     ValidationScores,
     calibrate_widths,
-    learning_rate_at,
     validation_log_likelihood,
     validation_objective,
     validation_scores,
 )
-from rail.deepdisc.trainrun import train_from_options
 
 from .nethelpers import FAST, make_colour_tileset
 from .test_head_training import one_target, small_model

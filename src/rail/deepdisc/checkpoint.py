@@ -34,7 +34,7 @@ class MemberState:
     best_epoch : int
         Epoch of ``best_state`` (-1 before any).
     best_loss : float
-        Lowest validation loss so far (`rail.deepdisc.train.validation_objective`).
+        Lowest validation loss so far (`rail.deepdisc.validation.validation_objective`).
     best_nll : float
         Validation redshift NLL of the kept epoch ``best_epoch``.
     since_best : int

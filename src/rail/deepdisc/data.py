@@ -23,6 +23,7 @@ from .tiles import TileSet
 
 __all__ = [
     "MIN_BOX_PX",
+    "targets_to_device",
     "Augmentation",
     "tile_targets",
     "partition_tiles",
@@ -342,3 +343,8 @@ def dihedral(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, element: i
         image, masks = np.swapaxes(image, -1, -2), np.swapaxes(masks, -1, -2)
         boxes = boxes[:, [1, 0, 3, 2]]
     return image, masks, boxes
+
+
+def targets_to_device(targets: list[dict], device: torch.device) -> list[dict]:
+    """The same per-tile target dicts with every tensor moved to ``device``."""
+    return [{k: v.to(device) for k, v in t.items()} for t in targets]

@@ -35,7 +35,8 @@ from .exceptions import ConfigError, ModelError
 from .network import NetworkConfig, build_model
 from .normalise import band_statistics
 from .randomise import chunk_seed
-from .train import MemberData, MemberResult, TrainSettings, make_optimizer, run_epoch, validation_log_likelihood
+from .train import MemberData, MemberResult, TrainSettings, make_optimizer, run_epoch
+from .validation import validation_log_likelihood
 
 __all__ = ["PRETRAIN_CHECKPOINT_KIND", "PretrainSettings", "pretrain_model"]
 

@@ -13,7 +13,7 @@ The learning rate at epoch ``e`` is ``learning_rate * lr_gamma ** (number of lr_
 from 1 at the first epoch to `COSINE_FLOOR` at the last: with a constant rate the weights, and the validation
 scores, of the last epochs of a short run still swing from epoch to epoch.
 
-Validation: the training objective on the validation tiles (`validation_objective`: detection losses plus the
+Validation (`rail.deepdisc.validation`): the training objective on the validation tiles (detection losses plus the
 weighted redshift NLL, no augmentation). The member keeps the weights of the latest epoch whose validation loss
 is within one standard error (of the weighted validation redshift NLL) of the lowest so far: the NLL of a few
 dozen validation objects swings between epochs by about that much, and of two statistically equal epochs the
@@ -52,11 +52,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import MemberState, load_checkpoint, save_checkpoint
-from .data import Augmentation, make_batch
+from .data import Augmentation, make_batch, targets_to_device
 from .ddp import DistContext
 from .exceptions import ConfigError
 from .network import DeepDiscRCNN, HeadInputs
-from .redshift_head import MixtureParams, fit_std_scale, mixture_log_prob, mixture_nll
+from .redshift_head import mixture_nll
+from .validation import ValidationScores, calibrate_widths, validation_objective, validation_scores
 
 __all__ = [
     "TrainSettings",
@@ -64,12 +65,6 @@ __all__ = [
     "MemberResult",
     "learning_rate_at",
     "train_member",
-    "validation_log_likelihood",
-    "validation_scores",
-    "calibrate_widths",
-    "MIN_CALIBRATION_OBJECTS",
-    "validation_objective",
-    "ValidationScores",
     "make_optimizer",
     "run_epoch",
     "set_frozen",
@@ -90,10 +85,7 @@ FREEZABLE_PARTS = ("backbone", "fpn", "redshift_head")
 LR_SCHEDULES = ("cosine", "steps")
 #: Learning rate of the last epoch under the cosine schedule, as a fraction of the starting one.
 COSINE_FLOOR = 0.05
-#: Fewest labelled validation objects for which the width calibration is fitted (else the factor stays 1).
-MIN_CALIBRATION_OBJECTS = 10
 _SEED_STRIDE = 1_000_003  # member seed -> per-epoch seed: member_seed * stride + epoch
-_VALIDATION_SEED = 0  # anchor/proposal sampling of the validation detection losses
 
 
 @dataclass(frozen=True)
@@ -389,124 +381,8 @@ def learning_rate_at(epoch: int, settings: TrainSettings) -> float:
     return lr
 
 
-@torch.no_grad()
-def validation_log_likelihood(
-    model: DeepDiscRCNN, data: MemberData, *, batch_size: int, device: torch.device
-) -> tuple[float, int]:
-    """Mean log-likelihood of the validation objects' spec-z under their mixtures (ground-truth boxes).
-
-    Returns
-    -------
-    mean_log_likelihood : float
-        Per labelled object (nats).
-    n_objects : int
-        Number of labelled validation objects.
-    """
-    scores = validation_scores(model, data, batch_size=batch_size, device=device, detection=False)
-    return scores.log_likelihood, scores.n_objects
-
-
-@dataclass(frozen=True)
-class ValidationScores:
-    """What `validation_scores` measures on the validation tiles.
-
-    Attributes
-    ----------
-    log_likelihood : float
-        Mean log-likelihood per labelled object of its spec-z (nats; NaN without labelled objects).
-    log_likelihood_se : float
-        Standard error of that mean (NaN with fewer than two objects).
-    n_objects : int
-        Number of labelled validation objects.
-    detection_loss : float
-        Mean over validation batches of the summed detection losses (RPN objectness and box regression,
-        box classifier and regression, mask), as in training; NaN when not measured.
-    """
-
-    log_likelihood: float
-    log_likelihood_se: float
-    n_objects: int
-    detection_loss: float
-
-
-def validation_scores(
-    model: DeepDiscRCNN,
-    data: MemberData,
-    *,
-    batch_size: int,
-    device: torch.device,
-    detection: bool = True,
-) -> ValidationScores:
-    """Redshift log-likelihood and (optionally) detection loss on the validation tiles, without augmentation.
-
-    The detection losses sample anchors and proposals as in training; those draws come from a fixed seed in a
-    forked random state, so validation is deterministic and leaves the training random streams untouched.
-    """
-    per_object: list[np.ndarray] = []
-    det_total, n_batches = 0.0, 0
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_VALIDATION_SEED)
-        for enc, targets, params, z in _validation_batches(model, data, batch_size=batch_size, device=device):
-            if len(z):
-                per_object.append(mixture_log_prob(params, z).double().cpu().numpy())
-            if detection:
-                det_total += _detection_loss(model, enc, targets)
-                n_batches += 1
-    ll = np.concatenate(per_object) if per_object else np.zeros(0)
-    return ValidationScores(
-        log_likelihood=float(ll.mean()) if len(ll) else math.nan,
-        log_likelihood_se=float(ll.std(ddof=1) / math.sqrt(len(ll))) if len(ll) > 1 else math.nan,
-        n_objects=len(ll),
-        detection_loss=det_total / n_batches if n_batches else math.nan,
-    )
-
-
-def _validation_batches(model: DeepDiscRCNN, data: MemberData, *, batch_size: int, device: torch.device):
-    """Yield ``(encoded, targets, mixtures, spec-z)`` per validation batch, in eval mode without gradients.
-
-    Mixtures are on the ground-truth boxes of the labelled objects; ``targets`` (on ``device``) hold every
-    object. The model's training mode is restored when the generator ends.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for k in range(0, len(data.val), batch_size):
-                images, targets = make_batch(
-                    data.images, data.segmaps, data.targets, data.val[k : k + batch_size], augment=None, rng=None
-                )
-                targets = _to_device(targets, device)
-                enc = model.encode(images.to(device))
-                keep = [~torch.isnan(t["redshift"]) for t in targets]
-                params = model.redshift(
-                    enc, [t["boxes"][m] for t, m in zip(targets, keep)], [t["ebv"][m] for t, m in zip(targets, keep)]
-                )
-                z = torch.cat([t["redshift"][m] for t, m in zip(targets, keep)])
-                yield enc, targets, params, z.to(params.means.dtype)
-    finally:
-        model.train(was_training)
-
-
-def _detection_loss(model: DeepDiscRCNN, enc, targets: list[dict]) -> float:
-    """Summed RPN and RoI losses of one encoded batch (RPN and RoI heads briefly in training mode)."""
-    model.rpn.train()
-    model.roi_heads.train()
-    try:
-        proposals, rpn_losses = model.rpn(enc.images, enc.features, targets)
-        _, roi_losses = model.roi_heads(enc.features, proposals, enc.images.image_sizes, targets)
-    finally:
-        model.rpn.eval()
-        model.roi_heads.eval()
-    return float(sum(float(v) for v in {**rpn_losses, **roi_losses}.values()))
-
-
 def _epoch_seed(member_seed: int, epoch: int) -> int:
     return (member_seed * _SEED_STRIDE + epoch) % (2**63 - 1)
-
-
-def _to_device(targets: list[dict], device: torch.device) -> list[dict]:
-    return [{k: v.to(device) for k, v in t.items()} for t in targets]
 
 
 def train_member(
@@ -608,45 +484,6 @@ def train_member(
     )
 
 
-def calibrate_widths(
-    model: DeepDiscRCNN,
-    data: MemberData,
-    *,
-    batch_size: int,
-    device: torch.device,
-    dist_ctx: DistContext = DistContext(),
-) -> tuple[float, float]:
-    """Fit and set the head's width factor (``redshift_head.std_scale``) on the validation objects.
-
-    The factor maximises the validation log-likelihood (`fit_std_scale`); with fewer than
-    `MIN_CALIBRATION_OBJECTS` labelled validation objects it stays 1. Rank 0 fits it, every rank sets it.
-
-    Returns
-    -------
-    scale : float
-        The factor now in the model.
-    log_likelihood : float
-        Mean validation log-likelihood per object with it (NaN without labelled validation objects).
-    """
-    head = model.redshift_head
-    head.std_scale.fill_(1.0)
-    scale, ll = 1.0, math.nan
-    if dist_ctx.is_main:
-        batches = [(params, z) for _, _, params, z in _validation_batches(
-            model, data, batch_size=batch_size, device=device) if len(z)]
-        params = MixtureParams(*(torch.cat([getattr(p, f).cpu() for p, _ in batches]) for f in MixtureParams._fields)
-                               ) if batches else None
-        z = torch.cat([z.cpu() for _, z in batches]) if batches else torch.zeros(0)
-        if len(z) >= MIN_CALIBRATION_OBJECTS:
-            scale = fit_std_scale(params, z)
-        if len(z):
-            scaled = MixtureParams(params.weights, params.means, params.stds * scale)
-            ll = float(mixture_log_prob(scaled, z).double().mean())
-    scale, ll = dist_ctx.broadcast([scale, ll])
-    head.std_scale.fill_(scale)
-    return float(scale), float(ll)
-
-
 def _apply_freeze(model, settings: TrainSettings, epoch: int, was_frozen: bool | None) -> bool:
     frozen = bool(settings.freeze) and epoch < settings.freeze_epochs
     if frozen != was_frozen and settings.freeze:
@@ -725,7 +562,7 @@ def run_epoch(
         )
         losses, head_inputs = net(
             images.to(device),
-            _to_device(targets, device),
+            targets_to_device(targets, device),
             head_inputs=True,
             redshift_grad=settings.redshift_backbone_grad,
         )
@@ -810,16 +647,3 @@ def _end_epoch(
         state.best_loss,
         state.best_epoch,
     )
-
-
-def validation_objective(detection_loss: float, redshift_nll: float, redshift_loss_weight: float) -> float:
-    """The training objective on the validation tiles: the criterion of the best epoch and early stopping.
-
-    ``detection_loss + redshift_loss_weight * redshift_nll``, the same weighting as the training loss, so the
-    kept epoch is one where both detection and redshifts are good (the redshift NLL alone can favour an early
-    epoch where detection still lags). A term that is not finite (no labelled or no validation objects) is left
-    out; NaN when both are.
-    """
-    terms = [detection_loss, redshift_loss_weight * redshift_nll]
-    finite = [t for t in terms if math.isfinite(t)]
-    return float(sum(finite)) if finite else math.nan
