@@ -188,14 +188,14 @@ def calibrate_widths(
     head.std_scale.fill_(1.0)
     scale, ll = 1.0, math.nan
     if dist_ctx.is_main:
-        batches = [(params, z) for _, _, params, z in _validation_batches(
-            model, data, batch_size=batch_size, device=device) if len(z)]
-        params = MixtureParams(*(torch.cat([getattr(p, f).cpu() for p, _ in batches]) for f in MixtureParams._fields)
-                               ) if batches else None
-        z = torch.cat([z.cpu() for _, z in batches]) if batches else torch.zeros(0)
-        if len(z) >= MIN_CALIBRATION_OBJECTS:
-            scale = fit_std_scale(params, z)
-        if len(z):
+        batches = [(p, z) for _, _, p, z in _validation_batches(model, data, batch_size=batch_size, device=device)
+                   if len(z)]
+        if batches:
+            fields = zip(*(tuple(t.cpu() for t in p) for p, _ in batches))
+            params = MixtureParams(*(torch.cat(parts) for parts in fields))
+            z = torch.cat([z.cpu() for _, z in batches])
+            if len(z) >= MIN_CALIBRATION_OBJECTS:
+                scale = fit_std_scale(params, z)
             scaled = MixtureParams(params.weights, params.means, params.stds * scale)
             ll = float(mixture_log_prob(scaled, z).double().mean())
     scale, ll = dist_ctx.broadcast([scale, ll])
