@@ -40,7 +40,6 @@ tunes them for redshifts. Each parameter group (shared, detection, redshift head
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable
@@ -126,8 +125,8 @@ class TrainSettings:
         Fraction, in [0, 1], of the redshift NLL's gradient passed from the head's RoI features on to the shared
         backbone and FPN (1 = joint training as in Merz et al. 2025, 0 = features trained by detection alone).
     clip_grad_norm : float
-        Maximum gradient norm (0 = no clipping), applied to the redshift head's parameters and to the rest
-        separately.
+        Maximum gradient norm (0 = no clipping), applied to each parameter group (shared, detection, redshift
+        head; see `make_optimizer`) separately.
     augmentation : Augmentation
         Training-batch augmentation.
     freeze : tuple of str
@@ -474,14 +473,18 @@ def train_member(
         log.info("member %d: widths x %.3f, validation log-likelihood %.4f -> %.4f", member, scale,
                  -state.best_nll, val_ll)
     return MemberResult(
-        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if settings.calibrate_widths else state.best_state,
+        state_dict=_cpu_snapshot(model) if settings.calibrate_widths else state.best_state,
         val_log_likelihood=val_ll,
         best_epoch=state.best_epoch,
         seed=seed,
         history=state.history,
         std_scale=scale,
     )
+
+
+def _cpu_snapshot(model: torch.nn.Module) -> dict:
+    """A copy of the model's weights on the CPU (independent of later training steps)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _apply_freeze(model, settings: TrainSettings, epoch: int, was_frozen: bool | None) -> bool:
@@ -630,12 +633,12 @@ def _end_epoch(
     if math.isfinite(val_loss) and val_loss <= state.best_loss + tolerance:
         state.best_nll, state.best_epoch, state.since_best = val_nll, epoch, 0
         state.best_loss = min(state.best_loss, val_loss)
-        state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        state.best_state = _cpu_snapshot(model)
     else:
         state.since_best += 1
     state.done = state.epoch >= settings.epochs or state.since_best >= settings.patience
     if state.done and state.best_state is None:  # validation loss never finite: keep the last weights
-        state.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state.best_state = _cpu_snapshot(model)
         state.best_epoch, state.best_nll = epoch, val_nll
     log.info(
         "epoch %d: loss %.4f, validation loss %.4f (detection %.4f, redshift NLL %.4f; best %.4f at epoch %d)",
