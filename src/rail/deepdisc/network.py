@@ -219,11 +219,6 @@ class DeepDiscRCNN(nn.Module):
             return losses
         return losses, HeadInputs(inputs.features.detach(), inputs.extra.detach(), inputs.z.detach())
 
-    def redshift_loss(self, enc: Encoded, targets: list[dict]) -> Tensor:
-        """Mixture NLL of the labelled objects of ``targets`` on their boxes (see `mixture_nll`)."""
-        inputs = self.redshift_inputs(enc, targets)
-        return mixture_nll(self.redshift_head(inputs.features, inputs.extra), inputs.z)
-
     def redshift_inputs(self, enc: Encoded, targets: list[dict], *, grad_scale: float = 1.0) -> HeadInputs:
         """The redshift head's inputs for the labelled objects of ``targets`` (with the gradient graph).
 
