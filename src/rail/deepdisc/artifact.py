@@ -4,10 +4,12 @@ The artifact is a dict saved with ``torch.save`` and loaded with ``torch.load(we
 file never executes pickled code::
 
     format            "deepdisc-model"
-    version           2 (version 1: the redshift head without the per-band colour block; not readable)
+    version           3 (2: no calibration records, read with the members' own widths; 1: not readable)
     package_version   str, the pz-rail-deepdisc version that wrote it
     config            dict: backbone, bands, pixel_scale, heads, n_components, normalisation (per band), ...
-    members           list of dict: state_dict (tensors), val_log_likelihood (float), weight (float)
+    members           list of dict: state_dict (tensors), val_log_likelihood (float), weight (float),
+                      calibration (optional dict of tensors: the member's mixtures of the ensemble's
+                      calibration objects, `rail.deepdisc.ensemble_calibration`)
     provenance        dict (optional): training data description, seed, epochs, ...
 
 Writes are atomic (temporary file, then rename).
@@ -28,7 +30,11 @@ __all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifac
 ARTIFACT_FORMAT = "deepdisc-model"
 #: Version 2 (0.2): the redshift head's pixel path gained a colour block (``pixel_features``), so the head's
 #: first layer and LayerNorms of version-1 files no longer fit; such files are refused with a retrain message.
-ARTIFACT_VERSION = 2
+#: Version 3 (0.3): members may carry ``calibration`` records (the ensemble's width calibration). Version-2
+#: files are read as they are: their ensembles keep the members' own widths.
+ARTIFACT_VERSION = 3
+#: Versions this package reads.
+READABLE_VERSIONS = (2, 3)
 _REQUIRED_CONFIG = ("bands", "pixel_scale")
 _PIXEL_SCALE_RTOL = 1e-3
 
@@ -93,12 +99,12 @@ def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict
         raise ModelError(f"{path}: not a weights-only DeepDISC model file ({first})") from None
     if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
         raise ModelError(f"{path}: not a DeepDISC model artifact (format {_get(data, 'format')!r})")
-    if data.get("version") != ARTIFACT_VERSION:
-        older = isinstance(data.get("version"), int) and data["version"] < ARTIFACT_VERSION
+    if data.get("version") not in READABLE_VERSIONS:
+        older = isinstance(data.get("version"), int) and data["version"] < min(READABLE_VERSIONS)
         fix = ("it was written by an older pz-rail-deepdisc whose redshift head differs: retrain it with "
                "`deepdisc train`" if older else "upgrade pz-rail-deepdisc to read it")
         raise ModelError(f"{path}: model artifact version {data.get('version')!r} is not supported (this "
-                         f"package reads version {ARTIFACT_VERSION}); {fix}")
+                         f"package reads versions {', '.join(map(str, READABLE_VERSIONS))}); {fix}")
     config = data.get("config")
     if not isinstance(config, dict) or any(k not in config for k in _REQUIRED_CONFIG):
         raise ModelError(f"{path}: artifact 'config' lacks {', '.join(_REQUIRED_CONFIG)}")

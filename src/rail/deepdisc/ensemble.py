@@ -2,8 +2,9 @@
 
 Each member ``m`` gets its own seed ``s_m`` (from ``SeedSequence([seed, m])``), its own random partition of
 the tiles with spec-z (``val_fraction`` held out for validation; tiles without spec-z always train detection)
-and its own initialisation. Members are weighted by their normalised validation likelihood (Merz et al.
-2025)::
+and its own initialisation; a share ``calibration_fraction`` of the labelled tiles is held out from every
+member to calibrate the ensemble's widths (`rail.deepdisc.ensemble_calibration`). Members are weighted by their
+normalised validation likelihood (Merz et al. 2025)::
 
     w_m = L_m / sum_j L_j,    L_m = exp(<log p_m(z_spec)>_val)
 
@@ -30,12 +31,14 @@ import torch
 from .backbone import load_backbone_weights
 from .data import hide_labels, labelled_tiles, partition_tiles, tile_targets
 from .ddp import DistContext
+from .ensemble_calibration import calibration_record, calibration_tiles, ensemble_std_scale
 from .exceptions import ConfigError, ModelError, TileSetError
 from .finetune import load_pretrained
 from .network import DeepDiscRCNN, NetworkConfig, build_model
 from .normalise import band_statistics
 from .tiles import TileSet
 from .train import MemberData, MemberResult, TrainSettings, train_member
+from .validation import held_out_mixtures
 
 __all__ = [
     "EnsembleSettings",
@@ -62,11 +65,15 @@ class EnsembleSettings:
         Fraction of the labelled tiles each member holds out for validation, in (0, 1).
     seed : int
         Master seed (partitions, initialisation, augmentation).
+    calibration_fraction : float
+        Fraction of the labelled tiles held out from every member to calibrate the ensemble's widths, in
+        [0, 1) (0: the ensemble keeps its members' own widths).
     """
 
     members: int = 10
     val_fraction: float = 0.1
     seed: int = 1234
+    calibration_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if int(self.members) < 1:
@@ -75,6 +82,8 @@ class EnsembleSettings:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if int(self.seed) < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
+        if not 0.0 <= float(self.calibration_fraction) < 1.0:
+            raise ConfigError(f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -212,14 +221,22 @@ def train_ensemble(
         center, scale = stats.center_scale(network.normalisation)
     fingerprint = _fingerprint(tileset, network, settings, ensemble, init_artifact, backbone_weights)
     fingerprint["first_conv"] = first_conv
+    labelled = labelled_tiles(targets)
+    cal = calibration_tiles(labelled, ensemble.calibration_fraction if settings.calibrate_widths else 0.0,
+                            ensemble.seed)
+    cal_data = MemberData(tileset.images, tileset.segmaps, targets, np.zeros(0, np.int64), cal, stats.sky_sigma)
+    if len(cal):
+        log.info("%d of %d labelled tiles held out from every member for the ensemble width calibration",
+                 len(cal), len(labelled))
     results = []
     for m in indices:
         seed_m = member_seed(ensemble.seed, m)
         train, val = partition_tiles(
-            tileset.n_tiles, labelled_tiles(targets), val_fraction=ensemble.val_fraction, seed=seed_m
+            tileset.n_tiles, np.setdiff1d(labelled, cal), val_fraction=ensemble.val_fraction, seed=seed_m
         )
-        data = MemberData(
-            tileset.images, tileset.segmaps, hide_labels(targets, train, val), train, val, stats.sky_sigma
+        data = MemberData(  # calibration tiles train detection only (their labels are hidden like val's)
+            tileset.images, tileset.segmaps, hide_labels(targets, train, np.union1d(val, cal)), train, val,
+            stats.sky_sigma,
         )
         model = _init_member(network, seed_m, center, scale, data, init_artifact, backbone_weights, first_conv)
         ckpt = checkpoint_dir / f"member_{m:03d}.pt" if checkpoint_dir is not None else None
@@ -231,22 +248,26 @@ def train_ensemble(
             len(val),
             seed_m,
         )
-        results.append(
-            train_member(
-                model,
-                data,
-                settings,
-                member=m,
-                seed=seed_m,
-                checkpoint=ckpt,
-                resume=resume,
-                fingerprint=fingerprint,
-                device=device,
-                dist_ctx=dist_ctx,
-                progress=progress,
-                on_epoch_end=on_epoch_end,
-            )
+        result = train_member(
+            model,
+            data,
+            settings,
+            member=m,
+            seed=seed_m,
+            checkpoint=ckpt,
+            resume=resume,
+            fingerprint=fingerprint,
+            device=device,
+            dist_ctx=dist_ctx,
+            progress=progress,
+            on_epoch_end=on_epoch_end,
         )
+        if len(cal):
+            model.load_state_dict(result.state_dict)
+            result.calibration = calibration_record(
+                *held_out_mixtures(model, cal_data, batch_size=settings.batch_size, device=device)
+            )
+        results.append(result)
     provenance = {
         "training_data": str(tileset.source),
         "n_tiles": tileset.n_tiles,
@@ -310,6 +331,7 @@ def _fingerprint(tileset, network, settings, ensemble, init_artifact, backbone_w
         "network": network.to_dict(),
         "training": settings.to_dict(),
         "val_fraction": ensemble.val_fraction,
+        "calibration_fraction": ensemble.calibration_fraction,
         "n_tiles": tileset.n_tiles,
         "n_objects": tileset.n_objects,
         "label_sum": float(np.round(np.nansum(z), 6)),
@@ -342,6 +364,7 @@ def assemble_artifact(
         **settings.to_dict(),
         "members": ensemble.members,
         "val_fraction": ensemble.val_fraction,
+        "calibration_fraction": ensemble.calibration_fraction,
         "seed": ensemble.seed,
     }
     weights = member_weights([r.val_log_likelihood for r in results])
@@ -354,10 +377,18 @@ def assemble_artifact(
             "best_epoch": int(r.best_epoch),
             "std_scale": float(r.std_scale),
             "history": r.history,
+            **({"calibration": r.calibration} if r.calibration is not None else {}),
         }
         for r, w in zip(results, weights)
     ]
+    _log_ensemble_scale(members)
     return {"config": config, "members": members, "provenance": provenance}
+
+
+def _log_ensemble_scale(members: Sequence[dict]) -> None:
+    scale, n = ensemble_std_scale(members)
+    if n:
+        log.info("ensemble of %d member(s): widths x %.3f on %d calibration objects", len(members), scale, n)
 
 
 def merge_artifacts(artifacts: Sequence[dict]) -> dict:
@@ -383,5 +414,6 @@ def merge_artifacts(artifacts: Sequence[dict]) -> dict:
     members = [dict(m) for art in artifacts for m in art["members"]]
     for m, w in zip(members, member_weights([m["val_log_likelihood"] for m in members])):
         m["weight"] = float(w)
+    _log_ensemble_scale(members)
     provenance = {"merged_from": [a.get("provenance", {}) for a in artifacts]}
     return {"config": dict(first), "members": members, "provenance": provenance}

@@ -273,11 +273,17 @@ class EnsemblePredictor:
         name : str
             How messages refer to the model.
 
+        Notes
+        -----
+        The members' widths are multiplied by the factor calibrating the mixture of exactly these members
+        (`rail.deepdisc.ensemble_calibration.ensemble_std_scale`; 1 for artifacts without calibration records).
+
         Returns
         -------
         EnsemblePredictor
         """
         from .devices import resolve_device
+        from .ensemble_calibration import ensemble_std_scale
 
         dev = resolve_device(device)
         n_members = len(artifact["members"])
@@ -286,8 +292,12 @@ class EnsemblePredictor:
             raise ModelError(f"{name}: members {chosen} not in the artifact's 0..{n_members - 1}")
         models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
         weights = [float(artifact["members"][k]["weight"]) for k in chosen]
+        scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
+        for model in models:
+            model.redshift_head.std_scale.mul_(scale)
         cfg = artifact["config"]
-        log.info("%s: %d member(s) on %s", name, len(models), dev)
+        log.info("%s: %d member(s) on %s%s", name, len(models), dev,
+                 f", widths x {scale:.3f} (fitted on {n_cal} calibration objects)" if n_cal else "")
         return cls(models, weights, bands=cfg["bands"], pixel_scale=cfg["pixel_scale"], device=dev, name=name)
 
     def check_compatible(self, bands: Sequence[str], pixel_scale: float, *, data_name: str = "data") -> None:

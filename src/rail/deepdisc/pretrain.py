@@ -285,5 +285,6 @@ def _artifact(network, train_settings, settings, source, center, scale, model, p
     ensemble = EnsembleSettings(members=1, seed=settings.seed)
     artifact = assemble_artifact(network, train_settings, ensemble, center, scale, [result], provenance)
     artifact["config"]["training"].pop("val_fraction", None)
+    artifact["config"]["training"].pop("calibration_fraction", None)
     artifact["config"]["training"]["pretraining"] = True
     return artifact

@@ -251,7 +251,11 @@ class MemberData:
 
 @dataclass
 class MemberResult:
-    """A trained member: kept weights, validation log-likelihood (after width calibration), history."""
+    """A trained member: kept weights, validation log-likelihood (after width calibration), history.
+
+    ``calibration`` holds its mixtures of the ensemble's calibration objects
+    (`rail.deepdisc.ensemble_calibration.calibration_record`), when the ensemble held tiles out for it.
+    """
 
     state_dict: dict
     val_log_likelihood: float
@@ -259,6 +263,7 @@ class MemberResult:
     seed: int
     history: list
     std_scale: float = 1.0
+    calibration: dict | None = None
 
 
 def make_optimizer(model: DeepDiscRCNN, settings: TrainSettings) -> torch.optim.Optimizer:

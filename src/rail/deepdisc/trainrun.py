@@ -58,6 +58,7 @@ TRAIN_DEFAULTS: dict = {
     "normalisation": "zscore",
     "members": 10,
     "val_fraction": 0.1,
+    "calibration_fraction": 0.1,
     "epochs": 20,
     "batch_size": 4,
     "optimizer": "adamw",
@@ -216,7 +217,10 @@ def settings_from_options(
         freeze_epochs=int(opts["freeze_epochs"]),
     )
     ensemble = EnsembleSettings(
-        members=int(opts["members"]), val_fraction=float(opts["val_fraction"]), seed=int(opts["seed"])
+        members=int(opts["members"]),
+        val_fraction=float(opts["val_fraction"]),
+        seed=int(opts["seed"]),
+        calibration_fraction=float(opts["calibration_fraction"]),
     )
     return network, settings, ensemble
 

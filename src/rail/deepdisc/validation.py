@@ -31,6 +31,7 @@ __all__ = [
     "validation_log_likelihood",
     "validation_objective",
     "calibrate_widths",
+    "held_out_mixtures",
     "MIN_CALIBRATION_OBJECTS",
 ]
 
@@ -112,6 +113,27 @@ def validation_scores(
     )
 
 
+def held_out_mixtures(
+    model: DeepDiscRCNN, data: MemberData, *, batch_size: int, device: torch.device
+) -> tuple[MixtureParams, torch.Tensor]:
+    """Mixtures (ground-truth boxes, current widths) and spec-z of the labelled objects of ``data.val``, on the CPU.
+
+    Returns
+    -------
+    params : MixtureParams
+        N mixtures (N = 0 without labelled objects).
+    z : Tensor (N,)
+        Their spec-z.
+    """
+    batches = [(p, z) for _, _, p, z in _validation_batches(model, data, batch_size=batch_size, device=device)
+               if len(z)]
+    if not batches:
+        k = model.redshift_head.n_components
+        return MixtureParams(*(torch.zeros(0, k) for _ in range(3))), torch.zeros(0)
+    fields = zip(*(tuple(t.cpu() for t in p) for p, _ in batches))
+    return MixtureParams(*(torch.cat(parts) for parts in fields)), torch.cat([z.cpu() for _, z in batches])
+
+
 def _validation_batches(model: DeepDiscRCNN, data: MemberData, *, batch_size: int, device: torch.device):
     """Yield ``(encoded, targets, mixtures, spec-z)`` per validation batch, in eval mode without gradients.
 
@@ -188,12 +210,8 @@ def calibrate_widths(
     head.std_scale.fill_(1.0)
     scale, ll = 1.0, math.nan
     if dist_ctx.is_main:
-        batches = [(p, z) for _, _, p, z in _validation_batches(model, data, batch_size=batch_size, device=device)
-                   if len(z)]
-        if batches:
-            fields = zip(*(tuple(t.cpu() for t in p) for p, _ in batches))
-            params = MixtureParams(*(torch.cat(parts) for parts in fields))
-            z = torch.cat([z.cpu() for _, z in batches])
+        params, z = held_out_mixtures(model, data, batch_size=batch_size, device=device)
+        if len(z):
             if len(z) >= MIN_CALIBRATION_OBJECTS:
                 scale = fit_std_scale(params, z)
             scaled = MixtureParams(params.weights, params.means, params.stds * scale)

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _format_model(path: Path) -> str:
     from ..artifact import load_artifact
+    from ..ensemble_calibration import ensemble_std_scale
 
     art = load_artifact(path)
     cfg = art["config"]
@@ -48,7 +49,10 @@ def _format_model(path: Path) -> str:
              f"  members: {len(art['members'])}"]
     for k, m in enumerate(art["members"]):
         lines.append(f"    {k}: weight {float(m['weight']):.4f}, validation log-likelihood "
-                     f"{float(m.get('val_log_likelihood', np.nan)):.4f}")
+                     f"{float(m.get('val_log_likelihood', np.nan)):.4f}, widths x {float(m.get('std_scale', 1)):.3f}")
+    scale, n_cal = ensemble_std_scale(art["members"], name=str(path))
+    lines.append(f"  ensemble widths x {scale:.3f} (fitted on {n_cal} calibration objects)" if n_cal else
+                 "  ensemble widths: the members' own (no calibration records)")
     provenance = art.get("provenance") or {}
     if provenance:
         lines.append("  provenance:")

@@ -38,6 +38,7 @@ _FLAG_OPTIONS = {
     "lr_schedule": "lr_schedule",
     "patience": "patience",
     "val_fraction": "val_fraction",
+    "calibration_fraction": "calibration_fraction",
     "n_components": "n_components",
     "head_hidden": "head_hidden",
     "pixel_pool_size": "pixel_pool_size",
@@ -100,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cosine decay to 5%% over the epochs (default), or the steps alone (the paper's)")
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 10)")
     parser.add_argument("--val-fraction", type=float, help="labelled tiles held out per member (default 0.1)")
+    parser.add_argument("--calibration-fraction", type=float,
+                        help="labelled tiles held out from every member to calibrate the ensemble's widths "
+                             "(default 0.1; 0 = none)")
     parser.add_argument("--n-components", type=int, help="Gaussian components per mixture (default 5)")
     parser.add_argument("--head-hidden", type=int, nargs="+", help="redshift MLP widths (default 1024 64)")
     parser.add_argument("--normalisation", choices=("zscore", "asinh"), help="input scaling (default zscore)")
