@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import rail.deepdisc.ensemble as ensemble_mod
+from rail.deepdisc.artifact import save_artifact
+from rail.deepdisc.cli import main
 from rail.deepdisc.data import labelled_tiles, tile_targets
 from rail.deepdisc.ensemble import EnsembleSettings, merge_artifacts
 from rail.deepdisc.ensemble_calibration import calibration_tiles, ensemble_std_scale, mixture_crps
@@ -165,7 +167,7 @@ def test_members_store_their_mixtures_of_the_same_calibration_objects(trained):
     assert art["config"]["training"]["calibration_fraction"] == 0.3
 
 
-def test_loaded_ensemble_applies_the_factor_of_its_members(trained):
+def test_loaded_ensemble_applies_the_factor_of_its_members(trained, tmp_path, capsys):
     _, art, _ = trained
     scale, n = ensemble_std_scale(art["members"])
     assert n > 0 and scale != 1.0
@@ -177,6 +179,8 @@ def test_loaded_ensemble_applies_the_factor_of_its_members(trained):
     assert float(alone.models[0].redshift_head.std_scale) == pytest.approx(art["members"][1]["std_scale"] * own)
     merged = merge_artifacts([{**art, "members": [m]} for m in art["members"]])
     assert ensemble_std_scale(merged["members"]) == pytest.approx((scale, n))
+    assert main(["info", str(save_artifact(art, tmp_path / "m.pt"))]) == 0
+    assert f"ensemble widths x {scale:.3f} (fitted on {n} calibration objects)" in capsys.readouterr().out
 
 
 def test_without_width_calibration_no_tile_is_held_out():

@@ -73,7 +73,7 @@ class EnsembleSettings:
     members: int = 10
     val_fraction: float = 0.1
     seed: int = 1234
-    calibration_fraction: float = 0.1
+    calibration_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if int(self.members) < 1:

@@ -58,7 +58,7 @@ TRAIN_DEFAULTS: dict = {
     "normalisation": "zscore",
     "members": 10,
     "val_fraction": 0.1,
-    "calibration_fraction": 0.1,
+    "calibration_fraction": 0.0,
     "epochs": 20,
     "batch_size": 4,
     "optimizer": "adamw",

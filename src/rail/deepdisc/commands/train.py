@@ -103,7 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, help="labelled tiles held out per member (default 0.1)")
     parser.add_argument("--calibration-fraction", type=float,
                         help="labelled tiles held out from every member to calibrate the ensemble's widths "
-                             "(default 0.1; 0 = none)")
+                             "(default 0 = none; e.g. 0.1)")
     parser.add_argument("--n-components", type=int, help="Gaussian components per mixture (default 5)")
     parser.add_argument("--head-hidden", type=int, nargs="+", help="redshift MLP widths (default 1024 64)")
     parser.add_argument("--normalisation", choices=("zscore", "asinh"), help="input scaling (default zscore)")

@@ -67,8 +67,8 @@ class DeepDiscInformer(CatInformer):
                             "asinh"),
         members=Param(int, 10, msg="ensemble members, each on its own random train/validation partition"),
         val_fraction=Param(float, 0.1, msg="fraction of the labelled tiles held out for validation"),
-        calibration_fraction=Param(float, 0.1, msg="fraction of the labelled tiles held out from every member "
-                                   "to calibrate the ensemble's widths (0 = none)"),
+        calibration_fraction=Param(float, 0.0, msg="fraction of the labelled tiles held out from every member "
+                                   "to calibrate the ensemble's widths (0 = none; e.g. 0.1)"),
         epochs=Param(int, 20, msg="training epochs per member"),
         batch_size=Param(int, 4, msg="tiles per optimisation step"),
         optimizer=Param(str, "adamw", msg="adamw (default: trains the mixture head from scratch "
