@@ -116,6 +116,14 @@ def evaluate(artifact, tileset):
 
 def main():
     args = parse_args()
+    if args.workdir is not None:
+        return run(args, args.workdir)
+    with tempfile.TemporaryDirectory(prefix="bench_pretrain_") as tmp:  # removed afterwards (models are large)
+        return run(args, Path(tmp))
+
+
+def run(args, work: Path):
+    """Simulate, pretrain, fine-tune and evaluate in ``work``; print the table."""
     import torch
 
     from rail.deepdisc.artifact import load_artifact, save_artifact
@@ -124,7 +132,6 @@ def main():
     from rail.deepdisc.trainrun import train_from_options
 
     torch.set_num_threads(args.threads)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_pretrain_"))
     work.mkdir(parents=True, exist_ok=True)
     timings = {}
     t0 = time.time()
