@@ -293,7 +293,7 @@ class EnsemblePredictor:
         models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
         weights = [float(artifact["members"][k]["weight"]) for k in chosen]
         scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
-        for model in models:
+        for model in models if n_cal else ():
             model.redshift_head.std_scale.mul_(scale)
         cfg = artifact["config"]
         log.info("%s: %d member(s) on %s%s", name, len(models), dev,
