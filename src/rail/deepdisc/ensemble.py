@@ -262,8 +262,7 @@ def train_ensemble(
             progress=progress,
             on_epoch_end=on_epoch_end,
         )
-        if len(cal):
-            model.load_state_dict(result.state_dict)
+        if len(cal):  # only with calibrate_widths, after which train_member leaves the kept weights in model
             result.calibration = calibration_record(
                 *held_out_mixtures(model, cal_data, batch_size=settings.batch_size, device=device)
             )

@@ -37,10 +37,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 from scipy.special import erf
 
-from .redshift_head import STD_SCALE_BOUNDS, MixtureParams
+from .redshift_head import STD_SCALE_BOUNDS, MixtureParams, minimise_width_factor
 from .validation import MIN_CALIBRATION_OBJECTS
 
 __all__ = ["calibration_tiles", "calibration_record", "ensemble_std_scale", "mixture_crps", "fit_crps_scale"]
@@ -53,7 +52,6 @@ _CALIBRATION_STREAM = 0xCA11B
 _MIN_MEMBER_TILES = 2
 #: Objects per block of the pairwise CRPS term (bounds its memory: block x K^2 values).
 _CRPS_BLOCK = 512
-_LOG_SCALE_TOLERANCE = 1e-3
 
 
 def calibration_tiles(labelled: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -126,11 +124,10 @@ def ensemble_std_scale(members: Sequence[dict], *, name: str = "model") -> tuple
     w = np.asarray([float(m["weight"]) for m in members], dtype=np.float64)
     w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
     mixture = MixtureParams(
-        torch.cat([float(wm) * r["weights"].double() for wm, r in zip(w, records)], dim=1),
-        torch.cat([r["means"].double() for r in records], dim=1),
-        torch.cat([r["stds"].double() for r in records], dim=1),
+        np.concatenate([wm * r["weights"].double().numpy() for wm, r in zip(w, records)], axis=1),
+        *(np.concatenate([r[key].double().numpy() for r in records], axis=1) for key in ("means", "stds")),
     )
-    return fit_crps_scale(mixture, z.double()), len(z)
+    return fit_crps_scale(mixture, z.double().numpy()), len(z)
 
 
 def _crps_a(mu: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -185,6 +182,4 @@ def fit_crps_scale(params: MixtureParams, z, *, bounds: tuple[float, float] = ST
     def score(log_scale: float) -> float:
         return float(mixture_crps(MixtureParams(w, mu, sd * np.exp(log_scale)), zz).mean())
 
-    best = minimize_scalar(score, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
-                           options={"xatol": _LOG_SCALE_TOLERANCE})
-    return float(np.exp(best.x)) if score(best.x) < score(0.0) else 1.0
+    return minimise_width_factor(score, bounds)

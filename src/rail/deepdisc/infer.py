@@ -293,8 +293,9 @@ class EnsemblePredictor:
         models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
         weights = [float(artifact["members"][k]["weight"]) for k in chosen]
         scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
-        for model in models if n_cal else ():
-            model.redshift_head.std_scale.mul_(scale)
+        if n_cal:  # artifacts without calibration records keep the members' widths untouched
+            for model in models:
+                model.redshift_head.std_scale.mul_(scale)
         cfg = artifact["config"]
         log.info("%s: %d member(s) on %s%s", name, len(models), dev,
                  f", widths x {scale:.3f} (fitted on {n_cal} calibration objects)" if n_cal else "")

@@ -31,6 +31,7 @@ __all__ = [
     "mixture_log_prob",
     "mixture_nll",
     "fit_std_scale",
+    "minimise_width_factor",
     "EBV_SCALE",
     "MIN_STD",
     "STD_SCALE_BOUNDS",
@@ -120,9 +121,18 @@ def fit_std_scale(params: MixtureParams, z: Tensor, *, bounds: tuple[float, floa
         scaled = MixtureParams(p.weights, p.means, p.stds * math.exp(log_scale))
         return -float(mixture_log_prob(scaled, zz).mean())
 
-    best = minimize_scalar(nll, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
+    return minimise_width_factor(nll, bounds)
+
+
+def minimise_width_factor(loss, bounds: tuple[float, float] = STD_SCALE_BOUNDS) -> float:
+    """The width factor in ``bounds`` minimising ``loss(log(factor))``; 1 unless that beats factor 1.
+
+    The search of `fit_std_scale` and of the ensemble's minimum-CRPS factor
+    (`rail.deepdisc.ensemble_calibration.fit_crps_scale`).
+    """
+    best = minimize_scalar(loss, bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
                            options={"xatol": _LOG_SCALE_TOLERANCE})
-    return float(math.exp(best.x)) if nll(best.x) < nll(0.0) else 1.0
+    return float(math.exp(best.x)) if loss(best.x) < loss(0.0) else 1.0
 
 
 def mixture_nll(params: MixtureParams, z: Tensor) -> Tensor:

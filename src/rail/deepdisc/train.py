@@ -434,6 +434,7 @@ def train_member(
     Returns
     -------
     MemberResult
+        With ``settings.calibrate_widths``, ``model`` is left holding the result's (kept, calibrated) weights.
     """
     model.to(device).train()
     model.redshift_head.std_scale.fill_(1.0)  # train the raw widths (an initial model may be calibrated)
