@@ -141,6 +141,47 @@ def test_kept_epoch_is_the_latest_within_one_standard_error(monkeypatch, member_
     assert state.epoch == (stopped_after or len(losses))
 
 
+def test_kept_epoch_is_chosen_on_the_calibrated_likelihood(monkeypatch, member_data):
+    # raw NLL rises after epoch 0 (the head sharpens), but with each epoch's best widths epoch 2 is the best
+    raw = [1.4, 1.9, 2.4]
+    calibrated = [1.4, 1.2, 1.0]
+    model = small_model()
+
+    def run(calibrate):
+        state = MemberState(model, torch.optim.SGD(model.parameters(), lr=0.0))
+        settings = TrainSettings(epochs=3, patience=3, calibrate_widths=calibrate)
+        history = []
+        for r, c in zip(raw, calibrated):
+            def scores(*a, r=r, c=c, fit_widths=False, **k):
+                assert fit_widths == calibrate
+                return ValidationScores(-r, 0.01, 40, 0.5, *((-c, 0.01, 0.6) if fit_widths else ()))
+            monkeypatch.setattr(train_mod, "validation_scores", scores)
+            record = {}
+            train_mod._end_epoch(state, model, member_data, settings, record, torch.device("cpu"), DistContext())
+            history.append(record)
+        return state, history
+
+    state, history = run(True)
+    assert state.best_epoch == 2 and state.best_nll == pytest.approx(1.0)
+    assert [h["val_nll"] for h in history] == raw  # the raw curve is still recorded
+    assert [h["val_nll_calibrated"] for h in history] == calibrated and history[0]["val_width_factor"] == 0.6
+    state, history = run(False)
+    assert state.best_epoch == 0 and "val_nll_calibrated" not in history[0]
+
+
+def test_validation_scores_with_fitted_widths_match_the_calibration(member_data):
+    model = small_model()
+    model.normaliser.set_statistics([0.1] * 4, [3.0] * 4)
+    fitted = validation_scores(model, member_data, batch_size=2, device=torch.device("cpu"), fit_widths=True)
+    plain = validation_scores(model, member_data, batch_size=2, device=torch.device("cpu"))
+    assert math.isnan(plain.calibrated_log_likelihood) and plain.width_factor == 1.0
+    assert fitted.log_likelihood == pytest.approx(plain.log_likelihood)
+    scale, ll = calibrate_widths(model, member_data, batch_size=2, device=torch.device("cpu"))
+    assert fitted.width_factor == pytest.approx(scale, rel=1e-6) and scale != 1.0
+    assert fitted.calibrated_log_likelihood == pytest.approx(ll, abs=1e-5)
+    assert fitted.calibrated_log_likelihood > fitted.log_likelihood and fitted.calibrated_log_likelihood_se > 0
+
+
 @pytest.mark.parametrize("true_factor", [0.5, 1.0, 2.0])
 def test_fit_std_scale_recovers_the_factor_the_widths_are_off_by(true_factor):
     rng = np.random.default_rng(4)

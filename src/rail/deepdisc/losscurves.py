@@ -3,7 +3,8 @@
 The JSON holds, per member, its index, seed, weight, best epoch and one record per epoch (mean training losses
 by term, total loss, learning rate, validation NLL). The figure shows the total training loss (and its
 redshift term) and the
-validation NLL of every member against epoch, with each member's best epoch marked.
+validation NLL of every member against epoch (raw, and after each epoch's width calibration when training
+calibrated the widths), with each member's kept epoch marked.
 """
 
 from __future__ import annotations
@@ -71,15 +72,20 @@ def _plot(curves: dict, path: str) -> None:
             color=line.get_color(),
         )
         ax_val.plot(epochs, [r["val_nll"] for r in hist], marker=".", color=line.get_color(), label=label)
+        key = "val_nll_calibrated" if any("val_nll_calibrated" in r for r in hist) else "val_nll"
+        if key != "val_nll":  # the kept epoch was chosen on the NLL after each epoch's width calibration
+            ax_val.plot(epochs, [r.get(key, float("nan")) for r in hist], linestyle="--", color=line.get_color())
         best = member.get("best_epoch")
         if best is not None and 0 <= best < len(hist):
-            ax_val.plot([best], [hist[best]["val_nll"]], marker="*", markersize=12, color=line.get_color())
+            ax_val.plot([best], [hist[best].get(key, float("nan"))], marker="*", markersize=12,
+                        color=line.get_color())
     ax_train.set(
         xlabel="epoch",
         ylabel="mean training loss per batch",
         title="training loss: all terms (solid), redshift NLL (dashed)",
     )
-    ax_val.set(xlabel="epoch", ylabel="validation NLL per object (nats)", title="validation NLL (* = best)")
+    ax_val.set(xlabel="epoch", ylabel="validation NLL per object (nats)",
+               title="validation NLL (dashed: widths calibrated; * = kept)")
     for ax in (ax_train, ax_val):
         ax.grid(alpha=0.3)
     ax_val.legend(fontsize="small")

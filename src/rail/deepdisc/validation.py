@@ -3,9 +3,11 @@
 `validation_scores` measures, on a member's validation tiles without augmentation, the mean log-likelihood of
 the labelled objects' spec-z under their mixtures (ground-truth boxes), its standard error, and the detection
 losses (anchors and proposals sampled from a fixed seed in a forked random state, so validation is
-deterministic and leaves the training streams untouched). `validation_objective` combines them as the
-training loss does; `rail.deepdisc.train` keeps the latest epoch within one standard error of its lowest.
-`calibrate_widths` fits the redshift head's width factor (``std_scale``) on the same objects after training.
+deterministic and leaves the training streams untouched); with ``fit_widths`` also the same likelihood after
+the width factor that maximises it (what the member will predict once `calibrate_widths` has run).
+`validation_objective` combines them as the training loss does; `rail.deepdisc.train` keeps the latest epoch
+within one standard error of its lowest. `calibrate_widths` fits the redshift head's width factor
+(``std_scale``) on the same objects after training.
 """
 
 from __future__ import annotations
@@ -72,12 +74,21 @@ class ValidationScores:
     detection_loss : float
         Mean over validation batches of the summed detection losses (RPN objectness and box regression,
         box classifier and regression, mask), as in training; NaN when not measured.
+    calibrated_log_likelihood, calibrated_log_likelihood_se : float
+        The mean log-likelihood and its standard error with every width times ``width_factor`` (NaN when not
+        measured or without labelled objects).
+    width_factor : float
+        The factor maximising the validation likelihood (`fit_std_scale`; 1 with fewer than
+        `MIN_CALIBRATION_OBJECTS` objects or when not fitted).
     """
 
     log_likelihood: float
     log_likelihood_se: float
     n_objects: int
     detection_loss: float
+    calibrated_log_likelihood: float = math.nan
+    calibrated_log_likelihood_se: float = math.nan
+    width_factor: float = 1.0
 
 
 def validation_scores(
@@ -87,30 +98,43 @@ def validation_scores(
     batch_size: int,
     device: torch.device,
     detection: bool = True,
+    fit_widths: bool = False,
 ) -> ValidationScores:
     """Redshift log-likelihood and (optionally) detection loss on the validation tiles, without augmentation.
 
     The detection losses sample anchors and proposals as in training; those draws come from a fixed seed in a
     forked random state, so validation is deterministic and leaves the training random streams untouched.
+    With ``fit_widths`` the likelihood is also measured after the best width factor (`fit_std_scale`).
     """
-    per_object: list[np.ndarray] = []
+    mixtures: list[tuple[MixtureParams, torch.Tensor]] = []
     det_total, n_batches = 0.0, 0
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(_VALIDATION_SEED)
         for enc, targets, params, z in _validation_batches(model, data, batch_size=batch_size, device=device):
             if len(z):
-                per_object.append(mixture_log_prob(params, z).double().cpu().numpy())
+                mixtures.append((MixtureParams(*(t.double().cpu() for t in params)), z.double().cpu()))
             if detection:
                 det_total += _detection_loss(model, enc, targets)
                 n_batches += 1
-    ll = np.concatenate(per_object) if per_object else np.zeros(0)
-    return ValidationScores(
-        log_likelihood=float(ll.mean()) if len(ll) else math.nan,
-        log_likelihood_se=float(ll.std(ddof=1) / math.sqrt(len(ll))) if len(ll) > 1 else math.nan,
-        n_objects=len(ll),
-        detection_loss=det_total / n_batches if n_batches else math.nan,
-    )
+    params = MixtureParams(*(torch.cat(parts) for parts in zip(*(p for p, _ in mixtures)))) if mixtures else None
+    z = torch.cat([z for _, z in mixtures]) if mixtures else torch.zeros(0, dtype=torch.float64)
+    ll = mixture_log_prob(params, z).numpy() if params is not None else np.zeros(0)
+    scores = {"n_objects": len(ll), "detection_loss": det_total / n_batches if n_batches else math.nan}
+    mean, se = _mean_and_se(ll)
+    if fit_widths and params is not None:
+        factor = fit_std_scale(params, z) if len(z) >= MIN_CALIBRATION_OBJECTS else 1.0
+        scaled = MixtureParams(params.weights, params.means, params.stds * factor)
+        cal_mean, cal_se = _mean_and_se(mixture_log_prob(scaled, z).numpy())
+        scores.update(calibrated_log_likelihood=cal_mean, calibrated_log_likelihood_se=cal_se, width_factor=factor)
+    return ValidationScores(log_likelihood=mean, log_likelihood_se=se, **scores)
+
+
+def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
+    """Mean and its standard error (NaN when there are too few values)."""
+    mean = float(values.mean()) if len(values) else math.nan
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return mean, se
 
 
 def held_out_mixtures(
