@@ -130,6 +130,8 @@ def test_head_updates_without_labels_or_steps_do_nothing():
         ({"head_lr_factor": 0.0}, "head_lr_factor must be > 0"),
         ({"head_lr_factor": math.inf}, "head_lr_factor must be > 0"),
         ({"head_replay": 0}, "head_replay must be >= 1"),
+        ({"head_dropout": 1.0}, r"head_dropout must be in \[0, 1\)"),
+        ({"head_dropout": -0.1}, r"head_dropout must be in \[0, 1\)"),
     ],
 )
 def test_bad_head_settings(bad, match):
@@ -138,5 +140,45 @@ def test_bad_head_settings(bad, match):
 
 
 def test_head_settings_travel_in_the_artifact_dict():
-    d = TrainSettings(head_lr_factor=2.0, head_steps=3, head_replay=5).to_dict()
-    assert (d["head_lr_factor"], d["head_steps"], d["head_replay"]) == (2.0, 3, 5)
+    d = TrainSettings(head_lr_factor=2.0, head_steps=3, head_replay=5, head_dropout=0.2).to_dict()
+    assert (d["head_lr_factor"], d["head_steps"], d["head_replay"], d["head_dropout"]) == (2.0, 3, 5, 0.2)
+
+
+def test_head_dropout_acts_in_training_only():
+    head = small_model().redshift_head
+    x = torch.randn(64, sum(head.groups))
+    extra = torch.zeros(64, 1)
+    head.eval()
+    with torch.no_grad():
+        plain = head(x, extra)
+        head.dropout = 0.5
+        assert all(torch.equal(a, b) for a, b in zip(head(x, extra), plain))  # inference: no dropout
+        head.train()
+        torch.manual_seed(1)
+        first = head(x, extra).means
+        torch.manual_seed(2)
+        second = head(x, extra).means
+        head.dropout = 0.0
+        undropped = head(x, extra).means
+    assert not torch.allclose(first, second) and not torch.allclose(first, undropped)
+    assert torch.allclose(undropped, plain.means)
+
+
+def test_training_passes_its_head_dropout_to_the_model():
+    from rail.deepdisc.trainrun import train_from_options
+
+    from .nethelpers import FAST, make_colour_tileset
+
+    tiles = make_colour_tileset(n_tiles=4, seed=3, labelled_fraction=1.0)
+    seen = []
+    original = torch.nn.functional.dropout
+
+    def spy(x, p=0.5, training=True, inplace=False):
+        seen.append((p, training))
+        return original(x, p, training, inplace)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "dropout", spy)
+        art = train_from_options(tiles, {**FAST, "epochs": 1, "members": 1, "head_dropout": 0.25})
+    assert art["config"]["training"]["head_dropout"] == 0.25
+    assert seen and all(p == 0.25 and training for p, training in seen)

@@ -176,6 +176,12 @@ class RedshiftMixtureHead(nn.Module):
         Mixture components K.
     hidden : sequence of int
         Widths of the hidden layers (ReLU between them).
+
+    Attributes
+    ----------
+    dropout : float
+        Dropout probability on the MLP's input and on each hidden layer's output, in training mode only (0 = off;
+        set by the trainer from ``TrainSettings.head_dropout``; not part of the weights).
     """
 
     def __init__(
@@ -200,6 +206,7 @@ class RedshiftMixtureHead(nn.Module):
             width = int(h)
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(width, 3 * self.n_components)
+        self.dropout = 0.0
         #: Width calibration: every component's std is multiplied by it (1 in training; set afterwards by
         #: `rail.deepdisc.train.calibrate_widths` on validation objects). A buffer, so it travels in the weights.
         self.register_buffer("std_scale", torch.ones(()))
@@ -222,7 +229,15 @@ class RedshiftMixtureHead(nn.Module):
         blocks = features.flatten(start_dim=1).split(self.groups, dim=1)
         normed = [norm(block) * w for norm, block, w in zip(self.input_norms, blocks, self.group_scales)]
         x = torch.cat([*normed, extra.to(features.dtype)], dim=1)
-        raw = self.output(self.mlp(x))
+        if self.training and self.dropout > 0:
+            x = F.dropout(x, self.dropout, training=True)
+            for layer in self.mlp:
+                x = layer(x)
+                if isinstance(layer, nn.ReLU):
+                    x = F.dropout(x, self.dropout, training=True)
+        else:
+            x = self.mlp(x)
+        raw = self.output(x)
         logit_w, raw_mu, raw_sigma = raw.split(self.n_components, dim=1)
         return MixtureParams(
             weights=torch.softmax(logit_w, dim=1),

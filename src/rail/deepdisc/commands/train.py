@@ -48,6 +48,7 @@ _FLAG_OPTIONS = {
     "head_lr_factor": "head_lr_factor",
     "head_steps": "head_steps",
     "head_replay": "head_replay",
+    "head_dropout": "head_dropout",
     "redshift_backbone_grad": "redshift_backbone_grad",
     "calibrate_widths": "calibrate_widths",
     "augment_noise": "augment_noise",
@@ -111,6 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-lr-factor", type=float, help="redshift head's learning-rate factor (default 0.5)")
     parser.add_argument("--head-steps", type=int, help="extra redshift-head updates per batch (default 4)")
     parser.add_argument("--head-replay", type=int, help="recent batches those updates use (default 16)")
+    parser.add_argument("--head-dropout", type=float,
+                        help="dropout in the redshift head's MLP while training (default 0.3; 0 = the paper's)")
     parser.add_argument("--no-width-calibration", dest="calibrate_widths", action="store_false", default=None,
                         help="keep the raw mixture widths (default: one factor fitted on validation objects)")
     parser.add_argument("--redshift-backbone-grad", type=float,

@@ -59,6 +59,8 @@ class DeepDiscInformer(CatInformer):
         head_lr_factor=Param(float, 0.5, msg="the redshift head's learning rate relative to the network's"),
         head_steps=Param(int, 4, msg="extra redshift-head-only updates per batch (0 = none)"),
         head_replay=Param(int, 16, msg="extra head updates use the head inputs of this many recent batches"),
+        head_dropout=Param(float, 0.3, msg="dropout probability in the redshift head's MLP while training "
+                           "(0 = off, as in the paper)"),
         calibrate_widths=Param(bool, True, msg="after training, fit one factor on the mixture widths that "
                                "maximises the validation likelihood (False = the raw widths)"),
         redshift_backbone_grad=Param(float, 0.1, msg="fraction of the redshift NLL's gradient passed on to the "
