@@ -20,9 +20,10 @@ dozen validation objects swings between epochs by about that much, and of two st
 later one has the better-trained detector. With ``calibrate_widths`` the redshift NLL of this criterion is the
 one after the epoch's own best width factor (``val_nll_calibrated`` in the history; ``val_nll`` stays the raw
 one): the member will predict with calibrated widths, and the raw NLL of a head that sharpens as it trains
-rises from the first epochs even while its redshifts improve (on a 4-band benchmark field two of three
-members kept epoch 0 or 4 of 12 by the raw NLL, with prior-like mixtures twice as wide as the others'). Early stopping: training stops after ``patience`` epochs without
-such an epoch. The kept epoch's validation redshift log-likelihood weights the member in the ensemble.
+rises from the first epochs even while its redshifts improve (on the 4-band benchmark field, by the raw NLL,
+one member of three kept epoch 0 of 12: a prior-like mixture, 26% detection completeness alone). Early
+stopping: training stops after ``patience`` epochs without such an epoch. The kept epoch's validation redshift
+log-likelihood weights the member in the ensemble.
 
 Fine-tuning a pretrained model (`rail.deepdisc.finetune`): ``freeze`` parts (`FREEZABLE_PARTS`) get no gradient
 during the first ``freeze_epochs`` epochs. `run_epoch` (one pass over a set of tiles) is also the training step
