@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -179,7 +180,8 @@ def run_preset(preset: str, args) -> dict:
     model = out / "model.pt"
     train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
                                   "--epochs", str(args.epochs), "--threads", str(args.threads),
-                                  "--seed", str(args.seed), "--no-progress", "--device", "cpu"], args.threads)
+                                  "--seed", str(args.seed), "--no-progress", "--device", "cpu",
+                                  *shlex.split(args.train_args)], args.threads)
     single = one_member(model, out / "model_member0.pt")
     timings = {"simulate_s": sim_s, "train_wall_s": train_wall, "train_cpu_s": train_cpu}
     for label, path, pz in (("DeepDISC ensemble", model, out / "pz_ensemble.hdf5"),
@@ -204,8 +206,8 @@ def markdown(results: list[dict], args) -> str:
              f"for {TRAIN_LABEL_FRACTION:.0%} of catalogued galaxies) and an independent {args.test_tiles}-tile "
              f"test field (seed {TEST_SEED}, nuisance {' '.join(f'{k} {v}' for k, v in TEST_NUISANCE.items())}"
              f"), {args.size}x{args.size} px; DeepDISC R18, {args.members} members x {args.epochs} epochs, "
-             f"{args.threads} threads; peers informed on the same labels. Truth: true redshift of every "
-             f"test object.", ""]
+             f"{args.threads} threads{f', train options `{args.train_args}`' if args.train_args else ''}; "
+             f"peers informed on the same labels. Truth: true redshift of every test object.", ""]
     for res in results:
         t = res["timings"]
         lines += [f"**{res['preset']}** ({res['n_test_objects']} test objects; magnitude bins in "
@@ -255,6 +257,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=12, help="epochs per member (default 12)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--seed", type=int, default=1234, help="training seed (default 1234)")
+    p.add_argument("--train-args", default="", help="extra `deepdisc train` options for ablations, e.g. "
+                   "'--head-dropout 0' (default none)")
     args = p.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
