@@ -180,8 +180,9 @@ class RedshiftMixtureHead(nn.Module):
     Attributes
     ----------
     dropout : float
-        Dropout probability on the MLP's input and on each hidden layer's output, in training mode only (0 = off;
-        set by the trainer from ``TrainSettings.head_dropout``; not part of the weights).
+        Dropout probability on each hidden layer's output, in training mode only (0 = off; set by the trainer
+        from ``TrainSettings.head_dropout``; not part of the weights). Not on the MLP's input: that would drop the
+        few colour features that carry most of the redshift information.
     """
 
     def __init__(
@@ -230,7 +231,6 @@ class RedshiftMixtureHead(nn.Module):
         normed = [norm(block) * w for norm, block, w in zip(self.input_norms, blocks, self.group_scales)]
         x = torch.cat([*normed, extra.to(features.dtype)], dim=1)
         if self.training and self.dropout > 0:
-            x = F.dropout(x, self.dropout, training=True)
             for layer in self.mlp:
                 x = layer(x)
                 if isinstance(layer, nn.ReLU):
