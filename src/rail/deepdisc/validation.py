@@ -123,11 +123,18 @@ def validation_scores(
     scores = {"n_objects": len(ll), "detection_loss": det_total / n_batches if n_batches else math.nan}
     mean, se = _mean_and_se(ll)
     if fit_widths and params is not None:
-        factor = fit_std_scale(params, z) if len(z) >= MIN_CALIBRATION_OBJECTS else 1.0
-        scaled = MixtureParams(params.weights, params.means, params.stds * factor)
-        cal_mean, cal_se = _mean_and_se(mixture_log_prob(scaled, z).numpy())
+        factor, calibrated = _fit_widths(params, z)
+        cal_mean, cal_se = _mean_and_se(calibrated)
         scores.update(calibrated_log_likelihood=cal_mean, calibrated_log_likelihood_se=cal_se, width_factor=factor)
     return ValidationScores(log_likelihood=mean, log_likelihood_se=se, **scores)
+
+
+def _fit_widths(params: MixtureParams, z: torch.Tensor) -> tuple[float, np.ndarray]:
+    """Maximum-likelihood width factor (1 below `MIN_CALIBRATION_OBJECTS` objects), per-object log-likelihoods."""
+    params = MixtureParams(*(t.double() for t in params))
+    factor = fit_std_scale(params, z) if len(z) >= MIN_CALIBRATION_OBJECTS else 1.0
+    scaled = MixtureParams(params.weights, params.means, params.stds * factor)
+    return factor, mixture_log_prob(scaled, z.double()).numpy()
 
 
 def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
@@ -236,10 +243,8 @@ def calibrate_widths(
     if dist_ctx.is_main:
         params, z = held_out_mixtures(model, data, batch_size=batch_size, device=device)
         if len(z):
-            if len(z) >= MIN_CALIBRATION_OBJECTS:
-                scale = fit_std_scale(params, z)
-            scaled = MixtureParams(params.weights, params.means, params.stds * scale)
-            ll = float(mixture_log_prob(scaled, z).double().mean())
+            scale, per_object = _fit_widths(params, z)
+            ll = float(per_object.mean())
     scale, ll = dist_ctx.broadcast([scale, ll])
     head.std_scale.fill_(scale)
     return float(scale), float(ll)
