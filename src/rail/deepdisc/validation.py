@@ -117,12 +117,11 @@ def validation_scores(
             if detection:
                 det_total += _detection_loss(model, enc, targets)
                 n_batches += 1
-    params = MixtureParams(*(torch.cat(parts) for parts in zip(*(p for p, _ in mixtures)))) if mixtures else None
-    z = torch.cat([z for _, z in mixtures]) if mixtures else torch.zeros(0, dtype=torch.float64)
-    ll = mixture_log_prob(params, z).numpy() if params is not None else np.zeros(0)
+    params, z = _join_mixtures(mixtures, model.redshift_head.n_components, torch.float64)
+    ll = mixture_log_prob(params, z).numpy()
     scores = {"n_objects": len(ll), "detection_loss": det_total / n_batches if n_batches else math.nan}
     mean, se = _mean_and_se(ll)
-    if fit_widths and params is not None:
+    if fit_widths and len(z):
         factor, calibrated = _fit_widths(params, z)
         cal_mean, cal_se = _mean_and_se(calibrated)
         scores.update(calibrated_log_likelihood=cal_mean, calibrated_log_likelihood_se=cal_se, width_factor=factor)
@@ -156,13 +155,19 @@ def held_out_mixtures(
     z : Tensor (N,)
         Their spec-z.
     """
-    batches = [(p, z) for _, _, p, z in _validation_batches(model, data, batch_size=batch_size, device=device)
-               if len(z)]
+    batches = [(MixtureParams(*(t.cpu() for t in p)), z.cpu())
+               for _, _, p, z in _validation_batches(model, data, batch_size=batch_size, device=device) if len(z)]
+    return _join_mixtures(batches, model.redshift_head.n_components, torch.float32)
+
+
+def _join_mixtures(batches: list[tuple[MixtureParams, torch.Tensor]], n_components: int,
+                   empty_dtype: torch.dtype) -> tuple[MixtureParams, torch.Tensor]:
+    """One (mixtures, spec-z) pair from per-batch pairs; zero rows of ``empty_dtype`` when there are none."""
     if not batches:
-        k = model.redshift_head.n_components
-        return MixtureParams(*(torch.zeros(0, k) for _ in range(3))), torch.zeros(0)
-    fields = zip(*(tuple(t.cpu() for t in p) for p, _ in batches))
-    return MixtureParams(*(torch.cat(parts) for parts in fields)), torch.cat([z.cpu() for _, z in batches])
+        return (MixtureParams(*(torch.zeros(0, n_components, dtype=empty_dtype) for _ in range(3))),
+                torch.zeros(0, dtype=empty_dtype))
+    fields = zip(*(p for p, _ in batches))
+    return MixtureParams(*(torch.cat(parts) for parts in fields)), torch.cat([z for _, z in batches])
 
 
 def _validation_batches(model: DeepDiscRCNN, data: MemberData, *, batch_size: int, device: torch.device):
