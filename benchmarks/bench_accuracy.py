@@ -10,8 +10,8 @@ weaker emission lines), so that the test is not on the training distribution. Th
 3. EAZY and BPZ are informed on the *same* training labels (catalog photometry of the training field) and run
    on the test field's catalog (inform and estimate timed separately);
 4. every estimator is scored against the test field's true redshifts with the library's evaluation
-   (`rail.deepdisc.evaluate.evaluate_photoz`: bias, sigma_IQR, outlier fraction eta, PIT KS, coverage) overall
-   and per magnitude bin; completeness is DeepDISC's detection completeness (the peers fit every catalog
+   (`rail.deepdisc.evaluation.evaluate.evaluate_photoz`: bias, sigma_IQR, outlier fraction eta, PIT KS, coverage)
+   overall and per magnitude bin; completeness is DeepDISC's detection completeness (the peers fit every catalog
    object).
 
 Prints markdown tables and writes ``accuracy.json`` and ``accuracy.md`` in ``--workdir``.
@@ -91,7 +91,7 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path]:
 
 def one_member(model: Path, target: Path) -> Path:
     """The artifact's first member alone (weight 1)."""
-    from rail.deepdisc.artifact import load_artifact, save_artifact
+    from rail.deepdisc.model.artifact import load_artifact, save_artifact
 
     art = load_artifact(model)
     member = dict(art["members"][0], weight=1.0)
@@ -133,10 +133,10 @@ def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
 
 def score(photoz_path: Path, truth, label: str) -> dict:
     """Overall and per-magnitude-bin metrics of one estimator (the library's evaluation)."""
-    from rail.deepdisc.coverage import coverage_from_pit
-    from rail.deepdisc.evalio import read_photoz
-    from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
-    from rail.deepdisc.metrics import detection_completeness
+    from rail.deepdisc.evaluation.coverage import coverage_from_pit
+    from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
+    from rail.deepdisc.evaluation.io import read_photoz
+    from rail.deepdisc.evaluation.metrics import detection_completeness
 
     settings = EvaluationSettings(mag_edges=MAG_EDGES)
     with warnings.catch_warnings():
@@ -170,7 +170,7 @@ def score(photoz_path: Path, truth, label: str) -> dict:
 
 
 def run_preset(preset: str, args) -> dict:
-    from rail.deepdisc.evalio import read_truth
+    from rail.deepdisc.evaluation.io import read_truth
 
     out = Path(args.workdir) / preset
     out.mkdir(parents=True, exist_ok=True)

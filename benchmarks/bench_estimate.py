@@ -6,7 +6,7 @@ loading and building the model, reading, inference, matching, combination and wr
 (package imports are done before it). Rows: one R18 member, an R18 ensemble,
 one R50 member, and the R18 member on a file 10x larger than a chunk (peak RSS must stay flat).
 
-Models: by default untrained networks are built with ``rail.deepdisc.network.build_model`` and saved as
+Models: by default untrained networks are built with ``rail.deepdisc.model.network.build_model`` and saved as
 artifacts (speed does not depend on training, except through the number of detections; pass trained artifacts
 with ``--model-r18`` / ``--model-r50`` for the real figures). ``--fake`` uses the tests' stand-in network
 (tests/deepdisc/fakenet.py) to smoke-test the pipeline itself.
@@ -38,8 +38,8 @@ TARGET_R18_OBJECTS_PER_S = 150.0
 
 def make_tiles(path, *, n_tiles, size, n_bands, objects_per_tile, seed=0):
     """Write a synthetic TileSet (Gaussian sources on unit noise) chunk by chunk."""
-    from rail.deepdisc.tileio import TileSetWriter
-    from rail.deepdisc.tiles import empty_objects
+    from rail.deepdisc.tileset.format import empty_objects
+    from rail.deepdisc.tileset.io import TileSetWriter
 
     bands = JADES9[:n_bands]
     rng = np.random.default_rng(seed)
@@ -71,7 +71,7 @@ def make_tiles(path, *, n_tiles, size, n_bands, objects_per_tile, seed=0):
             tiles = {"tile_id": np.arange(t0, t0 + n, dtype=np.int64), "kind": np.array(["grid"] * n),
                      "x0": np.zeros(n, np.int64), "y0": np.zeros(n, np.int64), "ra": np.full(n, 53.1),
                      "dec": np.full(n, -27.8), "wcs": np.array([""] * n)}
-            from rail.deepdisc.tiles import TileSet
+            from rail.deepdisc.tileset.format import TileSet
 
             writer.append(TileSet(images=images, segmaps=segmaps, tiles=tiles, objects=obj, bands=bands,
                                   pixel_scale=PIXEL_SCALE))
@@ -82,8 +82,8 @@ def untrained_artifact(path, *, backbone, members, n_bands, seed=0):
     """Save an artifact of untrained members (random heads) for timing."""
     import torch
 
-    from rail.deepdisc.artifact import save_artifact
-    from rail.deepdisc.network import NetworkConfig, build_model
+    from rail.deepdisc.model.artifact import save_artifact
+    from rail.deepdisc.model.network import NetworkConfig, build_model
 
     cfg = NetworkConfig(bands=JADES9[:n_bands], pixel_scale=PIXEL_SCALE, backbone=backbone)
     out = []
@@ -116,7 +116,7 @@ def worker(args) -> None:
 
         fakenet.install()
     else:
-        import rail.deepdisc.network  # noqa: F401  (one-time imports are not part of a run)
+        import rail.deepdisc.model.network  # noqa: F401  (one-time imports are not part of a run)
     torch.set_num_threads(args.threads)
     stage = DeepDiscEstimator.make_stage(name="bench", model=args.model, output=args.output,
                                          chunk_tiles=args.chunk_tiles, chunk_size=10**9,

@@ -14,9 +14,9 @@ import time
 import numpy as np
 import qp
 
-from rail.deepdisc.coverage import ensemble_quantiles, gridded_ensemble, pit_values
-from rail.deepdisc.evalio import PhotoZTable
-from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
+from rail.deepdisc.evaluation.coverage import ensemble_quantiles, gridded_ensemble, pit_values
+from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
+from rail.deepdisc.evaluation.io import PhotoZTable
 
 
 def synthetic(n, k, seed=0):

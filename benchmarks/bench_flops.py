@@ -6,7 +6,7 @@ dense-convolution peak in the same process with the same threads. Two models see
 (Gaussian sources on noise, the tiles of ``bench_estimate.py``):
 
 * **ours**: the estimator's path (``encode`` + ``detect`` without masks + ``redshift`` on the catalog boxes)
-  of an untrained `rail.deepdisc.network` model (``--backbone``, default resnet18);
+  of an untrained `rail.deepdisc.model.network` model (``--backbone``, default resnet18);
 * **reference**: torchvision ``maskrcnn_resnet50_fpn`` with stock settings (FPN 256, 1000 RPN proposals,
   box head 1024, mask head at inference, 100 detections) but our bands (first convolution with C inputs) and
   tile size (``min_size = max_size =`` tile side, so nothing is resized). Its weights are untrained too, and an
@@ -64,7 +64,7 @@ def our_model(backbone: str, n_bands: int):
     """Untrained DeepDISC network and its inference pass (encode, detect, redshift on catalog boxes)."""
     import torch
 
-    from rail.deepdisc.network import NetworkConfig, build_model
+    from rail.deepdisc.model.network import NetworkConfig, build_model
 
     torch.manual_seed(0)
     model = build_model(NetworkConfig(bands=JADES9[:n_bands], pixel_scale=PIXEL_SCALE, backbone=backbone)).eval()
@@ -127,7 +127,7 @@ def measure(run, rpn, images, boxes, repeats: int) -> dict:
 def worker(args) -> dict:
     import torch
 
-    from rail.deepdisc.tileio import read_tileset
+    from rail.deepdisc.tileset.io import read_tileset
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_flops_") as tmp:

@@ -1,7 +1,7 @@
 """How fast DeepDISC learns redshifts: held-out sigma_IQR, outlier rate and NLL versus training steps.
 
 Simulates (or reads) a training and a test TileSet, trains one member through the real training path
-(`rail.deepdisc.train.train_member`: augmentation, all losses, extra head steps), and after every epoch
+(`rail.deepdisc.training.loop.train_member`: augmentation, all losses, extra head steps), and after every epoch
 evaluates the redshift head on the test objects' true boxes (mode of the mixture against ``redshift_true``,
 objects brighter than ``--mag-limit`` in ``--mag-band``). Prints the same metrics for a 7-nearest-neighbour
 fit on the catalog's colours (spec-z objects of the training set -> test set) as a reference of what the
@@ -53,7 +53,7 @@ Z_GRID = np.linspace(0.0, 10.0, 2001)
 
 def _tilesets(args, workdir: Path):
     from rail.deepdisc.simulation import SimulationSettings, simulate_tileset
-    from rail.deepdisc.tileio import read_tileset
+    from rail.deepdisc.tileset.io import read_tileset
 
     out = []
     for name, tiles, seed, frac in (
@@ -69,7 +69,7 @@ def _tilesets(args, workdir: Path):
 
 
 def _metrics(zphot, ztrue):
-    from rail.deepdisc.metrics import outlier_fraction, sigma_iqr
+    from rail.deepdisc.evaluation.metrics import outlier_fraction, sigma_iqr
 
     return sigma_iqr(zphot, ztrue), outlier_fraction(zphot, ztrue)
 
@@ -91,7 +91,7 @@ def knn_reference(train, test, keep):
 
 
 def _test_batches(test, keep):
-    from rail.deepdisc.data import tile_targets
+    from rail.deepdisc.training.data import tile_targets
 
     targets = tile_targets(test)
     batches = []
@@ -110,7 +110,7 @@ def _test_batches(test, keep):
 @torch.no_grad()
 def evaluate(model, test, batches):
     """(sigma_IQR, outlier rate, mean NLL) of the mixture modes on the test objects' true boxes."""
-    from rail.deepdisc.redshift_head import mixture_log_prob
+    from rail.deepdisc.model.redshift_head import mixture_log_prob
 
     was_training = model.training
     model.eval()
@@ -154,11 +154,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from rail.deepdisc.data import hide_labels, labelled_tiles, partition_tiles, tile_targets
-    from rail.deepdisc.netconfig import NetworkConfig
-    from rail.deepdisc.network import build_model
-    from rail.deepdisc.normalise import band_statistics
-    from rail.deepdisc.train import MemberData, TrainSettings, train_member
+    from rail.deepdisc.model.config import NetworkConfig
+    from rail.deepdisc.model.network import build_model
+    from rail.deepdisc.model.normalise import band_statistics
+    from rail.deepdisc.training.data import hide_labels, labelled_tiles, partition_tiles, tile_targets
+    from rail.deepdisc.training.loop import MemberData, TrainSettings, train_member
 
     with tempfile.TemporaryDirectory() as tmp:
         train, test = _tilesets(args, Path(tmp))

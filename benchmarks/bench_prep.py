@@ -26,9 +26,9 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from rail.deepdisc.exceptions import PrepWarning
-from rail.deepdisc.prep import PrepInputs, PrepSettings, prepare_tilesets
+from rail.deepdisc.prep.prepare import PrepInputs, PrepSettings, prepare_tilesets
+from rail.deepdisc.prep.specz import CompileSettings
 from rail.deepdisc.presets import get_preset
-from rail.deepdisc.specz import CompileSettings
 
 PIXEL_SCALE = 0.03
 PIXAR_SR = (PIXEL_SCALE * np.pi / 180 / 3600) ** 2

@@ -89,8 +89,8 @@ def spec_z_like(tileset, mag_limit, z_max):
 
 
 def evaluate(artifact, tileset):
-    from rail.deepdisc.infer import EnsemblePredictor, InferenceSettings
-    from rail.deepdisc.metrics import outlier_fraction, sigma_iqr
+    from rail.deepdisc.evaluation.metrics import outlier_fraction, sigma_iqr
+    from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings
 
     pred = EnsemblePredictor.from_artifact(artifact, device="cpu").predict(
         tileset, InferenceSettings(forced_all=True)
@@ -126,10 +126,10 @@ def run(args, work: Path):
     """Simulate, pretrain, fine-tune and evaluate in ``work``; print the table."""
     import torch
 
-    from rail.deepdisc.artifact import load_artifact, save_artifact
-    from rail.deepdisc.pretrainrun import pretrain_from_options
-    from rail.deepdisc.simulate import SimulationSettings, simulate_tileset
-    from rail.deepdisc.trainrun import train_from_options
+    from rail.deepdisc.model.artifact import load_artifact, save_artifact
+    from rail.deepdisc.pretraining.run import pretrain_from_options
+    from rail.deepdisc.simulation import SimulationSettings, simulate_tileset
+    from rail.deepdisc.training.run import train_from_options
 
     torch.set_num_threads(args.threads)
     work.mkdir(parents=True, exist_ok=True)

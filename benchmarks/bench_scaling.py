@@ -39,9 +39,9 @@ def tile_scaling(model: Path, tiles: Path, counts, args) -> dict:
     """Steady-state predict time of the first n tiles, for each n, in one process."""
     import torch
 
-    from rail.deepdisc.artifact import load_artifact
-    from rail.deepdisc.infer import EnsemblePredictor, InferenceSettings
-    from rail.deepdisc.tileio import read_tileset
+    from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings
+    from rail.deepdisc.model.artifact import load_artifact
+    from rail.deepdisc.tileset.io import read_tileset
 
     torch.set_num_threads(args.threads)
     settings = InferenceSettings(batch_size=args.batch_size)

@@ -29,7 +29,7 @@ import numpy as np
 
 
 def synthetic_tiles(n_tiles, size, n_bands, n_objects, seed=0):
-    from rail.deepdisc.tiles import TileSet, empty_objects
+    from rail.deepdisc.tileset.format import TileSet, empty_objects
 
     rng = np.random.default_rng(seed)
     bands = tuple(f"B{k}" for k in range(n_bands))
@@ -70,10 +70,10 @@ def measure(args) -> dict:
     """Time training steps of one backbone in this process."""
     import torch
 
-    from rail.deepdisc.data import Augmentation, make_batch, tile_targets
-    from rail.deepdisc.network import NetworkConfig, build_model
-    from rail.deepdisc.normalise import band_statistics
-    from rail.deepdisc.train import TrainSettings, make_optimizer
+    from rail.deepdisc.model.network import NetworkConfig, build_model
+    from rail.deepdisc.model.normalise import band_statistics
+    from rail.deepdisc.training.data import Augmentation, make_batch, tile_targets
+    from rail.deepdisc.training.loop import TrainSettings, make_optimizer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rail.deepdisc.simulate import SimulationSettings, simulate_tileset
+from rail.deepdisc.simulation import SimulationSettings, simulate_tileset
 
 GROUPS = {
     "blue": ("F090W", "F115W"),

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from rail.deepdisc.evaldir import evaluate_files
-from rail.deepdisc.report import build_report
+from rail.deepdisc.evaluation.directory import evaluate_files
+from rail.deepdisc.evaluation.report import build_report
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("JADES9", "NEXUS6", "COSMOSWEB4")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-from .coverage import (
+from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     CoverageResult,
     calibration_error,
@@ -21,10 +21,21 @@ from .coverage import (
     gridded_ensemble,
     pit_values,
 )
-from .evaldir import compare_evaluations, evaluate_files, load_evaluation, read_loss_curves
-from .evalio import PhotoZTable, TruthTable, read_photoz, read_truth, with_ancil
-from .evaluate import EvaluationResult, EvaluationSettings, evaluate_photoz
-from .exceptions import (
+from rail.deepdisc.evaluation.directory import compare_evaluations, evaluate_files, load_evaluation, read_loss_curves
+from rail.deepdisc.evaluation.evaluate import EvaluationResult, EvaluationSettings, evaluate_photoz
+from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, read_photoz, read_truth, with_ancil
+from rail.deepdisc.evaluation.metrics import (
+    PointMetrics,
+    detection_completeness,
+    metrics_table,
+    normalised_residuals,
+    outlier_fraction,
+    photoz_bias,
+    point_metrics,
+    sigma_iqr,
+)
+from rail.deepdisc.evaluation.som import SOMSettings, flag_catalogs, spec_represented
+from rail.deepdisc.exceptions import (
     ConfigError,
     DeepDiscError,
     DeepDiscWarning,
@@ -35,19 +46,9 @@ from .exceptions import (
     PrepWarning,
     TileSetError,
 )
-from .metrics import (
-    PointMetrics,
-    detection_completeness,
-    metrics_table,
-    normalised_residuals,
-    outlier_fraction,
-    photoz_bias,
-    point_metrics,
-    sigma_iqr,
-)
-from .presets import FILTER_PRESETS, get_preset, resolve_bands
-from .som import SOMSettings, flag_catalogs, spec_represented
-from .tileio import (
+from rail.deepdisc.presets import FILTER_PRESETS, get_preset, resolve_bands
+from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets, empty_objects, object_columns
+from rail.deepdisc.tileset.io import (
     TileSetSummary,
     TileSetWriter,
     iter_tileset,
@@ -56,10 +57,9 @@ from .tileio import (
     validate_tileset,
     write_tileset,
 )
-from .tiles import TileSet, concatenate_tilesets, empty_objects, object_columns
 
 try:
-    from ._version import version as __version__
+    from rail.deepdisc._version import version as __version__
 except ImportError:  # pragma: no cover - running from a source tree without an install
     __version__ = "0.0.0+unknown"
 
@@ -83,47 +83,47 @@ _LAZY = {
     "SimulationSettings": "rail.deepdisc.simulation",
     "simulate_tileset": "rail.deepdisc.simulation",
     "simulate_mosaics": "rail.deepdisc.simulation",
-    "TileSetHandle": "rail.deepdisc.handles",
-    "DeepDiscModelHandle": "rail.deepdisc.handles",
+    "TileSetHandle": "rail.deepdisc.tileset.handles",
+    "DeepDiscModelHandle": "rail.deepdisc.tileset.handles",
     "DeepDiscPretrainer": "rail.estimation.algos.deepdisc_pretrain",
-    "pretrain_from_options": "rail.deepdisc.pretrainrun",
-    "pretrain_model": "rail.deepdisc.pretrain",
-    "PretrainSettings": "rail.deepdisc.pretrain",
-    "NuisanceRanges": "rail.deepdisc.randomise",
-    "SimulatedChunks": "rail.deepdisc.randomise",
-    "FileChunks": "rail.deepdisc.randomise",
-    "load_pretrained": "rail.deepdisc.finetune",
-    "pretrain_backbone": "rail.deepdisc.backbone_pretrain",
-    "NetworkConfig": "rail.deepdisc.netconfig",
-    "DeepDiscRCNN": "rail.deepdisc.network",
-    "build_model": "rail.deepdisc.network",
-    "model_from_artifact": "rail.deepdisc.network",
-    "MixtureParams": "rail.deepdisc.redshift_head",
-    "train_from_options": "rail.deepdisc.trainrun",
-    "merge_artifacts": "rail.deepdisc.ensemble",
-    "TrainSettings": "rail.deepdisc.train",
-    "EnsembleSettings": "rail.deepdisc.ensemble",
-    "EnsemblePredictor": "rail.deepdisc.infer",
-    "InferenceSettings": "rail.deepdisc.infer",
-    "PhotoZChunk": "rail.deepdisc.photoz",
-    "match_boxes": "rail.deepdisc.match",
-    "box_iou": "rail.deepdisc.match",
+    "pretrain_from_options": "rail.deepdisc.pretraining.run",
+    "pretrain_model": "rail.deepdisc.pretraining.loop",
+    "PretrainSettings": "rail.deepdisc.pretraining.loop",
+    "NuisanceRanges": "rail.deepdisc.pretraining.randomise",
+    "SimulatedChunks": "rail.deepdisc.pretraining.randomise",
+    "FileChunks": "rail.deepdisc.pretraining.randomise",
+    "load_pretrained": "rail.deepdisc.training.finetune",
+    "pretrain_backbone": "rail.deepdisc.pretraining.backbone",
+    "NetworkConfig": "rail.deepdisc.model.config",
+    "DeepDiscRCNN": "rail.deepdisc.model.network",
+    "build_model": "rail.deepdisc.model.network",
+    "model_from_artifact": "rail.deepdisc.model.network",
+    "MixtureParams": "rail.deepdisc.model.redshift_head",
+    "train_from_options": "rail.deepdisc.training.run",
+    "merge_artifacts": "rail.deepdisc.training.ensemble",
+    "TrainSettings": "rail.deepdisc.training.loop",
+    "EnsembleSettings": "rail.deepdisc.training.ensemble",
+    "EnsemblePredictor": "rail.deepdisc.inference.predictor",
+    "InferenceSettings": "rail.deepdisc.inference.predictor",
+    "PhotoZChunk": "rail.deepdisc.inference.photoz",
+    "match_boxes": "rail.deepdisc.inference.match",
+    "box_iou": "rail.deepdisc.inference.match",
     "Mixture": "rail.deepdisc.mixture",
     "combine_members": "rail.deepdisc.mixture",
-    "PrepInputs": "rail.deepdisc.prep",
-    "PrepSettings": "rail.deepdisc.prep",
-    "prepare_tilesets": "rail.deepdisc.prep",
-    "SpeczFormat": "rail.deepdisc.specz",
-    "SPECZ_FORMATS": "rail.deepdisc.specz",
-    "CompileSettings": "rail.deepdisc.specz",
-    "read_specz": "rail.deepdisc.specz",
-    "compile_specz": "rail.deepdisc.specz",
-    "read_photometry": "rail.deepdisc.catalog",
+    "PrepInputs": "rail.deepdisc.prep.prepare",
+    "PrepSettings": "rail.deepdisc.prep.prepare",
+    "prepare_tilesets": "rail.deepdisc.prep.prepare",
+    "SpeczFormat": "rail.deepdisc.prep.specz",
+    "SPECZ_FORMATS": "rail.deepdisc.prep.specz",
+    "CompileSettings": "rail.deepdisc.prep.specz",
+    "read_specz": "rail.deepdisc.prep.specz",
+    "compile_specz": "rail.deepdisc.prep.specz",
+    "read_photometry": "rail.deepdisc.prep.catalog",
     "sfd_ebv": "rail.deepdisc.dust",
-    "open_mosaics": "rail.deepdisc.mosaics",
-    "open_segmentation": "rail.deepdisc.segmentation",
-    "build_report": "rail.deepdisc.report",
-    "SpooledOutputMixin": "rail.deepdisc.spooled_output",
+    "open_mosaics": "rail.deepdisc.prep.mosaics",
+    "open_segmentation": "rail.deepdisc.prep.segmentation",
+    "build_report": "rail.deepdisc.evaluation.report",
+    "SpooledOutputMixin": "rail.deepdisc.inference.spooled",
     "split_band_list": "rail.deepdisc.presets",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .exceptions import ConfigError
+from rail.deepdisc.exceptions import ConfigError
 
 __all__ = ["resolve_device", "set_threads"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import DustMapError
+from rail.deepdisc.exceptions import DustMapError
 
 __all__ = ["SFD_FILES", "SF11_RECALIBRATION", "default_sfd_dir", "fetch_command", "sfd_ebv"]
 

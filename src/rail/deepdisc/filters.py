@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .presets import resolve_bands
+from rail.deepdisc.presets import resolve_bands
 
 __all__ = ["load_filter", "filter_curve", "pivot_wavelength", "ab_magnitudes"]
 

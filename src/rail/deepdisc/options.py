@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .exceptions import ConfigError
+from rail.deepdisc.exceptions import ConfigError
 
 __all__ = ["CECI_KEYS", "check_options", "check_stage_options"]
 

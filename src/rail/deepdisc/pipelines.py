@@ -23,6 +23,7 @@ from rail.core.stage import RailPipeline
 from rail.evaluation.dist_to_point_evaluator import DistToPointEvaluator
 
 from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
+from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
@@ -32,8 +33,6 @@ from rail.evaluation.deepdisc_evaluators import (
     DeepDiscTruthMatcher,
 )
 from rail.tools.deepdisc_catalog import TileSetToCatalog
-
-from .presets import get_preset
 
 __all__ = [
     "DemoSize",

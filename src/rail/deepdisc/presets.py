@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .exceptions import ConfigError
+from rail.deepdisc.exceptions import ConfigError
 
 __all__ = ["FILTER_PRESETS", "NIRCAM_BANDS", "get_preset", "resolve_bands", "split_band_list"]
 

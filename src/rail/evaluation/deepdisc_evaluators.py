@@ -10,8 +10,8 @@
 
 The truth input is the TileSet the estimator ran on (`TileSetHandle`); only its object table is read. These
 stages evaluate the whole ensemble at once (medians and quantiles do not split over chunks); they hold no
-science: the numbers come from :mod:`rail.deepdisc.evaluate`, :mod:`rail.deepdisc.coverage` and
-:mod:`rail.deepdisc.metrics`.
+science: the numbers come from :mod:`rail.deepdisc.evaluation.evaluate`, :mod:`rail.deepdisc.evaluation.coverage` and
+:mod:`rail.deepdisc.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from rail.core.common_params import SharedParams
 from rail.core.data import DataHandle, Hdf5Handle, QPHandle
 from rail.core.stage import RailStage
 
-from rail.deepdisc.coverage import CREDIBILITY_LEVELS, calibration_error, coverage_from_pit, pit_values
-from rail.deepdisc.evaldir import summary_document
-from rail.deepdisc.evalio import (
+from rail.deepdisc.evaluation.coverage import CREDIBILITY_LEVELS, calibration_error, coverage_from_pit, pit_values
+from rail.deepdisc.evaluation.directory import summary_document
+from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
+from rail.deepdisc.evaluation.io import (
     PhotoZTable,
     TruthTable,
     match_truth,
@@ -35,10 +36,9 @@ from rail.deepdisc.evalio import (
     read_truth,
     write_json_atomic,
 )
-from rail.deepdisc.evaluate import EvaluationSettings, evaluate_photoz
-from rail.deepdisc.handles import TileSetHandle
-from rail.deepdisc.metrics import flag_subsets
+from rail.deepdisc.evaluation.metrics import flag_subsets
 from rail.deepdisc.options import check_stage_options
+from rail.deepdisc.tileset.handles import TileSetHandle
 
 __all__ = ["JsonHandle", "DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator"]
 

@@ -16,9 +16,9 @@ from ceci.config import StageParameter as Param
 from rail.core.data import Hdf5Handle, TableHandle
 from rail.core.stage import RailStage
 
-from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.photometry import ApertureSettings, tileset_to_catalog
+from rail.deepdisc.tileset.handles import TileSetHandle
 
 __all__ = ["TileSetToCatalog"]
 

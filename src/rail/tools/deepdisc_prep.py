@@ -1,6 +1,6 @@
 """RAIL stage `DeepDiscPrep`: FITS mosaics and catalogs -> ``train``, ``val``, ``test`` and ``full`` TileSets.
 
-A thin adapter over :func:`rail.deepdisc.prep.prepare_tilesets`: the inputs are files named in the
+A thin adapter over :func:`rail.deepdisc.prep.prepare.prepare_tilesets`: the inputs are files named in the
 configuration (mosaics are folders of FITS images, not RAIL tables), the outputs are four `TileSetHandle`s
 written by streaming; options are checked strictly.
 """
@@ -13,12 +13,12 @@ from typing import Any
 from ceci.config import StageParameter as Param
 from rail.core.stage import RailStage
 
-from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_stage_options
-from rail.deepdisc.prep import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
+from rail.deepdisc.prep.prepare import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
+from rail.deepdisc.prep.specz import CompileSettings, specz_sources
+from rail.deepdisc.prep.tiling import TILE_SIZE_ARCSEC
 from rail.deepdisc.presets import split_band_list
-from rail.deepdisc.specz import CompileSettings, specz_sources
-from rail.deepdisc.tiling import TILE_SIZE_ARCSEC
+from rail.deepdisc.tileset.handles import TileSetHandle
 
 __all__ = ["DeepDiscPrep"]
 

@@ -14,11 +14,11 @@ from ceci.config import StageParameter as Param
 from rail.core.stage import RailStage
 from rail.creation.engine import Creator
 
-from rail.deepdisc.handles import TileSetHandle
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.presets import split_band_list
 from rail.deepdisc.simulation import SimulationSettings, simulate_mosaics, simulate_tileset
-from rail.deepdisc.tileio import read_tileset
+from rail.deepdisc.tileset.handles import TileSetHandle
+from rail.deepdisc.tileset.io import read_tileset
 
 __all__ = ["DeepDiscSimulator"]
 

@@ -22,19 +22,24 @@ module              holds
 ==================  =====================================================================================
 """
 
-from .bpz_setup import BPZPriorWarning, bpz_zero_point_offsets, nircam_bpz_options, write_bpz_data_dir
-from .eazy_fit import EazyRunner, EazySettings
-from .eazy_model import EazyModel
-from .eazy_train import EazyTrainSettings, train_eazy
-from .pdfs import point_estimates
-from .photometry import (
+from rail.deepdisc.peers.bpz_setup import (
+    BPZPriorWarning,
+    bpz_zero_point_offsets,
+    nircam_bpz_options,
+    write_bpz_data_dir,
+)
+from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
+from rail.deepdisc.peers.eazy_model import EazyModel
+from rail.deepdisc.peers.eazy_train import EazyTrainSettings, train_eazy
+from rail.deepdisc.peers.pdfs import point_estimates
+from rail.deepdisc.peers.photometry import (
     ApertureSettings,
     aperture_photometry,
     deredden,
     magnitudes_to_fluxes,
     tileset_to_catalog,
 )
-from .templates import DEFAULT_TEMPLATES, TemplateSet, load_template_set, template_fluxes
+from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, TemplateSet, load_template_set, template_fluxes
 
 __all__ = [
     "BPZPriorWarning",

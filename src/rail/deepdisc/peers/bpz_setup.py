@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ConfigError, DeepDiscWarning
-from ..filters import filter_curve
-from ..presets import resolve_bands
-from .templates import TemplateSet, template_fluxes
+from rail.deepdisc.exceptions import ConfigError, DeepDiscWarning
+from rail.deepdisc.filters import filter_curve
+from rail.deepdisc.peers.templates import TemplateSet, template_fluxes
+from rail.deepdisc.presets import resolve_bands
 
 __all__ = [
     "BPZ_Z_STEP",

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text_atomic
-from ..filters import filter_curve, pivot_wavelength
-from .templates import TemplateSet
+from rail.deepdisc.atomic import write_text_atomic
+from rail.deepdisc.filters import filter_curve, pivot_wavelength
+from rail.deepdisc.peers.templates import TemplateSet
 
 __all__ = [
     "FILTER_FILE",

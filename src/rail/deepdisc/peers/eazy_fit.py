@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ConfigError
-from ..presets import resolve_bands
-from .capture import captured_output
-from .eazy_files import (
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.peers.capture import captured_output
+from rail.deepdisc.peers.eazy_files import (
     FILTER_FILE,
     PRIOR_FILE,
     TEF_FILE,
@@ -40,9 +39,10 @@ from .eazy_files import (
     write_templates,
     write_translate,
 )
-from .eazy_model import EazyModel
-from .photometry import AB_ZEROPOINT_NJY
-from .templates import DEFAULT_TEMPLATES, load_template_set
+from rail.deepdisc.peers.eazy_model import EazyModel
+from rail.deepdisc.peers.photometry import AB_ZEROPOINT_NJY
+from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
+from rail.deepdisc.presets import resolve_bands
 
 __all__ = ["EAZY_FITTERS", "TEMPLATE_COMBOS", "EazySettings", "EazyRunner"]
 
@@ -380,7 +380,7 @@ def _best_single_template(
 
 def _build_template_grid(params: dict, settings: EazySettings):
     """Build eazy's `TemplateGrid` from our integration of the templates through the filters (see above)."""
-    from .templates import template_fluxes
+    from rail.deepdisc.peers.templates import template_fluxes
 
     with captured_output():
         from eazy import templates as eazy_templates

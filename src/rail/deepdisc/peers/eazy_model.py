@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..exceptions import ConfigError
-from .templates import DEFAULT_TEMPLATES
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
 
 __all__ = ["EazyModel"]
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..exceptions import ConfigError
-from .eazy_fit import EazyRunner
-from .eazy_model import EazyModel
-from .photometry import AB_ZEROPOINT_NJY
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.peers.eazy_fit import EazyRunner
+from rail.deepdisc.peers.eazy_model import EazyModel
+from rail.deepdisc.peers.photometry import AB_ZEROPOINT_NJY
 
 __all__ = ["EazyTrainSettings", "fit_zero_points", "fit_template_error", "fit_magnitude_prior", "train_eazy"]
 
@@ -251,8 +251,8 @@ def train_eazy(
 
 def _tef_at(runner: EazyRunner, z: np.ndarray) -> np.ndarray:
     """Amplitude-1 template error at each object's rest-frame band wavelengths, (N, B)."""
-    from ..filters import pivot_wavelength
-    from .eazy_files import default_template_error
+    from rail.deepdisc.filters import pivot_wavelength
+    from rail.deepdisc.peers.eazy_files import default_template_error
 
     pivots = np.array([pivot_wavelength(b) for b in runner.settings.bands])
     return default_template_error(pivots[None, :] / (1.0 + z[:, None]))

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from rail.core.data import ModelHandle
 
-from ..atomic import atomic_path
-from ..exceptions import ModelError
+from rail.deepdisc.atomic import atomic_path
+from rail.deepdisc.exceptions import ModelError
 
 __all__ = ["save_npz_model", "load_npz_model", "NpzModelHandle"]
 

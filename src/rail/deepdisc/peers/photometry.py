@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..exceptions import ConfigError, TileSetError
-from ..filters import pivot_wavelength
-from ..presets import resolve_bands
-from ..tiles import TileSet
+from rail.deepdisc.exceptions import ConfigError, TileSetError
+from rail.deepdisc.filters import pivot_wavelength
+from rail.deepdisc.presets import resolve_bands
+from rail.deepdisc.tileset.format import TileSet
 
 __all__ = [
     "AB_ZEROPOINT_NJY",
@@ -241,7 +241,7 @@ def extinction_coefficients(bands: Sequence[str]) -> np.ndarray:
         Extinction in magnitudes per magnitude of E(B-V); 0 beyond the curve's red limit (~3.3 micron), where
         it is below 0.1.
     """
-    from .capture import captured_output
+    from rail.deepdisc.peers.capture import captured_output
 
     with captured_output():
         from eazy.utils import GalacticExtinction

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ceci.config import StageParameter as Param
 
-from .templates import DEFAULT_TEMPLATES
+from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
 
 __all__ = ["TABLE_OPTIONS", "TEMPLATE_OPTIONS", "DEREDDEN_OPTIONS", "PDF_GRID_OPTIONS"]
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ConfigError
-from ..filters import C_ANGSTROM_PER_S, filter_curve
-from ..presets import resolve_bands
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.filters import C_ANGSTROM_PER_S, filter_curve
+from rail.deepdisc.presets import resolve_bands
 
 __all__ = [
     "DEFAULT_TEMPLATES",
@@ -253,7 +253,7 @@ def igm_transmission(
 
 @lru_cache(maxsize=8)
 def _eazy_igm(scale_tau: float, add_cgm: bool):
-    from .capture import captured_output
+    from rail.deepdisc.peers.capture import captured_output
 
     with captured_output():
         from eazy.igm import Asada24

@@ -7,11 +7,11 @@ labels (`labels`), and writers for TileSets (`tiling`) and JADES-format mosaics 
 `catalogs`). Departures from Merz et al. (2025), who used real JADES data: everything here is simulated.
 """
 
-from .field import FieldContext, SimulatedField, make_wcs, simulate_field
-from .mosaics import simulate_mosaics
-from .psf import psf_fwhm
-from .settings import DEFAULT_DEPTHS, GOODS_S_CENTRE, SimulationSettings
-from .tiling import ID_STRIDE, cut_field, simulate_tileset
+from rail.deepdisc.simulation.field import FieldContext, SimulatedField, make_wcs, simulate_field
+from rail.deepdisc.simulation.mosaics import simulate_mosaics
+from rail.deepdisc.simulation.psf import psf_fwhm
+from rail.deepdisc.simulation.settings import DEFAULT_DEPTHS, GOODS_S_CENTRE, SimulationSettings
+from rail.deepdisc.simulation.tiling import ID_STRIDE, cut_field, simulate_tileset
 
 __all__ = [
     "SimulationSettings",

@@ -17,9 +17,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .fitsio import write_fits_atomic
-from .noise import aperture_mask, correlated_sum_variance
-from .settings import SimulationSettings
+from rail.deepdisc.simulation.fitsio import write_fits_atomic
+from rail.deepdisc.simulation.noise import aperture_mask, correlated_sum_variance
+from rail.deepdisc.simulation.settings import SimulationSettings
 
 __all__ = [
     "CIRC_RADII_ARCSEC",

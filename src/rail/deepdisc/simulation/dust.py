@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import DustMapError
-from ..filters import pivot_wavelength
+from rail.deepdisc.exceptions import DustMapError
+from rail.deepdisc.filters import pivot_wavelength
 
 __all__ = ["ccm89_extinction", "band_extinction", "smooth_ebv_field", "sfd_ebv"]
 

@@ -13,15 +13,15 @@ import numpy as np
 from astropy.wcs import WCS
 from scipy.ndimage import find_objects
 
-from .dust import band_extinction, sfd_ebv, smooth_ebv_field
-from .labels import assign_labels
-from .morphology import draw_morphology
-from .noise import flux_njy
-from .photometry import footprint_photometry, magnitudes
-from .population import REFERENCE_BAND, draw_population
-from .render import RenderedField, make_psf_transfer, render_field
-from .seds import photometry_grid
-from .settings import GOODS_S_CENTRE
+from rail.deepdisc.simulation.dust import band_extinction, sfd_ebv, smooth_ebv_field
+from rail.deepdisc.simulation.labels import assign_labels
+from rail.deepdisc.simulation.morphology import draw_morphology
+from rail.deepdisc.simulation.noise import flux_njy
+from rail.deepdisc.simulation.photometry import footprint_photometry, magnitudes
+from rail.deepdisc.simulation.population import REFERENCE_BAND, draw_population
+from rail.deepdisc.simulation.render import RenderedField, make_psf_transfer, render_field
+from rail.deepdisc.simulation.seds import photometry_grid
+from rail.deepdisc.simulation.settings import GOODS_S_CENTRE
 
 __all__ = ["SimulatedField", "FieldContext", "simulate_field", "make_wcs"]
 

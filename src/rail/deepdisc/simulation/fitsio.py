@@ -6,7 +6,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from ..atomic import atomic_path
+from rail.deepdisc.atomic import atomic_path
 
 __all__ = ["write_fits_atomic"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .population import Population, arcsec_per_kpc
+from rail.deepdisc.simulation.population import Population, arcsec_per_kpc
 
 __all__ = ["Morphology", "draw_morphology", "SERSIC_STEP"]
 

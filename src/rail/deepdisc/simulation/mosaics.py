@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import ConfigError
-from ..tileio import write_tileset
-from .catalogs import write_photometry_catalog, write_specz_catalog
-from .field import FieldContext, make_wcs, simulate_field
-from .fitsio import write_fits_atomic
-from .settings import GOODS_S_CENTRE, SimulationSettings
-from .tiling import cut_field
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.simulation.catalogs import write_photometry_catalog, write_specz_catalog
+from rail.deepdisc.simulation.field import FieldContext, make_wcs, simulate_field
+from rail.deepdisc.simulation.fitsio import write_fits_atomic
+from rail.deepdisc.simulation.settings import GOODS_S_CENTRE, SimulationSettings
+from rail.deepdisc.simulation.tiling import cut_field
+from rail.deepdisc.tileset.io import write_tileset
 
 __all__ = [
     "simulate_mosaics",

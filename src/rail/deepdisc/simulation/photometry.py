@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import find_objects
 
-from .noise import AB_ZEROPOINT_NJY, correlated_sum_variance
+from rail.deepdisc.simulation.noise import AB_ZEROPOINT_NJY, correlated_sum_variance
 
 __all__ = ["footprint_photometry", "magnitudes", "MAG_ERR_SN1"]
 

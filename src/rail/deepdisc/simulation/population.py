@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .seds import PhotometryGrid
+from rail.deepdisc.simulation.seds import PhotometryGrid
 
 __all__ = ["Population", "draw_population", "distance_modulus", "arcsec_per_kpc", "REFERENCE_BAND"]
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 import galsim
 import numpy as np
 
-from ..filters import pivot_wavelength
+from rail.deepdisc.filters import pivot_wavelength
 
 __all__ = ["psf_profile", "psf_fwhm", "PsfTransfer"]
 

@@ -20,9 +20,9 @@ import galsim
 import numpy as np
 from tqdm.auto import tqdm
 
-from .morphology import Morphology
-from .noise import draw_noise, noise_area_factor, pixel_sigma
-from .psf import PsfTransfer, psf_fwhm, psf_profile
+from rail.deepdisc.simulation.morphology import Morphology
+from rail.deepdisc.simulation.noise import draw_noise, noise_area_factor, pixel_sigma
+from rail.deepdisc.simulation.psf import PsfTransfer, psf_fwhm, psf_profile
 
 __all__ = ["RenderedField", "render_field", "make_psf_transfer", "stamp_size"]
 

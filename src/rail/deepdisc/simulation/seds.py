@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ConfigError
-from ..filters import filter_curve
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.filters import filter_curve
 
 __all__ = [
     "COSMOS_TEMPLATE_LIST",

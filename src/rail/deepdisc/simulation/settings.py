@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..exceptions import ConfigError
-from ..presets import resolve_bands
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.presets import resolve_bands
 
 __all__ = ["SimulationSettings", "DEFAULT_DEPTHS", "GOODS_S_CENTRE"]
 

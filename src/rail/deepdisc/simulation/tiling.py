@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..exceptions import ConfigError
-from ..tileio import TileSetWriter
-from ..tiles import TileSet, concatenate_tilesets, object_columns
-from .field import FieldContext, SimulatedField, make_wcs, simulate_field
-from .settings import SimulationSettings
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.simulation.field import FieldContext, SimulatedField, make_wcs, simulate_field
+from rail.deepdisc.simulation.settings import SimulationSettings
+from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets, object_columns
+from rail.deepdisc.tileset.io import TileSetWriter
 
 __all__ = ["simulate_tileset", "cut_field", "field_tile", "ID_STRIDE"]
 

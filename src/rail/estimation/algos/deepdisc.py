@@ -19,9 +19,9 @@ from rail.estimation.informer import CatInformer
 from tqdm.auto import tqdm
 
 from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
-from rail.deepdisc.handles import DeepDiscModelHandle, TileSetHandle
+from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
-from rail.deepdisc.spooled_output import SpooledOutputMixin
+from rail.deepdisc.tileset.handles import DeepDiscModelHandle, TileSetHandle
 
 __all__ = ["DeepDiscInformer", "DeepDiscEstimator"]
 
@@ -92,7 +92,7 @@ class DeepDiscInformer(CatInformer):
                                  "as a fraction of the box size (robustness to detected boxes; 0 = off)"),
         clip_grad_norm=Param(float, 10.0, msg="maximum gradient norm per step (0 = no clipping)"),
         member_indices=Param(list, [], msg="train only these member indices (to split an ensemble over "
-                             "processes; join the parts with rail.deepdisc.ensemble.merge_artifacts); "
+                             "processes; join the parts with rail.deepdisc.training.ensemble.merge_artifacts); "
                              "[] = all"),
         seed=Param(int, 1234, msg="random seed (partitions, initialisation, augmentation)"),
         device=Param(str, "auto", msg="torch device: auto (CUDA when present), cpu, cuda, cuda:N"),
@@ -110,15 +110,15 @@ class DeepDiscInformer(CatInformer):
 
     def validate(self) -> None:
         """Refuse, before any work, a TileSet without usable spec-z labels or bad option values."""
-        from rail.deepdisc.ensemble import check_training_set
-        from rail.deepdisc.trainrun import TRAIN_DEFAULTS, check_train_options
+        from rail.deepdisc.training.ensemble import check_training_set
+        from rail.deepdisc.training.run import TRAIN_DEFAULTS, check_train_options
 
         check_train_options({key: self.config[key] for key in TRAIN_DEFAULTS})
         check_training_set(self.get_data("input"))
 
     def run(self) -> None:
-        """Train the ensemble (`rail.deepdisc.trainrun.train_from_options`) and register it as ``model``."""
-        from rail.deepdisc.trainrun import TRAIN_DEFAULTS, train_from_options
+        """Train the ensemble (`rail.deepdisc.training.run.train_from_options`) and register it as ``model``."""
+        from rail.deepdisc.training.run import TRAIN_DEFAULTS, train_from_options
 
         tileset = self.get_data("input")
         model_path = self.get_output(self.get_aliased_tag("model"), final_name=True)
@@ -189,7 +189,7 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
     def run(self) -> None:
         """Build the ensemble once, check the input against it, then stream the chunks."""
         from rail.deepdisc.devices import set_threads
-        from rail.deepdisc.infer import EnsemblePredictor, InferenceSettings, check_input
+        from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings, check_input
 
         cfg = self.config
         set_threads(cfg.num_threads)

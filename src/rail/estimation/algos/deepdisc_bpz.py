@@ -31,6 +31,7 @@ from rail.core.data import TableHandle
 from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
 
 from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.bpz_setup import (
     BPZPriorWarning,
@@ -51,7 +52,6 @@ from rail.deepdisc.peers.stage_options import (
 )
 from rail.deepdisc.peers.templates import load_template_set
 from rail.deepdisc.presets import get_preset, resolve_bands
-from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["NIRCamBPZInformer", "NIRCamBPZEstimator"]
 
@@ -113,7 +113,8 @@ def _configure_nircam(stage) -> None:
     for key, value in derived.items():
         if key in defaults and _is_default(config[key], defaults[key].default):
             config[key] = value
-    if config.bpz_ref_data_path in ("", "None"):
+    data_path = config.bpz_ref_data_path
+    if data_path in ("", "None"):
         tset = load_template_set(config.templates)
         if sum(config.nt_array) != len(tset):
             raise ConfigError(
@@ -125,12 +126,12 @@ def _configure_nircam(stage) -> None:
         path = write_bpz_data_dir(
             tset, bands, list_name=stem, madau=madau, zmax=float(config.zmax), root=config.data_dir or None
         )
-        config["bpz_ref_data_path"] = str(path)
+        data_path = str(path)  # resolved at run time, never written back into the configuration
         if not config.spectra_file:
             config["spectra_file"] = f"{stem}.list"
     _check_columns(stage)
-    stage.bpz_ref_data_path = config.bpz_ref_data_path
-    os.environ["BPZDATAPATH"] = config.bpz_ref_data_path  # as pz-rail-bpz does, for its own helpers
+    stage.bpz_ref_data_path = data_path
+    os.environ["BPZDATAPATH"] = data_path  # as pz-rail-bpz does, for its own helpers
 
 
 def _is_default(value: Any, default: Any) -> bool:

@@ -21,6 +21,7 @@ from rail.core.data import TableHandle
 from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 
+from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
 from rail.deepdisc.peers.eazy_model import EazyModel
@@ -35,7 +36,6 @@ from rail.deepdisc.peers.stage_options import (
     TEMPLATE_OPTIONS,
 )
 from rail.deepdisc.presets import get_preset
-from rail.deepdisc.spooled_output import SpooledOutputMixin
 
 __all__ = ["EazyInformer", "EazyEstimator"]
 

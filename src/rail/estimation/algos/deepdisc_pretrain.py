@@ -1,6 +1,6 @@
 """RAIL stage `DeepDiscPretrainer`: pretrain a DeepDISC network on label-complete simulations.
 
-A thin adapter over `rail.deepdisc.pretrainrun.pretrain_from_options` (the same code as ``deepdisc
+A thin adapter over `rail.deepdisc.pretraining.run.pretrain_from_options` (the same code as ``deepdisc
 pretrain``): no input (tiles are simulated on the fly, or read from ``tile_files``), output ``model``: a
 one-member model artifact to fine-tune with `DeepDiscInformer` (``init_model``). Options are checked strictly.
 """
@@ -12,9 +12,9 @@ from typing import Any
 from ceci.config import StageParameter as Param
 from rail.core.stage import RailStage
 
-from rail.deepdisc.handles import DeepDiscModelHandle
 from rail.deepdisc.options import check_stage_options
-from rail.deepdisc.pretrainrun import PRETRAIN_DEFAULTS, RANGE_OPTIONS
+from rail.deepdisc.pretraining.run import PRETRAIN_DEFAULTS, RANGE_OPTIONS
+from rail.deepdisc.tileset.handles import DeepDiscModelHandle
 
 __all__ = ["DeepDiscPretrainer"]
 
@@ -73,8 +73,8 @@ class DeepDiscPretrainer(RailStage):
         return self.get_handle("model")
 
     def run(self) -> None:
-        """Pretrain (`rail.deepdisc.pretrainrun.pretrain_from_options`) and register the artifact as ``model``."""
-        from rail.deepdisc.pretrainrun import pretrain_from_options
+        """Pretrain (`rail.deepdisc.pretraining.run.pretrain_from_options`) and register the artifact as ``model``."""
+        from rail.deepdisc.pretraining.run import pretrain_from_options
 
         options = {key: self.config[key] for key in PRETRAIN_DEFAULTS}
         bands = str(options["bands"])

@@ -1,7 +1,7 @@
 """RAIL stage adding the SOM "spectroscopically represented" flag (``spec_rep``) to a photo-z ensemble.
 
 `DeepDiscSOMFlagger` trains a self-organising map on the F444W magnitude and sequential colours of the photo-z
-objects and the spectroscopic training objects (:mod:`rail.deepdisc.som`) and writes the ensemble again with
+objects and the spectroscopic training objects (:mod:`rail.deepdisc.evaluation.som`) and writes the ensemble again with
 an ancil column ``spec_rep`` (1 = the object's cell holds a training spec-z object); metrics split by it.
 """
 
@@ -15,10 +15,10 @@ from ceci.config import StageParameter as Param
 from rail.core.data import QPHandle
 from rail.core.stage import RailStage
 
-from rail.deepdisc.evalio import PhotoZTable, TruthTable, match_truth, read_truth, with_ancil
-from rail.deepdisc.handles import TileSetHandle
+from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, match_truth, read_truth, with_ancil
+from rail.deepdisc.evaluation.som import SOMSettings, flag_catalogs
 from rail.deepdisc.options import check_stage_options
-from rail.deepdisc.som import SOMSettings, flag_catalogs
+from rail.deepdisc.tileset.handles import TileSetHandle
 
 __all__ = ["DeepDiscSOMFlagger"]
 

@@ -1,0 +1,69 @@
+"""The ``deepdisc`` command line: one subcommand per stage of the workflow.
+
+Each subcommand lives in :mod:`rail.deepdisc.cli` as a module with ``HELP`` (one line), ``EXAMPLES``
+(shown by ``--help``), ``add_arguments(parser)`` and ``run(args) -> int``. Input errors are printed as one
+line naming the file and the problem, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from rail.deepdisc.exceptions import DeepDiscError
+
+__all__ = ["main", "build_parser", "SUBCOMMANDS"]
+
+#: Subcommands in workflow order; each is a module of :mod:`rail.deepdisc.cli`.
+SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "evaluate", "report", "info")
+EXIT_BAD_INPUT = 2
+
+
+def _available_commands():
+    for name in SUBCOMMANDS:
+        try:
+            yield name, importlib.import_module(f"rail.deepdisc.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"rail.deepdisc.cli.{name}":
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``deepdisc`` argument parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="deepdisc",
+        description="DeepDISC image-based photometric redshifts for JWST deep fields.",
+        epilog="Run 'deepdisc COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in _available_commands():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                           epilog="examples:\n" + module.EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deepdisc`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except DeepDiscError as err:
+        print(f"deepdisc {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        print(f"deepdisc {args.command}: error: {err.filename}: {err.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Subcommands of the ``deepdisc`` command line (see :mod:`rail.deepdisc.cli`)."""

@@ -1,0 +1,151 @@
+"""The DeepDISC model artifact (``DESIGN.md`` section 3): one file of tensors and plain data.
+
+The artifact is a dict saved with ``torch.save`` and loaded with ``torch.load(weights_only=True)``, so loading a
+file never executes pickled code::
+
+    format            "deepdisc-model"
+    version           3 (2: no calibration records, read with the members' own widths; 1: not readable)
+    package_version   str, the pz-rail-deepdisc version that wrote it
+    config            dict: backbone, bands, pixel_scale, heads, n_components, normalisation (per band), ...
+    members           list of dict: state_dict (tensors), val_log_likelihood (float), weight (float),
+                      calibration (optional dict of tensors: the member's mixtures of the ensemble's
+                      calibration objects, `rail.deepdisc.training.calibration`)
+    provenance        dict (optional): training data description, seed, epochs, ...
+
+Writes are atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from rail.deepdisc.atomic import atomic_path
+from rail.deepdisc.exceptions import ModelError
+
+__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifact", "check_compatible"]
+
+ARTIFACT_FORMAT = "deepdisc-model"
+#: Version 2 (0.2): the redshift head's pixel path gained a colour block (``pixel_features``), so the head's
+#: first layer and LayerNorms of version-1 files no longer fit; such files are refused with a retrain message.
+#: Version 3 (0.3): members may carry ``calibration`` records (the ensemble's width calibration). Version-2
+#: files are read as they are: their ensembles keep the members' own widths.
+ARTIFACT_VERSION = 3
+#: Versions this package reads.
+READABLE_VERSIONS = (2, 3)
+_REQUIRED_CONFIG = ("bands", "pixel_scale")
+_PIXEL_SCALE_RTOL = 1e-3
+
+
+def save_artifact(artifact: dict, path: str | os.PathLike) -> Path:
+    """Write a model artifact atomically.
+
+    Parameters
+    ----------
+    artifact : dict
+        Plain data and tensors only; ``format`` and ``version`` are filled in when missing.
+    path : str or Path
+        Output file (``.pt``).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import torch
+
+    path = Path(path)
+    data = {"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION, **artifact}
+    if "package_version" not in data:
+        from rail.deepdisc import __version__
+
+        data["package_version"] = __version__
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
+    return path
+
+
+def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict:
+    """Read a model artifact with ``torch.load(weights_only=True)`` and check its structure.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.pt`` file.
+    map_location : str
+        Device for the tensors.
+
+    Returns
+    -------
+    dict
+        The artifact.
+
+    Raises
+    ------
+    ModelError
+        If the file is missing, not a weights-only torch file, or not a DeepDISC artifact of a known version.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: not a weights-only DeepDISC model file ({first})") from None
+    if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"{path}: not a DeepDISC model artifact (format {_get(data, 'format')!r})")
+    if data.get("version") not in READABLE_VERSIONS:
+        older = isinstance(data.get("version"), int) and data["version"] < min(READABLE_VERSIONS)
+        fix = ("it was written by an older pz-rail-deepdisc whose redshift head differs: retrain it with "
+               "`deepdisc train`" if older else "upgrade pz-rail-deepdisc to read it")
+        raise ModelError(f"{path}: model artifact version {data.get('version')!r} is not supported (this "
+                         f"package reads versions {', '.join(map(str, READABLE_VERSIONS))}); {fix}")
+    config = data.get("config")
+    if not isinstance(config, dict) or any(k not in config for k in _REQUIRED_CONFIG):
+        raise ModelError(f"{path}: artifact 'config' lacks {', '.join(_REQUIRED_CONFIG)}")
+    members = data.get("members")
+    if not isinstance(members, list) or not members:
+        raise ModelError(f"{path}: artifact holds no ensemble members")
+    for k, member in enumerate(members):
+        if not isinstance(member, dict) or "state_dict" not in member or "weight" not in member:
+            raise ModelError(f"{path}: ensemble member {k} lacks 'state_dict' or 'weight'")
+    return data
+
+
+def check_compatible(artifact: dict, bands: Sequence[str], pixel_scale: float, *, model_name: str = "model",
+                     data_name: str = "data") -> None:
+    """Refuse data whose bands or pixel scale differ from the model's.
+
+    Parameters
+    ----------
+    artifact : dict
+        A model artifact (its ``config`` holds ``bands`` and ``pixel_scale``).
+    bands : sequence of str
+        Bands of the data, in channel order.
+    pixel_scale : float
+        Pixel scale of the data, arcsec/pixel (equal to the model's within a relative 1e-3).
+    model_name, data_name : str
+        How the model and the data are named in the message (e.g. their files).
+
+    Raises
+    ------
+    ModelError
+        Naming both files and the mismatch.
+    """
+    cfg = artifact["config"]
+    model_bands = tuple(cfg["bands"])
+    if tuple(bands) != model_bands:
+        raise ModelError(f"{model_name} was trained on bands {' '.join(model_bands)}, but {data_name} has "
+                         f"{' '.join(bands)}; reduce the data with the model's bands or retrain")
+    if not math.isclose(float(cfg["pixel_scale"]), float(pixel_scale), rel_tol=_PIXEL_SCALE_RTOL):
+        raise ModelError(f"{model_name} was trained at {cfg['pixel_scale']:g} arcsec/pix, but {data_name} has "
+                         f"{pixel_scale:g} arcsec/pix; resample the data or retrain")
+
+
+def _get(data, key):
+    return data.get(key) if isinstance(data, dict) else type(data).__name__

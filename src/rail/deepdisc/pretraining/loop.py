@@ -1,0 +1,290 @@
+"""Pretraining the whole network (detector + redshift head) on streamed, label-complete simulated tiles.
+
+Real spec-z labels are few, bright and mostly at low redshift; the simulator knows the true redshift of every
+object at every depth. `pretrain_model` trains one network on a stream of chunks
+(`rail.deepdisc.pretraining.randomise`): each epoch is ``chunks_per_epoch`` chunks, each chunk is one pass of
+`rail.deepdisc.training.loop.run_epoch` (the same training step as ``deepdisc train``: augmentation, all detection losses, the mixture NLL on every object),
+then the chunk is dropped. After every chunk a checkpoint (model, optimiser, position, history) is written
+atomically; each chunk's data and randomness derive from ``(seed, epoch, chunk)`` alone, so a run killed at any
+point and resumed reaches the same weights as an uninterrupted one (same device and thread count). Under DDP
+(torchrun) every rank simulates its own chunk and gradients are averaged.
+
+The result is an ordinary one-member model artifact whose ``provenance`` describes the pretraining data
+(source, randomisation ranges, fixed simulator settings), seed, epochs and tiles seen; fine-tune it with
+``deepdisc train --init`` (`rail.deepdisc.training.finetune`). Input normalisation comes from a fixed validation set
+(the midpoint of every randomised range, never trained on), whose mean log-likelihood is recorded per epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.model.network import NetworkConfig, build_model
+from rail.deepdisc.model.normalise import band_statistics
+from rail.deepdisc.pretraining.randomise import chunk_seed
+from rail.deepdisc.training.checkpoint import save_checkpoint
+from rail.deepdisc.training.data import tile_targets
+from rail.deepdisc.training.ddp import DistContext
+from rail.deepdisc.training.ensemble import EnsembleSettings, assemble_artifact
+from rail.deepdisc.training.loop import MemberData, MemberResult, TrainSettings, make_optimizer, run_epoch
+from rail.deepdisc.training.validation import validation_log_likelihood
+
+__all__ = ["PRETRAIN_CHECKPOINT_KIND", "PretrainSettings", "pretrain_model"]
+
+log = logging.getLogger(__name__)
+
+PRETRAIN_CHECKPOINT_KIND = "deepdisc-pretrain-checkpoint"
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """How long and on what pretraining runs (optimisation settings are a `TrainSettings`).
+
+    Parameters
+    ----------
+    epochs : int
+        Epochs; each is ``chunks_per_epoch`` chunks of the source.
+    validation_tiles : int
+        Tiles of the fixed validation set (normalisation statistics and the per-epoch validation NLL).
+    seed : int
+        Master seed: chunk data and every random draw of training derive from it.
+    """
+
+    epochs: int = 10
+    validation_tiles: int = 16
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if int(self.epochs) < 1 or int(self.validation_tiles) < 2:
+            raise ConfigError(
+                f"epochs must be >= 1 and validation_tiles >= 2, got {self.epochs} and {self.validation_tiles}"
+            )
+        if int(self.seed) < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
+
+
+class _Position:
+    """Where a pretraining run stands: what a checkpoint holds besides the weights."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.chunk = 0
+        self.sums: dict[str, float] = {}
+        self.n_chunks = 0
+        self.tiles_seen = 0
+        self.objects_seen = 0
+        self.history: list[dict] = []
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load(self, data: dict) -> None:
+        for key in vars(self):
+            setattr(self, key, data[key])
+
+
+def pretrain_model(
+    source,
+    network: NetworkConfig,
+    train_settings: TrainSettings,
+    settings: PretrainSettings,
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    device: torch.device = torch.device("cpu"),
+    dist_ctx: DistContext = DistContext(),
+    progress: bool = True,
+    on_chunk_end=None,
+) -> dict:
+    """Pretrain one network on a stream of label-complete chunks; return the model artifact.
+
+    Parameters
+    ----------
+    source : SimulatedChunks or FileChunks
+        The chunks (`rail.deepdisc.pretraining.randomise`); its bands and pixel scale must match ``network``.
+    network : NetworkConfig
+        Architecture.
+    train_settings : TrainSettings
+        Batch size, optimiser, learning-rate schedule (by epoch), augmentation; ``patience`` and ``freeze``
+        are not used (fresh data every chunk: no early stopping, nothing to freeze).
+    settings : PretrainSettings
+        Epochs, validation size, seed.
+    checkpoint : Path, optional
+        Checkpoint file, rewritten after every chunk by rank 0.
+    resume : bool
+        Continue from ``checkpoint`` when it exists.
+    device : torch.device
+        Training device.
+    dist_ctx : DistContext
+        DDP context.
+    progress : bool
+        Progress bar (rank 0).
+    on_chunk_end : callable, optional
+        Called as ``f(epoch, chunk, record)`` (the chunk just trained, 0-based) after its checkpoint is
+        written.
+
+    Returns
+    -------
+    dict
+        A one-member artifact (``config``, ``members``, ``provenance``).
+
+    Raises
+    ------
+    ConfigError
+        If the source's bands or pixel scale differ from the network's.
+    ModelError
+        If a checkpoint to resume from belongs to another run.
+    """
+    if tuple(source.bands) != tuple(network.bands) or not math.isclose(
+        source.pixel_scale, network.pixel_scale, rel_tol=1e-3
+    ):
+        raise ConfigError(
+            f"pretraining data have bands {' '.join(source.bands)} at {source.pixel_scale:g} arcsec/pix, the "
+            f"network {' '.join(network.bands)} at {network.pixel_scale:g}"
+        )
+    val = source.validation(settings.validation_tiles)
+    stats = band_statistics(val.images, val.segmaps, seed=settings.seed)
+    center, scale = stats.center_scale(network.normalisation)
+    val_targets = tile_targets(val)
+    val_data = MemberData(val.images, val.segmaps, val_targets, _EMPTY, np.arange(val.n_tiles), stats.sky_sigma)
+    model = _initial_model(network, settings.seed, center, scale, val_targets).to(device).train()
+    optimizer = make_optimizer(model, train_settings)
+    pos = _Position()
+    fingerprint = {
+        "network": network.to_dict(),
+        "training": train_settings.to_dict(),
+        "data": source.describe(),
+        "seed": settings.seed,
+        "epochs": settings.epochs,
+        "validation_tiles": settings.validation_tiles,
+        "world_size": dist_ctx.world_size,
+    }
+    if resume and checkpoint is not None and checkpoint.exists():
+        _load(checkpoint, fingerprint, model, optimizer, pos)
+        log.info("pretraining: resumed at epoch %d, chunk %d from %s", pos.epoch, pos.chunk, checkpoint)
+    net = dist_ctx.wrap(model)
+    total = settings.epochs * source.chunks_per_epoch
+    bar = tqdm(total=total, initial=pos.epoch * source.chunks_per_epoch + pos.chunk, unit="chunk",
+               desc="pretrain", disable=not (progress and dist_ctx.is_main), leave=False)
+    while pos.epoch < settings.epochs:
+        rank = dist_ctx.rank if source.per_rank else 0
+        tiles = source.chunk(pos.epoch, pos.chunk, rank)
+        data = MemberData(tiles.images, tiles.segmaps, tile_targets(tiles), np.arange(tiles.n_tiles), _EMPTY,
+                          stats.sky_sigma)
+        epoch, chunk = pos.epoch, pos.chunk
+        seed = chunk_seed(settings.seed, epoch, chunk)
+        record = run_epoch(net, model, data, train_settings, epoch, seed, optimizer, device, dist_ctx,
+                           presharded=source.per_rank)
+        _accumulate(pos, record, tiles, dist_ctx.world_size if source.per_rank else 1)
+        if pos.chunk == source.chunks_per_epoch:
+            _end_epoch(pos, model, val_data, train_settings, device, dist_ctx)
+        if dist_ctx.is_main and checkpoint is not None:
+            save_checkpoint(_checkpoint(fingerprint, model, optimizer, pos), checkpoint)
+        dist_ctx.barrier()
+        bar.update(1)
+        bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}")
+        if on_chunk_end is not None:
+            on_chunk_end(epoch, chunk, record)
+    bar.close()
+    return _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx)
+
+
+def _initial_model(network, seed, center, scale, val_targets):
+    torch.manual_seed(seed)
+    model = build_model(network)
+    model.normaliser.set_statistics(center, scale)
+    z = np.concatenate([t["redshift"] for t in val_targets])
+    model.redshift_head.init_from_labels(torch.from_numpy(z[np.isfinite(z)].astype(np.float64)))
+    return model
+
+
+def _accumulate(pos: _Position, record: dict, tiles, n_ranks: int) -> None:
+    for key, value in record.items():
+        if key.startswith("loss"):
+            pos.sums[key] = pos.sums.get(key, 0.0) + float(value)
+    pos.n_chunks += 1
+    pos.chunk += 1
+    pos.tiles_seen += tiles.n_tiles * n_ranks
+    pos.objects_seen += tiles.n_objects * n_ranks
+
+
+def _end_epoch(pos: _Position, model, val_data, train_settings, device, dist_ctx: DistContext) -> None:
+    ll, n_val = (
+        validation_log_likelihood(model, val_data, batch_size=train_settings.batch_size, device=device)
+        if dist_ctx.is_main
+        else (0.0, 0)
+    )
+    ll, n_val = dist_ctx.broadcast([ll, float(n_val)])
+    record = {key: value / max(pos.n_chunks, 1) for key, value in pos.sums.items()}
+    record.update(epoch=pos.epoch, chunks=pos.n_chunks, tiles_seen=pos.tiles_seen, val_nll=-ll, n_val=int(n_val))
+    pos.history.append(record)
+    log.info("pretraining epoch %d: loss %.3f, validation NLL %.3f", pos.epoch, record.get("loss", math.nan), -ll)
+    pos.epoch, pos.chunk, pos.sums, pos.n_chunks = pos.epoch + 1, 0, {}, 0
+
+
+def _checkpoint(fingerprint: dict, model, optimizer, pos: _Position) -> dict:
+    return {
+        "kind": PRETRAIN_CHECKPOINT_KIND,
+        "fingerprint": fingerprint,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "position": pos.to_dict(),
+    }
+
+
+def _load(path: Path, fingerprint: dict, model, optimizer, pos: _Position) -> None:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, EOFError
+        raise ModelError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != PRETRAIN_CHECKPOINT_KIND:
+        raise ModelError(f"{path}: not a DeepDISC pretraining checkpoint")
+    if ckpt["fingerprint"] != fingerprint:
+        diff = sorted(k for k in set(fingerprint) | set(ckpt["fingerprint"])
+                      if fingerprint.get(k) != ckpt["fingerprint"].get(k))
+        raise ModelError(
+            f"{path}: checkpoint was written by a pretraining run with other {', '.join(diff)}; resume with "
+            f"the same options or use another checkpoint file"
+        )
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    pos.load(ckpt["position"])
+
+
+def _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx) -> dict:
+    last = pos.history[-1] if pos.history else {}
+    result = MemberResult(
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        val_log_likelihood=-float(last.get("val_nll", math.nan)),
+        best_epoch=settings.epochs - 1,
+        seed=settings.seed,
+        history=pos.history,
+    )
+    provenance = {
+        "kind": "pretrained",
+        "pretraining_data": source.describe(),
+        "seed": settings.seed,
+        "epochs": settings.epochs,
+        "tiles_seen": pos.tiles_seen,
+        "objects_seen": pos.objects_seen,
+        "validation_tiles": settings.validation_tiles,
+        "final_validation_nll": float(last.get("val_nll", math.nan)),
+        "world_size": dist_ctx.world_size,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    ensemble = EnsembleSettings(members=1, seed=settings.seed)
+    artifact = assemble_artifact(network, train_settings, ensemble, center, scale, [result], provenance)
+    artifact["config"]["training"].pop("val_fraction", None)
+    artifact["config"]["training"].pop("calibration_fraction", None)
+    artifact["config"]["training"]["pretraining"] = True
+    return artifact

@@ -1,0 +1,119 @@
+"""Per-member training checkpoints: written atomically after every epoch, read back weights-only.
+
+A checkpoint is a dict of tensors and plain data (``torch.load(weights_only=True)`` reads it): the model and
+optimiser states, the best weights so far, the early-stopping counters, the history, and a fingerprint of the
+options and data, so that resuming with other options or data is refused instead of silently mixing runs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from rail.deepdisc.atomic import atomic_path
+from rail.deepdisc.exceptions import ModelError
+
+__all__ = ["CHECKPOINT_KIND", "MemberState", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT_KIND = "deepdisc-member-checkpoint"
+
+
+class MemberState:
+    """Mutable training state of one member: what a checkpoint holds.
+
+    Attributes
+    ----------
+    model, optimizer
+        The member's model and optimiser (their ``state_dict`` are saved).
+    epoch : int
+        Epochs completed.
+    best_state : dict or None
+        Weights (CPU tensors) at the best validation loss so far.
+    best_epoch : int
+        Epoch of ``best_state`` (-1 before any).
+    best_loss : float
+        Lowest validation loss so far (`rail.deepdisc.training.validation.validation_objective`).
+    best_nll : float
+        Validation redshift NLL of the kept epoch ``best_epoch``.
+    since_best : int
+        Epochs since the best one (early-stopping counter).
+    history : list of dict
+        One record per completed epoch.
+    done : bool
+        Training of this member is finished.
+    """
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.epoch = 0  # epochs completed
+        self.best_state: dict | None = None
+        self.best_epoch = -1
+        self.best_loss = math.inf
+        self.best_nll = math.inf
+        self.since_best = 0
+        self.history: list[dict] = []
+        self.done = False
+
+    def to_checkpoint(self, member: int, seed: int, fingerprint: dict) -> dict:
+        """Return the checkpoint dict of this state (tensors and plain data)."""
+        return {
+            "kind": CHECKPOINT_KIND,
+            "member": member,
+            "seed": seed,
+            "fingerprint": fingerprint,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best_state": self.best_state,
+            "best_epoch": self.best_epoch,
+            "best_loss": self.best_loss,
+            "best_nll": self.best_nll,
+            "since_best": self.since_best,
+            "history": self.history,
+            "done": self.done,
+        }
+
+    def load_checkpoint(self, ckpt: dict) -> None:
+        """Restore this state from a checkpoint dict (see `load_checkpoint`)."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        for key in ("epoch", "best_state", "best_epoch", "best_loss", "best_nll", "since_best", "history", "done"):
+            setattr(self, key, ckpt[key])
+
+
+def save_checkpoint(ckpt: dict, path: Path) -> None:
+    """Write a checkpoint atomically (temporary file beside it, then rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def load_checkpoint(path: Path, *, member: int, seed: int, fingerprint: dict) -> dict:
+    """Read a member checkpoint (weights only) and check that it belongs to this run.
+
+    Raises
+    ------
+    ModelError
+        If the file is unreadable or was written with other options, data or seed.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, EOFError
+        raise ModelError(
+            f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
+        raise ModelError(f"{path}: not a DeepDISC member checkpoint")
+    if ckpt["member"] != member or ckpt["seed"] != seed or ckpt["fingerprint"] != fingerprint:
+        diff = sorted(
+            k
+            for k in set(fingerprint) | set(ckpt["fingerprint"])
+            if fingerprint.get(k) != ckpt["fingerprint"].get(k)
+        )
+        raise ModelError(
+            f"{path}: checkpoint was written by a run with other options or data (differs in "
+            f"{', '.join(diff) or 'member/seed'}); resume with the same options or use another "
+            f"checkpoint_dir"
+        )
+    return ckpt

@@ -1,0 +1,1 @@
+"""Shared test helpers: small data sets, fake networks, subprocess runners."""

@@ -1,0 +1,46 @@
+"""``deepdisc peers``: TileSet in, EAZY and BPZ photo-z files out."""
+
+import numpy as np
+import pytest
+import qp
+
+from rail.deepdisc.cli import main
+from tests.helpers.peers_helpers import synthetic_catalog
+from tests.helpers.tilesets import make_tileset
+
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in power:RuntimeWarning")
+
+
+def test_peers_command_writes_both_photo_z_files(tmp_path, capsys, monkeypatch):
+    from rail.deepdisc.tileset.io import write_tileset
+
+    monkeypatch.setenv("RAIL_DEEPDISC_CACHE", str(tmp_path / "cache"))
+    ts = make_tileset(n_tiles=3, objects_per_tile=4, seed=7)
+    prim = np.flatnonzero(ts.objects["primary"])
+    cat = synthetic_catalog(ts.bands, len(prim), snr=50.0, seed=8, igm="madau")
+    for col in [c for c in cat if c.startswith("mag")]:
+        ts.objects[col][prim] = cat[col]
+    ts.objects["redshift"][prim] = cat["redshift"]
+    ts.objects["redshift"][ts.objects["primary"] == 0] = np.nan
+    tiles = write_tileset(ts, tmp_path / "tiles.h5")
+    out = tmp_path / "peers"
+    assert (
+        main(["peers", str(tiles), "-o", str(out), "--zmax", "7", "--nzbins", "141", "--chunk-size", "5"])
+        == 0
+    )
+    for peer in ("eazy", "bpz"):
+        ens = qp.read(str(out / f"pz_{peer}.hdf5"))
+        assert ens.npdf == ts.n_primary
+        assert {"zmode", "zmean", "zmedian", "object_id"} <= set(ens.ancil)
+        np.testing.assert_array_equal(np.ravel(ens.ancil["object_id"]), ts.primary_objects()["object_id"])
+    assert "eazy: 12 objects" in capsys.readouterr().out
+
+
+def test_peers_command_without_labels_exits_2(tmp_path, capsys):
+    from rail.deepdisc.tileset.io import write_tileset
+
+    ts = make_tileset(n_tiles=1)
+    ts.objects["redshift"][:] = np.nan
+    tiles = write_tileset(ts, tmp_path / "tiles.h5")
+    assert main(["peers", str(tiles), "-o", str(tmp_path / "o")]) == 2
+    assert "no object has a spec-z" in capsys.readouterr().err
