@@ -3,11 +3,11 @@
 Real spec-z labels are few, bright and mostly at low redshift; the simulator knows the true redshift of every
 object at every depth. `pretrain_model` trains one network on a stream of chunks
 (`rail.deepdisc.pretraining.randomise`): each epoch is ``chunks_per_epoch`` chunks, each chunk is one pass of
-`rail.deepdisc.training.loop.run_epoch` (the same training step as ``deepdisc train``: augmentation, all
-detection losses, the mixture NLL on every object), then the chunk is dropped. After every chunk a checkpoint (model,
-optimiser, position, history) is written atomically; each chunk's data and randomness derive from ``(seed, epoch, chunk)`` alone, so a run killed at any
-point and resumed reaches the same weights as an uninterrupted one (same device and thread count). Under DDP
-(torchrun) every rank simulates its own chunk and gradients are averaged.
+`rail.deepdisc.training.loop.run_epoch` (the same training step as ``deepdisc train``: augmentation, all detection
+losses, the mixture NLL on every object), then the chunk is dropped. After every chunk a checkpoint (model, optimiser,
+position, history) is written atomically; each chunk's data and randomness derive from ``(seed, epoch, chunk)`` alone,
+so a run killed at any point and resumed reaches the same weights as an uninterrupted one (same device and thread
+count). Under DDP (torchrun) every rank simulates its own chunk and gradients are averaged.
 
 The result is an ordinary one-member model artifact whose ``provenance`` describes the pretraining data
 (source, randomisation ranges, fixed simulator settings), seed, epochs and tiles seen; fine-tune it with
