@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rail.deepdisc.constants import IOU_THRESHOLD
+
 HELP = "estimate a Gaussian-mixture p(z) for every catalog object of a TileSet"
 EXAMPLES = """  deepdisc estimate model.pt tiles.h5 -o pz.hdf5
   deepdisc estimate model.pt tiles.h5 -o pz_forced.hdf5 --forced-all     # catalog boxes only
@@ -27,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tiles read and processed at a time (bounds memory; default 256)")
     parser.add_argument("--chunk-size", type=int, default=2000, metavar="N",
                         help="primary objects per chunk (default 2000)")
-    parser.add_argument("--iou-threshold", type=float, default=0.3,
-                        help="minimum IoU for a detection to match a catalog box (default 0.3)")
+    parser.add_argument("--iou-threshold", type=float, default=IOU_THRESHOLD,
+                        help="minimum IoU for a detection to match a catalog box (default %(default)s)")
     parser.add_argument("--score-threshold", type=float, default=0.05,
                         help="minimum detection confidence kept before matching (default 0.05)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rail.deepdisc.constants import NZBINS, ZMAX
 from rail.deepdisc.exceptions import DeepDiscError
 
 HELP = "template-fitting photo-z (EAZY, BPZ) on the primary objects of a TileSet, beside DeepDISC"
@@ -47,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--measure-missing", action="store_true", help="aperture photometry for NaN magnitudes"
     )
-    parser.add_argument("--zmax", type=float, default=12.0, help="top of the redshift grid")
-    parser.add_argument("--nzbins", type=int, default=1201, help="points of the output PDF grid")
+    parser.add_argument("--zmax", type=float, default=ZMAX, help="top of the redshift grid")
+    parser.add_argument("--nzbins", type=int, default=NZBINS, help="points of the output PDF grid")
     parser.add_argument("--chunk-size", type=int, default=5000, help="objects per estimator chunk")
 
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from rail.deepdisc.constants import ZMAX, ZMIN
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     calibration_error,
@@ -91,8 +92,8 @@ class EvaluationSettings:
     z_edges: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0)
     levels: tuple[float, ...] = CREDIBILITY_LEVELS
     outlier_threshold: float = OUTLIER_THRESHOLD
-    zmin: float = 0.0
-    zmax: float = 12.0
+    zmin: float = ZMIN
+    zmax: float = ZMAX
     nzbins: int = 600
 
     def __post_init__(self):

@@ -16,10 +16,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from rail.deepdisc.constants import IOU_THRESHOLD
+
 __all__ = ["DEFAULT_IOU_THRESHOLD", "Matches", "box_iou", "match_boxes"]
 
 #: Minimum IoU for a detection to count as an object's counterpart (the estimator's default).
-DEFAULT_IOU_THRESHOLD = 0.3
+DEFAULT_IOU_THRESHOLD = IOU_THRESHOLD
 #: Weight of the detection score in the assignment objective: breaks exact IoU ties only (scores lie in
 #: [0, 1], so the term stays far below any meaningful IoU difference).
 _SCORE_TIE_BREAK = 1e-9

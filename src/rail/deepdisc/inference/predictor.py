@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.exceptions import ModelError, TileSetError
 from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD, _match_boxes
 from rail.deepdisc.inference.photoz import PhotoZChunk, empty_chunk
@@ -69,9 +70,9 @@ class InferenceSettings:
     score_threshold: float = 0.05
     forced_all: bool = False
     batch_size: int = 8
-    zmin: float = 0.0
-    zmax: float = 12.0
-    nzbins: int = 1201
+    zmin: float = ZMIN
+    zmax: float = ZMAX
+    nzbins: int = NZBINS
     channels_last: bool = True
 
     def __post_init__(self):

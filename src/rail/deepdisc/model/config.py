@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.model.backbone import BACKBONES, NORM_LAYERS
 from rail.deepdisc.model.normalise import NORMALISATIONS
@@ -91,7 +92,7 @@ class NetworkConfig:
     pixel_scale: float
     backbone: str = "resnet18"
     backbone_norm: str = "group"
-    n_components: int = 5
+    n_components: int = N_COMPONENTS
     head_hidden: tuple[int, ...] = (1024, 64)
     normalisation: str = "zscore"
     fpn_channels: int = 64

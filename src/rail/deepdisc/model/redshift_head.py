@@ -25,6 +25,8 @@ from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rail.deepdisc.constants import N_COMPONENTS
+
 __all__ = [
     "MixtureParams",
     "RedshiftMixtureHead",
@@ -190,7 +192,7 @@ class RedshiftMixtureHead(nn.Module):
         in_features: int | Sequence[int],
         *,
         n_extra: int = 1,
-        n_components: int = 5,
+        n_components: int = N_COMPONENTS,
         hidden: Sequence[int] = (1024, 64),
     ) -> None:
         super().__init__()

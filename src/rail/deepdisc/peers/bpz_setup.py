@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError, DeepDiscWarning
 from rail.deepdisc.filters import filter_curve
 from rail.deepdisc.peers.templates import TemplateSet, template_fluxes
@@ -47,7 +48,7 @@ logger = logging.getLogger(__name__)
 #: Redshift step of the written ``.AB`` files (BPZ's own ``dz_ab``).
 BPZ_Z_STEP = 0.01
 #: Lowest top of the ``.AB`` redshift grid (BPZ's own ``zmax_ab``).
-BPZ_MIN_ZMAX = 12.0
+BPZ_MIN_ZMAX = ZMAX
 #: Environment variable overriding the cache folder of generated BPZ data.
 CACHE_ENV = "RAIL_DEEPDISC_CACHE"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.peers.capture import captured_output
 from rail.deepdisc.peers.eazy_files import (
@@ -96,7 +97,7 @@ class EazySettings:
     bands: tuple[str, ...]
     templates: str = DEFAULT_TEMPLATES
     z_min: float = 0.01
-    z_max: float = 12.0
+    z_max: float = ZMAX
     z_step: float = 0.01
     temp_err_a2: float = 0.2
     sys_err: float = 0.01

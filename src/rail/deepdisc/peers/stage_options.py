@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ceci.config import StageParameter as Param
 
+from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
 
 __all__ = ["TABLE_OPTIONS", "TEMPLATE_OPTIONS", "DEREDDEN_OPTIONS", "PDF_GRID_OPTIONS"]
@@ -34,7 +35,7 @@ DEREDDEN_OPTIONS = dict(
 
 #: Redshift grid of the output PDFs (``linspace(zmin, zmax, nzbins)``).
 PDF_GRID_OPTIONS = dict(
-    zmin=Param(float, 0.0, msg="lowest redshift of the output PDF grid"),
-    zmax=Param(float, 12.0, msg="highest redshift of the output PDF grid"),
-    nzbins=Param(int, 1201, msg="points of the output PDF grid"),
+    zmin=Param(float, ZMIN, msg="lowest redshift of the output PDF grid"),
+    zmax=Param(float, ZMAX, msg="highest redshift of the output PDF grid"),
+    nzbins=Param(int, NZBINS, msg="points of the output PDF grid"),
 )

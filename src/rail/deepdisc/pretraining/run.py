@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.exceptions import ConfigError
 
 __all__ = [
@@ -45,7 +46,7 @@ RANGE_OPTIONS = tuple(DEFAULT_RANGES)
 SHARED_DEFAULTS = {
     "backbone": "resnet18",
     "backbone_norm": "group",
-    "n_components": 5,
+    "n_components": N_COMPONENTS,
     "head_hidden": [1024, 64],
     "pixel_pool_size": 4,
     "redshift_loss_weight": 1.0,

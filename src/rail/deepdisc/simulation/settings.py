@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.presets import resolve_bands
 
@@ -153,7 +154,7 @@ class SimulationSettings:
     depth_aperture_arcsec: float = 0.2
     density: float = 0.8
     mag_limit: float = 30.8
-    z_max: float = 12.0
+    z_max: float = ZMAX
     nz_shape: float = 3.0
     nz_scale: float = 1.1
     star_fraction: float = 0.03

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.devices import resolve_device, set_threads
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.artifact import load_artifact
@@ -46,7 +47,7 @@ TRAIN_DEFAULTS: dict = {
     "first_conv": "reinit",
     "freeze": [],
     "freeze_epochs": 0,
-    "n_components": 5,
+    "n_components": N_COMPONENTS,
     "head_hidden": [1024, 64],
     "pixel_pool_size": 4,
     "redshift_loss_weight": 1.0,

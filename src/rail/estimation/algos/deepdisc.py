@@ -18,6 +18,7 @@ from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 from tqdm.auto import tqdm
 
+from rail.deepdisc.constants import IOU_THRESHOLD, N_COMPONENTS, NZBINS, ZMAX
 from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
 from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
@@ -51,7 +52,7 @@ class DeepDiscInformer(CatInformer):
         freeze=Param(list, [], msg="parts kept fixed during the first freeze_epochs epochs of fine-tuning: "
                      "backbone, fpn, redshift_head"),
         freeze_epochs=Param(int, 0, msg="epochs with the freeze parts fixed (0 = never)"),
-        n_components=Param(int, 5, msg="Gaussian components of each object's redshift mixture"),
+        n_components=Param(int, N_COMPONENTS, msg="Gaussian components of each object's redshift mixture"),
         head_hidden=Param(list, [1024, 64], msg="hidden layer widths of the redshift MLP head"),
         pixel_pool_size=Param(int, 4, msg="the redshift head also reads each box's colours and its pixels pooled "
                               "to this size per band (0 = the paper's head, RoI features only)"),
@@ -145,7 +146,7 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
         zmin=SharedParams.copy_param("zmin"),
         zmax=SharedParams.copy_param("zmax"),
         nzbins=SharedParams.copy_param("nzbins"),
-        iou_threshold=Param(float, 0.3, msg="minimum IoU for a detection to match a catalog box"),
+        iou_threshold=Param(float, IOU_THRESHOLD, msg="minimum IoU for a detection to match a catalog box"),
         score_threshold=Param(float, 0.05, msg="minimum detection confidence kept before matching"),
         forced_all=Param(bool, False, msg="take every object's redshift from its catalog box (forced "
                          "photometry mode), skipping detection matching"),
@@ -156,8 +157,8 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
         chunk_tiles=Param(int, 256, msg="maximum tiles per chunk, bounding memory (0 = no limit; chunks "
                           "also close at chunk_size primary objects)"),
     )
-    config_options["zmax"] = Param(float, 12.0, msg="maximum redshift of the z grid")
-    config_options["nzbins"] = Param(int, 1201, msg="number of z grid points (zmode is found on this grid)")
+    config_options["zmax"] = Param(float, ZMAX, msg="maximum redshift of the z grid")
+    config_options["nzbins"] = Param(int, NZBINS, msg="number of z grid points (zmode is found on this grid)")
     config_options["chunk_size"] = Param(int, 2000, msg="primary objects per chunk (whole tiles)")
     inputs = [("model", DeepDiscModelHandle), ("input", TileSetHandle)]
 

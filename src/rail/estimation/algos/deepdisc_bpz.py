@@ -30,6 +30,7 @@ from ceci.config import StageParameter as Param
 from rail.core.data import TableHandle
 from rail.estimation.algos.bpz_lite import BPZliteEstimator, BPZliteInformer
 
+from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
@@ -194,7 +195,7 @@ class NIRCamBPZInformer(BPZliteInformer):
         ),
         mmax=Param(float, 32.0, msg="faintest reference-band magnitude used to fit the prior"),
         madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
-        zmax=Param(float, 12.0, msg="highest redshift"),
+        zmax=Param(float, ZMAX, msg="highest redshift"),
         fit_zero_points=Param(bool, True, msg="fit zero-point offsets at the spec-z (corrected algorithm)"),
         min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for the zero points"),
     )

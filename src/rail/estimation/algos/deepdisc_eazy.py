@@ -21,6 +21,7 @@ from rail.core.data import TableHandle
 from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 
+from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
@@ -47,7 +48,7 @@ _EAZY_OPTIONS = dict(
     bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands to fit; columns mag_<BAND>, magerr_<BAND> (AB)"),
     **TEMPLATE_OPTIONS,
     z_min=Param(float, 0.01, msg="eazy Z_MIN: lowest fitted redshift"),
-    z_max=Param(float, 12.0, msg="eazy Z_MAX: highest fitted redshift"),
+    z_max=Param(float, ZMAX, msg="eazy Z_MAX: highest fitted redshift"),
     z_step=Param(float, 0.01, msg="eazy Z_STEP: fit grid step in dz/(1+z)"),
     temp_err_a2=Param(float, 0.2, msg="eazy TEMP_ERR_A2: template error amplitude (the informer may fit it)"),
     sys_err=Param(float, 0.01, msg="eazy SYS_ERR: fractional flux error added in quadrature"),
