@@ -1,0 +1,115 @@
+"""Consensus files: mismatched inputs refused, chunking invariance, carried columns, model files."""
+
+import numpy as np
+import pytest
+import qp
+
+from rail.deepdisc.consensus import (
+    ConsensusModel,
+    check_same_rows,
+    fit_sources,
+    load_consensus_model,
+    save_consensus_model,
+    write_consensus,
+)
+from rail.deepdisc.consensus.grid import pdfs_on_grid
+from rail.deepdisc.constants import redshift_grid
+from rail.deepdisc.exceptions import DeepDiscError, ModelError
+from rail.deepdisc.peers.model_io import save_npz_model
+from tests.helpers.consensus_helpers import gaussian_ensemble, gaussian_rows, grid_ensemble, two_methods
+
+ZGRID = redshift_grid()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("consensus")
+    data = two_methods(240, seed=11)
+    data["A"].set_ancil(dict(object_id=data["ids"], detected=np.arange(240) % 3 > 0))
+    a, b = root / "a.hdf5", root / "b.hdf5"
+    data["A"].write_to(str(a))
+    b_grid = grid_ensemble(pdfs_on_grid(data["B"], ZGRID), data["ids"])  # B as EAZY-like grid PDFs
+    b_grid.write_to(str(b))
+    truth = {"object_id": data["ids"], "redshift": data["labels"], "mag_F444W": data["mag"]}
+    return {"root": root, "a": a, "b": b, "truth": truth, "data": data}
+
+
+def test_rows_of_different_lengths_are_refused(files, tmp_path):
+    short = tmp_path / "short.hdf5"
+    files["data"]["A"][np.arange(100)].write_to(str(short))
+    with pytest.raises(DeepDiscError) as err:
+        check_same_rows([files["a"], short], ["A", "short"])
+    msg = str(err.value)
+    assert str(short) in msg and "100 PDFs" in msg and "240" in msg and "\n" not in msg
+
+
+def test_rows_with_other_object_ids_are_refused(files, tmp_path):
+    shuffled = tmp_path / "shuffled.hdf5"
+    ens = gaussian_ensemble(np.ones(240), 0.1, files["data"]["ids"][::-1])
+    ens.write_to(str(shuffled))
+    with pytest.raises(DeepDiscError, match=f"^{shuffled} \\(B\\): row 0 is object_id 1239 but .*a.hdf5"):
+        check_same_rows([files["a"], shuffled], ["A", "B"])
+
+
+def test_truth_of_other_rows_is_refused(files):
+    truth = {k: v[:-1] for k, v in files["truth"].items()}
+    with pytest.raises(DeepDiscError, match="truth table has \\[239\\] rows but the photo-z hold 240"):
+        fit_sources([files["a"], files["b"]], ["A", "B"], truth)
+    ids = files["truth"]["object_id"].copy()
+    ids[5] = 7
+    with pytest.raises(DeepDiscError, match="row 5 is object_id 7"):
+        fit_sources([files["a"], files["b"]], ["A", "B"], dict(files["truth"], object_id=ids))
+
+
+def test_written_consensus_is_chunk_invariant_and_carries_columns(files, tmp_path):
+    model = fit_sources([files["a"], files["b"]], ["A", "B"], files["truth"], chunk_size=50)
+    one = write_consensus([files["a"], files["b"]], model, tmp_path / "one.hdf5", files["truth"]["mag_F444W"],
+                          chunk_size=1000)
+    many = write_consensus([files["a"], files["b"]], model, tmp_path / "many.hdf5", files["truth"]["mag_F444W"],
+                           chunk_size=37)
+    e1, e2 = qp.read(str(one)), qp.read(str(many))
+    assert e1.npdf == 240
+    np.testing.assert_allclose(e1.objdata["yvals"], e2.objdata["yvals"], rtol=1e-12)
+    np.testing.assert_array_equal(e1.ancil["object_id"], files["data"]["ids"])
+    np.testing.assert_array_equal(e1.ancil["detected"], np.arange(240) % 3 > 0)
+    yvals = e1.objdata["yvals"]
+    np.testing.assert_allclose(np.trapezoid(yvals, ZGRID, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(e1.ancil["zmode"], ZGRID[np.argmax(yvals, axis=1)])
+    zmean = np.trapezoid(yvals * ZGRID, ZGRID, axis=1)
+    np.testing.assert_allclose(e1.ancil["zmean"], zmean, rtol=1e-6)
+    np.testing.assert_allclose(e1.cdf(e1.ancil["zmedian"][:, None]).ravel(), 0.5, atol=2e-3)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_model_file_round_trip(files, tmp_path):
+    model = fit_sources([files["a"], files["b"]], ["A", "B"], files["truth"])
+    path = save_consensus_model(model, tmp_path / "m.npz")
+    back = load_consensus_model(path)
+    assert back.methods == ("A", "B") and back.beta == model.beta and back.mag_band == "F444W"
+    for name in ("temperature", "bad_fraction", "bad_fraction_all", "mag_edges", "n_per_bin"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(model, name))
+    other = save_npz_model({"zero_points": np.ones(3)}, tmp_path / "other.npz")
+    with pytest.raises(ModelError, match="not a consensus model"):
+        load_consensus_model(other)
+    with pytest.raises(ModelError, match="no such consensus model file"):
+        load_consensus_model(tmp_path / "missing.npz")
+
+
+def test_model_shapes_are_checked():
+    with pytest.raises(ModelError, match="bad_fraction has shape"):
+        ConsensusModel(methods=("a", "b"), temperature=np.ones(2), bad_fraction=np.ones((2, 3)),
+                       bad_fraction_all=np.ones(2), beta=1.0, mag_band="F444W", mag_edges=np.array([25.0]))
+
+
+def test_methods_of_the_model_must_match_the_inputs(files, tmp_path):
+    model = fit_sources([files["a"], files["b"]], ["A", "B"], files["truth"])
+    with pytest.raises(DeepDiscError, match="combines 2 methods \\(A, B\\), 1 photo-z inputs given"):
+        write_consensus([files["a"]], model, tmp_path / "x.hdf5")
+
+
+def test_grid_ensembles_on_another_grid_are_resampled():
+    z = np.linspace(0, 6, 301)
+    ens = grid_ensemble(gaussian_rows(z, np.array([2.0]), np.array([0.2])), zgrid=z)
+    p = pdfs_on_grid(ens, ZGRID)
+    assert np.trapezoid(p, ZGRID, axis=1)[0] == pytest.approx(1.0)
+    assert ZGRID[np.argmax(p)] == pytest.approx(2.0)
