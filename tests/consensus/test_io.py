@@ -113,3 +113,30 @@ def test_grid_ensembles_on_another_grid_are_resampled():
     p = pdfs_on_grid(ens, ZGRID)
     assert np.trapezoid(p, ZGRID, axis=1)[0] == pytest.approx(1.0)
     assert ZGRID[np.argmax(p)] == pytest.approx(2.0)
+
+
+def test_every_file_representation_reads_like_its_ensemble(tmp_path):
+    from rail.deepdisc.consensus.sources import method_chunks
+
+    rng = np.random.default_rng(3)
+    n = 30
+    loc, scale = rng.uniform(0.5, 5, n), rng.uniform(0.05, 0.3, n)
+    coarse = np.linspace(0, 8, 401)
+    ensembles = {
+        "mixmod": gaussian_ensemble(loc, scale),
+        "interp_same_grid": grid_ensemble(gaussian_rows(ZGRID, loc, scale)),
+        "interp_other_grid": grid_ensemble(gaussian_rows(coarse, loc, scale), zgrid=coarse),
+        "norm": qp.Ensemble(qp.stats.norm, data=dict(loc=loc[:, None], scale=scale[:, None])),
+    }
+    paths = []
+    for name, ens in ensembles.items():
+        paths.append(tmp_path / f"{name}.hdf5")
+        ens.write_to(str(paths[-1]))
+    from_files = list(method_chunks(paths, ZGRID, chunk_size=7))
+    from_memory = list(method_chunks(list(ensembles.values()), ZGRID, chunk_size=7))
+    assert [c[:2] for c in from_files] == [c[:2] for c in from_memory] == [(a, min(a + 7, n)) for a in range(0, n, 7)]
+    for (_, _, files, _), (_, _, mem, _) in zip(from_files, from_memory):
+        for f, m in zip(files, mem):
+            np.testing.assert_allclose(f, m, rtol=1e-6, atol=1e-9)
+    whole = np.concatenate([c[2][0] for c in from_files])
+    np.testing.assert_allclose(whole, gaussian_rows(ZGRID, loc, scale), rtol=1e-6, atol=1e-9)

@@ -18,8 +18,8 @@ EXAMPLES = """  deepdisc combine DeepDISC=pz.hdf5 EAZY=pz_eazy.hdf5 BPZ=pz_bpz.h
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's arguments."""
-    from rail.deepdisc.consensus.io import DEFAULT_CHUNK
     from rail.deepdisc.consensus.model import ConsensusSettings
+    from rail.deepdisc.consensus.sources import DEFAULT_CHUNK
 
     d = ConsensusSettings()
     parser.add_argument("inputs", nargs="+", metavar="NAME=FILE",
@@ -64,8 +64,9 @@ def _inputs(specs: list[str]) -> tuple[list[str], list[Path]]:
 
 def run(args: argparse.Namespace) -> int:
     """Fit (or load) the consensus model and write the combined photo-z."""
-    from rail.deepdisc.consensus.io import check_same_rows, fit_sources, labels_of, read_table, write_consensus
+    from rail.deepdisc.consensus.io import fit_sources, labels_of, read_table, write_consensus
     from rail.deepdisc.consensus.model import ConsensusSettings, load_consensus_model, save_consensus_model
+    from rail.deepdisc.consensus.sources import check_same_rows
     from rail.deepdisc.exceptions import DeepDiscError
 
     names, paths = _inputs(args.inputs)

@@ -15,7 +15,8 @@ module             holds
 ``hb``             bad fractions, magnitude bins, the softened product and its ``beta``
 ``model``          fit settings and the fitted model (pickle-free ``.npz``)
 ``fit``            `fit_consensus` and `combine_pdfs` on tabulated arrays
-``io``             files and ensembles in lockstep chunks, truth tables, the output file
+``sources``        the methods' files or ensembles read in lockstep chunks, row checks
+``io``             truth tables, fit from files, the consensus chunk by chunk, the output file
 =================  ======================================================================================
 
 The RAIL stages are `rail.estimation.algos.deepdisc_consensus` (`ConsensusInformer`, `ConsensusEstimator`);
@@ -25,7 +26,6 @@ the command is ``deepdisc combine``.
 from rail.deepdisc.consensus.fit import calibrated_pdfs, combine_pdfs, fit_consensus
 from rail.deepdisc.consensus.grid import grid_point_estimates, pdfs_on_grid
 from rail.deepdisc.consensus.io import (
-    check_same_rows,
     combine_ensembles,
     fit_sources,
     iter_consensus,
@@ -38,6 +38,7 @@ from rail.deepdisc.consensus.model import (
     load_consensus_model,
     save_consensus_model,
 )
+from rail.deepdisc.consensus.sources import check_same_rows
 
 __all__ = [
     "calibrated_pdfs",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rail.deepdisc.consensus.grid import cumulative, normalise_rows, values_at
+from rail.deepdisc.consensus.grid import cumulative, normalise_rows, row_integrals, values_at
 from rail.deepdisc.consensus.hb import bad_fraction_loglike, fit_bad_fraction, maximise_on_log_scale
 
 __all__ = ["temper", "LabelledPdfs", "fit_temperature", "PitMap", "fit_pit_map", "pit_of"]
@@ -35,7 +35,7 @@ def temper(zgrid: np.ndarray, pdfs: np.ndarray, temperature: float) -> np.ndarra
     ----------
     zgrid : ndarray, shape (G,)
     pdfs : ndarray, shape (N, G)
-        Normalised densities.
+        Non-negative finite densities (any normalisation).
     temperature : float
         ``T > 0``; 1 returns a copy.
 
@@ -47,7 +47,7 @@ def temper(zgrid: np.ndarray, pdfs: np.ndarray, temperature: float) -> np.ndarra
     scaled = pdfs / np.where(peak > 0, peak, 1.0)
     if temperature != 1.0:
         np.power(scaled, 1.0 / float(temperature), out=scaled)
-    return normalise_rows(zgrid, scaled)
+    return normalise_rows(zgrid, scaled, check=False)
 
 
 @dataclass
@@ -85,7 +85,7 @@ class LabelledPdfs:
         ratio = values_at(self.zgrid, self.pdfs, self.ztrue) / peak
         scaled = self.pdfs / peak[:, None]
         inv = 1.0 / float(temperature)
-        norm = np.trapezoid(np.power(scaled, inv), self.zgrid, axis=1)
+        norm = row_integrals(self.zgrid, np.power(scaled, inv, out=scaled))
         return np.power(ratio, inv) / norm
 
     def bad_fractions(self, a: np.ndarray, f_min: float) -> tuple[np.ndarray, float, float]:

@@ -25,6 +25,7 @@ from rail.deepdisc.consensus.calibration import (
 )
 from rail.deepdisc.consensus.grid import normalise_rows, values_at
 from rail.deepdisc.consensus.hb import (
+    add_log,
     bin_index,
     combine_log_product,
     fit_beta,
@@ -44,7 +45,7 @@ MIN_LABELS = 10
 
 
 def _checked(pdfs: Sequence[np.ndarray], names: Sequence[str], zgrid: np.ndarray, n: int) -> list[np.ndarray]:
-    """The PDF arrays, shape-checked and normalised on the grid (non-finite values dropped)."""
+    """The PDF arrays, shape-checked; rows with non-finite or negative values, or no probability, cleaned."""
     g = len(zgrid)
     if len(pdfs) != len(names):
         raise DeepDiscError(f"{len(pdfs)} PDF arrays for {len(names)} method names")
@@ -53,7 +54,10 @@ def _checked(pdfs: Sequence[np.ndarray], names: Sequence[str], zgrid: np.ndarray
         p = np.asarray(p, float)
         if p.shape != (n, g):
             raise DeepDiscError(f"method {name}: PDFs have shape {p.shape}, expected ({n}, {g}) on the grid")
-        out.append(normalise_rows(zgrid, p.copy()))
+        sums = p.sum(axis=1)
+        if not (np.all(np.isfinite(sums)) and np.all(sums > 0) and p.min(initial=0.0) >= 0):
+            p = normalise_rows(zgrid, p.copy())  # non-finite, negative or empty rows: cleaned, empty ones flat
+        out.append(p)
     return out
 
 
@@ -176,7 +180,7 @@ def calibrated_pdfs(model: ConsensusModel, index: int, pdfs: np.ndarray, magnitu
         return cal
     mag = np.full(len(pdfs), np.nan) if magnitude is None else np.asarray(magnitude, float)
     f = _bad_rows(model.bad_fraction[index], float(model.bad_fraction_all[index]), bin_index(mag, model.mag_edges))
-    return with_bad_term(cal, f, 1.0 / (zgrid[-1] - zgrid[0]))
+    return with_bad_term(cal, f, 1.0 / (zgrid[-1] - zgrid[0]), inplace=True)
 
 
 def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=None) -> np.ndarray:
@@ -200,5 +204,5 @@ def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=No
     pdfs = _checked(pdfs, model.methods, zgrid, n)
     logp = np.zeros((n, len(zgrid)))
     for j, p in enumerate(pdfs):
-        log_product([calibrated_pdfs(model, j, p, magnitude)], out=logp)
+        add_log(logp, calibrated_pdfs(model, j, p, magnitude))
     return combine_log_product(zgrid, logp, model.beta)

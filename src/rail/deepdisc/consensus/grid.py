@@ -12,13 +12,33 @@ import numpy as np
 
 from rail.deepdisc.evaluation.coverage import mixture_params
 
-__all__ = ["PDF_ROWS", "pdfs_on_grid", "normalise_rows", "cumulative", "values_at", "grid_point_estimates"]
+__all__ = ["PDF_ROWS", "row_integrals", "mixture_on_grid", "pdfs_on_grid", "normalise_rows", "cumulative", "values_at",
+           "grid_point_estimates"]
 
 #: Rows per qp ``pdf`` call for ensembles that are neither mixtures nor already on the grid.
 PDF_ROWS = 2000
 
 
-def normalise_rows(zgrid: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
+def row_integrals(zgrid: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Trapezoid integral of each row over ``zgrid`` (one pass over the rows on a regular grid).
+
+    Parameters
+    ----------
+    zgrid : ndarray, shape (G,)
+        Increasing redshifts.
+    rows : ndarray, shape (N, G)
+
+    Returns
+    -------
+    ndarray, shape (N,)
+    """
+    steps = np.diff(zgrid)
+    if np.allclose(steps, steps[0], rtol=1e-9, atol=0.0):
+        return float(steps[0]) * (rows.sum(axis=1) - 0.5 * (rows[:, 0] + rows[:, -1]))
+    return np.trapezoid(rows, zgrid, axis=1)
+
+
+def normalise_rows(zgrid: np.ndarray, pdfs: np.ndarray, *, check: bool = True) -> np.ndarray:
     """Scale each row to unit integral on ``zgrid`` (trapezoid rule), in place where possible.
 
     Rows that are all zero, negative or not finite carry no information and become flat.
@@ -29,6 +49,8 @@ def normalise_rows(zgrid: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
         Increasing redshifts.
     pdfs : ndarray, shape (N, G)
         Densities.
+    check : bool
+        Replace non-finite and negative values by 0 first (False: the caller guarantees there are none).
 
     Returns
     -------
@@ -36,17 +58,46 @@ def normalise_rows(zgrid: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
         Normalised densities (float64).
     """
     pdfs = np.asarray(pdfs, dtype=float)
-    bad = ~np.isfinite(pdfs)
-    if bad.any():
-        pdfs = np.where(bad, 0.0, pdfs)
-    np.maximum(pdfs, 0.0, out=pdfs)
-    norm = np.trapezoid(pdfs, zgrid, axis=1)
+    if check:
+        bad = ~np.isfinite(pdfs)
+        if bad.any():
+            pdfs = np.where(bad, 0.0, pdfs)
+        np.maximum(pdfs, 0.0, out=pdfs)
+    norm = row_integrals(zgrid, pdfs)
     empty = ~(norm > 0)
     if empty.any():
         pdfs[empty] = 1.0
         norm[empty] = zgrid[-1] - zgrid[0]
     pdfs /= norm[:, None]
     return pdfs
+
+
+def mixture_on_grid(means: np.ndarray, stds: np.ndarray, weights: np.ndarray, zgrid: np.ndarray) -> np.ndarray:
+    """Gaussian mixtures tabulated on ``zgrid``, one component at a time in place (two (N, G) arrays in all).
+
+    Parameters
+    ----------
+    means, stds, weights : ndarray, shape (N, K)
+        Components (weights need not be normalised: rows are normalised on the grid afterwards).
+    zgrid : ndarray, shape (G,)
+
+    Returns
+    -------
+    ndarray, shape (N, G)
+        Densities (about 3x faster than evaluating all components at once with broadcasting).
+    """
+    means, stds, weights = (np.atleast_2d(np.asarray(a, float)) for a in (means, stds, weights))
+    out = np.zeros((means.shape[0], len(zgrid)))
+    work = np.empty_like(out)
+    for k in range(means.shape[1]):
+        np.subtract(zgrid[None, :], means[:, k, None], out=work)
+        work *= 1.0 / stds[:, k, None]
+        np.square(work, out=work)
+        work *= -0.5
+        np.exp(work, out=work)
+        work *= (weights[:, k] / stds[:, k])[:, None]
+        out += work
+    return out
 
 
 def pdfs_on_grid(ensemble, zgrid: np.ndarray) -> np.ndarray:
@@ -69,7 +120,7 @@ def pdfs_on_grid(ensemble, zgrid: np.ndarray) -> np.ndarray:
     zgrid = np.asarray(zgrid, float)
     mix = mixture_params(ensemble)
     if mix is not None:
-        return normalise_rows(zgrid, mix.pdf_grid(zgrid))
+        return normalise_rows(zgrid, mixture_on_grid(mix.means, mix.stds, mix.weights, zgrid))
     data = ensemble.objdata
     if type(ensemble.gen_obj).__name__ == "interp_gen":
         xvals = np.asarray(ensemble.metadata["xvals"], float).reshape(-1)
@@ -95,11 +146,15 @@ def cumulative(zgrid: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (N, G)
     """
-    steps = 0.5 * (pdfs[:, 1:] + pdfs[:, :-1]) * np.diff(zgrid)
-    cdf = np.zeros(pdfs.shape)
-    np.cumsum(steps, axis=1, out=cdf[:, 1:])
-    total = cdf[:, -1:]
-    return cdf / np.where(total > 0, total, 1.0)
+    steps = pdfs[:, 1:] + pdfs[:, :-1]
+    steps *= 0.5 * np.diff(zgrid)
+    np.cumsum(steps, axis=1, out=steps)  # in place: a cumsum into a strided view of the output is ~7x slower
+    cdf = np.empty(pdfs.shape)
+    cdf[:, 0] = 0.0
+    cdf[:, 1:] = steps
+    total = cdf[:, -1:].copy()
+    cdf /= np.where(total > 0, total, 1.0)
+    return cdf
 
 
 def values_at(zgrid: np.ndarray, rows: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -152,7 +207,7 @@ def grid_point_estimates(zgrid: np.ndarray, pdfs: np.ndarray) -> dict[str, np.nd
     """
     zgrid = np.asarray(zgrid, float)
     zmode = zgrid[np.argmax(pdfs, axis=1)]
-    zmean = np.trapezoid(pdfs * zgrid, zgrid, axis=1) / np.trapezoid(pdfs, zgrid, axis=1)
+    zmean = row_integrals(zgrid, pdfs * zgrid) / row_integrals(zgrid, pdfs)
     cdf = cumulative(zgrid, pdfs)
     k = np.clip(np.argmax(cdf >= 0.5, axis=1) - 1, 0, len(zgrid) - 2)
     idx = np.arange(len(pdfs))

@@ -33,6 +33,7 @@ __all__ = [
     "bad_fraction_loglike",
     "with_bad_term",
     "log_product",
+    "add_log",
     "combine_log_product",
     "fit_beta",
     "maximise_on_log_scale",
@@ -130,11 +131,14 @@ def fit_bad_fraction(a: np.ndarray, u: float, f_min: float = 0.0) -> float:
     return 0.5 * (lo + hi)
 
 
-def with_bad_term(pdfs: np.ndarray, f: np.ndarray, u: float) -> np.ndarray:
-    """``(1 - f) P + f U`` per row (``f`` one value per row or a scalar)."""
+def with_bad_term(pdfs: np.ndarray, f: np.ndarray, u: float, *, inplace: bool = False) -> np.ndarray:
+    """``(1 - f) P + f U`` per row (``f`` one value per row or a scalar); ``inplace`` overwrites ``pdfs``."""
     f = np.asarray(f, float)
     f = f[:, None] if f.ndim == 1 else f
-    return (1.0 - f) * pdfs + f * u
+    out = pdfs if inplace else pdfs.copy()
+    out *= 1.0 - f
+    out += f * u
+    return out
 
 
 def log_product(mixed: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
@@ -148,10 +152,18 @@ def log_product(mixed: Sequence[np.ndarray], out: np.ndarray | None = None) -> n
     return total
 
 
+def add_log(total: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``total += log(max(p, tiny))``, overwriting ``p`` with its logarithm (no temporary)."""
+    np.maximum(p, _TINY, out=p)
+    total += np.log(p, out=p)
+    return total
+
+
 def combine_log_product(zgrid: np.ndarray, logp: np.ndarray, beta: float) -> np.ndarray:
     """``exp(logp / beta)`` normalised on the grid, per row (stable: the row maximum is removed first)."""
-    scaled = (logp - logp.max(axis=1, keepdims=True)) / float(beta)
-    return normalise_rows(zgrid, np.exp(scaled, out=scaled))
+    scaled = logp - logp.max(axis=1, keepdims=True)
+    scaled *= 1.0 / float(beta)
+    return normalise_rows(zgrid, np.exp(scaled, out=scaled), check=False)
 
 
 def maximise_on_log_scale(fn: Callable[[float], float], lo: float, hi: float) -> float:

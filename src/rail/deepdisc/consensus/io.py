@@ -1,12 +1,10 @@
-"""Consensus inputs and outputs: photo-z files or ensembles of the same objects, truth tables, the output file.
+"""Consensus inputs and outputs: truth tables, the fit from files, the consensus chunk by chunk, the output file.
 
-The methods' photo-z (any qp representation: DeepDISC's Gaussian mixtures, EAZY/BPZ grid PDFs, ...) are read
-in lockstep, ``chunk_size`` rows at a time, so memory stays bounded for any catalogue; inputs whose rows differ
-(a different length, or ``object_id`` ancil columns that disagree) are refused with one line naming the file.
-The truth of the labelled objects is a TileSet (its primary objects, in file order; the spectroscopic
-``redshift`` by default) or a table (an HDF5/Parquet/FITS file or a mapping of columns), row for row with the
-photo-z. The output is a ``qp.interp`` ensemble on the model's grid with ``zmode``, ``zmean``, ``zmedian``,
-``object_id`` and the flags of the inputs, written chunk by chunk and atomically.
+The methods' photo-z are read in lockstep chunks by :mod:`rail.deepdisc.consensus.sources`. The truth of the
+labelled objects is a TileSet (its primary objects, in file order; the spectroscopic ``redshift`` by default)
+or a table (an HDF5/Parquet/FITS file or a mapping of columns), row for row with the photo-z. The output is a
+``qp.interp`` ensemble on the model's grid with ``zmode``, ``zmean``, ``zmedian``, ``object_id`` and the flags
+of the inputs, written chunk by chunk and atomically.
 """
 
 from __future__ import annotations
@@ -22,129 +20,17 @@ import numpy as np
 
 from rail.deepdisc.atomic import atomic_path
 from rail.deepdisc.consensus.fit import combine_pdfs, fit_consensus
-from rail.deepdisc.consensus.grid import grid_point_estimates, pdfs_on_grid
+from rail.deepdisc.consensus.grid import grid_point_estimates
 from rail.deepdisc.consensus.model import ConsensusModel, ConsensusSettings
+from rail.deepdisc.consensus.sources import DEFAULT_CHUNK, check_same_rows, describe, first_ancil, method_chunks
 from rail.deepdisc.evaluation.io import TruthTable, read_truth
 from rail.deepdisc.exceptions import DeepDiscError
 from rail.deepdisc.tileset.format import TileSet
 
-__all__ = ["CARRIED_COLUMNS", "DEFAULT_CHUNK", "check_same_rows", "method_chunks", "read_table", "labels_of",
-           "fit_sources", "iter_consensus", "consensus_ensemble", "combine_ensembles", "write_consensus"]
+__all__ = ["read_table", "labels_of", "fit_sources", "iter_consensus", "consensus_ensemble", "combine_ensembles",
+           "write_consensus"]
 
 log = logging.getLogger(__name__)
-
-#: Ancil columns copied from the inputs to the consensus (from the first input that has each).
-CARRIED_COLUMNS = ("object_id", "detected", "forced", "recentred", "spec_rep")
-#: Objects per chunk (M methods x chunk x grid points are held at once).
-DEFAULT_CHUNK = 10_000
-
-
-def _describe(source, k: int) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else f"input ensemble {k + 1}"
-
-
-def _length(source, k: int) -> int:
-    if not isinstance(source, (str, os.PathLike)):
-        return int(source.npdf)
-    import qp
-
-    if not Path(source).is_file():
-        raise DeepDiscError(f"{source}: no such photo-z file")
-    try:
-        return int(qp.data_length(str(source)))
-    except Exception as err:  # qp raises KeyError/OSError/ValueError on foreign files
-        raise DeepDiscError(f"{source}: not a qp photo-z file ({type(err).__name__}: {err})") from None
-
-
-def _ancil_column(source, name: str) -> np.ndarray | None:
-    if not isinstance(source, (str, os.PathLike)):
-        values = (source.ancil or {}).get(name)
-        return None if values is None else np.asarray(values).reshape(-1)
-    with h5py.File(source, "r") as f:
-        group = f.get("ancil")
-        return None if group is None or name not in group else np.asarray(group[name][()]).reshape(-1)
-
-
-def check_same_rows(sources: Sequence, names: Sequence[str] | None = None) -> int:
-    """Check that photo-z files (or ensembles) hold the same objects in the same order.
-
-    Parameters
-    ----------
-    sources : sequence of path or qp.Ensemble
-        Two or more inputs.
-    names : sequence of str, optional
-        Method names (for messages).
-
-    Returns
-    -------
-    int
-        The common number of rows.
-
-    Raises
-    ------
-    DeepDiscError
-        One line naming the first input whose length or ``object_id`` column differs from the first's.
-    """
-    if len(sources) < 1:
-        raise DeepDiscError("no photo-z input given")
-    desc = [_describe(s, k) + (f" ({names[k]})" if names else "") for k, s in enumerate(sources)]
-    lengths = [_length(s, k) for k, s in enumerate(sources)]
-    for k in range(1, len(sources)):
-        if lengths[k] != lengths[0]:
-            raise DeepDiscError(f"{desc[k]} holds {lengths[k]} PDFs but {desc[0]} holds {lengths[0]}: combine "
-                                f"photo-z of the same objects in the same order")
-    ref = None
-    for k, source in enumerate(sources):
-        ids = _ancil_column(source, "object_id")
-        if ids is None:
-            continue
-        ids = ids.astype(np.int64)
-        if ref is None:
-            ref = (k, ids)
-            continue
-        diff = np.flatnonzero(ids != ref[1])
-        if len(diff):
-            i = int(diff[0])
-            raise DeepDiscError(f"{desc[k]}: row {i} is object_id {ids[i]} but {desc[ref[0]]} row {i} is "
-                                f"{ref[1][i]}: combine photo-z of the same objects in the same order")
-    return lengths[0]
-
-
-def _chunks(source, chunk_size: int) -> Iterator[tuple[int, int, Any]]:
-    if isinstance(source, (str, os.PathLike)):
-        import qp
-
-        yield from qp.iterator(str(source), chunk_size=chunk_size)
-        return
-    for a in range(0, int(source.npdf), chunk_size):
-        b = min(a + chunk_size, int(source.npdf))
-        yield a, b, source[np.arange(a, b)]
-
-
-def method_chunks(sources: Sequence, zgrid: np.ndarray, chunk_size: int = DEFAULT_CHUNK
-                  ) -> Iterator[tuple[int, int, list[np.ndarray], dict[str, np.ndarray]]]:
-    """Read the inputs in lockstep: per chunk, each method's PDFs on ``zgrid`` and the carried ancil columns.
-
-    Yields
-    ------
-    start, end : int
-        Rows of the chunk.
-    pdfs : list of ndarray, shape (end - start, G)
-        One normalised array per input.
-    ancil : dict of str -> ndarray
-        `CARRIED_COLUMNS` found in the inputs (the first input having each).
-    """
-    if chunk_size < 1:
-        raise DeepDiscError(f"chunk_size must be >= 1, got {chunk_size}")
-    for parts in zip(*(_chunks(s, chunk_size) for s in sources)):
-        start, end = parts[0][0], parts[0][1]
-        ancil: dict[str, np.ndarray] = {}
-        for _, _, ens in parts:
-            for name in CARRIED_COLUMNS:
-                if name not in ancil and ens.ancil and name in ens.ancil:
-                    ancil[name] = np.asarray(ens.ancil[name]).reshape(end - start)
-        yield start, end, [pdfs_on_grid(ens, zgrid) for _, _, ens in parts], ancil
-
 
 def read_table(truth) -> TruthTable:
     """The truth or magnitude table: a TileSet (file or object), a table file or a mapping of columns.
@@ -250,7 +136,7 @@ def fit_sources(sources: Sequence, names: Sequence[str], truth, *,
     ConsensusModel
     """
     n = check_same_rows(sources, names)
-    ids = next((c for c in (_ancil_column(s, "object_id") for s in sources) if c is not None), None)
+    ids = first_ancil(sources, "object_id")
     ztrue, mag, band = labels_of(read_table(truth), n, column=truth_column, mag_band=settings.mag_band, ids=ids)
     labelled = np.isfinite(ztrue)
     zgrid = settings.zgrid
@@ -268,7 +154,8 @@ def consensus_ensemble(zgrid: np.ndarray, pdfs: np.ndarray, ancil: Mapping[str, 
     """A ``qp.interp`` ensemble of grid PDFs with ``zmode``, ``zmean``, ``zmedian`` and ``ancil``."""
     import qp
 
-    ens = qp.Ensemble(qp.interp, data=dict(xvals=np.asarray(zgrid, float), yvals=pdfs))
+    # rows are normalised (trapezoid) and finite already: qp's own pass would only repeat it
+    ens = qp.Ensemble(qp.interp, data=dict(xvals=np.asarray(zgrid, float), yvals=pdfs, norm=False, warn=False))
     columns = dict(ancil or {})
     columns.update(grid_point_estimates(zgrid, pdfs))
     ens.set_ancil(columns)
@@ -335,7 +222,7 @@ def write_consensus(sources: Sequence, model: ConsensusModel, output: str | os.P
     """
     n = check_same_rows(sources, list(model.methods))
     if n == 0:
-        raise DeepDiscError(f"{_describe(sources[0], 0)}: no objects to combine")
+        raise DeepDiscError(f"{describe(sources[0], 0)}: no objects to combine")
     fout = group = last = None
     with atomic_path(output, suffix=".hdf5") as tmp:
         try:

@@ -23,15 +23,9 @@ from ceci.config import StageParameter as Param
 from rail.core.data import QPHandle
 from rail.core.stage import RailStage
 
-from rail.deepdisc.consensus.io import (
-    DEFAULT_CHUNK,
-    check_same_rows,
-    fit_sources,
-    iter_consensus,
-    labels_of,
-    read_table,
-)
+from rail.deepdisc.consensus.io import fit_sources, iter_consensus, labels_of, read_table
 from rail.deepdisc.consensus.model import ConsensusModel, ConsensusSettings
+from rail.deepdisc.consensus.sources import DEFAULT_CHUNK, check_same_rows
 from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.options import check_stage_options
