@@ -142,6 +142,10 @@ def test_too_few_labels_is_an_error():
     labels[:3] = 1.0
     with pytest.raises(DeepDiscError, match="only 3 labelled objects"):
         fit_consensus([a, a], labels, methods=["a", "b"])
+    prior = fit_consensus([a, a], labels, methods=["a", "b"], settings=ConsensusSettings(prior_without_labels=True))
+    assert prior.n_labelled == 0 and prior.beta == 2.0 and np.all(prior.temperature == 1.0)
+    out = combine_pdfs(prior, [a, a])
+    np.testing.assert_allclose(out, calibrated_pdfs(prior, 0, a), rtol=1e-9)  # beta = M: geometric mean
 
 
 def test_values_at_interpolates_rows():

@@ -33,7 +33,7 @@ from rail.deepdisc.consensus.hb import (
     magnitude_bins,
     with_bad_term,
 )
-from rail.deepdisc.consensus.model import ConsensusModel, ConsensusSettings
+from rail.deepdisc.consensus.model import PRIOR_BAD_FRACTION, ConsensusModel, ConsensusSettings
 from rail.deepdisc.exceptions import DeepDiscError
 
 __all__ = ["MIN_LABELS", "fit_consensus", "calibrated_pdfs", "combine_pdfs"]
@@ -98,7 +98,8 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     Raises
     ------
     DeepDiscError
-        With fewer than `MIN_LABELS` labelled objects, or arrays of the wrong shape.
+        With fewer than `MIN_LABELS` labelled objects (unless ``settings.prior_without_labels``), or arrays of
+        the wrong shape.
     """
     zgrid = settings.zgrid
     ztrue = np.asarray(ztrue, float)
@@ -112,6 +113,10 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     if outside:
         log.warning("%d labelled objects have a truth outside the grid [%g, %g] and are not used", outside,
                     zgrid[0], zgrid[-1])
+    if ok.sum() < MIN_LABELS and settings.prior_without_labels:
+        log.warning("only %d labelled objects: the consensus of %s uses the prior model (no calibration, bad "
+                    "fraction %g, beta = %d)", int(ok.sum()), ", ".join(methods), PRIOR_BAD_FRACTION, len(methods))
+        return ConsensusModel.prior(methods, settings)
     if ok.sum() < MIN_LABELS:
         raise DeepDiscError(f"only {int(ok.sum())} labelled objects (truth inside [{zgrid[0]:g}, {zgrid[-1]:g}]): "
                             f"a consensus needs at least {MIN_LABELS} objects with a true redshift")

@@ -18,11 +18,13 @@ from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN, redshift_grid
 from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.peers.model_io import load_npz_model, save_npz_model
 
-__all__ = ["MODEL_FORMAT", "ConsensusSettings", "ConsensusModel", "save_consensus_model",
+__all__ = ["MODEL_FORMAT", "PRIOR_BAD_FRACTION", "ConsensusSettings", "ConsensusModel", "save_consensus_model",
            "load_consensus_model"]
 
 #: ``format`` entry of a consensus model file.
 MODEL_FORMAT = "deepdisc-consensus-1"
+#: Bad fraction of every method in the prior model (no labels to fit it on).
+PRIOR_BAD_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class ConsensusSettings:
         Intervals of the PIT map.
     min_bad_fraction : float
         Floor of every bad fraction.
+    prior_without_labels : bool
+        With fewer labelled objects than a fit needs, return the prior model (temperature 1, bad fraction
+        `PRIOR_BAD_FRACTION`, ``beta`` = the number of methods: the geometric mean, safe for fully correlated
+        methods) with a warning instead of failing (for tiny test runs).
     zmin, zmax : float
         The common grid's range.
     nzbins : int
@@ -65,6 +71,7 @@ class ConsensusSettings:
     pit_correction: bool = False
     pit_knots: int = 10
     min_bad_fraction: float = 1e-3
+    prior_without_labels: bool = False
     zmin: float = ZMIN
     zmax: float = ZMAX
     nzbins: int = NZBINS
@@ -145,6 +152,15 @@ class ConsensusModel:
                                  f"{shape} for {m} methods and {b} magnitude bins")
         if self.pit_knots.size and self.pit_knots.shape[0] != m:
             raise ModelError(f"consensus model: pit_knots has {self.pit_knots.shape[0]} rows for {m} methods")
+
+    @classmethod
+    def prior(cls, methods, settings: ConsensusSettings) -> ConsensusModel:
+        """The model used without labels: temperature 1, bad fraction `PRIOR_BAD_FRACTION`, ``beta`` = M."""
+        m = len(methods)
+        return cls(methods=tuple(methods), temperature=np.ones(m), bad_fraction=np.full((m, 1), PRIOR_BAD_FRACTION),
+                   bad_fraction_all=np.full(m, PRIOR_BAD_FRACTION), beta=float(m), mag_band=settings.mag_band,
+                   mag_edges=np.zeros(0), zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins,
+                   n_per_bin=np.zeros(1, dtype=np.int64))
 
     @property
     def zgrid(self) -> np.ndarray:
