@@ -140,3 +140,24 @@ def test_every_file_representation_reads_like_its_ensemble(tmp_path):
             np.testing.assert_allclose(f, m, rtol=1e-6, atol=1e-9)
     whole = np.concatenate([c[2][0] for c in from_files])
     np.testing.assert_allclose(whole, gaussian_rows(ZGRID, loc, scale), rtol=1e-6, atol=1e-9)
+
+
+def test_selected_rows_match_the_full_read(tmp_path):
+    from rail.deepdisc.consensus.sources import method_chunks
+
+    rng = np.random.default_rng(4)
+    n = 25
+    loc, scale = rng.uniform(0.5, 5, n), rng.uniform(0.05, 0.3, n)
+    ens = [gaussian_ensemble(loc, scale, np.arange(n)), grid_ensemble(gaussian_rows(ZGRID, loc, scale)),
+           qp.Ensemble(qp.stats.norm, data=dict(loc=loc[:, None], scale=scale[:, None]))]
+    path = tmp_path / "norm.hdf5"
+    ens[2].write_to(str(path))
+    select = rng.uniform(size=n) < 0.4
+    select[:6] = False  # a chunk without any selected row
+    full = [np.concatenate(c) for c in zip(*(p for _, _, p, _ in method_chunks([*ens, path], ZGRID, 6)))]
+    part = list(method_chunks([*ens, path], ZGRID, 6, select=select))
+    picked = [np.concatenate(c) for c in zip(*(p for _, _, p, _ in part))]
+    for f, p in zip(full, picked):
+        np.testing.assert_allclose(p, f[select], rtol=1e-12)
+    ids = np.concatenate([a["object_id"] for _, _, _, a in part if "object_id" in a])
+    np.testing.assert_array_equal(ids, np.arange(n)[select])

@@ -141,10 +141,9 @@ def fit_sources(sources: Sequence, names: Sequence[str], truth, *,
     labelled = np.isfinite(ztrue)
     zgrid = settings.zgrid
     parts: list[list[np.ndarray]] = [[] for _ in sources]
-    for start, end, pdfs, _ in method_chunks(sources, zgrid, chunk_size):
-        rows = labelled[start:end]
+    for _, _, pdfs, _ in method_chunks(sources, zgrid, chunk_size, select=labelled):  # labelled rows only
         for j, p in enumerate(pdfs):
-            parts[j].append(p[rows])
+            parts[j].append(p)
     lab = [np.concatenate(p) if p else np.zeros((0, len(zgrid))) for p in parts]
     return fit_consensus(lab, ztrue[labelled], None if mag is None else mag[labelled], methods=names,
                          settings=settings, mag_band=band or settings.mag_band)

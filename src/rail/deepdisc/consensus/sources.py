@@ -2,9 +2,10 @@
 
 A source is a qp file or an in-memory ``qp.Ensemble`` (any representation: DeepDISC's Gaussian mixtures,
 EAZY/BPZ grid PDFs, ...). `method_chunks` reads all sources ``chunk_size`` rows at a time and tabulates each
-chunk on the common grid, so memory stays bounded for any catalogue. Files holding ``interp`` or ``mixmod``
-ensembles (the estimators' outputs) are read straight from qp's HDF5 tables, which skips qp's normalisation
-pass on every chunk (the grid rows are normalised here anyway); other files go through ``qp.iterator``.
+chunk on the common grid, so memory stays bounded for any catalogue. ``interp`` and ``mixmod`` ensembles (the
+estimators' outputs) are read straight from their arrays (qp's HDF5 tables, or the ensemble's ``objdata``),
+which skips qp's normalisation pass on every chunk (the grid rows are normalised here anyway); other
+representations go through ``qp.iterator`` or ensemble slices and qp's ``pdf``.
 `check_same_rows` refuses sources whose rows differ (a different length, or ``object_id`` ancil columns that
 disagree) with one line naming the file.
 """
@@ -22,7 +23,8 @@ import numpy as np
 from rail.deepdisc.consensus.grid import mixture_on_grid, normalise_rows, pdfs_on_grid
 from rail.deepdisc.exceptions import DeepDiscError
 
-__all__ = ["CARRIED_COLUMNS", "DEFAULT_CHUNK", "describe", "first_ancil", "check_same_rows", "method_chunks"]
+__all__ = ["CARRIED_COLUMNS", "DEFAULT_CHUNK", "describe", "first_ancil", "check_same_rows", "resample_rows",
+           "method_chunks"]
 
 #: Ancil columns copied from the inputs to the consensus (from the first input that has each).
 CARRIED_COLUMNS = ("object_id", "detected", "forced", "recentred", "spec_rep")
@@ -117,66 +119,105 @@ def _carried(ancil, start: int, end: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(ancil[k]).reshape(end - start) for k in CARRIED_COLUMNS if ancil and k in ancil}
 
 
-def _ensemble_chunks(ens, zgrid: np.ndarray, chunk_size: int) -> Iterator[Chunk]:
-    for a in range(0, int(ens.npdf), chunk_size):
-        b = min(a + chunk_size, int(ens.npdf))
-        part = ens[np.arange(a, b)]
-        yield a, b, pdfs_on_grid(part, zgrid), _carried(part.ancil, a, b)
+def resample_rows(xvals: np.ndarray, rows: np.ndarray, zgrid: np.ndarray) -> np.ndarray:
+    """Linear interpolation of rows tabulated on ``xvals`` onto ``zgrid`` (0 outside ``xvals``), all rows at once."""
+    k = np.clip(np.searchsorted(xvals, zgrid, side="right") - 1, 0, len(xvals) - 2)
+    t = np.clip((zgrid - xvals[k]) / (xvals[k + 1] - xvals[k]), 0.0, 1.0)
+    out = rows[:, k] * (1.0 - t) + rows[:, k + 1] * t
+    out[:, (zgrid < xvals[0]) | (zgrid > xvals[-1])] = 0.0
+    return out
 
 
-def _qp_file_chunks(path, zgrid: np.ndarray, chunk_size: int) -> Iterator[Chunk]:
-    import qp
+def _select(values, a: int, b: int, keep: np.ndarray | None) -> np.ndarray:
+    """Rows ``a:b`` (then ``keep``) as a new float array (never a view of an in-memory ensemble)."""
+    out = np.array(values[a:b], dtype=float)
+    return out if keep is None else out[keep]
 
-    for a, b, part in qp.iterator(str(path), chunk_size=chunk_size):
-        yield a, b, pdfs_on_grid(part, zgrid), _carried(part.ancil, a, b)
 
-
-def _table_chunks(f: h5py.File, kind: str, zgrid: np.ndarray, n: int, chunk_size: int) -> Iterator[Chunk]:
-    data, ancil = f["data"], f.get("ancil")
-    xvals = np.asarray(f["meta"]["xvals"][()], float).reshape(-1) if kind == "interp" else None
+def _array_chunks(kind: str, data, xvals, ancil, zgrid: np.ndarray, n: int, chunk_size: int,
+                  select: np.ndarray | None) -> Iterator[Chunk]:
+    """Chunks of an ``interp`` or ``mixmod`` ensemble's arrays (qp's HDF5 tables or an ensemble's objdata)."""
+    same_grid = kind != "interp" or (xvals.shape == zgrid.shape and np.allclose(xvals, zgrid, rtol=0, atol=1e-9))
     for a in range(0, n, chunk_size):
         b = min(a + chunk_size, n)
+        keep = None if select is None else np.asarray(select[a:b], bool)
         if kind == "interp":
-            y = np.asarray(data["yvals"][a:b], float)
-            pdfs = normalise_rows(zgrid, np.array([np.interp(zgrid, xvals, row, left=0.0, right=0.0) for row in y])
-                                  if xvals.shape != zgrid.shape or not np.allclose(xvals, zgrid, atol=1e-9) else y)
+            y = _select(data["yvals"], a, b, keep)
+            pdfs = normalise_rows(zgrid, y if same_grid else resample_rows(xvals, y, zgrid))
         else:
-            pdfs = normalise_rows(zgrid, mixture_on_grid(data["means"][a:b], data["stds"][a:b],
-                                                         data["weights"][a:b], zgrid))
-        carried = {k: np.asarray(ancil[k][a:b]).reshape(b - a) for k in CARRIED_COLUMNS
-                   if ancil is not None and k in ancil}
-        yield a, b, pdfs, carried
+            pdfs = normalise_rows(zgrid, mixture_on_grid(*(_select(data[k], a, b, keep)
+                                                           for k in ("means", "stds", "weights")), zgrid))
+        present = [k for k in CARRIED_COLUMNS if ancil is not None and k in ancil]
+        carried = {k: np.asarray(ancil[k][a:b]).reshape(-1) for k in present}  # rows a:b only, also from a file
+        yield a, b, pdfs, {k: v if keep is None else v[keep] for k, v in carried.items()}
 
 
-def _file_chunks(path, zgrid: np.ndarray, chunk_size: int) -> Iterator[Chunk]:
+def _kind(ens) -> str:
+    return type(ens.gen_obj).__name__.removesuffix("_gen")
+
+
+def _ensemble_chunks(ens, zgrid: np.ndarray, chunk_size: int, select: np.ndarray | None) -> Iterator[Chunk]:
+    n = int(ens.npdf)
+    if _kind(ens) in ("interp", "mixmod"):
+        xvals = np.asarray(ens.metadata["xvals"], float).reshape(-1) if _kind(ens) == "interp" else None
+        yield from _array_chunks(_kind(ens), ens.objdata, xvals, ens.ancil, zgrid, n, chunk_size, select)
+        return
+    for a in range(0, n, chunk_size):
+        b = min(a + chunk_size, n)
+        yield _qp_chunk(ens[np.arange(a, b)], a, b, zgrid, select)
+
+
+def _qp_chunk(part, a: int, b: int, zgrid: np.ndarray, select: np.ndarray | None) -> Chunk:
+    if select is not None:
+        rows = np.flatnonzero(select[a:b])
+        if not len(rows):
+            return a, b, np.zeros((0, len(zgrid))), {}
+        part = part[rows]
+    return a, b, pdfs_on_grid(part, zgrid), _carried(part.ancil, 0, part.npdf)
+
+
+def _file_chunks(path, zgrid: np.ndarray, chunk_size: int, select: np.ndarray | None) -> Iterator[Chunk]:
     with h5py.File(path, "r") as f:
         kind = ""
         if "meta" in f and "pdf_name" in f["meta"]:
             raw = np.asarray(f["meta"]["pdf_name"][()]).reshape(-1)[0]
             kind = raw.decode() if isinstance(raw, bytes) else str(raw)
         if kind in ("interp", "mixmod") and "data" in f:
-            n = _length(path)
-            yield from _table_chunks(f, kind, zgrid, n, chunk_size)
+            xvals = np.asarray(f["meta"]["xvals"][()], float).reshape(-1) if kind == "interp" else None
+            yield from _array_chunks(kind, f["data"], xvals, f.get("ancil"), zgrid, _length(path), chunk_size,
+                                     select)
             return
-    yield from _qp_file_chunks(path, zgrid, chunk_size)
+    import qp
+
+    for a, b, part in qp.iterator(str(path), chunk_size=chunk_size):
+        yield _qp_chunk(part, a, b, zgrid, select)
 
 
-def method_chunks(sources: Sequence, zgrid: np.ndarray, chunk_size: int = DEFAULT_CHUNK
-                  ) -> Iterator[tuple[int, int, list[np.ndarray], dict[str, Any]]]:
+def method_chunks(sources: Sequence, zgrid: np.ndarray, chunk_size: int = DEFAULT_CHUNK,
+                  select: np.ndarray | None = None) -> Iterator[tuple[int, int, list[np.ndarray], dict[str, Any]]]:
     """Read the sources in lockstep: per chunk, each method's PDFs on ``zgrid`` and the carried ancil columns.
+
+    Parameters
+    ----------
+    sources : sequence of path or qp.Ensemble
+    zgrid : ndarray, shape (G,)
+    chunk_size : int
+        Rows read at a time.
+    select : ndarray of bool, shape (N,), optional
+        Only these rows are tabulated and returned (e.g. the labelled objects of a fit).
 
     Yields
     ------
     start, end : int
         Rows of the chunk.
     pdfs : list of ndarray, shape (end - start, G)
-        One array per source, normalised on the grid.
+        One array per source, normalised on the grid (only the selected rows with ``select``).
     ancil : dict of str -> ndarray
         `CARRIED_COLUMNS` found in the sources (the first source having each).
     """
     if chunk_size < 1:
         raise DeepDiscError(f"chunk_size must be >= 1, got {chunk_size}")
-    readers = [(_file_chunks if _is_path(s) else _ensemble_chunks)(s, zgrid, chunk_size) for s in sources]
+    readers = [(_file_chunks if _is_path(s) else _ensemble_chunks)(s, zgrid, chunk_size, select) for s in sources]
     for parts in zip(*readers):
         ancil: dict[str, np.ndarray] = {}
         for _, _, _, carried in parts:
