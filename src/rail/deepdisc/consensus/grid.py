@@ -208,10 +208,16 @@ def grid_point_estimates(zgrid: np.ndarray, pdfs: np.ndarray) -> dict[str, np.nd
     zgrid = np.asarray(zgrid, float)
     zmode = zgrid[np.argmax(pdfs, axis=1)]
     zmean = row_integrals(zgrid, pdfs * zgrid) / row_integrals(zgrid, pdfs)
-    cdf = cumulative(zgrid, pdfs)
-    k = np.clip(np.argmax(cdf >= 0.5, axis=1) - 1, 0, len(zgrid) - 2)
+    # the CDF at zgrid[1:] (unnormalised, no (N, G) copy): cumulative trapezoid steps
+    upper = pdfs[:, 1:] + pdfs[:, :-1]
+    upper *= 0.5 * np.diff(zgrid)
+    np.cumsum(upper, axis=1, out=upper)
+    half = 0.5 * upper[:, -1]
+    j = np.argmax(upper >= half[:, None], axis=1)  # the median lies in [zgrid[j], zgrid[j + 1]]
     idx = np.arange(len(pdfs))
-    lo, hi = cdf[idx, k], cdf[idx, k + 1]
+    k = np.clip(j, 0, len(zgrid) - 2)
+    lo = np.where(k > 0, upper[idx, np.maximum(k - 1, 0)], 0.0) / np.where(half > 0, 2 * half, 1.0)
+    hi = upper[idx, k] / np.where(half > 0, 2 * half, 1.0)
     t = np.clip((0.5 - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
     zmedian = zgrid[k] + t * (zgrid[k + 1] - zgrid[k])
     return {"zmode": zmode, "zmean": zmean, "zmedian": zmedian}
