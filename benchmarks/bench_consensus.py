@@ -23,6 +23,8 @@ Run::
 
 import argparse
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import qp
 
-from rail.deepdisc.consensus import ConsensusModel, combine_ensembles, fit_sources, write_consensus
+from rail.deepdisc.consensus import ConsensusModel, combine_ensembles, fit_sources
 from rail.deepdisc.consensus.fit import combine_pdfs
 from rail.deepdisc.consensus.grid import grid_point_estimates, pdfs_on_grid
 from rail.deepdisc.consensus.io import consensus_ensemble
@@ -43,6 +45,17 @@ ZGRID = redshift_grid()
 
 def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def own_peak_rss_gb():
+    """Peak resident memory of this process image (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return peak_rss_gb()
 
 
 def gaussian_rows(means, sigmas, weights=None):
@@ -99,10 +112,10 @@ def run_cost(args):
     print(f"{'total':>24} {total:>9.2f} {args.objects / total:>10.0f}")
     print(f"peak RSS {peak_rss_gb():.2f} GB")
     if args.files:
-        run_files(args, model)
+        run_files(args)  # the child process rebuilds the same model
 
 
-def run_files(args, model):
+def run_files(args):
     rng = np.random.default_rng(1)
     n = args.files
     with tempfile.TemporaryDirectory(prefix="bench-consensus-") as tmp:
@@ -117,11 +130,20 @@ def run_files(args, model):
             ens.set_ancil(dict(object_id=np.arange(n)))
             paths.append(Path(tmp) / f"m{j}.hdf5")
             ens.write_to(str(paths[j]))
-        t = time.perf_counter()
-        write_consensus(paths, model, Path(tmp) / "out.hdf5", rng.uniform(22, 30, n), chunk_size=args.chunk)
-        dt = time.perf_counter() - t
-    print(f"end to end from files (read, tabulate, combine, write): {n} objects in {dt:.2f} s = "
-          f"{n / dt:.0f} objects/s; peak RSS {peak_rss_gb():.2f} GB")
+        np.save(Path(tmp) / "mag.npy", rng.uniform(22, 30, n))
+        # a fresh process, so that its peak RSS is the combine's own (not the synthetic inputs')
+        code = ("import sys, time, numpy as np; sys.path.insert(0, sys.argv[1]); "
+                "from bench_consensus import cost_model, own_peak_rss_gb; "
+                "from rail.deepdisc.consensus import write_consensus; "
+                "t = time.perf_counter(); "
+                "write_consensus(sys.argv[3:], cost_model(len(sys.argv) - 3), sys.argv[2] + '/out.hdf5', "
+                f"np.load(sys.argv[2] + '/mag.npy'), chunk_size={args.chunk}); "
+                "print(time.perf_counter() - t, own_peak_rss_gb())")
+        done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), tmp, *map(str, paths)],
+                              capture_output=True, text=True, check=True)
+        dt, rss = map(float, done.stdout.split()[-2:])
+    print(f"end to end from files (read, tabulate, combine, write), own process: {n} objects in {dt:.2f} s = "
+          f"{n / dt:.0f} objects/s; peak RSS {rss:.2f} GB")
 
 
 # ------------------------------------------------------------------------------------------------------
