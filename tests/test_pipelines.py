@@ -112,6 +112,9 @@ def test_compare_pipeline_runs_the_three_estimators(tmp_path):
     _run_ceci(_write(DeepDiscComparePipeline("COSMOSWEB4", TEST_SIZE), tmp_path, "compare"), tmp_path)
     out = tmp_path / "out"
     n = validate_tileset(out / "output_simulate_test.h5").n_primary
-    for name in ("deepdisc", "bpz", "eazy"):
+    for name in ("deepdisc", "bpz", "eazy", "consensus"):
         metrics = json.loads((out / f"output_metrics_{name}.json").read_text())
         assert metrics["n_objects"] == n, name
+    consensus = qp.read(str(out / "output_estimate_consensus.hdf5"))  # their consensus, row for row
+    np.testing.assert_array_equal(consensus.ancil["object_id"], qp.read(str(out / "output_estimate_deepdisc.hdf5"))
+                                  .ancil["object_id"])

@@ -125,6 +125,14 @@ _LAZY = {
     "build_report": "rail.deepdisc.evaluation.report",
     "SpooledOutputMixin": "rail.deepdisc.inference.spooled",
     "split_band_list": "rail.deepdisc.presets",
+    "ConsensusInformer": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusEstimator": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusInformer3": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusEstimator3": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusInformer4": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusEstimator4": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusSettings": "rail.deepdisc.consensus.model",
+    "ConsensusModel": "rail.deepdisc.consensus.model",
 }
 
 #: Modules holding the package's RAIL stages. RAIL's ``import_and_attach_all`` imports only ``rail.deepdisc``,
@@ -136,6 +144,7 @@ STAGE_MODULES = (
     "rail.estimation.algos.deepdisc_som",
     "rail.estimation.algos.deepdisc_eazy",
     "rail.estimation.algos.deepdisc_bpz",
+    "rail.estimation.algos.deepdisc_consensus",
     "rail.evaluation.deepdisc_evaluators",
     "rail.tools.deepdisc_catalog",
     "rail.tools.deepdisc_prep",

@@ -6,7 +6,8 @@ class                      stages
 `DeepDiscMainPipeline`     simulate (train and test fields) -> inform -> estimate -> evaluate: RAIL's PIT and
                            CDE loss, our coverage and the paper's metrics (truth ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
-`DeepDiscComparePipeline`  the main pipeline plus BPZ and EAZY on the same objects, each evaluated alike
+`DeepDiscComparePipeline`  the main pipeline plus BPZ and EAZY on the same objects and their consensus
+                           (calibrated on the test field's spec-z), each evaluated alike
 =========================  ==============================================================================
 
 `write_pipeline` turns one of them into a pipeline YAML and its stage-configuration YAML, which the ``ceci``
@@ -26,6 +27,7 @@ from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
+from rail.estimation.algos.deepdisc_consensus import ConsensusEstimator3, ConsensusInformer3
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
 from rail.evaluation.deepdisc_evaluators import (
     DeepDiscCoverageEvaluator,
@@ -45,6 +47,8 @@ __all__ = [
     "PIPELINES",
 ]
 
+#: Names of the methods the compare pipeline's consensus combines (the order of its inputs).
+CONSENSUS_METHODS = ("deepdisc", "bpz", "eazy")
 #: RAIL evaluator metrics run on every photo-z output (PIT with its KS/CvM/AD statistics, CDE loss).
 RAIL_METRICS = ["cdeloss", "pit", "cvm", "ks", "ad"]
 
@@ -148,7 +152,9 @@ class DeepDiscComparePipeline(RailPipeline):
     """DeepDISC, BPZ and EAZY on the same simulated objects, each trained on the same labels and evaluated alike.
 
     BPZ and EAZY fit the catalog photometry of the TileSets (``TileSetToCatalog``) with their own template sets,
-    which differ from the simulator's (see ``rail.deepdisc.peers``).
+    which differ from the simulator's (see ``rail.deepdisc.peers``). Their consensus with DeepDISC
+    (``rail.deepdisc.consensus``) is calibrated on the test field's spec-z objects (10% of the catalogue, none
+    used in training) and evaluated like the three methods it combines.
     """
 
     default_input_dict: dict[str, str] = {}
@@ -172,8 +178,16 @@ class DeepDiscComparePipeline(RailPipeline):
         self.inform_eazy = EazyInformer.build(connections=dict(input=self.catalog_train.io.output), bands=bands)
         self.estimate_eazy = EazyEstimator.build(
             connections=dict(input=self.catalog_test.io.output, model=self.inform_eazy.io.model), bands=bands)
+        methods = dict(input_1=self.estimate_deepdisc.io.output, input_2=self.estimate_bpz.io.output,
+                       input_3=self.estimate_eazy.io.output)
+        # the consensus is calibrated on the test field's spec-z (never used in training), applied to all of it
+        self.inform_consensus = ConsensusInformer3.build(connections=dict(methods, truth=test),
+                                                         methods=list(CONSENSUS_METHODS), prior_without_labels=True)
+        self.estimate_consensus = ConsensusEstimator3.build(
+            connections=dict(methods, model=self.inform_consensus.io.model, tiles=test),
+            methods=list(CONSENSUS_METHODS))
         for name, stage in (("deepdisc", self.estimate_deepdisc), ("bpz", self.estimate_bpz),
-                            ("eazy", self.estimate_eazy)):
+                            ("eazy", self.estimate_eazy), ("consensus", self.estimate_consensus)):
             _evaluators(self, name, stage.io.output, test, f"{name} {preset}")
 
 

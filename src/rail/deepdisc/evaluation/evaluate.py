@@ -16,6 +16,8 @@ N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ a
 ``nz.csv``            redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
 ``peers.csv``         peer comparison (only with peers)
 ``peer_coverage.csv`` coverage per estimator and credibility level (only with peers)
+``peer_bins.csv``     every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
+``peer_pit.csv``      every estimator's PIT histogram (only with peers)
 ``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
 ====================  ========================================================================================
 """
@@ -47,6 +49,7 @@ from rail.deepdisc.evaluation.metrics import (
     point_metrics,
 )
 from rail.deepdisc.evaluation.rail_metrics import rail_metrics
+from rail.deepdisc.evaluation.side_by_side import estimator_tables
 from rail.deepdisc.exceptions import ConfigError, DeepDiscError
 from rail.deepdisc.presets import FILTER_PRESETS
 
@@ -126,6 +129,8 @@ class EvaluationResult:
     objects: dict[str, np.ndarray]
     peers: list[dict] = field(default_factory=list)
     peer_coverage: list[dict] = field(default_factory=list)
+    peer_bins: list[dict] = field(default_factory=list)  # every estimator by magnitude and redshift bin
+    peer_pit: list[dict] = field(default_factory=list)  # every estimator's PIT histogram
 
 
 def _preset_of(bands: Sequence[str]) -> str:
@@ -201,6 +206,9 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
     }
     if peers:
         result.peers, result.peer_coverage = _peer_tables(photoz, peers, ztrue, settings, result)
+        ids = np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64)
+        named = {f"DeepDISC ({result.summary['label']})": photoz, **{k: _aligned(p, ids, k) for k, p in peers.items()}}
+        result.peer_bins, result.peer_pit = estimator_tables(named, ztrue, mag, settings)
     return result
 
 
