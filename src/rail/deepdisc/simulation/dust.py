@@ -1,25 +1,21 @@
-"""Milky-Way dust: a smooth E(B-V) field (or the SFD map through `dustmaps`) and its NIRCam extinction.
+"""The simulator's Milky-Way dust: a smooth E(B-V) field (or the SFD map) and its NIRCam extinction.
 
 Without a map directory the simulator uses a smooth random field around ``ebv_mw_mean`` (GOODS-S has
 E(B-V) of about 0.008); with one, it queries the Schlegel, Finkbeiner & Davis (1998) map with the
-Schlafly & Finkbeiner (2011) recalibration factor 0.86. Extinction per band follows Cardelli, Clayton &
-Mathis (1989) with R_V = 3.1 at the band's pivot wavelength.
+Schlafly & Finkbeiner (2011) recalibration through `rail.deepdisc.dust.sfd_ebv`, as the real-data path does.
+Extinction per band follows Cardelli, Clayton & Mathis (1989) with R_V = 3.1 at the band's pivot wavelength.
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import numpy as np
 
-from rail.deepdisc.exceptions import DustMapError
+from rail.deepdisc.dust import sfd_ebv
 from rail.deepdisc.filters import pivot_wavelength
 
-__all__ = ["ccm89_extinction", "band_extinction", "smooth_ebv_field", "sfd_ebv"]
+__all__ = ["ccm89_extinction", "band_extinction", "smooth_ebv_field", "milky_way_ebv"]
 
 MW_RV = 3.1
-SFD_RECALIBRATION = 0.86
 SMOOTH_MODES = 6
 SMOOTH_SCALE_DEG = (0.05, 0.5)  # wavelengths of the field's modes
 
@@ -108,28 +104,28 @@ def smooth_ebv_field(
     return np.clip(mean * (1.0 + variation * waves), 0.0, None)
 
 
-def sfd_ebv(ra: np.ndarray, dec: np.ndarray, map_dir: str | Path) -> np.ndarray:
-    """E(B-V) from the SFD map in ``map_dir`` (read by `dustmaps`), recalibrated by 0.86.
+def milky_way_ebv(settings, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """E(B-V) of the simulated objects: the SFD map in ``settings.dustmap_dir``, else the smooth field.
+
+    Parameters
+    ----------
+    settings : SimulationSettings
+        ``dustmap_dir``, ``ebv_mw_mean``, ``ebv_mw_variation`` and ``seed``.
+    ra, dec : ndarray (N,)
+        Sky position, deg.
+
+    Returns
+    -------
+    ndarray (N,)
+        E(B-V), mag (SF11-recalibrated when read from the map).
 
     Raises
     ------
     DustMapError
-        If the map files are missing or unreadable.
+        If ``settings.dustmap_dir`` lacks the map files or they cannot be read.
     """
-    from astropy.coordinates import SkyCoord
-
-    map_dir = Path(map_dir)
-    sfd_dir = map_dir / "sfd" if (map_dir / "sfd").is_dir() else map_dir
-    try:
-        with warnings.catch_warnings():  # dustmaps warns about a missing ~/.dustmapsrc: we pass the directory
-            warnings.simplefilter("ignore")
-            from dustmaps.sfd import SFDQuery
-
-        query = SFDQuery(map_dir=str(sfd_dir))
-        ebv = query(SkyCoord(np.asarray(ra, float), np.asarray(dec, float), unit="deg", frame="icrs"))
-    except (OSError, ValueError, KeyError) as err:
-        raise DustMapError(
-            f"{sfd_dir}: cannot read the SFD dust maps ({err}); pass the directory holding "
-            f"SFD_dust_4096_ngp.fits and SFD_dust_4096_sgp.fits, or no dust-map directory"
-        )
-    return SFD_RECALIBRATION * np.asarray(ebv, float)
+    if settings.dustmap_dir:
+        return sfd_ebv(ra, dec, map_dir=settings.dustmap_dir)
+    return smooth_ebv_field(
+        ra, dec, mean=settings.ebv_mw_mean, variation=settings.ebv_mw_variation, seed=settings.seed
+    )
