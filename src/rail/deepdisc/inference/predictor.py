@@ -26,7 +26,7 @@ from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.exceptions import ModelError, TileSetError
 from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD, _match_boxes
 from rail.deepdisc.inference.photoz import PhotoZChunk, empty_chunk
-from rail.deepdisc.mixture import MEDIAN_TOLERANCE, Mixture, _combine, _mean, _median, _mode
+from rail.deepdisc.mixture import MEDIAN_TOLERANCE, Mixture
 from rail.deepdisc.model.artifact import check_compatible
 from rail.deepdisc.tileset.format import TileSet, _check_objects
 
@@ -344,7 +344,7 @@ class EnsemblePredictor:
 def _assemble(tiles: TileSet, plan: _ChunkPlan, results: list[_MemberResult], weights: np.ndarray,
               settings: InferenceSettings) -> PhotoZChunk:
     primary = tiles.primary_objects()
-    mixture = _combine([r.mixture for r in results], weights)
+    mixture = Mixture.combine([r.mixture for r in results], weights)
     matched_any = np.any([r.matched for r in results], axis=0)
     unmatched = 0 if settings.forced_all else sum(
         1 for rows in plan.out_rows if len(rows) and not matched_any[rows].any())
@@ -352,9 +352,9 @@ def _assemble(tiles: TileSet, plan: _ChunkPlan, results: list[_MemberResult], we
     return PhotoZChunk(
         mixture=mixture,
         object_id=np.asarray(primary["object_id"], dtype=np.int64),
-        zmode=_mode(mixture, settings.zgrid),
-        zmean=_mean(mixture),
-        zmedian=_median(mixture, MEDIAN_TOLERANCE),
+        zmode=mixture.mode(settings.zgrid),
+        zmean=mixture.mean(),
+        zmedian=mixture.median(MEDIAN_TOLERANCE),
         detected=matched_any.astype(np.int8),
         forced=(~matched_any).astype(np.int8),
         recentred=(kind[np.asarray(primary["tile"], dtype=np.int64)] == "recentred").astype(np.int8),
