@@ -16,7 +16,8 @@ from rail.deepdisc.simulation.mosaics import (
     SPECZ_FILENAME,
     mosaic_filename,
 )
-from rail.deepdisc.tileset.io import read_tileset, validate_tileset
+from rail.deepdisc.tileset.io import read_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 from tests.helpers.simdata import default_tileset
 
 SMALL = dict(n_tiles=3, tile_size=48, seed=4)

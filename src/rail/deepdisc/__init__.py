@@ -47,16 +47,11 @@ from rail.deepdisc.exceptions import (
     TileSetError,
 )
 from rail.deepdisc.presets import FILTER_PRESETS, get_preset, resolve_bands
-from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets, empty_objects, object_columns
-from rail.deepdisc.tileset.io import (
-    TileSetSummary,
-    TileSetWriter,
-    iter_tileset,
-    plan_chunks,
-    read_tileset,
-    validate_tileset,
-    write_tileset,
-)
+from rail.deepdisc.tileset.contract import empty_objects, object_columns
+from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets
+from rail.deepdisc.tileset.io import iter_tileset, plan_chunks, read_tileset, write_tileset
+from rail.deepdisc.tileset.validation import TileSetSummary, validate_tileset
+from rail.deepdisc.tileset.writer import TileSetWriter
 
 try:
     from rail.deepdisc._version import version as __version__

@@ -24,11 +24,13 @@ import numpy as np
 
 from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.exceptions import ModelError, TileSetError
-from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD, _match_boxes
+from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD, match_box_arrays
 from rail.deepdisc.inference.photoz import PhotoZChunk, empty_chunk
 from rail.deepdisc.mixture import MEDIAN_TOLERANCE, Mixture
 from rail.deepdisc.model.artifact import check_compatible
-from rail.deepdisc.tileset.format import TileSet, _check_objects
+from rail.deepdisc.tileset.contract import check_objects
+from rail.deepdisc.tileset.format import TileSet
+from rail.deepdisc.tileset.validation import open_checked, read_columns
 
 __all__ = [
     "InferenceSettings",
@@ -178,7 +180,7 @@ def _tile_boxes(plan: _ChunkPlan, t: int, detection: dict | None, settings: Infe
     det_boxes = detection["boxes"].detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
     det_scores = detection["scores"].detach().cpu().numpy().astype(np.float64).reshape(-1)
     keep = det_scores >= settings.score_threshold
-    matches = _match_boxes(plan.boxes[t], det_boxes[keep], det_scores[keep], settings.iou_threshold)
+    matches = match_box_arrays(plan.boxes[t], det_boxes[keep], det_scores[keep], settings.iou_threshold)
     idx = matches.detection[primary]
     matched = idx >= 0
     boxes[matched] = det_boxes[keep][idx[matched]]
@@ -390,14 +392,12 @@ def check_input(predictor: EnsemblePredictor, tiles) -> int:
         source, bands, pixel_scale = tiles.source, tiles.bands, tiles.pixel_scale
         n_tiles, objects = tiles.n_tiles, tiles.objects
     else:
-        from rail.deepdisc.tileset.io import _open_checked, _read_columns
-
         source = str(tiles)
-        f, bands, pixel_scale, _ = _open_checked(tiles, source)
+        f, bands, pixel_scale, _ = open_checked(tiles, source)
         with f:
             n_tiles = f["images"].shape[0]
-            objects = _read_columns(f["objects"], names=["object_id", "tile", "primary"])
-    _check_objects(source, n_tiles, objects)
+            objects = read_columns(f["objects"], names=["object_id", "tile", "primary"])
+    check_objects(source, n_tiles, objects)
     predictor.check_compatible(bands, pixel_scale, data_name=source)
     n_primary = int(np.count_nonzero(objects["primary"]))
     if n_primary == 0:

@@ -3,7 +3,7 @@
 A `TilePlan` lists the windows of one tiling that pass the coverage check (grid tiles, then re-centred
 cutouts) and the primary tile of every catalog object. `write_tiles` reads the windows of a subset of the plan
 (memory-mapped, a chunk of tiles at a time), builds their segmaps and object rows, and appends them to a
-`rail.deepdisc.tileset.io.TileSetWriter`.
+`rail.deepdisc.tileset.writer.TileSetWriter`.
 
 In a file, an object has rows only if its primary tile is in that file; segmentation pixels of objects without
 a row are set to 0, so every non-zero label of a file's segmaps is one of its objects. Objects without a
@@ -25,8 +25,9 @@ from rail.deepdisc.prep.catalog import PhotCatalog
 from rail.deepdisc.prep.mosaics import MosaicStack
 from rail.deepdisc.prep.segmentation import SegmentationImage
 from rail.deepdisc.prep.tiling import assign_primary, box_inside, grid_origins, recentred_origin
-from rail.deepdisc.tileset.format import TileSet, empty_objects
-from rail.deepdisc.tileset.io import TileSetWriter
+from rail.deepdisc.tileset.contract import empty_objects
+from rail.deepdisc.tileset.format import TileSet
+from rail.deepdisc.tileset.writer import TileSetWriter
 
 __all__ = [
     "MIN_BOX_HALF_PX",

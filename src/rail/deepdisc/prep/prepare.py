@@ -3,7 +3,7 @@
 `prepare_tilesets` reads the photometric catalog, compiles spec-z labels (:mod:`rail.deepdisc.prep.specz`), looks
 up E(B-V) (:mod:`rail.deepdisc.dust`), scans the segmentation image for footprints, plans two tilings
 (:mod:`rail.deepdisc.prep.tiling`) and streams tiles into TileSet files
-(:class:`rail.deepdisc.tileset.io.TileSetWriter`):
+(:class:`rail.deepdisc.tileset.writer.TileSetWriter`):
 
 - labelled tiling: a grid without overlap; tiles lacking coverage in any band are dropped; tiles with at least
   one labelled primary object are split by tile into ``train`` / ``val`` / ``test`` (seeded);

@@ -20,8 +20,9 @@ from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.prep.tiling import most_central
 from rail.deepdisc.simulation.field import FieldContext, SimulatedField, make_wcs, simulate_field
 from rail.deepdisc.simulation.settings import SimulationSettings
-from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets, object_columns
-from rail.deepdisc.tileset.io import TileSetWriter
+from rail.deepdisc.tileset.contract import object_columns
+from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets
+from rail.deepdisc.tileset.writer import TileSetWriter
 
 __all__ = ["simulate_tileset", "cut_field", "field_tile", "ID_STRIDE"]
 
