@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 
+from rail.deepdisc.evaluation.binned import detection_completeness, metrics_table
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     CoverageResult,
@@ -26,8 +27,6 @@ from rail.deepdisc.evaluation.evaluate import EvaluationResult, EvaluationSettin
 from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, read_photoz, read_truth, with_ancil
 from rail.deepdisc.evaluation.metrics import (
     PointMetrics,
-    detection_completeness,
-    metrics_table,
     normalised_residuals,
     outlier_fraction,
     photoz_bias,
