@@ -156,15 +156,3 @@ def _append(dset: h5py.Dataset, start: int, values: np.ndarray) -> None:
     dset.resize(start + len(values), axis=0)
     if len(values):
         dset[start:start + len(values)] = values
-
-
-def _as_column(values, dtype) -> np.ndarray:
-    if dtype is str:
-        return np.asarray(values).astype(str).astype(object)
-    return np.asarray(values, dtype=dtype)
-
-
-def _append(dset: h5py.Dataset, start: int, values: np.ndarray) -> None:
-    dset.resize(start + len(values), axis=0)
-    if len(values):
-        dset[start:start + len(values)] = values
