@@ -13,7 +13,8 @@ import numpy as np
 from astropy.wcs import WCS
 from scipy.ndimage import find_objects
 
-from rail.deepdisc.simulation.dust import band_extinction, milky_way_ebv
+from rail.deepdisc.dust import band_extinction
+from rail.deepdisc.simulation.dust import milky_way_ebv
 from rail.deepdisc.simulation.labels import assign_labels
 from rail.deepdisc.simulation.morphology import draw_morphology
 from rail.deepdisc.simulation.noise import flux_njy
