@@ -29,7 +29,8 @@ import numpy as np
 
 
 def synthetic_tiles(n_tiles, size, n_bands, n_objects, seed=0):
-    from rail.deepdisc.tileset.format import TileSet, empty_objects
+    from rail.deepdisc.tileset.contract import empty_objects
+    from rail.deepdisc.tileset.format import TileSet
 
     rng = np.random.default_rng(seed)
     bands = tuple(f"B{k}" for k in range(n_bands))

@@ -20,7 +20,7 @@ from rail.deepdisc.pipelines import (
     DeepDiscMainPipeline,
     write_pipeline,
 )
-from rail.deepdisc.tileset.io import validate_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 
 ROOT = Path(__file__).resolve().parents[1]
 CECI_MAIN = "import sys; from ceci.main import main; sys.exit(main())"  # the `ceci` command, in this Python

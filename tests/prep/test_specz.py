@@ -8,15 +8,8 @@ from astropy.table import Table
 
 from rail.deepdisc.exceptions import ConfigError, PrepError
 from rail.deepdisc.prep.catalog import PhotCatalog
-from rail.deepdisc.prep.specz import (
-    SPECZ_FORMATS,
-    CompileSettings,
-    SpeczFormat,
-    SpeczTable,
-    compile_specz,
-    read_specz,
-    specz_sources,
-)
+from rail.deepdisc.prep.specz import CompileSettings, compile_specz, specz_sources
+from rail.deepdisc.prep.specz_tables import SPECZ_FORMATS, SpeczFormat, SpeczTable, read_specz
 from tests.helpers.jades_files import write_nirspec
 
 RA0, DEC0 = 53.16, -27.78

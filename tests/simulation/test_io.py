@@ -16,7 +16,8 @@ from rail.deepdisc.simulation.mosaics import (
     SPECZ_FILENAME,
     mosaic_filename,
 )
-from rail.deepdisc.tileset.io import read_tileset, validate_tileset
+from rail.deepdisc.tileset.io import read_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 from tests.helpers.simdata import default_tileset
 
 SMALL = dict(n_tiles=3, tile_size=48, seed=4)
@@ -247,11 +248,23 @@ def test_streaming_without_memory(tmp_path):
         simulate_tileset(s, in_memory=False)
 
 
+def test_dust_map_gives_the_objects_ebv(tmp_path):
+    from rail.deepdisc.dust import sfd_ebv
+    from tests.helpers.jades_files import write_sfd_map
+
+    folder = write_sfd_map(tmp_path / "dust" / "sfd")
+    ts = simulate_tileset(SimulationSettings(n_tiles=1, tile_size=32, dustmap_dir=str(tmp_path / "dust")),
+                          progress_bar=False)
+    expected = sfd_ebv(ts.objects["ra"], ts.objects["dec"], map_dir=folder)
+    assert ts.n_objects > 0 and np.all(expected > 0)
+    np.testing.assert_allclose(ts.objects["ebv"], expected, rtol=1e-6)
+
+
 def test_missing_dust_maps_raise(tmp_path):
     from rail.deepdisc.exceptions import DustMapError
 
     s = SimulationSettings(n_tiles=1, tile_size=32, dustmap_dir=str(tmp_path))
-    with pytest.raises(DustMapError, match="cannot read the SFD dust maps"):
+    with pytest.raises(DustMapError, match=r"SFD_dust_4096_ngp.fits, SFD_dust_4096_sgp.fits not found"):
         simulate_tileset(s, progress_bar=False)
 
 

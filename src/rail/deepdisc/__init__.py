@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 
+from rail.deepdisc.evaluation.binned import detection_completeness, metrics_table
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     CoverageResult,
@@ -26,8 +27,6 @@ from rail.deepdisc.evaluation.evaluate import EvaluationResult, EvaluationSettin
 from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, read_photoz, read_truth, with_ancil
 from rail.deepdisc.evaluation.metrics import (
     PointMetrics,
-    detection_completeness,
-    metrics_table,
     normalised_residuals,
     outlier_fraction,
     photoz_bias,
@@ -47,16 +46,11 @@ from rail.deepdisc.exceptions import (
     TileSetError,
 )
 from rail.deepdisc.presets import FILTER_PRESETS, get_preset, resolve_bands
-from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets, empty_objects, object_columns
-from rail.deepdisc.tileset.io import (
-    TileSetSummary,
-    TileSetWriter,
-    iter_tileset,
-    plan_chunks,
-    read_tileset,
-    validate_tileset,
-    write_tileset,
-)
+from rail.deepdisc.tileset.contract import empty_objects, object_columns
+from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets
+from rail.deepdisc.tileset.io import iter_tileset, plan_chunks, read_tileset, write_tileset
+from rail.deepdisc.tileset.validation import TileSetSummary, validate_tileset
+from rail.deepdisc.tileset.writer import TileSetWriter
 
 try:
     from rail.deepdisc._version import version as __version__
@@ -113,10 +107,10 @@ _LAZY = {
     "PrepInputs": "rail.deepdisc.prep.prepare",
     "PrepSettings": "rail.deepdisc.prep.prepare",
     "prepare_tilesets": "rail.deepdisc.prep.prepare",
-    "SpeczFormat": "rail.deepdisc.prep.specz",
-    "SPECZ_FORMATS": "rail.deepdisc.prep.specz",
+    "SpeczFormat": "rail.deepdisc.prep.specz_tables",
+    "SPECZ_FORMATS": "rail.deepdisc.prep.specz_tables",
     "CompileSettings": "rail.deepdisc.prep.specz",
-    "read_specz": "rail.deepdisc.prep.specz",
+    "read_specz": "rail.deepdisc.prep.specz_tables",
     "compile_specz": "rail.deepdisc.prep.specz",
     "read_photometry": "rail.deepdisc.prep.catalog",
     "sfd_ebv": "rail.deepdisc.dust",

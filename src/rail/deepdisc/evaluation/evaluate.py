@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from rail.deepdisc.constants import ZMAX, ZMIN
+from rail.deepdisc.evaluation.binned import detection_completeness, flag_subsets, metrics_table
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     calibration_error,
@@ -41,13 +42,7 @@ from rail.deepdisc.evaluation.coverage import (
     pit_values,
 )
 from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, match_truth
-from rail.deepdisc.evaluation.metrics import (
-    OUTLIER_THRESHOLD,
-    detection_completeness,
-    flag_subsets,
-    metrics_table,
-    point_metrics,
-)
+from rail.deepdisc.evaluation.metrics import OUTLIER_THRESHOLD, point_metrics
 from rail.deepdisc.evaluation.rail_metrics import rail_metrics
 from rail.deepdisc.evaluation.side_by_side import estimator_tables
 from rail.deepdisc.exceptions import ConfigError, DeepDiscError

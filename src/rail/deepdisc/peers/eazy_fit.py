@@ -7,9 +7,9 @@ and returns normalised log-posteriors on eazy's redshift grid (log-spaced, ``z_s
 Departures from a stock eazy-py run, and why:
 
 - the template grid is integrated by `rail.deepdisc.peers.templates.template_fluxes` (vectorised, with eazy's
-  own IGM) and handed to `TemplateGrid` as ``tempfilt_data``: eazy's per-template integration takes minutes
-  for finely sampled SEDs, and its parallel path leaves the grid all zeros unless ``verbose > 1`` (eazy-py
-  0.8.7). The fit is serial (``n_proc=0``): MPI ranks are our parallelism;
+  own IGM) and handed to `TemplateGrid` as ``tempfilt_data`` (`rail.deepdisc.peers.eazy_grid`): eazy's
+  per-template integration takes minutes for finely sampled SEDs, and its parallel path leaves the grid all
+  zeros unless ``verbose > 1`` (eazy-py 0.8.7). The fit is serial (``n_proc=0``): MPI ranks are our parallelism;
 - Milky-Way extinction is removed from the photometry per object before the fit (``MW_EBV = 0`` in eazy),
   since eazy takes one E(B-V) for a whole catalog;
 - fluxes are in nJy, so ``PRIOR_ABZP = 31.4``.
@@ -40,6 +40,7 @@ from rail.deepdisc.peers.eazy_files import (
     write_templates,
     write_translate,
 )
+from rail.deepdisc.peers.eazy_grid import best_single_template, build_template_grid
 from rail.deepdisc.peers.eazy_model import EazyModel
 from rail.deepdisc.peers.photometry import AB_ZEROPOINT_NJY
 from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
@@ -225,7 +226,7 @@ class EazyRunner:
     def template_grid(self):
         """Return the `eazy.photoz.TemplateGrid` (redshifts x templates x filters), built on first use."""
         if self._grid is None:
-            self._grid = _build_template_grid(self.params(), self.settings)
+            self._grid = build_template_grid(self.params(), self.settings)
         return self._grid
 
     def photoz(self, flux_njy: np.ndarray, err_njy: np.ndarray):
@@ -354,72 +355,9 @@ class EazyRunner:
         for i in range(len(fnu)):
             templates_z, tef_z = grid(z[i]), tef(z[i])
             if self.settings.template_combos == "1":
-                model[i] = _best_single_template(fnu[i], efnu[i], templates_z, tef_z)
+                model[i] = best_single_template(fnu[i], efnu[i], templates_z, tef_z)
             else:
                 _, _, model[i], _ = template_lsq(
                     fnu[i], efnu[i], templates_z, tef_z, zp, False, self.settings.fitter, True, 1
                 )
         return model
-
-
-def _best_single_template(
-    fnu: np.ndarray, efnu: np.ndarray, templates: np.ndarray, tef: np.ndarray
-) -> np.ndarray:
-    """Model fluxes (B,) of the template (a row of ``templates`` (T, B)) of lowest chi^2, free amplitude."""
-    ok = efnu > 0
-    if not ok.any():
-        return np.zeros_like(fnu)
-    w = 1.0 / (efnu[ok] ** 2 + (tef[ok] * np.maximum(fnu[ok], 0.0)) ** 2)
-    a = templates[:, ok]
-    num = a @ (w * fnu[ok])
-    den = (a * a) @ w
-    amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    chi2 = np.sum(w * fnu[ok] ** 2) - amp * num
-    best = int(np.argmin(np.where(den > 0, chi2, np.inf)))
-    return amp[best] * templates[best]
-
-
-def _build_template_grid(params: dict, settings: EazySettings):
-    """Build eazy's `TemplateGrid` from our integration of the templates through the filters (see above)."""
-    from rail.deepdisc.peers.templates import template_fluxes
-
-    with captured_output():
-        from eazy import templates as eazy_templates
-        from eazy import utils as eazy_utils
-        from eazy.photoz import TemplateGrid
-
-        zgrid = eazy_utils.log_zgrid(zr=[params["Z_MIN"], params["Z_MAX"]], dz=params["Z_STEP"]).astype(
-            np.float32
-        )
-        templates = eazy_templates.read_templates_file(
-            templates_file=params["TEMPLATES_FILE"], velocity_smooth=0, resample_wave=None
-        )
-    data = template_fluxes(
-        load_template_set(settings.templates),
-        zgrid,
-        settings.bands,
-        igm="eazy",
-        scale_tau=settings.igm_scale_tau,
-        add_cgm=settings.add_cgm,
-    )
-    if not np.any(data > 0):
-        raise ConfigError(
-            f"eazy template grid for {settings.templates!r} is empty: the templates do not reach "
-            f"the bands {' '.join(settings.bands)}"
-        )
-    with captured_output():
-        grid = TemplateGrid(
-            zgrid,
-            templates,
-            RES=params["FILTERS_RES"],
-            f_numbers=list(range(1, len(settings.bands) + 1)),
-            add_igm=params["IGM_SCALE_TAU"],
-            galactic_ebv=0,
-            Eb=0,
-            n_proc=-1,
-            verbose=0,
-            array_dtype=np.float32,
-            tempfilt_data=data.astype(np.float32),
-        )
-    logger.debug("eazy template grid: %d z x %d templates x %d filters", *grid.tempfilt.shape)
-    return grid

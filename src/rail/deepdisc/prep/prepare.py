@@ -3,7 +3,7 @@
 `prepare_tilesets` reads the photometric catalog, compiles spec-z labels (:mod:`rail.deepdisc.prep.specz`), looks
 up E(B-V) (:mod:`rail.deepdisc.dust`), scans the segmentation image for footprints, plans two tilings
 (:mod:`rail.deepdisc.prep.tiling`) and streams tiles into TileSet files
-(:class:`rail.deepdisc.tileset.io.TileSetWriter`):
+(:class:`rail.deepdisc.tileset.writer.TileSetWriter`):
 
 - labelled tiling: a grid without overlap; tiles lacking coverage in any band are dropped; tiles with at least
   one labelled primary object are split by tile into ``train`` / ``val`` / ``test`` (seeded);
@@ -33,10 +33,12 @@ from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.dust import sfd_ebv
 from rail.deepdisc.exceptions import ConfigError, PrepError, PrepWarning
 from rail.deepdisc.prep.catalog import PhotCatalog, read_photometry
+from rail.deepdisc.prep.cutouts import write_tiles
 from rail.deepdisc.prep.mosaics import find_mosaics, open_mosaics
-from rail.deepdisc.prep.plan import CoverageChecker, MosaicObjects, plan_tiling, write_tiles
+from rail.deepdisc.prep.plan import CoverageChecker, MosaicObjects, plan_tiling
 from rail.deepdisc.prep.segmentation import SegmentationImage, find_segmentation, footprint_boxes, open_segmentation
-from rail.deepdisc.prep.specz import CompileSettings, SpeczFormat, compile_specz, read_specz
+from rail.deepdisc.prep.specz import CompileSettings, compile_specz
+from rail.deepdisc.prep.specz_tables import SpeczFormat, read_specz
 from rail.deepdisc.prep.tiling import TILE_SIZE_ARCSEC, split_tiles, tile_shape_px
 from rail.deepdisc.presets import resolve_bands
 
