@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rail.deepdisc.evaluation.coverage import mixture_params
+from rail.deepdisc.mixture import from_qp
 
 __all__ = ["PDF_ROWS", "row_integrals", "mixture_on_grid", "pdfs_on_grid", "normalise_rows", "cumulative", "values_at",
            "grid_point_estimates"]
@@ -118,7 +118,7 @@ def pdfs_on_grid(ensemble, zgrid: np.ndarray) -> np.ndarray:
     ndarray, shape (N, G)
     """
     zgrid = np.asarray(zgrid, float)
-    mix = mixture_params(ensemble)
+    mix = from_qp(ensemble)
     if mix is not None:
         return normalise_rows(zgrid, mixture_on_grid(mix.means, mix.stds, mix.weights, zgrid))
     data = ensemble.objdata
