@@ -194,7 +194,7 @@ def test_a_frozen_redshift_head_keeps_the_pretrained_mapping_and_only_its_widths
     [
         ({"freeze": ["backbone"]}, "freeze only makes sense"),
         ({"first_conv": "zero"}, "first_conv must be one of"),
-        ({"init_model": "x.pt", "freeze": ["head"]}, "freeze must list distinct parts"),
+        ({"init_model": "x.pt", "freeze": ["head"]}, "freeze must list distinct values"),
         ({"init_model": "x.pt", "freeze_epochs": -1}, "freeze_epochs must be >= 0"),
     ],
 )

@@ -13,18 +13,16 @@ generator passed in, so a batch is reproducible from its seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from rail.deepdisc.exceptions import ConfigError, TileSetError
+from rail.deepdisc.exceptions import TileSetError
 from rail.deepdisc.tileset.format import TileSet
+from rail.deepdisc.training.settings import Augmentation
 
 __all__ = [
     "MIN_BOX_PX",
     "targets_to_device",
-    "Augmentation",
     "tile_targets",
     "partition_tiles",
     "hide_labels",
@@ -32,47 +30,12 @@ __all__ = [
     "labelled_tiles",
     "dihedral",
     "jitter_boxes",
-    "MAX_BOX_JITTER",
 ]
 
 #: Boxes narrower or lower than this (pixels, after clipping to the tile) are not used as targets.
 MIN_BOX_PX = 1.0
-#: Largest allowed box jitter (fraction of the box size).
-MAX_BOX_JITTER = 0.5
 _N_DIHEDRAL = 8
 _N_FLIPS = 4
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random transformations applied to training batches.
-
-    Parameters
-    ----------
-    dihedral : bool
-        Random 90-degree rotations and flips.
-    noise_sigma : float
-        Standard deviation of extra Gaussian pixel noise, in units of each band's sky noise (0 = off).
-    ebv_sigma : float
-        Standard deviation of the Gaussian jitter added to E(B-V), mag (0 = off; the result is clipped at 0).
-    box_jitter : float
-        Jitter of the boxes the redshift head sees (not the detection targets), as a fraction of the box size:
-        centre shifts and log-size changes with this standard deviation (0 = off). At inference the head sees
-        detected or catalog boxes that differ from the training boxes; jitter makes it robust to that.
-    """
-
-    dihedral: bool = True
-    noise_sigma: float = 0.0
-    ebv_sigma: float = 0.0
-    box_jitter: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.noise_sigma) and self.noise_sigma >= 0):
-            raise ConfigError(f"augment_noise must be >= 0 (sky-noise units), got {self.noise_sigma!r}")
-        if not (np.isfinite(self.ebv_sigma) and self.ebv_sigma >= 0):
-            raise ConfigError(f"augment_ebv must be >= 0 mag, got {self.ebv_sigma!r}")
-        if not (np.isfinite(self.box_jitter) and 0 <= self.box_jitter <= MAX_BOX_JITTER):
-            raise ConfigError(f"augment_box_jitter must be in [0, {MAX_BOX_JITTER}], got {self.box_jitter!r}")
 
 
 def tile_targets(tileset: TileSet) -> list[dict[str, np.ndarray]]:

@@ -26,13 +26,13 @@ import torch
 from rail.deepdisc.exceptions import ModelError
 from rail.deepdisc.model.backbone import adapt_first_conv
 from rail.deepdisc.model.network import DeepDiscRCNN
+from rail.deepdisc.training.settings import FIRST_CONV_MODES
 
-__all__ = ["FIRST_CONV_MODES", "load_pretrained"]
+__all__ = ["load_pretrained"]
 
 log = logging.getLogger(__name__)
 
 #: How the first convolution is set when the band list differs (see the module docstring).
-FIRST_CONV_MODES = ("reinit", "adapt")
 _CONV1 = "backbone.body.conv1.weight"
 _NORMALISER_PREFIX = "normaliser."
 _HEAD_NORMS_PREFIX = "redshift_head.input_norms."  # block 0: FPN features; the others: pixel features

@@ -48,19 +48,19 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import DeepDiscRCNN, HeadInputs
 from rail.deepdisc.model.redshift_head import mixture_nll
 from rail.deepdisc.training.checkpoint import MemberState, load_checkpoint, save_checkpoint
-from rail.deepdisc.training.data import Augmentation, make_batch, targets_to_device
+from rail.deepdisc.training.data import make_batch, targets_to_device
 from rail.deepdisc.training.ddp import DistContext
+from rail.deepdisc.training.settings import FREEZABLE_PARTS, LR_SCHEDULES, OPTIMIZERS, TrainSettings
 from rail.deepdisc.training.validation import (
     ValidationScores,
     calibrate_widths,
@@ -86,164 +86,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Supported optimisers (see `TrainSettings`).
-OPTIMIZERS = ("adamw", "sgd")
-#: Parts that fine-tuning can freeze for its first epochs: the ResNet body, the feature pyramid, the redshift head.
-FREEZABLE_PARTS = ("backbone", "fpn", "redshift_head")
-#: Learning-rate schedules (see `learning_rate_at`).
-LR_SCHEDULES = ("cosine", "steps")
 #: Learning rate of the last epoch under the cosine schedule, as a fraction of the starting one.
 COSINE_FLOOR = 0.05
 _SEED_STRIDE = 1_000_003  # member seed -> per-epoch seed: member_seed * stride + epoch
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation settings of one ensemble member (see the module docstring).
-
-    Parameters
-    ----------
-    epochs : int
-        Maximum epochs.
-    batch_size : int
-        Tiles per optimisation step (per process under DDP).
-    optimizer : {"adamw", "sgd"}
-        ``"sgd"``: SGD with momentum, as Merz et al. (2025), who start from pretrained backbones. ``"adamw"``
-        (default): AdamW, which trains the mixture head from scratch far faster and more stably (the mixture
-        NLL's gradients scale as 1/sigma^2, which plain SGD handles poorly); see `OPTIMIZERS`.
-    learning_rate, momentum, weight_decay : float
-        Optimiser settings (``momentum`` is used by SGD only; AdamW uses its default betas).
-    lr_steps : tuple of int
-        Epochs (0-based) at which the learning rate is multiplied by ``lr_gamma``.
-    lr_schedule : str
-        ``"cosine"`` (cosine decay over ``epochs``, times the steps) or ``"steps"`` (the steps alone).
-    lr_gamma : float
-        Learning-rate factor at each step.
-    patience : int
-        Early stopping: epochs without validation improvement before stopping.
-    redshift_loss_weight : float
-        Weight of the redshift NLL in the total loss.
-    head_lr_factor : float
-        The redshift head's learning rate is this times the network's.
-    head_steps : int
-        Extra head-only updates per batch (0 = none).
-    head_replay : int
-        The extra head updates use the head inputs of the last ``head_replay`` batches of the epoch.
-    calibrate_widths : bool
-        After training, fit one factor on the mixture widths on the validation objects (`calibrate_widths`).
-    head_dropout : float
-        Dropout probability on the hidden layers of the redshift head's MLP during training (0 = off, as in Merz
-        et al. 2025). With a few hundred labels the head over-fits within a few epochs: its raw validation NLL
-        rises, each member needs its widths multiplied by 2-3 to be calibrated, and members disagree, so their
-        mixture is too wide. On the accuracy benchmark (same fields and seeds, ensemble sigma_IQR / eta / 68%
-        coverage) 0.3 took COSMOSWEB4 from 0.220 / 0.494 / 0.75 to 0.191 / 0.453 / 0.68 and JADES9 from 0.133 /
-        0.390 / 0.70 to 0.124 / 0.350 / 0.67 (dropout on the MLP's input as well made JADES9 worse: 0.163 /
-        0.402 / 0.73).
-    redshift_backbone_grad : float
-        Fraction, in [0, 1], of the redshift NLL's gradient passed from the head's RoI features on to the shared
-        backbone and FPN (1 = joint training as in Merz et al. 2025, 0 = features trained by detection alone).
-    clip_grad_norm : float
-        Maximum gradient norm (0 = no clipping), applied to each parameter group (shared, detection, redshift
-        head; see `make_optimizer`) separately.
-    augmentation : Augmentation
-        Training-batch augmentation.
-    freeze : tuple of str
-        Parts (`FREEZABLE_PARTS`) whose weights stay fixed during the first ``freeze_epochs`` epochs (fine-tuning
-        a pretrained model: the new heads settle before the pretrained features move).
-    freeze_epochs : int
-        Epochs with ``freeze`` applied (0 = never frozen).
-    """
-
-    epochs: int = 20
-    batch_size: int = 4
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_steps: tuple[int, ...] = ()
-    lr_gamma: float = 0.1
-    lr_schedule: str = "cosine"
-    patience: int = 10
-    redshift_loss_weight: float = 1.0
-    head_lr_factor: float = 0.5
-    head_steps: int = 4
-    head_replay: int = 16
-    head_dropout: float = 0.3
-    redshift_backbone_grad: float = 0.1
-    calibrate_widths: bool = True
-    clip_grad_norm: float = 10.0
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    freeze: tuple[str, ...] = ()
-    freeze_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "lr_steps", tuple(int(s) for s in self.lr_steps))
-        object.__setattr__(self, "freeze", tuple(str(p) for p in self.freeze))
-        bad = [p for p in self.freeze if p not in FREEZABLE_PARTS]
-        if bad or len(set(self.freeze)) != len(self.freeze):
-            raise ConfigError(
-                f"freeze must list distinct parts among {', '.join(FREEZABLE_PARTS)}, got {list(self.freeze)}"
-            )
-        if int(self.freeze_epochs) < 0:
-            raise ConfigError(f"freeze_epochs must be >= 0, got {self.freeze_epochs!r}")
-        for name in ("epochs", "batch_size", "patience"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if int(self.head_replay) < 1:
-            raise ConfigError(f"head_replay must be >= 1, got {self.head_replay!r}")
-        if int(self.head_steps) < 0:
-            raise ConfigError(f"head_steps must be >= 0, got {self.head_steps!r}")
-        if not (math.isfinite(self.head_lr_factor) and self.head_lr_factor > 0):
-            raise ConfigError(f"head_lr_factor must be > 0, got {self.head_lr_factor!r}")
-        if not 0 <= self.head_dropout < 1:
-            raise ConfigError(f"head_dropout must be in [0, 1), got {self.head_dropout!r}")
-        if not 0 <= self.redshift_backbone_grad <= 1:
-            raise ConfigError(f"redshift_backbone_grad must be in [0, 1], got {self.redshift_backbone_grad!r}")
-        for name in ("weight_decay", "redshift_loss_weight", "clip_grad_norm"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if not 0 < self.lr_gamma <= 1:
-            raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma!r}")
-        if any(s < 0 for s in self.lr_steps) or list(self.lr_steps) != sorted(self.lr_steps):
-            raise ConfigError(f"lr_steps must be increasing epochs >= 0, got {list(self.lr_steps)}")
-
-    def to_dict(self) -> dict:
-        """Plain data for the artifact's ``config["training"]``."""
-        aug = self.augmentation
-        return {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "optimizer": self.optimizer,
-            "learning_rate": self.learning_rate,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "lr_steps": list(self.lr_steps),
-            "lr_gamma": self.lr_gamma,
-            "lr_schedule": self.lr_schedule,
-            "patience": self.patience,
-            "redshift_loss_weight": self.redshift_loss_weight,
-            "head_lr_factor": self.head_lr_factor,
-            "head_steps": self.head_steps,
-            "head_replay": self.head_replay,
-            "head_dropout": self.head_dropout,
-            "redshift_backbone_grad": self.redshift_backbone_grad,
-            "calibrate_widths": self.calibrate_widths,
-            "clip_grad_norm": self.clip_grad_norm,
-            "augment_dihedral": aug.dihedral,
-            "augment_noise": aug.noise_sigma,
-            "augment_ebv": aug.ebv_sigma,
-            "augment_box_jitter": aug.box_jitter,
-            "freeze": list(self.freeze),
-            "freeze_epochs": self.freeze_epochs,
-        }
 
 
 @dataclass
