@@ -18,10 +18,20 @@ def _training():
 
     classes = {NetworkConfig: {"bands": ("F444W",), "pixel_scale": 0.03}, EnsembleSettings: {}, TrainSettings: {},
                TrainRunOptions: {}}
-    return TRAIN_OPTIONS, DeepDiscInformer, cli, classes
+    return TRAIN_OPTIONS, DeepDiscInformer, cli, classes, {}
 
 
-MECHANISMS = {"train": _training}
+def _simulation():
+    from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
+    from rail.deepdisc.cli import simulate as cli
+    from rail.deepdisc.simulation import SimulationSettings
+
+    return cli.OPTIONS, DeepDiscSimulator, cli, {SimulationSettings: {}}, {"bands": "NEXUS6",
+                                                                           "depth": {"F444W": 29.5},
+                                                                           "detection_bands": ["F150W"]}
+
+
+MECHANISMS = {"train": _training, "simulate": _simulation}
 
 
 def _parser(cli) -> argparse.ArgumentParser:
@@ -30,15 +40,25 @@ def _parser(cli) -> argparse.ArgumentParser:
     return parser
 
 
-def _built(classes: dict, values: dict) -> dict:
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _built(options: OptionSet, classes: dict, values: dict) -> dict:
+    """Every option's value once the settings objects are built (options outside them: their checked value)."""
     out = {}
     for cls, fixed in classes.items():
         out.update(values_of(build(cls, values, **fixed)))
+    for name, opt in options.items():
+        if name not in out:
+            out[name] = _plain(opt.coerce(values.get(name, opt.default)))
     return out
 
 
-def _sample(opt: Option):
+def _sample(opt: Option, overrides: dict):
     """A valid value other than the default."""
+    if opt.name in overrides:
+        return overrides[opt.name]
     if opt.type is bool:
         return not opt.default
     if opt.type is list:
@@ -57,6 +77,8 @@ def _sample(opt: Option):
         return "custom"
     if opt.type is int:
         value = (opt.default or 0) + 1
+        if opt.low is not None and value <= opt.low:
+            value = int(opt.low) + 1
         return value if opt.high is None or value <= opt.high else int(opt.low)
     if opt.low is not None and opt.high is not None:
         return (opt.low + opt.high) / 2 if opt.default != (opt.low + opt.high) / 2 else (opt.low + opt.default) / 2
@@ -65,6 +87,8 @@ def _sample(opt: Option):
 
 def _argv(opt: Option, value) -> list[str]:
     flag = opt.flag_name()
+    if opt.flag_type is not None:
+        value = opt.flag_type(29.5)
     if opt.type is bool:
         return [flag]
     if isinstance(value, list):
@@ -100,34 +124,38 @@ def _bad_values(opt: Option):
 
 @pytest.mark.parametrize("mechanism", sorted(MECHANISMS))
 def test_stage_param_flag_and_settings_field_agree_for_every_option(mechanism):
-    options, stage, cli, classes = MECHANISMS[mechanism]()
+    options, stage, cli, classes, overrides = MECHANISMS[mechanism]()
     actions = {a.dest: a for a in _parser(cli)._actions}
-    defaults = _built(classes, {})
+    defaults = _built(options, classes, {})
     for name, opt in options.items():
         param = stage.config_options[opt.stage_name]
         assert (param.dtype, param.default, param.msg) == (opt.type, opt.plain_default, opt.help), name
-        assert defaults[name] == opt.plain_default, name  # the settings field's default
+        assert defaults[name] == _plain(opt.coerce(opt.plain_default)), name  # the settings field's default
         action = actions[name]
         assert opt.flag_name() in action.option_strings and action.default is None, name
         assert opt.help.replace("%", "%%") in action.help, name
         if opt.choices is not None and opt.type is not bool:
             assert tuple(action.choices) == opt.choices, name
-        value = _sample(opt)
-        from_cli = options.from_args(_parser(cli).parse_args(["-o", "x", *_argv(opt, value)]))
-        assert from_cli == {name: value}, name
-        assert _built(classes, from_cli)[name] == value, name
+        value = _sample(opt, overrides)
+        expected = _plain(opt.coerce(value))
+        argv = _argv(opt, value)
+        from_cli = options.from_args(_parser(cli).parse_args(["-o", "x", *argv]))
+        assert list(from_cli) == [name], name
+        cli_value = opt.coerce(from_cli[name])
+        assert _built(options, classes, from_cli)[name] == _plain(cli_value), name
+        assert cli_value == (opt.coerce(opt.flag_type(29.5)) if opt.flag_type else opt.coerce(value)), name
         config = {**{o.stage_name: o.plain_default for o in options.values()}, opt.stage_name: value}
-        assert _built(classes, options.from_config(config))[name] == value, name
+        assert _built(options, classes, options.from_config(config))[name] == expected, name
 
 
 @pytest.mark.parametrize("mechanism", sorted(MECHANISMS))
 def test_out_of_range_values_are_refused_naming_the_option(mechanism):
-    options, _, _, classes = MECHANISMS[mechanism]()
+    options, _, _, classes, _ = MECHANISMS[mechanism]()
     checked = 0
     for name, opt in options.items():
         for bad in _bad_values(opt):
             with pytest.raises(ConfigError, match=rf"\b{name} (must|values must)") as err:
-                _built(classes, {name: bad})
+                _built(options, classes, {name: bad})
             assert "got" in str(err.value), (name, bad)
             checked += 1
     assert checked > len(options)

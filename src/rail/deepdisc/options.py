@@ -68,6 +68,8 @@ CECI_KEYS = frozenset({
 OPTION_KEY = "rail.deepdisc.option"
 NESTED_KEY = "rail.deepdisc.nested"
 _TYPES = (bool, int, float, str, list, dict)
+_KIND_TEXT = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+              dict: "a mapping"}
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -106,7 +108,8 @@ class Option:
         Replaces the type conversion (e.g. band presets to band tuples, upper case).
     stage, flag : str, optional
         Name of the RAIL stage option and of the command-line flag (without ``--``; for a bool defaulting to
-        True the whole flag, e.g. ``no-progress``) when they differ from ``name``; ``flag=""``: no flag.
+        True the whole flag, e.g. ``no-progress``) when they differ from ``name``; ``flag=""``: no flag. The
+        help of a bool defaulting to True starts with a verb (its flag's help is "do not " + help).
     flag_type, nargs, metavar : optional
         argparse details that differ from the defaults (type, ``+`` for lists, name).
     attr : str, optional
@@ -194,7 +197,7 @@ class Option:
         if self.type is bool:
             if self.default:
                 parser.add_argument(flag, dest=self.name, action="store_false", default=None,
-                                    help=f"turn off {self.name}: {text}")
+                                    help=f"do not {text}")
             else:
                 parser.add_argument(flag, dest=self.name, action="store_true", default=None, help=text)
             return
@@ -235,7 +238,12 @@ class Option:
         if self.optional and (value is None or (self.empty is not None and _same(value, self.empty))):
             return None
         if self.convert is not None:
-            value = self.convert(value)
+            try:
+                value = self.convert(value)
+            except ConfigError:
+                raise
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}{self.name} must be {_KIND_TEXT[self.type]}, got {value!r}") from None
         elif self.type is list:
             if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
                 raise ConfigError(f"{where}{self.name} must be a list, got {value!r}")
@@ -255,7 +263,7 @@ class Option:
                 return value.strip().lower() in _TRUE
             if isinstance(value, numbers.Integral) and int(value) in (0, 1):
                 return bool(value)
-            raise ConfigError(f"{where}{self.name} must be true or false, got {value!r}")
+            raise ConfigError(f"{where}{self.name} must be {_KIND_TEXT[bool]}, got {value!r}")
         if kind is int:
             if isinstance(value, numbers.Integral) and not isinstance(value, bool):
                 return int(value)

@@ -129,7 +129,7 @@ class TrainSettings:
                                  "the paper)", low=0, high=1, high_open=True)
     redshift_backbone_grad: float = option(0.1, "fraction of the redshift NLL's gradient passed on to the shared "
                                            "backbone/FPN (1 = joint training as in Merz et al. 2025)", low=0, high=1)
-    calibrate_widths: bool = option(True, "after training, fit one factor on the mixture widths that maximises the "
+    calibrate_widths: bool = option(True, "fit one factor on the mixture widths after training, maximising the "
                                     "validation likelihood (False = the raw widths)", flag="no-width-calibration")
     clip_grad_norm: float = option(10.0, "maximum gradient norm per step and parameter group (0 = no clipping)",
                                    low=0)
