@@ -31,7 +31,26 @@ def _simulation():
                                                                            "detection_bands": ["F150W"]}
 
 
-MECHANISMS = {"train": _training, "simulate": _simulation}
+def _pretraining():
+    from rail.deepdisc.cli import pretrain as cli
+    from rail.deepdisc.pretraining.randomise import NuisanceRanges
+    from rail.deepdisc.pretraining.settings import PRETRAIN_OPTIONS, PretrainRunOptions, PretrainSettings
+    from rail.estimation.algos.deepdisc_pretrain import DeepDiscPretrainer
+
+    _, _, _, training, _ = _training()  # the shared options: the training classes, before pretraining's own
+    classes = {**training, PretrainRunOptions: {}, PretrainSettings: {}, NuisanceRanges: {}}
+    return PRETRAIN_OPTIONS, DeepDiscPretrainer, cli, classes, {"bands": "NEXUS6"}
+
+
+def _backbone_pretraining():
+    from rail.deepdisc.cli import pretrain as cli
+    from rail.deepdisc.pretraining.settings import BACKBONE_PRETRAIN_OPTIONS, BackboneRunOptions, BackboneSettings
+
+    return BACKBONE_PRETRAIN_OPTIONS, None, cli, {BackboneRunOptions: {}, BackboneSettings: {}}, {}
+
+
+MECHANISMS = {"train": _training, "simulate": _simulation, "pretrain": _pretraining,
+              "pretrain --backbone-only": _backbone_pretraining}
 
 
 def _parser(cli) -> argparse.ArgumentParser:
@@ -128,8 +147,9 @@ def test_stage_param_flag_and_settings_field_agree_for_every_option(mechanism):
     actions = {a.dest: a for a in _parser(cli)._actions}
     defaults = _built(options, classes, {})
     for name, opt in options.items():
-        param = stage.config_options[opt.stage_name]
-        assert (param.dtype, param.default, param.msg) == (opt.type, opt.plain_default, opt.help), name
+        if stage is not None:
+            param = stage.config_options[opt.stage_name]
+            assert (param.dtype, param.default, param.msg) == (opt.type, opt.plain_default, opt.help), name
         assert defaults[name] == _plain(opt.coerce(opt.plain_default)), name  # the settings field's default
         action = actions[name]
         assert opt.flag_name() in action.option_strings and action.default is None, name

@@ -88,7 +88,7 @@ _LAZY = {
     "DeepDiscPretrainer": "rail.estimation.algos.deepdisc_pretrain",
     "pretrain_from_options": "rail.deepdisc.pretraining.run",
     "pretrain_model": "rail.deepdisc.pretraining.loop",
-    "PretrainSettings": "rail.deepdisc.pretraining.loop",
+    "PretrainSettings": "rail.deepdisc.pretraining.settings",
     "NuisanceRanges": "rail.deepdisc.pretraining.randomise",
     "SimulatedChunks": "rail.deepdisc.pretraining.randomise",
     "FileChunks": "rail.deepdisc.pretraining.randomise",

@@ -172,6 +172,11 @@ class Option:
             return _plain(self.empty)
         return _plain(self.default)
 
+    @property
+    def default_text(self) -> str:
+        """The default as a command line shows it ("" for none)."""
+        return _shown(self.default)
+
     def param(self):
         """The ceci ``StageParameter`` of this option."""
         from ceci.config import StageParameter
@@ -213,7 +218,7 @@ class Option:
             kwargs["choices"] = self.choices
         if self.metavar is not None:
             kwargs["metavar"] = self.metavar
-        shown = _shown(self.default)
+        shown = self.default_text
         kwargs["help"] = text + (f" (default {shown})" if shown != "" else "")
         parser.add_argument(flag, **kwargs)
 
@@ -304,7 +309,8 @@ class Option:
                 raise ConfigError(f"{where}{self.name} must list distinct values among "
                                   f"{', '.join(map(str, self.choices))}, got {list(value)}")
             if any(not self._in_range(v) for v in value):
-                raise ConfigError(f"{where}{self.name} values must be {self._range_text()}, got {list(value)}")
+                raise ConfigError(f"{where}{self.name} values must be {self._range_text() or 'finite'}, "
+                                  f"got {list(value)}")
             return
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{where}{self.name} must be one of {', '.join(map(str, self.choices))}, "

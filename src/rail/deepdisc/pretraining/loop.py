@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.model.network import NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.pretraining.randomise import chunk_seed
+from rail.deepdisc.pretraining.settings import PretrainSettings
 from rail.deepdisc.training.checkpoint import save_checkpoint
 from rail.deepdisc.training.data import tile_targets
 from rail.deepdisc.training.ddp import DistContext
@@ -38,39 +38,12 @@ from rail.deepdisc.training.ensemble import EnsembleSettings, assemble_artifact
 from rail.deepdisc.training.loop import MemberData, MemberResult, TrainSettings, make_optimizer, run_epoch
 from rail.deepdisc.training.validation import validation_log_likelihood
 
-__all__ = ["PRETRAIN_CHECKPOINT_KIND", "PretrainSettings", "pretrain_model"]
+__all__ = ["PRETRAIN_CHECKPOINT_KIND", "pretrain_model"]
 
 log = logging.getLogger(__name__)
 
 PRETRAIN_CHECKPOINT_KIND = "deepdisc-pretrain-checkpoint"
 _EMPTY = np.zeros(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """How long and on what pretraining runs (optimisation settings are a `TrainSettings`).
-
-    Parameters
-    ----------
-    epochs : int
-        Epochs; each is ``chunks_per_epoch`` chunks of the source.
-    validation_tiles : int
-        Tiles of the fixed validation set (normalisation statistics and the per-epoch validation NLL).
-    seed : int
-        Master seed: chunk data and every random draw of training derive from it.
-    """
-
-    epochs: int = 10
-    validation_tiles: int = 16
-    seed: int = 1234
-
-    def __post_init__(self) -> None:
-        if int(self.epochs) < 1 or int(self.validation_tiles) < 2:
-            raise ConfigError(
-                f"epochs must be >= 1 and validation_tiles >= 2, got {self.epochs} and {self.validation_tiles}"
-            )
-        if int(self.seed) < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
 
 
 class _Position:

@@ -181,7 +181,7 @@ class TrainRunOptions:
     num_threads: int = NUM_THREADS.as_field()
     checkpoint_dir: str = option("", "folder for per-epoch checkpoints (default: MODEL_checkpoints/ beside the "
                                  "model)")
-    resume: bool = option(False, "resume from the last checkpoints in checkpoint_dir")
+    resume: bool = option(False, "continue a killed run from its checkpoint(s)")
     progress_bar: bool = PROGRESS_BAR.as_field()
 
     def __post_init__(self) -> None:
