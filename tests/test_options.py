@@ -49,8 +49,18 @@ def _backbone_pretraining():
     return BACKBONE_PRETRAIN_OPTIONS, None, cli, {BackboneRunOptions: {}, BackboneSettings: {}}, {}
 
 
+def _estimation():
+    from rail.deepdisc.cli import estimate as cli
+    from rail.deepdisc.inference.predictor import InferenceSettings
+    from rail.estimation.algos.deepdisc import ESTIMATE_OPTIONS, DeepDiscEstimator
+
+    return ESTIMATE_OPTIONS, DeepDiscEstimator, cli, {InferenceSettings: {}}, {}
+
+
 MECHANISMS = {"train": _training, "simulate": _simulation, "pretrain": _pretraining,
-              "pretrain --backbone-only": _backbone_pretraining}
+              "pretrain --backbone-only": _backbone_pretraining, "estimate": _estimation}
+#: Positional arguments of the commands.
+POSITIONAL = {"estimate": ["model.pt", "tiles.h5"]}
 
 
 def _parser(cli) -> argparse.ArgumentParser:
@@ -159,7 +169,7 @@ def test_stage_param_flag_and_settings_field_agree_for_every_option(mechanism):
         value = _sample(opt, overrides)
         expected = _plain(opt.coerce(value))
         argv = _argv(opt, value)
-        from_cli = options.from_args(_parser(cli).parse_args(["-o", "x", *argv]))
+        from_cli = options.from_args(_parser(cli).parse_args([*POSITIONAL.get(mechanism, []), "-o", "x", *argv]))
         assert list(from_cli) == [name], name
         cli_value = opt.coerce(from_cli[name])
         assert _built(options, classes, from_cli)[name] == _plain(cli_value), name

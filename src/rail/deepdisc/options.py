@@ -517,6 +517,10 @@ class OptionSet(Mapping):
         """The options of a RAIL stage's configuration, by option name."""
         return {name: _plain(config[opt.stage_name]) for name, opt in self._options.items()}
 
+    def coerce(self, values: Mapping) -> dict:
+        """The given options converted and checked one by one (`Option.coerce`; names outside the set: as given)."""
+        return {name: self._options[name].coerce(v) if name in self._options else v for name, v in values.items()}
+
     def check(self, given: Mapping, what: str) -> dict:
         """Refuse unknown option names (`check_options`); return the options with the defaults filled in."""
         check_options(what, given, self._options)

@@ -12,20 +12,29 @@ import os
 import warnings
 from typing import Any
 
-from ceci.config import StageParameter as Param
-from rail.core.common_params import SharedParams
 from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 from tqdm.auto import tqdm
 
-from rail.deepdisc.constants import IOU_THRESHOLD, NZBINS, ZMAX
 from rail.deepdisc.exceptions import DeepDiscWarning, NoDetectionsWarning
+from rail.deepdisc.inference.predictor import InferenceSettings
 from rail.deepdisc.inference.spooled import SpooledOutputMixin
-from rail.deepdisc.options import check_stage_options
+from rail.deepdisc.options import DEVICE, NUM_THREADS, PROGRESS_BAR, Option, OptionSet, build, check_stage_options
 from rail.deepdisc.tileset.handles import DeepDiscModelHandle, TileSetHandle
 from rail.deepdisc.training.settings import TRAIN_OPTIONS
 
-__all__ = ["DeepDiscInformer", "DeepDiscEstimator"]
+__all__ = ["DeepDiscInformer", "DeepDiscEstimator", "ESTIMATE_OPTIONS"]
+
+#: Every option of `DeepDiscEstimator` and ``deepdisc estimate``: `InferenceSettings`, the device and the chunking.
+ESTIMATE_OPTIONS = OptionSet(
+    InferenceSettings,
+    DEVICE,
+    NUM_THREADS,
+    PROGRESS_BAR,
+    Option("chunk_tiles", 256, "maximum tiles per chunk, bounding memory (0 = no limit; chunks also close at "
+           "chunk_size primary objects)", low=0, metavar="N"),
+    Option("chunk_size", 2000, "primary objects per chunk (whole tiles)", low=1, metavar="N"),
+)
 
 
 class DeepDiscInformer(CatInformer):
@@ -80,24 +89,7 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
     name = "DeepDiscEstimator"
     entrypoint_function = "estimate"
     config_options = CatEstimator.config_options.copy()
-    config_options.update(
-        zmin=SharedParams.copy_param("zmin"),
-        zmax=SharedParams.copy_param("zmax"),
-        nzbins=SharedParams.copy_param("nzbins"),
-        iou_threshold=Param(float, IOU_THRESHOLD, msg="minimum IoU for a detection to match a catalog box"),
-        score_threshold=Param(float, 0.05, msg="minimum detection confidence kept before matching"),
-        forced_all=Param(bool, False, msg="take every object's redshift from its catalog box (forced "
-                         "photometry mode), skipping detection matching"),
-        batch_size=Param(int, 8, msg="tiles per forward pass"),
-        device=Param(str, "auto", msg="torch device: auto (CUDA when present), cpu, cuda, cuda:N"),
-        num_threads=Param(int, 0, msg="torch CPU threads (0 = torch's default)"),
-        progress_bar=Param(bool, True, msg="show a progress bar"),
-        chunk_tiles=Param(int, 256, msg="maximum tiles per chunk, bounding memory (0 = no limit; chunks "
-                          "also close at chunk_size primary objects)"),
-    )
-    config_options["zmax"] = Param(float, ZMAX, msg="maximum redshift of the z grid")
-    config_options["nzbins"] = Param(int, NZBINS, msg="number of z grid points (zmode is found on this grid)")
-    config_options["chunk_size"] = Param(int, 2000, msg="primary objects per chunk (whole tiles)")
+    config_options.update(ESTIMATE_OPTIONS.params())
     inputs = [("model", DeepDiscModelHandle), ("input", TileSetHandle)]
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
@@ -128,19 +120,16 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
     def run(self) -> None:
         """Build the ensemble once, check the input against it, then stream the chunks."""
         from rail.deepdisc.devices import set_threads
-        from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings, check_input
+        from rail.deepdisc.inference.predictor import EnsemblePredictor, check_input
 
         cfg = self.config
+        self._settings = build(InferenceSettings, ESTIMATE_OPTIONS.coerce(ESTIMATE_OPTIONS.from_config(cfg)))
         set_threads(cfg.num_threads)
         artifact = self.open_model(**cfg)
         model_name = str(cfg.get("model") if isinstance(cfg.get("model"), str) else "model")
         self._predictor = EnsemblePredictor.from_artifact(artifact, device=cfg.device, name=model_name)
         handle = self.get_handle("input", allow_missing=True)
         n_primary = check_input(self._predictor, handle.data if handle.data is not None else handle.path)
-        self._settings = InferenceSettings(
-            iou_threshold=cfg.iou_threshold, score_threshold=cfg.score_threshold, forced_all=cfg.forced_all,
-            batch_size=cfg.batch_size, zmin=cfg.zmin, zmax=cfg.zmax, nzbins=cfg.nzbins,
-        )
         self._progress = tqdm(total=n_primary if self.size == 1 else None, unit="obj", desc=self.name,
                               disable=not (cfg.progress_bar and self.rank == 0))
         self._tiles_unmatched = 0
