@@ -57,10 +57,18 @@ def _estimation():
     return ESTIMATE_OPTIONS, DeepDiscEstimator, cli, {InferenceSettings: {}}, {}
 
 
+def _prep():
+    from rail.deepdisc.cli import prep as cli
+    from rail.deepdisc.prep.prepare import PrepSettings
+    from rail.tools.deepdisc_prep import OPTIONS, DeepDiscPrep
+
+    return OPTIONS, DeepDiscPrep, cli, {PrepSettings: {}}, {"bands": "NEXUS6", "match_band": "f356w"}
+
+
 MECHANISMS = {"train": _training, "simulate": _simulation, "pretrain": _pretraining,
-              "pretrain --backbone-only": _backbone_pretraining, "estimate": _estimation}
-#: Positional arguments of the commands.
-POSITIONAL = {"estimate": ["model.pt", "tiles.h5"]}
+              "pretrain --backbone-only": _backbone_pretraining, "estimate": _estimation, "prep": _prep}
+#: Positional and required arguments of the commands besides -o.
+POSITIONAL = {"estimate": ["model.pt", "tiles.h5"], "prep": ["--mosaics", "m", "--catalog", "c.fits"]}
 
 
 def _parser(cli) -> argparse.ArgumentParser:
