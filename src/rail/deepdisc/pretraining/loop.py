@@ -3,7 +3,7 @@
 Real spec-z labels are few, bright and mostly at low redshift; the simulator knows the true redshift of every
 object at every depth. `pretrain_model` trains one network on a stream of chunks
 (`rail.deepdisc.pretraining.randomise`): each epoch is ``chunks_per_epoch`` chunks, each chunk is one pass of
-`rail.deepdisc.training.loop.run_epoch` (the same training step as ``deepdisc train``: augmentation, all detection
+`rail.deepdisc.training.epoch.run_epoch` (the same training step as ``deepdisc train``: augmentation, all detection
 losses, the mixture NLL on every object), then the chunk is dropped. After every chunk a checkpoint (model, optimiser,
 position, history) is written atomically; each chunk's data and randomness derive from ``(seed, epoch, chunk)`` alone,
 so a run killed at any point and resumed reaches the same weights as an uninterrupted one (same device and thread
@@ -32,10 +32,13 @@ from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.pretraining.randomise import chunk_seed
 from rail.deepdisc.pretraining.settings import PretrainSettings
 from rail.deepdisc.training.checkpoint import save_checkpoint
-from rail.deepdisc.training.data import tile_targets
+from rail.deepdisc.training.data import MemberData, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.ensemble import EnsembleSettings, assemble_artifact
-from rail.deepdisc.training.loop import MemberData, MemberResult, TrainSettings, make_optimizer, run_epoch
+from rail.deepdisc.training.epoch import run_epoch
+from rail.deepdisc.training.member import MemberResult
+from rail.deepdisc.training.optimiser import make_optimizer
+from rail.deepdisc.training.settings import TrainSettings
 from rail.deepdisc.training.validation import validation_log_likelihood
 
 __all__ = ["PRETRAIN_CHECKPOINT_KIND", "pretrain_model"]

@@ -13,6 +13,8 @@ generator passed in, so a batch is reproducible from its seed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -21,6 +23,7 @@ from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.training.settings import Augmentation
 
 __all__ = [
+    "MemberData",
     "MIN_BOX_PX",
     "targets_to_device",
     "tile_targets",
@@ -36,6 +39,31 @@ __all__ = [
 MIN_BOX_PX = 1.0
 _N_DIHEDRAL = 8
 _N_FLIPS = 4
+
+
+@dataclass
+class MemberData:
+    """The arrays one member trains on.
+
+    Attributes
+    ----------
+    images : ndarray (N, C, H, W)
+        Raw pixels of every tile.
+    segmaps : ndarray (N, H, W)
+    targets : list of N dict
+        From `rail.deepdisc.training.data.tile_targets` with validation labels hidden in training tiles.
+    train, val : ndarray of int
+        Tile indices.
+    sky_sigma : ndarray (C,)
+        Per-band sky noise (flux units), for the noise augmentation.
+    """
+
+    images: np.ndarray
+    segmaps: np.ndarray
+    targets: list
+    train: np.ndarray
+    val: np.ndarray
+    sky_sigma: np.ndarray
 
 
 def tile_targets(tileset: TileSet) -> list[dict[str, np.ndarray]]:

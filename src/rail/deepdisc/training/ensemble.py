@@ -33,10 +33,10 @@ from rail.deepdisc.model.network import DeepDiscRCNN, NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.training.calibration import calibration_record, calibration_tiles, ensemble_std_scale
-from rail.deepdisc.training.data import hide_labels, labelled_tiles, partition_tiles, tile_targets
+from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.finetune import load_pretrained
-from rail.deepdisc.training.loop import MemberData, MemberResult, train_member
+from rail.deepdisc.training.member import MemberResult, train_member
 from rail.deepdisc.training.settings import EnsembleSettings, TrainSettings
 from rail.deepdisc.training.validation import held_out_mixtures
 
