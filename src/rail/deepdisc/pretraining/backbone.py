@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rail.deepdisc.atomic import atomic_path
-from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.backbone import BACKBONES, build_backbone
 from rail.deepdisc.model.normalise import InputNormaliser, band_statistics
 from rail.deepdisc.options import build
@@ -39,6 +39,7 @@ from rail.deepdisc.pretraining.settings import (
     BackboneRunOptions,
     BackboneSettings,
 )
+from rail.deepdisc.training.checkpoint import read_checkpoint, save_checkpoint
 
 __all__ = [
     "BACKBONE_CHECKPOINT_KIND",
@@ -190,7 +191,11 @@ def pretrain_backbone(
                    "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                    "validation_fraction": validation_fraction, "data": source.describe()}
     if resume and checkpoint is not None and checkpoint.exists():
-        _load_checkpoint(checkpoint, fingerprint, model, optimizer, state)
+        ckpt = read_checkpoint(checkpoint, kind=BACKBONE_CHECKPOINT_KIND, fingerprint=fingerprint,
+                               description="backbone pretraining checkpoint")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state.update(ckpt["state"])
     n_train = 0
     for epoch in tqdm(range(state["epoch"], epochs), desc="backbone", disable=not progress, leave=False):
         train_loss, val_sq, val_n, n_train = 0.0, 0.0, 0, 0
@@ -215,7 +220,8 @@ def pretrain_backbone(
         state["history"].append({"epoch": epoch, "loss": train_loss / max(n_train, 1), "val_redshift_rmse": rmse})
         state["epoch"] = epoch + 1
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, fingerprint, model, optimizer, state)
+            save_checkpoint({"kind": BACKBONE_CHECKPOINT_KIND, "fingerprint": fingerprint, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "state": state}, checkpoint)
         log.info("backbone epoch %d: loss %.4f, validation redshift RMSE %.3f", epoch,
                  state["history"][-1]["loss"], rmse)
     last = state["history"][-1] if state["history"] else {}
@@ -262,27 +268,6 @@ def _validate(model, cut, z, loc, spread, device, sq, n):
     model.eval()
     pred = model(torch.from_numpy(cut).to(device))[:, 0].cpu() * spread[0] + loc[0]
     return sq + float(((pred.double() - torch.from_numpy(z)) ** 2).sum()), n + len(z)
-
-
-def _save_checkpoint(path: Path, fingerprint, model, optimizer, state) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({"kind": BACKBONE_CHECKPOINT_KIND, "fingerprint": fingerprint, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "state": state}, tmp)
-
-
-def _load_checkpoint(path: Path, fingerprint, model, optimizer, state) -> None:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError
-        raise ModelError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != BACKBONE_CHECKPOINT_KIND:
-        raise ModelError(f"{path}: not a backbone pretraining checkpoint")
-    if ckpt["fingerprint"] != fingerprint:
-        raise ModelError(f"{path}: checkpoint was written with other options or data; use another checkpoint")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    state.update(ckpt["state"])
 
 
 def save_backbone(result: dict, path: str | Path) -> Path:

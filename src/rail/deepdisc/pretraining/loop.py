@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.pretraining.randomise import chunk_seed
 from rail.deepdisc.pretraining.settings import PretrainSettings
-from rail.deepdisc.training.checkpoint import save_checkpoint
+from rail.deepdisc.training.checkpoint import read_checkpoint, save_checkpoint
 from rail.deepdisc.training.data import MemberData, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.ensemble import EnsembleSettings, assemble_artifact
@@ -146,7 +146,11 @@ def pretrain_model(
         "world_size": dist_ctx.world_size,
     }
     if resume and checkpoint is not None and checkpoint.exists():
-        _load(checkpoint, fingerprint, model, optimizer, pos)
+        ckpt = read_checkpoint(checkpoint, kind=PRETRAIN_CHECKPOINT_KIND, fingerprint=fingerprint,
+                               description="DeepDISC pretraining checkpoint")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        pos.load(ckpt["position"])
         log.info("pretraining: resumed at epoch %d, chunk %d from %s", pos.epoch, pos.chunk, checkpoint)
     net = dist_ctx.wrap(model)
     total = settings.epochs * source.chunks_per_epoch
@@ -216,25 +220,6 @@ def _checkpoint(fingerprint: dict, model, optimizer, pos: _Position) -> dict:
         "optimizer": optimizer.state_dict(),
         "position": pos.to_dict(),
     }
-
-
-def _load(path: Path, fingerprint: dict, model, optimizer, pos: _Position) -> None:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError
-        raise ModelError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != PRETRAIN_CHECKPOINT_KIND:
-        raise ModelError(f"{path}: not a DeepDISC pretraining checkpoint")
-    if ckpt["fingerprint"] != fingerprint:
-        diff = sorted(k for k in set(fingerprint) | set(ckpt["fingerprint"])
-                      if fingerprint.get(k) != ckpt["fingerprint"].get(k))
-        raise ModelError(
-            f"{path}: checkpoint was written by a pretraining run with other {', '.join(diff)}; resume with "
-            f"the same options or use another checkpoint file"
-        )
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    pos.load(ckpt["position"])
 
 
 def _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx) -> dict:
