@@ -222,26 +222,19 @@ class Option:
             if isinstance(value, numbers.Integral) and int(value) in (0, 1):
                 return bool(value)
             raise ConfigError(f"{where}{self.name} must be {_KIND_TEXT[bool]}, got {value!r}")
-        if kind is int:
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                return int(value)
-            if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
-                return int(value)
+        if kind in (int, float):
+            number = value
             if isinstance(value, str):
                 try:
-                    return int(value)
+                    number = kind(value)
                 except ValueError:
-                    pass
-            raise ConfigError(f"{where}{self.name} must be an integer, got {value!r}")
-        if kind is float:
-            if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                return float(value)
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
-            raise ConfigError(f"{where}{self.name} must be a number, got {value!r}")
+                    number = None
+            if isinstance(number, numbers.Real) and not isinstance(number, bool):
+                if kind is float:
+                    return float(number)
+                if float(number).is_integer():
+                    return int(number)
+            raise ConfigError(f"{where}{self.name} must be {_KIND_TEXT[kind]}, got {value!r}")
         if kind is str:
             if isinstance(value, (str, os.PathLike)):
                 return os.fspath(value)

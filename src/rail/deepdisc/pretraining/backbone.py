@@ -191,11 +191,9 @@ def pretrain_backbone(
                    "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                    "validation_fraction": validation_fraction, "data": source.describe()}
     if resume and checkpoint is not None and checkpoint.exists():
-        ckpt = read_checkpoint(checkpoint, kind=BACKBONE_CHECKPOINT_KIND, fingerprint=fingerprint,
-                               description="backbone pretraining checkpoint")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state.update(ckpt["state"])
+        state.update(read_checkpoint(checkpoint, kind=BACKBONE_CHECKPOINT_KIND, fingerprint=fingerprint,
+                                     description="backbone pretraining checkpoint", model=model,
+                                     optimizer=optimizer)["state"])
     n_train = 0
     for epoch in tqdm(range(state["epoch"], epochs), desc="backbone", disable=not progress, leave=False):
         train_loss, val_sq, val_n, n_train = 0.0, 0.0, 0, 0

@@ -146,11 +146,9 @@ def pretrain_model(
         "world_size": dist_ctx.world_size,
     }
     if resume and checkpoint is not None and checkpoint.exists():
-        ckpt = read_checkpoint(checkpoint, kind=PRETRAIN_CHECKPOINT_KIND, fingerprint=fingerprint,
-                               description="DeepDISC pretraining checkpoint")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        pos.load(ckpt["position"])
+        pos.load(read_checkpoint(checkpoint, kind=PRETRAIN_CHECKPOINT_KIND, fingerprint=fingerprint,
+                                 description="DeepDISC pretraining checkpoint", model=model,
+                                 optimizer=optimizer)["position"])
         log.info("pretraining: resumed at epoch %d, chunk %d from %s", pos.epoch, pos.chunk, checkpoint)
     net = dist_ctx.wrap(model)
     total = settings.epochs * source.chunks_per_epoch

@@ -91,32 +91,24 @@ def pretrain_from_options(options: Mapping, *, model_path: str | Path | None = N
     dict
         The artifact (also on non-zero DDP ranks, which write nothing).
     """
-    from rail.deepdisc.devices import resolve_device, set_threads
     from rail.deepdisc.pretraining.loop import pretrain_model
-    from rail.deepdisc.training.ddp import DistContext
-    from rail.deepdisc.training.loss_curves import write_loss_curves
-    from rail.deepdisc.training.run import loss_curve_paths
+    from rail.deepdisc.training.run import run_in_process_group
 
     opts = check_pretrain_options(options)
     run, settings, train_run = (build(cls, opts) for cls in (PretrainRunOptions, PretrainSettings, TrainRunOptions))
-    device = resolve_device(train_run.device)
-    set_threads(train_run.num_threads)
     source = _source(run, settings, opts)
     network, train_settings = _train_settings(opts, source.bands, source.pixel_scale, settings.epochs)
     checkpoint = Path(run.checkpoint) if run.checkpoint else (
         pretrain_checkpoint_path(model_path) if model_path is not None else None)
     if train_run.resume and checkpoint is None:
         raise ConfigError("resume needs checkpoint (or a model path beside which the checkpoint lies)")
-    dist_ctx = DistContext.from_env(device)
-    try:
-        artifact = pretrain_model(source, network, train_settings, settings, checkpoint=checkpoint,
-                                  resume=train_run.resume, device=dist_ctx.device_for(device), dist_ctx=dist_ctx,
-                                  progress=train_run.progress_bar, on_chunk_end=on_chunk_end)
-        if model_path is not None and dist_ctx.is_main:
-            write_loss_curves(artifact, *loss_curve_paths(model_path))
-    finally:
-        dist_ctx.close()
-    return artifact
+
+    def train(dist_ctx, device) -> dict:
+        return pretrain_model(source, network, train_settings, settings, checkpoint=checkpoint,
+                              resume=train_run.resume, device=device, dist_ctx=dist_ctx,
+                              progress=train_run.progress_bar, on_chunk_end=on_chunk_end)
+
+    return run_in_process_group(train_run, model_path, train)
 
 
 def _ranges(run: PretrainRunOptions, opts: Mapping) -> NuisanceRanges:

@@ -76,9 +76,7 @@ class MemberState:
         }
 
     def load_checkpoint(self, ckpt: dict) -> None:
-        """Restore this state from a checkpoint dict (see `read_checkpoint`)."""
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        """Restore this state (but the model and optimiser, see `read_checkpoint`) from a checkpoint dict."""
         for key in ("epoch", "best_state", "best_epoch", "best_loss", "best_nll", "since_best", "history", "done"):
             setattr(self, key, ckpt[key])
 
@@ -89,8 +87,8 @@ def save_checkpoint(ckpt: dict, path: Path) -> None:
         torch.save(ckpt, tmp)
 
 
-def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: str,
-                    expected: dict | None = None) -> dict:
+def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: str, expected: dict | None = None,
+                    model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Read a checkpoint written by `save_checkpoint` (weights only) and check that it belongs to this run.
 
     The one reader of the package's checkpoints: training members (`CHECKPOINT_KIND`), pretraining
@@ -108,6 +106,8 @@ def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: st
         What the file should be, for the message ("DeepDISC member checkpoint").
     expected : dict, optional
         Other top-level entries that must match (a member's index and seed).
+    model, optimizer : optional
+        Restored from the checkpoint's ``"model"`` and ``"optimizer"`` states when given.
 
     Returns
     -------
@@ -134,4 +134,8 @@ def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: st
             f"{path}: checkpoint was written with other options or data (other {', '.join(diff)}); resume "
             f"with the same options, or delete it or write checkpoints elsewhere to start over"
         )
+    if model is not None:
+        model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
     return ckpt

@@ -111,7 +111,8 @@ def train_member(
     if resume and checkpoint is not None and checkpoint.exists():
         state.load_checkpoint(read_checkpoint(checkpoint, kind=CHECKPOINT_KIND, fingerprint=fingerprint,
                                               description="DeepDISC member checkpoint",
-                                              expected={"member": member, "seed": seed}))
+                                              expected={"member": member, "seed": seed}, model=model,
+                                              optimizer=optimizer))
         log.info("member %d: resumed after epoch %d from %s", member, state.epoch, checkpoint)
     frozen = freeze_for_epoch(model, settings, state.epoch, None)
     net = dist_ctx.wrap(model)

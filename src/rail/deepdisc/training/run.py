@@ -10,8 +10,10 @@ one, trains the ensemble with per-epoch checkpoints, and (rank 0) writes the los
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import torch
 
 from rail.deepdisc.devices import resolve_device, set_threads
 from rail.deepdisc.exceptions import ConfigError
@@ -28,6 +30,7 @@ __all__ = [
     "TRAIN_DEFAULTS",
     "TRAIN_OPTIONS",
     "train_from_options",
+    "run_in_process_group",
     "check_train_options",
     "settings_from_options",
     "loss_curve_paths",
@@ -84,13 +87,11 @@ def train_from_options(
     """
     opts = check_train_options(options)
     run = build(TrainRunOptions, opts)
-    device = resolve_device(run.device)
-    set_threads(run.num_threads)
     network, settings, ensemble = settings_from_options(opts, tileset.bands, tileset.pixel_scale)
     checkpoint_dir = _checkpoint_dir(run, model_path)
     init_artifact = load_artifact(run.init_model) if run.init_model else None
-    dist_ctx = DistContext.from_env(device)
-    try:
+
+    def train(dist_ctx: DistContext, device) -> dict:
         artifact = train_ensemble(
             tileset,
             network,
@@ -98,7 +99,7 @@ def train_from_options(
             ensemble,
             checkpoint_dir=checkpoint_dir,
             resume=run.resume,
-            device=dist_ctx.device_for(device),
+            device=device,
             dist_ctx=dist_ctx,
             members=list(run.member_indices) or None,
             init_artifact=init_artifact,
@@ -109,6 +110,34 @@ def train_from_options(
         )
         if init_artifact is not None:
             artifact["provenance"]["fine_tuned_from"] = _source_description(run.init_model, init_artifact)
+        return artifact
+
+    return run_in_process_group(run, model_path, train)
+
+
+def run_in_process_group(run: TrainRunOptions, model_path: str | Path | None,
+                         train: Callable[[DistContext, torch.device], dict]) -> dict:
+    """Set threads and device, join the torchrun process group when there is one, train, write the loss curves.
+
+    Parameters
+    ----------
+    run : TrainRunOptions
+        Its ``device`` and ``num_threads``.
+    model_path : str or Path or None
+        The loss curves go beside it (`loss_curve_paths`, rank 0 only).
+    train : callable
+        ``train(dist_ctx, device)`` returns the artifact (training or pretraining).
+
+    Returns
+    -------
+    dict
+        The artifact (on every rank).
+    """
+    device = resolve_device(run.device)
+    set_threads(run.num_threads)
+    dist_ctx = DistContext.from_env(device)
+    try:
+        artifact = train(dist_ctx, dist_ctx.device_for(device))
         if model_path is not None and dist_ctx.is_main:
             write_loss_curves(artifact, *loss_curve_paths(model_path))
     finally:
