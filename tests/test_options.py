@@ -25,8 +25,9 @@ def _simulation():
     from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
     from rail.deepdisc.cli import simulate as cli
     from rail.deepdisc.simulation import SimulationSettings
+    from rail.deepdisc.simulation.settings import SIMULATION_OPTIONS
 
-    return cli.OPTIONS, DeepDiscSimulator, cli, {SimulationSettings: {}}, {"bands": "NEXUS6",
+    return SIMULATION_OPTIONS, DeepDiscSimulator, cli, {SimulationSettings: {}}, {"bands": "NEXUS6",
                                                                            "depth": {"F444W": 29.5},
                                                                            "detection_bands": ["F150W"]}
 
@@ -60,9 +61,9 @@ def _estimation():
 def _prep():
     from rail.deepdisc.cli import prep as cli
     from rail.deepdisc.prep.prepare import PrepSettings
-    from rail.tools.deepdisc_prep import OPTIONS, DeepDiscPrep
+    from rail.tools.deepdisc_prep import PREP_OPTIONS, DeepDiscPrep
 
-    return OPTIONS, DeepDiscPrep, cli, {PrepSettings: {}}, {"bands": "NEXUS6", "match_band": "f356w"}
+    return PREP_OPTIONS, DeepDiscPrep, cli, {PrepSettings: {}}, {"bands": "NEXUS6", "match_band": "f356w"}
 
 
 MECHANISMS = {"train": _training, "simulate": _simulation, "pretrain": _pretraining,

@@ -18,10 +18,10 @@ from rail.deepdisc.prep.prepare import OUTPUTS, PrepInputs, PrepSettings, prepar
 from rail.deepdisc.prep.specz import specz_sources
 from rail.deepdisc.tileset.handles import TileSetHandle
 
-__all__ = ["DeepDiscPrep"]
+__all__ = ["DeepDiscPrep", "PREP_OPTIONS"]
 
 #: The `PrepSettings` options (the same as ``deepdisc prep``'s).
-OPTIONS = OptionSet(PrepSettings)
+PREP_OPTIONS = OptionSet(PrepSettings)
 
 
 class DeepDiscPrep(RailStage):
@@ -50,7 +50,7 @@ class DeepDiscPrep(RailStage):
             float, 0.0, msg="smallest quality kept in 'generic' tables with a quality column"
         ),
     )
-    config_options.update(OPTIONS.params())
+    config_options.update(PREP_OPTIONS.params())
     inputs = []
     outputs = [(name, TileSetHandle) for name in OUTPUTS]
 
@@ -59,7 +59,7 @@ class DeepDiscPrep(RailStage):
         super().__init__(args, **kwargs)
 
     def _settings(self) -> PrepSettings:
-        return build(PrepSettings, OPTIONS.from_config(self.config))
+        return build(PrepSettings, PREP_OPTIONS.from_config(self.config))
 
     def run(self) -> None:
         """Build the four TileSets and register their handles."""

@@ -13,18 +13,13 @@ from typing import Any
 from rail.core.stage import RailStage
 from rail.creation.engine import Creator
 
-from rail.deepdisc.options import PROGRESS_BAR, OptionSet, build, check_stage_options
+from rail.deepdisc.options import build, check_stage_options
 from rail.deepdisc.simulation import SimulationSettings, simulate_mosaics, simulate_tileset
 from rail.deepdisc.simulation.settings import SIMULATION_OPTIONS
 from rail.deepdisc.tileset.handles import TileSetHandle
 from rail.deepdisc.tileset.io import read_tileset
 
 __all__ = ["DeepDiscSimulator"]
-
-#: The stage's options: every `SimulationSettings` option (``n_tiles`` is ``n_samples``), the mosaic folder and the
-#: progress bar.
-OPTIONS = OptionSet(SIMULATION_OPTIONS, PROGRESS_BAR)
-
 
 class DeepDiscSimulator(Creator):
     """Simulate JWST/NIRCam deep-field tiles with known redshifts; output ``output``: a TileSet.
@@ -36,7 +31,7 @@ class DeepDiscSimulator(Creator):
     name = "DeepDiscSimulator"
     entrypoint_function = "sample"
     config_options = Creator.config_options.copy()
-    config_options.update(OPTIONS.params())
+    config_options.update(SIMULATION_OPTIONS.params())
     inputs = []
     outputs = [("output", TileSetHandle)]
 
@@ -47,7 +42,7 @@ class DeepDiscSimulator(Creator):
 
     def settings(self) -> SimulationSettings:
         """Build the `SimulationSettings` described by this stage's configuration."""
-        return build(SimulationSettings, OPTIONS.from_config(self.config))
+        return build(SimulationSettings, SIMULATION_OPTIONS.from_config(self.config))
 
     def run(self) -> None:
         """Simulate and register the TileSet as ``output``."""

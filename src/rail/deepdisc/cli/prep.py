@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rail.deepdisc.options import OptionSet, build
+from rail.deepdisc.options import build
 from rail.deepdisc.prep.prepare import OUTPUTS, SUMMARY_NAME, PrepInputs, PrepSettings, prepare_tilesets
 from rail.deepdisc.prep.specz import specz_sources
 from rail.deepdisc.tileset.io import validate_tileset
 
-#: The `PrepSettings` options (the same as `DeepDiscPrep`'s).
-OPTIONS = OptionSet(PrepSettings)
 HELP = "tile FITS mosaics and catalogs into training, validation, test and full-catalog TileSets"
 EXAMPLES = """  deepdisc prep --mosaics jades/ \\
       --catalog jades/hlsp_jades_jwst_nircam_goods-s-deep_photometry_v2.0_catalog.fits \\
@@ -49,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--muse-min-confidence", type=float, default=2, help="smallest MUSE CONFID kept")
     parser.add_argument("--specz-columns", help="RA,DEC,Z[,QUALITY] column names of 'generic' catalogs")
     parser.add_argument("--specz-min-quality", type=float, help="smallest quality kept in 'generic' catalogs")
-    OPTIONS.add_arguments(parser)
+    from rail.tools.deepdisc_prep import PREP_OPTIONS
+
+    PREP_OPTIONS.add_arguments(parser)
 
 
 def _specz_sources(args):
@@ -64,7 +64,9 @@ def _specz_sources(args):
 
 def run(args: argparse.Namespace) -> int:
     """Build the TileSets and print a short summary."""
-    settings = build(PrepSettings, OPTIONS.from_args(args))
+    from rail.tools.deepdisc_prep import PREP_OPTIONS
+
+    settings = build(PrepSettings, PREP_OPTIONS.from_args(args))
     inputs = PrepInputs.from_directory(
         args.mosaics,
         bands=settings.bands,

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rail.deepdisc.options import PROGRESS_BAR, OptionSet, build
+from rail.deepdisc.options import build
 from rail.deepdisc.simulation import SimulationSettings, simulate_mosaics, simulate_tileset
 from rail.deepdisc.simulation.settings import SIMULATION_OPTIONS
 from rail.deepdisc.tileset.io import validate_tileset
 
-#: The command's options (the same as `DeepDiscSimulator`'s).
-OPTIONS = OptionSet(SIMULATION_OPTIONS, PROGRESS_BAR)
 HELP = "simulate JWST/NIRCam deep-field tiles with known redshifts (and JADES-format mosaics)"
 EXAMPLES = """  deepdisc simulate -o tiles.h5                          # 36 tiles of 128x128, JADES9 bands
   deepdisc simulate -o tiles.h5 --tiles 200 --size 256 --seed 3 --label-fraction 0.2
@@ -24,12 +22,12 @@ EXAMPLES = """  deepdisc simulate -o tiles.h5                          # 36 tile
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's arguments: the output and a flag for every simulation option."""
     parser.add_argument("-o", "--output", type=Path, required=True, help="output TileSet file (.h5)")
-    OPTIONS.add_arguments(parser)
+    SIMULATION_OPTIONS.add_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulationSettings:
     """Build `SimulationSettings` from parsed arguments (raises ConfigError on bad values)."""
-    return build(SimulationSettings, OPTIONS.from_args(args))
+    return build(SimulationSettings, SIMULATION_OPTIONS.from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.options import Option, OptionSet, check_fields, option
+from rail.deepdisc.options import PROGRESS_BAR, Option, OptionSet, check_fields, option
 from rail.deepdisc.presets import BANDS
 
 __all__ = ["SimulationSettings", "SIMULATION_OPTIONS", "MOSAIC_DIR", "DEFAULT_DEPTHS", "GOODS_S_CENTRE"]
@@ -253,5 +253,5 @@ class SimulationSettings:
 #: Where ``deepdisc simulate`` and `DeepDiscSimulator` also write JADES-format mosaics.
 MOSAIC_DIR = Option("mosaic_dir", "", "also write JADES-format mosaics, segmentation and catalogs here; the TileSet "
                     "is then cut from that mosaic")
-#: The options of ``deepdisc simulate`` and `DeepDiscSimulator` besides the progress bar.
-SIMULATION_OPTIONS = OptionSet(SimulationSettings, MOSAIC_DIR)
+#: The options of ``deepdisc simulate`` and `DeepDiscSimulator`.
+SIMULATION_OPTIONS = OptionSet(SimulationSettings, MOSAIC_DIR, PROGRESS_BAR)
