@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
-from rail.deepdisc.exceptions import ModelError, TileSetError
+from rail.deepdisc.exceptions import ConfigError, ModelError, TileSetError
 from rail.deepdisc.inference.chunk import assemble_chunk, plan_chunk, run_member
 from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD
 from rail.deepdisc.inference.photoz import PhotoZChunk, empty_chunk
 from rail.deepdisc.model.artifact import check_compatible
+from rail.deepdisc.options import check_fields, option
 from rail.deepdisc.tileset.contract import check_objects
 from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.tileset.validation import open_checked, read_columns
@@ -64,26 +65,21 @@ class InferenceSettings:
         convolutions on CPU; the outputs agree with the default layout to float rounding).
     """
 
-    iou_threshold: float = DEFAULT_IOU_THRESHOLD
-    score_threshold: float = 0.05
-    forced_all: bool = False
-    batch_size: int = 8
-    zmin: float = ZMIN
-    zmax: float = ZMAX
-    nzbins: int = NZBINS
+    iou_threshold: float = option(DEFAULT_IOU_THRESHOLD, "minimum IoU for a detection to match a catalog box",
+                                  low=0, high=1, low_open=True)
+    score_threshold: float = option(0.05, "minimum detection confidence kept before matching", low=0, high=1)
+    forced_all: bool = option(False, "take every object's redshift from its catalog box (forced photometry mode), "
+                              "skipping detection matching")
+    batch_size: int = option(8, "tiles per forward pass", low=1)
+    zmin: float = option(ZMIN, "minimum redshift of the z grid")
+    zmax: float = option(ZMAX, "maximum redshift of the z grid")
+    nzbins: int = option(NZBINS, "number of z grid points (zmode is found on this grid)", low=2)
     channels_last: bool = True
 
     def __post_init__(self):
-        if not 0.0 < self.iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        check_fields(self)
         if not self.zmax > self.zmin:
-            raise ValueError(f"zmax must exceed zmin, got zmin={self.zmin!r}, zmax={self.zmax!r}")
-        if self.nzbins < 2:
-            raise ValueError(f"nzbins must be >= 2, got {self.nzbins!r}")
+            raise ConfigError(f"zmax must exceed zmin, got zmin={self.zmin!r}, zmax={self.zmax!r}")
 
     @property
     def zgrid(self) -> np.ndarray:

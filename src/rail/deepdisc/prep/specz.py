@@ -31,6 +31,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.options import check_fields, option
 from rail.deepdisc.prep.catalog import PhotCatalog
 from rail.deepdisc.prep.specz_tables import SPECZ_FORMATS, SpeczFormat, SpeczTable
 
@@ -120,6 +121,10 @@ def _generic_format(columns: Sequence[str], min_quality: float | None) -> SpeczF
     )
 
 
+def _band_name(value: str) -> str:
+    return str(value).strip().upper()
+
+
 @dataclass(frozen=True)
 class CompileSettings:
     """Options of `compile_specz`.
@@ -136,16 +141,15 @@ class CompileSettings:
         Drop labels of objects flagged as stars.
     """
 
-    match_radius_arcsec: float = MATCH_RADIUS_ARCSEC
-    match_band: str = "F444W"
-    max_dz: float = MAX_DZ_AGREEMENT
+    match_radius_arcsec: float = option(MATCH_RADIUS_ARCSEC, "spec-z cross-match radius, arcsec", low=0,
+                                        low_open=True, flag="match-radius")
+    match_band: str = option("F444W", "band whose brightest object wins a spec-z match", convert=_band_name)
+    max_dz: float = option(MAX_DZ_AGREEMENT, "agreement limit |dz|/(1+z) between spec-z catalogs", low=0,
+                           low_open=True)
     drop_stars: bool = True
 
     def __post_init__(self):
-        if not self.match_radius_arcsec > 0:
-            raise ConfigError(f"match_radius_arcsec must be > 0, got {self.match_radius_arcsec!r}")
-        if not self.max_dz > 0:
-            raise ConfigError(f"max_dz must be > 0, got {self.max_dz!r}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
