@@ -15,13 +15,13 @@ from rail.core.stage import RailStage
 
 from rail.deepdisc.options import OptionSet, build, check_stage_options
 from rail.deepdisc.prep.prepare import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
-from rail.deepdisc.prep.specz import specz_sources
+from rail.deepdisc.prep.specz import SpeczSourceOptions
 from rail.deepdisc.tileset.handles import TileSetHandle
 
 __all__ = ["DeepDiscPrep", "PREP_OPTIONS"]
 
-#: The `PrepSettings` options (the same as ``deepdisc prep``'s).
-PREP_OPTIONS = OptionSet(PrepSettings)
+#: The `PrepSettings` and `SpeczSourceOptions` options (the same as ``deepdisc prep``'s).
+PREP_OPTIONS = OptionSet(PrepSettings, SpeczSourceOptions)
 
 
 class DeepDiscPrep(RailStage):
@@ -43,12 +43,6 @@ class DeepDiscPrep(RailStage):
             "jades-dr3 (default), muse-hudf, muse-hudf-dr2, astrodeep-gs43, generic",
         ),
         segmentation=Param(str, "", msg="segmentation image (default: *segmentation*.fits in mosaic_dir)"),
-        jades_flags=Param(list, ["A", "B", "C"], msg="accepted JADES DR3 z_Spec_flag values"),
-        muse_min_confidence=Param(float, 2.0, msg="smallest MUSE CONFID kept (1-3)"),
-        specz_columns=Param(list, [], msg="RA, DEC, Z[, QUALITY] column names of 'generic' spec-z tables"),
-        specz_min_quality=Param(
-            float, 0.0, msg="smallest quality kept in 'generic' tables with a quality column"
-        ),
     )
     config_options.update(PREP_OPTIONS.params())
     inputs = []
@@ -65,13 +59,7 @@ class DeepDiscPrep(RailStage):
         """Build the four TileSets and register their handles."""
         settings = self._settings()
         cfg = self.config
-        sources = specz_sources(
-            cfg.specz,
-            jades_flags=cfg.jades_flags,
-            muse_min_confidence=cfg.muse_min_confidence,
-            generic_columns=cfg.specz_columns,
-            generic_min_quality=cfg.specz_min_quality,
-        )
+        sources = build(SpeczSourceOptions, PREP_OPTIONS.from_config(cfg)).sources(cfg.specz)
         inputs = PrepInputs.from_directory(
             cfg.mosaic_dir,
             bands=settings.bands,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rail.deepdisc.options import build
 from rail.deepdisc.prep.prepare import OUTPUTS, SUMMARY_NAME, PrepInputs, PrepSettings, prepare_tilesets
-from rail.deepdisc.prep.specz import specz_sources
+from rail.deepdisc.prep.specz import SpeczSourceOptions
 from rail.deepdisc.tileset.validation import validate_tileset
 
 HELP = "tile FITS mosaics and catalogs into training, validation, test and full-catalog TileSets"
@@ -43,35 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="segmentation image (default: *segmentation*.fits in the mosaic folder)",
     )
-    parser.add_argument("--jades-flags", default="A,B,C", help="accepted JADES z_Spec_flag values")
-    parser.add_argument("--muse-min-confidence", type=float, default=2, help="smallest MUSE CONFID kept")
-    parser.add_argument("--specz-columns", help="RA,DEC,Z[,QUALITY] column names of 'generic' catalogs")
-    parser.add_argument("--specz-min-quality", type=float, help="smallest quality kept in 'generic' catalogs")
     from rail.tools.deepdisc_prep import PREP_OPTIONS
 
     PREP_OPTIONS.add_arguments(parser)
-
-
-def _specz_sources(args):
-    return specz_sources(
-        args.specz,
-        jades_flags=[f.strip() for f in args.jades_flags.split(",") if f.strip()],
-        muse_min_confidence=args.muse_min_confidence,
-        generic_columns=[c for c in (args.specz_columns or "").split(",") if c],
-        generic_min_quality=args.specz_min_quality,
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the TileSets and print a short summary."""
     from rail.tools.deepdisc_prep import PREP_OPTIONS
 
-    settings = build(PrepSettings, PREP_OPTIONS.from_args(args))
+    given = PREP_OPTIONS.from_args(args)
+    settings = build(PrepSettings, given)
     inputs = PrepInputs.from_directory(
         args.mosaics,
         bands=settings.bands,
         catalog=args.catalog,
-        specz=_specz_sources(args),
+        specz=build(SpeczSourceOptions, given).sources(args.specz),
         segmentation=args.segmentation,
     )
     summary = prepare_tilesets(inputs, args.output, settings=settings)

@@ -38,6 +38,7 @@ from rail.deepdisc.prep.specz_tables import SPECZ_FORMATS, SpeczFormat, SpeczTab
 __all__ = [
     "CompileSettings",
     "SpeczCompilation",
+    "SpeczSourceOptions",
     "compile_specz",
     "specz_sources",
 ]
@@ -105,6 +106,39 @@ def specz_sources(
             fmt = dataclasses.replace(fmt, name=f"{fmt.name}#{seen[fmt.name]}")
         out.append((Path(rest), fmt))
     return out
+
+
+def _name_list(value) -> tuple[str, ...]:
+    """Names from a list whose items may hold several comma-separated names (``A,B C`` -> ``A``, ``B``, ``C``)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(value)
+    return tuple(n.strip() for v in value for n in str(v).split(",") if n.strip())
+
+
+@dataclass(frozen=True)
+class SpeczSourceOptions:
+    """How the spec-z catalogs of `specz_sources` are read: quality cuts per format, generic column names.
+
+    Declared once for `DeepDiscPrep` and ``deepdisc prep`` (`rail.deepdisc.options`).
+    """
+
+    jades_flags: tuple[str, ...] = option(("A", "B", "C"), "accepted JADES DR3 z_Spec_flag values",
+                                          type=list, item=str, convert=_name_list, nonempty=True)
+    muse_min_confidence: float = option(2.0, "smallest MUSE CONFID kept (1-3)", low=1.0, high=3.0)
+    specz_columns: tuple[str, ...] = option((), "RA, DEC, Z[, QUALITY] column names of 'generic' spec-z tables",
+                                            type=list, item=str, convert=_name_list)
+    specz_min_quality: float | None = option(None, "smallest quality kept in 'generic' tables with a quality "
+                                             "column (required with one)", type=float, optional=True)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def sources(self, items: Sequence[str]) -> list[tuple[Path, SpeczFormat]]:
+        """`specz_sources` of ``items`` with these options."""
+        return specz_sources(items, jades_flags=self.jades_flags, muse_min_confidence=self.muse_min_confidence,
+                             generic_columns=self.specz_columns, generic_min_quality=self.specz_min_quality)
 
 
 def _generic_format(columns: Sequence[str], min_quality: float | None) -> SpeczFormat:
