@@ -6,7 +6,10 @@
 * `DeepDiscCoverageEvaluator`: central credible-interval coverage per credibility level and flag subset, with
   the calibration error (RAIL has no coverage evaluator);
 * `DeepDiscMetricsEvaluator`: everything ``deepdisc evaluate`` computes (paper metrics by magnitude, redshift
-  and flag, completeness, coverage, RAIL's PIT/CDE/point metrics, N(z)) as one JSON document.
+  and flag, completeness, coverage, RAIL's PIT/CDE/point metrics, N(z)) as one JSON document;
+* `DeepDiscDistToPointEvaluator`: RAIL's ``DistToPointEvaluator`` (PIT, its KS/CvM/AD statistics, CDE loss) on
+  the estimators' redshift grid, ``zmin`` to ``zmax`` (RAIL's metrics default to an LSST grid, 0 to 2.5, which
+  cuts JWST PDFs that reach z = 12).
 
 The truth input is the TileSet the estimator ran on (`TileSetHandle`); only its object table is read. These
 stages evaluate the whole ensemble at once (medians and quantiles do not split over chunks); they hold no
@@ -24,8 +27,16 @@ from ceci.config import StageParameter as Param
 from rail.core.common_params import SharedParams
 from rail.core.data import DataHandle, Hdf5Handle, QPHandle
 from rail.core.stage import RailStage
+from rail.evaluation.dist_to_point_evaluator import DistToPointEvaluator
 
-from rail.deepdisc.evaluation.coverage import CREDIBILITY_LEVELS, calibration_error, coverage_from_pit, pit_values
+from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
+from rail.deepdisc.evaluation.coverage import (
+    CREDIBILITY_LEVELS,
+    calibration_error,
+    coverage_from_pit,
+    gridded_ensemble,
+    pit_values,
+)
 from rail.deepdisc.evaluation.directory import summary_document
 from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
 from rail.deepdisc.evaluation.io import (
@@ -37,10 +48,12 @@ from rail.deepdisc.evaluation.io import (
     write_json_atomic,
 )
 from rail.deepdisc.evaluation.metrics import flag_subsets
+from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.tileset.handles import TileSetHandle
 
-__all__ = ["JsonHandle", "DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator"]
+__all__ = ["JsonHandle", "DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator",
+           "DeepDiscDistToPointEvaluator"]
 
 _DEFAULTS = EvaluationSettings()
 
@@ -183,3 +196,63 @@ class DeepDiscMetricsEvaluator(_TruthStage):
             outlier_threshold=c.outlier_threshold, zmin=c.zmin, zmax=c.zmax, nzbins=c.nzbins)
         result = evaluate_photoz(photoz, truth, settings=settings, label=c.label)
         self.add_data("output", summary_document(result))
+
+
+class DeepDiscDistToPointEvaluator(DistToPointEvaluator):
+    """RAIL's distribution-to-point metrics (PIT, KS, CvM, AD, CDE loss, ...) on the photo-z redshift grid.
+
+    RAIL's ``DistToPointEvaluator`` evaluates its grid-based metrics on LSST defaults (CDE loss on 0 to 2.5,
+    ``metric_integration_limits`` 0 to 3), which drop the part of a JWST PDF above z = 2.5. This stage runs
+    the same metrics on the estimators' grid, ``linspace(zmin, zmax, nzbins)`` (by default that of
+    `DeepDiscEstimator` and of the template-fitting peers): the PDFs are evaluated once on it (in bounded
+    chunks, so large catalogs fit in memory), the CDE loss uses it as its evaluation grid, and metrics that
+    integrate take ``zmin``/``zmax`` as their limits and the grid step as ``dx`` (RAIL's
+    ``metric_integration_limits`` and ``dx`` options are set from the grid, not given). A ``metric_config``
+    entry for a metric still wins. Inputs ``input`` (a ``qp`` ensemble) and ``truth`` (a table with the reference
+    redshift, e.g. ``truth_table`` of `DeepDiscTruthMatcher`); outputs as RAIL's evaluator.
+    """
+
+    name = "DeepDiscDistToPointEvaluator"
+    config_options = DistToPointEvaluator.config_options.copy()
+    config_options.update(
+        zmin=Param(float, ZMIN, msg="lowest redshift of the evaluation grid"),
+        zmax=Param(float, ZMAX, msg="highest redshift of the evaluation grid"),
+        nzbins=Param(int, NZBINS, msg="points of the evaluation grid (the estimators' nzbins)"),
+    )
+    config_options["metric_integration_limits"] = Param(list, [ZMIN, ZMAX], msg="set from zmin and zmax")
+    config_options["dx"] = Param(float, (ZMAX - ZMIN) / (NZBINS - 1), msg="set from the grid step")
+    config_options["x_grid"] = Param(list, [], msg="not used by RAIL's metrics (the grid is zmin, zmax, nzbins)")
+    _DERIVED = ("metric_integration_limits", "dx", "x_grid")
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        given = [k for k in self._DERIVED if k in kwargs or (isinstance(args, dict) and k in args)]
+        if given:
+            raise ConfigError(f"{self.name}: {', '.join(given)} cannot be set: give zmin, zmax and nzbins")
+        super().__init__(args, **kwargs)
+
+    def zgrid(self) -> np.ndarray:
+        """The evaluation grid, ``linspace(zmin, zmax, nzbins)``."""
+        zmin, zmax, nzbins = float(self.config.zmin), float(self.config.zmax), int(self.config.nzbins)
+        if not zmax > zmin or nzbins < 2:
+            raise ConfigError(f"{self.name}: bad redshift grid zmin={zmin}, zmax={zmax}, nzbins={nzbins}")
+        return np.linspace(zmin, zmax, nzbins)
+
+    def _build_config_dict(self) -> None:
+        super()._build_config_dict()
+        grid = self.zgrid()
+        ours = {"limits": [float(grid[0]), float(grid[-1])], "dx": float(grid[1] - grid[0]), "eval_grid": grid}
+        for metric, sub in self._metric_config_dict.items():
+            given = {**self.config.metric_config.get("general", {}), **self.config.metric_config.get(metric, {})}
+            params = {**sub, **{k: v for k, v in ours.items() if k not in given}}
+            if metric != "cdeloss" and "eval_grid" not in given:
+                params.pop("eval_grid")  # PIT's eval_grid is a quantile grid, not redshifts
+            self._metric_config_dict[metric] = params
+            self._cached_metrics[metric] = self._metric_dict[metric](**params)
+
+    def _process_all(self, data_tuple: Any) -> None:
+        super()._process_all([gridded_ensemble(data_tuple[0], self.zgrid()), *data_tuple[1:]])
+
+    def _process_chunk(self, data_tuple: Any, first: bool) -> None:
+        start, end, estimate, *rest = data_tuple
+        super()._process_chunk([start, end, gridded_ensemble(estimate, self.zgrid()), *rest], first)
