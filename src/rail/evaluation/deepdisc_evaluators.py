@@ -19,6 +19,7 @@ science: the numbers come from :mod:`rail.deepdisc.evaluation.evaluate`, :mod:`r
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -92,12 +93,31 @@ class _TruthStage(RailStage):
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
-    def evaluate(self, data: qp.Ensemble, truth) -> Any:
-        """Attach the ensemble and its TileSet (object, path or handle), run, and return the output handle."""
+    def evaluate(self, data: qp.Ensemble, truth, **kwargs: Any) -> Any:
+        """Evaluate a photo-z ensemble against the truth of its TileSet.
+
+        Parameters
+        ----------
+        data : qp.Ensemble
+            The photo-z ensemble, one row per primary object of ``truth``, in order.
+        truth : TileSet, TileSetHandle or str
+            The TileSet the ensemble was estimated on (only its object table is read).
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        DataHandle or dict of str to DataHandle
+            The output handle; a dict of handles by tag for a stage with several outputs.
+        """
         self.set_data("input", data)
+        if isinstance(truth, (str, os.PathLike)):
+            truth = TileSetHandle("truth", path=str(truth))
         self.set_data("truth", truth, do_read=False)
         self.run()
         self.finalize()
+        if len(self.outputs) > 1:
+            return {tag: self.get_handle(tag) for tag, _ in self.outputs}
         return self.get_handle(self.outputs[0][0])
 
     def _read_inputs(self) -> tuple[PhotoZTable, TruthTable]:
@@ -112,13 +132,15 @@ class _TruthStage(RailStage):
 
 
 class DeepDiscTruthMatcher(_TruthStage):
-    """Select the PDFs with a truth redshift and write the matching truth table for RAIL's evaluators.
+    """Keep the PDFs with a truth redshift; write their truth table for RAIL's evaluators.
 
-    Outputs: ``output``, the selected PDFs (ancil kept); ``truth_table``, an HDF5 table with ``object_id``,
-    ``redshift`` (the chosen truth) and the ``mag_<BAND>`` columns, row for row.
+    Outputs: ``output``, the selected PDFs (ancil kept); ``truth_table``, an HDF5 table
+    with ``object_id``, ``redshift`` (the chosen truth) and the ``mag_<BAND>`` columns,
+    row for row.
     """
 
     name = "DeepDiscTruthMatcher"
+    interactive_function = "deepdisc_truth_matcher"
     config_options = _TruthStage.config_options.copy()
     outputs = [("output", QPHandle), ("truth_table", Hdf5Handle)]
 
@@ -136,13 +158,15 @@ class DeepDiscTruthMatcher(_TruthStage):
 
 
 class DeepDiscCoverageEvaluator(_TruthStage):
-    """Coverage of central credible intervals for credibility levels 0.1 to 0.99, per flag subset.
+    """Coverage of central credible intervals (levels 0.1 to 0.99), per flag subset.
 
-    Output ``output`` (JSON): ``levels``, ``rows`` (``subset``, ``level``, ``coverage``, ``stderr``, ``n``)
-    and ``calibration`` per subset (``mean_abs``, ``max_abs``, ``mean_signed``, ``max_sigma``).
+    Output ``output`` (JSON): ``levels``, ``rows`` (``subset``, ``level``, ``coverage``,
+    ``stderr``, ``n``) and ``calibration`` per subset (``mean_abs``, ``max_abs``,
+    ``mean_signed``, ``max_sigma``).
     """
 
     name = "DeepDiscCoverageEvaluator"
+    interactive_function = "deepdisc_coverage_evaluator"
     config_options = _TruthStage.config_options.copy()
     config_options.update(
         levels=Param(list, list(CREDIBILITY_LEVELS), msg="credibility levels, each strictly between 0 and 1"),
@@ -164,13 +188,15 @@ class DeepDiscCoverageEvaluator(_TruthStage):
 
 
 class DeepDiscMetricsEvaluator(_TruthStage):
-    """The paper's metrics tables and every other metric of ``deepdisc evaluate``, as one JSON document.
+    """The paper's metrics and every other metric of ``deepdisc evaluate``, as one JSON.
 
-    Output ``output`` (JSON): the content of an evaluation folder's ``summary.json`` (overall metrics per flag
-    subset, calibration, RAIL metrics, and the tables ``metrics``, ``coverage``, ``completeness``, ``nz``).
+    Output ``output`` (JSON): the content of an evaluation folder's ``summary.json``
+    (overall metrics per flag subset, calibration, RAIL metrics, and the tables
+    ``metrics``, ``coverage``, ``completeness``, ``nz``).
     """
 
     name = "DeepDiscMetricsEvaluator"
+    interactive_function = "deepdisc_metrics_evaluator"
     config_options = _TruthStage.config_options.copy()
     config_options.update(
         point_estimate=Param(str, _DEFAULTS.point_estimate, msg="point estimate: zmode, zmean or zmedian"),
@@ -199,20 +225,23 @@ class DeepDiscMetricsEvaluator(_TruthStage):
 
 
 class DeepDiscDistToPointEvaluator(DistToPointEvaluator):
-    """RAIL's distribution-to-point metrics (PIT, KS, CvM, AD, CDE loss, ...) on the photo-z redshift grid.
+    """RAIL's distribution-to-point metrics (PIT, CDE loss) on the photo-z grid 0..zmax.
 
-    RAIL's ``DistToPointEvaluator`` evaluates its grid-based metrics on LSST defaults (CDE loss on 0 to 2.5,
-    ``metric_integration_limits`` 0 to 3), which drop the part of a JWST PDF above z = 2.5. This stage runs
-    the same metrics on the estimators' grid, ``linspace(zmin, zmax, nzbins)`` (by default that of
-    `DeepDiscEstimator` and of the template-fitting peers): the PDFs are evaluated once on it (in bounded
-    chunks, so large catalogs fit in memory), the CDE loss uses it as its evaluation grid, and metrics that
-    integrate take ``zmin``/``zmax`` as their limits and the grid step as ``dx`` (RAIL's
-    ``metric_integration_limits`` and ``dx`` options are set from the grid, not given). A ``metric_config``
-    entry for a metric still wins. Inputs ``input`` (a ``qp`` ensemble) and ``truth`` (a table with the reference
-    redshift, e.g. ``truth_table`` of `DeepDiscTruthMatcher`); outputs as RAIL's evaluator.
+    RAIL's ``DistToPointEvaluator`` evaluates its grid-based metrics on LSST defaults
+    (CDE loss on 0 to 2.5, ``metric_integration_limits`` 0 to 3), which drop the part of
+    a JWST PDF above z = 2.5. This stage runs the same metrics on the estimators' grid,
+    ``linspace(zmin, zmax, nzbins)`` (by default that of `DeepDiscEstimator` and of the
+    template-fitting peers): the PDFs are evaluated once on it (in bounded chunks, so
+    large catalogs fit in memory), the CDE loss uses it as its evaluation grid, and
+    metrics that integrate take ``zmin``/``zmax`` as their limits and the grid step as
+    ``dx`` (RAIL's ``metric_integration_limits`` and ``dx`` options are set from the
+    grid, not given). A ``metric_config`` entry for a metric still wins. Inputs
+    ``input`` (a ``qp`` ensemble) and ``truth`` (a table with the reference redshift,
+    e.g. ``truth_table`` of `DeepDiscTruthMatcher`); outputs as RAIL's evaluator.
     """
 
     name = "DeepDiscDistToPointEvaluator"
+    interactive_function = "deepdisc_dist_to_point_evaluator"
     config_options = DistToPointEvaluator.config_options.copy()
     config_options.update(
         zmin=Param(float, ZMIN, msg="lowest redshift of the evaluation grid"),

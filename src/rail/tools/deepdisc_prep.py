@@ -7,6 +7,7 @@ written by streaming; options are checked strictly.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,22 @@ from rail.deepdisc.prep.specz import CompileSettings, specz_sources
 from rail.deepdisc.prep.tiling import TILE_SIZE_ARCSEC
 from rail.deepdisc.presets import split_band_list
 from rail.deepdisc.tileset.handles import TileSetHandle
+from rail.deepdisc.tileset.io import read_tileset
 
 __all__ = ["DeepDiscPrep"]
 
 
 class DeepDiscPrep(RailStage):
-    """Tile per-band FITS mosaics with their segmentation image, photometric and spec-z catalogs.
+    """Tile per-band FITS mosaics with their segmentation, photometric and spec-z catalogs.
 
-    Outputs ``train``, ``val``, ``test`` (labelled tiles split by tile, seeded) and ``full`` (every catalog
-    object primary once, optional re-centred cutouts); a ``prep_summary.json`` is written beside ``train``.
+    Outputs ``train``, ``val``, ``test`` (labelled tiles split by tile, seeded) and
+    ``full`` (every catalog object primary once, optional re-centred cutouts); a
+    ``prep_summary.json`` is written beside ``train``.
     """
 
     name = "DeepDiscPrep"
+    entrypoint_function = "prepare"
+    interactive_function = "deepdisc_prep"
     config_options = RailStage.config_options.copy()
     config_options.update(
         mosaic_dir=Param(str, None, required=True, msg="folder of per-band FITS mosaics (JADES names)"),
@@ -100,6 +105,25 @@ class DeepDiscPrep(RailStage):
             progress_bar=cfg.progress_bar,
         )
 
+    def prepare(self, **kwargs: Any) -> dict[str, TileSetHandle]:
+        """Tile the mosaics of ``mosaic_dir`` with ``catalog`` into four TileSets.
+
+        Parameters
+        ----------
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        dict of str to TileSetHandle
+            ``train``, ``val``, ``test`` and ``full``. With ``output_mode="return"``
+            (``rail.interactive``) they are built in a temporary folder and returned in
+            memory; otherwise they are files.
+        """
+        self.run()
+        self.finalize()
+        return {tag: self.get_handle(tag) for tag in OUTPUTS}
+
     def run(self) -> None:
         """Build the four TileSets and register their handles."""
         settings = self._settings()
@@ -118,6 +142,14 @@ class DeepDiscPrep(RailStage):
             specz=sources,
             segmentation=cfg.segmentation or None,
         )
+        if self.config.output_mode == "return":  # write nothing: build in a temporary folder, keep in memory
+            with tempfile.TemporaryDirectory(prefix="deepdisc_prep_") as tmp:
+                paths = {tag: str(Path(tmp) / f"{tag}.h5") for tag in OUTPUTS}
+                summary = prepare_tilesets(inputs, Path(tmp), settings=settings, paths=paths)
+                for tag in OUTPUTS:
+                    self.add_data(tag, read_tileset(paths[tag]))
+                    self.log.info(f"{tag}: {summary['files'][tag]['tiles']} tiles")
+            return
         paths = {tag: self.get_output(tag) for tag in OUTPUTS}
         summary = prepare_tilesets(inputs, Path(paths["train"]).parent, settings=settings, paths=paths)
         for tag in OUTPUTS:
