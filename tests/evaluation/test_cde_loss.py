@@ -83,3 +83,10 @@ def test_every_pipeline_evaluates_on_its_estimators_grid():
 def test_integration_limits_come_from_the_grid():
     with pytest.raises(ConfigError, match="metric_integration_limits cannot be set"):
         DeepDiscDistToPointEvaluator.make_stage(name="cde_test_bad", metric_integration_limits=[0, 3])
+
+
+def test_grid_options_may_repeat_the_derived_values():
+    """A pipeline's config file holds every option, the derived ones included: equal values are accepted."""
+    stage = DeepDiscDistToPointEvaluator.make_stage(name="cde_test_repeat", zmax=6.0, nzbins=601,
+                                                    metric_integration_limits=[0.0, 6.0], dx=0.01, x_grid=[])
+    assert stage.config["metric_integration_limits"] == [0.0, 6.0] and stage.config["dx"] == pytest.approx(0.01)

@@ -255,10 +255,20 @@ class DeepDiscDistToPointEvaluator(DistToPointEvaluator):
 
     def __init__(self, args: Any, **kwargs: Any) -> None:
         check_stage_options(self, args, kwargs)
-        given = [k for k in self._DERIVED if k in kwargs or (isinstance(args, dict) and k in args)]
-        if given:
-            raise ConfigError(f"{self.name}: {', '.join(given)} cannot be set: give zmin, zmax and nzbins")
+        given = {**(args if isinstance(args, dict) else {}), **kwargs}
+        derived = self._derived(float(given.get("zmin", ZMIN)), float(given.get("zmax", ZMAX)),
+                                int(given.get("nzbins", NZBINS)))
+        bad = [k for k in self._DERIVED if k in given and not _same(given[k], derived[k])]
+        if bad:
+            raise ConfigError(f"{self.name}: {', '.join(bad)} cannot be set: give zmin, zmax and nzbins")
         super().__init__(args, **kwargs)
+        derived = self._derived(float(self.config.zmin), float(self.config.zmax), int(self.config.nzbins))
+        for key, value in derived.items():  # ceci's command line may have changed the grid
+            self.config[key] = value
+
+    @staticmethod
+    def _derived(zmin: float, zmax: float, nzbins: int) -> dict:
+        return {"metric_integration_limits": [zmin, zmax], "dx": (zmax - zmin) / max(nzbins - 1, 1), "x_grid": []}
 
     def zgrid(self) -> np.ndarray:
         """The evaluation grid, ``linspace(zmin, zmax, nzbins)``."""
@@ -285,3 +295,11 @@ class DeepDiscDistToPointEvaluator(DistToPointEvaluator):
     def _process_chunk(self, data_tuple: Any, first: bool) -> None:
         start, end, estimate, *rest = data_tuple
         super()._process_chunk([start, end, gridded_ensemble(estimate, self.zgrid()), *rest], first)
+
+
+def _same(given: Any, derived: Any) -> bool:
+    """Whether an option value equals the one derived from the grid (numbers compared to rounding)."""
+    try:
+        return bool(np.allclose(np.asarray(given, float), np.asarray(derived, float), rtol=1e-9, atol=1e-12))
+    except (TypeError, ValueError):
+        return False
