@@ -20,6 +20,7 @@ science: the numbers come from :mod:`rail.deepdisc.evaluation.evaluate`, :mod:`r
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ from rail.deepdisc.evaluation.io import (
     write_json_atomic,
 )
 from rail.deepdisc.evaluation.metrics import flag_subsets
-from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.exceptions import ConfigError, DeepDiscError
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.tileset.handles import TileSetHandle
 
@@ -110,7 +111,8 @@ class _TruthStage(RailStage):
         DataHandle or dict of str to DataHandle
             The output handle; a dict of handles by tag for a stage with several outputs.
         """
-        self.set_data("input", data)
+        with _photoz_errors(getattr(data, "path", None)):  # a handle is read here
+            self.set_data("input", data)
         if isinstance(truth, (str, os.PathLike)):
             truth = TileSetHandle("truth", path=str(truth))
         self.set_data("truth", truth, do_read=False)
@@ -121,7 +123,7 @@ class _TruthStage(RailStage):
         return self.get_handle(self.outputs[0][0])
 
     def _read_inputs(self) -> tuple[PhotoZTable, TruthTable]:
-        photoz = PhotoZTable(self.get_data("input"), "input")
+        photoz = PhotoZTable(_read_photoz_input(self), "input")
         handle = self.get_handle("truth", allow_missing=True)
         if handle.data is None and handle.path:
             truth = read_truth(handle.path)
@@ -295,6 +297,22 @@ class DeepDiscDistToPointEvaluator(DistToPointEvaluator):
     def _process_chunk(self, data_tuple: Any, first: bool) -> None:
         start, end, estimate, *rest = data_tuple
         super()._process_chunk([start, end, gridded_ensemble(estimate, self.zgrid()), *rest], first)
+
+
+def _read_photoz_input(stage: RailStage) -> qp.Ensemble:
+    """The ``input`` ensemble; a file that qp cannot read is one `DeepDiscError` naming it."""
+    with _photoz_errors(stage.get_handle("input", allow_missing=True).path):
+        return stage.get_data("input")
+
+
+@contextmanager
+def _photoz_errors(path):
+    try:
+        yield
+    except DeepDiscError:
+        raise
+    except Exception as err:  # qp and tables_io raise RuntimeError, IndexError, KeyError, ... on damaged files
+        raise DeepDiscError(f"{path}: not a readable qp photo-z file ({type(err).__name__}: {err})") from None
 
 
 def _same(given: Any, derived: Any) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.exceptions import DeepDiscError
 from rail.deepdisc.tileset.format import TileSet
+from rail.deepdisc.tileset.io import _reading
 
 __all__ = [
     "TRUTH_COLUMNS",
@@ -218,7 +219,7 @@ def read_truth(path: str | os.PathLike) -> TruthTable:
         f = h5py.File(path, "r")
     except OSError as err:
         raise DeepDiscError(f"{path}: not an HDF5 file ({err})") from None
-    with f:
+    with f, _reading(path):  # a damaged file: one TileSetError naming it
         if "objects" not in f or "primary" not in f["objects"]:
             raise DeepDiscError(f"{path}: no 'objects/primary' table (is this a TileSet file?)")
         group = f["objects"]

@@ -7,9 +7,12 @@ chunks and rejects every defect the contract lists with one message naming the f
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import h5py
 import numpy as np
 
 from rail.deepdisc.atomic import commit, temporary_beside
-from rail.deepdisc.exceptions import TileSetError
+from rail.deepdisc.exceptions import DeepDiscError, TileSetError
 from rail.deepdisc.tileset.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -254,6 +257,33 @@ def write_tileset(tileset: TileSet, path: str | os.PathLike, *, compression: str
 # reading
 
 
+@contextmanager
+def _reading(source):
+    """Turn what h5py and numpy raise on a damaged file into one `TileSetError` naming the file."""
+    try:
+        yield
+    except DeepDiscError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
+        raise TileSetError(f"{source}: damaged or unreadable TileSet file ({type(err).__name__}: {err})") from None
+
+
+def _reports_damage(func):
+    """Decorate a reader whose first argument is the file (generators too) with `_reading`."""
+    if inspect.isgeneratorfunction(func):
+        @functools.wraps(func)
+        def generator(path, *args, **kwargs):
+            with _reading(kwargs.get("_display_name") or path):
+                yield from func(path, *args, **kwargs)
+        return generator
+
+    @functools.wraps(func)
+    def reader(path, *args, **kwargs):
+        with _reading(kwargs.get("_display_name") or path):
+            return func(path, *args, **kwargs)
+    return reader
+
+
 def _open(path) -> h5py.File:
     path = Path(path)
     if not path.exists():
@@ -299,6 +329,7 @@ def _read_columns(group: h5py.Group, rows: slice | None = None, names=None) -> d
     return out
 
 
+@_reports_damage
 def _open_checked(path, source):
     f = _open(path)
     try:
@@ -314,6 +345,7 @@ def _open_checked(path, source):
     return f, bands, pixel_scale, flux_unit
 
 
+@_reports_damage
 def validate_tileset(path: str | os.PathLike, *, chunk_tiles: int = 256, _display_name: str | None = None
                      ) -> TileSetSummary:
     """Check a TileSet file against the ``deepdisc-tiles`` v1 contract, reading it in chunks.
@@ -359,6 +391,7 @@ def validate_tileset(path: str | os.PathLike, *, chunk_tiles: int = 256, _displa
     )
 
 
+@_reports_damage
 def read_tileset(path: str | os.PathLike, *, tiles: slice | None = None, validate: bool = True) -> TileSet:
     """Read a TileSet file, whole or a contiguous range of tiles.
 
@@ -449,6 +482,7 @@ def plan_chunks(object_tile: np.ndarray, primary: np.ndarray, n_tiles: int, *, m
     return chunks
 
 
+@_reports_damage
 def iter_tileset(path: str | os.PathLike, *, chunk_tiles: int | None = 64, max_primary: int | None = None,
                  tiles: slice | None = None, rank: int = 0, n_ranks: int = 1, _checked: bool = False
                  ) -> Iterator[TileSet]:
