@@ -1,14 +1,14 @@
 """ceci pipelines built with RAIL's pipeline classes (the checked-in YAMLs under ``examples/pipelines``).
 
-=========================  ==============================================================================
+========================== ===================================================================================
 class                      stages
-=========================  ==============================================================================
+========================== ===================================================================================
 `DeepDiscMainPipeline`     simulate (train and test fields) -> inform -> estimate -> evaluate: RAIL's PIT and
                            CDE loss on the estimator's grid, our coverage and the paper's metrics (truth
                            ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
 `DeepDiscComparePipeline`  the main pipeline plus BPZ and EAZY on the same objects, each evaluated alike
-=========================  ==============================================================================
+========================== ===================================================================================
 
 `write_pipeline` turns one of them into a pipeline YAML and its stage-configuration YAML, which the ``ceci``
 command runs (``ceci main_JADES9.yml``; ``output_dir=...`` on the command line moves the outputs).

@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--match-radius", type=float, default=0.5, help="spec-z match radius, arcsec")
     parser.add_argument("--match-band", default="F444W", help="brightest object in this band wins a match")
     parser.add_argument(
-        "--max-dz", type=float, default=0.1, help="agreement limit |dz|/(1+z) between catalogs"
+        "--max-dz", type=float, default=0.1, help="agreement limit abs(dz)/(1+z) between catalogs"
     )
     parser.add_argument("--jades-flags", default="A,B,C", help="accepted JADES z_Spec_flag values")
     parser.add_argument("--muse-min-confidence", type=float, default=2, help="smallest MUSE CONFID kept")
