@@ -98,3 +98,22 @@ def test_checked_in_data_files_are_portable():
         for text in _strings(_load(path)):
             bad += [f"{path.relative_to(ROOT)}: {hit!r}" for hit in machine_specific(text)]
     assert not bad, "machine-specific paths in checked-in files:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("pipeline", sorted(p.name for p in (ROOT / "examples" / "pipelines").glob("*.yml")
+                                            if not p.stem.endswith("_config")))
+def test_checked_in_pipelines_pass_ceci_dry_run_on_a_fresh_machine(pipeline, tmp_path):
+    """``ceci --dry-run`` of every checked-in pipeline, with an empty HOME and cache (nothing prepared)."""
+    import sys
+
+    env = dict(os.environ, HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
+    env.pop("RAIL_DEEPDISC_CACHE", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    before = set(_tracked_files())
+    done = subprocess.run([sys.executable, "-c", "import sys; from ceci.main import main; sys.exit(main())",
+                           "--dry-run", f"examples/pipelines/{pipeline}"], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Pipeline successful" in done.stdout
+    assert set(_tracked_files()) == before
