@@ -67,6 +67,7 @@ _LAZY = {
     "DeepDiscTruthMatcher": "rail.evaluation.deepdisc_evaluators",
     "DeepDiscCoverageEvaluator": "rail.evaluation.deepdisc_evaluators",
     "DeepDiscMetricsEvaluator": "rail.evaluation.deepdisc_evaluators",
+    "DeepDiscDistToPointEvaluator": "rail.evaluation.deepdisc_evaluators",
     "EazyInformer": "rail.estimation.algos.deepdisc_eazy",
     "EazyEstimator": "rail.estimation.algos.deepdisc_eazy",
     "NIRCamBPZInformer": "rail.estimation.algos.deepdisc_bpz",

@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import difflib
 import functools
+import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -41,6 +42,7 @@ from rail.deepdisc.option_spec import OPTION_KEY, Option, plain_value
 
 __all__ = [
     "CECI_KEYS",
+    "INTERACTIVE_KEYS",
     "Option",
     "OptionSet",
     "option",
@@ -65,6 +67,18 @@ CECI_KEYS = frozenset({
 
 #: Key of a dataclass field's metadata that holds the settings class nested there.
 NESTED_KEY = "rail.deepdisc.nested"
+
+#: Keys that ``rail.interactive`` passes to every stage's ``make_stage`` (RAIL's GLOBAL_INTERACTIVE_PARAMETERS).
+INTERACTIVE_KEYS = frozenset({"output_mode", "force_exact"})
+
+
+def _entrypoint_parameters(cls: type) -> list[str]:
+    """Parameter names of a stage's entrypoint function: ``rail.interactive`` passes them to ``make_stage`` too."""
+    function = getattr(cls, cls.entrypoint_function or "", None)
+    if function is None:
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in inspect.signature(function).parameters.values() if p.kind in kinds and p.name != "self"]
 
 
 #: Options that several stages and commands share.
@@ -300,8 +314,9 @@ def check_stage_options(stage: Any, args: Mapping | object, kwargs: Mapping) -> 
     """Check the options given to a RAIL stage's constructor (``stage.__init__(args, **kwargs)``).
 
     Call it first thing in the stage's ``__init__``, before ceci merges the options. Accepts the stage's
-    declared options, its input/output tags, the names they are aliased to in a pipeline (``aliases``), and
-    ceci's own keys.
+    declared options, its input/output tags, the names they are aliased to in a pipeline (``aliases``),
+    ceci's own keys, and what ``rail.interactive`` adds (`INTERACTIVE_KEYS` and the parameters of the stage's
+    entrypoint function, e.g. ``training_data``).
 
     Parameters
     ----------
@@ -323,4 +338,5 @@ def check_stage_options(stage: Any, args: Mapping | object, kwargs: Mapping) -> 
     given.update(kwargs)
     aliases = given.get("aliases") or {}
     tags = [t for t, _ in cls.inputs] + [t for t, _ in cls.outputs] + [str(v) for v in aliases.values()]
+    tags += [*INTERACTIVE_KEYS, *_entrypoint_parameters(cls)]
     check_options(cls.name, given, cls.config_options, [*tags, *CECI_KEYS])

@@ -1,14 +1,15 @@
 """ceci pipelines built with RAIL's pipeline classes (the checked-in YAMLs under ``examples/pipelines``).
 
-=========================  ==============================================================================
+========================== ===================================================================================
 class                      stages
-=========================  ==============================================================================
+========================== ===================================================================================
 `DeepDiscMainPipeline`     simulate (train and test fields) -> inform -> estimate -> evaluate: RAIL's PIT and
-                           CDE loss, our coverage and the paper's metrics (truth ``redshift_true``)
+                           CDE loss on the estimator's grid, our coverage and the paper's metrics (truth
+                           ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
 `DeepDiscComparePipeline`  the main pipeline plus BPZ and EAZY on the same objects and their consensus
                            (calibrated on the test field's spec-z), each evaluated alike
-=========================  ==============================================================================
+========================== ===================================================================================
 
 `write_pipeline` turns one of them into a pipeline YAML and its stage-configuration YAML, which the ``ceci``
 command runs (``ceci main_JADES9.yml``; ``output_dir=...`` on the command line moves the outputs).
@@ -21,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rail.core.stage import RailPipeline
-from rail.evaluation.dist_to_point_evaluator import DistToPointEvaluator
 
 from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
 from rail.deepdisc.presets import get_preset
@@ -31,6 +31,7 @@ from rail.estimation.algos.deepdisc_consensus import ConsensusEstimator3, Consen
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
 from rail.evaluation.deepdisc_evaluators import (
     DeepDiscCoverageEvaluator,
+    DeepDiscDistToPointEvaluator,
     DeepDiscMetricsEvaluator,
     DeepDiscTruthMatcher,
 )
@@ -49,8 +50,9 @@ __all__ = [
 
 #: Names of the methods the compare pipeline's consensus combines (the order of its inputs).
 CONSENSUS_METHODS = ("deepdisc", "bpz", "eazy")
-#: RAIL evaluator metrics run on every photo-z output (PIT with its KS/CvM/AD statistics, CDE loss).
-RAIL_METRICS = ["cdeloss", "pit", "cvm", "ks", "ad"]
+#: RAIL distribution-to-point metrics run on every photo-z output, on the estimator's redshift grid (PIT and
+#: CDE loss; the PIT's KS/CvM/AD statistics are in the metrics JSON, from RAIL's ``OldEvaluator``).
+RAIL_METRICS = ["cdeloss", "pit"]
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,16 @@ def _simulators(pipe: RailPipeline, preset: str, size: DemoSize) -> None:
     pipe.simulate_test = DeepDiscSimulator.build(n_samples=size.test_tiles, seed=size.test_seed, **common)
 
 
-def _evaluators(pipe: RailPipeline, name: str, photoz, tiles, label: str) -> None:
+def _evaluators(pipe: RailPipeline, name: str, estimator, tiles, label: str) -> None:
     """RAIL's PIT/CDE loss on the objects with truth, our coverage and the paper's metrics.
 
-    ``tiles`` is the truth TileSet: an upstream stage's output, or the name of an overall pipeline input.
+    ``estimator`` is the stage whose ``output`` is evaluated: RAIL's metrics run on its redshift grid
+    (``zmin``, ``zmax``, ``nzbins``). ``tiles`` is the truth TileSet: an upstream stage's output, or the name
+    of an overall pipeline input.
     """
+    photoz = estimator.io.output
+    grid = {key: estimator.config[key] for key in ("zmin", "zmax", "nzbins")}
+
     def inputs(**given):
         if isinstance(tiles, str):
             return dict(connections=given, aliases=dict(truth=tiles))
@@ -100,9 +107,9 @@ def _evaluators(pipe: RailPipeline, name: str, photoz, tiles, label: str) -> Non
 
     matcher = DeepDiscTruthMatcher.build(**inputs(input=photoz), truth_column="auto")
     setattr(pipe, f"truth_{name}", matcher)
-    setattr(pipe, f"pit_{name}", DistToPointEvaluator.build(
+    setattr(pipe, f"pit_{name}", DeepDiscDistToPointEvaluator.build(
         connections=dict(input=matcher.io.output, truth=matcher.io.truth_table),
-        metrics=RAIL_METRICS, force_exact=True, hdf5_groupname=""))
+        metrics=RAIL_METRICS, force_exact=True, hdf5_groupname="", **grid))
     setattr(pipe, f"coverage_{name}", DeepDiscCoverageEvaluator.build(**inputs(input=photoz)))
     setattr(pipe, f"metrics_{name}", DeepDiscMetricsEvaluator.build(**inputs(input=photoz), label=label))
 
@@ -130,8 +137,7 @@ class DeepDiscMainPipeline(RailPipeline):
         self.estimate_deepdisc = DeepDiscEstimator.build(
             connections=dict(input=self.simulate_test.io.output, model=self.inform_deepdisc.io.model),
             progress_bar=False)
-        _evaluators(self, "deepdisc", self.estimate_deepdisc.io.output, self.simulate_test.io.output,
-                    f"DeepDISC {preset}")
+        _evaluators(self, "deepdisc", self.estimate_deepdisc, self.simulate_test.io.output, f"DeepDISC {preset}")
 
 
 class DeepDiscEstimatePipeline(RailPipeline):
@@ -145,7 +151,7 @@ class DeepDiscEstimatePipeline(RailPipeline):
     def __init__(self) -> None:
         RailPipeline.__init__(self)
         self.estimate_deepdisc = DeepDiscEstimator.build(aliases=dict(input="tiles"), progress_bar=False)
-        _evaluators(self, "deepdisc", self.estimate_deepdisc.io.output, "tiles", "DeepDISC")
+        _evaluators(self, "deepdisc", self.estimate_deepdisc, "tiles", "DeepDISC")
 
 
 class DeepDiscComparePipeline(RailPipeline):
@@ -188,7 +194,7 @@ class DeepDiscComparePipeline(RailPipeline):
             methods=list(CONSENSUS_METHODS))
         for name, stage in (("deepdisc", self.estimate_deepdisc), ("bpz", self.estimate_bpz),
                             ("eazy", self.estimate_eazy), ("consensus", self.estimate_consensus)):
-            _evaluators(self, name, stage.io.output, test, f"{name} {preset}")
+            _evaluators(self, name, stage, test, f"{name} {preset}")
 
 
 #: Stages that run torch and get every core of the machine (ceci gives each process one thread by default).

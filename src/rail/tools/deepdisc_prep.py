@@ -7,6 +7,7 @@ written by streaming; options are checked strictly.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rail.deepdisc.options import OptionSet, build, check_stage_options
 from rail.deepdisc.prep.prepare import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
 from rail.deepdisc.prep.specz import SpeczSourceOptions
 from rail.deepdisc.tileset.handles import TileSetHandle
+from rail.deepdisc.tileset.io import read_tileset
 
 __all__ = ["DeepDiscPrep", "PREP_OPTIONS"]
 
@@ -25,13 +27,16 @@ PREP_OPTIONS = OptionSet(PrepSettings, SpeczSourceOptions)
 
 
 class DeepDiscPrep(RailStage):
-    """Tile per-band FITS mosaics with their segmentation image, photometric and spec-z catalogs.
+    """Tile per-band FITS mosaics with their segmentation, photometric and spec-z catalogs.
 
-    Outputs ``train``, ``val``, ``test`` (labelled tiles split by tile, seeded) and ``full`` (every catalog
-    object primary once, optional re-centred cutouts); a ``prep_summary.json`` is written beside ``train``.
+    Outputs ``train``, ``val``, ``test`` (labelled tiles split by tile, seeded) and
+    ``full`` (every catalog object primary once, optional re-centred cutouts); a
+    ``prep_summary.json`` is written beside ``train``.
     """
 
     name = "DeepDiscPrep"
+    entrypoint_function = "prepare"
+    interactive_function = "deepdisc_prep"
     config_options = RailStage.config_options.copy()
     config_options.update(
         mosaic_dir=Param(str, None, required=True, msg="folder of per-band FITS mosaics (JADES names)"),
@@ -55,6 +60,25 @@ class DeepDiscPrep(RailStage):
     def _settings(self) -> PrepSettings:
         return build(PrepSettings, PREP_OPTIONS.from_config(self.config))
 
+    def prepare(self, **kwargs: Any) -> dict[str, TileSetHandle]:
+        """Tile the mosaics of ``mosaic_dir`` with ``catalog`` into four TileSets.
+
+        Parameters
+        ----------
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        dict of str to TileSetHandle
+            ``train``, ``val``, ``test`` and ``full``. With ``output_mode="return"``
+            (``rail.interactive``) they are built in a temporary folder and returned in
+            memory; otherwise they are files.
+        """
+        self.run()
+        self.finalize()
+        return {tag: self.get_handle(tag) for tag in OUTPUTS}
+
     def run(self) -> None:
         """Build the four TileSets and register their handles."""
         settings = self._settings()
@@ -67,6 +91,14 @@ class DeepDiscPrep(RailStage):
             specz=sources,
             segmentation=cfg.segmentation or None,
         )
+        if self.config.output_mode == "return":  # write nothing: build in a temporary folder, keep in memory
+            with tempfile.TemporaryDirectory(prefix="deepdisc_prep_") as tmp:
+                paths = {tag: str(Path(tmp) / f"{tag}.h5") for tag in OUTPUTS}
+                summary = prepare_tilesets(inputs, Path(tmp), settings=settings, paths=paths)
+                for tag in OUTPUTS:
+                    self.add_data(tag, read_tileset(paths[tag]))
+                    self.log.info(f"{tag}: {summary['files'][tag]['tiles']} tiles")
+            return
         paths = {tag: self.get_output(tag) for tag in OUTPUTS}
         summary = prepare_tilesets(inputs, Path(paths["train"]).parent, settings=settings, paths=paths)
         for tag in OUTPUTS:

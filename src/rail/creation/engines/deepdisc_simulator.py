@@ -22,14 +22,16 @@ from rail.deepdisc.tileset.io import read_tileset
 __all__ = ["DeepDiscSimulator"]
 
 class DeepDiscSimulator(Creator):
-    """Simulate JWST/NIRCam deep-field tiles with known redshifts; output ``output``: a TileSet.
+    """Simulate JWST/NIRCam deep-field tiles with known redshifts (output: a TileSet).
 
-    ``n_samples`` is the number of tiles. Objects carry spectroscopic labels for a brightness-biased subset
-    (``redshift``), the true redshift of every object (``redshift_true``) and other ``true_*`` columns.
+    ``n_samples`` is the number of tiles. Objects carry spectroscopic labels for a
+    brightness-biased subset (``redshift``), the true redshift of every object
+    (``redshift_true``) and other ``true_*`` columns.
     """
 
     name = "DeepDiscSimulator"
     entrypoint_function = "sample"
+    interactive_function = "deepdisc_simulator"
     config_options = Creator.config_options.copy()
     config_options.update(SIMULATION_OPTIONS.params())
     inputs = []
@@ -43,6 +45,34 @@ class DeepDiscSimulator(Creator):
     def settings(self) -> SimulationSettings:
         """Build the `SimulationSettings` described by this stage's configuration."""
         return build(SimulationSettings, SIMULATION_OPTIONS.from_config(self.config))
+
+    def sample(self, n_samples: int | None = None, seed: int | None = None, **kwargs: Any) -> TileSetHandle:
+        """Simulate a TileSet (interactive use; a pipeline calls ``run``).
+
+        Parameters
+        ----------
+        n_samples : int, optional
+            Number of tiles (default: the stage's ``n_samples`` option).
+        seed : int, optional
+            Random seed (default: the stage's ``seed`` option).
+        **kwargs : Any
+            Other options of this stage, updating its configuration (checked like
+            ``make_stage``'s).
+
+        Returns
+        -------
+        TileSetHandle
+            The simulated TileSet (``output``).
+        """
+        check_stage_options(self, {}, kwargs)
+        if n_samples is not None:
+            self.config["n_samples"] = n_samples
+        if seed is not None:
+            self.config["seed"] = seed
+        self.config.update(**{k: v for k, v in kwargs.items() if k in self.config_options})
+        self.run()
+        self.finalize()
+        return self.get_handle("output")
 
     def run(self) -> None:
         """Simulate and register the TileSet as ``output``."""

@@ -8,7 +8,7 @@ subset (:mod:`rail.deepdisc.evaluation.metrics`); detection completeness versus 
 N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ and EAZY), a side-by-side table.
 :mod:`rail.deepdisc.evaluation.directory` writes them to the folder the report reads (all writes atomic):
 
-====================  ========================================================================================
+===================== ========================================================================================
 ``summary.json``      everything except per-object values: settings, sources, overall metrics, tables
 ``metrics.csv``       paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
 ``coverage.csv``      coverage per subset and credibility level
@@ -19,7 +19,7 @@ N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ a
 ``peer_bins.csv``     every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
 ``peer_pit.csv``      every estimator's PIT histogram (only with peers)
 ``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
-====================  ========================================================================================
+===================== ========================================================================================
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.exceptions import DeepDiscError
 from rail.deepdisc.tileset.format import TileSet
-from rail.deepdisc.tileset.validation import open_checked, read_columns
+from rail.deepdisc.tileset.validation import open_checked, read_columns, reading
 
 __all__ = [
     "TRUTH_COLUMNS",
@@ -212,7 +212,7 @@ def read_truth(path: str | os.PathLike) -> TruthTable:
         If the file is missing, not a TileSet or malformed (`rail.deepdisc.tileset.validation.open_checked`).
     """
     f, bands, _, _ = open_checked(path, str(path))
-    with f:
+    with f, reading(path):  # a damaged file: one TileSetError naming it
         primary = f["objects"]["primary"][()].astype(bool)
         columns = {name: values[primary] for name, values in read_columns(f["objects"]).items()}
     return TruthTable(columns, bands, str(path))

@@ -151,7 +151,7 @@ def _example_tiles(ev: EvaluationData, tiles_path: Path, n_tiles: int, outdir: P
     per_tile = []
     for t in chosen:
         objs = ts.tile_objects(int(t))
-        rows = np.array([index.get(int(i), -1) for i in objs["object_id"]])
+        rows = np.array([index.get(int(i), -1) for i in objs["object_id"]], dtype=np.int64)  # may be empty
         found = rows >= 0
         if "detected" in ev.objects:
             objs["detected"] = np.where(found, ev.objects["detected"][rows], False)

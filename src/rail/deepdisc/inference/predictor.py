@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
-from rail.deepdisc.exceptions import ConfigError, ModelError, TileSetError
+from rail.deepdisc.exceptions import ConfigError, DeepDiscError, ModelError, TileSetError
 from rail.deepdisc.inference.chunk import assemble_chunk, plan_chunk, run_member
 from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD
 from rail.deepdisc.inference.photoz import PhotoZChunk, empty_chunk
@@ -31,7 +31,7 @@ from rail.deepdisc.model.artifact import check_compatible
 from rail.deepdisc.options import check_fields, option
 from rail.deepdisc.tileset.contract import check_objects
 from rail.deepdisc.tileset.format import TileSet
-from rail.deepdisc.tileset.validation import open_checked, read_columns
+from rail.deepdisc.tileset.validation import open_checked, read_columns, reading
 
 __all__ = [
     "InferenceSettings",
@@ -180,9 +180,15 @@ class EnsemblePredictor:
         chosen = list(range(n_members)) if members is None else list(members)
         if not chosen or any(not 0 <= k < n_members for k in chosen):
             raise ModelError(f"{name}: members {chosen} not in the artifact's 0..{n_members - 1}")
-        models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
-        weights = [float(artifact["members"][k]["weight"]) for k in chosen]
-        scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
+        try:
+            models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
+            weights = [float(artifact["members"][k]["weight"]) for k in chosen]
+            scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
+        except DeepDiscError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            raise ModelError(f"{name}: the members do not fit the network config ({type(err).__name__}: {err}); "
+                             f"the file is damaged or was not written by pz-rail-deepdisc") from None
         if n_cal:  # artifacts without calibration records keep the members' widths untouched
             for model in models:
                 model.redshift_head.std_scale.mul_(scale)
@@ -258,7 +264,7 @@ def check_input(predictor: EnsemblePredictor, tiles) -> int:
     else:
         source = str(tiles)
         f, bands, pixel_scale, _ = open_checked(tiles, source)
-        with f:
+        with f, reading(source):
             n_tiles = f["images"].shape[0]
             objects = read_columns(f["objects"], names=["object_id", "tile", "primary"])
     check_objects(source, n_tiles, objects)

@@ -163,7 +163,12 @@ def read_photometry(
     except OSError as err:
         raise PrepError(f"{path}: not a readable FITS catalog ({err})") from None
     with hdul:
-        return _read_photometry(hdul, path, bands, kind, tuple(error_suffixes))
+        try:
+            return _read_photometry(hdul, path, bands, kind, tuple(error_suffixes))
+        except PrepError:
+            raise
+        except Exception as err:  # astropy raises many types (VerifyError, AttributeError, ...) on damaged HDUs
+            raise PrepError(f"{path}: damaged FITS catalog ({type(err).__name__}: {err})") from None
 
 
 def _table(hdul, path: Path, extname: str):

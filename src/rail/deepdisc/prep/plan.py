@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from rail.deepdisc.exceptions import PrepWarning
+from rail.deepdisc.exceptions import PrepError, PrepWarning
 from rail.deepdisc.prep.catalog import PhotCatalog
 from rail.deepdisc.prep.mosaics import MosaicStack
 from rail.deepdisc.prep.tiling import assign_primary, box_inside, grid_origins, recentred_origin
@@ -171,6 +171,9 @@ def plan_tiling(
     """
     y_o, x_o = grid_origins(mosaic_shape, tile_shape, overlap_px=overlap_px, cover_edges=cover_edges)
     grid = np.array([(a, b) for a in y_o for b in x_o], dtype=np.int64).reshape(-1, 2)
+    if not len(grid):
+        raise PrepError(f"the mosaics ({mosaic_shape[0]} x {mosaic_shape[1]} px) are smaller than one tile "
+                        f"({tile_shape[0]} x {tile_shape[1]} px): choose a smaller tile size")
     what = "full-catalog grid" if cover_edges else "labelled grid"
     kept = coverage.check(grid, what).reshape(len(y_o), len(x_o))
     flat = assign_primary(objects.x, objects.y, y_o, x_o, tile_shape, kept)

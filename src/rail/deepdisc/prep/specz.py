@@ -178,7 +178,7 @@ class CompileSettings:
     match_radius_arcsec: float = option(MATCH_RADIUS_ARCSEC, "spec-z cross-match radius, arcsec", low=0,
                                         low_open=True, flag="match-radius")
     match_band: str = option("F444W", "band whose brightest object wins a spec-z match", convert=_band_name)
-    max_dz: float = option(MAX_DZ_AGREEMENT, "agreement limit |dz|/(1+z) between spec-z catalogs", low=0,
+    max_dz: float = option(MAX_DZ_AGREEMENT, "agreement limit abs(dz)/(1+z) between spec-z catalogs", low=0,
                            low_open=True)
     drop_stars: bool = True
 

@@ -16,7 +16,7 @@ import numpy as np
 from rail.deepdisc.exceptions import TileSetError
 from rail.deepdisc.tileset.contract import check_objects, check_pixels, object_columns
 from rail.deepdisc.tileset.format import TileSet
-from rail.deepdisc.tileset.validation import open_checked, read_columns, validate_tileset
+from rail.deepdisc.tileset.validation import open_checked, read_columns, reports_damage, validate_tileset
 from rail.deepdisc.tileset.writer import TileSetWriter
 
 __all__ = [
@@ -61,6 +61,7 @@ def write_tileset(tileset: TileSet, path: str | os.PathLike, *, compression: str
     return writer.close()
 
 
+@reports_damage
 def read_tileset(path: str | os.PathLike, *, tiles: slice | None = None, validate: bool = True) -> TileSet:
     """Read a TileSet file, whole or a contiguous range of tiles.
 
@@ -151,6 +152,7 @@ def plan_chunks(object_tile: np.ndarray, primary: np.ndarray, n_tiles: int, *, m
     return chunks
 
 
+@reports_damage
 def iter_tileset(path: str | os.PathLike, *, chunk_tiles: int | None = 64, max_primary: int | None = None,
                  tiles: slice | None = None, rank: int = 0, n_ranks: int = 1, _checked: bool = False
                  ) -> Iterator[TileSet]:

@@ -8,14 +8,17 @@ that the readers (:mod:`rail.deepdisc.tileset.io`) and the estimator's input che
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from rail.deepdisc.exceptions import TileSetError
+from rail.deepdisc.exceptions import DeepDiscError, TileSetError
 from rail.deepdisc.tileset.contract import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -25,7 +28,7 @@ from rail.deepdisc.tileset.contract import (
     reject,
 )
 
-__all__ = ["TileSetSummary", "open_checked", "read_columns", "validate_tileset"]
+__all__ = ["TileSetSummary", "open_checked", "read_columns", "reading", "reports_damage", "validate_tileset"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,33 @@ class TileSetSummary:
             f" {self.n_labelled} with spec-z",
             f"  spec-z quantiles (5/25/50/75/95%): {q}",
         ])
+
+
+@contextmanager
+def reading(source):
+    """Turn what h5py and numpy raise on a damaged file into one `TileSetError` naming the file."""
+    try:
+        yield
+    except DeepDiscError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
+        raise TileSetError(f"{source}: damaged or unreadable TileSet file ({type(err).__name__}: {err})") from None
+
+
+def reports_damage(func):
+    """Decorate a reader whose first argument is the file (generators too) with `reading`."""
+    if inspect.isgeneratorfunction(func):
+        @functools.wraps(func)
+        def generator(path, *args, **kwargs):
+            with reading(kwargs.get("display_name") or path):
+                yield from func(path, *args, **kwargs)
+        return generator
+
+    @functools.wraps(func)
+    def reader(path, *args, **kwargs):
+        with reading(kwargs.get("display_name") or path):
+            return func(path, *args, **kwargs)
+    return reader
 
 
 def _open(path) -> h5py.File:
@@ -119,6 +149,7 @@ def read_columns(group: h5py.Group, rows: slice | None = None, names=None) -> di
     return out
 
 
+@reports_damage
 def open_checked(path: str | os.PathLike, source: str) -> tuple[h5py.File, tuple[str, ...], float, str]:
     """Open a TileSet file and check its header and structure (`check_structure`), not its pixels or objects.
 
@@ -153,6 +184,7 @@ def open_checked(path: str | os.PathLike, source: str) -> tuple[h5py.File, tuple
     return f, bands, pixel_scale, flux_unit
 
 
+@reports_damage
 def validate_tileset(path: str | os.PathLike, *, chunk_tiles: int = 256, display_name: str | None = None
                      ) -> TileSetSummary:
     """Check a TileSet file against the ``deepdisc-tiles`` v1 contract, reading it in chunks.

@@ -12,6 +12,7 @@ import os
 import warnings
 from typing import Any
 
+from rail.core.data import QPHandle
 from rail.estimation.estimator import CatEstimator
 from rail.estimation.informer import CatInformer
 from tqdm.auto import tqdm
@@ -38,15 +39,17 @@ ESTIMATE_OPTIONS = OptionSet(
 
 
 class DeepDiscInformer(CatInformer):
-    """Train a DeepDISC ensemble (Mask R-CNN + Gaussian-mixture redshift head) on a TileSet with spec-z.
+    """Train a DeepDISC ensemble (Mask R-CNN + mixture redshift head) on a spec-z TileSet.
 
-    Input ``input``: a TileSet (`TileSetHandle`); output ``model``: the weights-only model artifact
-    (`DeepDiscModelHandle`). Objects without spec-z (NaN ``redshift``) train detection only. The options are
+    Input ``input``: a TileSet (`TileSetHandle`); output ``model``: the weights-only
+    model artifact (`DeepDiscModelHandle`). Objects without spec-z (NaN ``redshift``)
+    train detection only. The options are
     `rail.deepdisc.training.settings.TRAIN_OPTIONS` (the same as ``deepdisc train``'s).
     """
 
     name = "DeepDiscInformer"
     entrypoint_function = "inform"
+    interactive_function = "deepdisc_informer"
     config_options = CatInformer.config_options.copy()
     config_options.update(TRAIN_OPTIONS.params())
     inputs = [("input", TileSetHandle)]
@@ -55,6 +58,27 @@ class DeepDiscInformer(CatInformer):
     def __init__(self, args: Any, **kwargs: Any) -> None:
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
+
+    def inform(self, training_data, **kwargs: Any) -> DeepDiscModelHandle:
+        """Train the ensemble on a TileSet with spec-z labels and return the model.
+
+        Parameters
+        ----------
+        training_data : TileSet, TileSetHandle or str
+            The training tiles (spec-z in ``objects/redshift``, NaN = none): in memory, a
+            handle or a file.
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        DeepDiscModelHandle
+            The model artifact (``model``): weights-only, loads with
+            ``torch.load(weights_only=True)``.
+        """
+        if isinstance(training_data, (str, os.PathLike)):
+            training_data = TileSetHandle("input", path=str(training_data))
+        return super().inform(training_data, **kwargs)
 
     def validate(self) -> None:
         """Refuse, before any work, a TileSet without usable spec-z labels or bad option values."""
@@ -69,25 +93,30 @@ class DeepDiscInformer(CatInformer):
         from rail.deepdisc.training.run import train_from_options
 
         tileset = self.get_data("input")
-        model_path = self.get_output(self.get_aliased_tag("model"), final_name=True)
+        # output_mode "return" (e.g. rail.interactive) writes nothing: no checkpoints or loss curves
+        model_path = (None if self.config.output_mode == "return"
+                      else self.get_output(self.get_aliased_tag("model"), final_name=True))
         options = TRAIN_OPTIONS.from_config(self.config)
         self.add_data("model", train_from_options(tileset, options, model_path=model_path))
 
 
 class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
-    """Run a DeepDISC ensemble on a TileSet: one Gaussian-mixture p(z) per primary catalog object.
+    """Run a DeepDISC ensemble on a TileSet: a Gaussian-mixture p(z) per primary object.
 
-    Detections are matched one-to-one to catalog boxes (IoU >= ``iou_threshold``); unmatched objects get a
-    forced redshift from their catalog box. Output: a ``qp`` mixmod ensemble with ancil ``object_id``,
-    ``zmode``, ``zmean``, ``zmedian``, ``detected``, ``forced``, ``recentred``, ``score``.
+    Detections are matched one-to-one to catalog boxes (IoU >= ``iou_threshold``);
+    unmatched objects get a forced redshift from their catalog box. Output: a ``qp``
+    mixmod ensemble with ancil ``object_id``, ``zmode``, ``zmean``, ``zmedian``,
+    ``detected``, ``forced``, ``recentred``, ``score``.
 
-    The model is built once per run. Chunks of whole tiles stream through it; under MPI (ceci ``--mpi``,
-    ``nprocess > 1``) each process takes every n-th chunk and spools its results, and process 0 writes the
-    output in row order, so the file equals a one-process run's (`SpooledOutputMixin`).
+    The model is built once per run. Chunks of whole tiles stream through it; under MPI
+    (ceci ``--mpi``, ``nprocess > 1``) each process takes every n-th chunk and spools
+    its results, and process 0 writes the output in row order, so the file equals a
+    one-process run's (`SpooledOutputMixin`).
     """
 
     name = "DeepDiscEstimator"
     entrypoint_function = "estimate"
+    interactive_function = "deepdisc_estimator"
     config_options = CatEstimator.config_options.copy()
     config_options.update(ESTIMATE_OPTIONS.params())
     inputs = [("model", DeepDiscModelHandle), ("input", TileSetHandle)]
@@ -101,10 +130,22 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
         self._tiles_unmatched = 0
         self._ebv_missing = 0
 
-    def estimate(self, input_data, **kwargs: Any):
-        """Estimate photo-z for a TileSet: a `TileSetHandle`, a file path or an in-memory `TileSet`.
+    def estimate(self, input_data, **kwargs: Any) -> QPHandle:
+        """Estimate photo-z for a TileSet with the model given as ``model``.
 
-        A file is streamed chunk by chunk (never loaded whole). Returns the output ``QPHandle``.
+        Parameters
+        ----------
+        input_data : TileSet, TileSetHandle or str
+            The tiles: in memory, a handle or a file (streamed chunk by chunk, never loaded
+            whole).
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        QPHandle
+            The photo-z ensemble (``output``): one Gaussian mixture per primary object, in
+            file order.
         """
         if isinstance(input_data, (str, os.PathLike)):
             input_data = TileSetHandle("input", path=str(input_data))

@@ -174,15 +174,17 @@ def _dereddened(config, data: dict) -> dict:
 
 
 class NIRCamBPZInformer(BPZliteInformer):
-    """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer, NIRCam-configured).
+    """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer for NIRCam).
 
-    Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
-    (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or
-    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output ``model``: pz-rail-bpz's model
-    dict (``priormodel``, ``zp_offsets``) as a pickle-free ``.npz`` (`NpzModelHandle`).
+    Fits, on objects with spec-z, each object's best template at its spec-z, the
+    zero-point offsets (``fit_zero_points``) and the broad types, then stores the HDF-N
+    prior (``output_hdfn=True``, default) or fits BPZ's prior parameters to the sample
+    (``output_hdfn=False``). Output ``model``: pz-rail-bpz's model dict (``priormodel``,
+    ``zp_offsets``) as a pickle-free ``.npz`` (`NpzModelHandle`).
     """
 
     name = "NIRCamBPZInformer"
+    interactive_function = "nircam_bpz_informer"
     config_options = BPZliteInformer.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)
@@ -260,13 +262,15 @@ class NIRCamBPZInformer(BPZliteInformer):
 class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
 
-    Input ``model``: the `NIRCamBPZInformer`'s ``.npz`` (read without pickle). Output: pz-rail-bpz's
-    ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best template at the mode),
-    ``todds`` and ``object_id`` when the input has it. Output chunks are spooled per process and merged in
-    row order (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
+    Input ``model``: the `NIRCamBPZInformer`'s ``.npz`` (read without pickle). Output:
+    pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``,
+    ``tb`` (best template at the mode), ``todds`` and ``object_id`` when the input has
+    it. Output chunks are spooled per process and merged in row order
+    (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
     """
 
     name = "NIRCamBPZEstimator"
+    interactive_function = "nircam_bpz_estimator"
     config_options = BPZliteEstimator.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)

@@ -98,14 +98,16 @@ def _fluxes(config, table: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 class EazyInformer(CatInformer):
-    """Train EAZY on objects with spec-z: zero points, template error amplitude, magnitude prior.
+    """Train EAZY on spec-z objects: zero points, template error, magnitude prior.
 
-    Input ``input``: a photometric table (``mag_<BAND>``, ``magerr_<BAND>``, ``redshift``); output ``model``:
-    an ``.npz`` of plain arrays (`rail.deepdisc.peers.eazy_model.EazyModel`).
+    Input ``input``: a photometric table (``mag_<BAND>``, ``magerr_<BAND>``,
+    ``redshift``); output ``model``: an ``.npz`` of plain arrays
+    (`rail.deepdisc.peers.eazy_model.EazyModel`).
     """
 
     name = "EazyInformer"
     entrypoint_function = "inform"
+    interactive_function = "eazy_informer"
     config_options = CatInformer.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
     config_options.update(
@@ -166,18 +168,20 @@ class EazyInformer(CatInformer):
 
 
 class EazyEstimator(SpooledOutputMixin, CatEstimator):
-    """EAZY photo-z PDFs: eazy-py fits of every object, as a ``qp.interp`` ensemble on a regular z grid.
+    """EAZY photo-z PDFs: eazy-py fits of every object, as ``qp.interp`` on a z grid.
 
-    The fit runs on eazy's log grid (``z_min``, ``z_max``, ``z_step``); PDFs are resampled onto
-    ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode``, ``zmean``, ``zmedian``, ``nbands`` (bands used) and
-    ``object_id`` when the input has it (as DeepDISC's output).
-    Chunks and MPI ranks are independent: each rank writes eazy's input files into its own temporary folder,
-    and the output is spooled per rank and merged in row order (`SpooledOutputMixin`), so an MPI run needs no
-    parallel HDF5 and gives the file of a one-process run.
+    The fit runs on eazy's log grid (``z_min``, ``z_max``, ``z_step``); PDFs are
+    resampled onto ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode``, ``zmean``,
+    ``zmedian``, ``nbands`` (bands used) and ``object_id`` when the input has it (as
+    DeepDISC's output). Chunks and MPI ranks are independent: each rank writes eazy's
+    input files into its own temporary folder, and the output is spooled per rank and
+    merged in row order (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5 and
+    gives the file of a one-process run.
     """
 
     name = "EazyEstimator"
     entrypoint_function = "estimate"
+    interactive_function = "eazy_estimator"
     config_options = CatEstimator.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
     config_options.update(PDF_GRID_OPTIONS)

@@ -19,15 +19,17 @@ from rail.deepdisc.tileset.handles import DeepDiscModelHandle
 __all__ = ["DeepDiscPretrainer"]
 
 class DeepDiscPretrainer(RailStage):
-    """Pretrain the whole network (detector + redshift head) on streamed simulated tiles with true redshifts.
+    """Pretrain the whole network (detector + redshift head) on streamed simulated tiles.
 
-    Output ``model``: the pretrained artifact (`DeepDiscModelHandle`); its ``provenance`` records the
-    pretraining data (randomisation ranges included), seed and epochs. Resumable (``resume``) and DDP-capable
-    (torchrun), like `DeepDiscInformer`.
+    Output ``model``: the pretrained artifact (`DeepDiscModelHandle`); its
+    ``provenance`` records the pretraining data (randomisation ranges included), seed
+    and epochs. Resumable (``resume``) and DDP-capable (torchrun), like
+    `DeepDiscInformer`.
     """
 
     name = "DeepDiscPretrainer"
     entrypoint_function = "pretrain"
+    interactive_function = "deepdisc_pretrainer"
     config_options = RailStage.config_options.copy()
     config_options.update(PRETRAIN_OPTIONS.params())
     inputs = []
@@ -37,8 +39,20 @@ class DeepDiscPretrainer(RailStage):
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
-    def pretrain(self) -> DeepDiscModelHandle:
-        """Run the pretraining and return the ``model`` handle."""
+    def pretrain(self, **kwargs: Any) -> DeepDiscModelHandle:
+        """Pretrain on simulated (or ``tile_files``) tiles and return the model.
+
+        Parameters
+        ----------
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        DeepDiscModelHandle
+            The pretrained one-member artifact (``model``), to fine-tune with
+            `DeepDiscInformer`.
+        """
         self.run()
         self.finalize()
         return self.get_handle("model")
@@ -48,5 +62,6 @@ class DeepDiscPretrainer(RailStage):
         from rail.deepdisc.pretraining.run import pretrain_from_options
 
         options = PRETRAIN_OPTIONS.from_config(self.config)
-        model_path = self.get_output(self.get_aliased_tag("model"), final_name=True)
+        model_path = (None if self.config.output_mode == "return"  # e.g. rail.interactive: write nothing
+                      else self.get_output(self.get_aliased_tag("model"), final_name=True))
         self.add_data("model", pretrain_from_options(options, model_path=model_path))
