@@ -24,6 +24,7 @@ from pathlib import Path
 from rail.core.stage import RailPipeline
 
 from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
+from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
@@ -98,7 +99,9 @@ def _evaluators(pipe: RailPipeline, name: str, estimator, tiles, label: str) -> 
     of an overall pipeline input.
     """
     photoz = estimator.io.output
-    grid = {key: estimator.config[key] for key in ("zmin", "zmax", "nzbins")}
+    # an estimator whose grid comes from its model (the consensus) has no grid options: the defaults apply
+    grid = {key: estimator.config[key] if key in estimator.config_options else default
+            for key, default in (("zmin", ZMIN), ("zmax", ZMAX), ("nzbins", NZBINS))}
 
     def inputs(**given):
         if isinstance(tiles, str):
