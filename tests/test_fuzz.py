@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import tempfile
 import traceback
@@ -254,11 +255,14 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     return int(code or 0), err.getvalue()
 
 
+_PROGRESS = re.compile(r"\d+%\|")  # a tqdm progress bar (not an error line)
+
+
 def check_cli(argv: list[str], damaged: Path) -> None:
     code, err = run_cli(argv)
     if code == 0:
         return
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in re.split(r"[\r\n]|\x1b\[A", err) if line.strip() and not _PROGRESS.search(line)]
     if code != 2:
         _finding(f"deepdisc {argv[0]} exited {code}: {err[-2000:]}")
     elif len(lines) != 1 or "Traceback" in err:

@@ -117,3 +117,19 @@ def test_checked_in_pipelines_pass_ceci_dry_run_on_a_fresh_machine(pipeline, tmp
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Pipeline successful" in done.stdout
     assert set(_tracked_files()) == before
+
+
+def test_no_file_refers_outside_the_repository():
+    """Nothing points at the team's shared folder or its design notes: the contracts live in docs/."""
+    pattern = re.compile(r"DESIGN\.md|\.\./shared\b|\bshared/[A-Z][\w-]*\.md")
+    bad = []
+    for path in _tracked_files():
+        if path.suffix not in TEXT_SUFFIXES or path.name == "CHANGELOG.md":
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        bad += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(text.splitlines(), 1)
+                if pattern.search(line)]
+    assert not bad, "references outside the repository:\n" + "\n".join(bad)

@@ -108,7 +108,7 @@ def test_failed_write_leaves_previous_file(tmp_path, small_tileset):
     assert [p.name for p in tmp_path.iterdir()] == ["t.h5"]  # no temporary left behind
 
 
-# --- validator rules: each breaks one rule of DESIGN.md section 2 -----------------------------------------
+# --- validator rules: each breaks one rule of docs/contracts.md ---------------------------------------------
 
 
 def _rewrite(path, fn):

@@ -63,11 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except DeepDiscError as err:
+        _close_progress_bars()
         print(f"deepdisc {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        _close_progress_bars()
         print(f"deepdisc {args.command}: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars a failed step left open, so that the error starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

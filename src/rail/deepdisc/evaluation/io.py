@@ -1,7 +1,7 @@
 """Evaluation inputs and outputs: photo-z files, truth tables from TileSets, atomic JSON and CSV writers.
 
 The truth of an evaluation is the TileSet the estimator ran on: its primary objects, in file order, are the
-rows of the photo-z ensemble (``DESIGN.md`` section 4). `read_truth` reads only the object columns (never the
+rows of the photo-z ensemble (``docs/contracts.md``). `read_truth` reads only the object columns (never the
 images). The truth redshift is ``redshift_true`` for simulations and the spectroscopic ``redshift`` otherwise
 (NaN = no truth: such objects are left out of every redshift metric but count for detection completeness).
 """

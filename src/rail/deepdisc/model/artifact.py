@@ -1,4 +1,4 @@
-"""The DeepDISC model artifact (``DESIGN.md`` section 3): one file of tensors and plain data.
+"""The DeepDISC model artifact (``docs/contracts.md``): one file of tensors and plain data.
 
 The artifact is a dict saved with ``torch.save`` and loaded with ``torch.load(weights_only=True)``, so loading a
 file never executes pickled code::

@@ -227,6 +227,9 @@ def _prepare(inputs: PrepInputs, targets: dict[str, Path], settings: PrepSetting
     ):
         pixel_scale = seg.pixel_scale_arcsec()
         tile_shape = tile_shape_px(*settings.tile_size_arcsec, pixel_scale)
+        if seg.shape[0] < tile_shape[0] or seg.shape[1] < tile_shape[1]:
+            raise PrepError(f"{inputs.segmentation}: the image ({seg.shape[0]} x {seg.shape[1]} px) is smaller than "
+                            f"one tile ({tile_shape[0]} x {tile_shape[1]} px): check the file or choose smaller tiles")
         objects, object_summary = _load_objects(inputs, seg, settings)
         labelled, full, jobs = _plan_outputs(objects, seg.shape, stack, tile_shape, settings)
         files = {}

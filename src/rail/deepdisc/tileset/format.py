@@ -1,7 +1,7 @@
 """The TileSet: multi-band image tiles, segmentation maps and their objects (``deepdisc-tiles`` v1).
 
 A TileSet file is the data contract between the simulator, the mosaic tiler, training and inference
-(``DESIGN.md`` section 2). This module holds the in-memory :class:`TileSet`; the column definitions and the
+(``docs/contracts.md``). This module holds the in-memory :class:`TileSet`; the column definitions and the
 contract's checks are in :mod:`rail.deepdisc.tileset.contract`, and :mod:`rail.deepdisc.tileset.io` reads,
 writes and validates files.
 

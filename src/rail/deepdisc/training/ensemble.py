@@ -124,7 +124,7 @@ def train_ensemble(
     progress: bool = True,
     on_epoch_end=None,
 ) -> dict:
-    """Train ensemble members on a TileSet and return the model artifact (``DESIGN.md`` section 3).
+    """Train ensemble members on a TileSet and return the model artifact (``docs/contracts.md``).
 
     Parameters
     ----------
