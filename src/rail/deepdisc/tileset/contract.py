@@ -1,7 +1,7 @@
 """The ``deepdisc-tiles`` v1 contract: format name and version, required columns, and the checks.
 
 A TileSet file is the data contract between the simulator, the mosaic tiler, training and inference
-(``DESIGN.md`` section 2). This module holds what every TileSet must satisfy, in memory
+(``docs/contracts.md``). This module holds what every TileSet must satisfy, in memory
 (:meth:`rail.deepdisc.tileset.format.TileSet.check`) or on file
 (:func:`rail.deepdisc.tileset.validation.validate_tileset`): the column definitions and the checks, each of
 which raises `TileSetError` with one message naming the data and the first problem.

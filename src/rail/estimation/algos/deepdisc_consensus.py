@@ -98,12 +98,14 @@ class _ConsensusStage(RailStage):
 class ConsensusInformer(_ConsensusStage):
     """Fit the consensus of two methods' photo-z on the labelled objects of ``truth``.
 
-    Inputs ``input_1``, ``input_2`` (qp ensembles of the same objects) and ``truth`` (their TileSet, or a table
-    file, row for row); output ``model`` (``.npz``: temperatures, bad fractions per magnitude bin, beta).
+    Inputs ``input_1``, ``input_2`` (qp ensembles of the same objects) and ``truth``
+    (their TileSet, or a table file, row for row); output ``model`` (``.npz``:
+    temperatures, bad fractions per magnitude bin, beta).
     """
 
     name = "ConsensusInformer"
     entrypoint_function = "inform"
+    interactive_function = "consensus_informer"
     config_options = RailStage.config_options.copy()
     config_options.update(
         **_COMMON,
@@ -128,7 +130,21 @@ class ConsensusInformer(_ConsensusStage):
     outputs = [("model", NpzModelHandle)]
 
     def inform(self, *ensembles, truth) -> NpzModelHandle:
-        """Attach the methods' ensembles (objects, paths or handles) and the truth; fit; return the model handle."""
+        """Fit the consensus of the methods' ensembles on the labelled objects of ``truth``.
+
+        Parameters
+        ----------
+        *ensembles : qp.Ensemble, str or DataHandle
+            One photo-z ensemble per method (objects, file paths or handles), in
+            ``input_1``, ``input_2``, ... order, row for row.
+        truth : TileSet, str or DataHandle
+            The objects' TileSet (or a table file) with the calibration spec-z.
+
+        Returns
+        -------
+        NpzModelHandle
+            The fitted consensus model (``model``).
+        """
         self._attach(ensembles, truth=truth)
         self.run()
         self.finalize()
@@ -148,22 +164,39 @@ class ConsensusInformer(_ConsensusStage):
 
 
 class ConsensusEstimator(_ConsensusStage):
-    """Combine two methods' photo-z with a fitted consensus model into one ``qp.interp`` ensemble.
+    """Combine two methods' photo-z with a fitted consensus model into one ensemble.
 
-    Inputs ``model`` (from `ConsensusInformer`), ``input_1``, ``input_2`` (qp ensembles of the same objects, in
-    the model's method order) and ``tiles`` (their TileSet or a table file: the magnitudes of the bad-fraction
-    bins); output ``output``, one row per object in the inputs' order.
+    Inputs ``model`` (from `ConsensusInformer`), ``input_1``, ``input_2`` (qp ensembles
+    of the same objects, in the model's method order) and ``tiles`` (their TileSet or a
+    table file: the magnitudes of the bad-fraction bins); output ``output``, a
+    ``qp.interp`` ensemble with one row per object in the inputs' order.
     """
 
     name = "ConsensusEstimator"
     entrypoint_function = "estimate"
+    interactive_function = "consensus_estimator"
     config_options = RailStage.config_options.copy()
     config_options.update(**_COMMON)
     inputs = [("model", NpzModelHandle), *method_inputs(2), ("tiles", TileSetHandle)]
     outputs = [("output", QPHandle)]
 
     def estimate(self, model, *ensembles, tiles) -> QPHandle:
-        """Attach the model, the methods' ensembles and the TileSet; combine; return the output handle."""
+        """Combine the methods' ensembles with a fitted consensus model.
+
+        Parameters
+        ----------
+        model : dict, str or DataHandle
+            The consensus model from `ConsensusInformer`.
+        *ensembles : qp.Ensemble, str or DataHandle
+            One photo-z ensemble per method, in the model's method order, row for row.
+        tiles : TileSet, str or DataHandle
+            The objects' TileSet (or a table file): the magnitudes of the bins.
+
+        Returns
+        -------
+        QPHandle
+            The consensus photo-z (``output``).
+        """
         self._attach(ensembles, model=model, tiles=tiles)
         self.run()
         self.finalize()
@@ -208,6 +241,7 @@ class ConsensusInformer3(ConsensusInformer):
     """`ConsensusInformer` for three methods (``input_1``, ``input_2``, ``input_3``)."""
 
     name = "ConsensusInformer3"
+    interactive_function = "consensus_informer3"
     inputs = [*method_inputs(3), ("truth", TileSetHandle)]
 
 
@@ -215,6 +249,7 @@ class ConsensusEstimator3(ConsensusEstimator):
     """`ConsensusEstimator` for three methods (``input_1``, ``input_2``, ``input_3``)."""
 
     name = "ConsensusEstimator3"
+    interactive_function = "consensus_estimator3"
     inputs = [("model", NpzModelHandle), *method_inputs(3), ("tiles", TileSetHandle)]
 
 
@@ -222,6 +257,7 @@ class ConsensusInformer4(ConsensusInformer):
     """`ConsensusInformer` for four methods (``input_1`` ... ``input_4``)."""
 
     name = "ConsensusInformer4"
+    interactive_function = "consensus_informer4"
     inputs = [*method_inputs(4), ("truth", TileSetHandle)]
 
 
@@ -229,4 +265,5 @@ class ConsensusEstimator4(ConsensusEstimator):
     """`ConsensusEstimator` for four methods (``input_1`` ... ``input_4``)."""
 
     name = "ConsensusEstimator4"
+    interactive_function = "consensus_estimator4"
     inputs = [("model", NpzModelHandle), *method_inputs(4), ("tiles", TileSetHandle)]
