@@ -36,6 +36,8 @@ __all__ = [
     "deredden",
     "magnitudes_to_fluxes",
     "catalog_magnitudes",
+    "flux_columns",
+    "catalog_fluxes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -334,3 +336,59 @@ def catalog_magnitudes(
     if deredden_mw and ebv_column and ebv_column in table:
         mags = deredden(mags, np.asarray(table[ebv_column], float), bands)
     return mags, errs
+
+
+def flux_columns(band: str) -> tuple[str, str]:
+    """Catalog columns of a band's flux density and its error (nJy): ``flux_<BAND>``, ``fluxerr_<BAND>``."""
+    return f"flux_{band}", f"fluxerr_{band}"
+
+
+def catalog_fluxes(
+    table: dict,
+    bands: Sequence[str],
+    *,
+    ebv_column: str = "ebv",
+    deredden_mw: bool = True,
+    use_fluxes: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fluxes and errors (nJy) of a catalog, from its flux columns when it has them, else its magnitudes.
+
+    Parameters
+    ----------
+    table : mapping of str -> ndarray (N,)
+        Catalog columns: ``flux_<BAND>``/``fluxerr_<BAND>`` (nJy, negative allowed, NaN = not measured) and/or
+        ``mag_<BAND>``/``magerr_<BAND>``.
+    bands : sequence of str
+        Bands, in fit order.
+    ebv_column : str
+        Column with E(B-V) (mag); "" or a missing column means no correction.
+    deredden_mw : bool
+        Remove Milky-Way extinction (fluxes and errors multiplied by 10**(0.4 A_band)).
+    use_fluxes : bool
+        Read the flux columns when every band has them (a non-detection is then a measured flux near zero);
+        False, or a table without them, converts the magnitudes (`magnitudes_to_fluxes`: a non-detection is
+        zero flux with its 1-sigma limit as error).
+
+    Returns
+    -------
+    flux, flux_err : ndarray (N, B)
+        nJy; NaN where not measured.
+
+    Raises
+    ------
+    ConfigError
+        If neither the flux nor the magnitude columns of every band are present, naming what is missing.
+    """
+    have_fluxes = all(c in table for b in bands for c in flux_columns(b))
+    if not (use_fluxes and have_fluxes):
+        mags, errs = catalog_magnitudes(table, bands, ebv_column=ebv_column, deredden_mw=deredden_mw)
+        return magnitudes_to_fluxes(mags, errs)
+    flux = np.column_stack([np.asarray(table[flux_columns(b)[0]], float) for b in bands])
+    err = np.column_stack([np.asarray(table[flux_columns(b)[1]], float) for b in bands])
+    missing = ~np.isfinite(flux) | ~(err > 0)
+    flux, err = np.where(missing, np.nan, flux), np.where(missing, np.nan, err)
+    if deredden_mw and ebv_column and ebv_column in table:
+        ebv = np.nan_to_num(np.asarray(table[ebv_column], float))
+        factor = 10.0 ** (0.4 * ebv[:, None] * extinction_coefficients(bands)[None, :])
+        flux, err = flux * factor, err * factor
+    return flux, err
