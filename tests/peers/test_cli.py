@@ -8,7 +8,11 @@ from rail.deepdisc.cli import main
 from tests.helpers.peers_helpers import synthetic_catalog
 from tests.helpers.tilesets import make_tileset
 
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in power:RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:invalid value encountered in power:RuntimeWarning"),
+    # BPZ's prior fitted to 12 labels: unphysical, and said so
+    pytest.mark.filterwarnings("ignore::rail.deepdisc.peers.bpz_setup.BPZPriorWarning"),
+]
 
 
 def test_peers_command_writes_both_photo_z_files(tmp_path, capsys, monkeypatch):
