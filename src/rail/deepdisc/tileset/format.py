@@ -1,4 +1,4 @@
-"""The TileSet: multi-band image tiles, segmentation maps and their objects (``deepdisc-tiles`` v1).
+"""The TileSet: multi-band image tiles, segmentation maps and their objects (``deepdisc-tiles`` v2).
 
 A TileSet file is the data contract between the simulator, the mosaic tiler, training and inference
 (``DESIGN.md`` section 2). This module holds the in-memory :class:`TileSet`, its column definitions and the
@@ -6,11 +6,16 @@ contract's checks; :mod:`rail.deepdisc.tileset.io` reads, writes and validates f
 
 Layout of the HDF5 file::
 
-    attrs   format="deepdisc-tiles", version=1, bands=[...], pixel_scale (arcsec/pix), flux_unit
+    attrs   format="deepdisc-tiles", version=2, bands=[...], pixel_scale (arcsec/pix), flux_unit
     images  float32 (N, C, H, W)
     segmaps int32   (N, H, W)       0 = sky, else the object_id owning the pixel
     tiles/  one 1-D dataset per column, N rows
     objects/ one 1-D dataset per column, one row per appearance of an object in a tile, sorted by ``tile``
+
+Version 2 adds optional catalog fluxes to ``objects/``: ``flux_<BAND>`` and ``fluxerr_<BAND>`` (float64, nJy,
+negative values allowed: a measured flux; NaN = not measured), present for a band as a pair
+(`FLUX_COLUMN_PREFIXES`, `flux_columns`). Version 1 files (no flux columns) are read unchanged
+(`READABLE_VERSIONS`); files are written as version 2 (``docs/tileset-v2-fluxes.md``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from rail.deepdisc.presets import resolve_bands
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "FLUX_COLUMN_PREFIXES",
+    "flux_columns",
     "TILE_COLUMNS",
     "OBJECT_COLUMNS",
     "TILE_KINDS",
@@ -36,7 +44,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "deepdisc-tiles"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this package reads: 1 (no flux columns) and 2.
+READABLE_VERSIONS = (1, 2)
+#: Prefixes of the optional per-band flux columns of ``objects/`` (version 2): flux and its error, nJy.
+FLUX_COLUMN_PREFIXES = ("flux_", "fluxerr_")
 TILE_KINDS = ("grid", "recentred")
 
 #: Columns of ``tiles/`` and their dtypes (``str`` = UTF-8 text).
@@ -93,6 +105,27 @@ def object_columns(bands: Sequence[str]) -> dict[str, type]:
         cols[f"mag_{band}"] = np.float64
         cols[f"magerr_{band}"] = np.float64
     return cols
+
+
+def flux_columns(bands: Sequence[str]) -> dict[str, type]:
+    """Return the optional ``objects/`` flux columns of a band list (version 2) and their dtype.
+
+    Parameters
+    ----------
+    bands : sequence of str
+        Band names in channel order.
+
+    Returns
+    -------
+    dict
+        ``flux_<BAND>`` and ``fluxerr_<BAND>`` per band (nJy, float64).
+
+    Examples
+    --------
+    >>> list(flux_columns(["F444W"]))
+    ['flux_F444W', 'fluxerr_F444W']
+    """
+    return {f"{prefix}{band}": np.float64 for band in bands for prefix in FLUX_COLUMN_PREFIXES}
 
 
 def empty_objects(bands: Sequence[str], n: int = 0) -> dict[str, np.ndarray]:
@@ -331,6 +364,14 @@ def _check_structure(source, bands, pixel_scale, image_shape, segmap_shape, tile
     missing = [k for k in object_columns(bands) if k not in objects]
     if missing:
         _fail(source, f"'objects/' lacks column(s) {', '.join(missing[:8])}")
+    for band in bands:
+        pair = [f"{prefix}{band}" for prefix in FLUX_COLUMN_PREFIXES]
+        present = [k for k in pair if k in objects]
+        if len(present) == 1:
+            _fail(source, f"'objects/' has {present[0]} without {(set(pair) - set(present)).pop()}: flux columns "
+                          "come in pairs (flux_<BAND>, fluxerr_<BAND>, nJy)")
+        if any(not np.issubdtype(np.dtype(objects[k].dtype), np.floating) for k in present):
+            _fail(source, f"'objects/' flux columns of {band} must be floating point (nJy)")
     m = len(objects["object_id"])
     bad = [k for k, v in objects.items() if len(v) != m]
     if bad:

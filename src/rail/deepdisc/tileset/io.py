@@ -1,4 +1,4 @@
-"""Reading, writing and validating TileSet files (``deepdisc-tiles`` v1, ``DESIGN.md`` section 2).
+"""Reading, writing and validating TileSet files (``deepdisc-tiles`` v2, reads v1; ``DESIGN.md`` section 2).
 
 Writers are atomic (temporary file beside the target, validated, then renamed); readers load a whole file or
 iterate over chunks of whole tiles, so memory does not grow with the file; `validate_tileset` scans a file in
@@ -21,6 +21,7 @@ from rail.deepdisc.exceptions import TileSetError
 from rail.deepdisc.tileset.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    READABLE_VERSIONS,
     TILE_COLUMNS,
     TileSet,
     _check_objects,
@@ -66,7 +67,7 @@ class TileSetSummary:
         """A short human-readable summary."""
         q = ", ".join(f"{v:.2f}" for v in self.redshift_quantiles)
         return "\n".join([
-            f"TileSet {self.path}  ({FORMAT_NAME} v{FORMAT_VERSION})",
+            f"TileSet {self.path}  ({FORMAT_NAME})",
             f"  bands ({len(self.bands)}): {' '.join(self.bands)}",
             f"  pixel scale: {self.pixel_scale:g} arcsec/pix, flux unit: {self.flux_unit}",
             f"  tiles: {self.n_tiles} of {self.tile_shape[0]}x{self.tile_shape[1]} px"
@@ -272,9 +273,9 @@ def _read_header(f: h5py.File, source: str) -> tuple[tuple[str, ...], float, str
         _fail(source, f"attrs 'format' is {fmt!r}, expected {FORMAT_NAME!r} (is this a TileSet file?)")
     version = f.attrs.get("version")
     version = int(version) if version is not None else None
-    if version != FORMAT_VERSION:
-        _fail(source, f"{FORMAT_NAME} version {version} is not supported (this package reads version "
-                      f"{FORMAT_VERSION}); upgrade pz-rail-deepdisc or rewrite the file")
+    if version not in READABLE_VERSIONS:
+        _fail(source, f"{FORMAT_NAME} version {version} is not supported (this package reads versions "
+                      f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade pz-rail-deepdisc or rewrite the file")
     for key in ("bands", "pixel_scale", "flux_unit"):
         if key not in f.attrs:
             _fail(source, f"attrs lack {key!r}")
@@ -316,7 +317,7 @@ def _open_checked(path, source):
 
 def validate_tileset(path: str | os.PathLike, *, chunk_tiles: int = 256, _display_name: str | None = None
                      ) -> TileSetSummary:
-    """Check a TileSet file against the ``deepdisc-tiles`` v1 contract, reading it in chunks.
+    """Check a TileSet file against the ``deepdisc-tiles`` contract (v1 or v2), reading it in chunks.
 
     Parameters
     ----------
