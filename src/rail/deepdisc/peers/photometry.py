@@ -1,6 +1,8 @@
 """Catalog photometry for the template-fitting peers: from a TileSet's objects table to fluxes.
 
-Both peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured).
+The peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured) and,
+where the TileSet has them, its fluxes (``flux_<BAND>``, ``fluxerr_<BAND>``, nJy, negative allowed), which the
+template fitters fit (`catalog_fluxes`).
 Where a magnitude is missing, `aperture_photometry` can measure it on the tile images (circular apertures,
 photutils), so image-only inputs work too. Conventions shared by both peers:
 
@@ -36,7 +38,7 @@ __all__ = [
     "deredden",
     "magnitudes_to_fluxes",
     "catalog_magnitudes",
-    "flux_columns",
+    "band_flux_columns",
     "catalog_fluxes",
 ]
 
@@ -118,7 +120,8 @@ def tileset_to_catalog(
     Returns
     -------
     dict of str -> ndarray (P,)
-        One row per primary object, in output order, with `catalog_columns` (magnitudes AB).
+        One row per primary object, in output order, with `catalog_columns` (magnitudes AB), plus the
+        TileSet's ``flux_<BAND>``/``fluxerr_<BAND>`` (nJy) where it has them (``deepdisc-tiles`` v2).
 
     Raises
     ------
@@ -135,8 +138,8 @@ def tileset_to_catalog(
     prim = tileset.primary_objects()
     out = {c: np.asarray(prim[c]).copy() for c in _PASS_COLUMNS}
     for band in bands:
-        out[f"mag_{band}"] = np.asarray(prim[f"mag_{band}"], float).copy()
-        out[f"magerr_{band}"] = np.asarray(prim[f"magerr_{band}"], float).copy()
+        names = [f"mag_{band}", f"magerr_{band}"] + [c for c in band_flux_columns(band) if c in prim]
+        out.update({c: np.asarray(prim[c], float).copy() for c in names})
     if measure_missing:
         _fill_missing(tileset, out, bands, aperture or ApertureSettings())
     return out
@@ -338,7 +341,7 @@ def catalog_magnitudes(
     return mags, errs
 
 
-def flux_columns(band: str) -> tuple[str, str]:
+def band_flux_columns(band: str) -> tuple[str, str]:
     """Catalog columns of a band's flux density and its error (nJy): ``flux_<BAND>``, ``fluxerr_<BAND>``."""
     return f"flux_{band}", f"fluxerr_{band}"
 
@@ -379,12 +382,12 @@ def catalog_fluxes(
     ConfigError
         If neither the flux nor the magnitude columns of every band are present, naming what is missing.
     """
-    have_fluxes = all(c in table for b in bands for c in flux_columns(b))
+    have_fluxes = all(c in table for b in bands for c in band_flux_columns(b))
     if not (use_fluxes and have_fluxes):
         mags, errs = catalog_magnitudes(table, bands, ebv_column=ebv_column, deredden_mw=deredden_mw)
         return magnitudes_to_fluxes(mags, errs)
-    flux = np.column_stack([np.asarray(table[flux_columns(b)[0]], float) for b in bands])
-    err = np.column_stack([np.asarray(table[flux_columns(b)[1]], float) for b in bands])
+    flux = np.column_stack([np.asarray(table[band_flux_columns(b)[0]], float) for b in bands])
+    err = np.column_stack([np.asarray(table[band_flux_columns(b)[1]], float) for b in bands])
     missing = ~np.isfinite(flux) | ~(err > 0)
     flux, err = np.where(missing, np.nan, flux), np.where(missing, np.nan, err)
     if deredden_mw and ebv_column and ebv_column in table:

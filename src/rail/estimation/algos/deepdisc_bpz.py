@@ -46,7 +46,13 @@ from rail.deepdisc.peers.bpz_setup import (
 )
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
-from rail.deepdisc.peers.photometry import AB_ZEROPOINT_NJY, NONDETECTION_MAG, catalog_fluxes, deredden, flux_columns
+from rail.deepdisc.peers.photometry import (
+    AB_ZEROPOINT_NJY,
+    NONDETECTION_MAG,
+    band_flux_columns,
+    catalog_fluxes,
+    deredden,
+)
 from rail.deepdisc.peers.stage_options import DEREDDEN_OPTIONS, PDF_GRID_OPTIONS, PHOTOMETRY_OPTIONS, TABLE_OPTIONS
 from rail.deepdisc.peers.templates import load_template_set
 from rail.deepdisc.presets import get_preset, resolve_bands
@@ -189,7 +195,7 @@ def _catalog_fluxes(config, table: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fits_fluxes(config, table: dict) -> bool:
-    return bool(config.use_fluxes) and all(c in table for b in _nircam_bands(config) for c in flux_columns(b))
+    return bool(config.use_fluxes) and all(c in table for b in _nircam_bands(config) for c in band_flux_columns(b))
 
 
 class NIRCamBPZInformer(BPZliteInformer):
