@@ -399,3 +399,21 @@ def test_input_and_output_errors(prepared, tmp_path):
     full_inputs = PrepInputs(mosaics=field.mosaics, segmentation=field.segmentation, catalog=field.catalog)
     with pytest.raises(ConfigError, match="unknown output\\(s\\) \\['ful'\\]"):
         prepare_tilesets(full_inputs, tmp_path, settings=settings(ebv=0.0), paths={"ful": tmp_path / "x.h5"})
+
+
+def test_catalog_fluxes_reach_the_objects(prepared):
+    """deepdisc-tiles v2: the catalog's KRON fluxes and errors (nJy) ride along with the magnitudes."""
+    from astropy.io import fits
+
+    field = prepared[0]
+    with fits.open(field.catalog) as hdul:
+        kron = hdul["KRON"].data
+        flux = {b: dict(zip(kron["ID"].tolist(), kron[f"{b}_KRON"].tolist())) for b in BANDS}
+        err = {b: dict(zip(kron["ID"].tolist(), kron[f"{b}_KRON_e"].tolist())) for b in BANDS}
+    for ts in prepared[2].values():
+        prim = ts.primary_objects()
+        for band in BANDS:
+            expected = [flux[band][int(i)] for i in prim["object_id"]]
+            np.testing.assert_allclose(prim[f"flux_{band}"], expected)
+            np.testing.assert_allclose(prim[f"fluxerr_{band}"], [err[band][int(i)] for i in prim["object_id"]])
+            np.testing.assert_allclose(prim[f"mag_{band}"], 31.4 - 2.5 * np.log10(expected))

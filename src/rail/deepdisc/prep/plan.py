@@ -25,7 +25,7 @@ from rail.deepdisc.prep.catalog import PhotCatalog
 from rail.deepdisc.prep.mosaics import MosaicStack
 from rail.deepdisc.prep.segmentation import SegmentationImage
 from rail.deepdisc.prep.tiling import assign_primary, box_inside, grid_origins, recentred_origin
-from rail.deepdisc.tileset.format import TileSet, empty_objects
+from rail.deepdisc.tileset.format import TileSet, empty_objects, flux_columns
 from rail.deepdisc.tileset.io import TileSetWriter
 
 __all__ = [
@@ -293,7 +293,7 @@ def write_tiles(
         stack.bands,
         pixel_scale,
         tile_shape,
-        extra_object_columns={"star": np.bool_},
+        extra_object_columns={"star": np.bool_, **flux_columns(objects.phot.flux)},
         compression=compression,
     )
     n_objects = n_labelled = 0
@@ -388,6 +388,8 @@ def _object_rows(
     )
     for band in phot.bands:
         out[f"mag_{band}"], out[f"magerr_{band}"] = phot.mag[band][rows], phot.magerr[band][rows]
+        if band in phot.flux:
+            out[f"flux_{band}"], out[f"fluxerr_{band}"] = phot.flux[band][rows], phot.fluxerr[band][rows]
     out["star"] = phot.star[rows]
     return out
 
