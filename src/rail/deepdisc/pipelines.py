@@ -6,7 +6,8 @@ class                      stages
 `DeepDiscMainPipeline`     simulate (train and test fields) -> inform -> estimate -> evaluate: RAIL's PIT and
                            CDE loss, our coverage and the paper's metrics (truth ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
-`DeepDiscComparePipeline`  the main pipeline plus BPZ and EAZY on the same objects, each evaluated alike
+`DeepDiscComparePipeline`  the main pipeline plus EAZY, BPZ, FlexZBoost and kNN on the same objects (same
+                           labels), each evaluated alike
 =========================  ==============================================================================
 
 `write_pipeline` turns one of them into a pipeline YAML and its stage-configuration YAML, which the ``ceci``
@@ -27,6 +28,12 @@ from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
+from rail.estimation.algos.deepdisc_ml import (
+    NIRCamFlexZBoostEstimator,
+    NIRCamFlexZBoostInformer,
+    NIRCamKNNEstimator,
+    NIRCamKNNInformer,
+)
 from rail.evaluation.deepdisc_evaluators import (
     DeepDiscCoverageEvaluator,
     DeepDiscMetricsEvaluator,
@@ -145,10 +152,12 @@ class DeepDiscEstimatePipeline(RailPipeline):
 
 
 class DeepDiscComparePipeline(RailPipeline):
-    """DeepDISC, BPZ and EAZY on the same simulated objects, each trained on the same labels and evaluated alike.
+    """DeepDISC and its peers on the same simulated objects, each trained on the same labels and evaluated alike.
 
-    BPZ and EAZY fit the catalog photometry of the TileSets (``TileSetToCatalog``) with their own template sets,
-    which differ from the simulator's (see ``rail.deepdisc.peers``).
+    The peers read the catalog photometry of the TileSets (``TileSetToCatalog``: fluxes and magnitudes): the
+    template fitters EAZY (eazy-py's FSPS templates) and BPZ (COSMOS SEDs, prior fitted to the labels), and the
+    catalog machine-learning peers FlexZBoost and kNN, informed on the labelled objects' photometry. Each
+    estimator gets the same evaluators: metrics by magnitude and redshift, PIT, coverage.
     """
 
     default_input_dict: dict[str, str] = {}
@@ -164,16 +173,19 @@ class DeepDiscComparePipeline(RailPipeline):
             connections=dict(input=test, model=self.inform_deepdisc.io.model), progress_bar=False)
         self.catalog_train = TileSetToCatalog.build(connections=dict(input=train))
         self.catalog_test = TileSetToCatalog.build(connections=dict(input=test))
-        self.inform_bpz = NIRCamBPZInformer.build(connections=dict(input=self.catalog_train.io.output),
-                                                  nircam_bands=bands, hdf5_groupname="")
-        self.estimate_bpz = NIRCamBPZEstimator.build(
-            connections=dict(input=self.catalog_test.io.output, model=self.inform_bpz.io.model),
-            nircam_bands=bands, hdf5_groupname="")
-        self.inform_eazy = EazyInformer.build(connections=dict(input=self.catalog_train.io.output), bands=bands)
-        self.estimate_eazy = EazyEstimator.build(
-            connections=dict(input=self.catalog_test.io.output, model=self.inform_eazy.io.model), bands=bands)
-        for name, stage in (("deepdisc", self.estimate_deepdisc), ("bpz", self.estimate_bpz),
-                            ("eazy", self.estimate_eazy)):
+        estimates = {"deepdisc": self.estimate_deepdisc}
+        for name, informer, estimator, options in (
+            ("bpz", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, hdf5_groupname="")),
+            ("eazy", EazyInformer, EazyEstimator, dict(bands=bands)),
+            ("flexzboost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands)),
+            ("knn", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands)),
+        ):
+            inform = informer.build(connections=dict(input=self.catalog_train.io.output), **options)
+            setattr(self, f"inform_{name}", inform)
+            estimates[name] = estimator.build(
+                connections=dict(input=self.catalog_test.io.output, model=inform.io.model), **options)
+            setattr(self, f"estimate_{name}", estimates[name])
+        for name, stage in estimates.items():
             _evaluators(self, name, stage.io.output, test, f"{name} {preset}")
 
 
