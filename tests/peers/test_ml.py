@@ -89,3 +89,14 @@ def test_inform_on_labels_estimate_row_for_row(tmp_path, catalogs, inform_cls, e
     z = test["redshift"]
     dz = np.abs(np.ravel(out.ancil["zmedian"]) - z) / (1 + z)
     assert np.mean(dz < 0.15) > 0.6  # learnt something from ~100 labels (random guessing: ~0.2)
+
+
+def test_knn_with_fewer_labels_than_neighbours(tmp_path, catalogs):
+    train, test = catalogs
+    few = {k: v[np.flatnonzero(np.isfinite(train["redshift"]))[:6]] for k, v in train.items()}
+    inf = NIRCamKNNInformer.make_stage(name="knn_few", model=str(tmp_path / "few.pkl"), **FAST)
+    inf.inform(few)  # the tree holds 4 objects: at most 4 neighbours
+    assert inf.model["nneigh"] <= 4
+    est = NIRCamKNNEstimator.make_stage(name="knn_few_est", model=inf.get_handle("model"),
+                                        output=str(tmp_path / "few.hdf5"), **FAST)
+    assert est.estimate(test).data.npdf == len(test["redshift"])

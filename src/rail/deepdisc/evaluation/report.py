@@ -192,6 +192,12 @@ def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
             ["estimator", "n", "bias", "sigma_iqr", "outlier_fraction", "calibration_mean_abs", "pit_ks",
              "cde_loss"],
             ["estimator", "N", "bias", "σ_IQR", "η", "mean abs coverage error", "PIT KS", "CDE loss"]))
+    for binning, title in (("mag", f"{s.get('magnitude_band', '')} magnitude"), ("z", "true redshift")):
+        rows = [r for r in ev.table("peer_bins") if r["binning"] == binning and r["n"]]
+        if rows:
+            parts.append(f"## Peers by {title} (same objects)\n\n" + markdown_table(
+                rows, ["estimator", "lo", "hi", "n", "bias", "sigma_iqr", "outlier_fraction"],
+                ["estimator", "from", "to", "N", "bias", "σ_IQR", "η"]))
     if others:
         parts.append("## Runs compared (e.g. filter presets)\n\n" + markdown_table(
             compare_evaluations([ev, *others]),

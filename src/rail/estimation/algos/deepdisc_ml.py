@@ -94,8 +94,12 @@ class _LabelledInputMixin:
             raise ConfigError(f"{self.name}: fewer than 2 objects with a spec-z in column "
                               f"{self.config.redshift_col!r}")
         table = {k: v[keep] for k, v in table.items()}
+        self._fit_sample_size(int(keep.sum()))
         self.set_data("input", {self.config.hdf5_groupname: table} if self.config.hdf5_groupname else table)
         super().run()
+
+    def _fit_sample_size(self, n_labelled: int) -> None:
+        """Adapt options that cannot exceed the number of labelled objects (nothing by default)."""
 
 
 class _CatalogOutputMixin(SpooledOutputMixin):
@@ -170,6 +174,14 @@ class NIRCamKNNInformer(_LabelledInputMixin, KNearNeighInformer):
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         _configure(self)
+
+    def _fit_sample_size(self, n_labelled: int) -> None:
+        """The k-d tree holds ``train_frac`` of the labels: ask it for at most that many neighbours."""
+        n_tree = max(1, round(n_labelled * self.config.train_frac))
+        if self.config.nneigh_max > n_tree:
+            self.log.warning(f"{self.name}: {n_labelled} labelled objects: neighbours capped at {n_tree}")
+            self.config["nneigh_max"] = n_tree
+            self.config["nneigh_min"] = min(self.config.nneigh_min, n_tree)
 
 
 class NIRCamKNNEstimator(_CatalogOutputMixin, KNearNeighEstimator):
