@@ -118,10 +118,10 @@ def test_informer_fits_offsets_and_high_snr_recovers_redshifts(tmp_path, bpz_roo
     offsets[BANDS.index("F277W")] = 0.1
     train = synthetic_catalog(BANDS, 150, snr=100.0, seed=31, igm="madau", offsets_mag=offsets)
     inf = _stages(tmp_path, bpz_root, "acc", output_hdfn=False)
-    with pytest.warns(
-        BPZPriorWarning, match="fitted BPZ prior is unphysical"
-    ):  # uniform z: not Benitez' form
+    with pytest.warns(BPZPriorWarning, match="fitted BPZ prior is unphysical.*HDF-N prior"):  # uniform z
         inf.inform(train)
+    assert inf.model["priormodel"]["fo_arr"].tolist() == [0.35, 0.5]  # the HDF-N prior stands in
+    assert np.load(tmp_path / "bpz_acc.npz")["priormodel/zo_arr"].tolist() == [0.431, 0.39, 0.0626]
     np.testing.assert_allclose(inf.model["zp_offsets"]["offsets"], offsets, atol=0.01)
     test = synthetic_catalog(BANDS, 150, snr=100.0, seed=32, igm="madau", offsets_mag=offsets)
     out = _estimate(tmp_path, bpz_root, inf, test, "acc")

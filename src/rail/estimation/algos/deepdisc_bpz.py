@@ -14,8 +14,8 @@ measured flux near zero (`rail.deepdisc.peers.bpz_inputs.bpz_flux_inputs`), (6) 
 from the ``ebv`` column, and (7) add ``zmedian`` to BPZ's ``zmode`` and ``zmean``. The BPZ fit itself is
 pz-rail-bpz's, unchanged.
 
-pz-rail-bpz fits the Benitez (2000) prior without bounds: the informer warns (`BPZPriorWarning`) when the
-fitted parameters are unphysical (small or unrepresentative spec-z samples).
+pz-rail-bpz fits the Benitez (2000) prior without bounds: when the fitted parameters are unphysical (small or
+unrepresentative spec-z samples) the informer stores the HDF-N prior instead and warns (`BPZPriorWarning`).
 """
 
 from __future__ import annotations
@@ -61,6 +61,15 @@ __all__ = ["NIRCamBPZInformer", "NIRCamBPZEstimator"]
 
 _DEFAULT_BANDS = list(get_preset("JADES9"))
 _DEFAULTS = nircam_bpz_options(_DEFAULT_BANDS)
+#: Benitez (2000) HDF-N prior parameters, as pz-rail-bpz's informer stores them with ``output_hdfn=True``.
+HDFN_PRIOR = dict(
+    fo_arr=np.array([0.35, 0.5]),
+    kt_arr=np.array([0.45, 0.147]),
+    zo_arr=np.array([0.431, 0.39, 0.0626]),
+    km_arr=np.array([0.0913, 0.0636, 0.123]),
+    a_arr=np.array([2.465, 1.806, 0.906]),
+    mo=20.0,
+)
 
 _NIRCAM_OPTIONS = dict(
     nircam_bands=Param(
@@ -255,9 +264,11 @@ class NIRCamBPZInformer(BPZliteInformer):
         super().run()
         problems = bpz_prior_problems(self.model["priormodel"])
         if problems:
+            # the model handle holds this dict: updating it in place replaces what is written
+            self.model["priormodel"].update(HDFN_PRIOR)
             warnings.warn(
-                f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}); estimate with "
-                "no_prior=True or inform with output_hdfn=True",
+                f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}): the HDF-N prior "
+                "(pz-rail-bpz's default) is stored instead; give more labels, or estimate with no_prior=True",
                 BPZPriorWarning,
                 stacklevel=2,
             )
