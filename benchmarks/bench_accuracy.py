@@ -164,10 +164,10 @@ def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
 
 def score(photoz_path: Path, truth, label: str) -> dict:
     """Overall and per-magnitude-bin metrics of one estimator (the library's evaluation)."""
+    from rail.deepdisc.evaluation.binned import detection_completeness
     from rail.deepdisc.evaluation.coverage import coverage_from_pit
     from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
     from rail.deepdisc.evaluation.io import read_photoz
-    from rail.deepdisc.evaluation.metrics import detection_completeness
 
     settings = EvaluationSettings(mag_edges=MAG_EDGES)
     with warnings.catch_warnings():

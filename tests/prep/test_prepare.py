@@ -11,7 +11,8 @@ from rail.deepdisc.dust import sfd_ebv
 from rail.deepdisc.exceptions import ConfigError, DustMapError, PrepError, PrepWarning
 from rail.deepdisc.prep.prepare import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
 from rail.deepdisc.prep.specz import CompileSettings
-from rail.deepdisc.tileset.io import read_tileset, validate_tileset
+from rail.deepdisc.tileset.io import read_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 from tests.helpers.jades_files import TO_NJY, make_field, make_wcs, mosaic_name, write_mosaic, write_sfd_map
 
 BANDS = ("F115W", "F277W", "F444W")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from rail.deepdisc.tileset.format import flux_columns
+from rail.deepdisc.tileset.contract import flux_columns
 from tests.helpers.simdata import default_tileset
 
 

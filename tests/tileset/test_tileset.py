@@ -8,14 +8,9 @@ import tables_io
 from rail.deepdisc.exceptions import ConfigError, TileSetError
 from rail.deepdisc.presets import get_preset, resolve_bands
 from rail.deepdisc.tileset.format import concatenate_tilesets
-from rail.deepdisc.tileset.io import (
-    TileSetWriter,
-    iter_tileset,
-    plan_chunks,
-    read_tileset,
-    validate_tileset,
-    write_tileset,
-)
+from rail.deepdisc.tileset.io import iter_tileset, plan_chunks, read_tileset, write_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
+from rail.deepdisc.tileset.writer import TileSetWriter
 from tests.helpers.tilesets import make_tileset
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rail.deepdisc.exceptions import TileSetError
-from rail.deepdisc.tileset.format import FORMAT_VERSION, flux_columns
+from rail.deepdisc.tileset.contract import FORMAT_VERSION, flux_columns
 from rail.deepdisc.tileset.io import read_tileset, validate_tileset, write_tileset
 from tests.helpers.tilesets import make_tileset
 

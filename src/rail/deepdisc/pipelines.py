@@ -7,7 +7,8 @@ class                      stages
                            CDE loss, our coverage and the paper's metrics (truth ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
 `DeepDiscComparePipeline`  the main pipeline plus EAZY, BPZ, FlexZBoost and kNN on the same objects (same
-                           labels), each evaluated alike
+                           labels) and the consensus of DeepDISC, BPZ and EAZY (calibrated on the test
+                           field's spec-z), each evaluated alike
 =========================  ==============================================================================
 
 `write_pipeline` turns one of them into a pipeline YAML and its stage-configuration YAML, which the ``ceci``
@@ -27,6 +28,7 @@ from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
+from rail.estimation.algos.deepdisc_consensus import ConsensusEstimator3, ConsensusInformer3
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
 from rail.estimation.algos.deepdisc_ml import (
     NIRCamFlexZBoostEstimator,
@@ -52,6 +54,8 @@ __all__ = [
     "PIPELINES",
 ]
 
+#: Names of the methods the compare pipeline's consensus combines (the order of its inputs).
+CONSENSUS_METHODS = ("deepdisc", "bpz", "eazy")
 #: RAIL evaluator metrics run on every photo-z output (PIT with its KS/CvM/AD statistics, CDE loss).
 RAIL_METRICS = ["cdeloss", "pit", "cvm", "ks", "ad"]
 
@@ -156,8 +160,10 @@ class DeepDiscComparePipeline(RailPipeline):
 
     The peers read the catalog photometry of the TileSets (``TileSetToCatalog``: fluxes and magnitudes): the
     template fitters EAZY (eazy-py's FSPS templates) and BPZ (COSMOS SEDs, prior fitted to the labels), and the
-    catalog machine-learning peers FlexZBoost and kNN, informed on the labelled objects' photometry. Each
-    estimator gets the same evaluators: metrics by magnitude and redshift, PIT, coverage.
+    catalog machine-learning peers FlexZBoost and kNN, informed on the labelled objects' photometry (see
+    ``rail.deepdisc.peers``). The consensus of DeepDISC, BPZ and EAZY (``rail.deepdisc.consensus``) is
+    calibrated on the test field's spec-z objects (10% of the catalogue, none used in training). Each estimator
+    gets the same evaluators: metrics by magnitude and redshift, PIT, coverage.
     """
 
     default_input_dict: dict[str, str] = {}
@@ -185,6 +191,14 @@ class DeepDiscComparePipeline(RailPipeline):
             estimates[name] = estimator.build(
                 connections=dict(input=self.catalog_test.io.output, model=inform.io.model), **options)
             setattr(self, f"estimate_{name}", estimates[name])
+        methods = dict(input_1=self.estimate_deepdisc.io.output, input_2=self.estimate_bpz.io.output,
+                       input_3=self.estimate_eazy.io.output)
+        # the consensus is calibrated on the test field's spec-z (never used in training), applied to all of it
+        self.inform_consensus = ConsensusInformer3.build(connections=dict(methods, truth=test),
+                                                         methods=list(CONSENSUS_METHODS), prior_without_labels=True)
+        estimates["consensus"] = self.estimate_consensus = ConsensusEstimator3.build(
+            connections=dict(methods, model=self.inform_consensus.io.model, tiles=test),
+            methods=list(CONSENSUS_METHODS))
         for name, stage in estimates.items():
             _evaluators(self, name, stage.io.output, test, f"{name} {preset}")
 

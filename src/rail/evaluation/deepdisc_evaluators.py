@@ -25,6 +25,7 @@ from rail.core.common_params import SharedParams
 from rail.core.data import DataHandle, Hdf5Handle, QPHandle
 from rail.core.stage import RailStage
 
+from rail.deepdisc.evaluation.binned import flag_subsets
 from rail.deepdisc.evaluation.coverage import CREDIBILITY_LEVELS, calibration_error, coverage_from_pit, pit_values
 from rail.deepdisc.evaluation.directory import summary_document
 from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
@@ -36,7 +37,6 @@ from rail.deepdisc.evaluation.io import (
     read_truth,
     write_json_atomic,
 )
-from rail.deepdisc.evaluation.metrics import flag_subsets
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.tileset.handles import TileSetHandle
 

@@ -18,7 +18,8 @@ from rail.deepdisc.exceptions import DeepDiscError
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommands in workflow order; each is a module of :mod:`rail.deepdisc.cli`.
-SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "evaluate", "report", "info")
+SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "combine", "evaluate", "report",
+               "info")
 EXIT_BAD_INPUT = 2
 
 

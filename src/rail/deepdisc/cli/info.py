@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from rail.deepdisc.exceptions import DeepDiscError
-from rail.deepdisc.tileset.io import validate_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 
 HELP = "validate a TileSet, model or photo-z file and print a summary"
 EXAMPLES = """  deepdisc info tiles.h5        # bands, tiles, objects, labelled objects, spec-z quantiles

@@ -16,7 +16,8 @@ N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ a
 ``nz.csv``            redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
 ``peers.csv``         peer comparison (only with peers)
 ``peer_coverage.csv`` coverage per estimator and credibility level (only with peers)
-``peer_bins.csv``     every estimator's metrics by magnitude and true-redshift bin (only with peers)
+``peer_bins.csv``     every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
+``peer_pit.csv``      every estimator's PIT histogram (only with peers)
 ``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
 ====================  ========================================================================================
 """
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from rail.deepdisc.constants import ZMAX, ZMIN
+from rail.deepdisc.evaluation.binned import detection_completeness, flag_subsets, metrics_table
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     calibration_error,
@@ -40,14 +42,9 @@ from rail.deepdisc.evaluation.coverage import (
     pit_values,
 )
 from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, match_truth
-from rail.deepdisc.evaluation.metrics import (
-    OUTLIER_THRESHOLD,
-    detection_completeness,
-    flag_subsets,
-    metrics_table,
-    point_metrics,
-)
+from rail.deepdisc.evaluation.metrics import OUTLIER_THRESHOLD, point_metrics
 from rail.deepdisc.evaluation.rail_metrics import rail_metrics
+from rail.deepdisc.evaluation.side_by_side import estimator_tables
 from rail.deepdisc.exceptions import ConfigError, DeepDiscError
 from rail.deepdisc.presets import FILTER_PRESETS
 
@@ -127,7 +124,8 @@ class EvaluationResult:
     objects: dict[str, np.ndarray]
     peers: list[dict] = field(default_factory=list)
     peer_coverage: list[dict] = field(default_factory=list)
-    peer_bins: list[dict] = field(default_factory=list)
+    peer_bins: list[dict] = field(default_factory=list)  # every estimator by magnitude and redshift bin
+    peer_pit: list[dict] = field(default_factory=list)  # every estimator's PIT histogram
 
 
 def _preset_of(bands: Sequence[str]) -> str:
@@ -202,8 +200,10 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
         "magnitude_band": mag_band, "settings": asdict(settings), **result.summary,
     }
     if peers:
-        result.peers, result.peer_coverage, result.peer_bins = _peer_tables(photoz, peers, ztrue, settings,
-                                                                            result)
+        result.peers, result.peer_coverage = _peer_tables(photoz, peers, ztrue, settings, result)
+        ids = np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64)
+        named = {f"DeepDISC ({result.summary['label']})": photoz, **{k: _aligned(p, ids, k) for k, p in peers.items()}}
+        result.peer_bins, result.peer_pit = estimator_tables(named, ztrue, mag, settings)
     return result
 
 
@@ -243,8 +243,8 @@ def _aligned(peer: PhotoZTable, ids: np.ndarray, name: str) -> PhotoZTable:
     return PhotoZTable(peer.ensemble[rows], peer.source)
 
 
-def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, mag: np.ndarray, settings: EvaluationSettings
-              ) -> tuple[dict, list[dict], list[dict]]:
+def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, settings: EvaluationSettings
+              ) -> tuple[dict, list[dict]]:
     if settings.point_estimate in photoz.ancil:
         zphot = photoz.point(settings.point_estimate)
     else:
@@ -256,20 +256,11 @@ def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, mag: np.ndarray
                         zmax=settings.zmax, nzbins=settings.nzbins, point_estimate=settings.point_estimate)
     row = {"estimator": name, **m.as_dict(), "calibration_mean_abs": calibration_error(cov)["mean_abs"],
            "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}
-    return row, [{"estimator": name, **r} for r in cov.rows()], _binned(name, zphot, ztrue, zstd, mag, settings)
-
-
-def _binned(name: str, zphot, ztrue, zstd, mag, settings: EvaluationSettings) -> list[dict]:
-    """One estimator's metrics by magnitude and by true-redshift bin (for the peer comparison)."""
-    rows = metrics_table(zphot, ztrue, sigma=zstd, magnitude=mag, mag_edges=settings.mag_edges,
-                         z_edges=settings.z_edges, threshold=settings.outlier_threshold)
-    return [{"estimator": name, **{k: v for k, v in r.items() if k != "subset"}}
-            for r in rows if r["subset"] == "all" and r["binning"] in ("mag", "z")]
+    return row, [{"estimator": name, **r} for r in cov.rows()]
 
 
 def _peer_tables(photoz: PhotoZTable, peers: Mapping[str, PhotoZTable], ztrue: np.ndarray,
-                 settings: EvaluationSettings, result: EvaluationResult
-                 ) -> tuple[list[dict], list[dict], list[dict]]:
+                 settings: EvaluationSettings, result: EvaluationResult) -> tuple[list[dict], list[dict]]:
     summary, rail = result.summary, result.summary["rail"]
     name = f"DeepDISC ({summary['label']})"
     rows = [{"estimator": name, **summary["metrics"]["all"],
@@ -277,13 +268,9 @@ def _peer_tables(photoz: PhotoZTable, peers: Mapping[str, PhotoZTable], ztrue: n
              "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}]
     coverage = [{"estimator": name, **{k: v for k, v in r.items() if k != "subset"}}
                 for r in result.coverage if r["subset"] == "all"]
-    bins = [{"estimator": name, **{k: v for k, v in r.items() if k != "subset"}}
-            for r in result.metrics if r["subset"] == "all" and r["binning"] in ("mag", "z")]
     ids = np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64)
-    mag = result.objects["mag"]
     for peer_name, peer in peers.items():
-        row, cov, binned = _peer_row(peer_name, _aligned(peer, ids, peer_name), ztrue, mag, settings)
+        row, cov = _peer_row(peer_name, _aligned(peer, ids, peer_name), ztrue, settings)
         rows.append(row)
         coverage += cov
-        bins += binned
-    return rows, coverage, bins
+    return rows, coverage

@@ -27,6 +27,7 @@ from rail.deepdisc.evaluation.directory import (
     load_evaluation,
     read_loss_curves,
 )
+from rail.deepdisc.evaluation.side_by_side import side_by_side_figures, side_by_side_sections
 from rail.deepdisc.exceptions import DeepDiscError
 
 __all__ = ["REPORT_FILE", "build_report", "markdown_table"]
@@ -119,6 +120,8 @@ def _core_figures(ev: EvaluationData, outdir: Path, figures: list[str]) -> None:
         _figure(plots.plot_coverage(_curves(ev.table("peer_coverage"), "estimator"), n=n_all,
                                     title="Credible-interval coverage per estimator"), outdir,
                 "coverage_peers.png", "Coverage of central credible intervals per estimator", figures)
+    for fig, name, caption in side_by_side_figures(ev.table, s.get("magnitude_band", ""), plots.plot_metrics_vs_bin):
+        _figure(fig, outdir, name, caption, figures)
     nz = s.get("tables", {}).get("nz", {})
     if nz:
         _figure(plots.plot_nz(nz["z"], nz["stacked_pdf"], nz["true_hist_edges"], nz["true_hist_density"],
@@ -192,12 +195,7 @@ def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
             ["estimator", "n", "bias", "sigma_iqr", "outlier_fraction", "calibration_mean_abs", "pit_ks",
              "cde_loss"],
             ["estimator", "N", "bias", "σ_IQR", "η", "mean abs coverage error", "PIT KS", "CDE loss"]))
-    for binning, title in (("mag", f"{s.get('magnitude_band', '')} magnitude"), ("z", "true redshift")):
-        rows = [r for r in ev.table("peer_bins") if r["binning"] == binning and r["n"]]
-        if rows:
-            parts.append(f"## Peers by {title} (same objects)\n\n" + markdown_table(
-                rows, ["estimator", "lo", "hi", "n", "bias", "sigma_iqr", "outlier_fraction"],
-                ["estimator", "from", "to", "N", "bias", "σ_IQR", "η"]))
+    parts += side_by_side_sections(ev.table, s.get("magnitude_band", ""), markdown_table)
     if others:
         parts.append("## Runs compared (e.g. filter presets)\n\n" + markdown_table(
             compare_evaluations([ev, *others]),

@@ -28,6 +28,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.model.config import BACKBONES, NORM_LAYERS
 
 __all__ = [
     "BACKBONES",
@@ -41,15 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Supported ResNets -> channels of layers 1-4.
-BACKBONES: dict[str, tuple[int, int, int, int]] = {
-    "resnet18": (64, 128, 256, 512),
-    "resnet34": (64, 128, 256, 512),
-    "resnet50": (256, 512, 1024, 2048),
-}
 DEFAULT_FPN_CHANNELS = 64
-#: Backbone normalisation layers (see `build_backbone`).
-NORM_LAYERS = ("group", "batch")
 #: Groups of the GroupNorm layers (Wu & He 2018).
 GROUPNORM_GROUPS = 32
 _STEM_CHANNELS = 64

@@ -30,10 +30,20 @@ from dataclasses import asdict, dataclass, fields
 
 from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.exceptions import ConfigError, ModelError
-from rail.deepdisc.model.backbone import BACKBONES, NORM_LAYERS
-from rail.deepdisc.model.normalise import NORMALISATIONS
+from rail.deepdisc.options import check_fields, option
 
-__all__ = ["NetworkConfig", "FEATURE_LEVELS"]
+__all__ = ["NetworkConfig", "FEATURE_LEVELS", "BACKBONES", "NORM_LAYERS", "NORMALISATIONS"]
+
+#: Supported ResNets -> channels of layers 1-4 (`rail.deepdisc.model.backbone.build_backbone`).
+BACKBONES: dict[str, tuple[int, int, int, int]] = {
+    "resnet18": (64, 128, 256, 512),
+    "resnet34": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+}
+#: Backbone normalisation layers (see `rail.deepdisc.model.backbone.build_backbone`).
+NORM_LAYERS = ("group", "batch")
+#: Input normalisations (see `rail.deepdisc.model.normalise`).
+NORMALISATIONS = ("zscore", "asinh")
 
 #: FPN levels pooled by the RoI heads (strides 4, 8, 16, 32); anchors also use the extra "pool" level.
 FEATURE_LEVELS = ("0", "1", "2", "3")
@@ -90,11 +100,16 @@ class NetworkConfig:
 
     bands: tuple[str, ...]
     pixel_scale: float
-    backbone: str = "resnet18"
-    backbone_norm: str = "group"
-    n_components: int = N_COMPONENTS
-    head_hidden: tuple[int, ...] = (1024, 64)
-    normalisation: str = "zscore"
+    backbone: str = option("resnet18", "ResNet-FPN backbone: resnet18 (fast CPU default), resnet34, resnet50 (the "
+                           "paper's fiducial)", choices=tuple(BACKBONES))
+    backbone_norm: str = option("group", "ResNet normalisation layers: group (GroupNorm, for training from scratch) "
+                                "or batch (BatchNorm, to load ImageNet-style backbone_weights fully)",
+                                choices=NORM_LAYERS)
+    n_components: int = option(N_COMPONENTS, "Gaussian components of each object's redshift mixture", low=1)
+    head_hidden: tuple[int, ...] = option((1024, 64), "hidden layer widths of the redshift MLP head", low=1,
+                                          nonempty=True)
+    normalisation: str = option("zscore", "per-band input scaling: zscore (from training pixels) or asinh",
+                                choices=NORMALISATIONS)
     fpn_channels: int = 64
     anchor_sizes: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0, 64.0)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -110,26 +125,18 @@ class NetworkConfig:
     detections_per_image: int = 100
     box_score_threshold: float = 0.05
     box_nms_threshold: float = 0.5
-    pixel_pool_size: int = 4
+    pixel_pool_size: int = option(4, "the redshift head also reads each box's colours and its pixels pooled to this "
+                                  "size per band (0 = the paper's head, RoI features only)", low=0)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
-        for name in ("head_hidden", "anchor_sizes", "aspect_ratios"):
+        for name in ("anchor_sizes", "aspect_ratios"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.bands:
             raise ConfigError("NetworkConfig: bands is empty")
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise ConfigError(f"NetworkConfig: pixel_scale must be > 0 arcsec/pix, got {self.pixel_scale!r}")
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
-        if self.backbone_norm not in NORM_LAYERS:
-            raise ConfigError(
-                f"backbone_norm must be one of {', '.join(NORM_LAYERS)}, got {self.backbone_norm!r}"
-            )
-        if self.normalisation not in NORMALISATIONS:
-            raise ConfigError(
-                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}"
-            )
         if len(self.anchor_sizes) != len(FEATURE_LEVELS) + 1 or min(self.anchor_sizes) <= 0:
             raise ConfigError(
                 f"anchor_sizes must be {len(FEATURE_LEVELS) + 1} positive sizes (px), one per "
@@ -137,12 +144,7 @@ class NetworkConfig:
             )
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ConfigError(f"aspect_ratios must be positive, got {self.aspect_ratios}")
-        if int(self.pixel_pool_size) < 0:
-            raise ConfigError(f"pixel_pool_size must be >= 0, got {self.pixel_pool_size!r}")
-        if not self.head_hidden or min(self.head_hidden) < 1:
-            raise ConfigError(f"head_hidden must list positive layer widths, got {list(self.head_hidden)}")
         for name in (
-            "n_components",
             "fpn_channels",
             "rpn_pre_nms_train",
             "rpn_post_nms_train",

@@ -211,7 +211,7 @@ class RedshiftMixtureHead(nn.Module):
         self.output = nn.Linear(width, 3 * self.n_components)
         self.dropout = 0.0
         #: Width calibration: every component's std is multiplied by it (1 in training; set afterwards by
-        #: `rail.deepdisc.training.loop.calibrate_widths` on validation objects). A buffer, so it travels in the
+        #: `rail.deepdisc.training.validation.calibrate_widths` on validation objects). A buffer, so it travels in the
         #: weights.
         self.register_buffer("std_scale", torch.ones(()))
 

@@ -9,8 +9,8 @@ photutils), so image-only inputs work too. Conventions shared by both peers:
 - a *non-detection* is ``mag = NONDETECTION_MAG`` (99, BPZ's convention) with ``magerr`` holding the 1-sigma
   limiting magnitude; aperture fluxes below one sigma become non-detections;
 - a *missing* measurement is NaN (no coverage): the band is left out of that object's fit;
-- Milky-Way extinction is removed with `deredden` from the ``ebv`` column (Fitzpatrick 1999, R_V = 3.1,
-  through eazy-py's `~eazy.utils.GalacticExtinction`, evaluated at each band's pivot wavelength).
+- Milky-Way extinction is removed with `deredden` from the ``ebv`` column, with the law the simulator reddens
+  with (`rail.deepdisc.dust.band_extinction`: Gordon et al. 2023, R_V = 3.1, averaged over each band).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rail.deepdisc.dust import band_extinction
 from rail.deepdisc.exceptions import ConfigError, TileSetError
-from rail.deepdisc.filters import pivot_wavelength
 from rail.deepdisc.presets import resolve_bands
 from rail.deepdisc.tileset.format import TileSet
 
@@ -34,7 +34,6 @@ __all__ = [
     "catalog_columns",
     "tileset_to_catalog",
     "aperture_photometry",
-    "extinction_coefficients",
     "deredden",
     "magnitudes_to_fluxes",
     "catalog_magnitudes",
@@ -232,29 +231,6 @@ def _to_magnitudes(flux_njy: np.ndarray, err_njy: np.ndarray) -> tuple[np.ndarra
     return mag, magerr
 
 
-def extinction_coefficients(bands: Sequence[str]) -> np.ndarray:
-    """A_band / E(B-V) of NIRCam bands (Fitzpatrick 1999, R_V = 3.1, at the pivot wavelength).
-
-    Parameters
-    ----------
-    bands : sequence of str
-        NIRCam bands.
-
-    Returns
-    -------
-    ndarray (B,)
-        Extinction in magnitudes per magnitude of E(B-V); 0 beyond the curve's red limit (~3.3 micron), where
-        it is below 0.1.
-    """
-    from rail.deepdisc.peers.capture import captured_output
-
-    with captured_output():
-        from eazy.utils import GalacticExtinction
-
-        curve = GalacticExtinction(EBV=1.0, Rv=3.1)
-        return np.asarray(curve(np.array([pivot_wavelength(b) for b in bands])), float)
-
-
 def deredden(mags: np.ndarray, ebv: np.ndarray, bands: Sequence[str]) -> np.ndarray:
     """Remove Milky-Way extinction from AB magnitudes.
 
@@ -273,7 +249,7 @@ def deredden(mags: np.ndarray, ebv: np.ndarray, bands: Sequence[str]) -> np.ndar
         ``mags - A_band * ebv`` for detected values.
     """
     ebv = np.nan_to_num(np.asarray(ebv, float))
-    corr = ebv[:, None] * extinction_coefficients(bands)[None, :]
+    corr = ebv[:, None] * band_extinction(bands)[None, :]
     detected = np.isfinite(mags) & (mags != NONDETECTION_MAG)
     return np.where(detected, mags - corr, mags)
 
@@ -392,6 +368,6 @@ def catalog_fluxes(
     flux, err = np.where(missing, np.nan, flux), np.where(missing, np.nan, err)
     if deredden_mw and ebv_column and ebv_column in table:
         ebv = np.nan_to_num(np.asarray(table[ebv_column], float))
-        factor = 10.0 ** (0.4 * ebv[:, None] * extinction_coefficients(bands)[None, :])
+        factor = 10.0 ** (0.4 * ebv[:, None] * band_extinction(bands)[None, :])
         flux, err = flux * factor, err * factor
     return flux, err

@@ -32,7 +32,7 @@ PHOTOMETRY_OPTIONS = dict(
 #: Milky-Way extinction removed from the photometry before fitting.
 DEREDDEN_OPTIONS = dict(
     ebv_col=Param(str, "ebv", msg="column of Milky-Way E(B-V) used to deredden ('' = none)"),
-    deredden=Param(bool, True, msg="remove Milky-Way extinction (F99, R_V=3.1) before fitting"),
+    deredden=Param(bool, True, msg="remove Milky-Way extinction (G23, R_V=3.1, band-averaged) before fitting"),
 )
 
 #: Redshift grid of the output PDFs (``linspace(zmin, zmax, nzbins)``).

@@ -134,6 +134,8 @@ class NIRCamFlexZBoostInformer(_LabelledInputMixin, FlexZBoostInformer):
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         _configure(self)
+        # flexcode adds keys to the dict it is given: never let it touch the option's shared default
+        self.config["regression_params"] = dict(self.config.regression_params)
 
 
 class NIRCamFlexZBoostEstimator(_CatalogOutputMixin, FlexZBoostEstimator):

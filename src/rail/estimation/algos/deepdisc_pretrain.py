@@ -2,50 +2,21 @@
 
 A thin adapter over `rail.deepdisc.pretraining.run.pretrain_from_options` (the same code as ``deepdisc
 pretrain``): no input (tiles are simulated on the fly, or read from ``tile_files``), output ``model``: a
-one-member model artifact to fine-tune with `DeepDiscInformer` (``init_model``). Options are checked strictly.
+one-member model artifact to fine-tune with `DeepDiscInformer` (``init_model``). The options are those of
+``deepdisc pretrain`` (`rail.deepdisc.pretraining.settings.PRETRAIN_OPTIONS`), checked strictly.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ceci.config import StageParameter as Param
 from rail.core.stage import RailStage
 
 from rail.deepdisc.options import check_stage_options
-from rail.deepdisc.pretraining.run import PRETRAIN_DEFAULTS, RANGE_OPTIONS
+from rail.deepdisc.pretraining.settings import PRETRAIN_OPTIONS
 from rail.deepdisc.tileset.handles import DeepDiscModelHandle
 
 __all__ = ["DeepDiscPretrainer"]
-
-_MESSAGES = {
-    "bands": "band preset (JADES9, NEXUS6, COSMOSWEB4) or comma-separated band list of the simulation",
-    "tile_size": "simulated tile side, pixels",
-    "pixel_scale": "arcsec per pixel",
-    "tile_files": "label-complete TileSet files to read chunk-wise instead of simulating ([] = simulate)",
-    "tiles_per_chunk": "tiles per streamed chunk (per process under DDP)",
-    "chunks_per_epoch": "chunks per epoch when simulating (files: all their chunks)",
-    "epochs": "pretraining epochs",
-    "validation_tiles": "tiles of the fixed validation set (normalisation and validation NLL)",
-    "randomise": "draw the nuisance settings of every chunk from their ranges (domain randomisation)",
-    "checkpoint": "checkpoint file (default: beside the model), rewritten after every chunk",
-}
-_TYPES = {list: list, bool: bool, int: int, float: float, str: str}
-
-
-def _params() -> dict:
-    params = {}
-    for key, default in PRETRAIN_DEFAULTS.items():
-        if key == "bands":
-            params[key] = Param(str, default, msg=_MESSAGES[key])
-            continue
-        msg = _MESSAGES.get(key) or (
-            f"[low, high] randomisation range of SimulationSettings.{key}" if key in RANGE_OPTIONS
-            else f"as DeepDiscInformer's {key}"
-        )
-        params[key] = Param(_TYPES[type(default)], default, msg=msg)
-    return params
-
 
 class DeepDiscPretrainer(RailStage):
     """Pretrain the whole network (detector + redshift head) on streamed simulated tiles with true redshifts.
@@ -58,7 +29,7 @@ class DeepDiscPretrainer(RailStage):
     name = "DeepDiscPretrainer"
     entrypoint_function = "pretrain"
     config_options = RailStage.config_options.copy()
-    config_options.update(_params())
+    config_options.update(PRETRAIN_OPTIONS.params())
     inputs = []
     outputs = [("model", DeepDiscModelHandle)]
 
@@ -76,8 +47,6 @@ class DeepDiscPretrainer(RailStage):
         """Pretrain (`rail.deepdisc.pretraining.run.pretrain_from_options`) and register the artifact as ``model``."""
         from rail.deepdisc.pretraining.run import pretrain_from_options
 
-        options = {key: self.config[key] for key in PRETRAIN_DEFAULTS}
-        bands = str(options["bands"])
-        options["bands"] = [b.strip() for b in bands.split(",") if b.strip()] if "," in bands else bands
+        options = PRETRAIN_OPTIONS.from_config(self.config)
         model_path = self.get_output(self.get_aliased_tag("model"), final_name=True)
         self.add_data("model", pretrain_from_options(options, model_path=model_path))
