@@ -108,11 +108,11 @@ def test_estimate_pipeline_with_two_ranks_equals_one_process(main_run, tmp_path)
 
 
 @pytest.mark.slow
-def test_compare_pipeline_runs_the_three_estimators(tmp_path):
+def test_compare_pipeline_runs_every_estimator(tmp_path):
     _run_ceci(_write(DeepDiscComparePipeline("COSMOSWEB4", TEST_SIZE), tmp_path, "compare"), tmp_path)
     out = tmp_path / "out"
     n = validate_tileset(out / "output_simulate_test.h5").n_primary
-    for name in ("deepdisc", "bpz", "eazy", "consensus"):
+    for name in ("deepdisc", "bpz", "eazy", "flexzboost", "knn", "consensus"):
         metrics = json.loads((out / f"output_metrics_{name}.json").read_text())
         assert metrics["n_objects"] == n, name
     consensus = qp.read(str(out / "output_estimate_consensus.hdf5"))  # their consensus, row for row

@@ -408,3 +408,21 @@ def test_mosaic_smaller_than_one_tile_is_a_clear_error(prepared, tmp_path):
                                        specz=[(field.specz, "jades-dr3")])
     with pytest.raises(PrepError, match="segmentation.*smaller than one tile"):
         prepare_tilesets(inputs, tmp_path / "out", settings=settings(tile_size_arcsec=(60.0, 60.0), ebv=0.0))
+
+
+def test_catalog_fluxes_reach_the_objects(prepared):
+    """deepdisc-tiles v2: the catalog's KRON fluxes and errors (nJy) ride along with the magnitudes."""
+    from astropy.io import fits
+
+    field = prepared[0]
+    with fits.open(field.catalog) as hdul:
+        kron = hdul["KRON"].data
+        flux = {b: dict(zip(kron["ID"].tolist(), kron[f"{b}_KRON"].tolist())) for b in BANDS}
+        err = {b: dict(zip(kron["ID"].tolist(), kron[f"{b}_KRON_e"].tolist())) for b in BANDS}
+    for ts in prepared[2].values():
+        prim = ts.primary_objects()
+        for band in BANDS:
+            expected = [flux[band][int(i)] for i in prim["object_id"]]
+            np.testing.assert_allclose(prim[f"flux_{band}"], expected)
+            np.testing.assert_allclose(prim[f"fluxerr_{band}"], [err[band][int(i)] for i in prim["object_id"]])
+            np.testing.assert_allclose(prim[f"mag_{band}"], 31.4 - 2.5 * np.log10(expected))

@@ -124,7 +124,7 @@ def _replace(f, name, values):
 
 RULES = [
     ("wrong format", lambda f: f.attrs.__setitem__("format", "something-else"), "attrs 'format'"),
-    ("wrong version", lambda f: f.attrs.__setitem__("version", 2), "version 2 is not supported"),
+    ("wrong version", lambda f: f.attrs.__setitem__("version", 3), "version 3 is not supported"),
     ("missing dataset", lambda f: f.__delitem__("segmaps"), "missing dataset or group 'segmaps'"),
     ("missing column", lambda f: f["objects"].__delitem__("ebv"), "lacks column.*ebv"),
     ("missing band column", lambda f: f["objects"].__delitem__("mag_F444W"), "mag_F444W"),

@@ -7,8 +7,9 @@ class                      stages
                            CDE loss on the estimator's grid, our coverage and the paper's metrics (truth
                            ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
-`DeepDiscComparePipeline`  the main pipeline plus BPZ and EAZY on the same objects and their consensus
-                           (calibrated on the test field's spec-z), each evaluated alike
+`DeepDiscComparePipeline`  the main pipeline plus EAZY, BPZ, FlexZBoost and kNN on the same objects (same
+                           labels) and the consensus of DeepDISC, BPZ and EAZY (calibrated on the test
+                           field's spec-z), each evaluated alike
 ========================== ===================================================================================
 
 `write_pipeline` turns one of them into a pipeline YAML and its stage-configuration YAML, which the ``ceci``
@@ -30,6 +31,12 @@ from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 from rail.estimation.algos.deepdisc_consensus import ConsensusEstimator3, ConsensusInformer3
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
+from rail.estimation.algos.deepdisc_ml import (
+    NIRCamFlexZBoostEstimator,
+    NIRCamFlexZBoostInformer,
+    NIRCamKNNEstimator,
+    NIRCamKNNInformer,
+)
 from rail.evaluation.deepdisc_evaluators import (
     DeepDiscCoverageEvaluator,
     DeepDiscDistToPointEvaluator,
@@ -100,8 +107,12 @@ def _evaluators(pipe: RailPipeline, name: str, estimator, tiles, label: str) -> 
     """
     photoz = estimator.io.output
     # an estimator whose grid comes from its model (the consensus) has no grid options: the defaults apply
-    grid = {key: estimator.config[key] if key in estimator.config_options else default
-            for key, default in (("zmin", ZMIN), ("zmax", ZMAX), ("nzbins", NZBINS))}
+    grid = {}
+    for key, default in (("zmin", ZMIN), ("zmax", ZMAX), ("nzbins", NZBINS)):
+        try:
+            grid[key] = estimator.config[key]
+        except KeyError:
+            grid[key] = default
 
     def inputs(**given):
         if isinstance(tiles, str):
@@ -158,12 +169,14 @@ class DeepDiscEstimatePipeline(RailPipeline):
 
 
 class DeepDiscComparePipeline(RailPipeline):
-    """DeepDISC, BPZ and EAZY on the same simulated objects, each trained on the same labels and evaluated alike.
+    """DeepDISC and its peers on the same simulated objects, each trained on the same labels and evaluated alike.
 
-    BPZ and EAZY fit the catalog photometry of the TileSets (``TileSetToCatalog``) with their own template sets,
-    which differ from the simulator's (see ``rail.deepdisc.peers``). Their consensus with DeepDISC
-    (``rail.deepdisc.consensus``) is calibrated on the test field's spec-z objects (10% of the catalogue, none
-    used in training) and evaluated like the three methods it combines.
+    The peers read the catalog photometry of the TileSets (``TileSetToCatalog``: fluxes and magnitudes): the
+    template fitters EAZY (eazy-py's FSPS templates) and BPZ (COSMOS SEDs, prior fitted to the labels), and the
+    catalog machine-learning peers FlexZBoost and kNN, informed on the labelled objects' photometry (see
+    ``rail.deepdisc.peers``). The consensus of DeepDISC, BPZ and EAZY (``rail.deepdisc.consensus``) is
+    calibrated on the test field's spec-z objects (10% of the catalogue, none used in training). Each estimator
+    gets the same evaluators: metrics by magnitude and redshift, PIT, coverage.
     """
 
     default_input_dict: dict[str, str] = {}
@@ -179,14 +192,18 @@ class DeepDiscComparePipeline(RailPipeline):
             connections=dict(input=test, model=self.inform_deepdisc.io.model), progress_bar=False)
         self.catalog_train = TileSetToCatalog.build(connections=dict(input=train))
         self.catalog_test = TileSetToCatalog.build(connections=dict(input=test))
-        self.inform_bpz = NIRCamBPZInformer.build(connections=dict(input=self.catalog_train.io.output),
-                                                  nircam_bands=bands, hdf5_groupname="")
-        self.estimate_bpz = NIRCamBPZEstimator.build(
-            connections=dict(input=self.catalog_test.io.output, model=self.inform_bpz.io.model),
-            nircam_bands=bands, hdf5_groupname="")
-        self.inform_eazy = EazyInformer.build(connections=dict(input=self.catalog_train.io.output), bands=bands)
-        self.estimate_eazy = EazyEstimator.build(
-            connections=dict(input=self.catalog_test.io.output, model=self.inform_eazy.io.model), bands=bands)
+        estimates = {"deepdisc": self.estimate_deepdisc}
+        for name, informer, estimator, options in (
+            ("bpz", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, hdf5_groupname="")),
+            ("eazy", EazyInformer, EazyEstimator, dict(bands=bands)),
+            ("flexzboost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands)),
+            ("knn", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands)),
+        ):
+            inform = informer.build(connections=dict(input=self.catalog_train.io.output), **options)
+            setattr(self, f"inform_{name}", inform)
+            setattr(self, f"estimate_{name}", estimator.build(
+                connections=dict(input=self.catalog_test.io.output, model=inform.io.model), **options))
+            estimates[name] = getattr(self, f"estimate_{name}")  # the built stage
         methods = dict(input_1=self.estimate_deepdisc.io.output, input_2=self.estimate_bpz.io.output,
                        input_3=self.estimate_eazy.io.output)
         # the consensus is calibrated on the test field's spec-z (never used in training), applied to all of it
@@ -195,8 +212,8 @@ class DeepDiscComparePipeline(RailPipeline):
         self.estimate_consensus = ConsensusEstimator3.build(
             connections=dict(methods, model=self.inform_consensus.io.model, tiles=test),
             methods=list(CONSENSUS_METHODS))
-        for name, stage in (("deepdisc", self.estimate_deepdisc), ("bpz", self.estimate_bpz),
-                            ("eazy", self.estimate_eazy), ("consensus", self.estimate_consensus)):
+        estimates["consensus"] = self.estimate_consensus
+        for name, stage in estimates.items():
             _evaluators(self, name, stage, test, f"{name} {preset}")
 
 

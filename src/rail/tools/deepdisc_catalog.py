@@ -26,9 +26,10 @@ __all__ = ["TileSetToCatalog"]
 class TileSetToCatalog(RailStage):
     """Convert a TileSet into a photometric table, one row per primary object.
 
-    Columns ``object_id ra dec redshift ebv mag_<BAND> magerr_<BAND>``. Magnitudes are
-    AB; NaN = not measured, 99 = non-detection (``magerr`` = 1-sigma limiting
-    magnitude).
+    Columns ``object_id ra dec redshift ebv mag_<BAND> magerr_<BAND>``, and
+    ``flux_<BAND> fluxerr_<BAND>`` (nJy, negative allowed) when the TileSet has them.
+    Magnitudes are AB; NaN = not measured, 99 = non-detection (``magerr`` = 1-sigma
+    limiting magnitude).
     """
 
     name = "TileSetToCatalog"

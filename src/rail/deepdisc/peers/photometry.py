@@ -1,6 +1,8 @@
 """Catalog photometry for the template-fitting peers: from a TileSet's objects table to fluxes.
 
-Both peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured).
+The peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured) and,
+where the TileSet has them, its fluxes (``flux_<BAND>``, ``fluxerr_<BAND>``, nJy, negative allowed), which the
+template fitters fit (`catalog_fluxes`).
 Where a magnitude is missing, `aperture_photometry` can measure it on the tile images (circular apertures,
 photutils), so image-only inputs work too. Conventions shared by both peers:
 
@@ -35,6 +37,8 @@ __all__ = [
     "deredden",
     "magnitudes_to_fluxes",
     "catalog_magnitudes",
+    "band_flux_columns",
+    "catalog_fluxes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,7 +119,8 @@ def tileset_to_catalog(
     Returns
     -------
     dict of str -> ndarray (P,)
-        One row per primary object, in output order, with `catalog_columns` (magnitudes AB).
+        One row per primary object, in output order, with `catalog_columns` (magnitudes AB), plus the
+        TileSet's ``flux_<BAND>``/``fluxerr_<BAND>`` (nJy) where it has them (``deepdisc-tiles`` v2).
 
     Raises
     ------
@@ -132,8 +137,8 @@ def tileset_to_catalog(
     prim = tileset.primary_objects()
     out = {c: np.asarray(prim[c]).copy() for c in _PASS_COLUMNS}
     for band in bands:
-        out[f"mag_{band}"] = np.asarray(prim[f"mag_{band}"], float).copy()
-        out[f"magerr_{band}"] = np.asarray(prim[f"magerr_{band}"], float).copy()
+        names = [f"mag_{band}", f"magerr_{band}"] + [c for c in band_flux_columns(band) if c in prim]
+        out.update({c: np.asarray(prim[c], float).copy() for c in names})
     if measure_missing:
         _fill_missing(tileset, out, bands, aperture or ApertureSettings())
     return out
@@ -310,3 +315,59 @@ def catalog_magnitudes(
     if deredden_mw and ebv_column and ebv_column in table:
         mags = deredden(mags, np.asarray(table[ebv_column], float), bands)
     return mags, errs
+
+
+def band_flux_columns(band: str) -> tuple[str, str]:
+    """Catalog columns of a band's flux density and its error (nJy): ``flux_<BAND>``, ``fluxerr_<BAND>``."""
+    return f"flux_{band}", f"fluxerr_{band}"
+
+
+def catalog_fluxes(
+    table: dict,
+    bands: Sequence[str],
+    *,
+    ebv_column: str = "ebv",
+    deredden_mw: bool = True,
+    use_fluxes: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fluxes and errors (nJy) of a catalog, from its flux columns when it has them, else its magnitudes.
+
+    Parameters
+    ----------
+    table : mapping of str -> ndarray (N,)
+        Catalog columns: ``flux_<BAND>``/``fluxerr_<BAND>`` (nJy, negative allowed, NaN = not measured) and/or
+        ``mag_<BAND>``/``magerr_<BAND>``.
+    bands : sequence of str
+        Bands, in fit order.
+    ebv_column : str
+        Column with E(B-V) (mag); "" or a missing column means no correction.
+    deredden_mw : bool
+        Remove Milky-Way extinction (fluxes and errors multiplied by 10**(0.4 A_band)).
+    use_fluxes : bool
+        Read the flux columns when every band has them (a non-detection is then a measured flux near zero);
+        False, or a table without them, converts the magnitudes (`magnitudes_to_fluxes`: a non-detection is
+        zero flux with its 1-sigma limit as error).
+
+    Returns
+    -------
+    flux, flux_err : ndarray (N, B)
+        nJy; NaN where not measured.
+
+    Raises
+    ------
+    ConfigError
+        If neither the flux nor the magnitude columns of every band are present, naming what is missing.
+    """
+    have_fluxes = all(c in table for b in bands for c in band_flux_columns(b))
+    if not (use_fluxes and have_fluxes):
+        mags, errs = catalog_magnitudes(table, bands, ebv_column=ebv_column, deredden_mw=deredden_mw)
+        return magnitudes_to_fluxes(mags, errs)
+    flux = np.column_stack([np.asarray(table[band_flux_columns(b)[0]], float) for b in bands])
+    err = np.column_stack([np.asarray(table[band_flux_columns(b)[1]], float) for b in bands])
+    missing = ~np.isfinite(flux) | ~(err > 0)
+    flux, err = np.where(missing, np.nan, flux), np.where(missing, np.nan, err)
+    if deredden_mw and ebv_column and ebv_column in table:
+        ebv = np.nan_to_num(np.asarray(table[ebv_column], float))
+        factor = 10.0 ** (0.4 * ebv[:, None] * band_extinction(bands)[None, :])
+        flux, err = flux * factor, err * factor
+    return flux, err

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from rail.deepdisc.prep.mosaics import MosaicStack
 from rail.deepdisc.prep.plan import MosaicObjects, TilePlan
 from rail.deepdisc.prep.segmentation import SegmentationImage
-from rail.deepdisc.tileset.contract import empty_objects
+from rail.deepdisc.tileset.contract import empty_objects, flux_columns
 from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.tileset.writer import TileSetWriter
 
@@ -84,7 +84,7 @@ def write_tiles(
         stack.bands,
         pixel_scale,
         tile_shape,
-        extra_object_columns={"star": np.bool_},
+        extra_object_columns={"star": np.bool_, **flux_columns(objects.phot.flux)},
         compression=compression,
     )
     n_objects = n_labelled = 0
@@ -179,6 +179,8 @@ def _object_rows(
     )
     for band in phot.bands:
         out[f"mag_{band}"], out[f"magerr_{band}"] = phot.mag[band][rows], phot.magerr[band][rows]
+        if band in phot.flux:
+            out[f"flux_{band}"], out[f"fluxerr_{band}"] = phot.flux[band][rows], phot.fluxerr[band][rows]
     out["star"] = phot.star[rows]
     return out
 

@@ -333,6 +333,8 @@ def _load_objects(
         mag={b: v[inside] for b, v in phot.mag.items()},
         magerr={b: v[inside] for b, v in phot.magerr.items()},
         star=phot.star[inside],
+        flux={b: v[inside] for b, v in phot.flux.items()},
+        fluxerr={b: v[inside] for b, v in phot.fluxerr.items()},
         source=phot.source,
     )
     if settings.ebv is not None:

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 #: Object ids of independent tile k are ``(k + 1) * ID_STRIDE + catalog row``: unique within a file.
 ID_STRIDE = 10_000
-#: Catalog columns that stay out of the TileSet (flux_* and flux_err_* are nJy twins of the magnitudes).
-_SKIP = ("seg_id", "spec_flag", "flux_")
+#: Catalog columns that stay out of the TileSet.
+_SKIP = ("seg_id", "spec_flag")
+#: Catalog flux-error prefix, written as the TileSet's ``fluxerr_<BAND>`` (``flux_<BAND>`` keeps its name).
+_FLUX_ERR = "flux_err_"
 #: Largest tile count whose object ids fit the int32 segmentation maps.
 MAX_TILES = np.iinfo(np.int32).max // ID_STRIDE - 1
 BBOX = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
@@ -66,7 +68,8 @@ def _object_table(
     for name, values in cat.items():
         if name in out or name in BBOX or name.startswith(_SKIP):
             continue
-        out[name] = np.asarray(values)[rows]
+        column = "fluxerr_" + name[len(_FLUX_ERR):] if name.startswith(_FLUX_ERR) else name
+        out[column] = np.asarray(values)[rows]
     missing = [c for c in object_columns(bands) if c not in out]
     if missing:
         raise RuntimeError(f"simulated catalog lacks TileSet column(s) {missing}")

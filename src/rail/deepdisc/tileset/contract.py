@@ -1,10 +1,15 @@
-"""The ``deepdisc-tiles`` v1 contract: format name and version, required columns, and the checks.
+"""The ``deepdisc-tiles`` v2 contract: format name and version, required columns, and the checks.
 
 A TileSet file is the data contract between the simulator, the mosaic tiler, training and inference
 (``docs/contracts.md``). This module holds what every TileSet must satisfy, in memory
 (:meth:`rail.deepdisc.tileset.format.TileSet.check`) or on file
 (:func:`rail.deepdisc.tileset.validation.validate_tileset`): the column definitions and the checks, each of
 which raises `TileSetError` with one message naming the data and the first problem.
+
+Version 2 adds optional catalog fluxes to ``objects/``: ``flux_<BAND>`` and ``fluxerr_<BAND>`` (float64, nJy,
+negative values allowed: a measured flux; NaN = not measured), present for a band as a pair
+(`FLUX_COLUMN_PREFIXES`, `flux_columns`). Version 1 files (no flux columns) are read unchanged
+(`READABLE_VERSIONS`); files are written as version 2 (``docs/tileset-v2-fluxes.md``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from rail.deepdisc.exceptions import TileSetError
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
+    "FLUX_COLUMN_PREFIXES",
+    "flux_columns",
     "TILE_COLUMNS",
     "OBJECT_COLUMNS",
     "TILE_KINDS",
@@ -30,7 +38,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "deepdisc-tiles"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this package reads: 1 (no flux columns) and 2.
+READABLE_VERSIONS = (1, 2)
+#: Prefixes of the optional per-band flux columns of ``objects/`` (version 2): flux and its error, nJy.
+FLUX_COLUMN_PREFIXES = ("flux_", "fluxerr_")
 TILE_KINDS = ("grid", "recentred")
 
 #: Columns of ``tiles/`` and their dtypes (``str`` = UTF-8 text).
@@ -88,6 +100,27 @@ def object_columns(bands: Sequence[str]) -> dict[str, type]:
         cols[f"mag_{band}"] = np.float64
         cols[f"magerr_{band}"] = np.float64
     return cols
+
+
+def flux_columns(bands: Sequence[str]) -> dict[str, type]:
+    """Return the optional ``objects/`` flux columns of a band list (version 2) and their dtype.
+
+    Parameters
+    ----------
+    bands : sequence of str
+        Band names in channel order.
+
+    Returns
+    -------
+    dict
+        ``flux_<BAND>`` and ``fluxerr_<BAND>`` per band (nJy, float64).
+
+    Examples
+    --------
+    >>> list(flux_columns(["F444W"]))
+    ['flux_F444W', 'fluxerr_F444W']
+    """
+    return {f"{prefix}{band}": np.float64 for band in bands for prefix in FLUX_COLUMN_PREFIXES}
 
 
 def empty_objects(bands: Sequence[str], n: int = 0) -> dict[str, np.ndarray]:
@@ -176,6 +209,14 @@ def check_structure(source, bands, pixel_scale, image_shape, segmap_shape, tiles
     missing = [k for k in object_columns(bands) if k not in objects]
     if missing:
         reject(source, f"'objects/' lacks column(s) {', '.join(missing[:8])}")
+    for band in bands:
+        pair = [f"{prefix}{band}" for prefix in FLUX_COLUMN_PREFIXES]
+        present = [k for k in pair if k in objects]
+        if len(present) == 1:
+            reject(source, f"'objects/' has {present[0]} without {(set(pair) - set(present)).pop()}: flux columns "
+                           "come in pairs (flux_<BAND>, fluxerr_<BAND>, nJy)")
+        if any(not np.issubdtype(np.dtype(objects[k].dtype), np.floating) for k in present):
+            reject(source, f"'objects/' flux columns of {band} must be floating point (nJy)")
     m = len(objects["object_id"])
     bad = [k for k, v in objects.items() if len(v) != m]
     if bad:

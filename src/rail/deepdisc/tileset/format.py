@@ -1,4 +1,4 @@
-"""The TileSet: multi-band image tiles, segmentation maps and their objects (``deepdisc-tiles`` v1).
+"""The TileSet: multi-band image tiles, segmentation maps and their objects (``deepdisc-tiles`` v2; reads v1).
 
 A TileSet file is the data contract between the simulator, the mosaic tiler, training and inference
 (``docs/contracts.md``). This module holds the in-memory :class:`TileSet`; the column definitions and the

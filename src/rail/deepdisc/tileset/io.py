@@ -1,4 +1,4 @@
-"""Reading and writing TileSet files (``deepdisc-tiles`` v1, ``docs/contracts.md``).
+"""Reading and writing TileSet files (``deepdisc-tiles`` v2, reads v1; ``docs/contracts.md``).
 
 Writers are atomic (`rail.deepdisc.tileset.writer.TileSetWriter`: temporary file beside the target, validated,
 then renamed); readers load a whole file or iterate over chunks of whole tiles, so memory does not grow with

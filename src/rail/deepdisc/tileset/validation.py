@@ -1,6 +1,6 @@
 """Opening and validating TileSet files: header, structure, pixels and objects, read in chunks.
 
-`validate_tileset` scans a file against the ``deepdisc-tiles`` v1 contract
+`validate_tileset` scans a file against the ``deepdisc-tiles`` contract (v1 or v2)
 (:mod:`rail.deepdisc.tileset.contract`) without loading it whole and rejects every defect the contract lists
 with one message naming the file and the problem; `open_checked` and `read_columns` are the file primitives
 that the readers (:mod:`rail.deepdisc.tileset.io`) and the estimator's input check share.
@@ -21,7 +21,7 @@ import numpy as np
 from rail.deepdisc.exceptions import DeepDiscError, TileSetError
 from rail.deepdisc.tileset.contract import (
     FORMAT_NAME,
-    FORMAT_VERSION,
+    READABLE_VERSIONS,
     check_objects,
     check_pixels,
     check_structure,
@@ -51,7 +51,7 @@ class TileSetSummary:
         """A short human-readable summary."""
         q = ", ".join(f"{v:.2f}" for v in self.redshift_quantiles)
         return "\n".join([
-            f"TileSet {self.path}  ({FORMAT_NAME} v{FORMAT_VERSION})",
+            f"TileSet {self.path}  ({FORMAT_NAME})",
             f"  bands ({len(self.bands)}): {' '.join(self.bands)}",
             f"  pixel scale: {self.pixel_scale:g} arcsec/pix, flux unit: {self.flux_unit}",
             f"  tiles: {self.n_tiles} of {self.tile_shape[0]}x{self.tile_shape[1]} px"
@@ -107,9 +107,9 @@ def _read_header(f: h5py.File, source: str) -> tuple[tuple[str, ...], float, str
         reject(source, f"attrs 'format' is {fmt!r}, expected {FORMAT_NAME!r} (is this a TileSet file?)")
     version = f.attrs.get("version")
     version = int(version) if version is not None else None
-    if version != FORMAT_VERSION:
-        reject(source, f"{FORMAT_NAME} version {version} is not supported (this package reads version "
-                      f"{FORMAT_VERSION}); upgrade pz-rail-deepdisc or rewrite the file")
+    if version not in READABLE_VERSIONS:
+        reject(source, f"{FORMAT_NAME} version {version} is not supported (this package reads versions "
+                      f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade pz-rail-deepdisc or rewrite the file")
     for key in ("bands", "pixel_scale", "flux_unit"):
         if key not in f.attrs:
             reject(source, f"attrs lack {key!r}")
@@ -187,7 +187,7 @@ def open_checked(path: str | os.PathLike, source: str) -> tuple[h5py.File, tuple
 @reports_damage
 def validate_tileset(path: str | os.PathLike, *, chunk_tiles: int = 256, display_name: str | None = None
                      ) -> TileSetSummary:
-    """Check a TileSet file against the ``deepdisc-tiles`` v1 contract, reading it in chunks.
+    """Check a TileSet file against the ``deepdisc-tiles`` contract (v1 or v2), reading it in chunks.
 
     Parameters
     ----------
