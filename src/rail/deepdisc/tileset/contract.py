@@ -9,7 +9,7 @@ which raises `TileSetError` with one message naming the data and the first probl
 Version 2 adds optional catalog fluxes to ``objects/``: ``flux_<BAND>`` and ``fluxerr_<BAND>`` (float64, nJy,
 negative values allowed: a measured flux; NaN = not measured), present for a band as a pair
 (`FLUX_COLUMN_PREFIXES`, `flux_columns`). Version 1 files (no flux columns) are read unchanged
-(`READABLE_VERSIONS`); files are written as version 2 (``docs/tileset-v2-fluxes.md``).
+(`READABLE_VERSIONS`); files are written as version 2 (``docs/contracts.md``).
 """
 
 from __future__ import annotations
