@@ -81,7 +81,14 @@ def run(args: argparse.Namespace) -> int:
     bands = [k[len("mag_") :] for k in catalog if k.startswith("mag_")]
     timing = {}
     for peer in args.peer:
-        timing[peer] = _run_peer(peer, bands, train, catalog, out, args)
+        try:
+            timing[peer] = _run_peer(peer, bands, train, catalog, out, args)
+        except DeepDiscError:
+            raise
+        except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as err:
+            # the upstream codes (eazy-py, BPZ, flexcode, scikit-learn) fail deep inside on unusable catalogs
+            raise DeepDiscError(f"{args.train or args.tiles}: {peer} cannot fit this catalog "
+                                f"({len(train['redshift'])} labelled objects; {type(err).__name__}: {err})") from None
         t = timing[peer]
         print(f"{peer}: {t['objects']} objects -> {out / f'pz_{peer}.hdf5'} ({t['objects_per_s']:.1f} objects/s, "
               f"inform {t['inform_s']:.1f} s)")

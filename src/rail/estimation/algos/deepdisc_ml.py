@@ -121,12 +121,14 @@ class _CatalogOutputMixin(SpooledOutputMixin):
 
 
 class NIRCamFlexZBoostInformer(_LabelledInputMixin, FlexZBoostInformer):
-    """FlexZBoost (pz-rail-flexzboost) trained on the magnitudes and colours of a NIRCam catalog's labelled objects.
+    """FlexZBoost (pz-rail-flexzboost) on a NIRCam catalog's labelled objects.
 
-    Unobserved bands stay missing (XGBoost handles them). Output ``model``: the flexcode model (pickled).
+    Trained on their magnitudes and colours. Unobserved bands stay missing (XGBoost
+    handles them). Output ``model``: the flexcode model (pickled, as upstream).
     """
 
     name = "NIRCamFlexZBoostInformer"
+    interactive_function = "nircam_flexzboost_informer"
     config_options = FlexZBoostInformer.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
 
@@ -139,9 +141,13 @@ class NIRCamFlexZBoostInformer(_LabelledInputMixin, FlexZBoostInformer):
 
 
 class NIRCamFlexZBoostEstimator(_CatalogOutputMixin, FlexZBoostEstimator):
-    """FlexZBoost photo-z PDFs for a NIRCam catalog (``qp.interp`` on ``nzbins`` points over the model's range)."""
+    """FlexZBoost photo-z PDFs for a NIRCam catalog.
+
+    Output: ``qp.interp`` on ``nzbins`` points over the model's redshift range.
+    """
 
     name = "NIRCamFlexZBoostEstimator"
+    interactive_function = "nircam_flexzboost_estimator"
     config_options = FlexZBoostEstimator.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
 
@@ -159,14 +165,16 @@ _KNN_SIGMA = dict(
 
 
 class NIRCamKNNInformer(_LabelledInputMixin, KNearNeighInformer):
-    """k-nearest neighbours (pz-rail-sklearn) in the colours of a NIRCam catalog's labelled objects.
+    """k-nearest neighbours (pz-rail-sklearn) in a NIRCam catalog's colours.
 
-    Unobserved bands are set to the limit (a k-d tree takes no missing value). The neighbour count and the
-    width of each neighbour's Gaussian are chosen on a held-out quarter by CDE loss (upstream), over widths up to
-    0.3 in z. Output ``model``: the k-d tree and its settings (pickled).
+    Trained on the labelled objects. Unobserved bands are set to the limit (a k-d tree
+    takes no missing value). The neighbour count and the width of each neighbour's
+    Gaussian are chosen on a held-out quarter by CDE loss (upstream), over widths up
+    to 0.3 in z. Output ``model``: the k-d tree and its settings (pickled, as upstream).
     """
 
     name = "NIRCamKNNInformer"
+    interactive_function = "nircam_knn_informer"
     _fill_missing = True
     config_options = KNearNeighInformer.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
@@ -187,9 +195,13 @@ class NIRCamKNNInformer(_LabelledInputMixin, KNearNeighInformer):
 
 
 class NIRCamKNNEstimator(_CatalogOutputMixin, KNearNeighEstimator):
-    """kNN photo-z PDFs for a NIRCam catalog: Gaussian mixtures of the neighbours' redshifts (``qp.mixmod``)."""
+    """kNN photo-z PDFs for a NIRCam catalog.
+
+    Output: Gaussian mixtures of the neighbours' redshifts (``qp.mixmod``).
+    """
 
     name = "NIRCamKNNEstimator"
+    interactive_function = "nircam_knn_estimator"
     _fill_missing = True
     config_options = KNearNeighEstimator.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
