@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in _RANGE_FLAGS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, nargs=2, metavar=("LOW", "HIGH"),
                             help=f"randomisation range of SimulationSettings.{name}")
-    parser.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), help="default resnet18")
+    parser.add_argument("--backbone", help="a name of rail.deepdisc.model.backbone.BACKBONES (default resnet18; "
+                                           "also resnet50, mvitv2_tiny, swin_tiny, ...)")
     parser.add_argument("--backbone-norm", choices=("group", "batch"), help="default group")
     parser.add_argument("--seed", type=int, help="random seed (default 1234)")
     parser.add_argument("--resume", action="store_true", default=None, help="resume from the checkpoint")

@@ -75,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs per member (default 20)")
     parser.add_argument(
         "--backbone",
-        choices=("resnet18", "resnet34", "resnet50"),
-        help="ResNet-FPN backbone (default resnet18; resnet50 is the paper's)",
+        help="a name of rail.deepdisc.model.backbone.BACKBONES: resnet18 (default), resnet34, resnet50 (the "
+             "paper's ResNet), mvitv2_tiny/small/base (the paper's transformer), swin_tiny/small",
     )
     parser.add_argument(
         "--backbone-norm", choices=("group", "batch"), help="ResNet normalisation layers (default group)"

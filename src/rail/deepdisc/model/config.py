@@ -26,12 +26,13 @@ positive RoIs (up to 25% of 128 per tile), so small objects still train the box 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.exceptions import ConfigError, ModelError
-from rail.deepdisc.model.backbone import BACKBONES, NORM_LAYERS
+from rail.deepdisc.model.backbone import BACKBONES, NORM_LAYERS, is_transformer
 from rail.deepdisc.model.normalise import NORMALISATIONS
+from rail.deepdisc.model.transformer import check_tile_size
 
 __all__ = ["NetworkConfig", "FEATURE_LEVELS"]
 
@@ -50,8 +51,9 @@ class NetworkConfig:
         Input bands, in channel order.
     pixel_scale : float
         Arcsec per pixel of the training tiles.
-    backbone : {"resnet18", "resnet34", "resnet50"}
-        ResNet of the ResNet-FPN backbone.
+    backbone : str
+        A key of `rail.deepdisc.model.backbone.BACKBONES`: ``resnet18``, ``resnet34``, ``resnet50`` (ResNet-FPN)
+        or a transformer (``mvitv2_tiny``, ``swin_tiny``, ...: `rail.deepdisc.model.transformer`).
     backbone_norm : {"group", "batch"}
         Normalisation layers of the ResNet (see `rail.deepdisc.model.backbone.build_backbone`).
     n_components : int
@@ -86,6 +88,10 @@ class NetworkConfig:
         The redshift head also sees brightness-free colour and shape features of each box's input pixels,
         RoI-aligned to ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours, see
         `rail.deepdisc.model.network.pixel_features`; 0 = off, as in the paper).
+    tile_size : int
+        Side of the square tiles a transformer backbone is built for (set from the training tiles by
+        `for_tiles`); 0 for the ResNets, which take any tile size (and then it is left out of `to_dict`, so
+        ResNet model files are unchanged).
     """
 
     bands: tuple[str, ...]
@@ -111,6 +117,7 @@ class NetworkConfig:
     box_score_threshold: float = 0.05
     box_nms_threshold: float = 0.5
     pixel_pool_size: int = 4
+    tile_size: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
@@ -137,6 +144,14 @@ class NetworkConfig:
             )
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ConfigError(f"aspect_ratios must be positive, got {self.aspect_ratios}")
+        if is_transformer(self.backbone) and self.backbone_norm != "group":
+            raise ConfigError(f"backbone_norm applies to the ResNets; {self.backbone} uses LayerNorm: leave "
+                              f"backbone_norm at 'group'")
+        if int(self.tile_size) < 0 or (int(self.tile_size) and not is_transformer(self.backbone)):
+            raise ConfigError(f"tile_size is set for transformer backbones only (0 for {self.backbone}), got "
+                              f"{self.tile_size!r}")
+        if int(self.tile_size):
+            check_tile_size(self.backbone, self.tile_size)
         if int(self.pixel_pool_size) < 0:
             raise ConfigError(f"pixel_pool_size must be >= 0, got {self.pixel_pool_size!r}")
         if not self.head_hidden or min(self.head_hidden) < 1:
@@ -161,8 +176,41 @@ class NetworkConfig:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
-        """Plain data (str, int, float, list) for the model artifact."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain data (str, int, float, list) for the model artifact (``tile_size`` only when set)."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not out["tile_size"]:
+            del out["tile_size"]
+        return out
+
+    def for_tiles(self, shape) -> NetworkConfig:
+        """The config for tiles of ``shape`` (..., H, W): sets ``tile_size`` for transformer backbones.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            Shape of the tile images; the last two are the height and width.
+
+        Returns
+        -------
+        NetworkConfig
+            ``self`` for a ResNet; for a transformer, a copy with ``tile_size = H``.
+
+        Raises
+        ------
+        ConfigError
+            If a transformer cannot take the tiles (not square, side not a multiple of its stride), or the config
+            was built for another tile size.
+        """
+        if not is_transformer(self.backbone):
+            return self
+        height, width = (int(n) for n in tuple(shape)[-2:])
+        if height != width:
+            raise ConfigError(f"backbone {self.backbone} needs square tiles, got {height} x {width} px; re-tile the "
+                              f"data or use a ResNet")
+        if self.tile_size and self.tile_size != height:
+            raise ConfigError(f"the {self.backbone} network was built for {self.tile_size} px tiles, these are "
+                              f"{height} px; re-tile the data at {self.tile_size} px")
+        return replace(self, tile_size=check_tile_size(self.backbone, height))
 
     @classmethod
     def from_dict(cls, d: dict) -> NetworkConfig:

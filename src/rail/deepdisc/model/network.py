@@ -318,7 +318,9 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     """
     c = config
     normaliser = InputNormaliser(len(c.bands), kind=c.normalisation)
-    backbone = build_backbone(c.backbone, len(c.bands), fpn_channels=c.fpn_channels, norm=c.backbone_norm)
+    backbone = build_backbone(
+        c.backbone, len(c.bands), fpn_channels=c.fpn_channels, norm=c.backbone_norm, tile_size=c.tile_size
+    )
     anchors = AnchorGenerator(
         sizes=tuple((float(s),) for s in c.anchor_sizes),
         aspect_ratios=(tuple(float(a) for a in c.aspect_ratios),) * len(c.anchor_sizes),
