@@ -164,3 +164,19 @@ def test_train_and_estimate_through_the_cli(tmp_path, name, capsys):
     capsys.readouterr()
     assert main(["estimate", str(model), str(other), "-o", str(tmp_path / "x.hdf5"), "--no-progress"]) == 2
     assert "built for 64 x 64 px tiles" in capsys.readouterr().err
+
+
+def test_fine_tuning_to_other_bands_adapts_the_patch_embedding():
+    from rail.deepdisc.training.finetune import load_pretrained
+
+    torch.manual_seed(4)
+    pretrained = build_model(config("swin_tiny", n_bands=4, tile_size=SIZE)).state_dict()
+    model = build_model(config("swin_tiny", n_bands=2, tile_size=SIZE))
+    kept = load_pretrained(model, pretrained, same_bands=False, first_conv="adapt")
+    key = first_layer_key("swin_tiny")
+    assert key not in kept
+    own = model.state_dict()
+    expected = pretrained[key].mean(dim=1, keepdim=True) * 4 / 2
+    assert torch.allclose(own[key], expected.repeat(1, 2, 1, 1))
+    block = "backbone.body.trunk.layers.1.blocks.0.attn.qkv.weight"
+    assert torch.equal(own[block], pretrained[block])
