@@ -94,6 +94,7 @@ def build_backbone(
     fpn_channels: int = DEFAULT_FPN_CHANNELS,
     norm: str = "group",
     tile_size: int = 0,
+    stride_in_1x1: bool = False,
 ) -> BackboneWithFPN | TransformerWithFPN:
     """Make a ResNet-FPN (or transformer-FPN) backbone for ``n_bands`` input channels with random weights.
 
@@ -112,6 +113,10 @@ def build_backbone(
         Transformers use LayerNorm and take ``"group"`` (the default) only.
     tile_size : int
         Side of the square tiles a transformer is built for (ignored by ResNets, which take any size).
+    stride_in_1x1 : bool
+        Bottleneck ResNets (resnet50) only: downsample in the first 1x1 convolution of each stage's first block,
+        as detectron2's MSRA ResNets (``STRIDE_IN_1X1``), instead of torchvision's 3x3 convolution. Same
+        parameters, other features: set for weights imported from detectron2 (`rail.deepdisc.model.detectron2`).
 
     Returns
     -------
@@ -146,6 +151,11 @@ def build_backbone(
         bias=False,
     )
     nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
+    if stride_in_1x1:
+        if not isinstance(resnet.layer1[0], torchvision.models.resnet.Bottleneck):
+            raise ConfigError(f"stride_in_1x1 applies to bottleneck ResNets (resnet50), not {name}")
+        for layer in (resnet.layer2, resnet.layer3, resnet.layer4):
+            layer[0].conv1.stride, layer[0].conv2.stride = layer[0].conv2.stride, (1, 1)
     return_layers = {f"layer{k}": str(k - 1) for k in range(1, 5)}
     return BackboneWithFPN(
         resnet, return_layers, list(RESNETS[name]), fpn_channels, extra_blocks=LastLevelMaxPool()

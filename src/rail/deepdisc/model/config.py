@@ -32,13 +32,17 @@ from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.model.backbone import BACKBONES, NORM_LAYERS, is_transformer
 from rail.deepdisc.model.normalise import NORMALISATIONS
+from rail.deepdisc.model.redshift_head import HEAD_KINDS
 from rail.deepdisc.model.transformer import check_tile_size
 
-__all__ = ["NetworkConfig", "FEATURE_LEVELS"]
+__all__ = ["NetworkConfig", "FEATURE_LEVELS", "OPTIONAL_DEFAULTS"]
 
 #: FPN levels pooled by the RoI heads (strides 4, 8, 16, 32); anchors also use the extra "pool" level.
 FEATURE_LEVELS = ("0", "1", "2", "3")
 _ARTIFACT_EXTRA_KEYS = ("training",)
+#: Fields written to a model file only when they differ from these defaults, so files (and checkpoint
+#: fingerprints) of networks that do not use them stay as they were before the fields existed.
+OPTIONAL_DEFAULTS = {"tile_size": 0, "head_kind": "normed", "stride_in_1x1": False}
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ class NetworkConfig:
         Side of the square tiles a transformer backbone is built for (set from the training tiles by
         `for_tiles`); 0 for the ResNets, which take any tile size (and then it is left out of `to_dict`, so
         ResNet model files are unchanged).
+    head_kind : {"normed", "merz25"}
+        The redshift head (`rail.deepdisc.model.redshift_head.RedshiftMixtureHead`): this package's, or that of
+        Merz et al. (2025), for models imported from detectron2 (needs ``pixel_pool_size=0``).
+    stride_in_1x1 : bool
+        detectron2's ResNet variant (see `rail.deepdisc.model.backbone.build_backbone`); bottleneck ResNets only.
     """
 
     bands: tuple[str, ...]
@@ -118,6 +127,8 @@ class NetworkConfig:
     box_nms_threshold: float = 0.5
     pixel_pool_size: int = 4
     tile_size: int = 0
+    head_kind: str = "normed"
+    stride_in_1x1: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
@@ -152,6 +163,13 @@ class NetworkConfig:
                               f"{self.tile_size!r}")
         if int(self.tile_size):
             check_tile_size(self.backbone, self.tile_size)
+        if self.head_kind not in HEAD_KINDS:
+            raise ConfigError(f"head_kind must be one of {', '.join(HEAD_KINDS)}, got {self.head_kind!r}")
+        if self.head_kind == "merz25" and int(self.pixel_pool_size):
+            raise ConfigError(f"the merz25 redshift head sees the RoI features only: pixel_pool_size must be 0, "
+                              f"got {self.pixel_pool_size}")
+        if self.stride_in_1x1 and self.backbone != "resnet50":
+            raise ConfigError(f"stride_in_1x1 applies to bottleneck ResNets (resnet50), not {self.backbone}")
         if int(self.pixel_pool_size) < 0:
             raise ConfigError(f"pixel_pool_size must be >= 0, got {self.pixel_pool_size!r}")
         if not self.head_hidden or min(self.head_hidden) < 1:
@@ -176,11 +194,9 @@ class NetworkConfig:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
-        """Plain data (str, int, float, list) for the model artifact (``tile_size`` only when set)."""
+        """Plain data (str, int, float, list) for the model artifact (`OPTIONAL_DEFAULTS` fields only when set)."""
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        if not out["tile_size"]:
-            del out["tile_size"]
-        return out
+        return {k: v for k, v in out.items() if k not in OPTIONAL_DEFAULTS or v != OPTIONAL_DEFAULTS[k]}
 
     def for_tiles(self, shape) -> NetworkConfig:
         """The config for tiles of ``shape`` (..., H, W): sets ``tile_size`` for transformer backbones.
