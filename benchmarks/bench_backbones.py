@@ -63,6 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workdir", type=Path, help="keep the models here (default: a temporary folder)")
+    p.add_argument("--reuse-pretrained", action="store_true",
+                   help="reuse WORKDIR/pretrained_BACKBONE.pt where it exists (its CPU time is then not counted)")
     p.add_argument("--png", type=Path, help="write the figure here")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
@@ -143,6 +145,10 @@ def run(args, work: Path):
     pretrained = {}
     for backbone in args.backbones:
         t0 = time.process_time()
+        if args.reuse_pretrained and (work / f"pretrained_{backbone}.pt").exists():
+            pretrained[backbone] = work / f"pretrained_{backbone}.pt"
+            print(f"reusing {pretrained[backbone]}", flush=True)
+            continue
         art = pretrain_from_options(
             {"backbone": backbone, "tile_size": args.tile_size, "tiles_per_chunk": args.tiles_per_chunk,
              "chunks_per_epoch": args.chunks_per_epoch, "epochs": args.pretrain_epochs, "learning_rate": args.lr,

@@ -19,7 +19,7 @@ __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommands in workflow order; each is a module of :mod:`rail.deepdisc.cli`.
 SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "evaluate", "report", "info",
-               "import-detectron2")
+               "features", "import-detectron2")
 EXIT_BAD_INPUT = 2
 
 
