@@ -206,3 +206,13 @@ def test_paper_head_outputs_raw_means_and_exp_widths():
     assert torch.allclose(params.weights[0], torch.softmax(torch.tensor([0.0, 1.0]), 0))
     head.init_from_labels(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     assert torch.allclose(head(torch.zeros(1, 6), torch.zeros(1, 1)).means, torch.tensor([[1.75, 3.25]]), atol=0.2)
+
+
+def test_transformer_backbones_in_detectron2_layout_are_refused():
+    config = d2_like_config()
+    state = {k: v for k, v in to_detectron2(random_network(config).state_dict(), config).items()
+             if not k.startswith("backbone.bottom_up.")}
+    state["backbone.bottom_up.patch_embed.proj.weight"] = torch.zeros(96, 3, 7, 7)
+    with pytest.raises(ModelError, match="not a detectron2 ResNet.*backbone.bottom_up.patch_embed.proj.weight.*"
+                                         "MViTv2/Swin/ViT backbones"):
+        detectron2_config(state, BANDS, 0.03)

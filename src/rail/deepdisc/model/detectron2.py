@@ -161,6 +161,12 @@ def detectron2_config(
                    for r in range(2, 6))
     bottleneck = "backbone.bottom_up.res2.0.conv3.weight" in state
     backbone = _RESNET_DEPTHS.get((*blocks, bottleneck))
+    if not any(blocks):
+        keys = sorted(state, key=lambda k: not k.startswith("backbone.bottom_up."))
+        example = next((k for k in keys if k.startswith("backbone.")), "no backbone.* key")
+        raise ModelError(f"{source}: the backbone is not a detectron2 ResNet (no backbone.bottom_up.res2-5.*, e.g. "
+                         f"{example}); detectron2 MViTv2/Swin/ViT backbones do not map onto timm's: retrain with "
+                         f"deepdisc train --backbone mvitv2_tiny instead")
     if backbone is None:
         raise ModelError(f"{source}: backbone with {blocks} blocks per stage (bottleneck: {bottleneck}) is not one of "
                          f"{', '.join(_RESNET_DEPTHS.values())} (keys backbone.bottom_up.res2-5.*)")
