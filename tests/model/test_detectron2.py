@@ -6,13 +6,8 @@ import torch
 from rail.deepdisc.cli import main
 from rail.deepdisc.exceptions import ModelError
 from rail.deepdisc.model.artifact import load_artifact
-from rail.deepdisc.model.detectron2 import (
-    convert_detectron2,
-    detectron2_config,
-    import_detectron2,
-    load_detectron2_state,
-    to_detectron2,
-)
+from rail.deepdisc.model.detectron2 import convert_detectron2, detectron2_config, to_detectron2
+from rail.deepdisc.model.detectron2_io import import_detectron2, load_detectron2_state
 from rail.deepdisc.model.network import NetworkConfig, build_model, model_from_artifact
 
 BANDS = ("F115W", "F200W", "F444W")

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert the checkpoint and write the artifact; raise a DeepDiscError for an unmappable one."""
-    from rail.deepdisc.model.detectron2 import import_detectron2
+    from rail.deepdisc.model.detectron2_io import import_detectron2
 
     options = {"stride_in_1x1": not args.stride_in_3x3, "cascade_stage": args.cascade_stage}
     for flag, field in (("anchor_sizes", "anchor_sizes"), ("aspect_ratios", "aspect_ratios"),

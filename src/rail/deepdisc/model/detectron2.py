@@ -24,36 +24,29 @@ the box; a Cascade R-CNN checkpoint has three box heads, of which only one (``ca
 (box regression weights (10, 10, 5, 5), as its first stage). Anything else in the checkpoint (other heads, other
 backbones such as MViTv2/Swin in detectron2's layout, keypoints) is refused, naming the keys.
 
-Checkpoints are read with ``torch.load(weights_only=True)``: a file written by detectron2's ``Checkpointer`` holds
-``{"model": state_dict, ...}``; one whose extra entries are pickled Python objects (e.g. a trainer's scheduler)
-is refused with the one-line fix.
+Reading checkpoints and writing the model file: `rail.deepdisc.model.detectron2_io`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
 import re
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from rail.deepdisc.exceptions import ModelError
-from rail.deepdisc.model.artifact import save_artifact
 from rail.deepdisc.model.config import NetworkConfig
 from rail.deepdisc.model.network import build_model
 from rail.deepdisc.model.redshift_head import EBV_SCALE
 
 __all__ = [
     "D2_ANCHOR_SIZES",
-    "load_detectron2_state",
+    "PIXEL_STATS",
     "detectron2_config",
     "detectron2_key_map",
     "convert_detectron2",
     "to_detectron2",
-    "import_detectron2",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,46 +59,7 @@ _CASCADE = re.compile(r"^roi_heads\.box_(head|predictor)\.(\d+)\.")
 _BG_FIRST, _BG_PAD = "bg_first", "bg_pad"
 _EBV_COLUMN = "ebv_column"
 #: detectron2's input normalisation buffers (in older checkpoints): the defaults of ``mean`` / ``std``.
-_PIXEL_STATS = ("pixel_mean", "pixel_std")
-
-
-def load_detectron2_state(path: str | os.PathLike) -> dict[str, Tensor]:
-    """The model weights of a detectron2 checkpoint, read with ``torch.load(weights_only=True)``.
-
-    Parameters
-    ----------
-    path : str or Path
-        A ``.pth`` written by detectron2's ``Checkpointer`` (``{"model": state_dict, ...}``) or a bare state dict.
-
-    Returns
-    -------
-    dict of str -> Tensor
-
-    Raises
-    ------
-    ModelError
-        If the file is missing, holds pickled Python objects, or holds no tensors under ``model``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such detectron2 checkpoint")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError for pickled objects, RuntimeError for other formats
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(
-            f"{path}: not readable with torch.load(weights_only=True) ({first[:160]}); it holds pickled Python "
-            f"objects (e.g. a trainer's scheduler) or is not a torch file (detectron2 model-zoo .pkl files are "
-            f"not supported). In an environment you trust, keep only the weights: "
-            f"torch.save({{'model': torch.load(PATH, weights_only=False)['model']}}, 'weights.pth')"
-        ) from None
-    state = data.get("model", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not state:
-        raise ModelError(f"{path}: expected a detectron2 checkpoint {{'model': state_dict, ...}} or a state dict")
-    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
-    if bad:
-        raise ModelError(f"{path}: entries {', '.join(map(repr, bad[:5]))} of the state dict are not tensors")
-    return dict(state)
+PIXEL_STATS = ("pixel_mean", "pixel_std")
 
 
 def _shape(state: dict, key: str, source: str) -> torch.Size:
@@ -305,7 +259,7 @@ def convert_detectron2(state: dict[str, Tensor], config: NetworkConfig, *, sourc
     mapping = detectron2_key_map(own, config, cascade=bool(stages))
     used = {d2 for d2, _ in mapping.values()}
     ignored = {k for k in state if (stages and _CASCADE.match(k) and int(_CASCADE.match(k).group(2)) != 0)
-               or k.endswith("num_batches_tracked") or k in _PIXEL_STATS}
+               or k.endswith("num_batches_tracked") or k in PIXEL_STATS}
     unknown = sorted(k for k in state if k not in used and k not in ignored)
     if unknown:
         raise ModelError(f"{source}: {len(unknown)} tensor(s) map to nothing in this network: "
@@ -357,65 +311,3 @@ def to_detectron2(own: dict[str, Tensor], config: NetworkConfig) -> dict[str, Te
             t[:, -1] /= EBV_SCALE
         out[d2] = t
     return out
-
-
-def import_detectron2(
-    path: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    bands,
-    pixel_scale: float,
-    mean=None,
-    std=None,
-    **config_options,
-) -> Path:
-    """Convert a detectron2 DeepDISC checkpoint into a model file of this package.
-
-    Parameters
-    ----------
-    path : str or Path
-        The detectron2 ``.pth``.
-    output : str or Path
-        Model artifact to write (``.pt``).
-    bands : sequence of str
-        Input bands in the checkpoint's channel order.
-    pixel_scale : float
-        Arcsec per pixel.
-    mean, std : sequence of float, optional
-        detectron2's ``pixel_mean`` / ``pixel_std`` per band, in the pixel units of the TileSets to estimate on
-        (default: the checkpoint's own ``pixel_mean`` / ``pixel_std`` buffers, when it holds them).
-    **config_options
-        Passed to `detectron2_config` (anchors, ``stride_in_1x1``, ``cascade_stage``, thresholds).
-
-    Returns
-    -------
-    Path
-        The written artifact (one member, weight 1, no width calibration).
-    """
-    bands = tuple(bands)
-    state = load_detectron2_state(path)
-    if mean is None or std is None:
-        if not all(k in state for k in _PIXEL_STATS):
-            raise ModelError(f"{path}: holds no pixel_mean/pixel_std: give the input normalisation (--mean, --std)")
-        mean = state["pixel_mean"].flatten().tolist() if mean is None else mean
-        std = state["pixel_std"].flatten().tolist() if std is None else std
-    if len(mean) != len(bands) or len(std) != len(bands):
-        raise ModelError(f"give one mean and one std per band ({len(bands)}), got {len(mean)} and {len(std)}")
-    if not all(math.isfinite(float(s)) and float(s) > 0 for s in std):
-        raise ModelError(f"std must be positive, got {list(std)}")
-    first = state.get("backbone.bottom_up.stem.conv1.weight")
-    if first is not None and first.shape[1] != len(bands):
-        raise ModelError(f"{path}: the network reads {first.shape[1]} channels, {len(bands)} bands were given")
-    config = detectron2_config(state, bands, pixel_scale, source=str(path), **config_options)
-    weights = convert_detectron2(state, config, source=str(path))
-    model = build_model(config)
-    model.load_state_dict(weights)
-    model.normaliser.set_statistics(mean, std)
-    cfg = config.to_dict()
-    cfg["normalisation"] = {"kind": config.normalisation, "center": [float(m) for m in mean],
-                            "scale": [float(s) for s in std]}
-    member = {"state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}, "weight": 1.0,
-              "val_log_likelihood": float("nan"), "seed": -1, "best_epoch": -1, "std_scale": 1.0}
-    provenance = {"imported_from": str(path), "format": "detectron2 (grantmerz/deepdisc)",
-                  "n_tensors": len(state), "cascade_stage": config_options.get("cascade_stage")}
-    return save_artifact({"config": cfg, "members": [member], "provenance": provenance}, output)
