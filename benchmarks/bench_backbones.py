@@ -67,6 +67,7 @@ def parse_args(argv=None):
                    help="reuse WORKDIR/pretrained_BACKBONE.pt where it exists (its CPU time is then not counted)")
     p.add_argument("--png", type=Path, help="write the figure here")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.add_argument("--replot", type=Path, metavar="JSON", help="only redraw --png from a --json of an earlier run")
     args = p.parse_args(argv)
     if args.tiny:
         args.backbones, args.sizes, args.steps, args.tile_size = ["resnet18", "mvitv2_tiny"], [3, 5, 8], 2, 96
@@ -118,6 +119,9 @@ def subset(tileset, n_tiles):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.replot:
+        table = json.loads(args.replot.read_text())["table"]
+        return plot(table, args.png or args.replot.with_suffix(".png"))
     if args.workdir is not None:
         return run(args, args.workdir)
     with tempfile.TemporaryDirectory(prefix="bench_backbones_") as tmp:
@@ -243,7 +247,10 @@ def plot(table, path: Path):
                             mfc="white" if init == "random" else colours[backbone], capsize=3,
                             label=f"{backbone}, {init}")
         ax.set_xscale("log")
-        ax.set_xlabel("labelled training objects")
+        ticks = sorted({r["n_labelled"] for r in table})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("labelled training objects (log scale)")
         ax.set_title(LABELS[key])
         if key == "bias":
             ax.axhline(0.0, color="grey", lw=0.8)

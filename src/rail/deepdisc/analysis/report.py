@@ -60,7 +60,8 @@ def reduce_features(x, n_dims: int, *, method: str = "umap", seed: int = 0) -> t
     return x @ vt[:n_dims].T, used
 
 
-def plot_embedding(embedding, redshift, magnitude, path, *, title: str = "") -> Path:
+def plot_embedding(embedding, redshift, magnitude, path, *, title: str = "", mag_label: str = "magnitude (AB)"
+                   ) -> Path:
     """Two panels: the 2-D embedding coloured by redshift and by magnitude (PNG, written atomically)."""
     import matplotlib
 
@@ -69,7 +70,7 @@ def plot_embedding(embedding, redshift, magnitude, path, *, title: str = "") -> 
 
     fig, axes = plt.subplots(1, 2, figsize=_FIG_SIZE, constrained_layout=True)
     for ax, values, label, cmap in ((axes[0], redshift, "redshift", "viridis"),
-                                    (axes[1], magnitude, "magnitude (AB)", "magma_r")):
+                                    (axes[1], magnitude, mag_label, "magma_r")):
         ok = np.isfinite(values)
         ax.scatter(embedding[~ok, 0], embedding[~ok, 1], s=6, c="lightgrey", label="unknown")
         sc = ax.scatter(embedding[ok, 0], embedding[ok, 1], s=8, c=values[ok], cmap=cmap)
@@ -131,6 +132,7 @@ def feature_report(model_path: str | os.PathLike, tiles_path: str | os.PathLike,
     embedding, used2d = reduce_features(feats.roi, 2, method=reduce, seed=seed)
     backbone = art["config"].get("backbone", "?")
     plot_embedding(embedding, feats.redshift, feats.magnitude, out / "embedding.png",
+                   mag_label=f"{mag_band or tiles.bands[-1]} magnitude (AB)",
                    title=f"{Path(model_path).name} ({backbone}, member {member}): {used2d} of the RoI features "
                          f"of {len(feats.object_id)} objects ({int(feats.detected.sum())} detected)")
     with atomic_path(out / "features.npz") as tmp, open(tmp, "wb") as fh:
