@@ -1,4 +1,4 @@
-"""Accuracy of DeepDISC (one member and the ensemble) against BPZ and EAZY on a fixed simulated benchmark set.
+"""Accuracy of DeepDISC (one member and the ensemble) against its peers on a fixed simulated benchmark set.
 
 For each filter preset the script simulates, with fixed seeds, a *training field* and an independent *test
 field* whose nuisance settings are perturbed (wider PSF, shallower depth, larger galaxies, correlated noise,
@@ -7,8 +7,10 @@ weaker emission lines), so that the test is not on the training distribution. Th
 1. ``deepdisc train`` trains an R18 ensemble (>= 3 members) on the training field's spec-z labels (its wall and
    CPU time are recorded: the benchmark is sized to train in well under 60 CPU minutes per preset);
 2. ``deepdisc estimate`` runs the ensemble and its first member alone on the test field;
-3. EAZY and BPZ are informed on the *same* training labels (catalog photometry of the training field) and run
-   on the test field's catalog (inform and estimate timed separately);
+3. the peers are informed on the *same* training labels (catalog photometry of the training field: fluxes where
+   the TileSet has them) and run on the test field's catalog (inform and estimate timed separately): the
+   template fitters EAZY (eazy-py's defaults) and BPZ (COSMOS SEDs and a prior fitted to the labels; also with
+   CWWSB4), and the catalog machine-learning peers FlexZBoost and kNN;
 4. every estimator is scored against the test field's true redshifts with the library's evaluation
    (`rail.deepdisc.evaluation.evaluate.evaluate_photoz`: bias, sigma_IQR, outlier fraction eta, PIT KS, coverage)
    overall and per magnitude bin; completeness is DeepDISC's detection completeness (the peers fit every catalog
@@ -26,6 +28,10 @@ Smoke run (minutes)::
 
     PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir /tmp/acc --presets COSMOSWEB4 \\
         --train-tiles 6 --test-tiles 4 --members 3 --epochs 1
+
+The peers alone (no training; the same fields)::
+
+    PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir bench_acc --peers-only
 """
 
 from __future__ import annotations
@@ -98,12 +104,37 @@ def one_member(model: Path, target: Path) -> Path:
     return save_artifact({**art, "members": [member]}, target)
 
 
-def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
-    """Inform EAZY and BPZ on the training field's labelled objects, estimate the test field; time both."""
-    from rail.core.data import DataStore
-
+#: The peers: (name, informer, estimator, options, model file suffix).
+def _peer_specs(bands: list[str]) -> list[tuple]:
     from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
     from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
+    from rail.estimation.algos.deepdisc_ml import (
+        NIRCamFlexZBoostEstimator,
+        NIRCamFlexZBoostInformer,
+        NIRCamKNNEstimator,
+        NIRCamKNNInformer,
+    )
+
+    return [
+        ("EAZY", EazyInformer, EazyEstimator, dict(bands=bands), "npz"),
+        ("BPZ", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands), "npz"),
+        ("BPZ CWWSB4", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, templates="CWWSB4"), "npz"),
+        ("FlexZBoost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands), "pkl"),
+        ("kNN", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands), "pkl"),
+    ]
+
+
+PEERS = ("EAZY", "BPZ", "BPZ CWWSB4", "FlexZBoost", "kNN")
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" ", "_")
+
+
+def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
+    """Inform every peer on the training field's labelled objects, estimate the test field; time them."""
+    from rail.core.data import DataStore
+
     from rail.tools.deepdisc_catalog import TileSetToCatalog
 
     DataStore.allow_overwrite = True  # one process runs several presets
@@ -115,16 +146,16 @@ def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
     labelled = {k: v[lab] for k, v in catalogs["train"].items()}
     bands = [k[len("mag_"):] for k in catalogs["test"] if k.startswith("mag_")]
     timings = {}
-    for name, inf_cls, est_cls, common, model in (
-        ("EAZY", EazyInformer, EazyEstimator, dict(bands=bands), out / "model_eazy.npz"),
-        ("BPZ", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands), out / "model_bpz.pkl"),
-    ):
+    for name, inf_cls, est_cls, common, suffix in _peer_specs(bands):
         t0 = time.perf_counter()
-        inf = inf_cls.make_stage(name=f"{name}_inform_{preset}", model=str(model), **common)
-        inf.inform(labelled)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. BPZ's prior fit on a selected sample
+            inf = inf_cls.make_stage(name=f"{_slug(name)}_inform_{preset}",
+                                     model=str(out / f"model_{_slug(name)}.{suffix}"), **common)
+            inf.inform(labelled)
         t1 = time.perf_counter()
-        est = est_cls.make_stage(name=f"{name}_estimate_{preset}", model=inf.get_handle("model"),
-                                 output=str(out / f"pz_{name.lower()}.hdf5"), chunk_size=5000, **common)
+        est = est_cls.make_stage(name=f"{_slug(name)}_estimate_{preset}", model=inf.get_handle("model"),
+                                 output=str(out / f"pz_{_slug(name)}.hdf5"), chunk_size=5000, **common)
         n = int(est.estimate(catalogs["test"]).data.npdf)
         t2 = time.perf_counter()
         timings[name] = {"inform_s": t1 - t0, "estimate_s": t2 - t1, "objects": n, "labels": int(lab.sum())}
@@ -133,10 +164,10 @@ def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
 
 def score(photoz_path: Path, truth, label: str) -> dict:
     """Overall and per-magnitude-bin metrics of one estimator (the library's evaluation)."""
+    from rail.deepdisc.evaluation.binned import detection_completeness
     from rail.deepdisc.evaluation.coverage import coverage_from_pit
     from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
     from rail.deepdisc.evaluation.io import read_photoz
-    from rail.deepdisc.evaluation.metrics import detection_completeness
 
     settings = EvaluationSettings(mag_edges=MAG_EDGES)
     with warnings.catch_warnings():
@@ -176,24 +207,25 @@ def run_preset(preset: str, args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train, test = simulate(out, preset, args)
-    sim_s = time.perf_counter() - t0
-    model = out / "model.pt"
-    train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
-                                  "--epochs", str(args.epochs), "--threads", str(args.threads),
-                                  "--seed", str(args.seed), "--no-progress", "--device", "cpu",
-                                  *shlex.split(args.train_args)], args.threads)
-    single = one_member(model, out / "model_member0.pt")
-    timings = {"simulate_s": sim_s, "train_wall_s": train_wall, "train_cpu_s": train_cpu}
-    for label, path, pz in (("DeepDISC ensemble", model, out / "pz_ensemble.hdf5"),
-                            ("DeepDISC 1 member", single, out / "pz_member0.hdf5")):
-        wall, _ = _cli(["estimate", str(path), str(test), "-o", str(pz), "--threads", str(args.threads),
-                        "--device", "cpu", "--no-progress"], args.threads)
-        timings[f"{label} estimate_s"] = wall
-    timings.update({f"{k} {m}": v for k, t in run_peers(train, test, out, preset).items() for m, v in t.items()})
+    timings = {"simulate_s": time.perf_counter() - t0}
+    scores = []
     truth = read_truth(test)
-    scores = [score(out / "pz_ensemble.hdf5", truth, "DeepDISC ensemble"),
-              score(out / "pz_member0.hdf5", truth, "DeepDISC 1 member"),
-              score(out / "pz_bpz.hdf5", truth, "BPZ"), score(out / "pz_eazy.hdf5", truth, "EAZY")]
+    if not args.peers_only:
+        model = out / "model.pt"
+        train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
+                                      "--epochs", str(args.epochs), "--threads", str(args.threads),
+                                      "--seed", str(args.seed), "--no-progress", "--device", "cpu",
+                                      *shlex.split(args.train_args)], args.threads)
+        single = one_member(model, out / "model_member0.pt")
+        timings.update({"train_wall_s": train_wall, "train_cpu_s": train_cpu})
+        for label, path, pz in (("DeepDISC ensemble", model, out / "pz_ensemble.hdf5"),
+                                ("DeepDISC 1 member", single, out / "pz_member0.hdf5")):
+            wall, _ = _cli(["estimate", str(path), str(test), "-o", str(pz), "--threads", str(args.threads),
+                            "--device", "cpu", "--no-progress"], args.threads)
+            timings[f"{label} estimate_s"] = wall
+            scores.append(score(pz, truth, label))
+    timings.update({f"{k} {m}": v for k, t in run_peers(train, test, out, preset).items() for m, v in t.items()})
+    scores += [score(out / f"pz_{_slug(name)}.hdf5", truth, name) for name in PEERS]
     return {"preset": preset, "timings": timings, "scores": scores, "n_test_objects": truth.n}
 
 
@@ -202,17 +234,20 @@ def _fmt(x, spec=".3f"):
 
 
 def markdown(results: list[dict], args) -> str:
+    deepdisc = ("DeepDISC R18, {args.members} members x {args.epochs} epochs, {args.threads} threads"
+                .format(args=args) + (f", train options `{args.train_args}`" if args.train_args else "")
+                if not args.peers_only else "peers only (no DeepDISC run)")
     lines = [f"Benchmark set: per preset a {args.train_tiles}-tile training field (seed {TRAIN_SEED}, spec-z "
              f"for {TRAIN_LABEL_FRACTION:.0%} of catalogued galaxies) and an independent {args.test_tiles}-tile "
              f"test field (seed {TEST_SEED}, nuisance {' '.join(f'{k} {v}' for k, v in TEST_NUISANCE.items())}"
-             f"), {args.size}x{args.size} px; DeepDISC R18, {args.members} members x {args.epochs} epochs, "
-             f"{args.threads} threads{f', train options `{args.train_args}`' if args.train_args else ''}; "
-             f"peers informed on the same labels. Truth: true redshift of every test object.", ""]
+             f"), {args.size}x{args.size} px; {deepdisc}; peers informed on the same labels. Truth: true "
+             f"redshift of every test object.", ""]
     for res in results:
         t = res["timings"]
+        training = (f"; training {t['train_wall_s'] / 60:.1f} min wall, {t['train_cpu_s'] / 60:.1f} CPU min, budget "
+                    f"{CPU_MINUTES_BUDGET:.0f}" if "train_wall_s" in t else "")
         lines += [f"**{res['preset']}** ({res['n_test_objects']} test objects; magnitude bins in "
-                  f"{res['scores'][0]['magnitude_band']}; training {t['train_wall_s'] / 60:.1f} min wall, "
-                  f"{t['train_cpu_s'] / 60:.1f} CPU min, budget {CPU_MINUTES_BUDGET:.0f})", "",
+                  f"{res['scores'][0]['magnitude_band']}{training})", "",
                   "| estimator | mag bin | n | bias | sigma_IQR | eta | PIT KS | cov 68% | cov 95% | completeness |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in res["scores"]:
@@ -222,27 +257,28 @@ def markdown(results: list[dict], args) -> str:
                              f"{_fmt(r['cov68'], '.2f')} | {_fmt(r['cov95'], '.2f')} | "
                              f"{_fmt(r['completeness'], '.2f')} |")
         lines.append("")
-    lines += ["Targets (ensemble vs peers, overall):", "",
-              "| preset | sigma_IQR ens / BPZ / EAZY | eta ens / BPZ / EAZY | cov 68% ens | met |",
-              "|---|---|---|---:|---|"]
-    for res in results:
-        by = {s["estimator"]: s["rows"][0] for s in res["scores"]}
-        e, b, z = by["DeepDISC ensemble"], by["BPZ"], by["EAZY"]
-        met = (e["sigma_iqr"] < min(b["sigma_iqr"], z["sigma_iqr"]) and e["eta"] < min(b["eta"], z["eta"])
-               and abs(e["cov68"] - LEVELS[0]) <= TARGET_COVERAGE_TOLERANCE)
-        lines.append(f"| {res['preset']} | {_fmt(e['sigma_iqr'])} / {_fmt(b['sigma_iqr'])} / "
-                     f"{_fmt(z['sigma_iqr'])} | {_fmt(e['eta'])} / {_fmt(b['eta'])} / {_fmt(z['eta'])} | "
-                     f"{_fmt(e['cov68'], '.2f')} | {'yes' if met else 'no'} |")
-    lines += ["", "Speed on the test field (same objects; DeepDISC end to end incl. model load, peers estimate "
-              "only, inform separately):", "",
-              "| preset | objects | DeepDISC 1 member obj/s | ensemble obj/s | BPZ obj/s (inform s) | "
-              "EAZY obj/s (inform s) |", "|---|---:|---:|---:|---:|---:|"]
+    if not args.peers_only:
+        lines += ["Targets (ensemble vs the best peer, overall):", "",
+                  "| preset | sigma_IQR ens / best peer | eta ens / best peer | cov 68% ens | met |",
+                  "|---|---|---|---:|---|"]
+        for res in results:
+            by = {s["estimator"]: s["rows"][0] for s in res["scores"]}
+            e = by["DeepDISC ensemble"]
+            sig = min(by[p]["sigma_iqr"] for p in PEERS)
+            eta = min(by[p]["eta"] for p in PEERS)
+            met = e["sigma_iqr"] < sig and e["eta"] < eta and abs(e["cov68"] - LEVELS[0]) <= TARGET_COVERAGE_TOLERANCE
+            lines.append(f"| {res['preset']} | {_fmt(e['sigma_iqr'])} / {_fmt(sig)} | {_fmt(e['eta'])} / "
+                         f"{_fmt(eta)} | {_fmt(e['cov68'], '.2f')} | {'yes' if met else 'no'} |")
+        lines.append("")
+    names = ([] if args.peers_only else ["DeepDISC 1 member", "DeepDISC ensemble"]) + list(PEERS)
+    lines += ["Speed on the test field (same objects; DeepDISC end to end incl. model load, peers estimate "
+              "only; objects/s, peers' inform seconds in brackets):", "",
+              "| preset | objects | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for res in results:
         t, n = res["timings"], res["n_test_objects"]
-        lines.append(f"| {res['preset']} | {n} | {n / t['DeepDISC 1 member estimate_s']:.1f} | "
-                     f"{n / t['DeepDISC ensemble estimate_s']:.1f} | "
-                     f"{t['BPZ objects'] / t['BPZ estimate_s']:.1f} ({t['BPZ inform_s']:.1f}) | "
-                     f"{t['EAZY objects'] / t['EAZY estimate_s']:.1f} ({t['EAZY inform_s']:.1f}) |")
+        cells = [f"{n / t[f'{k} estimate_s']:.1f}" for k in names if k.startswith("DeepDISC")]
+        cells += [f"{t[f'{p} objects'] / t[f'{p} estimate_s']:.1f} ({t[f'{p} inform_s']:.1f})" for p in PEERS]
+        lines.append(f"| {res['preset']} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -259,6 +295,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1234, help="training seed (default 1234)")
     p.add_argument("--train-args", default="", help="extra `deepdisc train` options for ablations, e.g. "
                    "'--head-dropout 0' (default none)")
+    p.add_argument("--peers-only", action="store_true", help="skip DeepDISC: simulate, run and score the peers")
     args = p.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

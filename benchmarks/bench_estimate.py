@@ -38,8 +38,8 @@ TARGET_R18_OBJECTS_PER_S = 150.0
 
 def make_tiles(path, *, n_tiles, size, n_bands, objects_per_tile, seed=0):
     """Write a synthetic TileSet (Gaussian sources on unit noise) chunk by chunk."""
-    from rail.deepdisc.tileset.format import empty_objects
-    from rail.deepdisc.tileset.io import TileSetWriter
+    from rail.deepdisc.tileset.contract import empty_objects
+    from rail.deepdisc.tileset.writer import TileSetWriter
 
     bands = JADES9[:n_bands]
     rng = np.random.default_rng(seed)

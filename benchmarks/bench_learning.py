@@ -1,7 +1,7 @@
 """How fast DeepDISC learns redshifts: held-out sigma_IQR, outlier rate and NLL versus training steps.
 
 Simulates (or reads) a training and a test TileSet, trains one member through the real training path
-(`rail.deepdisc.training.loop.train_member`: augmentation, all losses, extra head steps), and after every epoch
+(`rail.deepdisc.training.member.train_member`: augmentation, all losses, extra head steps), and after every epoch
 evaluates the redshift head on the test objects' true boxes (mode of the mixture against ``redshift_true``,
 objects brighter than ``--mag-limit`` in ``--mag-band``). Prints the same metrics for a 7-nearest-neighbour
 fit on the catalog's colours (spec-z objects of the training set -> test set) as a reference of what the
@@ -157,8 +157,9 @@ def main(argv=None) -> None:
     from rail.deepdisc.model.config import NetworkConfig
     from rail.deepdisc.model.network import build_model
     from rail.deepdisc.model.normalise import band_statistics
-    from rail.deepdisc.training.data import hide_labels, labelled_tiles, partition_tiles, tile_targets
-    from rail.deepdisc.training.loop import MemberData, TrainSettings, train_member
+    from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
+    from rail.deepdisc.training.member import train_member
+    from rail.deepdisc.training.settings import TrainSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         train, test = _tilesets(args, Path(tmp))

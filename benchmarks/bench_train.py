@@ -29,7 +29,8 @@ import numpy as np
 
 
 def synthetic_tiles(n_tiles, size, n_bands, n_objects, seed=0):
-    from rail.deepdisc.tileset.format import TileSet, empty_objects
+    from rail.deepdisc.tileset.contract import empty_objects
+    from rail.deepdisc.tileset.format import TileSet
 
     rng = np.random.default_rng(seed)
     bands = tuple(f"B{k}" for k in range(n_bands))
@@ -72,8 +73,9 @@ def measure(args) -> dict:
 
     from rail.deepdisc.model.network import NetworkConfig, build_model
     from rail.deepdisc.model.normalise import band_statistics
-    from rail.deepdisc.training.data import Augmentation, make_batch, tile_targets
-    from rail.deepdisc.training.loop import TrainSettings, make_optimizer
+    from rail.deepdisc.training.data import make_batch, tile_targets
+    from rail.deepdisc.training.optimiser import make_optimizer
+    from rail.deepdisc.training.settings import Augmentation, TrainSettings
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""SFD E(B-V) lookup against a tiny map in SFD's two-file ZEA layout, and the missing-map error."""
+"""SFD E(B-V) lookup against a tiny map in SFD's two-file ZEA layout, the missing-map error, and the MW law."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,18 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from rail.deepdisc.dust import SF11_RECALIBRATION, SFD_FILES, fetch_command, sfd_ebv
-from rail.deepdisc.exceptions import DustMapError
+from rail.deepdisc.dust import (
+    MW_RV,
+    SF11_RECALIBRATION,
+    SFD_FILES,
+    band_extinction,
+    fetch_command,
+    mw_extinction_mag,
+    sfd_ebv,
+)
+from rail.deepdisc.exceptions import ConfigError, DustMapError
+from rail.deepdisc.filters import filter_curve, pivot_wavelength
+from rail.deepdisc.presets import NIRCAM_BANDS
 from tests.helpers.jades_files import sfd_header, write_sfd_map
 
 NPIX = 64
@@ -84,3 +94,51 @@ def test_missing_map_in_a_data_dir_fetches_into_it(tmp_path):
     with pytest.raises(DustMapError, match="not found") as err:
         sfd_ebv(np.array([53.16]), np.array([-27.78]), map_dir=tmp_path)
     assert fetch_command(tmp_path) in str(err.value)
+
+
+def test_law_covers_every_nircam_band_and_falls_to_the_red():
+    coeff = band_extinction(NIRCAM_BANDS)
+    assert np.all(coeff > 0) and np.all(np.isfinite(coeff))
+    by_band = dict(zip(NIRCAM_BANDS, coeff))
+    assert by_band["F090W"] > by_band["F150W"] > by_band["F200W"] > by_band["F277W"] > by_band["F444W"] > 0
+    # extinction falls monotonically with pivot wavelength across the whole camera
+    order = np.argsort([pivot_wavelength(b) for b in NIRCAM_BANDS])
+    assert np.all(np.diff(coeff[order]) < 0)
+
+
+def test_f150w_coefficient_in_the_literature_range():
+    # A_lambda / E(B-V) near 1.5 micron for R_V = 3.1: CCM89 0.65, F99 0.59, G23 0.62 at F150W's pivot;
+    # the 2MASS H band (1.65 micron) has 0.45-0.58 in Schlafly & Finkbeiner (2011) and Fitzpatrick (1999)
+    assert 0.55 < band_extinction(["F150W"])[0] < 0.70
+
+
+def test_band_average_agrees_with_the_law_at_the_pivot_wavelength():
+    from astropy import units as u
+    from dust_extinction.parameter_averages import G23
+
+    law = G23(Rv=MW_RV)
+    for band in ("F090W", "F150W", "F277W", "F444W"):
+        direct = MW_RV * float(law(pivot_wavelength(band) * u.AA))
+        # the band mean and the pivot value differ by the curvature of the law over the band (< 3 %)
+        assert band_extinction([band])[0] == pytest.approx(direct, rel=0.03), band
+
+
+def test_band_average_weights_the_filter_curve():
+    wave, trans = filter_curve("F444W")
+    inside = trans > 0
+    k = mw_extinction_mag(wave[inside], 1.0)
+    # the average lies strictly inside the range of the law over the band
+    assert k.min() < band_extinction(["F444W"])[0] < k.max()
+
+
+def test_extinction_scales_with_ebv_and_r_v():
+    wave = np.array([9000.0, 15000.0, 44000.0])
+    np.testing.assert_allclose(mw_extinction_mag(wave, 0.2), 0.2 * mw_extinction_mag(wave, 1.0))
+    assert mw_extinction_mag(5500.0, 1.0) == pytest.approx(MW_RV, rel=5e-3)  # A_V = R_V E(B-V)
+    np.testing.assert_allclose(mw_extinction_mag(wave[:, None], np.array([0.0, 0.1]))[:, 0], 0.0)
+    assert band_extinction(["F090W"], r_v=5.0)[0] > band_extinction(["F090W"])[0]
+
+
+def test_wavelength_outside_the_law_is_refused():
+    with pytest.raises(ConfigError, match="outside the 912-320000 Angstrom of the G23 law"):
+        mw_extinction_mag(np.array([5000.0, 400000.0]), 0.1)

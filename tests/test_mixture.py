@@ -129,3 +129,34 @@ def test_to_qp_pdf_and_roundtrip(tmp_path):
     back = qp.read(str(tmp_path / "pz.hdf5"))
     np.testing.assert_array_equal(back.objdata["means"], mix.means)
     np.testing.assert_array_equal(back.ancil["object_id"], np.arange(3))
+
+
+def test_std_and_quantiles_match_integration():
+    mix = _random_mixtures()
+    pdf = mixture_pdf(mix, FINE)
+    mean = np.trapezoid(pdf * FINE, FINE, axis=1)
+    np.testing.assert_allclose(mix.std(), np.sqrt(np.trapezoid(pdf * (FINE - mean[:, None]) ** 2, FINE, axis=1)),
+                               atol=1e-6)
+    cdf = np.cumsum(pdf, axis=1) * (FINE[1] - FINE[0])
+    for q in (0.16, 0.84):
+        got = mix.quantile(q, 1e-12)
+        np.testing.assert_allclose(got, FINE[np.argmax(cdf >= q, axis=1)], atol=1e-3)
+        np.testing.assert_allclose(mixture_cdf(mix, got), q, atol=1e-11)
+    np.testing.assert_array_equal(mix.median(), mixture_median(mix))
+
+
+def test_from_qp_normalises_and_skips_other_representations():
+    import qp
+
+    from rail.deepdisc.exceptions import DeepDiscError
+    from rail.deepdisc.mixture import from_qp
+
+    mix = _random_mixtures(n=3)
+    back = from_qp(to_qp(Mixture(2.0 * mix.weights, mix.means, mix.stds)))
+    np.testing.assert_allclose(back.weights, mix.weights, rtol=1e-12)
+    np.testing.assert_array_equal(back.means, mix.means)
+    norm = qp.Ensemble(qp.stats.norm, data=dict(loc=np.zeros((2, 1)), scale=np.ones((2, 1))))
+    assert from_qp(norm) is None
+    with pytest.warns(RuntimeWarning), pytest.raises(DeepDiscError, match="non-positive or NaN total weight"):
+        from_qp(qp.Ensemble(qp.mixmod, data=dict(means=np.zeros((1, 2)), stds=np.ones((1, 2)),
+                                                 weights=np.zeros((1, 2)))))

@@ -20,7 +20,7 @@ from rail.deepdisc.pipelines import (
     DeepDiscMainPipeline,
     write_pipeline,
 )
-from rail.deepdisc.tileset.io import validate_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 
 ROOT = Path(__file__).resolve().parents[1]
 CECI_MAIN = "import sys; from ceci.main import main; sys.exit(main())"  # the `ceci` command, in this Python
@@ -108,10 +108,13 @@ def test_estimate_pipeline_with_two_ranks_equals_one_process(main_run, tmp_path)
 
 
 @pytest.mark.slow
-def test_compare_pipeline_runs_the_three_estimators(tmp_path):
+def test_compare_pipeline_runs_every_estimator(tmp_path):
     _run_ceci(_write(DeepDiscComparePipeline("COSMOSWEB4", TEST_SIZE), tmp_path, "compare"), tmp_path)
     out = tmp_path / "out"
     n = validate_tileset(out / "output_simulate_test.h5").n_primary
-    for name in ("deepdisc", "bpz", "eazy"):
+    for name in ("deepdisc", "bpz", "eazy", "flexzboost", "knn", "consensus"):
         metrics = json.loads((out / f"output_metrics_{name}.json").read_text())
         assert metrics["n_objects"] == n, name
+    consensus = qp.read(str(out / "output_estimate_consensus.hdf5"))  # their consensus, row for row
+    np.testing.assert_array_equal(consensus.ancil["object_id"], qp.read(str(out / "output_estimate_deepdisc.hdf5"))
+                                  .ancil["object_id"])

@@ -13,10 +13,10 @@ from rail.deepdisc.evaluation.coverage import (
     ensemble_moments,
     ensemble_quantiles,
     gridded_ensemble,
-    mixture_params,
     pit_values,
 )
 from rail.deepdisc.exceptions import DeepDiscError
+from rail.deepdisc.mixture import from_qp
 from tests.helpers.evalhelpers import gaussian_mixture_ensemble
 
 N_OBJECTS = 4000
@@ -62,7 +62,7 @@ def test_mixture_pit_matches_qp_cdf_and_norm_path(truth):
     fast = pit_values(ens, z)
     np.testing.assert_allclose(fast, np.asarray(ens.cdf(z[:, None])).ravel(), atol=1e-10)
     gauss = qp.Ensemble(qp.stats.norm, data=dict(loc=centre[:, None], scale=np.full((200, 1), 0.1)))
-    assert mixture_params(gauss) is None
+    assert from_qp(gauss) is None
     np.testing.assert_allclose(pit_values(gauss, z), fast, atol=1e-10)
 
 
@@ -83,7 +83,7 @@ def test_moments_and_quantiles_of_a_mixture():
     q = ensemble_quantiles(ens, [0.16, 0.5, 0.84])
     np.testing.assert_allclose(q[1], 1.0 + 0.2 * norm.ppf([0.16, 0.5, 0.84]), atol=1e-9)
     np.testing.assert_allclose(q[0, 1], 1.0, atol=1e-9)  # symmetric mixture: median at the centre
-    np.testing.assert_allclose(mixture_params(ens).cdf(q[:, :1]).ravel(), [0.16, 0.16], atol=1e-9)
+    np.testing.assert_allclose(from_qp(ens).cdf(q[:, :1]).ravel(), [0.16, 0.16], atol=1e-9)
 
 
 def test_default_levels_span_the_issue_range():

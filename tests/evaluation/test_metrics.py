@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 
+from rail.deepdisc.evaluation.binned import binned_point_metrics, detection_completeness, flag_subsets, metrics_table
 from rail.deepdisc.evaluation.metrics import (
     IQR_PER_SIGMA,
-    binned_point_metrics,
-    detection_completeness,
-    flag_subsets,
-    metrics_table,
     normalised_residuals,
     outlier_fraction,
     photoz_bias,

@@ -134,7 +134,7 @@ def test_cli_errors_exit_2(case, tmp_path, capsys):
         (["evaluate", str(root / "missing.hdf5"), str(root / "tiles.h5"), "-o", str(tmp_path / "e")],
          "no such photo-z file"),
         (["evaluate", str(root / "pz.hdf5"), str(root / "pz.hdf5"), "-o", str(tmp_path / "e")],
-         "no 'objects/primary' table"),
+         "expected 'deepdisc-tiles' (is this a TileSet file?)"),
         (["report", str(tmp_path)], "not an evaluation folder"),
         (["evaluate", str(root / "pz.hdf5"), str(root / "tiles.h5"), "-o", str(tmp_path / "e"),
           "--loss-curves", str(root / "pz.hdf5")], "not valid JSON"),

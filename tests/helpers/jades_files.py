@@ -1,4 +1,4 @@
-"""Small files in the public JADES GOODS-S layouts (shared/JADES-FORMATS.md), written by the tests.
+"""Small files in the public JADES GOODS-S layouts (docs/real-data.md), written by the tests.
 
 Mosaics: ``hlsp_jades_jwst_nircam_goods-s-deep_{band}_v2.0_drz.fits`` with an empty PRIMARY, ``SCI`` (MJy/sr,
 ``PIXAR_SR``, ``PIXAR_A2``, WCS), ``ERR`` and optionally ``WHT``; segmentation image in the PRIMARY HDU; the

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from rail.deepdisc.tileset.format import TileSet, empty_objects
+from rail.deepdisc.tileset.contract import empty_objects
+from rail.deepdisc.tileset.format import TileSet
 
 BANDS4 = ("F115W", "F200W", "F277W", "F444W")
 Z_RANGE = (0.2, 4.0)

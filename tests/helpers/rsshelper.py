@@ -8,7 +8,7 @@ length chunk by chunk, so making them does not need the memory being measured.
 import resource
 import sys
 
-from rail.deepdisc.tileset.io import TileSetWriter
+from rail.deepdisc.tileset.writer import TileSetWriter
 from tests.helpers import fakenet
 from tests.helpers.tilesets import make_tileset
 

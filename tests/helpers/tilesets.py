@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rail.deepdisc.presets import get_preset
-from rail.deepdisc.tileset.format import TileSet, empty_objects
+from rail.deepdisc.tileset.contract import empty_objects
+from rail.deepdisc.tileset.format import TileSet
 
 
 def make_tileset(n_tiles=4, size=32, bands=None, objects_per_tile=3, seed=0, recentred_last=False):

@@ -18,7 +18,8 @@ from rail.deepdisc.exceptions import (
 )
 from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings
 from rail.deepdisc.mixture import Mixture, mixture_mean, mixture_median
-from rail.deepdisc.tileset.format import TileSet, empty_objects
+from rail.deepdisc.tileset.contract import empty_objects
+from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.tileset.io import write_tileset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator
 from tests.helpers import fakenet

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.peers.bpz_inputs import bpz_flux_inputs
 from rail.deepdisc.peers.bpz_setup import (
     BPZPriorWarning,
     bpz_prior_problems,
@@ -15,7 +16,7 @@ from rail.deepdisc.peers.bpz_setup import (
     write_bpz_data_dir,
 )
 from rail.deepdisc.peers.model_io import load_npz_model
-from rail.deepdisc.peers.templates import load_template_set, template_fluxes
+from rail.deepdisc.peers.templates import load_template_set, rail_sed_dir, template_fluxes
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 from tests.helpers.peers_helpers import (
@@ -49,7 +50,7 @@ def test_nircam_options_replace_lsst_defaults():
 
 
 def test_data_dir_holds_bpz_files_and_is_reused(bpz_root):
-    tset = load_template_set()
+    tset = load_template_set("CWWSB4")
     path = write_bpz_data_dir(tset, ("F150W", "F444W"), list_name="CWWSB4", root=bpz_root)
     assert (path / "SED" / "CWWSB4.list").read_text().split() == [f"{n}.sed" for n in tset.names]
     assert (path / "FILTER" / "NIRCam_F444W.res").is_file()
@@ -84,6 +85,9 @@ def test_broad_types():
 
 
 def _stages(tmp_path, bpz_root, name, **inform_options):
+    """The informer on the synthetic catalogs' own templates (CWWSB4): these tests measure BPZ's machinery."""
+    inform_options.setdefault("templates", "CWWSB4")
+    inform_options.setdefault("output_hdfn", True)
     inf = NIRCamBPZInformer.make_stage(
         name=f"bpz_inf_{name}",
         model=str(tmp_path / f"bpz_{name}.npz"),
@@ -95,6 +99,8 @@ def _stages(tmp_path, bpz_root, name, **inform_options):
 
 def _estimate(tmp_path, bpz_root, inf, table, name, **options):
     """Run the estimator with the informer's in-memory model (or a model file, when ``inf`` is a path)."""
+    options.setdefault("templates", "CWWSB4")
+    options.setdefault("no_prior", True)
     est = NIRCamBPZEstimator.make_stage(
         name=f"bpz_est_{name}",
         model=str(inf) if isinstance(inf, Path) else inf.get_handle("model"),
@@ -112,10 +118,10 @@ def test_informer_fits_offsets_and_high_snr_recovers_redshifts(tmp_path, bpz_roo
     offsets[BANDS.index("F277W")] = 0.1
     train = synthetic_catalog(BANDS, 150, snr=100.0, seed=31, igm="madau", offsets_mag=offsets)
     inf = _stages(tmp_path, bpz_root, "acc", output_hdfn=False)
-    with pytest.warns(
-        BPZPriorWarning, match="fitted BPZ prior is unphysical"
-    ):  # uniform z: not Benitez' form
+    with pytest.warns(BPZPriorWarning, match="fitted BPZ prior is unphysical.*HDF-N prior"):  # uniform z
         inf.inform(train)
+    assert inf.model["priormodel"]["fo_arr"].tolist() == [0.35, 0.5]  # the HDF-N prior stands in
+    assert np.load(tmp_path / "bpz_acc.npz")["priormodel/zo_arr"].tolist() == [0.431, 0.39, 0.0626]
     np.testing.assert_allclose(inf.model["zp_offsets"]["offsets"], offsets, atol=0.01)
     test = synthetic_catalog(BANDS, 150, snr=100.0, seed=32, igm="madau", offsets_mag=offsets)
     out = _estimate(tmp_path, bpz_root, inf, test, "acc")
@@ -176,6 +182,10 @@ def test_option_errors(bpz_root):
         NIRCamBPZEstimator.make_stage(name="bpz_bad1", nircam_band=["F444W"])
     with pytest.raises(ConfigError, match="nt_array \\[1, 2\\] sums to 3"):
         NIRCamBPZEstimator.make_stage(name="bpz_bad2", nt_array=[1, 2], data_dir=str(bpz_root))
+    with pytest.raises(ConfigError, match="nt_array: give the templates per broad type"):
+        NIRCamBPZEstimator.make_stage(
+            name="bpz_bad3", templates=str(rail_sed_dir()), data_dir=str(bpz_root), nircam_bands=["F444W"]
+        )
 
 
 def test_prior_problems():
@@ -194,9 +204,40 @@ def test_nircam_bands_drive_the_lsst_options(bpz_root):
     assert est.config.bands == [f"mag_{b}" for b in bands]
     assert est.config.filter_list == [f"NIRCam_{b}" for b in bands]
     assert est.config.ref_band == "mag_F115W" and est.config.mag_limits["mag_F444W"] == 29.0
-    assert np.isnan(est.config.unobserved_val) and est.config.spectra_file == "CWWSB4.list"
+    assert np.isnan(est.config.unobserved_val) and est.config.spectra_file == "COSMOS_seds.list"
+    assert est.config.nt_array == [10, 9, 12] and est.config.no_prior is False
     assert str(est.bpz_ref_data_path).startswith(str(bpz_root))
     kept = NIRCamBPZEstimator.make_stage(
         name="bpz_cw4_ref", nircam_bands=bands, nircam_ref_band="F444W", data_dir=str(bpz_root)
     )
     assert kept.config.ref_band == "mag_F444W"
+
+
+def test_flux_inputs_keep_measured_fluxes():
+    flux = np.array([[1000.0, -5.0, np.nan]])
+    err = np.array([[10.0, 4.0, 3.0]])
+    out = bpz_flux_inputs(flux, err, zp_offsets=[0.1, 0.0, 0.0], zp_errors=[0.0, 0.0, 0.0], mag_err_min=0.0,
+                          ref_index=0)
+    unit = 10 ** (-0.4 * 31.4)
+    np.testing.assert_allclose(out["flux"][0, :2], [1000.0 * unit * 10**0.04, -5.0 * unit])
+    np.testing.assert_allclose(out["flux_err"][0, :2], [10.0 * unit * 10**0.04, 4.0 * unit])
+    assert out["flux"][0, 2] == 0.0 and out["flux_err"][0, 2] == 1e28  # not observed: flat likelihood
+    assert out["mag0"][0] == pytest.approx(31.4 - 2.5 * np.log10(1000.0 * 10**0.04))
+    with_zp = bpz_flux_inputs(flux, err, zp_offsets=[0.0] * 3, zp_errors=[0.05] * 3, mag_err_min=0.0, ref_index=1)
+    assert with_zp["flux_err"][0, 0] > 10.0 * unit and with_zp["mag0"][0] == 99.0
+
+
+def test_fluxes_and_magnitudes_agree_for_detections(tmp_path, bpz_root):
+    inf = _stages(tmp_path, bpz_root, "fluxmag")
+    inf.inform(synthetic_catalog(BANDS, 20, snr=100.0, seed=70, igm="madau"))
+    test = synthetic_catalog(BANDS, 30, snr=30.0, seed=71, igm="madau")
+    for band in BANDS:
+        mag, err = test[f"mag_{band}"], test[f"magerr_{band}"]
+        det = mag < 90
+        test[f"flux_{band}"] = np.where(det, 10 ** (-0.4 * (mag - 31.4)), 0.0)
+        test[f"fluxerr_{band}"] = np.where(
+            det, test[f"flux_{band}"] * (10 ** (0.4 * err) - 1), 10 ** (-0.4 * (err - 31.4))
+        )
+    from_flux = _estimate(tmp_path, bpz_root, inf, test, "viaflux")
+    from_mag = _estimate(tmp_path, bpz_root, inf, test, "viamag", use_fluxes=False)
+    np.testing.assert_allclose(np.ravel(from_flux.ancil["zmode"]), np.ravel(from_mag.ancil["zmode"]), atol=0.011)

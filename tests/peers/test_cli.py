@@ -1,4 +1,6 @@
-"""``deepdisc peers``: TileSet in, EAZY and BPZ photo-z files out."""
+"""``deepdisc peers``: TileSet in, EAZY, BPZ, FlexZBoost and kNN photo-z files out, row for row."""
+
+import json
 
 import numpy as np
 import pytest
@@ -8,10 +10,14 @@ from rail.deepdisc.cli import main
 from tests.helpers.peers_helpers import synthetic_catalog
 from tests.helpers.tilesets import make_tileset
 
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in power:RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:invalid value encountered in power:RuntimeWarning"),
+    # BPZ's prior fitted to 12 labels: unphysical, and said so
+    pytest.mark.filterwarnings("ignore::rail.deepdisc.peers.bpz_setup.BPZPriorWarning"),
+]
 
 
-def test_peers_command_writes_both_photo_z_files(tmp_path, capsys, monkeypatch):
+def test_peers_command_writes_every_photo_z_file(tmp_path, capsys, monkeypatch):
     from rail.deepdisc.tileset.io import write_tileset
 
     monkeypatch.setenv("RAIL_DEEPDISC_CACHE", str(tmp_path / "cache"))
@@ -28,7 +34,9 @@ def test_peers_command_writes_both_photo_z_files(tmp_path, capsys, monkeypatch):
         main(["peers", str(tiles), "-o", str(out), "--zmax", "7", "--nzbins", "141", "--chunk-size", "5"])
         == 0
     )
-    for peer in ("eazy", "bpz"):
+    timing = json.loads((out / "timing.json").read_text())
+    for peer in ("eazy", "bpz", "flexzboost", "knn"):
+        assert timing[peer]["objects"] == ts.n_primary and timing[peer]["objects_per_s"] > 0
         ens = qp.read(str(out / f"pz_{peer}.hdf5"))
         assert ens.npdf == ts.n_primary
         assert {"zmode", "zmean", "zmedian", "object_id"} <= set(ens.ancil)

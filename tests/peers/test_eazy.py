@@ -26,8 +26,9 @@ from tests.helpers.peers_helpers import (
 )
 
 BANDS = get_preset("JADES9")
-#: Small fit range for fast tests (the synthetic objects lie at 0.2 < z < 6).
-FAST = dict(z_max=8.0, add_cgm=False)
+#: Small fit range for fast tests (the synthetic objects lie at 0.2 < z < 6), fitting the catalogs' own
+#: templates (CWWSB4, one at a time): the accuracy tests measure the fitter against the photometry's limit.
+FAST = dict(z_max=8.0, add_cgm=False, templates="CWWSB4", template_combos="1")
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,12 @@ import pytest
 
 from rail.deepdisc.filters import pivot_wavelength
 from rail.deepdisc.peers.eazy_files import (
-    TEF_FLOOR,
-    default_template_error,
     write_filter_res,
     write_prior,
-    write_template_error,
     write_templates,
     write_translate,
 )
+from rail.deepdisc.peers.eazy_paths import DEFAULT_TEMPLATE_ERROR, PACKAGED_EAZY_ROOT
 from rail.deepdisc.peers.templates import load_template_set
 
 BANDS = ("F115W", "F277W", "F444W")
@@ -38,22 +36,20 @@ def test_translate_file_is_read_by_eazy(tmp_path):
 def test_templates_are_read_by_eazy(tmp_path):
     from eazy.templates import read_templates_file
 
-    tset = load_template_set()
+    tset = load_template_set("CWWSB4")
     templates = read_templates_file(str(write_templates(tset, tmp_path)))
     assert [t.name for t in templates] == [f"{n}.dat" for n in tset.names]
     np.testing.assert_allclose(templates[0].wave, tset.waves[0], rtol=1e-5)
 
 
-def test_template_error_shape(tmp_path):
+def test_default_template_error_is_eazys():
     from eazy.templates import TemplateError
 
-    assert default_template_error(np.array([5000.0]))[0] == pytest.approx(TEF_FLOOR)
-    uv, opt, ir = default_template_error(np.array([912.0, 5000.0, 5.0e4]))
-    assert uv > opt < ir and uv == pytest.approx(0.27) and ir == pytest.approx(0.17)
-    tef = TemplateError(
-        str(write_template_error(tmp_path / "tef.def")), filter_wavelengths=[1.5e4], scale=1.0
-    )
-    assert tef(2.0)[0] == pytest.approx(float(default_template_error(np.array([5000.0]))[0]), abs=1e-3)
+    tef = TemplateError(str(PACKAGED_EAZY_ROOT / DEFAULT_TEMPLATE_ERROR), filter_wavelengths=[1.5e4], scale=1.0)
+    # template_error_10.def: small in the rest optical, large in the rest UV
+    wave, value = np.loadtxt(PACKAGED_EAZY_ROOT / DEFAULT_TEMPLATE_ERROR, unpack=True)
+    assert tef(2.0)[0] == pytest.approx(np.interp(1.5e4 / 3.0, wave, value), rel=0.01)
+    assert tef(2.0)[0] < tef(12.0)[0]
 
 
 def test_prior_file_round_trip_through_eazy(tmp_path):

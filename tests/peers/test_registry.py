@@ -6,12 +6,20 @@ import rail.stages
 
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
+from rail.estimation.algos.deepdisc_ml import (
+    NIRCamFlexZBoostEstimator,
+    NIRCamFlexZBoostInformer,
+    NIRCamKNNEstimator,
+    NIRCamKNNInformer,
+)
 from rail.tools.deepdisc_catalog import TileSetToCatalog
 
 
 def test_stages_attach_to_rail_stages():
     rail.stages.import_and_attach_all(silent=True)
-    for stage in (EazyInformer, EazyEstimator, NIRCamBPZInformer, NIRCamBPZEstimator, TileSetToCatalog):
+    peers = (EazyInformer, EazyEstimator, NIRCamBPZInformer, NIRCamBPZEstimator, TileSetToCatalog)
+    ml = (NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, NIRCamKNNInformer, NIRCamKNNEstimator)
+    for stage in peers + ml:
         assert getattr(rail.stages, stage.name) is stage
 
 

@@ -67,3 +67,14 @@ def test_bad_kind_and_bad_files(catalog, tmp_path):
     ).writeto(other)
     with pytest.raises(PrepError, match="no 'KRON' extension"):
         read_photometry(other, ["F444W"])
+
+
+def test_fluxes_are_kept_negative_included(tmp_path):
+    flux = {"F444W": np.array([10.0, -3.0, 0.0, np.nan, 4.0])}
+    err = {"F444W": np.array([1.0, 2.0, 1.0, 1.0, np.nan])}
+    path = write_photometry(tmp_path / "neg.fits", [1, 2, 3, 4, 5], [53.1] * 5, [-27.8] * 5, flux, err)
+    cat = read_photometry(path, ["F444W"])
+    # a negative flux is a measurement (its magnitude is undefined); 0 and NaN mean no coverage
+    np.testing.assert_array_equal(cat.flux["F444W"], [10.0, -3.0, np.nan, np.nan, np.nan])
+    np.testing.assert_array_equal(cat.fluxerr["F444W"], [1.0, 2.0, np.nan, np.nan, np.nan])
+    assert np.isnan(cat.mag["F444W"][1])

@@ -11,7 +11,8 @@ from rail.deepdisc.dust import sfd_ebv
 from rail.deepdisc.exceptions import ConfigError, DustMapError, PrepError, PrepWarning
 from rail.deepdisc.prep.prepare import OUTPUTS, PrepInputs, PrepSettings, prepare_tilesets
 from rail.deepdisc.prep.specz import CompileSettings
-from rail.deepdisc.tileset.io import read_tileset, validate_tileset
+from rail.deepdisc.tileset.io import read_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 from tests.helpers.jades_files import TO_NJY, make_field, make_wcs, mosaic_name, write_mosaic, write_sfd_map
 
 BANDS = ("F115W", "F277W", "F444W")
@@ -399,3 +400,29 @@ def test_input_and_output_errors(prepared, tmp_path):
     full_inputs = PrepInputs(mosaics=field.mosaics, segmentation=field.segmentation, catalog=field.catalog)
     with pytest.raises(ConfigError, match="unknown output\\(s\\) \\['ful'\\]"):
         prepare_tilesets(full_inputs, tmp_path, settings=settings(ebv=0.0), paths={"ful": tmp_path / "x.h5"})
+
+
+def test_mosaic_smaller_than_one_tile_is_a_clear_error(prepared, tmp_path):
+    field = prepared[0]
+    inputs = PrepInputs.from_directory(field.directory, bands=BANDS, catalog=field.catalog,
+                                       specz=[(field.specz, "jades-dr3")])
+    with pytest.raises(PrepError, match="segmentation.*smaller than one tile"):
+        prepare_tilesets(inputs, tmp_path / "out", settings=settings(tile_size_arcsec=(60.0, 60.0), ebv=0.0))
+
+
+def test_catalog_fluxes_reach_the_objects(prepared):
+    """deepdisc-tiles v2: the catalog's KRON fluxes and errors (nJy) ride along with the magnitudes."""
+    from astropy.io import fits
+
+    field = prepared[0]
+    with fits.open(field.catalog) as hdul:
+        kron = hdul["KRON"].data
+        flux = {b: dict(zip(kron["ID"].tolist(), kron[f"{b}_KRON"].tolist())) for b in BANDS}
+        err = {b: dict(zip(kron["ID"].tolist(), kron[f"{b}_KRON_e"].tolist())) for b in BANDS}
+    for ts in prepared[2].values():
+        prim = ts.primary_objects()
+        for band in BANDS:
+            expected = [flux[band][int(i)] for i in prim["object_id"]]
+            np.testing.assert_allclose(prim[f"flux_{band}"], expected)
+            np.testing.assert_allclose(prim[f"fluxerr_{band}"], [err[band][int(i)] for i in prim["object_id"]])
+            np.testing.assert_allclose(prim[f"mag_{band}"], 31.4 - 2.5 * np.log10(expected))

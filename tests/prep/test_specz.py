@@ -8,15 +8,8 @@ from astropy.table import Table
 
 from rail.deepdisc.exceptions import ConfigError, PrepError
 from rail.deepdisc.prep.catalog import PhotCatalog
-from rail.deepdisc.prep.specz import (
-    SPECZ_FORMATS,
-    CompileSettings,
-    SpeczFormat,
-    SpeczTable,
-    compile_specz,
-    read_specz,
-    specz_sources,
-)
+from rail.deepdisc.prep.specz import CompileSettings, compile_specz, specz_sources
+from rail.deepdisc.prep.specz_tables import SPECZ_FORMATS, SpeczFormat, SpeczTable, read_specz
 from tests.helpers.jades_files import write_nirspec
 
 RA0, DEC0 = 53.16, -27.78
@@ -177,3 +170,17 @@ def test_specz_sources_parses_formats_and_priorities():
     assert str(got[3][0]) == "g.csv" and got[3][1].z == "z"
     with pytest.raises(ConfigError, match="3 or 4 column names"):
         specz_sources(["generic:g.csv"])
+
+
+def test_source_options_set_the_formats_the_stage_and_command_read():
+    from rail.deepdisc.prep.specz import SpeczSourceOptions
+
+    opts = SpeczSourceOptions(jades_flags="A,B", muse_min_confidence=3, specz_columns=["ra,dec", "z"])
+    (p1, jades), (p2, muse), (p3, generic) = opts.sources(["n.fits", "muse-hudf:m.fits", "generic:g.ecsv"])
+    assert (str(p1), str(p2), str(p3)) == ("n.fits", "m.fits", "g.ecsv")
+    assert jades.accepted_flags == ("A", "B") and muse.min_quality == 3
+    assert (generic.ra, generic.dec, generic.z, generic.quality) == ("ra", "dec", "z", None)
+    with pytest.raises(ConfigError, match="quality column 'q' needs a minimum quality"):
+        SpeczSourceOptions(specz_columns="ra,dec,z,q").sources(["generic:g.ecsv"])
+    with pytest.raises(ConfigError, match="muse_min_confidence must be in"):
+        SpeczSourceOptions(muse_min_confidence=0)

@@ -14,6 +14,7 @@ from rail.deepdisc.model.network import NetworkConfig, build_model
 from rail.deepdisc.pretraining.backbone import extract_cutouts, pretrain_backbone, save_backbone
 from rail.deepdisc.pretraining.randomise import FileChunks, NuisanceRanges, chunk_seed, label_complete
 from rail.deepdisc.pretraining.run import check_pretrain_options, pretrain_from_options
+from rail.deepdisc.pretraining.settings import BackboneSettings
 from rail.deepdisc.tileset.io import write_tileset
 from rail.deepdisc.training.run import train_from_options
 from tests.helpers.nethelpers import FAST, make_colour_tileset
@@ -194,7 +195,7 @@ def test_a_frozen_redshift_head_keeps_the_pretrained_mapping_and_only_its_widths
     [
         ({"freeze": ["backbone"]}, "freeze only makes sense"),
         ({"first_conv": "zero"}, "first_conv must be one of"),
-        ({"init_model": "x.pt", "freeze": ["head"]}, "freeze must list distinct parts"),
+        ({"init_model": "x.pt", "freeze": ["head"]}, "freeze must list distinct values"),
         ({"init_model": "x.pt", "freeze_epochs": -1}, "freeze_epochs must be >= 0"),
     ],
 )
@@ -210,7 +211,7 @@ def test_fine_tuning_options_are_checked(options, match, specz):
         ({"size_scale": [1.0]}, r"size_scale must be a \[low, high\] range"),
         ({"psf_fwhm_scale": [1.3, 0.9]}, "low <= high"),
         ({"tiles_per_chunk": 1}, "tiles_per_chunk must be >= 2"),
-        ({"validation_tiles": 1}, "validation_tiles >= 2"),
+        ({"validation_tiles": 1}, "validation_tiles must be >= 2"),
         ({"tile_files": "a.h5"}, "tile_files must be a list"),
     ],
 )
@@ -235,8 +236,8 @@ def test_extract_cutouts_are_centred_and_padded(specz):
 
 def test_backbone_only_weights_load_into_the_detector(sim_files, tmp_path):
     source = FileChunks(sim_files, tiles_per_chunk=6)
-    result = pretrain_backbone(source, cutout_size=32, epochs=1, batch_size=8, seed=3, progress=False,
-                               checkpoint=tmp_path / "ck.pt")
+    settings = BackboneSettings(cutout_size=32, epochs=1, batch_size=8, seed=3)
+    result = pretrain_backbone(source, settings, progress=False, checkpoint=tmp_path / "ck.pt")
     assert np.isfinite(result["provenance"]["val_redshift_rmse"])
     path = save_backbone(result, tmp_path / "resnet.pt")
     model = build_model(NetworkConfig(bands=source.bands, pixel_scale=source.pixel_scale))

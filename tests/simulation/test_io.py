@@ -16,7 +16,8 @@ from rail.deepdisc.simulation.mosaics import (
     SPECZ_FILENAME,
     mosaic_filename,
 )
-from rail.deepdisc.tileset.io import read_tileset, validate_tileset
+from rail.deepdisc.tileset.io import read_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 from tests.helpers.simdata import default_tileset
 
 SMALL = dict(n_tiles=3, tile_size=48, seed=4)
@@ -25,13 +26,13 @@ SMALL = dict(n_tiles=3, tile_size=48, seed=4)
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(n_tiles=0), "n_tiles must be a positive integer"),
+        (dict(n_tiles=0), "n_tiles must be >= 1"),
         (dict(tile_size=8), "tile_size must be >= 16"),
         (dict(bands=["F444X"]), "unknown NIRCam band"),
         (dict(label_fraction=1.5), "label_fraction must be in"),
         (dict(depth={"F070W": 29.0}), "not simulated"),
         (dict(depth=(29.0, 30.0)), "2 values for 9 bands"),
-        (dict(density=-1.0), "density must be a finite number > 0"),
+        (dict(density=-1.0), "density must be > 0"),
         (dict(psf_obscuration=1.0), "psf_obscuration"),
         (dict(mag_limit=50.0), "mag_limit"),
     ],
@@ -216,7 +217,7 @@ def test_cli_simulate(tmp_path, capsys):
     assert summary.n_tiles == 2 and tuple(summary.bands) == ("F150W", "F444W")
     assert "tiles: 2 of 32x32 px" in capsys.readouterr().out
     assert main(["simulate", "-o", str(out), "--tiles", "0"]) == 2
-    assert "n_tiles must be a positive integer" in capsys.readouterr().err
+    assert "n_tiles must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_stage_writes_tileset_and_checks_options(tmp_path):
@@ -247,11 +248,23 @@ def test_streaming_without_memory(tmp_path):
         simulate_tileset(s, in_memory=False)
 
 
+def test_dust_map_gives_the_objects_ebv(tmp_path):
+    from rail.deepdisc.dust import sfd_ebv
+    from tests.helpers.jades_files import write_sfd_map
+
+    folder = write_sfd_map(tmp_path / "dust" / "sfd")
+    ts = simulate_tileset(SimulationSettings(n_tiles=1, tile_size=32, dustmap_dir=str(tmp_path / "dust")),
+                          progress_bar=False)
+    expected = sfd_ebv(ts.objects["ra"], ts.objects["dec"], map_dir=folder)
+    assert ts.n_objects > 0 and np.all(expected > 0)
+    np.testing.assert_allclose(ts.objects["ebv"], expected, rtol=1e-6)
+
+
 def test_missing_dust_maps_raise(tmp_path):
     from rail.deepdisc.exceptions import DustMapError
 
     s = SimulationSettings(n_tiles=1, tile_size=32, dustmap_dir=str(tmp_path))
-    with pytest.raises(DustMapError, match="cannot read the SFD dust maps"):
+    with pytest.raises(DustMapError, match=r"SFD_dust_4096_ngp.fits, SFD_dust_4096_sgp.fits not found"):
         simulate_tileset(s, progress_bar=False)
 
 

@@ -241,3 +241,22 @@ def test_milky_way_dust_is_smooth_and_small():
     ebv = ts.objects["ebv"]
     assert np.all((ebv >= 0) & (ebv < 0.03))
     assert ebv.std() > 0
+
+
+def test_milky_way_extinction_follows_the_package_law():
+    """Same seed with and without Milky-Way dust: true magnitudes differ by E(B-V) x A_band / E(B-V)."""
+    from rail.deepdisc.dust import band_extinction
+
+    bands = ("F090W", "F150W", "F444W")
+    cats = []
+    for mean in (0.0, 0.1):
+        s = SimulationSettings(n_tiles=1, tile_size=128, seed=8, bands=bands, ebv_mw_mean=mean)
+        shape = (128, 128)
+        field = simulate_field(FieldContext(s), shape, make_wcs(shape, s.pixel_scale), np.random.default_rng(8))
+        cats.append(field.catalog)
+    clear, dusty = cats
+    common, i, j = np.intersect1d(clear["x"], dusty["x"], return_indices=True)  # positions do not depend on dust
+    assert len(common) >= 3 and np.all(clear["ebv"] == 0) and np.all(dusty["ebv"] > 0.05)
+    for band, coeff in zip(bands, band_extinction(bands)):
+        dimming = dusty[f"true_mag_{band}"][j] - clear[f"true_mag_{band}"][i]
+        np.testing.assert_allclose(dimming, dusty["ebv"][j] * coeff, rtol=1e-9)

@@ -8,14 +8,9 @@ import tables_io
 from rail.deepdisc.exceptions import ConfigError, TileSetError
 from rail.deepdisc.presets import get_preset, resolve_bands
 from rail.deepdisc.tileset.format import concatenate_tilesets
-from rail.deepdisc.tileset.io import (
-    TileSetWriter,
-    iter_tileset,
-    plan_chunks,
-    read_tileset,
-    validate_tileset,
-    write_tileset,
-)
+from rail.deepdisc.tileset.io import iter_tileset, plan_chunks, read_tileset, write_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
+from rail.deepdisc.tileset.writer import TileSetWriter
 from tests.helpers.tilesets import make_tileset
 
 
@@ -113,7 +108,7 @@ def test_failed_write_leaves_previous_file(tmp_path, small_tileset):
     assert [p.name for p in tmp_path.iterdir()] == ["t.h5"]  # no temporary left behind
 
 
-# --- validator rules: each breaks one rule of DESIGN.md section 2 -----------------------------------------
+# --- validator rules: each breaks one rule of docs/contracts.md ---------------------------------------------
 
 
 def _rewrite(path, fn):
@@ -129,7 +124,7 @@ def _replace(f, name, values):
 
 RULES = [
     ("wrong format", lambda f: f.attrs.__setitem__("format", "something-else"), "attrs 'format'"),
-    ("wrong version", lambda f: f.attrs.__setitem__("version", 2), "version 2 is not supported"),
+    ("wrong version", lambda f: f.attrs.__setitem__("version", 3), "version 3 is not supported"),
     ("missing dataset", lambda f: f.__delitem__("segmaps"), "missing dataset or group 'segmaps'"),
     ("missing column", lambda f: f["objects"].__delitem__("ebv"), "lacks column.*ebv"),
     ("missing band column", lambda f: f["objects"].__delitem__("mag_F444W"), "mag_F444W"),

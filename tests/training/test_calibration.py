@@ -15,10 +15,10 @@ from rail.deepdisc.model.artifact import save_artifact
 from rail.deepdisc.model.network import model_from_artifact
 from rail.deepdisc.model.redshift_head import MixtureParams
 from rail.deepdisc.training.calibration import calibration_tiles, ensemble_std_scale, mixture_crps
-from rail.deepdisc.training.data import labelled_tiles, tile_targets
-from rail.deepdisc.training.ensemble import EnsembleSettings, merge_artifacts
-from rail.deepdisc.training.loop import MemberData
+from rail.deepdisc.training.data import MemberData, labelled_tiles, tile_targets
+from rail.deepdisc.training.ensemble import merge_artifacts
 from rail.deepdisc.training.run import train_from_options
+from rail.deepdisc.training.settings import EnsembleSettings
 from rail.deepdisc.training.validation import held_out_mixtures
 from tests.helpers.nethelpers import FAST, make_colour_tileset
 

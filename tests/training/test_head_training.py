@@ -8,7 +8,9 @@ import torch
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import COLOUR_SOFTENING, HeadInputs, NetworkConfig, build_model, pixel_features
 from rail.deepdisc.model.normalise import InputNormaliser
-from rail.deepdisc.training.loop import TrainSettings, head_updates, learning_rate_at, make_optimizer
+from rail.deepdisc.training.epoch import head_updates
+from rail.deepdisc.training.optimiser import learning_rate_at, make_optimizer
+from rail.deepdisc.training.settings import TrainSettings
 
 BANDS = ("F115W", "F200W", "F277W", "F444W")
 SIZE = 32

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-import rail.deepdisc.training.loop as train_mod
+import rail.deepdisc.training.selection as selection_mod
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import scale_gradient
 from rail.deepdisc.model.redshift_head import MixtureParams, fit_std_scale
 from rail.deepdisc.training.checkpoint import MemberState
-from rail.deepdisc.training.data import tile_targets
+from rail.deepdisc.training.data import MemberData, tile_targets
 from rail.deepdisc.training.ddp import DistContext
-from rail.deepdisc.training.loop import COSINE_FLOOR, MemberData, TrainSettings, learning_rate_at
+from rail.deepdisc.training.optimiser import COSINE_FLOOR, learning_rate_at
 from rail.deepdisc.training.run import train_from_options
+from rail.deepdisc.training.settings import TrainSettings
 from rail.deepdisc.training.validation import (
     MIN_CALIBRATION_OBJECTS,
     ValidationScores,
@@ -129,9 +130,9 @@ def test_kept_epoch_is_the_latest_within_one_standard_error(monkeypatch, member_
     state = MemberState(model, torch.optim.SGD(model.parameters(), lr=0.0))
     settings = TrainSettings(epochs=len(losses), patience=2)
     for loss in losses:
-        monkeypatch.setattr(train_mod, "validation_scores",
+        monkeypatch.setattr(selection_mod, "validation_scores",
                             lambda *a, loss=loss, **k: ValidationScores(-loss, se, 10, 0.0))
-        train_mod._end_epoch(state, model, member_data, settings, {}, torch.device("cpu"), DistContext())
+        selection_mod.end_epoch(state, model, member_data, settings, {}, torch.device("cpu"), DistContext())
         if state.done:
             break
     assert state.best_epoch == kept
@@ -154,9 +155,9 @@ def test_kept_epoch_is_chosen_on_the_calibrated_likelihood(monkeypatch, member_d
             def scores(*a, r=r, c=c, fit_widths=False, **k):
                 assert fit_widths == calibrate
                 return ValidationScores(-r, 0.01, 40, 0.5, *((-c, 0.01, 0.6) if fit_widths else ()))
-            monkeypatch.setattr(train_mod, "validation_scores", scores)
+            monkeypatch.setattr(selection_mod, "validation_scores", scores)
             record = {}
-            train_mod._end_epoch(state, model, member_data, settings, record, torch.device("cpu"), DistContext())
+            selection_mod.end_epoch(state, model, member_data, settings, record, torch.device("cpu"), DistContext())
             history.append(record)
         return state, history
 

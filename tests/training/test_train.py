@@ -15,8 +15,9 @@ from rail.deepdisc.tileset.io import write_tileset
 from rail.deepdisc.training.data import hide_labels, labelled_tiles, partition_tiles, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.ensemble import member_seed, member_weights, merge_artifacts
-from rail.deepdisc.training.loop import TrainSettings, learning_rate_at
+from rail.deepdisc.training.optimiser import learning_rate_at
 from rail.deepdisc.training.run import check_train_options, loss_curve_paths, train_from_options
+from rail.deepdisc.training.settings import TrainSettings
 from tests.helpers.nethelpers import FAST, FAST_CLI, make_colour_tileset
 
 

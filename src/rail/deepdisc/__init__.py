@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 
+from rail.deepdisc.evaluation.binned import detection_completeness, metrics_table
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     CoverageResult,
@@ -26,8 +27,6 @@ from rail.deepdisc.evaluation.evaluate import EvaluationResult, EvaluationSettin
 from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, read_photoz, read_truth, with_ancil
 from rail.deepdisc.evaluation.metrics import (
     PointMetrics,
-    detection_completeness,
-    metrics_table,
     normalised_residuals,
     outlier_fraction,
     photoz_bias,
@@ -47,16 +46,11 @@ from rail.deepdisc.exceptions import (
     TileSetError,
 )
 from rail.deepdisc.presets import FILTER_PRESETS, get_preset, resolve_bands
-from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets, empty_objects, object_columns
-from rail.deepdisc.tileset.io import (
-    TileSetSummary,
-    TileSetWriter,
-    iter_tileset,
-    plan_chunks,
-    read_tileset,
-    validate_tileset,
-    write_tileset,
-)
+from rail.deepdisc.tileset.contract import empty_objects, object_columns
+from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets
+from rail.deepdisc.tileset.io import iter_tileset, plan_chunks, read_tileset, write_tileset
+from rail.deepdisc.tileset.validation import TileSetSummary, validate_tileset
+from rail.deepdisc.tileset.writer import TileSetWriter
 
 try:
     from rail.deepdisc._version import version as __version__
@@ -73,10 +67,15 @@ _LAZY = {
     "DeepDiscTruthMatcher": "rail.evaluation.deepdisc_evaluators",
     "DeepDiscCoverageEvaluator": "rail.evaluation.deepdisc_evaluators",
     "DeepDiscMetricsEvaluator": "rail.evaluation.deepdisc_evaluators",
+    "DeepDiscDistToPointEvaluator": "rail.evaluation.deepdisc_evaluators",
     "EazyInformer": "rail.estimation.algos.deepdisc_eazy",
     "EazyEstimator": "rail.estimation.algos.deepdisc_eazy",
     "NIRCamBPZInformer": "rail.estimation.algos.deepdisc_bpz",
     "NIRCamBPZEstimator": "rail.estimation.algos.deepdisc_bpz",
+    "NIRCamFlexZBoostInformer": "rail.estimation.algos.deepdisc_ml",
+    "NIRCamFlexZBoostEstimator": "rail.estimation.algos.deepdisc_ml",
+    "NIRCamKNNInformer": "rail.estimation.algos.deepdisc_ml",
+    "NIRCamKNNEstimator": "rail.estimation.algos.deepdisc_ml",
     "TileSetToCatalog": "rail.tools.deepdisc_catalog",
     "DeepDiscPrep": "rail.tools.deepdisc_prep",
     "DeepDiscSimulator": "rail.creation.engines.deepdisc_simulator",
@@ -88,7 +87,7 @@ _LAZY = {
     "DeepDiscPretrainer": "rail.estimation.algos.deepdisc_pretrain",
     "pretrain_from_options": "rail.deepdisc.pretraining.run",
     "pretrain_model": "rail.deepdisc.pretraining.loop",
-    "PretrainSettings": "rail.deepdisc.pretraining.loop",
+    "PretrainSettings": "rail.deepdisc.pretraining.settings",
     "NuisanceRanges": "rail.deepdisc.pretraining.randomise",
     "SimulatedChunks": "rail.deepdisc.pretraining.randomise",
     "FileChunks": "rail.deepdisc.pretraining.randomise",
@@ -101,8 +100,8 @@ _LAZY = {
     "MixtureParams": "rail.deepdisc.model.redshift_head",
     "train_from_options": "rail.deepdisc.training.run",
     "merge_artifacts": "rail.deepdisc.training.ensemble",
-    "TrainSettings": "rail.deepdisc.training.loop",
-    "EnsembleSettings": "rail.deepdisc.training.ensemble",
+    "TrainSettings": "rail.deepdisc.training.settings",
+    "EnsembleSettings": "rail.deepdisc.training.settings",
     "EnsemblePredictor": "rail.deepdisc.inference.predictor",
     "InferenceSettings": "rail.deepdisc.inference.predictor",
     "PhotoZChunk": "rail.deepdisc.inference.photoz",
@@ -113,10 +112,10 @@ _LAZY = {
     "PrepInputs": "rail.deepdisc.prep.prepare",
     "PrepSettings": "rail.deepdisc.prep.prepare",
     "prepare_tilesets": "rail.deepdisc.prep.prepare",
-    "SpeczFormat": "rail.deepdisc.prep.specz",
-    "SPECZ_FORMATS": "rail.deepdisc.prep.specz",
+    "SpeczFormat": "rail.deepdisc.prep.specz_tables",
+    "SPECZ_FORMATS": "rail.deepdisc.prep.specz_tables",
     "CompileSettings": "rail.deepdisc.prep.specz",
-    "read_specz": "rail.deepdisc.prep.specz",
+    "read_specz": "rail.deepdisc.prep.specz_tables",
     "compile_specz": "rail.deepdisc.prep.specz",
     "read_photometry": "rail.deepdisc.prep.catalog",
     "sfd_ebv": "rail.deepdisc.dust",
@@ -125,6 +124,14 @@ _LAZY = {
     "build_report": "rail.deepdisc.evaluation.report",
     "SpooledOutputMixin": "rail.deepdisc.inference.spooled",
     "split_band_list": "rail.deepdisc.presets",
+    "ConsensusInformer": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusEstimator": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusInformer3": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusEstimator3": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusInformer4": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusEstimator4": "rail.estimation.algos.deepdisc_consensus",
+    "ConsensusSettings": "rail.deepdisc.consensus.model",
+    "ConsensusModel": "rail.deepdisc.consensus.model",
 }
 
 #: Modules holding the package's RAIL stages. RAIL's ``import_and_attach_all`` imports only ``rail.deepdisc``,
@@ -136,6 +143,8 @@ STAGE_MODULES = (
     "rail.estimation.algos.deepdisc_som",
     "rail.estimation.algos.deepdisc_eazy",
     "rail.estimation.algos.deepdisc_bpz",
+    "rail.estimation.algos.deepdisc_ml",
+    "rail.estimation.algos.deepdisc_consensus",
     "rail.evaluation.deepdisc_evaluators",
     "rail.tools.deepdisc_catalog",
     "rail.tools.deepdisc_prep",

@@ -18,7 +18,15 @@ __all__ = [
 
 
 class DeepDiscError(ValueError):
-    """Base class of the project's input errors (bad file, bad option)."""
+    """Base class of the project's input errors (bad file, bad option).
+
+    The message is always one line: line breaks (e.g. of a third-party error quoted in it) become spaces.
+    """
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (" ".join(args[0].split()),)
+        super().__init__(*args)
 
 
 class TileSetError(DeepDiscError):

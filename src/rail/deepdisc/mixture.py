@@ -9,6 +9,13 @@ by bisection to `MEDIAN_TOLERANCE`, ``zmode`` is the pdf maximum on the configur
 ``linspace(zmin, zmax, nzbins)``. The mixtures are not truncated at z = 0 (as ``qp.mixmod``); all estimates
 refer to the untruncated mixture that is written to the file. We compute the mean ourselves: ``qp.mixmod``'s
 ``.mean()`` fails on ensembles (it calls scipy's generic moment integrator with array arguments).
+
+This is the package's one numpy implementation of Gaussian mixtures: the estimator's point estimates and the
+evaluation's PIT values, moments, quantiles and gridded PDFs (`rail.deepdisc.evaluation.coverage`) all use
+`Mixture`. ``qp.mixmod`` stays the file format (`to_qp`, `from_qp`); its own pdf/cdf evaluate (components,
+objects, grid) temporaries at once and its moments are unreliable, so we evaluate mixtures here in bounded
+blocks. The `Mixture` methods trust their input (finite means, stds > 0, weights >= 0); the module functions
+check it first.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import ndtr
 
+from rail.deepdisc.exceptions import DeepDiscError
+
 __all__ = [
     "Mixture",
     "combine_members",
@@ -27,6 +36,7 @@ __all__ = [
     "mixture_mean",
     "mixture_median",
     "mixture_mode",
+    "from_qp",
     "to_qp",
 ]
 
@@ -57,6 +67,91 @@ class Mixture(NamedTuple):
     def take(self, rows) -> Mixture:
         """Return the mixtures of the given rows (index array, mask or slice)."""
         return Mixture(self.weights[rows], self.means[rows], self.stds[rows])
+
+    @classmethod
+    def combine(cls, members: Sequence[Mixture], weights: np.ndarray) -> Mixture:
+        """Concatenate members' components, weighted by ``weights`` (unchecked `combine_members`)."""
+        return cls(
+            np.concatenate([wm * m.weights for wm, m in zip(weights, members)], axis=1),
+            np.concatenate([m.means for m in members], axis=1),
+            np.concatenate([m.stds for m in members], axis=1),
+        )
+
+    def pdf(self, z: np.ndarray) -> np.ndarray:
+        """Density of every mixture on the 1-D grid ``z``, shape (N, G), in memory-bounded blocks."""
+        n, k = self.means.shape
+        out = np.empty((n, z.size))
+        step = max(1, _BLOCK_ELEMENTS // max(1, z.size * k))
+        for a in range(0, n, step):
+            sl = slice(a, a + step)
+            u = (z[None, :, None] - self.means[sl, None, :]) / self.stds[sl, None, :]
+            dens = np.exp(-0.5 * u * u) * (_INV_SQRT_2PI / self.stds[sl, None, :])
+            out[sl] = np.einsum("ngk,nk->ng", dens, self.weights[sl])
+        return out
+
+    def cdf(self, z: np.ndarray) -> np.ndarray:
+        """CDF of each mixture at its own ``z`` (shape (N,)) or at the columns of ``z`` (N, G)."""
+        norm = self.weights.sum(axis=1)
+        if z.ndim == 1:
+            return np.sum(self.weights * ndtr((z[:, None] - self.means) / self.stds), axis=1) / norm
+        u = (z[:, :, None] - self.means[:, None, :]) / self.stds[:, None, :]
+        return np.einsum("ngk,nk->ng", ndtr(u), self.weights) / norm[:, None]
+
+    def mean(self) -> np.ndarray:
+        """Exact mean of each mixture, shape (N,)."""
+        return np.sum(self.weights * self.means, axis=1) / self.weights.sum(axis=1)
+
+    def std(self) -> np.ndarray:
+        """Exact standard deviation of each mixture, shape (N,)."""
+        mean = self.mean()
+        second = np.sum(self.weights * (self.stds**2 + self.means**2), axis=1) / self.weights.sum(axis=1)
+        return np.sqrt(np.maximum(second - mean**2, 0.0))
+
+    def quantile(self, q: float, tolerance: float = MEDIAN_TOLERANCE) -> np.ndarray:
+        """The ``q``-quantile of each mixture by bisection on its CDF to ``tolerance``, shape (N,)."""
+        if self.n_objects == 0:
+            return np.empty(0)
+        lo = np.min(self.means - _BRACKET_SIGMAS * self.stds, axis=1)
+        hi = np.max(self.means + _BRACKET_SIGMAS * self.stds, axis=1)
+        n_iter = int(np.ceil(np.log2(max(np.max(hi - lo), tolerance) / tolerance))) + 1
+        for _ in range(n_iter):
+            mid = 0.5 * (lo + hi)
+            below = self.cdf(mid) < q
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def median(self, tolerance: float = MEDIAN_TOLERANCE) -> np.ndarray:
+        """Median of each mixture (`quantile` 0.5), shape (N,)."""
+        return self.quantile(0.5, tolerance)
+
+    def mode(self, grid: np.ndarray) -> np.ndarray:
+        """The point of ``grid`` (increasing) where each mixture's density is largest, shape (N,)."""
+        # Every mode of a 1-D Gaussian mixture lies between its smallest and largest component mean; outside
+        # that hull the density is strictly monotone. So the grid maximum is among the grid points from the last
+        # one <= the smallest mean to the first one >= the largest mean: only that window is evaluated.
+        n, k = self.means.shape
+        live = self.weights > 0
+        lo = np.min(np.where(live, self.means, np.inf), axis=1)
+        hi = np.max(np.where(live, self.means, -np.inf), axis=1)
+        first = np.clip(np.searchsorted(grid, lo, "right") - 1, 0, grid.size - 1)
+        last = np.clip(np.searchsorted(grid, hi, "left"), 0, grid.size - 1)
+        width = np.maximum(last - first + 1, 1)
+        order = np.argsort(width, kind="stable")
+        out = np.empty(n)
+        a = 0
+        while a < n:
+            b = min(n, a + max(1, _BLOCK_ELEMENTS // (k * int(width[order[a]]))))
+            while b - a > 1 and (b - a) * k * int(width[order[b - 1]]) > _BLOCK_ELEMENTS:
+                b = a + (b - a) // 2
+            rows = order[a:b]
+            idx = np.minimum(first[rows, None] + np.arange(int(width[rows].max()))[None, :], grid.size - 1)
+            block = self.take(rows)
+            u = (grid[idx][:, :, None] - block.means[:, None, :]) / block.stds[:, None, :]
+            dens = np.einsum("ngk,nk->ng", np.exp(-0.5 * u * u) / block.stds[:, None, :], block.weights)
+            out[rows] = grid[idx[np.arange(len(rows)), np.argmax(dens, axis=1)]]
+            a = b
+        return out
 
 
 def _as_mixture(mix) -> Mixture:
@@ -107,15 +202,7 @@ def combine_members(members: Sequence[Mixture], member_weights: Sequence[float])
         raise ValueError(f"member weights must be finite, >= 0 and not all zero, got {w.tolist()}")
     if len({m.n_objects for m in members}) != 1:
         raise ValueError(f"members hold different object counts: {[m.n_objects for m in members]}")
-    return _combine(members, w / w.sum())
-
-
-def _combine(members: Sequence[Mixture], weights: np.ndarray) -> Mixture:
-    return Mixture(
-        np.concatenate([wm * m.weights for wm, m in zip(weights, members)], axis=1),
-        np.concatenate([m.means for m in members], axis=1),
-        np.concatenate([m.stds for m in members], axis=1),
-    )
+    return Mixture.combine(members, w / w.sum())
 
 
 def mixture_pdf(mix: Mixture, z: np.ndarray) -> np.ndarray:
@@ -134,19 +221,7 @@ def mixture_pdf(mix: Mixture, z: np.ndarray) -> np.ndarray:
         ``p(z)`` per object (per unit redshift).
     """
     mix = _as_mixture(mix)
-    return _pdf(mix, np.asarray(z, dtype=np.float64).ravel())
-
-
-def _pdf(mix: Mixture, z: np.ndarray) -> np.ndarray:
-    n, k = mix.means.shape
-    out = np.empty((n, z.size))
-    step = max(1, _BLOCK_ELEMENTS // max(1, z.size * k))
-    for a in range(0, n, step):
-        sl = slice(a, a + step)
-        u = (z[None, :, None] - mix.means[sl, None, :]) / mix.stds[sl, None, :]
-        dens = np.exp(-0.5 * u * u) * (_INV_SQRT_2PI / mix.stds[sl, None, :])
-        out[sl] = np.einsum("ngk,nk->ng", dens, mix.weights[sl])
-    return out
+    return mix.pdf(np.asarray(z, dtype=np.float64).ravel())
 
 
 def mixture_cdf(mix: Mixture, z: np.ndarray) -> np.ndarray:
@@ -168,15 +243,7 @@ def mixture_cdf(mix: Mixture, z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     if z.shape[0] != mix.n_objects or z.ndim not in (1, 2):
         raise ValueError(f"z must have shape (N,) or (N, G) with N = {mix.n_objects}, got {z.shape}")
-    return _cdf(mix, z)
-
-
-def _cdf(mix: Mixture, z: np.ndarray) -> np.ndarray:
-    norm = mix.weights.sum(axis=1)
-    if z.ndim == 1:
-        return np.sum(mix.weights * ndtr((z[:, None] - mix.means) / mix.stds), axis=1) / norm
-    u = (z[:, :, None] - mix.means[:, None, :]) / mix.stds[:, None, :]
-    return np.einsum("ngk,nk->ng", ndtr(u), mix.weights) / norm[:, None]
+    return mix.cdf(z)
 
 
 def mixture_mean(mix: Mixture) -> np.ndarray:
@@ -193,11 +260,7 @@ def mixture_mean(mix: Mixture) -> np.ndarray:
         Mean redshifts.
     """
     mix = _as_mixture(mix)
-    return _mean(mix)
-
-
-def _mean(mix: Mixture) -> np.ndarray:
-    return np.sum(mix.weights * mix.means, axis=1) / mix.weights.sum(axis=1)
+    return mix.mean()
 
 
 def mixture_median(mix: Mixture, *, tolerance: float = MEDIAN_TOLERANCE) -> np.ndarray:
@@ -218,21 +281,7 @@ def mixture_median(mix: Mixture, *, tolerance: float = MEDIAN_TOLERANCE) -> np.n
     if tolerance <= 0:
         raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
     mix = _as_mixture(mix)
-    return _median(mix, tolerance)
-
-
-def _median(mix: Mixture, tolerance: float) -> np.ndarray:
-    if mix.n_objects == 0:
-        return np.empty(0)
-    lo = np.min(mix.means - _BRACKET_SIGMAS * mix.stds, axis=1)
-    hi = np.max(mix.means + _BRACKET_SIGMAS * mix.stds, axis=1)
-    n_iter = int(np.ceil(np.log2(max(np.max(hi - lo), tolerance) / tolerance))) + 1
-    for _ in range(n_iter):
-        mid = 0.5 * (lo + hi)
-        below = _cdf(mix, mid) < 0.5
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+    return mix.median(tolerance)
 
 
 def mixture_mode(mix: Mixture, grid: np.ndarray) -> np.ndarray:
@@ -254,35 +303,7 @@ def mixture_mode(mix: Mixture, grid: np.ndarray) -> np.ndarray:
     if grid.size == 0 or np.any(np.diff(grid) <= 0) or not np.all(np.isfinite(grid)):
         raise ValueError(f"the zmode grid must be finite and strictly increasing, got {grid.size} points")
     mix = _as_mixture(mix)
-    return _mode(mix, grid)
-
-
-def _mode(mix: Mixture, grid: np.ndarray) -> np.ndarray:
-    # Every mode of a 1-D Gaussian mixture lies between its smallest and largest component mean; outside that
-    # hull the density is strictly monotone. So the grid maximum is among the grid points from the last one
-    # <= the smallest mean to the first one >= the largest mean: only that window is evaluated.
-    n, k = mix.means.shape
-    live = mix.weights > 0
-    lo = np.min(np.where(live, mix.means, np.inf), axis=1)
-    hi = np.max(np.where(live, mix.means, -np.inf), axis=1)
-    first = np.clip(np.searchsorted(grid, lo, "right") - 1, 0, grid.size - 1)
-    last = np.clip(np.searchsorted(grid, hi, "left"), 0, grid.size - 1)
-    width = np.maximum(last - first + 1, 1)
-    order = np.argsort(width, kind="stable")
-    out = np.empty(n)
-    a = 0
-    while a < n:
-        b = min(n, a + max(1, _BLOCK_ELEMENTS // (k * int(width[order[a]]))))
-        while b - a > 1 and (b - a) * k * int(width[order[b - 1]]) > _BLOCK_ELEMENTS:
-            b = a + (b - a) // 2
-        rows = order[a:b]
-        idx = np.minimum(first[rows, None] + np.arange(int(width[rows].max()))[None, :], grid.size - 1)
-        block = mix.take(rows)
-        u = (grid[idx][:, :, None] - block.means[:, None, :]) / block.stds[:, None, :]
-        dens = np.einsum("ngk,nk->ng", np.exp(-0.5 * u * u) / block.stds[:, None, :], block.weights)
-        out[rows] = grid[idx[np.arange(len(rows)), np.argmax(dens, axis=1)]]
-        a = b
-    return out
+    return mix.mode(grid)
 
 
 def to_qp(mix: Mixture, ancil: dict[str, np.ndarray] | None = None):
@@ -305,3 +326,34 @@ def to_qp(mix: Mixture, ancil: dict[str, np.ndarray] | None = None):
     mix = _as_mixture(mix)
     return qp.Ensemble(qp.mixmod, data={"means": mix.means, "stds": mix.stds, "weights": mix.weights},
                        ancil=ancil)
+
+
+def from_qp(ensemble) -> Mixture | None:
+    """The mixtures of a ``qp.mixmod`` ensemble (weights normalised per object), None for another representation.
+
+    Parameters
+    ----------
+    ensemble : qp.Ensemble
+        N PDFs.
+
+    Returns
+    -------
+    Mixture or None
+        Shape (N, K) arrays.
+
+    Raises
+    ------
+    DeepDiscError
+        If a row's weights do not sum to a positive value, a std is not positive or a mean not finite.
+    """
+    if type(ensemble.gen_obj).__name__ != "mixmod_gen":
+        return None
+    d = ensemble.objdata
+    means = np.atleast_2d(np.asarray(d["means"], float))
+    stds = np.atleast_2d(np.asarray(d["stds"], float))
+    weights = np.atleast_2d(np.asarray(d["weights"], float))
+    total = weights.sum(axis=1, keepdims=True)
+    if not (np.all(total > 0) and np.all(stds > 0) and np.all(np.isfinite(means))):
+        raise DeepDiscError("mixmod ensemble has a row with non-positive or NaN total weight (qp turns all-zero "
+                            "weights into NaN), a non-positive std or a non-finite mean")
+    return Mixture(weights / total, means, stds)

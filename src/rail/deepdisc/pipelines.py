@@ -1,13 +1,16 @@
 """ceci pipelines built with RAIL's pipeline classes (the checked-in YAMLs under ``examples/pipelines``).
 
-=========================  ==============================================================================
+========================== ===================================================================================
 class                      stages
-=========================  ==============================================================================
+========================== ===================================================================================
 `DeepDiscMainPipeline`     simulate (train and test fields) -> inform -> estimate -> evaluate: RAIL's PIT and
-                           CDE loss, our coverage and the paper's metrics (truth ``redshift_true``)
+                           CDE loss on the estimator's grid, our coverage and the paper's metrics (truth
+                           ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
-`DeepDiscComparePipeline`  the main pipeline plus BPZ and EAZY on the same objects, each evaluated alike
-=========================  ==============================================================================
+`DeepDiscComparePipeline`  the main pipeline plus EAZY, BPZ, FlexZBoost and kNN on the same objects (same
+                           labels) and the consensus of DeepDISC, BPZ and EAZY (calibrated on the test
+                           field's spec-z), each evaluated alike
+========================== ===================================================================================
 
 `write_pipeline` turns one of them into a pipeline YAML and its stage-configuration YAML, which the ``ceci``
 command runs (``ceci main_JADES9.yml``; ``output_dir=...`` on the command line moves the outputs).
@@ -20,15 +23,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rail.core.stage import RailPipeline
-from rail.evaluation.dist_to_point_evaluator import DistToPointEvaluator
 
 from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
+from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
+from rail.estimation.algos.deepdisc_consensus import ConsensusEstimator3, ConsensusInformer3
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
+from rail.estimation.algos.deepdisc_ml import (
+    NIRCamFlexZBoostEstimator,
+    NIRCamFlexZBoostInformer,
+    NIRCamKNNEstimator,
+    NIRCamKNNInformer,
+)
 from rail.evaluation.deepdisc_evaluators import (
     DeepDiscCoverageEvaluator,
+    DeepDiscDistToPointEvaluator,
     DeepDiscMetricsEvaluator,
     DeepDiscTruthMatcher,
 )
@@ -45,8 +56,11 @@ __all__ = [
     "PIPELINES",
 ]
 
-#: RAIL evaluator metrics run on every photo-z output (PIT with its KS/CvM/AD statistics, CDE loss).
-RAIL_METRICS = ["cdeloss", "pit", "cvm", "ks", "ad"]
+#: Names of the methods the compare pipeline's consensus combines (the order of its inputs).
+CONSENSUS_METHODS = ("deepdisc", "bpz", "eazy")
+#: RAIL distribution-to-point metrics run on every photo-z output, on the estimator's redshift grid (PIT and
+#: CDE loss; the PIT's KS/CvM/AD statistics are in the metrics JSON, from RAIL's ``OldEvaluator``).
+RAIL_METRICS = ["cdeloss", "pit"]
 
 
 @dataclass(frozen=True)
@@ -84,11 +98,22 @@ def _simulators(pipe: RailPipeline, preset: str, size: DemoSize) -> None:
     pipe.simulate_test = DeepDiscSimulator.build(n_samples=size.test_tiles, seed=size.test_seed, **common)
 
 
-def _evaluators(pipe: RailPipeline, name: str, photoz, tiles, label: str) -> None:
+def _evaluators(pipe: RailPipeline, name: str, estimator, tiles, label: str) -> None:
     """RAIL's PIT/CDE loss on the objects with truth, our coverage and the paper's metrics.
 
-    ``tiles`` is the truth TileSet: an upstream stage's output, or the name of an overall pipeline input.
+    ``estimator`` is the stage whose ``output`` is evaluated: RAIL's metrics run on its redshift grid
+    (``zmin``, ``zmax``, ``nzbins``). ``tiles`` is the truth TileSet: an upstream stage's output, or the name
+    of an overall pipeline input.
     """
+    photoz = estimator.io.output
+    # an estimator whose grid comes from its model (the consensus) has no grid options: the defaults apply
+    grid = {}
+    for key, default in (("zmin", ZMIN), ("zmax", ZMAX), ("nzbins", NZBINS)):
+        try:
+            grid[key] = estimator.config[key]
+        except KeyError:
+            grid[key] = default
+
     def inputs(**given):
         if isinstance(tiles, str):
             return dict(connections=given, aliases=dict(truth=tiles))
@@ -96,9 +121,9 @@ def _evaluators(pipe: RailPipeline, name: str, photoz, tiles, label: str) -> Non
 
     matcher = DeepDiscTruthMatcher.build(**inputs(input=photoz), truth_column="auto")
     setattr(pipe, f"truth_{name}", matcher)
-    setattr(pipe, f"pit_{name}", DistToPointEvaluator.build(
+    setattr(pipe, f"pit_{name}", DeepDiscDistToPointEvaluator.build(
         connections=dict(input=matcher.io.output, truth=matcher.io.truth_table),
-        metrics=RAIL_METRICS, force_exact=True, hdf5_groupname=""))
+        metrics=RAIL_METRICS, force_exact=True, hdf5_groupname="", **grid))
     setattr(pipe, f"coverage_{name}", DeepDiscCoverageEvaluator.build(**inputs(input=photoz)))
     setattr(pipe, f"metrics_{name}", DeepDiscMetricsEvaluator.build(**inputs(input=photoz), label=label))
 
@@ -126,8 +151,7 @@ class DeepDiscMainPipeline(RailPipeline):
         self.estimate_deepdisc = DeepDiscEstimator.build(
             connections=dict(input=self.simulate_test.io.output, model=self.inform_deepdisc.io.model),
             progress_bar=False)
-        _evaluators(self, "deepdisc", self.estimate_deepdisc.io.output, self.simulate_test.io.output,
-                    f"DeepDISC {preset}")
+        _evaluators(self, "deepdisc", self.estimate_deepdisc, self.simulate_test.io.output, f"DeepDISC {preset}")
 
 
 class DeepDiscEstimatePipeline(RailPipeline):
@@ -141,14 +165,18 @@ class DeepDiscEstimatePipeline(RailPipeline):
     def __init__(self) -> None:
         RailPipeline.__init__(self)
         self.estimate_deepdisc = DeepDiscEstimator.build(aliases=dict(input="tiles"), progress_bar=False)
-        _evaluators(self, "deepdisc", self.estimate_deepdisc.io.output, "tiles", "DeepDISC")
+        _evaluators(self, "deepdisc", self.estimate_deepdisc, "tiles", "DeepDISC")
 
 
 class DeepDiscComparePipeline(RailPipeline):
-    """DeepDISC, BPZ and EAZY on the same simulated objects, each trained on the same labels and evaluated alike.
+    """DeepDISC and its peers on the same simulated objects, each trained on the same labels and evaluated alike.
 
-    BPZ and EAZY fit the catalog photometry of the TileSets (``TileSetToCatalog``) with their own template sets,
-    which differ from the simulator's (see ``rail.deepdisc.peers``).
+    The peers read the catalog photometry of the TileSets (``TileSetToCatalog``: fluxes and magnitudes): the
+    template fitters EAZY (eazy-py's FSPS templates) and BPZ (COSMOS SEDs, prior fitted to the labels), and the
+    catalog machine-learning peers FlexZBoost and kNN, informed on the labelled objects' photometry (see
+    ``rail.deepdisc.peers``). The consensus of DeepDISC, BPZ and EAZY (``rail.deepdisc.consensus``) is
+    calibrated on the test field's spec-z objects (10% of the catalogue, none used in training). Each estimator
+    gets the same evaluators: metrics by magnitude and redshift, PIT, coverage.
     """
 
     default_input_dict: dict[str, str] = {}
@@ -164,17 +192,29 @@ class DeepDiscComparePipeline(RailPipeline):
             connections=dict(input=test, model=self.inform_deepdisc.io.model), progress_bar=False)
         self.catalog_train = TileSetToCatalog.build(connections=dict(input=train))
         self.catalog_test = TileSetToCatalog.build(connections=dict(input=test))
-        self.inform_bpz = NIRCamBPZInformer.build(connections=dict(input=self.catalog_train.io.output),
-                                                  nircam_bands=bands, hdf5_groupname="")
-        self.estimate_bpz = NIRCamBPZEstimator.build(
-            connections=dict(input=self.catalog_test.io.output, model=self.inform_bpz.io.model),
-            nircam_bands=bands, hdf5_groupname="")
-        self.inform_eazy = EazyInformer.build(connections=dict(input=self.catalog_train.io.output), bands=bands)
-        self.estimate_eazy = EazyEstimator.build(
-            connections=dict(input=self.catalog_test.io.output, model=self.inform_eazy.io.model), bands=bands)
-        for name, stage in (("deepdisc", self.estimate_deepdisc), ("bpz", self.estimate_bpz),
-                            ("eazy", self.estimate_eazy)):
-            _evaluators(self, name, stage.io.output, test, f"{name} {preset}")
+        estimates = {"deepdisc": self.estimate_deepdisc}
+        for name, informer, estimator, options in (
+            ("bpz", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, hdf5_groupname="")),
+            ("eazy", EazyInformer, EazyEstimator, dict(bands=bands)),
+            ("flexzboost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands)),
+            ("knn", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands)),
+        ):
+            inform = informer.build(connections=dict(input=self.catalog_train.io.output), **options)
+            setattr(self, f"inform_{name}", inform)
+            setattr(self, f"estimate_{name}", estimator.build(
+                connections=dict(input=self.catalog_test.io.output, model=inform.io.model), **options))
+            estimates[name] = getattr(self, f"estimate_{name}")  # the built stage
+        methods = dict(input_1=self.estimate_deepdisc.io.output, input_2=self.estimate_bpz.io.output,
+                       input_3=self.estimate_eazy.io.output)
+        # the consensus is calibrated on the test field's spec-z (never used in training), applied to all of it
+        self.inform_consensus = ConsensusInformer3.build(connections=dict(methods, truth=test),
+                                                         methods=list(CONSENSUS_METHODS), prior_without_labels=True)
+        self.estimate_consensus = ConsensusEstimator3.build(
+            connections=dict(methods, model=self.inform_consensus.io.model, tiles=test),
+            methods=list(CONSENSUS_METHODS))
+        estimates["consensus"] = self.estimate_consensus
+        for name, stage in estimates.items():
+            _evaluators(self, name, stage, test, f"{name} {preset}")
 
 
 #: Stages that run torch and get every core of the machine (ceci gives each process one thread by default).

@@ -3,13 +3,13 @@
 A preset is an ordered band list; TileSets, models and simulations refer to presets by name. The order is the
 channel order of the images (blue to red).
 
-=============  =====================================================================
+============== ========================================================================
 name           bands
-=============  =====================================================================
+============== ========================================================================
 ``JADES9``     F090W F115W F150W F200W F277W F335M F356W F410M F444W (Merz et al. 2025)
 ``NEXUS6``     F090W F115W F150W F200W F356W F444W
 ``COSMOSWEB4`` F115W F150W F277W F444W
-=============  =====================================================================
+============== ========================================================================
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.options import Option
 
-__all__ = ["FILTER_PRESETS", "NIRCAM_BANDS", "get_preset", "resolve_bands", "split_band_list"]
+__all__ = ["FILTER_PRESETS", "NIRCAM_BANDS", "BANDS", "get_preset", "resolve_bands", "split_band_list", "parse_bands"]
 
 #: Every NIRCam band the package knows, blue to red (pivot wavelength order).
 NIRCAM_BANDS: tuple[str, ...] = (
@@ -120,3 +121,27 @@ def split_band_list(text: str) -> str | tuple[str, ...]:
     'JADES9'
     """
     return text if "," not in text else tuple(b for b in text.split(",") if b)
+
+
+def parse_bands(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Read a band option given anywhere: a preset, comma-separated bands, or a list (of bands or one preset).
+
+    Examples
+    --------
+    >>> parse_bands("F150W,f444w")
+    ('F150W', 'F444W')
+    >>> parse_bands(["COSMOSWEB4"])
+    ('F115W', 'F150W', 'F277W', 'F444W')
+    """
+    if isinstance(value, str):
+        return resolve_bands(split_band_list(value))
+    value = tuple(value)
+    if len(value) == 1 and isinstance(value[0], str) and ("," in value[0] or value[0].upper() in FILTER_PRESETS):
+        return resolve_bands(split_band_list(value[0]))
+    return resolve_bands(value)
+
+
+#: The band option of the simulator, the data preparation and pretraining (``--preset`` on their command lines
+#: except ``deepdisc pretrain --bands``), stored resolved as a band tuple.
+BANDS = Option("bands", "JADES9", "filter preset (JADES9, NEXUS6, COSMOSWEB4) or comma-separated band list, in "
+               "channel order", type=str, convert=parse_bands, flag="preset")

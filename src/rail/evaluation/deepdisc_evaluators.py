@@ -6,7 +6,10 @@
 * `DeepDiscCoverageEvaluator`: central credible-interval coverage per credibility level and flag subset, with
   the calibration error (RAIL has no coverage evaluator);
 * `DeepDiscMetricsEvaluator`: everything ``deepdisc evaluate`` computes (paper metrics by magnitude, redshift
-  and flag, completeness, coverage, RAIL's PIT/CDE/point metrics, N(z)) as one JSON document.
+  and flag, completeness, coverage, RAIL's PIT/CDE/point metrics, N(z)) as one JSON document;
+* `DeepDiscDistToPointEvaluator`: RAIL's ``DistToPointEvaluator`` (PIT, its KS/CvM/AD statistics, CDE loss) on
+  the estimators' redshift grid, ``zmin`` to ``zmax`` (RAIL's metrics default to an LSST grid, 0 to 2.5, which
+  cuts JWST PDFs that reach z = 12).
 
 The truth input is the TileSet the estimator ran on (`TileSetHandle`); only its object table is read. These
 stages evaluate the whole ensemble at once (medians and quantiles do not split over chunks); they hold no
@@ -16,6 +19,8 @@ science: the numbers come from :mod:`rail.deepdisc.evaluation.evaluate`, :mod:`r
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -24,8 +29,17 @@ from ceci.config import StageParameter as Param
 from rail.core.common_params import SharedParams
 from rail.core.data import DataHandle, Hdf5Handle, QPHandle
 from rail.core.stage import RailStage
+from rail.evaluation.dist_to_point_evaluator import DistToPointEvaluator
 
-from rail.deepdisc.evaluation.coverage import CREDIBILITY_LEVELS, calibration_error, coverage_from_pit, pit_values
+from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
+from rail.deepdisc.evaluation.binned import flag_subsets
+from rail.deepdisc.evaluation.coverage import (
+    CREDIBILITY_LEVELS,
+    calibration_error,
+    coverage_from_pit,
+    gridded_ensemble,
+    pit_values,
+)
 from rail.deepdisc.evaluation.directory import summary_document
 from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
 from rail.deepdisc.evaluation.io import (
@@ -36,11 +50,12 @@ from rail.deepdisc.evaluation.io import (
     read_truth,
     write_json_atomic,
 )
-from rail.deepdisc.evaluation.metrics import flag_subsets
+from rail.deepdisc.exceptions import ConfigError, DeepDiscError
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.tileset.handles import TileSetHandle
 
-__all__ = ["JsonHandle", "DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator"]
+__all__ = ["JsonHandle", "DeepDiscTruthMatcher", "DeepDiscCoverageEvaluator", "DeepDiscMetricsEvaluator",
+           "DeepDiscDistToPointEvaluator"]
 
 _DEFAULTS = EvaluationSettings()
 
@@ -79,16 +94,36 @@ class _TruthStage(RailStage):
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
-    def evaluate(self, data: qp.Ensemble, truth) -> Any:
-        """Attach the ensemble and its TileSet (object, path or handle), run, and return the output handle."""
-        self.set_data("input", data)
+    def evaluate(self, data: qp.Ensemble, truth, **kwargs: Any) -> Any:
+        """Evaluate a photo-z ensemble against the truth of its TileSet.
+
+        Parameters
+        ----------
+        data : qp.Ensemble
+            The photo-z ensemble, one row per primary object of ``truth``, in order.
+        truth : TileSet, TileSetHandle or str
+            The TileSet the ensemble was estimated on (only its object table is read).
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        DataHandle or dict of str to DataHandle
+            The output handle; a dict of handles by tag for a stage with several outputs.
+        """
+        with _photoz_errors(getattr(data, "path", None)):  # a handle is read here
+            self.set_data("input", data)
+        if isinstance(truth, (str, os.PathLike)):
+            truth = TileSetHandle("truth", path=str(truth))
         self.set_data("truth", truth, do_read=False)
         self.run()
         self.finalize()
+        if len(self.outputs) > 1:
+            return {tag: self.get_handle(tag) for tag, _ in self.outputs}
         return self.get_handle(self.outputs[0][0])
 
     def _read_inputs(self) -> tuple[PhotoZTable, TruthTable]:
-        photoz = PhotoZTable(self.get_data("input"), "input")
+        photoz = PhotoZTable(_read_photoz_input(self), "input")
         handle = self.get_handle("truth", allow_missing=True)
         if handle.data is None and handle.path:
             truth = read_truth(handle.path)
@@ -99,13 +134,15 @@ class _TruthStage(RailStage):
 
 
 class DeepDiscTruthMatcher(_TruthStage):
-    """Select the PDFs with a truth redshift and write the matching truth table for RAIL's evaluators.
+    """Keep the PDFs with a truth redshift; write their truth table for RAIL's evaluators.
 
-    Outputs: ``output``, the selected PDFs (ancil kept); ``truth_table``, an HDF5 table with ``object_id``,
-    ``redshift`` (the chosen truth) and the ``mag_<BAND>`` columns, row for row.
+    Outputs: ``output``, the selected PDFs (ancil kept); ``truth_table``, an HDF5 table
+    with ``object_id``, ``redshift`` (the chosen truth) and the ``mag_<BAND>`` columns,
+    row for row.
     """
 
     name = "DeepDiscTruthMatcher"
+    interactive_function = "deepdisc_truth_matcher"
     config_options = _TruthStage.config_options.copy()
     outputs = [("output", QPHandle), ("truth_table", Hdf5Handle)]
 
@@ -123,13 +160,15 @@ class DeepDiscTruthMatcher(_TruthStage):
 
 
 class DeepDiscCoverageEvaluator(_TruthStage):
-    """Coverage of central credible intervals for credibility levels 0.1 to 0.99, per flag subset.
+    """Coverage of central credible intervals (levels 0.1 to 0.99), per flag subset.
 
-    Output ``output`` (JSON): ``levels``, ``rows`` (``subset``, ``level``, ``coverage``, ``stderr``, ``n``)
-    and ``calibration`` per subset (``mean_abs``, ``max_abs``, ``mean_signed``, ``max_sigma``).
+    Output ``output`` (JSON): ``levels``, ``rows`` (``subset``, ``level``, ``coverage``,
+    ``stderr``, ``n``) and ``calibration`` per subset (``mean_abs``, ``max_abs``,
+    ``mean_signed``, ``max_sigma``).
     """
 
     name = "DeepDiscCoverageEvaluator"
+    interactive_function = "deepdisc_coverage_evaluator"
     config_options = _TruthStage.config_options.copy()
     config_options.update(
         levels=Param(list, list(CREDIBILITY_LEVELS), msg="credibility levels, each strictly between 0 and 1"),
@@ -151,13 +190,15 @@ class DeepDiscCoverageEvaluator(_TruthStage):
 
 
 class DeepDiscMetricsEvaluator(_TruthStage):
-    """The paper's metrics tables and every other metric of ``deepdisc evaluate``, as one JSON document.
+    """The paper's metrics and every other metric of ``deepdisc evaluate``, as one JSON.
 
-    Output ``output`` (JSON): the content of an evaluation folder's ``summary.json`` (overall metrics per flag
-    subset, calibration, RAIL metrics, and the tables ``metrics``, ``coverage``, ``completeness``, ``nz``).
+    Output ``output`` (JSON): the content of an evaluation folder's ``summary.json``
+    (overall metrics per flag subset, calibration, RAIL metrics, and the tables
+    ``metrics``, ``coverage``, ``completeness``, ``nz``).
     """
 
     name = "DeepDiscMetricsEvaluator"
+    interactive_function = "deepdisc_metrics_evaluator"
     config_options = _TruthStage.config_options.copy()
     config_options.update(
         point_estimate=Param(str, _DEFAULTS.point_estimate, msg="point estimate: zmode, zmean or zmedian"),
@@ -183,3 +224,100 @@ class DeepDiscMetricsEvaluator(_TruthStage):
             outlier_threshold=c.outlier_threshold, zmin=c.zmin, zmax=c.zmax, nzbins=c.nzbins)
         result = evaluate_photoz(photoz, truth, settings=settings, label=c.label)
         self.add_data("output", summary_document(result))
+
+
+class DeepDiscDistToPointEvaluator(DistToPointEvaluator):
+    """RAIL's distribution-to-point metrics (PIT, CDE loss) on the photo-z grid 0..zmax.
+
+    RAIL's ``DistToPointEvaluator`` evaluates its grid-based metrics on LSST defaults
+    (CDE loss on 0 to 2.5, ``metric_integration_limits`` 0 to 3), which drop the part of
+    a JWST PDF above z = 2.5. This stage runs the same metrics on the estimators' grid,
+    ``linspace(zmin, zmax, nzbins)`` (by default that of `DeepDiscEstimator` and of the
+    template-fitting peers): the PDFs are evaluated once on it (in bounded chunks, so
+    large catalogs fit in memory), the CDE loss uses it as its evaluation grid, and
+    metrics that integrate take ``zmin``/``zmax`` as their limits and the grid step as
+    ``dx`` (RAIL's ``metric_integration_limits`` and ``dx`` options are set from the
+    grid, not given). A ``metric_config`` entry for a metric still wins. Inputs
+    ``input`` (a ``qp`` ensemble) and ``truth`` (a table with the reference redshift,
+    e.g. ``truth_table`` of `DeepDiscTruthMatcher`); outputs as RAIL's evaluator.
+    """
+
+    name = "DeepDiscDistToPointEvaluator"
+    interactive_function = "deepdisc_dist_to_point_evaluator"
+    config_options = DistToPointEvaluator.config_options.copy()
+    config_options.update(
+        zmin=Param(float, ZMIN, msg="lowest redshift of the evaluation grid"),
+        zmax=Param(float, ZMAX, msg="highest redshift of the evaluation grid"),
+        nzbins=Param(int, NZBINS, msg="points of the evaluation grid (the estimators' nzbins)"),
+    )
+    config_options["metric_integration_limits"] = Param(list, [ZMIN, ZMAX], msg="set from zmin and zmax")
+    config_options["dx"] = Param(float, (ZMAX - ZMIN) / (NZBINS - 1), msg="set from the grid step")
+    config_options["x_grid"] = Param(list, [], msg="not used by RAIL's metrics (the grid is zmin, zmax, nzbins)")
+    _DERIVED = ("metric_integration_limits", "dx", "x_grid")
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        given = {**(args if isinstance(args, dict) else {}), **kwargs}
+        derived = self._derived(float(given.get("zmin", ZMIN)), float(given.get("zmax", ZMAX)),
+                                int(given.get("nzbins", NZBINS)))
+        bad = [k for k in self._DERIVED if k in given and not _same(given[k], derived[k])]
+        if bad:
+            raise ConfigError(f"{self.name}: {', '.join(bad)} cannot be set: give zmin, zmax and nzbins")
+        super().__init__(args, **kwargs)
+        derived = self._derived(float(self.config.zmin), float(self.config.zmax), int(self.config.nzbins))
+        for key, value in derived.items():  # ceci's command line may have changed the grid
+            self.config[key] = value
+
+    @staticmethod
+    def _derived(zmin: float, zmax: float, nzbins: int) -> dict:
+        return {"metric_integration_limits": [zmin, zmax], "dx": (zmax - zmin) / max(nzbins - 1, 1), "x_grid": []}
+
+    def zgrid(self) -> np.ndarray:
+        """The evaluation grid, ``linspace(zmin, zmax, nzbins)``."""
+        zmin, zmax, nzbins = float(self.config.zmin), float(self.config.zmax), int(self.config.nzbins)
+        if not zmax > zmin or nzbins < 2:
+            raise ConfigError(f"{self.name}: bad redshift grid zmin={zmin}, zmax={zmax}, nzbins={nzbins}")
+        return np.linspace(zmin, zmax, nzbins)
+
+    def _build_config_dict(self) -> None:
+        super()._build_config_dict()
+        grid = self.zgrid()
+        ours = {"limits": [float(grid[0]), float(grid[-1])], "dx": float(grid[1] - grid[0]), "eval_grid": grid}
+        for metric, sub in self._metric_config_dict.items():
+            given = {**self.config.metric_config.get("general", {}), **self.config.metric_config.get(metric, {})}
+            params = {**sub, **{k: v for k, v in ours.items() if k not in given}}
+            if metric != "cdeloss" and "eval_grid" not in given:
+                params.pop("eval_grid")  # PIT's eval_grid is a quantile grid, not redshifts
+            self._metric_config_dict[metric] = params
+            self._cached_metrics[metric] = self._metric_dict[metric](**params)
+
+    def _process_all(self, data_tuple: Any) -> None:
+        super()._process_all([gridded_ensemble(data_tuple[0], self.zgrid()), *data_tuple[1:]])
+
+    def _process_chunk(self, data_tuple: Any, first: bool) -> None:
+        start, end, estimate, *rest = data_tuple
+        super()._process_chunk([start, end, gridded_ensemble(estimate, self.zgrid()), *rest], first)
+
+
+def _read_photoz_input(stage: RailStage) -> qp.Ensemble:
+    """The ``input`` ensemble; a file that qp cannot read is one `DeepDiscError` naming it."""
+    with _photoz_errors(stage.get_handle("input", allow_missing=True).path):
+        return stage.get_data("input")
+
+
+@contextmanager
+def _photoz_errors(path):
+    try:
+        yield
+    except DeepDiscError:
+        raise
+    except Exception as err:  # qp and tables_io raise RuntimeError, IndexError, KeyError, ... on damaged files
+        raise DeepDiscError(f"{path}: not a readable qp photo-z file ({type(err).__name__}: {err})") from None
+
+
+def _same(given: Any, derived: Any) -> bool:
+    """Whether an option value equals the one derived from the grid (numbers compared to rounding)."""
+    try:
+        return bool(np.allclose(np.asarray(given, float), np.asarray(derived, float), rtol=1e-9, atol=1e-12))
+    except (TypeError, ValueError):
+        return False

@@ -24,14 +24,17 @@ __all__ = ["TileSetToCatalog"]
 
 
 class TileSetToCatalog(RailStage):
-    """Convert a TileSet (``input``) into a photometric table (``output``), one row per primary object.
+    """Convert a TileSet into a photometric table, one row per primary object.
 
-    Columns ``object_id ra dec redshift ebv mag_<BAND> magerr_<BAND>``. Magnitudes are AB; NaN = not
-    measured, 99 = non-detection (``magerr`` = 1-sigma limiting magnitude).
+    Columns ``object_id ra dec redshift ebv mag_<BAND> magerr_<BAND>``, and
+    ``flux_<BAND> fluxerr_<BAND>`` (nJy, negative allowed) when the TileSet has them.
+    Magnitudes are AB; NaN = not measured, 99 = non-detection (``magerr`` = 1-sigma
+    limiting magnitude).
     """
 
     name = "TileSetToCatalog"
     entrypoint_function = "__call__"
+    interactive_function = "tileset_to_catalog"
     config_options = RailStage.config_options.copy()
     config_options.update(
         bands=Param(list, [], msg="bands to keep (empty = all of the TileSet's bands)"),
@@ -71,12 +74,26 @@ class TileSetToCatalog(RailStage):
         table = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         self.add_data("output", table)
 
-    def __call__(self, tileset) -> TableHandle:
-        """Convert a TileSet (object, path or handle); returns the output table handle."""
-        if isinstance(tileset, (str, os.PathLike)):
-            self.set_data("input", None, path=str(tileset), do_read=False)
+    def __call__(self, data, **kwargs: Any) -> TableHandle:
+        """Convert a TileSet into a photometric table, one row per primary object.
+
+        Parameters
+        ----------
+        data : TileSet, TileSetHandle or str
+            The TileSet: in memory, a handle or a file (read chunk by chunk).
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        TableHandle
+            The table (``output``): ``object_id ra dec redshift ebv mag_<BAND>
+            magerr_<BAND>``.
+        """
+        if isinstance(data, (str, os.PathLike)):
+            self.set_data("input", None, path=str(data), do_read=False)
         else:
-            self.set_data("input", tileset)
+            self.set_data("input", data)
         self.run()
         self.finalize()
         return self.get_handle("output")

@@ -14,12 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from rail.deepdisc.exceptions import DeepDiscError
+from rail.deepdisc.logs import set_rail_log_level
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommands in workflow order; each is a module of :mod:`rail.deepdisc.cli`.
-SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "evaluate", "report", "info",
-               "features", "import-detectron2")
+SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "combine", "evaluate", "report",
+               "info", "features", "import-detectron2")
 EXIT_BAD_INPUT = 2
 
 
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="DeepDISC image-based photometric redshifts for JWST deep fields.",
         epilog="Run 'deepdisc COMMAND --help' for a command's options and examples.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also show RAIL's own log lines (-vv: debug output)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _available_commands():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP,
@@ -57,14 +59,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    # RAIL's own stage chatter ("Inserting handle into data store", ...) only with -v
+    set_rail_log_level(logging.WARNING if not args.verbose else level)
     try:
         return int(args._run(args) or 0)
     except DeepDiscError as err:
+        _close_progress_bars()
         print(f"deepdisc {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        _close_progress_bars()
         print(f"deepdisc {args.command}: error: {err.filename}: {err.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars a failed step left open, so that the error starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

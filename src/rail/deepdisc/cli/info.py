@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from rail.deepdisc.exceptions import DeepDiscError
-from rail.deepdisc.tileset.io import validate_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 
 HELP = "validate a TileSet, model or photo-z file and print a summary"
 EXAMPLES = """  deepdisc info tiles.h5        # bands, tiles, objects, labelled objects, spec-z quantiles
@@ -29,8 +29,14 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise DeepDiscError(f"{path}: no such file")
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            is_tiles = "images" in f
+        try:
+            with h5py.File(path, "r") as f:
+                is_tiles, is_pz = "images" in f, "meta" in f and "data" in f
+        except (OSError, RuntimeError, KeyError, ValueError) as err:  # a damaged HDF5 file (truncated, overwritten)
+            raise DeepDiscError(f"{path}: damaged HDF5 file ({err})") from None
+        if not (is_tiles or is_pz):  # never hand other files to qp: PyTables may crash on them
+            raise DeepDiscError(f"{path}: neither a TileSet (no 'images' dataset) nor a qp photo-z file (no "
+                                f"'meta' and 'data' groups)")
         print(validate_tileset(path).format() if is_tiles else _format_pz(path))
     else:
         print(_format_model(path))

@@ -1,23 +1,29 @@
-"""``deepdisc peers``: run the template-fitting peers (EAZY, BPZ) on the objects of a TileSet."""
+"""``deepdisc peers``: run DeepDISC's peers (EAZY, BPZ, FlexZBoost, kNN) on the objects of a TileSet."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
 import numpy as np
 
+from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.constants import NZBINS, ZMAX
 from rail.deepdisc.exceptions import DeepDiscError
 
-HELP = "template-fitting photo-z (EAZY, BPZ) on the primary objects of a TileSet, beside DeepDISC"
-EXAMPLES = """  deepdisc peers tiles.h5 -o peers/                  # both peers, trained on the file's spec-z
-  deepdisc peers test.h5 -o peers/ --train train.h5 --peer eazy
+HELP = "catalog photo-z peers (EAZY, BPZ, FlexZBoost, kNN) on the primary objects of a TileSet, beside DeepDISC"
+EXAMPLES = """  deepdisc peers tiles.h5 -o peers/                  # every peer, trained on the file's spec-z
+  deepdisc peers test.h5 -o peers/ --train train.h5 --peer eazy flexzboost
   deepdisc peers images_only.h5 -o peers/ --measure-missing   # aperture photometry where mags are NaN
-  deepdisc peers tiles.h5 -o peers/ --templates COSMOS_seds --nt-array 7 12 12   # matched-template control
+  deepdisc peers tiles.h5 -o peers/ --peer eazy --templates templates/fsps_full/fsps_QSF_12_v3.param \\
+      --templates-root ~/eazy-photoz                  # another template set from a user's eazy-photoz
+  deepdisc peers tiles.h5 -o peers/ --peer bpz --templates CWWSB4   # BPZ's classic set instead of COSMOS
 """
 
-PEERS = ("eazy", "bpz")
+#: The peers: template fitters (EAZY, BPZ) and catalog machine learning (FlexZBoost, kNN).
+PEERS = ("eazy", "bpz", "flexzboost", "knn")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         required=True,
-        help="output folder: catalog_*.hdf5, model_*, pz_eazy.hdf5, pz_bpz.hdf5",
+        help="output folder: catalog*.hdf5, model_*, pz_<peer>.hdf5, timing.json (seconds and objects/s)",
     )
     parser.add_argument(
         "--train",
@@ -37,13 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--peer", nargs="+", choices=PEERS, default=list(PEERS), help="peers to run")
     parser.add_argument(
-        "--templates", default="CWWSB4", help="template set (list name, .list, .param or folder)"
+        "--templates",
+        help="template set of EAZY and BPZ (an eazy .param, a list name such as CWWSB4, a .list or a folder; "
+        "default: each peer's own, eazy-py's FSPS set for EAZY, the COSMOS SEDs for BPZ)",
     )
+    parser.add_argument("--templates-root", default="", help="eazy-photoz folder that .param paths are relative to")
     parser.add_argument(
         "--nt-array",
         type=int,
         nargs="+",
-        help="BPZ templates per broad type (required for a template set other than CWWSB4)",
+        help="BPZ templates per broad type (required for a template set other than COSMOS_seds or CWWSB4)",
     )
     parser.add_argument(
         "--measure-missing", action="store_true", help="aperture photometry for NaN magnitudes"
@@ -70,9 +79,13 @@ def run(args: argparse.Namespace) -> int:
         )
     train = {k: v[labelled] for k, v in train.items()}
     bands = [k[len("mag_") :] for k in catalog if k.startswith("mag_")]
+    timing = {}
     for peer in args.peer:
-        n = _run_peer(peer, bands, train, catalog, out, args)
-        print(f"{peer}: {n} objects -> {out / f'pz_{peer}.hdf5'}")
+        timing[peer] = _run_peer(peer, bands, train, catalog, out, args)
+        t = timing[peer]
+        print(f"{peer}: {t['objects']} objects -> {out / f'pz_{peer}.hdf5'} ({t['objects_per_s']:.1f} objects/s, "
+              f"inform {t['inform_s']:.1f} s)")
+    write_text_atomic(json.dumps(timing, indent=1) + "\n", out / "timing.json")
     return 0
 
 
@@ -85,30 +98,35 @@ def _catalog(path: Path, target: Path, measure_missing: bool) -> dict:
     return stage(str(path)).data
 
 
-def _run_peer(peer: str, bands: list[str], train: dict, catalog: dict, out: Path, args) -> int:
+def _run_peer(peer: str, bands: list[str], train: dict, catalog: dict, out: Path, args) -> dict:
+    """Inform one peer on the labelled objects, estimate every object; seconds and objects/s."""
+    from rail.estimation.algos import deepdisc_bpz, deepdisc_eazy, deepdisc_ml
+
     grid = dict(zmax=args.zmax, nzbins=args.nzbins, chunk_size=args.chunk_size)
+    templates = dict(templates_root=args.templates_root, **({"templates": args.templates} if args.templates else {}))
+    common, inform_only = {}, {}
     if peer == "eazy":
-        from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
-
-        common = dict(bands=bands, templates=args.templates, z_max=args.zmax)
-        inf = EazyInformer.make_stage(name="eazy_inform", model=str(out / "model_eazy.npz"), **common)
-        est_cls = EazyEstimator
+        inf_cls, est_cls = deepdisc_eazy.EazyInformer, deepdisc_eazy.EazyEstimator
+        common = dict(bands=bands, z_max=args.zmax, **templates)
+    elif peer == "bpz":
+        inf_cls, est_cls = deepdisc_bpz.NIRCamBPZInformer, deepdisc_bpz.NIRCamBPZEstimator
+        common = dict(nircam_bands=bands, **templates, **({"nt_array": list(args.nt_array)} if args.nt_array else {}))
+        inform_only = dict(zmax=args.zmax)
+    elif peer == "flexzboost":
+        inf_cls, est_cls = deepdisc_ml.NIRCamFlexZBoostInformer, deepdisc_ml.NIRCamFlexZBoostEstimator
+        common = dict(nircam_bands=bands, zmax=args.zmax, nzbins=args.nzbins)
     else:
-        from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
-
-        common = dict(nircam_bands=bands, templates=args.templates)
-        if args.nt_array:
-            common["nt_array"] = list(args.nt_array)
-        inf = NIRCamBPZInformer.make_stage(
-            name="bpz_inform", model=str(out / "model_bpz.npz"), zmax=args.zmax, **common
-        )
-        est_cls = NIRCamBPZEstimator
+        inf_cls, est_cls = deepdisc_ml.NIRCamKNNInformer, deepdisc_ml.NIRCamKNNEstimator
+        common = dict(nircam_bands=bands, zmax=args.zmax, nzbins=args.nzbins)
+    suffix = "npz" if peer in ("eazy", "bpz") else "pkl"
+    t0 = time.perf_counter()
+    inf = inf_cls.make_stage(name=f"{peer}_inform", model=str(out / f"model_{peer}.{suffix}"), **common,
+                             **inform_only)
     inf.inform(train)
-    est = est_cls.make_stage(
-        name=f"{peer}_estimate",
-        model=inf.get_handle("model"),
-        output=str(out / f"pz_{peer}.hdf5"),
-        **common,
-        **grid,
-    )
-    return int(est.estimate(catalog).data.npdf)
+    t1 = time.perf_counter()
+    est = est_cls.make_stage(name=f"{peer}_estimate", model=inf.get_handle("model"),
+                             output=str(out / f"pz_{peer}.hdf5"), **{**grid, **common})
+    n = int(est.estimate(catalog).data.npdf)
+    t2 = time.perf_counter()
+    return {"objects": n, "labels": len(train["redshift"]), "inform_s": t1 - t0, "estimate_s": t2 - t1,
+            "objects_per_s": n / max(t2 - t1, 1e-9)}

@@ -4,7 +4,8 @@ The central credible interval at credibility ``c`` is ``[F^-1((1 - c) / 2), F^-1
 the object's CDF, so the true redshift lies inside it exactly when its PIT value ``u = F(z_true)`` satisfies
 ``|u - 1/2| <= c / 2``. Coverage is therefore computed from PIT values without inverting any CDF, exactly for
 every qp representation. For Gaussian mixtures (the estimator's ``qp.mixmod`` output) the CDF, moments and
-quantiles are evaluated in closed form, vectorised over objects (``qp.mixmod``'s ``mean()`` is unreliable).
+quantiles are evaluated in closed form, vectorised over objects, by `rail.deepdisc.mixture.Mixture`
+(``qp.mixmod``'s ``mean()`` is unreliable).
 
 A calibrated estimator has coverage equal to the credibility at every level; an overconfident one (PDFs too
 narrow) has less, an underconfident one more. `calibration_error` summarises the curve.
@@ -16,15 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
 from rail.deepdisc.exceptions import DeepDiscError
+from rail.deepdisc.mixture import from_qp
 
 __all__ = [
     "CREDIBILITY_LEVELS",
+    "QUANTILE_TOLERANCE",
     "CoverageResult",
-    "MixtureParams",
-    "mixture_params",
     "pit_values",
     "coverage_from_pit",
     "central_interval_coverage",
@@ -36,48 +36,9 @@ __all__ = [
 
 #: Default credibility levels of the coverage curve.
 CREDIBILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.7, 0.8, 0.9, 0.95, 0.99)
-_BISECTION_STEPS = 60  # halves the bracket to ~1e-18 of its width: exact at double precision
-_BRACKET_SIGMAS = 10.0  # quantile bracket: component means -/+ this many of the widest component sigma
-_GRID_CHUNK_ELEMENTS = 4_000_000  # objects x grid points x components evaluated at once (~32 MB of float64)
-_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+#: Absolute accuracy of the mixture quantiles (redshift): a few units of double precision at z ~ 10.
+QUANTILE_TOLERANCE = 1e-14
 _PDF_ROWS = 2000  # rows per qp pdf call for non-mixture ensembles
-
-
-@dataclass(frozen=True)
-class MixtureParams:
-    """Gaussian-mixture parameters of N objects with K components (weights normalised per object).
-
-    Attributes
-    ----------
-    means, stds, weights : ndarray, shape (N, K)
-        Component means and standard deviations (redshift units) and weights (each row sums to 1).
-    """
-
-    means: np.ndarray
-    stds: np.ndarray
-    weights: np.ndarray
-
-    def cdf(self, z: np.ndarray) -> np.ndarray:
-        """CDF of each object's mixture at its own ``z`` (shape (N,)) or at the columns of ``z`` (N, M)."""
-        z = np.asarray(z, float)
-        squeeze = z.ndim == 1
-        z = z[:, None] if squeeze else z
-        out = np.einsum("nk,nmk->nm", self.weights, ndtr((z[:, :, None] - self.means[:, None]) /
-                                                          self.stds[:, None]))
-        return out[:, 0] if squeeze else out
-
-    def pdf_grid(self, zgrid: np.ndarray) -> np.ndarray:
-        """Density of every object on a common grid, shape (N, G), evaluated in memory-bounded chunks."""
-        zgrid = np.asarray(zgrid, float)
-        n, k = self.means.shape
-        step = max(1, _GRID_CHUNK_ELEMENTS // max(len(zgrid) * k, 1))
-        out = np.empty((n, len(zgrid)))
-        for a in range(0, n, step):
-            rows = slice(a, a + step)
-            mu, sd, w = self.means[rows, None], self.stds[rows, None], self.weights[rows, None]
-            x = (zgrid[None, :, None] - mu) / sd
-            out[a:a + step] = np.sum(w * np.exp(-0.5 * x * x) * _INV_SQRT_2PI / sd, axis=2)
-        return out
 
 
 @dataclass(frozen=True)
@@ -105,29 +66,6 @@ class CoverageResult:
         """One dict per level (``level``, ``coverage``, ``stderr``, ``n``), JSON/CSV-ready."""
         return [{"level": float(c), "coverage": float(v), "stderr": float(e), "n": self.n}
                 for c, v, e in zip(self.levels, self.coverage, self.stderr)]
-
-
-def mixture_params(ensemble) -> MixtureParams | None:
-    """Return the Gaussian-mixture parameters of a ``qp.mixmod`` ensemble, or None for another representation.
-
-    Parameters
-    ----------
-    ensemble : qp.Ensemble
-
-    Returns
-    -------
-    MixtureParams or None
-    """
-    if type(ensemble.gen_obj).__name__ != "mixmod_gen":
-        return None
-    d = ensemble.objdata
-    means = np.atleast_2d(np.asarray(d["means"], float))
-    stds = np.atleast_2d(np.asarray(d["stds"], float))
-    weights = np.atleast_2d(np.asarray(d["weights"], float))
-    total = weights.sum(axis=1, keepdims=True)
-    if np.any(total <= 0) or np.any(stds <= 0):
-        raise DeepDiscError("mixmod ensemble has a row with non-positive total weight or a non-positive std")
-    return MixtureParams(means=means, stds=stds, weights=weights / total)
 
 
 def _checked_truth(ensemble, ztrue) -> np.ndarray:
@@ -162,10 +100,9 @@ def _pit_values(ensemble, ztrue: np.ndarray) -> np.ndarray:
     ok = np.isfinite(ztrue)
     if not ok.any():
         return out
-    mix = mixture_params(ensemble)
+    mix = from_qp(ensemble)
     if mix is not None:
-        sub = MixtureParams(mix.means[ok], mix.stds[ok], mix.weights[ok])
-        out[ok] = sub.cdf(ztrue[ok])
+        out[ok] = mix.take(ok).cdf(ztrue[ok])
     else:
         out[ok] = np.asarray(ensemble[np.flatnonzero(ok)].cdf(ztrue[ok][:, None]), float).reshape(-1)
     return np.clip(out, 0.0, 1.0)
@@ -264,12 +201,10 @@ def ensemble_moments(ensemble) -> tuple[np.ndarray, np.ndarray]:
     mean, std : ndarray, shape (N,)
         In redshift units; closed form for Gaussian mixtures, qp's ``mean``/``std`` otherwise.
     """
-    mix = mixture_params(ensemble)
+    mix = from_qp(ensemble)
     if mix is None:
         return (np.asarray(ensemble.mean(), float).reshape(-1), np.asarray(ensemble.std(), float).reshape(-1))
-    mean = np.sum(mix.weights * mix.means, axis=1)
-    second = np.sum(mix.weights * (mix.stds**2 + mix.means**2), axis=1)
-    return mean, np.sqrt(np.maximum(second - mean**2, 0.0))
+    return mix.mean(), mix.std()
 
 
 def ensemble_quantiles(ensemble, quantiles: Sequence[float]) -> np.ndarray:
@@ -290,18 +225,13 @@ def ensemble_quantiles(ensemble, quantiles: Sequence[float]) -> np.ndarray:
     q = np.asarray(quantiles, float)
     if q.ndim != 1 or np.any((q <= 0) | (q >= 1)):
         raise DeepDiscError(f"quantiles must lie strictly between 0 and 1, got {q.tolist()}")
-    mix = mixture_params(ensemble)
+    mix = from_qp(ensemble)
     if mix is None:
         return np.asarray(ensemble.ppf(q), float).reshape(ensemble.npdf, len(q))
-    widest = mix.stds.max(axis=1, keepdims=True)
-    lo = np.repeat(mix.means.min(axis=1, keepdims=True) - _BRACKET_SIGMAS * widest, len(q), axis=1)
-    hi = np.repeat(mix.means.max(axis=1, keepdims=True) + _BRACKET_SIGMAS * widest, len(q), axis=1)
-    for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        below = mix.cdf(mid) < q[None, :]
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    return 0.5 * (lo + hi)
+    out = np.empty((mix.n_objects, len(q)))
+    for j, p in enumerate(q):
+        out[:, j] = mix.quantile(p, QUANTILE_TOLERANCE)
+    return out
 
 
 def gridded_ensemble(ensemble, zgrid) -> object:
@@ -328,9 +258,9 @@ def gridded_ensemble(ensemble, zgrid) -> object:
     zgrid = np.asarray(zgrid, float)
     if zgrid.ndim != 1 or len(zgrid) < 2 or np.any(np.diff(zgrid) <= 0):
         raise DeepDiscError("zgrid must be an increasing 1-D grid of at least two redshifts")
-    mix = mixture_params(ensemble)
+    mix = from_qp(ensemble)
     if mix is not None:
-        yvals = mix.pdf_grid(zgrid)
+        yvals = mix.pdf(zgrid)
     else:
         n = ensemble.npdf
         chunks = [np.asarray(ensemble[np.arange(a, min(a + _PDF_ROWS, n))].pdf(zgrid), float)

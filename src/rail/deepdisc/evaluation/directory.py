@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 OBJECTS_FILE = "objects.h5"
 LOSS_CURVES_FILE = "loss_curves.json"
-_TABLES = ("metrics", "coverage", "completeness", "peers", "peer_coverage")
+_TABLES = ("metrics", "coverage", "completeness", "peers", "peer_coverage", "peer_bins", "peer_pit")
 _COMPARE_SUBSET = "all"
 
 

@@ -8,7 +8,7 @@ subset (:mod:`rail.deepdisc.evaluation.metrics`); detection completeness versus 
 N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ and EAZY), a side-by-side table.
 :mod:`rail.deepdisc.evaluation.directory` writes them to the folder the report reads (all writes atomic):
 
-====================  ========================================================================================
+===================== ========================================================================================
 ``summary.json``      everything except per-object values: settings, sources, overall metrics, tables
 ``metrics.csv``       paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
 ``coverage.csv``      coverage per subset and credibility level
@@ -16,8 +16,10 @@ N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ a
 ``nz.csv``            redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
 ``peers.csv``         peer comparison (only with peers)
 ``peer_coverage.csv`` coverage per estimator and credibility level (only with peers)
+``peer_bins.csv``     every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
+``peer_pit.csv``      every estimator's PIT histogram (only with peers)
 ``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
-====================  ========================================================================================
+===================== ========================================================================================
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from rail.deepdisc.constants import ZMAX, ZMIN
+from rail.deepdisc.evaluation.binned import detection_completeness, flag_subsets, metrics_table
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     calibration_error,
@@ -39,14 +42,9 @@ from rail.deepdisc.evaluation.coverage import (
     pit_values,
 )
 from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable, match_truth
-from rail.deepdisc.evaluation.metrics import (
-    OUTLIER_THRESHOLD,
-    detection_completeness,
-    flag_subsets,
-    metrics_table,
-    point_metrics,
-)
+from rail.deepdisc.evaluation.metrics import OUTLIER_THRESHOLD, point_metrics
 from rail.deepdisc.evaluation.rail_metrics import rail_metrics
+from rail.deepdisc.evaluation.side_by_side import estimator_tables
 from rail.deepdisc.exceptions import ConfigError, DeepDiscError
 from rail.deepdisc.presets import FILTER_PRESETS
 
@@ -126,6 +124,8 @@ class EvaluationResult:
     objects: dict[str, np.ndarray]
     peers: list[dict] = field(default_factory=list)
     peer_coverage: list[dict] = field(default_factory=list)
+    peer_bins: list[dict] = field(default_factory=list)  # every estimator by magnitude and redshift bin
+    peer_pit: list[dict] = field(default_factory=list)  # every estimator's PIT histogram
 
 
 def _preset_of(bands: Sequence[str]) -> str:
@@ -201,6 +201,9 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
     }
     if peers:
         result.peers, result.peer_coverage = _peer_tables(photoz, peers, ztrue, settings, result)
+        ids = np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64)
+        named = {f"DeepDISC ({result.summary['label']})": photoz, **{k: _aligned(p, ids, k) for k, p in peers.items()}}
+        result.peer_bins, result.peer_pit = estimator_tables(named, ztrue, mag, settings)
     return result
 
 

@@ -1,7 +1,7 @@
 """Evaluation inputs and outputs: photo-z files, truth tables from TileSets, atomic JSON and CSV writers.
 
 The truth of an evaluation is the TileSet the estimator ran on: its primary objects, in file order, are the
-rows of the photo-z ensemble (``DESIGN.md`` section 4). `read_truth` reads only the object columns (never the
+rows of the photo-z ensemble (``docs/contracts.md``). `read_truth` reads only the object columns (never the
 images). The truth redshift is ``redshift_true`` for simulations and the spectroscopic ``redshift`` otherwise
 (NaN = no truth: such objects are left out of every redshift metric but count for detection completeness).
 """
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.exceptions import DeepDiscError
 from rail.deepdisc.tileset.format import TileSet
+from rail.deepdisc.tileset.validation import open_checked, read_columns, reading
 
 __all__ = [
     "TRUTH_COLUMNS",
@@ -208,27 +208,13 @@ def read_truth(path: str | os.PathLike) -> TruthTable:
 
     Raises
     ------
-    DeepDiscError
-        If the file is missing or not a TileSet.
+    TileSetError
+        If the file is missing, not a TileSet or malformed (`rail.deepdisc.tileset.validation.open_checked`).
     """
-    path = Path(path)
-    if not path.exists():
-        raise DeepDiscError(f"{path}: no such TileSet file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise DeepDiscError(f"{path}: not an HDF5 file ({err})") from None
-    with f:
-        if "objects" not in f or "primary" not in f["objects"]:
-            raise DeepDiscError(f"{path}: no 'objects/primary' table (is this a TileSet file?)")
-        group = f["objects"]
-        primary = group["primary"][()].astype(bool)
-        columns = {}
-        for name, dset in group.items():
-            values = dset.asstr()[()] if h5py.check_string_dtype(dset.dtype) else dset[()]
-            columns[name] = np.asarray(values)[primary]
-        bands = tuple(b.decode() if isinstance(b, bytes) else str(b)
-                      for b in np.atleast_1d(f.attrs.get("bands", [])))
+    f, bands, _, _ = open_checked(path, str(path))
+    with f, reading(path):  # a damaged file: one TileSetError naming it
+        primary = f["objects"]["primary"][()].astype(bool)
+        columns = {name: values[primary] for name, values in read_columns(f["objects"]).items()}
     return TruthTable(columns, bands, str(path))
 
 

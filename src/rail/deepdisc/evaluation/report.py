@@ -27,6 +27,7 @@ from rail.deepdisc.evaluation.directory import (
     load_evaluation,
     read_loss_curves,
 )
+from rail.deepdisc.evaluation.side_by_side import side_by_side_figures, side_by_side_sections
 from rail.deepdisc.exceptions import DeepDiscError
 
 __all__ = ["REPORT_FILE", "build_report", "markdown_table"]
@@ -119,6 +120,8 @@ def _core_figures(ev: EvaluationData, outdir: Path, figures: list[str]) -> None:
         _figure(plots.plot_coverage(_curves(ev.table("peer_coverage"), "estimator"), n=n_all,
                                     title="Credible-interval coverage per estimator"), outdir,
                 "coverage_peers.png", "Coverage of central credible intervals per estimator", figures)
+    for fig, name, caption in side_by_side_figures(ev.table, s.get("magnitude_band", ""), plots.plot_metrics_vs_bin):
+        _figure(fig, outdir, name, caption, figures)
     nz = s.get("tables", {}).get("nz", {})
     if nz:
         _figure(plots.plot_nz(nz["z"], nz["stacked_pdf"], nz["true_hist_edges"], nz["true_hist_density"],
@@ -148,7 +151,7 @@ def _example_tiles(ev: EvaluationData, tiles_path: Path, n_tiles: int, outdir: P
     per_tile = []
     for t in chosen:
         objs = ts.tile_objects(int(t))
-        rows = np.array([index.get(int(i), -1) for i in objs["object_id"]])
+        rows = np.array([index.get(int(i), -1) for i in objs["object_id"]], dtype=np.int64)  # may be empty
         found = rows >= 0
         if "detected" in ev.objects:
             objs["detected"] = np.where(found, ev.objects["detected"][rows], False)
@@ -192,6 +195,7 @@ def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
             ["estimator", "n", "bias", "sigma_iqr", "outlier_fraction", "calibration_mean_abs", "pit_ks",
              "cde_loss"],
             ["estimator", "N", "bias", "σ_IQR", "η", "mean abs coverage error", "PIT KS", "CDE loss"]))
+    parts += side_by_side_sections(ev.table, s.get("magnitude_band", ""), markdown_table)
     if others:
         parts.append("## Runs compared (e.g. filter presets)\n\n" + markdown_table(
             compare_evaluations([ev, *others]),

@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 
 from rail.deepdisc.constants import IOU_THRESHOLD
 
-__all__ = ["DEFAULT_IOU_THRESHOLD", "Matches", "box_iou", "match_boxes"]
+__all__ = ["DEFAULT_IOU_THRESHOLD", "Matches", "box_iou", "match_boxes", "match_box_arrays"]
 
 #: Minimum IoU for a detection to count as an object's counterpart (the estimator's default).
 DEFAULT_IOU_THRESHOLD = IOU_THRESHOLD
@@ -128,10 +128,27 @@ def match_boxes(catalog_boxes, detection_boxes, detection_scores=None, *,
     scores = np.zeros(len(det)) if detection_scores is None else np.asarray(detection_scores, np.float64)
     if scores.shape != (len(det),) or not np.all(np.isfinite(scores)):
         raise ValueError(f"detection_scores must be {len(det)} finite values, got shape {scores.shape}")
-    return _match_boxes(cat, det, scores, iou_threshold)
+    return match_box_arrays(cat, det, scores, iou_threshold)
 
 
-def _match_boxes(cat: np.ndarray, det: np.ndarray, scores: np.ndarray, iou_threshold: float) -> Matches:
+def match_box_arrays(cat: np.ndarray, det: np.ndarray, scores: np.ndarray, iou_threshold: float) -> Matches:
+    """`match_boxes` on arrays the caller has already checked (the estimator's inner loop).
+
+    Parameters
+    ----------
+    cat : ndarray of float64 (n, 4)
+        Finite catalog boxes.
+    det : ndarray of float64 (m, 4)
+        Finite detected boxes.
+    scores : ndarray of float64 (m,)
+        Finite detection scores.
+    iou_threshold : float
+        Minimum IoU of a match, in (0, 1].
+
+    Returns
+    -------
+    Matches
+    """
     detection = np.full(len(cat), -1, dtype=np.int64)
     iou_out = np.full(len(cat), np.nan)
     if len(cat) == 0 or len(det) == 0:

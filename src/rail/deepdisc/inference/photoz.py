@@ -1,6 +1,6 @@
 """The estimator's output for a chunk of objects: combined mixtures, point estimates and flags.
 
-`PhotoZChunk` holds what ``DESIGN.md`` section 4 puts in the photo-z file for each primary object, in file
+`PhotoZChunk` holds what ``docs/contracts.md`` puts in the photo-z file for each primary object, in file
 order: one Gaussian mixture (the ensemble members' components, weighted) and the ancil columns
 `ANCIL_COLUMNS`. `PhotoZChunk.to_qp` gives the ``qp.Ensemble`` of ``qp.mixmod`` that RAIL writes.
 """
@@ -15,7 +15,7 @@ from rail.deepdisc.mixture import Mixture, to_qp
 
 __all__ = ["ANCIL_COLUMNS", "PhotoZChunk", "empty_chunk"]
 
-#: Ancil columns of the output, in order (``DESIGN.md`` section 4).
+#: Ancil columns of the output, in order (``docs/contracts.md``).
 ANCIL_COLUMNS = ("object_id", "zmode", "zmean", "zmedian", "detected", "forced", "recentred", "score")
 
 

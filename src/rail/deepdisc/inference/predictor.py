@@ -11,7 +11,7 @@ from its catalog box (forced). All boxes of a batch go through one batched ``red
 Per-object flags of the ensemble: ``detected`` = a detection matched the object in at least one member;
 ``forced`` = no member matched it (every member used the catalog box); ``score`` = member-weighted mean of the
 matched detection scores (0 for a member that did not match). In ``forced_all`` mode detection is skipped:
-every object is forced and its score is 0.
+every object is forced and its score is 0. The per-chunk steps live in :mod:`rail.deepdisc.inference.chunk`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
-from rail.deepdisc.exceptions import ModelError, TileSetError
-from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD, _match_boxes
+from rail.deepdisc.exceptions import ConfigError, DeepDiscError, ModelError, TileSetError
+from rail.deepdisc.inference.chunk import assemble_chunk, plan_chunk, run_member
+from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD
 from rail.deepdisc.inference.photoz import PhotoZChunk, empty_chunk
-from rail.deepdisc.mixture import MEDIAN_TOLERANCE, Mixture, _combine, _mean, _median, _mode
 from rail.deepdisc.model.artifact import check_compatible
-from rail.deepdisc.tileset.format import TileSet, _check_objects
+from rail.deepdisc.options import check_fields, option
+from rail.deepdisc.tileset.contract import check_objects
+from rail.deepdisc.tileset.format import TileSet
+from rail.deepdisc.tileset.validation import open_checked, read_columns, reading
 
 __all__ = [
     "InferenceSettings",
@@ -38,10 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Smallest side of a catalog box fed to the redshift head, pixels (a degenerate box has no RoI to pool).
-MIN_BOX_SIZE_PX = 1.0
-
 
 @dataclass(frozen=True)
 class InferenceSettings:
@@ -66,26 +65,21 @@ class InferenceSettings:
         convolutions on CPU; the outputs agree with the default layout to float rounding).
     """
 
-    iou_threshold: float = DEFAULT_IOU_THRESHOLD
-    score_threshold: float = 0.05
-    forced_all: bool = False
-    batch_size: int = 8
-    zmin: float = ZMIN
-    zmax: float = ZMAX
-    nzbins: int = NZBINS
+    iou_threshold: float = option(DEFAULT_IOU_THRESHOLD, "minimum IoU for a detection to match a catalog box",
+                                  low=0, high=1, low_open=True)
+    score_threshold: float = option(0.05, "minimum detection confidence kept before matching", low=0, high=1)
+    forced_all: bool = option(False, "take every object's redshift from its catalog box (forced photometry mode), "
+                              "skipping detection matching")
+    batch_size: int = option(8, "tiles per forward pass", low=1)
+    zmin: float = option(ZMIN, "minimum redshift of the z grid")
+    zmax: float = option(ZMAX, "maximum redshift of the z grid")
+    nzbins: int = option(NZBINS, "number of z grid points (zmode is found on this grid)", low=2)
     channels_last: bool = True
 
     def __post_init__(self):
-        if not 0.0 < self.iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold!r}")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        check_fields(self)
         if not self.zmax > self.zmin:
-            raise ValueError(f"zmax must exceed zmin, got zmin={self.zmin!r}, zmax={self.zmax!r}")
-        if self.nzbins < 2:
-            raise ValueError(f"nzbins must be >= 2, got {self.nzbins!r}")
+            raise ConfigError(f"zmax must exceed zmin, got zmin={self.zmin!r}, zmax={self.zmax!r}")
 
     @property
     def zgrid(self) -> np.ndarray:
@@ -116,111 +110,6 @@ def model_from_artifact(artifact: dict, member: int, *, device="cpu"):
     from rail.deepdisc.model.network import model_from_artifact as build
 
     return build(artifact, member, device=device)
-
-
-@dataclass(frozen=True)
-class _ChunkPlan:
-    """Per-tile inputs shared by every member: catalog boxes and the primary objects' output rows."""
-
-    boxes: list[np.ndarray]  # per tile: (n_t, 4) catalog boxes of all appearances
-    primary: list[np.ndarray]  # per tile: indices into boxes[t] of the primary appearances
-    out_rows: list[np.ndarray]  # per tile: output rows (0-based within the chunk) of those primaries
-    ebv: list[np.ndarray]  # per tile: E(B-V) of the primaries (mag), 0 where the catalog has none
-    n_primary: int
-    n_ebv_missing: int  # primaries without a finite E(B-V)
-
-
-def _plan_chunk(tiles: TileSet) -> _ChunkPlan:
-    obj = tiles.objects
-    boxes_all = np.stack([obj["bbox_x0"], obj["bbox_y0"], obj["bbox_x1"], obj["bbox_y1"]], axis=1)
-    boxes_all = boxes_all.astype(np.float64)
-    primary_all = obj["primary"].astype(bool)
-    out_row = np.cumsum(primary_all) - 1
-    ebv_all = np.asarray(obj["ebv"], dtype=np.float64)
-    ebv_missing = primary_all & ~np.isfinite(ebv_all)
-    ebv_all = np.where(ebv_missing, 0.0, ebv_all)
-    plan = _ChunkPlan([], [], [], [], int(primary_all.sum()), int(ebv_missing.sum()))
-    for t in range(tiles.n_tiles):
-        sl = tiles.object_slice(t)
-        local_primary = np.flatnonzero(primary_all[sl])
-        plan.boxes.append(boxes_all[sl])
-        plan.primary.append(local_primary)
-        plan.out_rows.append(out_row[sl][local_primary])
-        plan.ebv.append(ebv_all[sl][local_primary])
-    return plan
-
-
-def _forced_boxes(boxes: np.ndarray) -> np.ndarray:
-    """Catalog boxes widened, where needed, to `MIN_BOX_SIZE_PX` about their centres."""
-    out = boxes.copy()
-    for lo, hi in ((0, 2), (1, 3)):
-        centre = 0.5 * (boxes[:, lo] + boxes[:, hi])
-        half = 0.5 * np.maximum(boxes[:, hi] - boxes[:, lo], MIN_BOX_SIZE_PX)
-        out[:, lo], out[:, hi] = centre - half, centre + half
-    return out
-
-
-@dataclass
-class _MemberResult:
-    mixture: Mixture
-    matched: np.ndarray  # (N,) bool
-    score: np.ndarray  # (N,) float, 0 where unmatched
-
-
-def _tile_boxes(plan: _ChunkPlan, t: int, detection: dict | None, settings: InferenceSettings):
-    """Boxes of tile t's primary objects: matched detection box or catalog box; also matched flags, scores."""
-    primary = plan.primary[t]
-    boxes = _forced_boxes(plan.boxes[t][primary])
-    matched = np.zeros(len(primary), dtype=bool)
-    score = np.zeros(len(primary))
-    if detection is None or len(primary) == 0:
-        return boxes, matched, score
-    det_boxes = detection["boxes"].detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
-    det_scores = detection["scores"].detach().cpu().numpy().astype(np.float64).reshape(-1)
-    keep = det_scores >= settings.score_threshold
-    matches = _match_boxes(plan.boxes[t], det_boxes[keep], det_scores[keep], settings.iou_threshold)
-    idx = matches.detection[primary]
-    matched = idx >= 0
-    boxes[matched] = det_boxes[keep][idx[matched]]
-    score[matched] = det_scores[keep][idx[matched]]
-    return boxes, matched, score
-
-
-def _run_member(model, tiles: TileSet, plan: _ChunkPlan, settings: InferenceSettings, device
-                ) -> _MemberResult:
-    import torch
-
-    n = plan.n_primary
-    result = None
-    matched_all = np.zeros(n, dtype=bool)
-    score_all = np.zeros(n)
-    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
-    model.to(memory_format=layout)  # 4-d weights only; a no-op when they already are in this layout
-    for a in range(0, tiles.n_tiles, settings.batch_size):
-        b = min(a + settings.batch_size, tiles.n_tiles)
-        images = torch.from_numpy(np.ascontiguousarray(tiles.images[a:b], dtype=np.float32)).to(device)
-        images = images.contiguous(memory_format=layout)
-        enc = model.encode(images)
-        detections = [None] * (b - a) if settings.forced_all else model.detect(enc)
-        boxes, ebvs, rows = [], [], []
-        for i, t in enumerate(range(a, b)):
-            tb, tm, ts = _tile_boxes(plan, t, detections[i], settings)
-            boxes.append(torch.as_tensor(tb, dtype=torch.float32, device=device))
-            ebvs.append(torch.as_tensor(plan.ebv[t], dtype=torch.float32, device=device))
-            rows.append(plan.out_rows[t])
-            matched_all[plan.out_rows[t]] = tm
-            score_all[plan.out_rows[t]] = ts
-        rows = np.concatenate(rows)
-        if len(rows) == 0:
-            continue
-        params = model.redshift(enc, boxes, ebvs)
-        arrays = [p.detach().to("cpu", torch.float64).numpy()
-                  for p in (params.weights, params.means, params.stds)]
-        if result is None:
-            result = [np.zeros((n, arrays[0].shape[1])) for _ in range(3)]
-        for dst, src in zip(result, arrays):
-            dst[rows] = src
-    return _MemberResult(Mixture(*result), matched_all, score_all)
 
 
 class EnsemblePredictor:
@@ -291,9 +180,15 @@ class EnsemblePredictor:
         chosen = list(range(n_members)) if members is None else list(members)
         if not chosen or any(not 0 <= k < n_members for k in chosen):
             raise ModelError(f"{name}: members {chosen} not in the artifact's 0..{n_members - 1}")
-        models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
-        weights = [float(artifact["members"][k]["weight"]) for k in chosen]
-        scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
+        try:
+            models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
+            weights = [float(artifact["members"][k]["weight"]) for k in chosen]
+            scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
+        except DeepDiscError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+            raise ModelError(f"{name}: the members do not fit the network config ({type(err).__name__}: {err}); "
+                             f"the file is damaged or was not written by pz-rail-deepdisc") from None
         if n_cal:  # artifacts without calibration records keep the members' widths untouched
             for model in models:
                 model.redshift_head.std_scale.mul_(scale)
@@ -333,35 +228,12 @@ class EnsemblePredictor:
     def _predict(self, tiles: TileSet, settings: InferenceSettings) -> PhotoZChunk:
         import torch
 
-        plan = _plan_chunk(tiles)
+        plan = plan_chunk(tiles)
         if plan.n_primary == 0:
             return empty_chunk()
         with torch.inference_mode():
-            results = [_run_member(m, tiles, plan, settings, self.device) for m in self.models]
-        return _assemble(tiles, plan, results, self.weights, settings)
-
-
-def _assemble(tiles: TileSet, plan: _ChunkPlan, results: list[_MemberResult], weights: np.ndarray,
-              settings: InferenceSettings) -> PhotoZChunk:
-    primary = tiles.primary_objects()
-    mixture = _combine([r.mixture for r in results], weights)
-    matched_any = np.any([r.matched for r in results], axis=0)
-    unmatched = 0 if settings.forced_all else sum(
-        1 for rows in plan.out_rows if len(rows) and not matched_any[rows].any())
-    kind = np.asarray(tiles.tiles["kind"]).astype(str)
-    return PhotoZChunk(
-        mixture=mixture,
-        object_id=np.asarray(primary["object_id"], dtype=np.int64),
-        zmode=_mode(mixture, settings.zgrid),
-        zmean=_mean(mixture),
-        zmedian=_median(mixture, MEDIAN_TOLERANCE),
-        detected=matched_any.astype(np.int8),
-        forced=(~matched_any).astype(np.int8),
-        recentred=(kind[np.asarray(primary["tile"], dtype=np.int64)] == "recentred").astype(np.int8),
-        score=np.sum([w * r.score for w, r in zip(weights, results)], axis=0),
-        tiles_unmatched=unmatched,
-        ebv_missing=plan.n_ebv_missing,
-    )
+            results = [run_member(m, tiles, plan, settings, self.device) for m in self.models]
+        return assemble_chunk(tiles, plan, results, self.weights, settings)
 
 
 def check_input(predictor: EnsemblePredictor, tiles) -> int:
@@ -390,14 +262,12 @@ def check_input(predictor: EnsemblePredictor, tiles) -> int:
         source, bands, pixel_scale = tiles.source, tiles.bands, tiles.pixel_scale
         n_tiles, objects = tiles.n_tiles, tiles.objects
     else:
-        from rail.deepdisc.tileset.io import _open_checked, _read_columns
-
         source = str(tiles)
-        f, bands, pixel_scale, _ = _open_checked(tiles, source)
-        with f:
+        f, bands, pixel_scale, _ = open_checked(tiles, source)
+        with f, reading(source):
             n_tiles = f["images"].shape[0]
-            objects = _read_columns(f["objects"], names=["object_id", "tile", "primary"])
-    _check_objects(source, n_tiles, objects)
+            objects = read_columns(f["objects"], names=["object_id", "tile", "primary"])
+    check_objects(source, n_tiles, objects)
     predictor.check_compatible(bands, pixel_scale, data_name=source)
     n_primary = int(np.count_nonzero(objects["primary"]))
     if n_primary == 0:

@@ -1,4 +1,4 @@
-"""The DeepDISC model artifact (``DESIGN.md`` section 3): one file of tensors and plain data.
+"""The DeepDISC model artifact (``docs/contracts.md``): one file of tensors and plain data.
 
 The artifact is a dict saved with ``torch.save`` and loaded with ``torch.load(weights_only=True)``, so loading a
 file never executes pickled code::
@@ -114,7 +114,25 @@ def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict
     for k, member in enumerate(members):
         if not isinstance(member, dict) or "state_dict" not in member or "weight" not in member:
             raise ModelError(f"{path}: ensemble member {k} lacks 'state_dict' or 'weight'")
+        _check_member(path, k, member, torch)
     return data
+
+
+def _check_member(path, k: int, member: dict, torch) -> None:
+    """Refuse a member whose weights are not a dict of finite tensors or whose ensemble weight is not a number."""
+    state = member["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: ensemble member {k} has a 'state_dict' that is not a dict of tensors")
+    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ModelError(f"{path}: ensemble member {k} has non-finite weights in {bad[0]} (the file is damaged)")
+    weight = member["weight"]
+    try:
+        value = float(weight)
+    except (TypeError, ValueError, RuntimeError):
+        value = math.nan
+    if isinstance(weight, (bool, str)) or not math.isfinite(value) or value < 0:
+        raise ModelError(f"{path}: ensemble member {k} has weight {weight!r}, expected a finite number >= 0")
 
 
 def check_compatible(artifact: dict, bands: Sequence[str], pixel_scale: float, *, model_name: str = "model",

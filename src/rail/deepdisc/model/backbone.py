@@ -1,7 +1,7 @@
 """Backbones (ResNet-FPN, and MViTv2/Swin-FPN) for C-band astronomical tiles, built without downloading anything.
 
-`BACKBONES` is the registry of ``--backbone`` names (ResNets here, transformers in
-`rail.deepdisc.model.transformer`, which are built for one tile size: ``tile_size``).
+`BACKBONES` (`rail.deepdisc.model.backbone_names`) lists the ``backbone`` names: ResNets, built here, and
+transformers, built by `rail.deepdisc.model.transformer` for one tile size (``tile_size``).
 
 `build_backbone` makes a torchvision ResNet (``weights=None``; trainable GroupNorm by default, or BatchNorm,
 since nothing is pretrained) whose first convolution takes C bands, and wraps layers 1-4 in a feature pyramid
@@ -31,9 +31,10 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.model.backbone_names import BACKBONES, RESNETS, TRANSFORMERS, is_transformer
+from rail.deepdisc.model.config import NORM_LAYERS
 from rail.deepdisc.model.transformer import (
     FIRST_LAYER_KEY,
-    TRANSFORMERS,
     TransformerWithFPN,
     build_transformer_backbone,
     load_transformer_weights,
@@ -55,31 +56,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Supported ResNets -> channels of layers 1-4.
-RESNETS: dict[str, tuple[int, int, int, int]] = {
-    "resnet18": (64, 128, 256, 512),
-    "resnet34": (64, 128, 256, 512),
-    "resnet50": (256, 512, 1024, 2048),
-}
-#: Every backbone (the ``--backbone`` choices) -> channels of its four stages (strides 4, 8, 16, 32).
-BACKBONES: dict[str, tuple[int, int, int, int]] = {
-    **RESNETS,
-    **{name: spec.channels for name, spec in TRANSFORMERS.items()},
-}
 DEFAULT_FPN_CHANNELS = 64
-#: Backbone normalisation layers (see `build_backbone`).
-NORM_LAYERS = ("group", "batch")
 #: Groups of the GroupNorm layers (Wu & He 2018).
 GROUPNORM_GROUPS = 32
 _STEM_CHANNELS = 64
 _STEM_KERNEL = 7
 _STEM_STRIDE = 2
 _KEY_PREFIXES = ("module.", "backbone.body.", "body.", "trunk.", "model.")
-
-
-def is_transformer(name: str) -> bool:
-    """Whether backbone ``name`` is a transformer (built for one tile size)."""
-    return name in TRANSFORMERS
 
 
 def first_layer_key(name: str) -> str:

@@ -30,12 +30,23 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.exceptions import ConfigError, ModelError
-from rail.deepdisc.model.backbone import BACKBONES, NORM_LAYERS, is_transformer
-from rail.deepdisc.model.normalise import NORMALISATIONS
-from rail.deepdisc.model.redshift_head import HEAD_KINDS
-from rail.deepdisc.model.transformer import check_tile_size
+from rail.deepdisc.model.backbone_names import BACKBONES, check_tile_size, is_transformer
+from rail.deepdisc.options import check_fields, option
 
-__all__ = ["NetworkConfig", "FEATURE_LEVELS", "OPTIONAL_DEFAULTS"]
+__all__ = ["NetworkConfig", "FEATURE_LEVELS", "OPTIONAL_DEFAULTS", "FILE_ONLY_OPTIONS", "BACKBONES", "NORM_LAYERS",
+           "NORMALISATIONS", "HEAD_KINDS"]
+
+#: Backbone normalisation layers (see `rail.deepdisc.model.backbone.build_backbone`).
+NORM_LAYERS = ("group", "batch")
+#: Input normalisations (see `rail.deepdisc.model.normalise`).
+NORMALISATIONS = ("zscore", "asinh")
+#: Redshift-head variants: ``"normed"`` (this package's, see `rail.deepdisc.model.redshift_head`) and
+#: ``"merz25"`` (the head of Merz et al. 2025 / grantmerz/deepdisc's ``RedshiftPDFCasROIHeads``, for imported
+#: detectron2 models).
+HEAD_KINDS = ("normed", "merz25")
+#: `NetworkConfig` options that the model file sets, not the user (the training tiles set ``tile_size``,
+#: ``deepdisc import-detectron2`` the others): left out of the stage and command options.
+FILE_ONLY_OPTIONS = ("tile_size", "head_kind", "stride_in_1x1")
 
 #: FPN levels pooled by the RoI heads (strides 4, 8, 16, 32); anchors also use the extra "pool" level.
 FEATURE_LEVELS = ("0", "1", "2", "3")
@@ -56,7 +67,7 @@ class NetworkConfig:
     pixel_scale : float
         Arcsec per pixel of the training tiles.
     backbone : str
-        A key of `rail.deepdisc.model.backbone.BACKBONES`: ``resnet18``, ``resnet34``, ``resnet50`` (ResNet-FPN)
+        A key of `rail.deepdisc.model.backbone_names.BACKBONES`: ``resnet18``, ``resnet34``, ``resnet50`` (ResNet-FPN)
         or a transformer (``mvitv2_tiny``, ``swin_tiny``, ...: `rail.deepdisc.model.transformer`).
     backbone_norm : {"group", "batch"}
         Normalisation layers of the ResNet (see `rail.deepdisc.model.backbone.build_backbone`).
@@ -105,11 +116,18 @@ class NetworkConfig:
 
     bands: tuple[str, ...]
     pixel_scale: float
-    backbone: str = "resnet18"
-    backbone_norm: str = "group"
-    n_components: int = N_COMPONENTS
-    head_hidden: tuple[int, ...] = (1024, 64)
-    normalisation: str = "zscore"
+    backbone: str = option("resnet18", "backbone of the feature pyramid: resnet18 (fast CPU default), resnet34, "
+                           "resnet50 (the paper's ResNet), mvitv2_tiny/small/base (the paper's transformer), "
+                           "swin_tiny/small (transformers need square tiles, side a multiple of 32 px)",
+                           choices=tuple(BACKBONES))
+    backbone_norm: str = option("group", "ResNet normalisation layers: group (GroupNorm, for training from scratch) "
+                                "or batch (BatchNorm, to load ImageNet-style backbone_weights fully)",
+                                choices=NORM_LAYERS)
+    n_components: int = option(N_COMPONENTS, "Gaussian components of each object's redshift mixture", low=1)
+    head_hidden: tuple[int, ...] = option((1024, 64), "hidden layer widths of the redshift MLP head", low=1,
+                                          nonempty=True)
+    normalisation: str = option("zscore", "per-band input scaling: zscore (from training pixels) or asinh",
+                                choices=NORMALISATIONS)
     fpn_channels: int = 64
     anchor_sizes: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0, 64.0)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -125,29 +143,24 @@ class NetworkConfig:
     detections_per_image: int = 100
     box_score_threshold: float = 0.05
     box_nms_threshold: float = 0.5
-    pixel_pool_size: int = 4
-    tile_size: int = 0
-    head_kind: str = "normed"
-    stride_in_1x1: bool = False
+    pixel_pool_size: int = option(4, "the redshift head also reads each box's colours and its pixels pooled to this "
+                                  "size per band (0 = the paper's head, RoI features only)", low=0)
+    tile_size: int = option(0, "side of the square tiles a transformer backbone is built for, pixels (set from the "
+                            "training tiles; 0 for the ResNets)", low=0, flag="")
+    head_kind: str = option("normed", "redshift head: normed (this package's) or merz25 (Merz et al. 2025, set by "
+                            "deepdisc import-detectron2)", choices=HEAD_KINDS, flag="")
+    stride_in_1x1: bool = option(False, "downsample in the first 1x1 convolution of bottleneck ResNets (detectron2's "
+                                 "STRIDE_IN_1X1, set by deepdisc import-detectron2)", flag="")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
-        for name in ("head_hidden", "anchor_sizes", "aspect_ratios"):
+        for name in ("anchor_sizes", "aspect_ratios"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.bands:
             raise ConfigError("NetworkConfig: bands is empty")
         if not (math.isfinite(self.pixel_scale) and self.pixel_scale > 0):
             raise ConfigError(f"NetworkConfig: pixel_scale must be > 0 arcsec/pix, got {self.pixel_scale!r}")
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
-        if self.backbone_norm not in NORM_LAYERS:
-            raise ConfigError(
-                f"backbone_norm must be one of {', '.join(NORM_LAYERS)}, got {self.backbone_norm!r}"
-            )
-        if self.normalisation not in NORMALISATIONS:
-            raise ConfigError(
-                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}"
-            )
         if len(self.anchor_sizes) != len(FEATURE_LEVELS) + 1 or min(self.anchor_sizes) <= 0:
             raise ConfigError(
                 f"anchor_sizes must be {len(FEATURE_LEVELS) + 1} positive sizes (px), one per "
@@ -158,24 +171,17 @@ class NetworkConfig:
         if is_transformer(self.backbone) and self.backbone_norm != "group":
             raise ConfigError(f"backbone_norm applies to the ResNets; {self.backbone} uses LayerNorm: leave "
                               f"backbone_norm at 'group'")
-        if int(self.tile_size) < 0 or (int(self.tile_size) and not is_transformer(self.backbone)):
+        if self.tile_size and not is_transformer(self.backbone):
             raise ConfigError(f"tile_size is set for transformer backbones only (0 for {self.backbone}), got "
                               f"{self.tile_size!r}")
-        if int(self.tile_size):
+        if self.tile_size:
             check_tile_size(self.backbone, self.tile_size)
-        if self.head_kind not in HEAD_KINDS:
-            raise ConfigError(f"head_kind must be one of {', '.join(HEAD_KINDS)}, got {self.head_kind!r}")
-        if self.head_kind == "merz25" and int(self.pixel_pool_size):
+        if self.head_kind == "merz25" and self.pixel_pool_size:
             raise ConfigError(f"the merz25 redshift head sees the RoI features only: pixel_pool_size must be 0, "
                               f"got {self.pixel_pool_size}")
         if self.stride_in_1x1 and self.backbone != "resnet50":
             raise ConfigError(f"stride_in_1x1 applies to bottleneck ResNets (resnet50), not {self.backbone}")
-        if int(self.pixel_pool_size) < 0:
-            raise ConfigError(f"pixel_pool_size must be >= 0, got {self.pixel_pool_size!r}")
-        if not self.head_hidden or min(self.head_hidden) < 1:
-            raise ConfigError(f"head_hidden must list positive layer widths, got {list(self.head_hidden)}")
         for name in (
-            "n_components",
             "fpn_channels",
             "rpn_pre_nms_train",
             "rpn_post_nms_train",

@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.model.config import NORMALISATIONS
 
 __all__ = ["NORMALISATIONS", "BandStatistics", "band_statistics", "InputNormaliser"]
 
-NORMALISATIONS = ("zscore", "asinh")
 #: MAD -> Gaussian standard deviation.
 MAD_TO_SIGMA = 1.4826
 #: Pixels sampled per band when computing statistics (keeps memory flat for large TileSets).

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rail.deepdisc.constants import N_COMPONENTS
+from rail.deepdisc.model.config import HEAD_KINDS
 
 __all__ = [
     "MixtureParams",
@@ -35,16 +36,12 @@ __all__ = [
     "fit_std_scale",
     "minimise_width_factor",
     "EBV_SCALE",
-    "HEAD_KINDS",
     "MIN_STD",
     "STD_SCALE_BOUNDS",
 ]
 
 #: E(B-V) is divided by this (mag) before entering the MLP, so typical values are of order one.
 EBV_SCALE = 0.1
-#: Redshift-head variants: ``"normed"`` (this package's, see `RedshiftMixtureHead`) and ``"merz25"`` (the head of
-#: Merz et al. 2025 / grantmerz/deepdisc's ``RedshiftPDFCasROIHeads``, for imported detectron2 models).
-HEAD_KINDS = ("normed", "merz25")
 #: Floor of the component standard deviations (redshift units): keeps the likelihood finite.
 MIN_STD = 0.01
 #: Range searched by `fit_std_scale` (a width calibration outside it points to a broken model, not noise).
@@ -226,7 +223,7 @@ class RedshiftMixtureHead(nn.Module):
         self.output = nn.Linear(width, 3 * self.n_components)
         self.dropout = 0.0
         #: Width calibration: every component's std is multiplied by it (1 in training; set afterwards by
-        #: `rail.deepdisc.training.loop.calibrate_widths` on validation objects). A buffer, so it travels in the
+        #: `rail.deepdisc.training.validation.calibrate_widths` on validation objects). A buffer, so it travels in the
         #: weights.
         self.register_buffer("std_scale", torch.ones(()))
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +29,7 @@ from torch.nn import functional as F
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.model.backbone_names import TILE_MULTIPLE, TRANSFORMERS, TransformerSpec, check_tile_size
 
 __all__ = [
     "TransformerSpec",
@@ -46,61 +46,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Tiles fed to a transformer backbone are square with a side that is a multiple of this (the total stride).
-TILE_MULTIPLE = 32
 #: Swin attention window (pixels of the stride-4 feature map; clamped to smaller maps by timm).
 SWIN_WINDOW = 8
 #: State-dict key (inside the timm trunk) of the patch embedding that reads the bands.
 FIRST_LAYER_KEY = "patch_embed.proj.weight"
 _N_STAGES = 4
 _LEVEL_NORM_EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class TransformerSpec:
-    """A registered transformer backbone.
-
-    Attributes
-    ----------
-    family : {"mvitv2", "swin"}
-    timm_name : str
-        The ``timm`` model (architecture only; built with ``pretrained=False``).
-    channels : tuple of int
-        Channels of the four stages (strides 4, 8, 16, 32).
-    """
-
-    family: str
-    timm_name: str
-    channels: tuple[int, int, int, int]
-
-
-#: Transformer backbones by ``--backbone`` name.
-TRANSFORMERS: dict[str, TransformerSpec] = {
-    "mvitv2_tiny": TransformerSpec("mvitv2", "mvitv2_tiny", (96, 192, 384, 768)),
-    "mvitv2_small": TransformerSpec("mvitv2", "mvitv2_small", (96, 192, 384, 768)),
-    "mvitv2_base": TransformerSpec("mvitv2", "mvitv2_base", (96, 192, 384, 768)),
-    "swin_tiny": TransformerSpec("swin", "swin_tiny_patch4_window7_224", (96, 192, 384, 768)),
-    "swin_small": TransformerSpec("swin", "swin_small_patch4_window7_224", (96, 192, 384, 768)),
-}
-
-
-def check_tile_size(name: str, tile_size: int) -> int:
-    """Return ``tile_size`` if backbone ``name`` can be built for it, else raise `ConfigError`.
-
-    Parameters
-    ----------
-    name : str
-        A key of `TRANSFORMERS`.
-    tile_size : int
-        Side of the square tiles, pixels.
-    """
-    size = int(tile_size)
-    if size < TILE_MULTIPLE or size % TILE_MULTIPLE:
-        raise ConfigError(
-            f"backbone {name} needs square tiles whose side is a multiple of {TILE_MULTIPLE} px (its total "
-            f"stride), got {tile_size} px; re-tile the data (e.g. tile_size 64, 128 or 256) or use a ResNet"
-        )
-    return size
 
 
 class TransformerBody(nn.Module):

@@ -1,23 +1,29 @@
-"""Template-fitting peers of DeepDISC inside RAIL: EAZY (eazy-py) and BPZ (pz-rail-bpz), on the same objects.
+"""DeepDISC's peers inside RAIL, on the same objects: template fitting (EAZY, BPZ) and catalog machine learning.
 
 The library half lives here, one concern per module; the RAIL stages are thin adapters elsewhere:
 `rail.estimation.algos.deepdisc_eazy` (`EazyInformer`, `EazyEstimator`), `rail.estimation.algos.deepdisc_bpz`
-(`NIRCamBPZInformer`, `NIRCamBPZEstimator`) and `rail.tools.deepdisc_catalog` (`TileSetToCatalog`).
+(`NIRCamBPZInformer`, `NIRCamBPZEstimator`), `rail.estimation.algos.deepdisc_ml` (FlexZBoost and kNN:
+`NIRCamFlexZBoostInformer`/`Estimator`, `NIRCamKNNInformer`/`Estimator`) and `rail.tools.deepdisc_catalog`
+(`TileSetToCatalog`).
 
 ==================  =====================================================================================
 module              holds
 ==================  =====================================================================================
-``templates``       template sets (default CWWSB4, not the simulator's COSMOS set), red extension, IGM,
+``templates``       template sets (BPZ lists, eazy ``.param`` files, folders), red extension, IGM,
                     redshifted band fluxes
-``photometry``      TileSet -> catalog, aperture photometry, Milky-Way dereddening, magnitude/flux conventions
-``eazy_files``      eazy's input files (FILTER.RES, translate, templates, template error, prior)
-``eazy_fit``        eazy settings and the runner that fits catalog chunks
+``photometry``      TileSet -> catalog, aperture photometry, Milky-Way dereddening, fluxes and magnitudes
+``eazy_paths``      eazy-photoz folders: the packaged eazy-py defaults, ``templates_root``, ``.param`` files
+``eazy_files``      eazy's input files (FILTER.RES, translate, templates list, prior)
+``eazy_grid``       eazy's template grid, integrated as eazy does without its Python loops
+``eazy_fit``        eazy settings (eazy-py's defaults) and the runner that fits catalog chunks
 ``eazy_model``      what the EAZY informer learns (zero points, template error, prior)
 ``eazy_train``      zero points, template error amplitude, magnitude prior
 ``bpz_setup``       BPZ data folder and NIRCam options, corrected zero-point offsets
-``pdfs``            grid PDFs and point estimates
+``bpz_inputs``      BPZ's default template set (COSMOS) and broad types, fluxes in BPZ's units
+``catalog_ml``      options and inputs of the catalog machine-learning peers (FlexZBoost, kNN)
+``pdfs``            grid PDFs and point estimates (eazy's ``zml``)
 ``model_io``        pickle-free ``.npz`` model files (nested dicts of plain arrays)
-``stage_options``   ceci options both peers' stages share (input table, output PDF grid)
+``stage_options``   ceci options the peers' stages share (input table, photometry, output PDF grid)
 ``capture``         eazy/BPZ prints routed into logging
 ==================  =====================================================================================
 """

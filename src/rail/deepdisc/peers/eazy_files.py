@@ -1,13 +1,15 @@
 """The input files eazy-py reads, written from our filters, templates and trained quantities.
 
 eazy-py 0.8.7 ships no templates, filter file or template-error function (users keep them in an eazy-photoz
-checkout), so everything it reads is written here, into a run folder:
+checkout). The templates and template error function come from an eazy-photoz folder
+(`rail.deepdisc.peers.eazy_paths`: the package ships eazy-py's defaults); the rest is written here, into a
+run folder:
 
 - ``FILTER.RES``: astro-sedpy's NIRCam curves (`rail.deepdisc.filters.filter_curve`) in EAZY's format, filter
   number k+1 for band k, one block per band (``NPTS name lambda_c= PIVOT`` then ``i wavelength throughput``);
 - ``zphot.translate``: ``flux_<BAND> F<k>`` / ``err_<BAND> E<k>`` (eazy crashes with ``translate_file=None``);
-- ``templates.param`` + one two-column file per template (``N path 1.0`` lines);
-- ``template_error.def``: the template error function, rest wavelength (Angstrom) and relative error;
+- ``templates.param``: an eazy templates file with absolute paths (eazy then runs from any folder), listing
+  the templates of an eazy ``.param`` file as they are, or other template sets written as two-column files;
 - ``prior.dat``: an apparent-magnitude prior, ``# z m_1 m_2 ...`` then p(z | m_j) columns.
 """
 
@@ -21,40 +23,27 @@ import numpy as np
 
 from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.filters import filter_curve, pivot_wavelength
-from rail.deepdisc.peers.templates import TemplateSet
+from rail.deepdisc.peers.eazy_paths import is_eazy_param, read_eazy_param, write_eazy_param
+from rail.deepdisc.peers.templates import TemplateSet, load_template_set
 
 __all__ = [
     "FILTER_FILE",
     "TRANSLATE_FILE",
     "TEMPLATES_FILE",
-    "TEF_FILE",
     "PRIOR_FILE",
     "flux_column",
     "error_column",
     "write_filter_res",
     "write_translate",
     "write_templates",
-    "default_template_error",
-    "write_template_error",
+    "write_templates_file",
     "write_prior",
 ]
 
 FILTER_FILE = "FILTER.RES"
 TRANSLATE_FILE = "zphot.translate"
 TEMPLATES_FILE = "templates.param"
-TEF_FILE = "template_error.def"
 PRIOR_FILE = "prior.dat"
-
-#: Template error function: floor, and the extra relative error reached in the far UV and the mid infrared
-#: (rest frame), where empirical templates are least certain (shape after EAZY's TEMPLATE_ERROR.eazy_v1.0).
-TEF_FLOOR = 0.02
-TEF_UV_EXTRA = 0.25
-TEF_IR_EXTRA = 0.15
-#: Rest wavelengths (Angstrom) where the UV and IR ramps of the template error start and reach full height.
-TEF_UV_START, TEF_UV_FULL = 2500.0, 912.0
-TEF_IR_START, TEF_IR_FULL = 1.6e4, 5.0e4
-#: Wavelength samples of the written template error function, Angstrom.
-TEF_WAVE = np.geomspace(100.0, 1.0e5, 300)
 
 
 def flux_column(band: str) -> str:
@@ -160,41 +149,30 @@ def write_templates(templates: TemplateSet, folder: str | os.PathLike) -> Path:
     return write_text_atomic("\n".join(rows) + "\n", folder / TEMPLATES_FILE)
 
 
-def default_template_error(wave_rest: np.ndarray) -> np.ndarray:
-    """Evaluate the package's template error function (relative flux error vs rest wavelength, amplitude 1).
+def write_templates_file(
+    spec: str | os.PathLike, folder: str | os.PathLike, *, root: str | os.PathLike | None = None
+) -> Path:
+    """Write eazy's ``TEMPLATES_FILE`` for a template set, into ``folder``.
 
     Parameters
     ----------
-    wave_rest : ndarray
-        Rest-frame wavelength, Angstrom.
-
-    Returns
-    -------
-    ndarray
-        `TEF_FLOOR` in the optical, rising linearly in log wavelength by `TEF_UV_EXTRA` towards the Lyman
-        limit and by `TEF_IR_EXTRA` towards 5 micron.
-    """
-    logw = np.log(np.asarray(wave_rest, float))
-    uv = np.clip((np.log(TEF_UV_START) - logw) / np.log(TEF_UV_START / TEF_UV_FULL), 0.0, 1.0)
-    ir = np.clip((logw - np.log(TEF_IR_START)) / np.log(TEF_IR_FULL / TEF_IR_START), 0.0, 1.0)
-    return TEF_FLOOR + TEF_UV_EXTRA * uv + TEF_IR_EXTRA * ir
-
-
-def write_template_error(path: str | os.PathLike) -> Path:
-    """Write `default_template_error` sampled on `TEF_WAVE` as eazy's ``TEMP_ERR_FILE``.
-
-    Parameters
-    ----------
-    path : path
-        Output file.
+    spec : str or path
+        An eazy templates ``.param`` file (its templates are listed as they are, paths resolved from the
+        template root), or any other set `rail.deepdisc.peers.templates.load_template_set` reads (written as
+        two-column files, extended to the red).
+    folder : path
+        Existing output folder.
+    root : path, optional
+        Template root (default: the package's eazy-photoz files).
 
     Returns
     -------
     Path
-        The written file.
+        The templates list file (`TEMPLATES_FILE` in ``folder``).
     """
-    tef = default_template_error(TEF_WAVE)
-    return write_text_atomic("\n".join(f"{w:.4f} {t:.5f}" for w, t in zip(TEF_WAVE, tef)) + "\n", path)
+    if is_eazy_param(spec):
+        return write_eazy_param(read_eazy_param(spec, root), Path(folder) / TEMPLATES_FILE)
+    return write_templates(load_template_set(spec), folder)
 
 
 def write_prior(zgrid: np.ndarray, mags: np.ndarray, density: np.ndarray, path: str | os.PathLike) -> Path:

@@ -1,15 +1,20 @@
 """Run eazy-py on catalog photometry: settings, the run folder, the template grid and the per-chunk fits.
 
-`EazyRunner` writes eazy's input files once (`rail.deepdisc.peers.eazy_files`), integrates the templates
-through the filters once (`TemplateGrid`), then fits any number of catalog chunks with `eazy.photoz.PhotoZ`
-and returns normalised log-posteriors on eazy's redshift grid (log-spaced, ``z_step * (1 + z)``).
+`EazyRunner` writes eazy's input files once (`rail.deepdisc.peers.eazy_files`), builds the template grid once
+(`rail.deepdisc.peers.eazy_grid`), then fits any number of catalog chunks with `eazy.photoz.PhotoZ` and returns
+normalised log-posteriors on eazy's redshift grid (log-spaced, ``z_step * (1 + z)``) and the redshift of their
+maximum.
 
-Departures from a stock eazy-py run, and why:
+The defaults are eazy-py's own (``zphot.param.default``): the 12 ``tweak_fsps_QSF_12_v3`` templates fitted in
+non-negative combinations (``TEMPLATE_COMBOS a``), ``template_error_10.def`` with ``TEMP_ERR_A2 0.2``,
+``SYS_ERR 0.01``, eazy's IGM (Asada et al. 2024 with the CGM damping wing), ``Z_MIN 0.01``, ``Z_MAX 12``,
+``Z_STEP 0.01``, no prior, and the maximum of p(z) as point estimate (eazy's ``zml``, refined by a parabola
+through the peak). The fit equals eazy-py driven directly (`tests/peers/test_eazy_upstream.py`). Departures,
+none of which changes the numbers:
 
-- the template grid is integrated by `rail.deepdisc.peers.templates.template_fluxes` (vectorised, with eazy's
-  own IGM) and handed to `TemplateGrid` as ``tempfilt_data``: eazy's per-template integration takes minutes
-  for finely sampled SEDs, and its parallel path leaves the grid all zeros unless ``verbose > 1`` (eazy-py
-  0.8.7). The fit is serial (``n_proc=0``): MPI ranks are our parallelism;
+- the template grid is eazy's integration computed without its Python loops (`eazy_grid.integrate_like_eazy`,
+  equal to float rounding) and handed to `TemplateGrid` as ``tempfilt_data``; the fit is serial
+  (``n_proc=0``): MPI ranks are our parallelism;
 - Milky-Way extinction is removed from the photometry per object before the fit (``MW_EBV = 0`` in eazy),
   since eazy takes one E(B-V) for a whole catalog;
 - fluxes are in nJy, so ``PRIOR_ABZP = 31.4``.
@@ -30,19 +35,23 @@ from rail.deepdisc.peers.capture import captured_output
 from rail.deepdisc.peers.eazy_files import (
     FILTER_FILE,
     PRIOR_FILE,
-    TEF_FILE,
     TRANSLATE_FILE,
     error_column,
     flux_column,
     write_filter_res,
     write_prior,
-    write_template_error,
-    write_templates,
+    write_templates_file,
     write_translate,
 )
+from rail.deepdisc.peers.eazy_grid import best_single_template, build_template_grid
 from rail.deepdisc.peers.eazy_model import EazyModel
+from rail.deepdisc.peers.eazy_paths import (
+    DEFAULT_EAZY_TEMPLATES,
+    DEFAULT_TEMPLATE_ERROR,
+    eazy_root,
+    resolve_eazy_path,
+)
 from rail.deepdisc.peers.photometry import AB_ZEROPOINT_NJY
-from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES, load_template_set
 from rail.deepdisc.presets import resolve_bands
 
 __all__ = ["EAZY_FITTERS", "TEMPLATE_COMBOS", "EazySettings", "EazyRunner"]
@@ -66,7 +75,14 @@ class EazySettings:
     bands : tuple of str
         NIRCam bands of the catalog, in column order.
     templates : str
-        Template set (see `rail.deepdisc.peers.templates.load_template_set`).
+        Template set (eazy's ``TEMPLATES_FILE``): an eazy templates ``.param`` file, relative to the template
+        root or absolute (default eazy-py's ``templates/fsps_full/tweak_fsps_QSF_12_v3.param``), or any set
+        `rail.deepdisc.peers.templates.load_template_set` reads (``"CWWSB4"``, a BPZ ``.list``, a folder).
+    templates_root : str
+        eazy-photoz folder that ``.param`` paths and ``template_error`` are relative to ("" = the package's
+        copy of eazy-py's default templates).
+    template_error : str
+        Template error function (eazy's ``TEMP_ERR_FILE``), relative to the template root or absolute.
     z_min, z_max : float
         Redshift range of the fit (eazy's ``Z_MIN``, ``Z_MAX``).
     z_step : float
@@ -82,11 +98,10 @@ class EazySettings:
     fitter : str
         Template fit method (``FITTER``): ``nnls`` or ``bounded``.
     template_combos : str
-        ``"1"``: one template at a time, marginalised over templates (``TEMPLATE_COMBOS 1``, eazy's
-        ``fit_single_templates``); ``"a"``: non-negative combinations of all templates (eazy's own default,
-        ``TEMPLATE_COMBOS a``, meant for basis sets such as FSPS). The default is ``"1"``: on the empirical
-        CWWSB4 set, combinations such as elliptical + 5 Myr burst mimic other redshifts (at S/N 100, 93% of
-        objects within 0.02(1+z) with ``"a"``, 97% with ``"1"``).
+        ``"a"``: non-negative combinations of all templates (eazy's default, ``TEMPLATE_COMBOS a``, meant for
+        basis sets such as FSPS); ``"1"``: one template at a time, marginalised over templates (``TEMPLATE_COMBOS
+        1``, eazy's ``fit_single_templates``), better suited to empirical sets such as CWWSB4, where
+        combinations like elliptical + 5 Myr burst mimic other redshifts.
     prior_floor : float
         Floor added to the normalised magnitude prior (``PRIOR_FLOOR``).
     clip_wavelength : float
@@ -95,7 +110,9 @@ class EazySettings:
     """
 
     bands: tuple[str, ...]
-    templates: str = DEFAULT_TEMPLATES
+    templates: str = DEFAULT_EAZY_TEMPLATES
+    templates_root: str = ""
+    template_error: str = DEFAULT_TEMPLATE_ERROR
     z_min: float = 0.01
     z_max: float = ZMAX
     z_step: float = 0.01
@@ -104,7 +121,7 @@ class EazySettings:
     igm_scale_tau: float = 1.0
     add_cgm: bool = True
     fitter: str = "nnls"
-    template_combos: str = "1"
+    template_combos: str = "a"
     prior_floor: float = 0.01
     clip_wavelength: float = 1100.0
 
@@ -179,12 +196,13 @@ class EazyRunner:
         self._files = self._write_files()
 
     def _write_files(self) -> dict:
-        d, bands = self.workdir, self.settings.bands
+        d, s = self.workdir, self.settings
+        root = eazy_root(s.templates_root)
         files = {
-            "FILTERS_RES": str(write_filter_res(bands, d / FILTER_FILE)),
-            "translate": str(write_translate(bands, d / TRANSLATE_FILE)),
-            "TEMPLATES_FILE": str(write_templates(load_template_set(self.settings.templates), d)),
-            "TEMP_ERR_FILE": str(write_template_error(d / TEF_FILE)),
+            "FILTERS_RES": str(write_filter_res(s.bands, d / FILTER_FILE)),
+            "translate": str(write_translate(s.bands, d / TRANSLATE_FILE)),
+            "TEMPLATES_FILE": str(write_templates_file(s.templates, d, root=s.templates_root)),
+            "TEMP_ERR_FILE": str(resolve_eazy_path(s.template_error, root, what="template error file")),
         }
         if self.model is not None and self.model.has_prior:
             files["PRIOR_FILE"] = str(
@@ -225,7 +243,7 @@ class EazyRunner:
     def template_grid(self):
         """Return the `eazy.photoz.TemplateGrid` (redshifts x templates x filters), built on first use."""
         if self._grid is None:
-            self._grid = _build_template_grid(self.params(), self.settings)
+            self._grid = build_template_grid(self.params(), self.settings)
         return self._grid
 
     def photoz(self, flux_njy: np.ndarray, err_njy: np.ndarray):
@@ -268,12 +286,12 @@ class EazyRunner:
         Parameters
         ----------
         flux_njy, err_njy : ndarray (N, B)
-            nJy; NaN = not observed.
+            nJy (negative fluxes are measurements); NaN flux or non-positive error = not observed.
 
         Returns
         -------
         ndarray (N, NZ)
-            Log densities; objects with no usable band get a flat posterior.
+            Log densities, eazy's ``lnp``; objects with no usable band get a flat posterior.
         """
         if len(flux_njy) == 0:
             return np.zeros((0, len(self.zgrid)))
@@ -291,6 +309,24 @@ class EazyRunner:
             with np.errstate(divide="ignore", invalid="ignore"):  # objects without data: 0/0, made flat below
                 _, _, _, logpz = pz.fit_single_templates(verbose=False)
         return self._single_template_posterior(pz, np.asarray(logpz, float), prior)
+
+    def template_error(self, scale: float | None = None):
+        """Eazy's `TemplateError` for the runner's bands and ``TEMP_ERR_FILE``.
+
+        Parameters
+        ----------
+        scale : float, optional
+            Amplitude (default: `temp_err_a2`; 1 gives the function itself).
+
+        Returns
+        -------
+        eazy.templates.TemplateError
+            Callable: relative error per band at a redshift.
+        """
+        from eazy.templates import TemplateError
+
+        a2 = self.temp_err_a2 if scale is None else float(scale)
+        return TemplateError(self._files["TEMP_ERR_FILE"], filter_wavelengths=self.template_grid().pivot, scale=a2)
 
     def _single_template_posterior(self, pz, logpz: np.ndarray, prior: bool) -> np.ndarray:
         """Marginalise one-template fits over templates (flat template prior); add prior, wavelength clip."""
@@ -341,12 +377,10 @@ class EazyRunner:
             Model flux densities in the units of the corrected fluxes (``flux * zero_points``).
         """
         from eazy.photoz import template_lsq
-        from eazy.templates import TemplateError
 
         zp = self.zero_points if zero_points is None else np.asarray(zero_points, float)
-        a2 = self.temp_err_a2 if temp_err_a2 is None else float(temp_err_a2)
         grid = self.template_grid()
-        tef = TemplateError(self._files["TEMP_ERR_FILE"], filter_wavelengths=grid.pivot, scale=a2)
+        tef = self.template_error(temp_err_a2)
         ok = np.isfinite(flux_njy) & (err_njy > 0)
         fnu = np.where(ok, flux_njy * zp, _NOT_OBSERVED)
         efnu = np.where(ok, err_njy * zp, _NOT_OBSERVED)
@@ -354,72 +388,9 @@ class EazyRunner:
         for i in range(len(fnu)):
             templates_z, tef_z = grid(z[i]), tef(z[i])
             if self.settings.template_combos == "1":
-                model[i] = _best_single_template(fnu[i], efnu[i], templates_z, tef_z)
+                model[i] = best_single_template(fnu[i], efnu[i], templates_z, tef_z)
             else:
                 _, _, model[i], _ = template_lsq(
                     fnu[i], efnu[i], templates_z, tef_z, zp, False, self.settings.fitter, True, 1
                 )
         return model
-
-
-def _best_single_template(
-    fnu: np.ndarray, efnu: np.ndarray, templates: np.ndarray, tef: np.ndarray
-) -> np.ndarray:
-    """Model fluxes (B,) of the template (a row of ``templates`` (T, B)) of lowest chi^2, free amplitude."""
-    ok = efnu > 0
-    if not ok.any():
-        return np.zeros_like(fnu)
-    w = 1.0 / (efnu[ok] ** 2 + (tef[ok] * np.maximum(fnu[ok], 0.0)) ** 2)
-    a = templates[:, ok]
-    num = a @ (w * fnu[ok])
-    den = (a * a) @ w
-    amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    chi2 = np.sum(w * fnu[ok] ** 2) - amp * num
-    best = int(np.argmin(np.where(den > 0, chi2, np.inf)))
-    return amp[best] * templates[best]
-
-
-def _build_template_grid(params: dict, settings: EazySettings):
-    """Build eazy's `TemplateGrid` from our integration of the templates through the filters (see above)."""
-    from rail.deepdisc.peers.templates import template_fluxes
-
-    with captured_output():
-        from eazy import templates as eazy_templates
-        from eazy import utils as eazy_utils
-        from eazy.photoz import TemplateGrid
-
-        zgrid = eazy_utils.log_zgrid(zr=[params["Z_MIN"], params["Z_MAX"]], dz=params["Z_STEP"]).astype(
-            np.float32
-        )
-        templates = eazy_templates.read_templates_file(
-            templates_file=params["TEMPLATES_FILE"], velocity_smooth=0, resample_wave=None
-        )
-    data = template_fluxes(
-        load_template_set(settings.templates),
-        zgrid,
-        settings.bands,
-        igm="eazy",
-        scale_tau=settings.igm_scale_tau,
-        add_cgm=settings.add_cgm,
-    )
-    if not np.any(data > 0):
-        raise ConfigError(
-            f"eazy template grid for {settings.templates!r} is empty: the templates do not reach "
-            f"the bands {' '.join(settings.bands)}"
-        )
-    with captured_output():
-        grid = TemplateGrid(
-            zgrid,
-            templates,
-            RES=params["FILTERS_RES"],
-            f_numbers=list(range(1, len(settings.bands) + 1)),
-            add_igm=params["IGM_SCALE_TAU"],
-            galactic_ebv=0,
-            Eb=0,
-            n_proc=-1,
-            verbose=0,
-            array_dtype=np.float32,
-            tempfilt_data=data.astype(np.float32),
-        )
-    logger.debug("eazy template grid: %d z x %d templates x %d filters", *grid.tempfilt.shape)
-    return grid

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.peers.templates import DEFAULT_TEMPLATES
+from rail.deepdisc.peers.eazy_paths import DEFAULT_EAZY_TEMPLATES
 
 __all__ = ["EazyModel"]
 
@@ -47,7 +47,7 @@ class EazyModel:
     prior_mags: np.ndarray = field(default_factory=lambda: np.zeros(0))
     prior_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
     prior_density: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    templates: str = DEFAULT_TEMPLATES
+    templates: str = DEFAULT_EAZY_TEMPLATES
 
     def __post_init__(self):
         if len(self.zero_points) != len(self.bands) or not np.all(np.asarray(self.zero_points) > 0):

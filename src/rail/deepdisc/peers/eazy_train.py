@@ -3,8 +3,9 @@
 - Zero points (multiplicative flux corrections, eazy's ``zp``): fit each labelled object at its spec-z, take
   per band the median of model / observed flux over detections with S/N > ``min_snr``, normalise to the
   reference band, iterate (as eazy's ``iterate_zp_templates``, without its template corrections).
-- Template error amplitude (eazy's ``TEMP_ERR_A2``): the smallest amplitude, on a grid, for which the
-  normalised residuals at the spec-z have a robust standard deviation (1.4826 MAD) of at most 1.
+- Template error amplitude (eazy's ``TEMP_ERR_A2``), optional (off by default: eazy's 0.2 stays): the smallest
+  amplitude, on a grid, for which the normalised residuals at the spec-z have a robust standard deviation
+  (1.4826 MAD) of at most 1.
 - Apparent-magnitude prior p(z | m): a Gaussian kernel density in ln(1 + z) of the labelled redshifts, per
   magnitude node, from the objects within ``mag_window`` of the node (all objects when fewer than
   ``min_per_node``), written in eazy's prior-file format. Spec-z samples are biased (bright, line emitters):
@@ -46,7 +47,7 @@ class EazyTrainSettings:
     ref_band : str
         Band whose zero point is fixed to 1.
     fit_template_error : bool
-        Fit the template error amplitude.
+        Fit the template error amplitude (default False: eazy's ``TEMP_ERR_A2``).
     fit_prior : bool
         Build the magnitude prior from the labels.
     prior_band : str
@@ -64,7 +65,7 @@ class EazyTrainSettings:
     zp_iterations: int = 3
     min_snr: float = 5.0
     ref_band: str = "F444W"
-    fit_template_error: bool = True
+    fit_template_error: bool = False
     fit_prior: bool = False
     prior_band: str = "F444W"
     prior_mags: tuple[float, ...] = tuple(np.arange(20.0, 31.01, 1.0))
@@ -250,9 +251,6 @@ def train_eazy(
 
 
 def _tef_at(runner: EazyRunner, z: np.ndarray) -> np.ndarray:
-    """Amplitude-1 template error at each object's rest-frame band wavelengths, (N, B)."""
-    from rail.deepdisc.filters import pivot_wavelength
-    from rail.deepdisc.peers.eazy_files import default_template_error
-
-    pivots = np.array([pivot_wavelength(b) for b in runner.settings.bands])
-    return default_template_error(pivots[None, :] / (1.0 + z[:, None]))
+    """Amplitude-1 template error (the runner's ``TEMP_ERR_FILE``) at each object's redshift, (N, B)."""
+    tef = runner.template_error(1.0)
+    return np.array([tef(zi) for zi in z], float)

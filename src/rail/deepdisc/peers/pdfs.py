@@ -1,10 +1,14 @@
-"""Grid redshift PDFs: normalisation, resampling, RAIL's point estimates ``zmode``, ``zmean``, ``zmedian``."""
+"""Grid redshift PDFs: normalisation, resampling, point estimates (RAIL's names, eazy's ``zml``).
+
+`point_estimates` gives ``zmode``, ``zmean`` and ``zmedian``; `max_lnp_redshift` the maximum of ln p(z)
+refined as eazy's ``zml``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["normalise_pdfs", "resample_pdfs", "point_estimates"]
+__all__ = ["normalise_pdfs", "resample_pdfs", "point_estimates", "max_lnp_redshift"]
 
 
 def normalise_pdfs(zgrid: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
@@ -82,3 +86,40 @@ def point_estimates(zgrid: np.ndarray, pdfs: np.ndarray) -> dict[str, np.ndarray
     cdf /= cdf[:, -1:]
     zmedian = np.array([np.interp(0.5, c, zgrid) for c in cdf])
     return {"zmode": zmode, "zmean": zmean, "zmedian": zmedian}
+
+
+def max_lnp_redshift(zgrid: np.ndarray, lnp: np.ndarray) -> np.ndarray:
+    """Redshift of the maximum of ln p(z), refined by a parabola through the peak (eazy's ``zml``).
+
+    As eazy's ``PhotoZ.get_maxlnp_redshift``: the parabola through the grid maximum and its two neighbours.
+
+    Parameters
+    ----------
+    zgrid : ndarray (NZ,)
+        Redshift grid, increasing.
+    lnp : ndarray (N, NZ)
+        Log densities.
+
+    Returns
+    -------
+    ndarray (N,)
+        The peak's redshift; the grid value where the peak is the first or last point (eazy flags the first
+        as -1) or where the three points do not bend down.
+    """
+    zgrid = np.asarray(zgrid, float)
+    lnp = np.asarray(lnp, float)
+    peak = np.argmax(lnp, axis=1)
+    out = zgrid[peak].copy()
+    inner = np.flatnonzero((peak > 0) & (peak < len(zgrid) - 1))
+    if not len(inner):
+        return out
+    cols = peak[inner, None] + np.arange(-1, 2)[None, :]
+    x, y = zgrid[cols], lnp[inner[:, None], cols]
+    dx, dx2, dy = np.diff(x, axis=1).T, np.diff(x**2, axis=1).T, np.diff(y, axis=1).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c2 = (dy[1] / dx[1] - dy[0] / dx[0]) / (dx2[1] / dx[1] - dx2[0] / dx[0])
+        c1 = (dy[0] - c2 * dx2[0]) / dx[0]
+        top = -c1 / 2 / c2
+    bends = (c2 < 0) & np.isfinite(top)
+    out[inner[bends]] = top[bends]
+    return out

@@ -1,14 +1,16 @@
 """Catalog photometry for the template-fitting peers: from a TileSet's objects table to fluxes.
 
-Both peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured).
+The peers read the primary objects of a TileSet (``mag_<BAND>``, ``magerr_<BAND>``; NaN = not measured) and,
+where the TileSet has them, its fluxes (``flux_<BAND>``, ``fluxerr_<BAND>``, nJy, negative allowed), which the
+template fitters fit (`catalog_fluxes`).
 Where a magnitude is missing, `aperture_photometry` can measure it on the tile images (circular apertures,
 photutils), so image-only inputs work too. Conventions shared by both peers:
 
 - a *non-detection* is ``mag = NONDETECTION_MAG`` (99, BPZ's convention) with ``magerr`` holding the 1-sigma
   limiting magnitude; aperture fluxes below one sigma become non-detections;
 - a *missing* measurement is NaN (no coverage): the band is left out of that object's fit;
-- Milky-Way extinction is removed with `deredden` from the ``ebv`` column (Fitzpatrick 1999, R_V = 3.1,
-  through eazy-py's `~eazy.utils.GalacticExtinction`, evaluated at each band's pivot wavelength).
+- Milky-Way extinction is removed with `deredden` from the ``ebv`` column, with the law the simulator reddens
+  with (`rail.deepdisc.dust.band_extinction`: Gordon et al. 2023, R_V = 3.1, averaged over each band).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rail.deepdisc.dust import band_extinction
 from rail.deepdisc.exceptions import ConfigError, TileSetError
-from rail.deepdisc.filters import pivot_wavelength
 from rail.deepdisc.presets import resolve_bands
 from rail.deepdisc.tileset.format import TileSet
 
@@ -32,10 +34,11 @@ __all__ = [
     "catalog_columns",
     "tileset_to_catalog",
     "aperture_photometry",
-    "extinction_coefficients",
     "deredden",
     "magnitudes_to_fluxes",
     "catalog_magnitudes",
+    "band_flux_columns",
+    "catalog_fluxes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -116,7 +119,8 @@ def tileset_to_catalog(
     Returns
     -------
     dict of str -> ndarray (P,)
-        One row per primary object, in output order, with `catalog_columns` (magnitudes AB).
+        One row per primary object, in output order, with `catalog_columns` (magnitudes AB), plus the
+        TileSet's ``flux_<BAND>``/``fluxerr_<BAND>`` (nJy) where it has them (``deepdisc-tiles`` v2).
 
     Raises
     ------
@@ -133,8 +137,8 @@ def tileset_to_catalog(
     prim = tileset.primary_objects()
     out = {c: np.asarray(prim[c]).copy() for c in _PASS_COLUMNS}
     for band in bands:
-        out[f"mag_{band}"] = np.asarray(prim[f"mag_{band}"], float).copy()
-        out[f"magerr_{band}"] = np.asarray(prim[f"magerr_{band}"], float).copy()
+        names = [f"mag_{band}", f"magerr_{band}"] + [c for c in band_flux_columns(band) if c in prim]
+        out.update({c: np.asarray(prim[c], float).copy() for c in names})
     if measure_missing:
         _fill_missing(tileset, out, bands, aperture or ApertureSettings())
     return out
@@ -227,29 +231,6 @@ def _to_magnitudes(flux_njy: np.ndarray, err_njy: np.ndarray) -> tuple[np.ndarra
     return mag, magerr
 
 
-def extinction_coefficients(bands: Sequence[str]) -> np.ndarray:
-    """A_band / E(B-V) of NIRCam bands (Fitzpatrick 1999, R_V = 3.1, at the pivot wavelength).
-
-    Parameters
-    ----------
-    bands : sequence of str
-        NIRCam bands.
-
-    Returns
-    -------
-    ndarray (B,)
-        Extinction in magnitudes per magnitude of E(B-V); 0 beyond the curve's red limit (~3.3 micron), where
-        it is below 0.1.
-    """
-    from rail.deepdisc.peers.capture import captured_output
-
-    with captured_output():
-        from eazy.utils import GalacticExtinction
-
-        curve = GalacticExtinction(EBV=1.0, Rv=3.1)
-        return np.asarray(curve(np.array([pivot_wavelength(b) for b in bands])), float)
-
-
 def deredden(mags: np.ndarray, ebv: np.ndarray, bands: Sequence[str]) -> np.ndarray:
     """Remove Milky-Way extinction from AB magnitudes.
 
@@ -268,7 +249,7 @@ def deredden(mags: np.ndarray, ebv: np.ndarray, bands: Sequence[str]) -> np.ndar
         ``mags - A_band * ebv`` for detected values.
     """
     ebv = np.nan_to_num(np.asarray(ebv, float))
-    corr = ebv[:, None] * extinction_coefficients(bands)[None, :]
+    corr = ebv[:, None] * band_extinction(bands)[None, :]
     detected = np.isfinite(mags) & (mags != NONDETECTION_MAG)
     return np.where(detected, mags - corr, mags)
 
@@ -334,3 +315,59 @@ def catalog_magnitudes(
     if deredden_mw and ebv_column and ebv_column in table:
         mags = deredden(mags, np.asarray(table[ebv_column], float), bands)
     return mags, errs
+
+
+def band_flux_columns(band: str) -> tuple[str, str]:
+    """Catalog columns of a band's flux density and its error (nJy): ``flux_<BAND>``, ``fluxerr_<BAND>``."""
+    return f"flux_{band}", f"fluxerr_{band}"
+
+
+def catalog_fluxes(
+    table: dict,
+    bands: Sequence[str],
+    *,
+    ebv_column: str = "ebv",
+    deredden_mw: bool = True,
+    use_fluxes: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fluxes and errors (nJy) of a catalog, from its flux columns when it has them, else its magnitudes.
+
+    Parameters
+    ----------
+    table : mapping of str -> ndarray (N,)
+        Catalog columns: ``flux_<BAND>``/``fluxerr_<BAND>`` (nJy, negative allowed, NaN = not measured) and/or
+        ``mag_<BAND>``/``magerr_<BAND>``.
+    bands : sequence of str
+        Bands, in fit order.
+    ebv_column : str
+        Column with E(B-V) (mag); "" or a missing column means no correction.
+    deredden_mw : bool
+        Remove Milky-Way extinction (fluxes and errors multiplied by 10**(0.4 A_band)).
+    use_fluxes : bool
+        Read the flux columns when every band has them (a non-detection is then a measured flux near zero);
+        False, or a table without them, converts the magnitudes (`magnitudes_to_fluxes`: a non-detection is
+        zero flux with its 1-sigma limit as error).
+
+    Returns
+    -------
+    flux, flux_err : ndarray (N, B)
+        nJy; NaN where not measured.
+
+    Raises
+    ------
+    ConfigError
+        If neither the flux nor the magnitude columns of every band are present, naming what is missing.
+    """
+    have_fluxes = all(c in table for b in bands for c in band_flux_columns(b))
+    if not (use_fluxes and have_fluxes):
+        mags, errs = catalog_magnitudes(table, bands, ebv_column=ebv_column, deredden_mw=deredden_mw)
+        return magnitudes_to_fluxes(mags, errs)
+    flux = np.column_stack([np.asarray(table[band_flux_columns(b)[0]], float) for b in bands])
+    err = np.column_stack([np.asarray(table[band_flux_columns(b)[1]], float) for b in bands])
+    missing = ~np.isfinite(flux) | ~(err > 0)
+    flux, err = np.where(missing, np.nan, flux), np.where(missing, np.nan, err)
+    if deredden_mw and ebv_column and ebv_column in table:
+        ebv = np.nan_to_num(np.asarray(table[ebv_column], float))
+        factor = 10.0 ** (0.4 * ebv[:, None] * band_extinction(bands)[None, :])
+        flux, err = flux * factor, err * factor
+    return flux, err

@@ -26,6 +26,7 @@ import numpy as np
 
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.filters import C_ANGSTROM_PER_S, filter_curve
+from rail.deepdisc.peers.eazy_paths import is_eazy_param, read_eazy_param
 from rail.deepdisc.presets import resolve_bands
 
 __all__ = [
@@ -99,17 +100,23 @@ def rail_sed_dir() -> Path:
     return Path(RAILDIR) / "rail" / "examples_data" / "estimation_data" / "data" / "SED"
 
 
-def load_template_set(spec: str | os.PathLike = DEFAULT_TEMPLATES, *, extend: bool = True) -> TemplateSet:
+def load_template_set(
+    spec: str | os.PathLike = DEFAULT_TEMPLATES, *, extend: bool = True, root: str | os.PathLike | None = None
+) -> TemplateSet:
     """Read a template set.
 
     Parameters
     ----------
     spec : str or path
         A BPZ list file (``*.list``: one SED file per line, relative to the list's folder), an EAZY templates
-        file (``*.param``/``*.spectra.param``: ``N path [to_angstrom]`` per line), a folder (every ``*.sed``
+        file (``*.param``/``*.spectra.param``: ``N path [to_angstrom]`` per line, paths relative to the
+        template root as in eazy-photoz; see `rail.deepdisc.peers.eazy_paths`), a folder (every ``*.sed``
         and ``*.dat`` in it, sorted), or a bare list name in pz-rail-base's SED folder (``"CWWSB4"``).
     extend : bool
         Continue each template to `RED_LIMIT_ANGSTROM` with `extend_red`.
+    root : path, optional
+        Template root of an EAZY ``.param`` file (an eazy-photoz folder; default: the package's copy of
+        eazy-py's default templates).
 
     Returns
     -------
@@ -126,7 +133,7 @@ def load_template_set(spec: str | os.PathLike = DEFAULT_TEMPLATES, *, extend: bo
     >>> tset.names[:2]  # doctest: +SKIP
     ('El_B2004a', 'Sbc_B2004a')
     """
-    files, scales = _template_files(str(spec))
+    files, scales = _template_files(str(spec), root)
     names, waves, fluxes = [], [], []
     for path, to_angstrom in zip(files, scales):
         wave, flux = _read_sed(path)
@@ -139,7 +146,10 @@ def load_template_set(spec: str | os.PathLike = DEFAULT_TEMPLATES, *, extend: bo
     return TemplateSet(tuple(names), tuple(waves), tuple(fluxes), source=str(spec))
 
 
-def _template_files(spec: str) -> tuple[list[Path], list[float]]:
+def _template_files(spec: str, root: str | os.PathLike | None) -> tuple[list[Path], list[float]]:
+    if is_eazy_param(spec):
+        entries = read_eazy_param(spec, root)
+        return [e.path for e in entries], [e.to_angstrom for e in entries]
     path = Path(spec).expanduser()
     if not path.exists() and os.sep not in spec and not Path(spec).suffix:
         path = rail_sed_dir() / f"{spec}.list"
@@ -156,11 +166,7 @@ def _template_files(spec: str) -> tuple[list[Path], list[float]]:
     lines = [
         ln.split() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
     ]
-    if path.suffix == ".list":
-        files, scales = [path.parent / ln[0] for ln in lines], [1.0] * len(lines)
-    else:
-        files = [Path(ln[1]) if Path(ln[1]).is_absolute() else path.parent / ln[1] for ln in lines]
-        scales = [float(ln[2]) if len(ln) > 2 else 1.0 for ln in lines]
+    files, scales = [path.parent / ln[0] for ln in lines], [1.0] * len(lines)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise ConfigError(f"template set {path}: missing SED file(s) {', '.join(missing[:3])}")

@@ -5,7 +5,9 @@ holds one table per extension (``FLAG``, ``SIZE``, ``CIRC``, ``KRON``, ...), eve
 ``RA``, ``DEC`` in the same row order. Extensions are opened by EXTNAME, never by index (later releases
 insert extensions). Fluxes are in nJy and become AB magnitudes with ``-2.5 log10(f) + 31.4``; errors come
 from the first of the suffixes ``_e``, ``_en``, ``_ei`` present. Non-positive or NaN fluxes (no coverage)
-give NaN magnitudes.
+give NaN magnitudes. The fluxes themselves are kept too (`PhotCatalog.flux`, ``fluxerr``: nJy, negative values
+allowed; NaN where the flux is NaN or exactly 0, or its error is missing), for the TileSet's
+``flux_<BAND>``/``fluxerr_<BAND>``.
 
 Stars are ``FLAG_ST == 1`` (the readme's star value; galaxies may carry other bits such as 32768, so the
 test is an equality, not ``!= 0``).
@@ -62,6 +64,9 @@ class PhotCatalog:
         AB magnitude and its error per band (NaN = no measurement).
     star : ndarray of bool (M,)
         ``FLAG_ST == 1``.
+    flux, fluxerr : dict of str -> ndarray of float64 (M,)
+        Flux and its error per band, nJy (negative = a measured flux below zero; NaN = no measurement); empty
+        when not read.
     source : str
         Path of the file, for messages.
     """
@@ -72,6 +77,8 @@ class PhotCatalog:
     mag: dict[str, np.ndarray]
     magerr: dict[str, np.ndarray]
     star: np.ndarray
+    flux: dict[str, np.ndarray] = field(default_factory=dict)
+    fluxerr: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = field(default="<memory>", compare=False)
 
     def __len__(self) -> int:
@@ -163,7 +170,12 @@ def read_photometry(
     except OSError as err:
         raise PrepError(f"{path}: not a readable FITS catalog ({err})") from None
     with hdul:
-        return _read_photometry(hdul, path, bands, kind, tuple(error_suffixes))
+        try:
+            return _read_photometry(hdul, path, bands, kind, tuple(error_suffixes))
+        except PrepError:
+            raise
+        except Exception as err:  # astropy raises many types (VerifyError, AttributeError, ...) on damaged HDUs
+            raise PrepError(f"{path}: damaged FITS catalog ({type(err).__name__}: {err})") from None
 
 
 def _table(hdul, path: Path, extname: str):
@@ -185,13 +197,14 @@ def _read_photometry(
     for req in ("ID", "RA", "DEC"):
         if req not in columns:
             raise PrepError(f"{path}: extension {extname!r} lacks column {req!r}")
-    mag, magerr, missing = {}, {}, []
+    mag, magerr, flux, fluxerr, missing = {}, {}, {}, {}, []
     n = len(data)
     for band in bands:
         flux_col = columns.get(f"{band}_{kind}")
         if flux_col is None:
             missing.append(band)
             mag[band], magerr[band] = np.full(n, np.nan), np.full(n, np.nan)
+            flux[band], fluxerr[band] = np.full(n, np.nan), np.full(n, np.nan)
             continue
         err_col = next(
             (
@@ -202,6 +215,10 @@ def _read_photometry(
             None,
         )
         mag[band], magerr[band] = flux_to_mag(data[flux_col], None if err_col is None else data[err_col])
+        f = np.asarray(data[flux_col], dtype=np.float64)
+        e = np.asarray(data[err_col], dtype=np.float64) if err_col is not None else np.full(n, np.nan)
+        measured = np.isfinite(f) & (f != 0) & np.isfinite(e) & (e > 0)  # exactly 0: no coverage
+        flux[band], fluxerr[band] = np.where(measured, f, np.nan), np.where(measured, e, np.nan)
     if missing:
         warnings.warn(
             f"{path}: no {kind} flux column for band(s) {' '.join(missing)}; their magnitudes are NaN",
@@ -215,6 +232,8 @@ def _read_photometry(
         mag=mag,
         magerr=magerr,
         star=_star_flags(hdul, path, n),
+        flux=flux,
+        fluxerr=fluxerr,
         source=str(path),
     )
 

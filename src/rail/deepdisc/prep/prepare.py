@@ -3,7 +3,7 @@
 `prepare_tilesets` reads the photometric catalog, compiles spec-z labels (:mod:`rail.deepdisc.prep.specz`), looks
 up E(B-V) (:mod:`rail.deepdisc.dust`), scans the segmentation image for footprints, plans two tilings
 (:mod:`rail.deepdisc.prep.tiling`) and streams tiles into TileSet files
-(:class:`rail.deepdisc.tileset.io.TileSetWriter`):
+(:class:`rail.deepdisc.tileset.writer.TileSetWriter`):
 
 - labelled tiling: a grid without overlap; tiles lacking coverage in any band are dropped; tiles with at least
   one labelled primary object are split by tile into ``train`` / ``val`` / ``test`` (seeded);
@@ -24,7 +24,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,16 @@ import numpy as np
 from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.dust import sfd_ebv
 from rail.deepdisc.exceptions import ConfigError, PrepError, PrepWarning
+from rail.deepdisc.options import PROGRESS_BAR, check_fields, nested, option
 from rail.deepdisc.prep.catalog import PhotCatalog, read_photometry
+from rail.deepdisc.prep.cutouts import write_tiles
 from rail.deepdisc.prep.mosaics import find_mosaics, open_mosaics
-from rail.deepdisc.prep.plan import CoverageChecker, MosaicObjects, plan_tiling, write_tiles
+from rail.deepdisc.prep.plan import CoverageChecker, MosaicObjects, plan_tiling
 from rail.deepdisc.prep.segmentation import SegmentationImage, find_segmentation, footprint_boxes, open_segmentation
-from rail.deepdisc.prep.specz import CompileSettings, SpeczFormat, compile_specz, read_specz
+from rail.deepdisc.prep.specz import CompileSettings, compile_specz
+from rail.deepdisc.prep.specz_tables import SpeczFormat, read_specz
 from rail.deepdisc.prep.tiling import TILE_SIZE_ARCSEC, split_tiles, tile_shape_px
-from rail.deepdisc.presets import resolve_bands
+from rail.deepdisc.presets import BANDS, resolve_bands
 
 __all__ = ["OUTPUTS", "SUMMARY_NAME", "PrepInputs", "PrepSettings", "prepare_tilesets"]
 
@@ -88,32 +91,29 @@ class PrepSettings:
         Show progress bars.
     """
 
-    bands: str | tuple[str, ...] = "JADES9"
-    tile_size_arcsec: tuple[float, float] = TILE_SIZE_ARCSEC
-    overlap_px: int = 0
-    recentred: bool = True
-    max_uncovered_fraction: float = 0.0
-    test_fraction: float = 0.1
-    val_fraction: float = 0.1
-    seed: int = 1234
-    flux_kind: str = "KRON"
-    specz: CompileSettings = field(default_factory=CompileSettings)
-    dust_map_dir: str | None = None
-    ebv: float | None = None
+    bands: str | tuple[str, ...] = BANDS.as_field()
+    tile_size_arcsec: tuple[float, float] = option(TILE_SIZE_ARCSEC, "tile width and height, arcsec", length=2,
+                                                   low=0, low_open=True, flag="tile-size", metavar=("W", "H"))
+    overlap_px: int = option(0, "overlap of neighbouring full-catalog tiles, pixels", low=0, flag="overlap")
+    recentred: bool = option(True, "add centred cutouts for objects cut by their grid tile")
+    max_uncovered_fraction: float = option(0.0, "largest fraction of a tile's pixels without coverage (set to 0)",
+                                           low=0, high=1, high_open=True, flag="max-uncovered")
+    test_fraction: float = option(0.1, "test share of labelled tiles", low=0, high=1, high_open=True)
+    val_fraction: float = option(0.1, "validation share of the remaining training tiles", low=0, high=1,
+                                 high_open=True)
+    seed: int = option(1234, "seed of the train/val/test split", low=0)
+    flux_kind: str = option("KRON", "catalog photometry: KRON or CIRC0..CIRC6")
+    specz: CompileSettings = nested(CompileSettings)
+    dust_map_dir: str | None = option(None, "folder of SFD_dust_4096_{ngp,sgp}.fits (default: dustmaps' data dir)",
+                                      type=str, optional=True, empty="")
+    ebv: float | None = option(None, "constant E(B-V) in mag for every object (unset: SFD map)", type=float,
+                               optional=True, low=0)
     tiles_per_chunk: int = 16
     compression: str | None = "lzf"
-    progress_bar: bool = True
+    progress_bar: bool = PROGRESS_BAR.as_field()
 
     def __post_init__(self):
-        object.__setattr__(self, "bands", resolve_bands(self.bands))
-        if self.overlap_px < 0:
-            raise ConfigError(f"overlap_px must be >= 0, got {self.overlap_px!r}")
-        if not 0.0 <= self.max_uncovered_fraction < 1.0:
-            raise ConfigError(
-                f"max_uncovered_fraction must be in [0, 1), got {self.max_uncovered_fraction!r}"
-            )
-        if self.ebv is not None and not (np.isfinite(self.ebv) and self.ebv >= 0):
-            raise ConfigError(f"ebv must be a non-negative number of magnitudes, got {self.ebv!r}")
+        check_fields(self)
         if self.tiles_per_chunk < 1:
             raise ConfigError(f"tiles_per_chunk must be >= 1, got {self.tiles_per_chunk!r}")
         if self.specz.match_band not in self.bands:
@@ -227,6 +227,9 @@ def _prepare(inputs: PrepInputs, targets: dict[str, Path], settings: PrepSetting
     ):
         pixel_scale = seg.pixel_scale_arcsec()
         tile_shape = tile_shape_px(*settings.tile_size_arcsec, pixel_scale)
+        if seg.shape[0] < tile_shape[0] or seg.shape[1] < tile_shape[1]:
+            raise PrepError(f"{inputs.segmentation}: the image ({seg.shape[0]} x {seg.shape[1]} px) is smaller than "
+                            f"one tile ({tile_shape[0]} x {tile_shape[1]} px): check the file or choose smaller tiles")
         objects, object_summary = _load_objects(inputs, seg, settings)
         labelled, full, jobs = _plan_outputs(objects, seg.shape, stack, tile_shape, settings)
         files = {}
@@ -330,6 +333,8 @@ def _load_objects(
         mag={b: v[inside] for b, v in phot.mag.items()},
         magerr={b: v[inside] for b, v in phot.magerr.items()},
         star=phot.star[inside],
+        flux={b: v[inside] for b, v in phot.flux.items()},
+        fluxerr={b: v[inside] for b, v in phot.fluxerr.items()},
         source=phot.source,
     )
     if settings.ebv is not None:

@@ -1,8 +1,7 @@
 """Spectroscopic-redshift compilation: read catalogs, cut on quality, match to the photometry, combine.
 
-Readers take a `SpeczFormat` (column names and the quality rule) so any table works; `SPECZ_FORMATS` holds the
-known ones: JADES DR3 NIRSpec (``z_Spec_flag`` A/B/C, byte strings decoded), MUSE HUDF DR1 (``CONFID`` >= 2)
-and ASTRODEEP-GS43 (column names not established publicly: check them against the file, override as needed).
+The tables are read by :mod:`rail.deepdisc.prep.specz_tables` (`read_specz`, one `SpeczFormat` per table);
+`specz_sources` turns ``[FORMAT:]PATH`` strings into (path, format) pairs.
 
 `compile_specz` applies the rules in order and counts what each removed:
 
@@ -23,26 +22,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.table import Table
 
-from rail.deepdisc.exceptions import ConfigError, PrepError
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.options import check_fields, option
 from rail.deepdisc.prep.catalog import PhotCatalog
+from rail.deepdisc.prep.specz_tables import SPECZ_FORMATS, SpeczFormat, SpeczTable
 
 __all__ = [
-    "SPECZ_FORMATS",
-    "SpeczFormat",
-    "SpeczTable",
     "CompileSettings",
     "SpeczCompilation",
-    "read_specz",
+    "SpeczSourceOptions",
     "compile_specz",
     "specz_sources",
 ]
@@ -53,68 +49,6 @@ log = logging.getLogger(__name__)
 MATCH_RADIUS_ARCSEC = 0.5
 #: Default agreement limit between catalogs, |dz| / (1 + z).
 MAX_DZ_AGREEMENT = 0.1
-#: Default accepted redshift range (exclusive lower bound drops stars and the 0 / -99 placeholders).
-Z_RANGE = (0.0, 20.0)
-
-
-@dataclass(frozen=True)
-class SpeczFormat:
-    """Column mapping and quality rule of a spec-z table.
-
-    Parameters
-    ----------
-    name : str
-        Label used in summaries.
-    ra, dec, z : str
-        Column names (degrees, degrees, redshift).
-    quality : str, optional
-        Quality column. With ``accepted_flags`` it is a text flag; with ``min_quality`` a number.
-    accepted_flags : tuple of str, optional
-        Flags kept (compared after decoding and stripping, case-insensitive).
-    min_quality : float, optional
-        Smallest quality value kept.
-    hdu : int or str
-        FITS extension holding the table.
-    z_range : (float, float)
-        Kept redshifts ``zmin < z <= zmax``.
-    """
-
-    name: str
-    ra: str
-    dec: str
-    z: str
-    quality: str | None = None
-    accepted_flags: tuple[str, ...] | None = None
-    min_quality: float | None = None
-    hdu: int | str = 1
-    z_range: tuple[float, float] = Z_RANGE
-
-    def __post_init__(self):
-        if self.quality is None and (self.accepted_flags is not None or self.min_quality is not None):
-            raise ConfigError(f"spec-z format {self.name!r}: a quality rule needs a quality column")
-        if self.accepted_flags is not None and self.min_quality is not None:
-            raise ConfigError(f"spec-z format {self.name!r}: give accepted_flags or min_quality, not both")
-        if self.quality is not None and self.accepted_flags is None and self.min_quality is None:
-            raise ConfigError(
-                f"spec-z format {self.name!r}: quality column {self.quality!r} needs "
-                f"accepted_flags or min_quality"
-            )
-        if not self.z_range[0] < self.z_range[1]:
-            raise ConfigError(f"spec-z format {self.name!r}: z_range must be increasing, got {self.z_range}")
-
-
-#: Known spec-z tables. Override fields with `dataclasses.replace` (e.g. other flags or column names).
-SPECZ_FORMATS: dict[str, SpeczFormat] = {
-    "jades-dr3": SpeczFormat(
-        "jades-dr3", "RA_TARG", "Dec_TARG", "z_Spec", quality="z_Spec_flag", accepted_flags=("A", "B", "C")
-    ),
-    "muse-hudf": SpeczFormat("muse-hudf", "RA", "DEC", "Z_MUSE", quality="CONFID", min_quality=2),
-    # MUSE HUDF DR2 (Bacon et al. 2023): column names not established here, check them against the file
-    "muse-hudf-dr2": SpeczFormat("muse-hudf-dr2", "RA", "DEC", "Z", quality="ZCONF", min_quality=2),
-    "astrodeep-gs43": SpeczFormat(
-        "astrodeep-gs43", "RA", "DEC", "zspec", quality="zspec_qual", min_quality=1
-    ),
-}
 
 
 def specz_sources(
@@ -174,6 +108,39 @@ def specz_sources(
     return out
 
 
+def _name_list(value) -> tuple[str, ...]:
+    """Names from a list whose items may hold several comma-separated names (``A,B C`` -> ``A``, ``B``, ``C``)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(value)
+    return tuple(n.strip() for v in value for n in str(v).split(",") if n.strip())
+
+
+@dataclass(frozen=True)
+class SpeczSourceOptions:
+    """How the spec-z catalogs of `specz_sources` are read: quality cuts per format, generic column names.
+
+    Declared once for `DeepDiscPrep` and ``deepdisc prep`` (`rail.deepdisc.options`).
+    """
+
+    jades_flags: tuple[str, ...] = option(("A", "B", "C"), "accepted JADES DR3 z_Spec_flag values",
+                                          type=list, item=str, convert=_name_list, nonempty=True)
+    muse_min_confidence: float = option(2.0, "smallest MUSE CONFID kept (1-3)", low=1.0, high=3.0)
+    specz_columns: tuple[str, ...] = option((), "RA, DEC, Z[, QUALITY] column names of 'generic' spec-z tables",
+                                            type=list, item=str, convert=_name_list)
+    specz_min_quality: float | None = option(None, "smallest quality kept in 'generic' tables with a quality "
+                                             "column (required with one)", type=float, optional=True)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def sources(self, items: Sequence[str]) -> list[tuple[Path, SpeczFormat]]:
+        """`specz_sources` of ``items`` with these options."""
+        return specz_sources(items, jades_flags=self.jades_flags, muse_min_confidence=self.muse_min_confidence,
+                             generic_columns=self.specz_columns, generic_min_quality=self.specz_min_quality)
+
+
 def _generic_format(columns: Sequence[str], min_quality: float | None) -> SpeczFormat:
     cols = [str(c).strip() for c in columns]
     if len(cols) not in (3, 4):
@@ -188,99 +155,8 @@ def _generic_format(columns: Sequence[str], min_quality: float | None) -> SpeczF
     )
 
 
-@dataclass(frozen=True)
-class SpeczTable:
-    """Spec-z entries of one catalog that passed its quality cuts.
-
-    ``ra``, ``dec`` (deg), ``z``: ndarray (K,); ``removed``: rule -> count dropped at read time.
-    """
-
-    name: str
-    ra: np.ndarray
-    dec: np.ndarray
-    z: np.ndarray
-    n_read: int
-    removed: dict[str, int] = field(default_factory=dict)
-
-
-def read_specz(path: str | os.PathLike, fmt: SpeczFormat | str) -> SpeczTable:
-    """Read a spec-z catalog and apply its quality and redshift-range cuts.
-
-    Parameters
-    ----------
-    path : str or Path
-        FITS table (extension ``fmt.hdu``) or any table astropy reads (ECSV, CSV, ...).
-    fmt : SpeczFormat or str
-        Column mapping, or a key of `SPECZ_FORMATS`.
-
-    Returns
-    -------
-    SpeczTable
-
-    Raises
-    ------
-    ConfigError
-        If ``fmt`` names an unknown format.
-    PrepError
-        If the file is missing or unreadable, or lacks a mapped column (the message lists the columns
-        present).
-    """
-    if isinstance(fmt, str):
-        if fmt not in SPECZ_FORMATS:
-            raise ConfigError(
-                f"unknown spec-z format {fmt!r}: choose one of {', '.join(SPECZ_FORMATS)} or give "
-                f"column names"
-            )
-        fmt = SPECZ_FORMATS[fmt]
-    path = Path(path)
-    if not path.is_file():
-        raise PrepError(f"{path}: spec-z catalog not found")
-    table = _read_table(path, fmt)
-    wanted = [c for c in (fmt.ra, fmt.dec, fmt.z, fmt.quality) if c is not None]
-    missing = [c for c in wanted if c not in table.colnames]
-    if missing:
-        raise PrepError(
-            f"{path}: no column(s) {', '.join(missing)} for spec-z format {fmt.name!r} (columns: "
-            f"{', '.join(table.colnames[:40])}); map the right names in the format"
-        )
-    return _apply_cuts(table, fmt)
-
-
-def _read_table(path: Path, fmt: SpeczFormat) -> Table:
-    try:
-        if path.name.lower().endswith((".fits", ".fits.gz", ".fit")):
-            return Table.read(path, hdu=fmt.hdu)
-        return Table.read(path)
-    except Exception as err:  # astropy raises many types for unreadable tables
-        raise PrepError(f"{path}: cannot read the spec-z table ({type(err).__name__}: {err})") from None
-
-
-def _text(values) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind == "S":
-        arr = np.char.decode(arr, "utf-8", errors="replace")
-    return np.char.upper(np.char.strip(arr.astype(str)))
-
-
-def _apply_cuts(table: Table, fmt: SpeczFormat) -> SpeczTable:
-    z = np.ma.filled(np.ma.asarray(table[fmt.z], dtype=np.float64), np.nan)
-    keep = np.ones(len(table), dtype=bool)
-    removed = {}
-    if fmt.accepted_flags is not None:
-        flags = _text(np.ma.filled(table[fmt.quality], ""))
-        keep = np.isin(flags, [f.strip().upper() for f in fmt.accepted_flags])
-    elif fmt.min_quality is not None:
-        q = np.ma.filled(np.ma.asarray(table[fmt.quality], dtype=np.float64), np.nan)
-        keep = np.isfinite(q) & (q >= fmt.min_quality)
-    removed["quality"] = int((~keep).sum())
-    in_range = np.isfinite(z) & (z > fmt.z_range[0]) & (z <= fmt.z_range[1])
-    removed["z_range"] = int((keep & ~in_range).sum())
-    keep &= in_range
-    ra = np.ma.filled(np.ma.asarray(table[fmt.ra], dtype=np.float64), np.nan)
-    dec = np.ma.filled(np.ma.asarray(table[fmt.dec], dtype=np.float64), np.nan)
-    removed["no_position"] = int((keep & ~(np.isfinite(ra) & np.isfinite(dec))).sum())
-    keep &= np.isfinite(ra) & np.isfinite(dec)
-    return SpeczTable(fmt.name, ra[keep], dec[keep], z[keep], n_read=len(table), removed=removed)
+def _band_name(value: str) -> str:
+    return str(value).strip().upper()
 
 
 @dataclass(frozen=True)
@@ -299,16 +175,15 @@ class CompileSettings:
         Drop labels of objects flagged as stars.
     """
 
-    match_radius_arcsec: float = MATCH_RADIUS_ARCSEC
-    match_band: str = "F444W"
-    max_dz: float = MAX_DZ_AGREEMENT
+    match_radius_arcsec: float = option(MATCH_RADIUS_ARCSEC, "spec-z cross-match radius, arcsec", low=0,
+                                        low_open=True, flag="match-radius")
+    match_band: str = option("F444W", "band whose brightest object wins a spec-z match", convert=_band_name)
+    max_dz: float = option(MAX_DZ_AGREEMENT, "agreement limit abs(dz)/(1+z) between spec-z catalogs", low=0,
+                           low_open=True)
     drop_stars: bool = True
 
     def __post_init__(self):
-        if not self.match_radius_arcsec > 0:
-            raise ConfigError(f"match_radius_arcsec must be > 0, got {self.match_radius_arcsec!r}")
-        if not self.max_dz > 0:
-            raise ConfigError(f"max_dz must be > 0, got {self.max_dz!r}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """Tile geometry on a mosaic grid: tile sizes, grid origins, primary assignment, re-centred cutouts, splits.
 
-Pure functions on arrays (no file I/O): :mod:`rail.deepdisc.prep.prepare` reads the pixels.
+Pure functions on arrays (no file I/O): :mod:`rail.deepdisc.prep.prepare` reads the pixels. `most_central`
+is the one primary-tile rule of the package: real mosaics (`assign_primary`, candidates = kept tiles holding
+the centroid) and simulated mosaics (:func:`rail.deepdisc.simulation.tiling.cut_field`, candidates = tiles
+the footprint touches) both use it.
 
 Conventions: pixel ``i`` covers ``[i - 0.5, i + 0.5)``; a tile with origin ``(y0, x0)`` and shape ``(h, w)``
 holds pixels ``y0 .. y0+h-1`` and ``x0 .. x0+w-1``; object positions are 0-based pixel coordinates on the same
@@ -24,6 +27,8 @@ __all__ = [
     "TILE_SIZE_ARCSEC",
     "tile_shape_px",
     "grid_origins",
+    "tile_centrality",
+    "most_central",
     "assign_primary",
     "box_inside",
     "recentred_origin",
@@ -121,6 +126,83 @@ def _centrality(pos: np.ndarray, origin: np.ndarray, size: int) -> np.ndarray:
     return np.minimum(pos - (origin - 0.5), (origin + size - 0.5) - pos)
 
 
+def tile_centrality(
+    x: np.ndarray, y: np.ndarray, y0: np.ndarray, x0: np.ndarray, tile_shape: tuple[int, int]
+) -> np.ndarray:
+    """Distance from each centroid to the nearest edge of its tile, pixels (negative outside the tile).
+
+    Parameters
+    ----------
+    x, y : ndarray of float (P,)
+        Centroids, mosaic pixels.
+    y0, x0 : ndarray of int (P,)
+        Origins of the tiles they are measured against.
+    tile_shape : (int, int)
+        (h, w).
+
+    Returns
+    -------
+    ndarray (P,)
+
+    Examples
+    --------
+    >>> tile_centrality(np.array([2.0, 25.0]), np.array([9.5, 9.5]), np.zeros(2), np.zeros(2), (20, 20))
+    array([ 2.5, -5.5])
+    """
+    h, w = tile_shape
+    return np.minimum(_centrality(np.asarray(x, np.float64), x0, w), _centrality(np.asarray(y, np.float64), y0, h))
+
+
+def most_central(
+    x: np.ndarray,
+    y: np.ndarray,
+    candidates: tuple[np.ndarray, np.ndarray],
+    y0: np.ndarray,
+    x0: np.ndarray,
+    tile_shape: tuple[int, int],
+) -> np.ndarray:
+    """The primary tile of every object: its most central candidate tile (`tile_centrality`).
+
+    On exact ties the candidate of lowest tile index wins.
+
+    Parameters
+    ----------
+    x, y : ndarray of float (M,)
+        Object centroids, mosaic pixels.
+    candidates : (ndarray of int (P,), ndarray of int (P,))
+        Object indices and tile indices of the (object, tile) pairs to choose from.
+    y0, x0 : ndarray of int (T,)
+        Origin of every tile.
+    tile_shape : (int, int)
+        (h, w).
+
+    Returns
+    -------
+    ndarray of int64 (M,)
+        Tile index per object, -1 for an object without candidates.
+
+    Examples
+    --------
+    Object 0 lies in tiles 0 and 1 (origins x = 0 and 10) and is more central in tile 0; object 1 has no
+    candidate:
+
+    >>> most_central(np.array([12.0, 3.0]), np.array([9.5, 9.5]), (np.array([0, 0]), np.array([0, 1])),
+    ...              np.zeros(2), np.array([0, 10]), (20, 20))
+    array([ 0, -1])
+    """
+    obj, tile = (np.asarray(a, np.int64).ravel() for a in candidates)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    best = np.full(len(x), -1, dtype=np.int64)
+    if len(obj) == 0:
+        return best
+    cen = tile_centrality(x[obj], y[obj], np.asarray(y0)[tile], np.asarray(x0)[tile], tile_shape)
+    order = np.lexsort((tile, -cen, obj))  # per object: most central first, then lowest tile index
+    first = np.ones(len(order), bool)
+    first[1:] = obj[order[1:]] != obj[order[:-1]]
+    best[obj[order[first]]] = tile[order[first]]
+    return best
+
+
 def assign_primary(
     x: np.ndarray,
     y: np.ndarray,
@@ -129,7 +211,7 @@ def assign_primary(
     tile_shape: tuple[int, int],
     kept: np.ndarray,
 ) -> np.ndarray:
-    """Index of the most central kept grid tile of every object.
+    """Index of the most central kept grid tile holding each object's centroid (`most_central`).
 
     Parameters
     ----------
@@ -156,25 +238,24 @@ def assign_primary(
     """
     h, w = tile_shape
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    best = np.full(len(x), -1, dtype=np.int64)
-    best_c = np.full(len(x), -np.inf)
+    y_origins, x_origins = np.asarray(y_origins, np.int64), np.asarray(x_origins, np.int64)
     # tiles containing a coordinate along an axis are contiguous: [first, last) found by searchsorted
     cols = [np.searchsorted(x_origins - 0.5 + w, x, "right"), np.searchsorted(x_origins - 0.5, x, "right")]
     rows = [np.searchsorted(y_origins - 0.5 + h, y, "right"), np.searchsorted(y_origins - 0.5, y, "right")]
     span_c = int(np.max(cols[1] - cols[0], initial=0))
     span_r = int(np.max(rows[1] - rows[0], initial=0))
+    objects, tiles = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for dr in range(span_r):
         r = rows[0] + dr
         for dc in range(span_c):
             k = cols[0] + dc
             ok = (r < rows[1]) & (k < cols[1])
-            rr, kk = np.where(ok, r, 0), np.where(ok, k, 0)
-            ok &= kept[rr, kk]
-            cen = np.minimum(_centrality(x, x_origins[kk], w), _centrality(y, y_origins[rr], h))
-            better = ok & (cen > best_c)
-            best[better] = (rr * len(x_origins) + kk)[better]
-            best_c[better] = cen[better]
-    return best
+            ok[ok] &= kept[r[ok], k[ok]]
+            objects.append(np.flatnonzero(ok))
+            tiles.append(r[ok] * len(x_origins) + k[ok])
+    grid_y0 = np.repeat(y_origins, len(x_origins))
+    grid_x0 = np.tile(x_origins, len(y_origins))
+    return most_central(x, y, (np.concatenate(objects), np.concatenate(tiles)), grid_y0, grid_x0, tile_shape)
 
 
 def box_inside(boxes: np.ndarray, y0: np.ndarray, x0: np.ndarray, tile_shape: tuple[int, int]) -> np.ndarray:

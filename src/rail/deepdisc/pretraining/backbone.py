@@ -28,10 +28,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rail.deepdisc.atomic import atomic_path
-from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.backbone import BACKBONES, build_backbone
 from rail.deepdisc.model.normalise import InputNormaliser, band_statistics
+from rail.deepdisc.options import build
 from rail.deepdisc.pretraining.randomise import chunk_seed
+from rail.deepdisc.pretraining.settings import (
+    BACKBONE_PRETRAIN_OPTIONS,
+    MIN_CUTOUT_SIZE,
+    BackboneRunOptions,
+    BackboneSettings,
+)
+from rail.deepdisc.training.checkpoint import read_checkpoint, save_checkpoint
 
 __all__ = [
     "BACKBONE_CHECKPOINT_KIND",
@@ -72,8 +80,8 @@ def extract_cutouts(tileset, size: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         ``true_mag_<band>`` when present, else ``mag_<band>`` (non-finite = missing).
     object_id : ndarray (N,) int64
     """
-    if int(size) < 32:
-        raise ConfigError(f"cutout_size must be >= 32 pixels (the ResNet's stride), got {size}")
+    if int(size) < MIN_CUTOUT_SIZE:
+        raise ConfigError(f"cutout_size must be >= {MIN_CUTOUT_SIZE} pixels (the ResNet's stride), got {size}")
     obj = tileset.objects
     use = np.flatnonzero(np.isfinite(obj["redshift"]))
     c, h, w = tileset.images.shape[1:]
@@ -136,17 +144,8 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def pretrain_backbone(
     source,
+    settings: BackboneSettings | None = None,
     *,
-    backbone: str = "resnet18",
-    norm: str = "group",
-    normalisation: str = "zscore",
-    cutout_size: int = 64,
-    epochs: int = 10,
-    batch_size: int = 64,
-    learning_rate: float = 1e-3,
-    weight_decay: float = 1e-4,
-    validation_fraction: float = 0.1,
-    seed: int = 1234,
     checkpoint: Path | None = None,
     resume: bool = False,
     device: torch.device = torch.device("cpu"),
@@ -158,18 +157,10 @@ def pretrain_backbone(
     ----------
     source : FileChunks or SimulatedChunks
         Label-complete chunks (`rail.deepdisc.pretraining.randomise`).
-    backbone, norm, normalisation : str
-        As the detector's ``backbone``, ``backbone_norm`` and ``normalisation``.
-    cutout_size : int
-        Cutout side, pixels.
-    epochs, batch_size : int
-        Passes over the source, cutouts per step.
-    learning_rate, weight_decay : float
-        AdamW settings.
-    validation_fraction : float
-        Fraction of objects held out (by object id), in [0, 1).
-    seed : int
-        Master seed.
+    settings : BackboneSettings, optional
+        Backbone (as the detector's ``backbone``, ``backbone_norm``, ``normalisation``), cutout size, epochs,
+        batch size, AdamW learning rate and weight decay, validation fraction (held out by object id), seed
+        (default: `BackboneSettings` defaults).
     checkpoint : Path, optional
         Written after every epoch.
     resume : bool
@@ -182,11 +173,10 @@ def pretrain_backbone(
     dict
         ``state_dict`` (ResNet body weights, CPU), ``config``, ``provenance`` (see `save_backbone`).
     """
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if int(value) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {value!r}")
+    s = settings if settings is not None else BackboneSettings()
+    backbone, norm, normalisation, cutout_size = s.backbone, s.backbone_norm, s.normalisation, s.cutout_size
+    epochs, batch_size, learning_rate, seed = s.epochs, s.batch_size, s.learning_rate, s.seed
+    validation_fraction = s.validation_fraction
     first = source.chunk(0, 0)
     stats = band_statistics(first.images, first.segmaps, seed=seed)
     _, z, mags, _ = extract_cutouts(first, cutout_size)
@@ -195,13 +185,15 @@ def pretrain_backbone(
     model = CutoutRegressor(backbone, len(source.bands), norm=norm, normalisation=normalisation)
     model.normaliser.set_statistics(*stats.center_scale(normalisation))
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=s.weight_decay)
     state = {"epoch": 0, "history": []}
     fingerprint = {"backbone": backbone, "norm": norm, "cutout_size": cutout_size, "epochs": epochs,
                    "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                    "validation_fraction": validation_fraction, "data": source.describe()}
     if resume and checkpoint is not None and checkpoint.exists():
-        _load_checkpoint(checkpoint, fingerprint, model, optimizer, state)
+        state.update(read_checkpoint(checkpoint, kind=BACKBONE_CHECKPOINT_KIND, fingerprint=fingerprint,
+                                     description="backbone pretraining checkpoint", model=model,
+                                     optimizer=optimizer)["state"])
     n_train = 0
     for epoch in tqdm(range(state["epoch"], epochs), desc="backbone", disable=not progress, leave=False):
         train_loss, val_sq, val_n, n_train = 0.0, 0.0, 0, 0
@@ -226,7 +218,8 @@ def pretrain_backbone(
         state["history"].append({"epoch": epoch, "loss": train_loss / max(n_train, 1), "val_redshift_rmse": rmse})
         state["epoch"] = epoch + 1
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, fingerprint, model, optimizer, state)
+            save_checkpoint({"kind": BACKBONE_CHECKPOINT_KIND, "fingerprint": fingerprint, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "state": state}, checkpoint)
         log.info("backbone epoch %d: loss %.4f, validation redshift RMSE %.3f", epoch,
                  state["history"][-1]["loss"], rmse)
     last = state["history"][-1] if state["history"] else {}
@@ -275,27 +268,6 @@ def _validate(model, cut, z, loc, spread, device, sq, n):
     return sq + float(((pred.double() - torch.from_numpy(z)) ** 2).sum()), n + len(z)
 
 
-def _save_checkpoint(path: Path, fingerprint, model, optimizer, state) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({"kind": BACKBONE_CHECKPOINT_KIND, "fingerprint": fingerprint, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "state": state}, tmp)
-
-
-def _load_checkpoint(path: Path, fingerprint, model, optimizer, state) -> None:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError
-        raise ModelError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != BACKBONE_CHECKPOINT_KIND:
-        raise ModelError(f"{path}: not a backbone pretraining checkpoint")
-    if ckpt["fingerprint"] != fingerprint:
-        raise ModelError(f"{path}: checkpoint was written with other options or data; use another checkpoint")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    state.update(ckpt["state"])
-
-
 def save_backbone(result: dict, path: str | Path) -> Path:
     """Write `pretrain_backbone`'s result atomically (``torch.load(weights_only=True)`` reads it back).
 
@@ -310,29 +282,11 @@ def save_backbone(result: dict, path: str | Path) -> Path:
 
 
 #: Options of `pretrain_backbone_from_options` (``deepdisc pretrain --backbone-only``) and their defaults.
-BACKBONE_PRETRAIN_DEFAULTS: dict = {
-    "tile_files": [],
-    "tiles_per_chunk": 64,
-    "backbone": "resnet18",
-    "backbone_norm": "group",
-    "normalisation": "zscore",
-    "cutout_size": 64,
-    "epochs": 10,
-    "batch_size": 64,
-    "learning_rate": 1e-3,
-    "weight_decay": 1e-4,
-    "validation_fraction": 0.1,
-    "seed": 1234,
-    "device": "auto",
-    "num_threads": 0,
-    "checkpoint": "",
-    "resume": False,
-    "progress_bar": True,
-}
+BACKBONE_PRETRAIN_DEFAULTS: dict = BACKBONE_PRETRAIN_OPTIONS.defaults()
 
 
 def pretrain_backbone_from_options(options: dict, *, output_path: str | Path | None = None) -> dict:
-    """`pretrain_backbone` on label-complete TileSet files from flat options (`BACKBONE_PRETRAIN_DEFAULTS`).
+    """`pretrain_backbone` on label-complete TileSet files from flat options (`BACKBONE_PRETRAIN_OPTIONS`).
 
     The checkpoint defaults to ``OUTPUT_checkpoint.pt`` beside ``output_path``.
 
@@ -344,22 +298,15 @@ def pretrain_backbone_from_options(options: dict, *, output_path: str | Path | N
     from rail.deepdisc.devices import resolve_device, set_threads
     from rail.deepdisc.pretraining.randomise import FileChunks
 
-    unknown = sorted(set(options) - set(BACKBONE_PRETRAIN_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown backbone pretraining option(s) {', '.join(unknown)}")
-    opts = {**BACKBONE_PRETRAIN_DEFAULTS, **options}
-    if not opts["tile_files"]:
+    opts = BACKBONE_PRETRAIN_OPTIONS.check(options, "backbone pretraining")
+    run, settings = build(BackboneRunOptions, opts), build(BackboneSettings, opts)
+    if not run.tile_files:
         raise ConfigError("backbone-only pretraining needs tile_files: label-complete simulated TileSets "
                           "(make them with deepdisc simulate)")
-    device = resolve_device(opts["device"])
-    set_threads(int(opts["num_threads"]))
-    checkpoint = Path(opts["checkpoint"]) if opts["checkpoint"] else (
+    device = resolve_device(run.device)
+    set_threads(run.num_threads)
+    checkpoint = Path(run.checkpoint) if run.checkpoint else (
         Path(output_path).with_name(Path(output_path).stem + "_checkpoint.pt") if output_path else None)
-    source = FileChunks(opts["tile_files"], tiles_per_chunk=int(opts["tiles_per_chunk"]))
-    return pretrain_backbone(
-        source, backbone=opts["backbone"], norm=opts["backbone_norm"], normalisation=opts["normalisation"],
-        cutout_size=int(opts["cutout_size"]), epochs=int(opts["epochs"]), batch_size=int(opts["batch_size"]),
-        learning_rate=float(opts["learning_rate"]), weight_decay=float(opts["weight_decay"]),
-        validation_fraction=float(opts["validation_fraction"]), seed=int(opts["seed"]), checkpoint=checkpoint,
-        resume=bool(opts["resume"]), device=device, progress=bool(opts["progress_bar"]),
-    )
+    source = FileChunks(list(run.tile_files), tiles_per_chunk=run.tiles_per_chunk)
+    return pretrain_backbone(source, settings, checkpoint=checkpoint, resume=run.resume, device=device,
+                             progress=run.progress_bar)

@@ -3,7 +3,7 @@
 Real spec-z labels are few, bright and mostly at low redshift; the simulator knows the true redshift of every
 object at every depth. `pretrain_model` trains one network on a stream of chunks
 (`rail.deepdisc.pretraining.randomise`): each epoch is ``chunks_per_epoch`` chunks, each chunk is one pass of
-`rail.deepdisc.training.loop.run_epoch` (the same training step as ``deepdisc train``: augmentation, all detection
+`rail.deepdisc.training.epoch.run_epoch` (the same training step as ``deepdisc train``: augmentation, all detection
 losses, the mixture NLL on every object), then the chunk is dropped. After every chunk a checkpoint (model, optimiser,
 position, history) is written atomically; each chunk's data and randomness derive from ``(seed, epoch, chunk)`` alone,
 so a run killed at any point and resumed reaches the same weights as an uninterrupted one (same device and thread
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,50 +26,27 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.pretraining.randomise import chunk_seed
-from rail.deepdisc.training.checkpoint import save_checkpoint
-from rail.deepdisc.training.data import tile_targets
+from rail.deepdisc.pretraining.settings import PretrainSettings
+from rail.deepdisc.training.checkpoint import read_checkpoint, save_checkpoint
+from rail.deepdisc.training.data import MemberData, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.ensemble import EnsembleSettings, assemble_artifact
-from rail.deepdisc.training.loop import MemberData, MemberResult, TrainSettings, make_optimizer, run_epoch
+from rail.deepdisc.training.epoch import run_epoch
+from rail.deepdisc.training.member import MemberResult
+from rail.deepdisc.training.optimiser import make_optimizer
+from rail.deepdisc.training.settings import TrainSettings
 from rail.deepdisc.training.validation import validation_log_likelihood
 
-__all__ = ["PRETRAIN_CHECKPOINT_KIND", "PretrainSettings", "pretrain_model"]
+__all__ = ["PRETRAIN_CHECKPOINT_KIND", "pretrain_model"]
 
 log = logging.getLogger(__name__)
 
 PRETRAIN_CHECKPOINT_KIND = "deepdisc-pretrain-checkpoint"
 _EMPTY = np.zeros(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """How long and on what pretraining runs (optimisation settings are a `TrainSettings`).
-
-    Parameters
-    ----------
-    epochs : int
-        Epochs; each is ``chunks_per_epoch`` chunks of the source.
-    validation_tiles : int
-        Tiles of the fixed validation set (normalisation statistics and the per-epoch validation NLL).
-    seed : int
-        Master seed: chunk data and every random draw of training derive from it.
-    """
-
-    epochs: int = 10
-    validation_tiles: int = 16
-    seed: int = 1234
-
-    def __post_init__(self) -> None:
-        if int(self.epochs) < 1 or int(self.validation_tiles) < 2:
-            raise ConfigError(
-                f"epochs must be >= 1 and validation_tiles >= 2, got {self.epochs} and {self.validation_tiles}"
-            )
-        if int(self.seed) < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
 
 
 class _Position:
@@ -171,7 +147,9 @@ def pretrain_model(
         "world_size": dist_ctx.world_size,
     }
     if resume and checkpoint is not None and checkpoint.exists():
-        _load(checkpoint, fingerprint, model, optimizer, pos)
+        pos.load(read_checkpoint(checkpoint, kind=PRETRAIN_CHECKPOINT_KIND, fingerprint=fingerprint,
+                                 description="DeepDISC pretraining checkpoint", model=model,
+                                 optimizer=optimizer)["position"])
         log.info("pretraining: resumed at epoch %d, chunk %d from %s", pos.epoch, pos.chunk, checkpoint)
     net = dist_ctx.wrap(model)
     total = settings.epochs * source.chunks_per_epoch
@@ -241,25 +219,6 @@ def _checkpoint(fingerprint: dict, model, optimizer, pos: _Position) -> dict:
         "optimizer": optimizer.state_dict(),
         "position": pos.to_dict(),
     }
-
-
-def _load(path: Path, fingerprint: dict, model, optimizer, pos: _Position) -> None:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError
-        raise ModelError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != PRETRAIN_CHECKPOINT_KIND:
-        raise ModelError(f"{path}: not a DeepDISC pretraining checkpoint")
-    if ckpt["fingerprint"] != fingerprint:
-        diff = sorted(k for k in set(fingerprint) | set(ckpt["fingerprint"])
-                      if fingerprint.get(k) != ckpt["fingerprint"].get(k))
-        raise ModelError(
-            f"{path}: checkpoint was written by a pretraining run with other {', '.join(diff)}; resume with "
-            f"the same options or use another checkpoint file"
-        )
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    pos.load(ckpt["position"])
 
 
 def _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx) -> dict:

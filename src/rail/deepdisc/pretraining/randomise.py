@@ -27,9 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from rail.deepdisc.exceptions import ConfigError, TileSetError
+from rail.deepdisc.options import check_fields, option, values_of
 from rail.deepdisc.simulation import SimulationSettings, simulate_tileset
+from rail.deepdisc.simulation.settings import SIMULATION_OPTIONS
 from rail.deepdisc.tileset.format import TileSet
-from rail.deepdisc.tileset.io import read_tileset, validate_tileset
+from rail.deepdisc.tileset.io import read_tileset
+from rail.deepdisc.tileset.validation import validate_tileset
 
 __all__ = ["NuisanceRanges", "SimulatedChunks", "FileChunks", "label_complete", "chunk_seed"]
 
@@ -38,6 +41,13 @@ TRUE_REDSHIFT = "redshift_true"
 TRAINING_STREAM, VALIDATION_STREAM = 0, 1
 # spec-z selection settings: irrelevant here (every object is labelled with its true redshift)
 _LABEL_SETTINGS = ("label_fraction", "label_bias_mag", "wrong_label_fraction")
+
+
+def _range(name: str, low: float, high: float):
+    """The option ``name`` of `NuisanceRanges`: a [low, high] range of the `SimulationSettings` option ``name``."""
+    sim = SIMULATION_OPTIONS[name]
+    return option((low, high), f"[low, high] range drawn for every chunk: {sim.help}", interval=True,
+                  metavar=("LOW", "HIGH"))
 
 
 @dataclass(frozen=True)
@@ -56,20 +66,16 @@ class NuisanceRanges:
         factor).
     """
 
-    psf_fwhm_scale: tuple[float, float] = (0.85, 1.25)
-    depth_offset: tuple[float, float] = (-0.8, 0.4)
-    noise_correlation_px: tuple[float, float] = (0.0, 1.0)
-    starburst_weight: tuple[float, float] = (0.5, 2.0)
-    emission_line_scale: tuple[float, float] = (0.5, 1.5)
-    passive_fraction: tuple[float, float] = (0.15, 0.35)
-    size_scale: tuple[float, float] = (0.8, 1.25)
+    psf_fwhm_scale: tuple[float, float] = _range("psf_fwhm_scale", 0.85, 1.25)
+    depth_offset: tuple[float, float] = _range("depth_offset", -0.8, 0.4)
+    noise_correlation_px: tuple[float, float] = _range("noise_correlation_px", 0.0, 1.0)
+    starburst_weight: tuple[float, float] = _range("starburst_weight", 0.5, 2.0)
+    emission_line_scale: tuple[float, float] = _range("emission_line_scale", 0.5, 1.5)
+    passive_fraction: tuple[float, float] = _range("passive_fraction", 0.15, 0.35)
+    size_scale: tuple[float, float] = _range("size_scale", 0.8, 1.25)
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if len(value) != 2 or not all(math.isfinite(float(v)) for v in value) or value[0] > value[1]:
-                raise ConfigError(f"randomisation range {f.name} must be (low, high) with low <= high, got {value}")
-            object.__setattr__(self, f.name, (float(value[0]), float(value[1])))
+        check_fields(self)
         for corner in (0, 1):  # SimulationSettings validates the extremes
             SimulationSettings(**{f.name: getattr(self, f.name)[corner] for f in dataclasses.fields(self)})
 
@@ -85,7 +91,7 @@ class NuisanceRanges:
 
     def to_dict(self) -> dict[str, list[float]]:
         """Plain data for the artifact's provenance."""
-        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return values_of(self)
 
 
 def chunk_seed(seed: int, epoch: int, chunk: int, rank: int = 0, *, stream: int = TRAINING_STREAM) -> int:

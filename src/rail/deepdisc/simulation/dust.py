@@ -1,79 +1,21 @@
-"""Milky-Way dust: a smooth E(B-V) field (or the SFD map through `dustmaps`) and its NIRCam extinction.
+"""The simulator's Milky-Way E(B-V): a smooth random field, or the SFD map.
 
 Without a map directory the simulator uses a smooth random field around ``ebv_mw_mean`` (GOODS-S has
 E(B-V) of about 0.008); with one, it queries the Schlegel, Finkbeiner & Davis (1998) map with the
-Schlafly & Finkbeiner (2011) recalibration factor 0.86. Extinction per band follows Cardelli, Clayton &
-Mathis (1989) with R_V = 3.1 at the band's pivot wavelength.
+Schlafly & Finkbeiner (2011) recalibration through `rail.deepdisc.dust.sfd_ebv`, as the real-data path does.
+The extinction per band is the package's one Milky-Way law (`rail.deepdisc.dust.band_extinction`).
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import numpy as np
 
-from rail.deepdisc.exceptions import DustMapError
-from rail.deepdisc.filters import pivot_wavelength
+from rail.deepdisc.dust import sfd_ebv
 
-__all__ = ["ccm89_extinction", "band_extinction", "smooth_ebv_field", "sfd_ebv"]
+__all__ = ["smooth_ebv_field", "milky_way_ebv"]
 
-MW_RV = 3.1
-SFD_RECALIBRATION = 0.86
 SMOOTH_MODES = 6
 SMOOTH_SCALE_DEG = (0.05, 0.5)  # wavelengths of the field's modes
-
-
-def ccm89_extinction(wave_angstrom: np.ndarray, r_v: float = MW_RV) -> np.ndarray:
-    """A_lambda / E(B-V) of Cardelli, Clayton & Mathis (1989), infrared and optical branches.
-
-    Parameters
-    ----------
-    wave_angstrom : ndarray
-        Wavelength, Angstrom (0.3 to 3.3 inverse micron; the infrared power law continues beyond 3.3 micron).
-    r_v : float
-        Total-to-selective extinction.
-
-    Returns
-    -------
-    ndarray
-        A_lambda / E(B-V).
-
-    Examples
-    --------
-    >>> round(float(ccm89_extinction(np.array(5495.0))), 2)
-    3.1
-    """
-    x = 1e4 / np.asarray(wave_angstrom, float)
-    y = x - 1.82
-    a_opt = 1 + y * (
-        0.17699
-        + y * (-0.50447 + y * (-0.02427 + y * (0.72085 + y * (0.01979 + y * (-0.77530 + y * 0.32999)))))
-    )
-    b_opt = y * (
-        1.41338
-        + y * (2.28305 + y * (1.07233 + y * (-5.38434 + y * (-0.62251 + y * (5.30260 - y * 2.09002)))))
-    )
-    a_ir, b_ir = 0.574 * x**1.61, -0.527 * x**1.61
-    a = np.where(x < 1.1, a_ir, a_opt)
-    b = np.where(x < 1.1, b_ir, b_opt)
-    return a * r_v + b
-
-
-def band_extinction(bands) -> np.ndarray:
-    """A_band / E(B-V) of each band at its pivot wavelength.
-
-    Parameters
-    ----------
-    bands : sequence of str
-        NIRCam bands.
-
-    Returns
-    -------
-    ndarray (B,)
-        Magnitudes of extinction per magnitude of E(B-V).
-    """
-    return ccm89_extinction(np.array([pivot_wavelength(b) for b in bands]))
 
 
 def smooth_ebv_field(
@@ -108,28 +50,28 @@ def smooth_ebv_field(
     return np.clip(mean * (1.0 + variation * waves), 0.0, None)
 
 
-def sfd_ebv(ra: np.ndarray, dec: np.ndarray, map_dir: str | Path) -> np.ndarray:
-    """E(B-V) from the SFD map in ``map_dir`` (read by `dustmaps`), recalibrated by 0.86.
+def milky_way_ebv(settings, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """E(B-V) of the simulated objects: the SFD map in ``settings.dustmap_dir``, else the smooth field.
+
+    Parameters
+    ----------
+    settings : SimulationSettings
+        ``dustmap_dir``, ``ebv_mw_mean``, ``ebv_mw_variation`` and ``seed``.
+    ra, dec : ndarray (N,)
+        Sky position, deg.
+
+    Returns
+    -------
+    ndarray (N,)
+        E(B-V), mag (SF11-recalibrated when read from the map).
 
     Raises
     ------
     DustMapError
-        If the map files are missing or unreadable.
+        If ``settings.dustmap_dir`` lacks the map files or they cannot be read.
     """
-    from astropy.coordinates import SkyCoord
-
-    map_dir = Path(map_dir)
-    sfd_dir = map_dir / "sfd" if (map_dir / "sfd").is_dir() else map_dir
-    try:
-        with warnings.catch_warnings():  # dustmaps warns about a missing ~/.dustmapsrc: we pass the directory
-            warnings.simplefilter("ignore")
-            from dustmaps.sfd import SFDQuery
-
-        query = SFDQuery(map_dir=str(sfd_dir))
-        ebv = query(SkyCoord(np.asarray(ra, float), np.asarray(dec, float), unit="deg", frame="icrs"))
-    except (OSError, ValueError, KeyError) as err:
-        raise DustMapError(
-            f"{sfd_dir}: cannot read the SFD dust maps ({err}); pass the directory holding "
-            f"SFD_dust_4096_ngp.fits and SFD_dust_4096_sgp.fits, or no dust-map directory"
-        )
-    return SFD_RECALIBRATION * np.asarray(ebv, float)
+    if settings.dustmap_dir:
+        return sfd_ebv(ra, dec, map_dir=settings.dustmap_dir)
+    return smooth_ebv_field(
+        ra, dec, mean=settings.ebv_mw_mean, variation=settings.ebv_mw_variation, seed=settings.seed
+    )

@@ -13,7 +13,8 @@ import numpy as np
 from astropy.wcs import WCS
 from scipy.ndimage import find_objects
 
-from rail.deepdisc.simulation.dust import band_extinction, sfd_ebv, smooth_ebv_field
+from rail.deepdisc.dust import band_extinction
+from rail.deepdisc.simulation.dust import milky_way_ebv
 from rail.deepdisc.simulation.labels import assign_labels
 from rail.deepdisc.simulation.morphology import draw_morphology
 from rail.deepdisc.simulation.noise import flux_njy
@@ -79,14 +80,6 @@ def _positions(rng, n, shape):
     return np.column_stack([rng.uniform(-0.5, shape[1] - 0.5, n), rng.uniform(-0.5, shape[0] - 0.5, n)])
 
 
-def _mw_ebv(settings, ra, dec):
-    if settings.dustmap_dir:
-        return sfd_ebv(ra, dec, settings.dustmap_dir)
-    return smooth_ebv_field(
-        ra, dec, mean=settings.ebv_mw_mean, variation=settings.ebv_mw_variation, seed=settings.seed
-    )
-
-
 def simulate_field(
     ctx: FieldContext,
     shape: tuple[int, int],
@@ -120,7 +113,7 @@ def simulate_field(
     morph = draw_morphology(rng, pop, size_scale=s.size_scale, z_max=s.z_max)
     xy = _positions(rng, len(pop), shape)
     ra, dec = wcs.wcs_pix2world(xy[:, 0], xy[:, 1], 0) if len(pop) else (np.zeros(0), np.zeros(0))
-    ebv = _mw_ebv(s, ra, dec)
+    ebv = milky_way_ebv(s, ra, dec)
     true_mag = pop.mag + ebv[:, None] * ctx.extinction[None, :-1]
     true_ref = pop.mag_ref + ebv * ctx.extinction[-1]
     rendered = render_field(

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.presets import resolve_bands
+from rail.deepdisc.options import PROGRESS_BAR, Option, OptionSet, check_fields, option
+from rail.deepdisc.presets import BANDS
 
-__all__ = ["SimulationSettings", "DEFAULT_DEPTHS", "GOODS_S_CENTRE"]
+__all__ = ["SimulationSettings", "SIMULATION_OPTIONS", "MOSAIC_DIR", "DEFAULT_DEPTHS", "GOODS_S_CENTRE"]
 
 #: 5-sigma point-source depths (AB, 0.2" diameter aperture) of the JADES GOODS-S deep area (approximate).
 DEFAULT_DEPTHS: dict[str, float] = {
@@ -45,16 +46,13 @@ GOODS_S_CENTRE = (53.1, -27.8)
 _JADES_DETECTION = ("F277W", "F356W", "F444W")
 
 
-def _positive(name: str, value, *, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"SimulationSettings: {name} must be a finite number {bound}, got {value!r}")
-
-
-def _fraction(name: str, value) -> None:
-    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ConfigError(f"SimulationSettings: {name} must be in [0, 1], got {value!r}")
+def _depth_value(value):
+    """A depth option as stored: a number, a sequence aligned with the bands, or sorted ``(band, depth)`` pairs."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k).upper(), float(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -144,112 +142,61 @@ class SimulationSettings:
         Side of the mosaic written by `simulate_mosaics`, pixels (None: the area of ``n_tiles`` tiles).
     """
 
-    n_tiles: int = 36
-    tile_size: int = 128
-    bands: str | tuple[str, ...] = "JADES9"
-    pixel_scale: float = 0.03
-    seed: int = 42
-    depth: float | Mapping[str, float] | tuple[float, ...] | None = None
-    depth_offset: float = 0.0
-    depth_aperture_arcsec: float = 0.2
-    density: float = 0.8
-    mag_limit: float = 30.8
-    z_max: float = ZMAX
-    nz_shape: float = 3.0
-    nz_scale: float = 1.1
-    star_fraction: float = 0.03
-    brown_dwarf_fraction: float = 0.3
-    passive_fraction: float = 0.25
-    passive_z_max: float = 5.0
-    starburst_weight: float = 1.0
-    emission_line_scale: float = 1.0
-    ebv_internal_mean: float = 0.15
-    ebv_internal_max: float = 1.0
-    ebv_mw_mean: float = 0.008
-    ebv_mw_variation: float = 0.2
-    dustmap_dir: str | None = None
-    psf_fwhm_scale: float = 1.0
-    psf_jitter_arcsec: float = 0.006
-    psf_obscuration: float = 0.11
-    telescope_diameter_m: float = 6.5
-    size_scale: float = 1.0
-    noise_correlation_px: float = 0.0
-    detection_bands: tuple[str, ...] = _JADES_DETECTION
-    detection_snr: float = 5.0
-    segmentation_threshold: float = 2.0
-    min_pixels: int = 5
-    label_fraction: float = 0.1
-    label_bias_mag: float = 1.5
-    wrong_label_fraction: float = 0.01
-    oversampling: int = 2
-    field_size: int | None = None
+    n_tiles: int = option(36, "number of tiles to simulate", low=1, stage="n_samples", flag="tiles")
+    tile_size: int = option(128, "tile side, pixels", low=16, flag="size")
+    bands: str | tuple[str, ...] = BANDS.as_field()
+    pixel_scale: float = option(0.03, "arcsec per pixel", low=0, low_open=True)
+    seed: int = option(42, "random seed (the same seed gives identical files)", low=0)
+    depth: float | Mapping[str, float] | tuple[float, ...] | None = option(
+        None, "5-sigma AB depth: one value for every band, or per band as {F444W: 29.5} (missing: JADES deep)",
+        type=dict, optional=True, empty={}, convert=_depth_value, flag_type=float)
+    depth_offset: float = option(0.0, "magnitudes added to every 5-sigma depth (> 0 deeper)")
+    depth_aperture_arcsec: float = option(0.2, "diameter of the depth aperture, arcsec", low=0, low_open=True)
+    density: float = option(0.8, "galaxies per arcsec^2 brighter than mag_limit (F444W)", low=0, low_open=True)
+    mag_limit: float = option(30.8, "faintest F444W AB magnitude drawn", low=20, high=40, low_open=True,
+                              high_open=True)
+    z_max: float = option(ZMAX, "highest galaxy redshift", low=0, low_open=True)
+    nz_shape: float = option(3.0, "Gamma shape of the drawn N(z)", low=0, low_open=True)
+    nz_scale: float = option(1.1, "Gamma scale of the drawn N(z)", low=0, low_open=True)
+    star_fraction: float = option(0.03, "fraction of objects that are stars or brown dwarfs", low=0, high=1)
+    brown_dwarf_fraction: float = option(0.3, "fraction of stars that are brown dwarfs", low=0, high=1)
+    passive_fraction: float = option(0.25, "passive-galaxy fraction at z = 0", low=0, high=1)
+    passive_z_max: float = option(5.0, "no passive galaxies above this redshift", low=0, low_open=True)
+    starburst_weight: float = option(1.0, "multiplies the share of starburst templates (SED-mix nuisance)", low=0,
+                                     low_open=True)
+    emission_line_scale: float = option(1.0, "multiplies every H-alpha equivalent width (0 = no nebular lines)",
+                                        low=0)
+    ebv_internal_mean: float = option(0.15, "mean internal Calzetti E(B-V) of star-forming galaxies, mag", low=0)
+    ebv_internal_max: float = option(1.0, "largest internal E(B-V), mag", low=0, low_open=True)
+    ebv_mw_mean: float = option(0.008, "mean Milky-Way E(B-V) of the smooth field, mag", low=0)
+    ebv_mw_variation: float = option(0.2, "relative amplitude of the Milky-Way E(B-V) field", low=0)
+    dustmap_dir: str | None = option(None, "directory of the SFD dust maps, dustmaps format (empty: smooth "
+                                     "Milky-Way field)", type=str, optional=True, empty="")
+    psf_fwhm_scale: float = option(1.0, "multiplies every PSF width", low=0, low_open=True)
+    psf_jitter_arcsec: float = option(0.006, "Gaussian jitter sigma convolved with the Airy PSF, arcsec", low=0)
+    psf_obscuration: float = option(0.11, "central obscuration of the Airy pupil", low=0, high=1, high_open=True)
+    telescope_diameter_m: float = option(6.5, "aperture diameter, m", low=0, low_open=True)
+    size_scale: float = option(1.0, "multiplies every galaxy half-light radius", low=0, low_open=True)
+    noise_correlation_px: float = option(0.0, "noise correlation sigma, pixels (0 = white)", low=0,
+                                         flag="noise-correlation")
+    detection_bands: tuple[str, ...] = option(_JADES_DETECTION, "bands stacked for detection", item=str)
+    detection_snr: float = option(5.0, "minimum isophotal S/N in the detection stack to be catalogued", low=0,
+                                  low_open=True)
+    segmentation_threshold: float = option(2.0, "noiseless detection-stack level (noise units) of footprints",
+                                           low=0, low_open=True)
+    min_pixels: int = option(5, "minimum footprint size, pixels", low=1)
+    label_fraction: float = option(0.1, "expected fraction of catalogued galaxies with spec-z", low=0, high=1)
+    label_bias_mag: float = option(1.5, "spec-z selection odds fall by e per this many F444W magnitudes (inf = "
+                                   "unbiased)", low=0, low_open=True, finite=False)
+    wrong_label_fraction: float = option(0.01, "fraction of wrong spec-z labels", low=0, high=1)
+    oversampling: int = option(2, "sub-pixels per pixel side when rendering", low=1)
+    field_size: int | None = option(None, "mosaic side, pixels, with mosaic_dir (0 or unset: the area of the "
+                                    "tiles)", type=int, optional=True, empty=0, low=16)
 
     def __post_init__(self):
-        set_ = object.__setattr__
-        set_(self, "bands", resolve_bands(self.bands))
-        for name in ("n_tiles", "tile_size", "min_pixels", "oversampling"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"SimulationSettings: {name} must be a positive integer, got {value!r}")
-        if self.tile_size < 16:
-            raise ConfigError(f"SimulationSettings: tile_size must be >= 16 pixels, got {self.tile_size}")
-        if self.field_size is not None and (not isinstance(self.field_size, int) or self.field_size < 16):
-            raise ConfigError(
-                f"SimulationSettings: field_size must be None or >= 16 pixels, got {self.field_size!r}"
-            )
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"SimulationSettings: seed must be a non-negative integer, got {self.seed!r}")
-        for name in (
-            "pixel_scale",
-            "depth_aperture_arcsec",
-            "density",
-            "z_max",
-            "nz_shape",
-            "nz_scale",
-            "starburst_weight",
-            "psf_fwhm_scale",
-            "telescope_diameter_m",
-            "size_scale",
-            "detection_snr",
-            "segmentation_threshold",
-            "ebv_internal_max",
-            "passive_z_max",
-        ):
-            _positive(name, getattr(self, name))
-        for name in (
-            "emission_line_scale",
-            "ebv_internal_mean",
-            "ebv_mw_mean",
-            "ebv_mw_variation",
-            "psf_jitter_arcsec",
-            "noise_correlation_px",
-        ):
-            _positive(name, getattr(self, name), allow_zero=True)
-        if not (isinstance(self.label_bias_mag, (int, float)) and self.label_bias_mag > 0):
-            raise ConfigError(
-                f"SimulationSettings: label_bias_mag must be > 0 (inf = unbiased), "
-                f"got {self.label_bias_mag!r}"
-            )
-        for name in (
-            "star_fraction",
-            "brown_dwarf_fraction",
-            "passive_fraction",
-            "label_fraction",
-            "wrong_label_fraction",
-        ):
-            _fraction(name, getattr(self, name))
-        if not 0.0 <= self.psf_obscuration < 1.0:
-            raise ConfigError(
-                f"SimulationSettings: psf_obscuration must be in [0, 1), got {self.psf_obscuration}"
-            )
-        if not 20.0 < self.mag_limit < 40.0:
-            raise ConfigError(
-                f"SimulationSettings: mag_limit must be an AB magnitude in (20, 40), got {self.mag_limit!r}"
-            )
-        if isinstance(self.depth, Mapping):
-            set_(self, "depth", tuple(sorted((str(k).upper(), float(v)) for k, v in self.depth.items())))
+        check_fields(self, "SimulationSettings")
+        object.__setattr__(self, "detection_bands", tuple(b.strip().upper() for b in self.detection_bands))
         self._resolve_depth()  # validates
-        set_(self, "detection_bands", tuple(str(b).upper() for b in self.detection_bands))
 
     def _resolve_depth(self) -> tuple[float, ...]:
         depth = self.depth
@@ -301,3 +248,10 @@ class SimulationSettings:
         cols = math.ceil(math.sqrt(self.n_tiles))
         rows = math.ceil(self.n_tiles / cols)
         return rows * self.tile_size, cols * self.tile_size
+
+
+#: Where ``deepdisc simulate`` and `DeepDiscSimulator` also write JADES-format mosaics.
+MOSAIC_DIR = Option("mosaic_dir", "", "also write JADES-format mosaics, segmentation and catalogs here; the TileSet "
+                    "is then cut from that mosaic")
+#: The options of ``deepdisc simulate`` and `DeepDiscSimulator`.
+SIMULATION_OPTIONS = OptionSet(SimulationSettings, MOSAIC_DIR, PROGRESS_BAR)

@@ -17,10 +17,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.prep.tiling import most_central
 from rail.deepdisc.simulation.field import FieldContext, SimulatedField, make_wcs, simulate_field
 from rail.deepdisc.simulation.settings import SimulationSettings
-from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets, object_columns
-from rail.deepdisc.tileset.io import TileSetWriter
+from rail.deepdisc.tileset.contract import object_columns
+from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets
+from rail.deepdisc.tileset.writer import TileSetWriter
 
 __all__ = ["simulate_tileset", "cut_field", "field_tile", "ID_STRIDE"]
 
@@ -28,8 +30,10 @@ log = logging.getLogger(__name__)
 
 #: Object ids of independent tile k are ``(k + 1) * ID_STRIDE + catalog row``: unique within a file.
 ID_STRIDE = 10_000
-#: Catalog columns that stay out of the TileSet (flux_* and flux_err_* are nJy twins of the magnitudes).
-_SKIP = ("seg_id", "spec_flag", "flux_")
+#: Catalog columns that stay out of the TileSet.
+_SKIP = ("seg_id", "spec_flag")
+#: Catalog flux-error prefix, written as the TileSet's ``fluxerr_<BAND>`` (``flux_<BAND>`` keeps its name).
+_FLUX_ERR = "flux_err_"
 #: Largest tile count whose object ids fit the int32 segmentation maps.
 MAX_TILES = np.iinfo(np.int32).max // ID_STRIDE - 1
 BBOX = ("bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1")
@@ -64,7 +68,8 @@ def _object_table(
     for name, values in cat.items():
         if name in out or name in BBOX or name.startswith(_SKIP):
             continue
-        out[name] = np.asarray(values)[rows]
+        column = "fluxerr_" + name[len(_FLUX_ERR):] if name.startswith(_FLUX_ERR) else name
+        out[column] = np.asarray(values)[rows]
     missing = [c for c in object_columns(bands) if c not in out]
     if missing:
         raise RuntimeError(f"simulated catalog lacks TileSet column(s) {missing}")
@@ -214,32 +219,29 @@ def _simulate_tileset(settings, path, progress_bar, in_memory) -> TileSet | None
     return out
 
 
-def _centrality(x: np.ndarray, y: np.ndarray, w: int, h: int) -> np.ndarray:
-    return np.minimum(np.minimum(x + 0.5, w - 0.5 - x), np.minimum(y + 0.5, h - 0.5 - y))
-
-
 def cut_field(field: SimulatedField, settings: SimulationSettings) -> TileSet:
     """Cut a simulated mosaic field into non-overlapping ``tile_size`` grid tiles (partial edges dropped).
 
     Object ids are the catalog ids (segmentation values); an object appears in every tile its footprint
-    touches and is primary in the tile where its centre is most central.
+    touches and is primary in the most central of those tiles (`rail.deepdisc.prep.tiling.most_central`, the
+    rule real mosaics follow too).
     """
     cat = field.catalog
     seg_full = field.rendered.segmap
     h, w = seg_full.shape
     ts = settings.tile_size
     origins = [(x0, y0) for y0 in range(0, h - ts + 1, ts) for x0 in range(0, w - ts + 1, ts)]
-    best = np.full(len(cat["x"]) + 1, -np.inf)
-    owner = np.full(len(cat["x"]) + 1, -1)
     appearances = []
-    for t, (x0, y0) in enumerate(origins):
+    for x0, y0 in origins:
         seg = seg_full[y0 : y0 + ts, x0 : x0 + ts]
         ids = np.unique(seg[seg > 0])
-        rows = ids - 1
-        c = _centrality(cat["x"][rows] - x0, cat["y"][rows] - y0, ts, ts)
-        better = c > best[ids]
-        best[ids[better]], owner[ids[better]] = c[better], t
-        appearances.append((ids, rows))
+        appearances.append((ids, ids - 1))
+    candidates = (
+        np.concatenate([rows for _, rows in appearances] or [np.empty(0, np.int64)]),
+        np.concatenate([np.full(len(ids), t) for t, (ids, _) in enumerate(appearances)] or [np.empty(0, np.int64)]),
+    )
+    x0s, y0s = (np.array([o[i] for o in origins], np.int64) for i in (0, 1))
+    owner = most_central(cat["x"], cat["y"], candidates, y0s, x0s, (ts, ts))
     parts = []
     for t, ((x0, y0), (ids, rows)) in enumerate(zip(origins, appearances)):
         seg = seg_full[y0 : y0 + ts, x0 : x0 + ts]
@@ -248,7 +250,7 @@ def cut_field(field: SimulatedField, settings: SimulationSettings) -> TileSet:
             yy, xx = np.nonzero(seg == oid)
             bbox["bbox_x0"][i], bbox["bbox_x1"][i] = xx.min(), xx.max() + 1
             bbox["bbox_y0"][i], bbox["bbox_y1"][i] = yy.min(), yy.max() + 1
-        objects = _object_table(cat, settings.bands, rows, ids, x0, y0, bbox, owner[ids] == t, 0)
+        objects = _object_table(cat, settings.bands, rows, ids, x0, y0, bbox, owner[rows] == t, 0)
         parts.append(
             TileSet(
                 images=field.rendered.images[None, :, y0 : y0 + ts, x0 : x0 + ts],

@@ -1,8 +1,9 @@
-"""The TileSet: multi-band image tiles, segmentation maps and their objects (``deepdisc-tiles`` v1).
+"""The TileSet: multi-band image tiles, segmentation maps and their objects (``deepdisc-tiles`` v2; reads v1).
 
 A TileSet file is the data contract between the simulator, the mosaic tiler, training and inference
-(``DESIGN.md`` section 2). This module holds the in-memory :class:`TileSet`, its column definitions and the
-contract's checks; :mod:`rail.deepdisc.tileset.io` reads, writes and validates files.
+(``docs/contracts.md``). This module holds the in-memory :class:`TileSet`; the column definitions and the
+contract's checks are in :mod:`rail.deepdisc.tileset.contract`, and :mod:`rail.deepdisc.tileset.io` reads,
+writes and validates files.
 
 Layout of the HDF5 file::
 
@@ -22,102 +23,14 @@ import numpy as np
 
 from rail.deepdisc.exceptions import TileSetError
 from rail.deepdisc.presets import resolve_bands
+from rail.deepdisc.tileset.contract import (
+    TILE_COLUMNS,
+    check_objects,
+    check_pixels,
+    check_structure,
+)
 
-__all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "TILE_COLUMNS",
-    "OBJECT_COLUMNS",
-    "TILE_KINDS",
-    "TileSet",
-    "object_columns",
-    "empty_objects",
-    "concatenate_tilesets",
-]
-
-FORMAT_NAME = "deepdisc-tiles"
-FORMAT_VERSION = 1
-TILE_KINDS = ("grid", "recentred")
-
-#: Columns of ``tiles/`` and their dtypes (``str`` = UTF-8 text).
-TILE_COLUMNS: dict[str, type | str] = {
-    "tile_id": np.int64,
-    "kind": str,
-    "x0": np.int64,
-    "y0": np.int64,
-    "ra": np.float64,
-    "dec": np.float64,
-    "wcs": str,
-}
-
-#: Band-independent columns of ``objects/`` and their dtypes.
-OBJECT_COLUMNS: dict[str, type] = {
-    "object_id": np.int64,
-    "tile": np.int64,
-    "primary": np.bool_,
-    "x": np.float64,
-    "y": np.float64,
-    "bbox_x0": np.float64,
-    "bbox_y0": np.float64,
-    "bbox_x1": np.float64,
-    "bbox_y1": np.float64,
-    "ra": np.float64,
-    "dec": np.float64,
-    "redshift": np.float64,
-    "ebv": np.float64,
-}
-
-_MAX_ERRORS_LISTED = 5
-
-
-def object_columns(bands: Sequence[str]) -> dict[str, type]:
-    """Return every required ``objects/`` column and its dtype for a band list.
-
-    Parameters
-    ----------
-    bands : sequence of str
-        Band names in channel order.
-
-    Returns
-    -------
-    dict
-        Column name -> numpy dtype: the fixed columns, then ``mag_<BAND>`` and ``magerr_<BAND>`` per band.
-
-    Examples
-    --------
-    >>> list(object_columns(["F444W"]))[-2:]
-    ['mag_F444W', 'magerr_F444W']
-    """
-    cols = dict(OBJECT_COLUMNS)
-    for band in bands:
-        cols[f"mag_{band}"] = np.float64
-        cols[f"magerr_{band}"] = np.float64
-    return cols
-
-
-def empty_objects(bands: Sequence[str], n: int = 0) -> dict[str, np.ndarray]:
-    """Make an ``objects`` table of ``n`` rows with every required column (NaN / zero / False filled).
-
-    Parameters
-    ----------
-    bands : sequence of str
-        Band names; ``mag_`` and ``magerr_`` columns are made for each.
-    n : int
-        Number of rows.
-
-    Returns
-    -------
-    dict of str -> ndarray
-        Float columns are NaN, integer columns 0, ``primary`` False.
-    """
-    out = {}
-    for name, dtype in object_columns(bands).items():
-        if np.issubdtype(dtype, np.floating):
-            out[name] = np.full(n, np.nan, dtype=dtype)
-        else:
-            out[name] = np.zeros(n, dtype=dtype)
-    return out
-
+__all__ = ["TileSet", "concatenate_tilesets"]
 
 @dataclass
 class TileSet:
@@ -130,9 +43,10 @@ class TileSet:
     segmaps : ndarray, int, shape (N, H, W)
         0 = sky, otherwise the ``object_id`` owning the pixel.
     tiles : dict of str -> ndarray (N,)
-        The ``tiles/`` table (see `TILE_COLUMNS`).
+        The ``tiles/`` table (see `rail.deepdisc.tileset.contract.TILE_COLUMNS`).
     objects : dict of str -> ndarray (M,)
-        The ``objects/`` table (see `object_columns`), sorted by ``tile``; ``tile`` indexes rows of ``tiles``.
+        The ``objects/`` table (see `rail.deepdisc.tileset.contract.object_columns`), sorted by ``tile``;
+        ``tile`` indexes rows of ``tiles``.
     bands : tuple of str
         Band names in channel order.
     pixel_scale : float
@@ -255,10 +169,10 @@ class TileSet:
         TileSetError
             With one message naming `source` and the first problem found.
         """
-        _check_structure(self.source, self.bands, self.pixel_scale, self.images.shape, self.segmaps.shape,
+        check_structure(self.source, self.bands, self.pixel_scale, self.images.shape, self.segmaps.shape,
                          self.tiles, self.objects)
-        _check_pixels(self.source, self.images, self.bands, self.tiles["tile_id"], 0)
-        _check_objects(self.source, self.n_tiles, self.objects)
+        check_pixels(self.source, self.images, self.bands, self.tiles["tile_id"], 0)
+        check_objects(self.source, self.n_tiles, self.objects)
         return self
 
 
@@ -296,81 +210,3 @@ def concatenate_tilesets(parts: Sequence[TileSet]) -> TileSet:
         tiles={k: np.concatenate([p.tiles[k] for p in parts]) for k in TILE_COLUMNS},
         objects=objects, tile_offset=0, primary_offset=0,
     )
-
-
-
-# ------------------------------------------------------------------------------------------------------
-# checks shared by in-memory and file validation
-
-
-def _fail(source: str, msg: str) -> None:
-    raise TileSetError(f"{source}: {msg}")
-
-
-def _check_structure(source, bands, pixel_scale, image_shape, segmap_shape, tiles, objects) -> None:
-    if len(bands) == 0:
-        _fail(source, "attrs 'bands' is empty")
-    if not np.isfinite(pixel_scale) or pixel_scale <= 0:
-        _fail(source, f"attrs 'pixel_scale' must be a positive number of arcsec/pix, got {pixel_scale!r}")
-    if len(image_shape) != 4:
-        _fail(source, f"'images' must be 4-D (N, C, H, W), got shape {tuple(image_shape)}")
-    n, c, h, w = image_shape
-    if c != len(bands):
-        _fail(source, f"'images' has {c} bands, attrs 'bands' lists {len(bands)}")
-    if tuple(segmap_shape) != (n, h, w):
-        _fail(source, f"'segmaps' has shape {tuple(segmap_shape)}, expected {(n, h, w)} to match 'images'")
-    missing = [k for k in TILE_COLUMNS if k not in tiles]
-    if missing:
-        _fail(source, f"'tiles/' lacks column(s) {', '.join(missing)}")
-    bad = [k for k in TILE_COLUMNS if len(tiles[k]) != n]
-    if bad:
-        _fail(source, f"'tiles/{bad[0]}' has {len(tiles[bad[0]])} rows, 'images' has {n} tiles")
-    kinds = set(np.unique(np.asarray(tiles["kind"]).astype(str)).tolist())
-    if not kinds <= set(TILE_KINDS):
-        _fail(source, f"'tiles/kind' has value(s) {sorted(kinds - set(TILE_KINDS))}, allowed: {TILE_KINDS}")
-    missing = [k for k in object_columns(bands) if k not in objects]
-    if missing:
-        _fail(source, f"'objects/' lacks column(s) {', '.join(missing[:8])}")
-    m = len(objects["object_id"])
-    bad = [k for k, v in objects.items() if len(v) != m]
-    if bad:
-        _fail(source, f"'objects/{bad[0]}' has {len(objects[bad[0]])} rows, 'objects/object_id' has {m}")
-
-
-def _check_pixels(source, images, bands, tile_ids, first_row: int) -> None:
-    finite = np.isfinite(images)
-    if finite.all():
-        return
-    bad_t, bad_c = np.nonzero(~finite.all(axis=(2, 3)))
-    t, c = int(bad_t[0]), int(bad_c[0])
-    nbad = int((~finite[t, c]).sum())
-    _fail(source, f"tile row {first_row + t} (tile_id {int(tile_ids[t])}) has {nbad} NaN or inf pixel(s) "
-                  f"in band {bands[c]}; NaN is not allowed (drop or re-tile areas without coverage)")
-
-
-def _check_objects(source, n_tiles: int, objects: dict[str, np.ndarray]) -> None:
-    tile = np.asarray(objects["tile"])
-    oid = np.asarray(objects["object_id"])
-    primary = np.asarray(objects["primary"]).astype(bool)
-    if len(tile) == 0:
-        return
-    out = (tile < 0) | (tile >= n_tiles)
-    if out.any():
-        _fail(source, f"{int(out.sum())} object row(s) point at missing tiles (e.g. object_id {int(oid[out][0])}"
-                      f" -> tile {int(tile[out][0])}; the file has {n_tiles} tiles)")
-    if np.any(np.diff(tile) < 0):
-        row = int(np.flatnonzero(np.diff(tile) < 0)[0]) + 1
-        _fail(source, f"'objects/tile' is not sorted (row {row} has tile {int(tile[row])} after "
-                      f"{int(tile[row - 1])}); objects must be sorted by tile")
-    pairs = np.stack([tile, oid], axis=1)
-    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
-    if (counts > 1).any():
-        dup = uniq[counts > 1][0]
-        _fail(source, f"object_id {int(dup[1])} appears {int(counts[counts > 1][0])} times in tile {int(dup[0])}"
-                      f" (duplicate (tile, object_id) rows)")
-    ids, inverse = np.unique(oid, return_inverse=True)
-    n_primary = np.bincount(inverse, weights=primary, minlength=len(ids))
-    wrong = ids[n_primary != 1]
-    if len(wrong):
-        listed = ", ".join(str(int(i)) for i in wrong[:_MAX_ERRORS_LISTED])
-        _fail(source, f"{len(wrong)} object id(s) do not have exactly one primary row (e.g. {listed})")

@@ -18,6 +18,7 @@ from rail.core.data import DataHandle, ModelHandle
 from rail.deepdisc.exceptions import TileSetError
 from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.tileset.io import iter_tileset, read_tileset, write_tileset
+from rail.deepdisc.tileset.validation import reading
 
 __all__ = ["TileSetHandle", "DeepDiscModelHandle"]
 
@@ -55,7 +56,7 @@ class TileSetHandle(DataHandle):
     def _size(self, path: str, **kwargs: Any) -> int:
         import h5py
 
-        with h5py.File(path, "r") as f:
+        with reading(path), h5py.File(path, "r") as f:  # a damaged file: one TileSetError naming it
             return int(np.count_nonzero(f["objects"]["primary"][()]))
 
     def _data_size(self, data: TileSet, **kwargs: Any) -> int:

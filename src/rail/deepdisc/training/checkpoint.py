@@ -15,7 +15,7 @@ import torch
 from rail.deepdisc.atomic import atomic_path
 from rail.deepdisc.exceptions import ModelError
 
-__all__ = ["CHECKPOINT_KIND", "MemberState", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_KIND", "MemberState", "save_checkpoint", "read_checkpoint"]
 
 CHECKPOINT_KIND = "deepdisc-member-checkpoint"
 
@@ -76,9 +76,7 @@ class MemberState:
         }
 
     def load_checkpoint(self, ckpt: dict) -> None:
-        """Restore this state from a checkpoint dict (see `load_checkpoint`)."""
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        """Restore this state (but the model and optimiser, see `read_checkpoint`) from a checkpoint dict."""
         for key in ("epoch", "best_state", "best_epoch", "best_loss", "best_nll", "since_best", "history", "done"):
             setattr(self, key, ckpt[key])
 
@@ -89,31 +87,55 @@ def save_checkpoint(ckpt: dict, path: Path) -> None:
         torch.save(ckpt, tmp)
 
 
-def load_checkpoint(path: Path, *, member: int, seed: int, fingerprint: dict) -> dict:
-    """Read a member checkpoint (weights only) and check that it belongs to this run.
+def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: str, expected: dict | None = None,
+                    model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Read a checkpoint written by `save_checkpoint` (weights only) and check that it belongs to this run.
+
+    The one reader of the package's checkpoints: training members (`CHECKPOINT_KIND`), pretraining
+    (`rail.deepdisc.pretraining.loop`) and backbone-only pretraining (`rail.deepdisc.pretraining.backbone`).
+
+    Parameters
+    ----------
+    path : Path
+        The checkpoint file.
+    kind : str
+        Its ``"kind"`` entry.
+    fingerprint : dict
+        Options and data description the checkpoint's ``"fingerprint"`` must equal.
+    description : str
+        What the file should be, for the message ("DeepDISC member checkpoint").
+    expected : dict, optional
+        Other top-level entries that must match (a member's index and seed).
+    model, optimizer : optional
+        Restored from the checkpoint's ``"model"`` and ``"optimizer"`` states when given.
+
+    Returns
+    -------
+    dict
+        The checkpoint.
 
     Raises
     ------
     ModelError
-        If the file is unreadable or was written with other options, data or seed.
+        Naming the file: unreadable (corrupt, truncated, not weights-only), not a ``kind`` checkpoint, or
+        written by a run with other options or data (naming the entries that differ).
     """
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError
+        raise ModelError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind or not isinstance(ckpt.get("fingerprint"), dict):
+        raise ModelError(f"{path}: not a {description}; delete it or write checkpoints elsewhere")
+    stored = ckpt["fingerprint"]
+    diff = sorted(k for k in set(fingerprint) | set(stored) if fingerprint.get(k) != stored.get(k))
+    diff += [k for k, v in (expected or {}).items() if ckpt.get(k) != v]
+    if diff:
         raise ModelError(
-            f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
-        raise ModelError(f"{path}: not a DeepDISC member checkpoint")
-    if ckpt["member"] != member or ckpt["seed"] != seed or ckpt["fingerprint"] != fingerprint:
-        diff = sorted(
-            k
-            for k in set(fingerprint) | set(ckpt["fingerprint"])
-            if fingerprint.get(k) != ckpt["fingerprint"].get(k)
+            f"{path}: checkpoint was written with other options or data (other {', '.join(diff)}); resume "
+            f"with the same options, or delete it or write checkpoints elsewhere to start over"
         )
-        raise ModelError(
-            f"{path}: checkpoint was written by a run with other options or data (differs in "
-            f"{', '.join(diff) or 'member/seed'}); resume with the same options or use another "
-            f"checkpoint_dir"
-        )
+    if model is not None:
+        model.load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
     return ckpt

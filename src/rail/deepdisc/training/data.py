@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rail.deepdisc.exceptions import ConfigError, TileSetError
+from rail.deepdisc.exceptions import TileSetError
 from rail.deepdisc.tileset.format import TileSet
+from rail.deepdisc.training.settings import Augmentation
 
 __all__ = [
+    "MemberData",
     "MIN_BOX_PX",
     "targets_to_device",
-    "Augmentation",
     "tile_targets",
     "partition_tiles",
     "hide_labels",
@@ -32,47 +33,37 @@ __all__ = [
     "labelled_tiles",
     "dihedral",
     "jitter_boxes",
-    "MAX_BOX_JITTER",
 ]
 
 #: Boxes narrower or lower than this (pixels, after clipping to the tile) are not used as targets.
 MIN_BOX_PX = 1.0
-#: Largest allowed box jitter (fraction of the box size).
-MAX_BOX_JITTER = 0.5
 _N_DIHEDRAL = 8
 _N_FLIPS = 4
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Random transformations applied to training batches.
+@dataclass
+class MemberData:
+    """The arrays one member trains on.
 
-    Parameters
+    Attributes
     ----------
-    dihedral : bool
-        Random 90-degree rotations and flips.
-    noise_sigma : float
-        Standard deviation of extra Gaussian pixel noise, in units of each band's sky noise (0 = off).
-    ebv_sigma : float
-        Standard deviation of the Gaussian jitter added to E(B-V), mag (0 = off; the result is clipped at 0).
-    box_jitter : float
-        Jitter of the boxes the redshift head sees (not the detection targets), as a fraction of the box size:
-        centre shifts and log-size changes with this standard deviation (0 = off). At inference the head sees
-        detected or catalog boxes that differ from the training boxes; jitter makes it robust to that.
+    images : ndarray (N, C, H, W)
+        Raw pixels of every tile.
+    segmaps : ndarray (N, H, W)
+    targets : list of N dict
+        From `rail.deepdisc.training.data.tile_targets` with validation labels hidden in training tiles.
+    train, val : ndarray of int
+        Tile indices.
+    sky_sigma : ndarray (C,)
+        Per-band sky noise (flux units), for the noise augmentation.
     """
 
-    dihedral: bool = True
-    noise_sigma: float = 0.0
-    ebv_sigma: float = 0.0
-    box_jitter: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.noise_sigma) and self.noise_sigma >= 0):
-            raise ConfigError(f"augment_noise must be >= 0 (sky-noise units), got {self.noise_sigma!r}")
-        if not (np.isfinite(self.ebv_sigma) and self.ebv_sigma >= 0):
-            raise ConfigError(f"augment_ebv must be >= 0 mag, got {self.ebv_sigma!r}")
-        if not (np.isfinite(self.box_jitter) and 0 <= self.box_jitter <= MAX_BOX_JITTER):
-            raise ConfigError(f"augment_box_jitter must be in [0, {MAX_BOX_JITTER}], got {self.box_jitter!r}")
+    images: np.ndarray
+    segmaps: np.ndarray
+    targets: list
+    train: np.ndarray
+    val: np.ndarray
+    sky_sigma: np.ndarray
 
 
 def tile_targets(tileset: TileSet) -> list[dict[str, np.ndarray]]:

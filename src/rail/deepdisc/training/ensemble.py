@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,14 +33,14 @@ from rail.deepdisc.model.network import DeepDiscRCNN, NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.training.calibration import calibration_record, calibration_tiles, ensemble_std_scale
-from rail.deepdisc.training.data import hide_labels, labelled_tiles, partition_tiles, tile_targets
+from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.finetune import load_pretrained
-from rail.deepdisc.training.loop import MemberData, MemberResult, TrainSettings, train_member
+from rail.deepdisc.training.member import MemberResult, train_member
+from rail.deepdisc.training.settings import EnsembleSettings, TrainSettings
 from rail.deepdisc.training.validation import held_out_mixtures
 
 __all__ = [
-    "EnsembleSettings",
     "member_seed",
     "member_weights",
     "check_training_set",
@@ -51,39 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EnsembleSettings:
-    """How the ensemble is made.
-
-    Parameters
-    ----------
-    members : int
-        Number of members M (Merz et al. 2025: 10).
-    val_fraction : float
-        Fraction of the labelled tiles each member holds out for validation, in (0, 1).
-    seed : int
-        Master seed (partitions, initialisation, augmentation).
-    calibration_fraction : float
-        Fraction of the labelled tiles held out from every member to calibrate the ensemble's widths, in
-        [0, 1) (0: the ensemble keeps its members' own widths).
-    """
-
-    members: int = 10
-    val_fraction: float = 0.1
-    seed: int = 1234
-    calibration_fraction: float = 0.0
-
-    def __post_init__(self) -> None:
-        if int(self.members) < 1:
-            raise ConfigError(f"members must be >= 1, got {self.members!r}")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if int(self.seed) < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed!r}")
-        if not 0.0 <= float(self.calibration_fraction) < 1.0:
-            raise ConfigError(f"calibration_fraction must be in [0, 1), got {self.calibration_fraction!r}")
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -158,7 +124,7 @@ def train_ensemble(
     progress: bool = True,
     on_epoch_end=None,
 ) -> dict:
-    """Train ensemble members on a TileSet and return the model artifact (``DESIGN.md`` section 3).
+    """Train ensemble members on a TileSet and return the model artifact (``docs/contracts.md``).
 
     Parameters
     ----------

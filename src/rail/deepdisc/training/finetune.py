@@ -27,13 +27,13 @@ import torch
 from rail.deepdisc.exceptions import ModelError
 from rail.deepdisc.model.backbone import adapt_first_conv
 from rail.deepdisc.model.network import DeepDiscRCNN
+from rail.deepdisc.training.settings import FIRST_CONV_MODES, TrainSettings
 
-__all__ = ["FIRST_CONV_MODES", "load_pretrained"]
+__all__ = ["load_pretrained", "set_frozen", "freeze_for_epoch"]
 
 log = logging.getLogger(__name__)
 
 #: How the first convolution is set when the band list differs (see the module docstring).
-FIRST_CONV_MODES = ("reinit", "adapt")
 _FIRST_LAYERS = ("backbone.body.conv1.weight", "backbone.body.trunk.patch_embed.proj.weight")  # ResNet, transformer
 _NORMALISER_PREFIX = "normaliser."
 _HEAD_NORMS_PREFIX = "redshift_head.input_norms."  # block 0: FPN features; the others: pixel features
@@ -125,3 +125,45 @@ def _head_first_layer(model: DeepDiscRCNN, own: torch.Tensor, pretrained: torch.
     out[:, :n_fpn] = pretrained[:, :n_fpn]
     out[:, -n_extra:] = pretrained[:, -n_extra:]
     return out
+
+
+def set_frozen(model: DeepDiscRCNN, parts: tuple[str, ...], frozen: bool) -> int:
+    """Freeze (``requires_grad=False``) or release the parameters of model parts; return how many tensors.
+
+    Parameters
+    ----------
+    model : DeepDiscRCNN
+        The network.
+    parts : tuple of str
+        Among `FREEZABLE_PARTS`: ``"backbone"`` is the ResNet body (``model.backbone.body``), ``"fpn"`` the
+        feature pyramid (``model.backbone.fpn``), ``"redshift_head"`` the mixture head (keeps a pretrained
+        colour-redshift mapping while a biased spec-z sample adapts the rest; its width factor is still
+        calibrated after training).
+    frozen : bool
+        Freeze (True) or make trainable again (False).
+
+    Notes
+    -----
+    A frozen parameter gets no gradient, so the optimiser skips it entirely (no step, no weight decay).
+    BatchNorm running statistics (``backbone_norm="batch"``) still update in training mode.
+    """
+    modules = {"backbone": model.backbone.body, "fpn": model.backbone.fpn, "redshift_head": model.redshift_head}
+    count = 0
+    for part in parts:
+        for param in modules[part].parameters():
+            param.requires_grad_(not frozen)
+            count += 1
+    return count
+
+
+def freeze_for_epoch(model: DeepDiscRCNN, settings: TrainSettings, epoch: int, was_frozen: bool | None) -> bool:
+    """Freeze the ``settings.freeze`` parts during the first ``freeze_epochs`` epochs; return whether frozen.
+
+    ``was_frozen`` is the state before (None: unknown); parts change only when the state changes.
+    """
+    frozen = bool(settings.freeze) and epoch < settings.freeze_epochs
+    if frozen != was_frozen and settings.freeze:
+        n = set_frozen(model, settings.freeze, frozen)
+        log.info("epoch %d: %s %s (%d tensors)", epoch, "froze" if frozen else "released",
+                 "+".join(settings.freeze), n)
+    return frozen

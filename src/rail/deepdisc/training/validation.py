@@ -5,8 +5,8 @@ the labelled objects' spec-z under their mixtures (ground-truth boxes), its stan
 losses (anchors and proposals sampled from a fixed seed in a forked random state, so validation is
 deterministic and leaves the training streams untouched); with ``fit_widths`` also the same likelihood after
 the width factor that maximises it (what the member will predict once `calibrate_widths` has run).
-`validation_objective` combines them as the training loss does; `rail.deepdisc.training.loop` keeps the latest epoch
-within one standard error of its lowest. `calibrate_widths` fits the redshift head's width factor
+`validation_objective` combines them as the training loss does; `rail.deepdisc.training.selection` keeps the
+latest epoch within one standard error of its lowest. `calibrate_widths` fits the redshift head's width factor
 (``std_scale``) on the same objects after training.
 """
 
@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from rail.deepdisc.model.network import DeepDiscRCNN
 from rail.deepdisc.model.redshift_head import MixtureParams, fit_std_scale, mixture_log_prob
-from rail.deepdisc.training.data import make_batch, targets_to_device
+from rail.deepdisc.training.data import MemberData, make_batch, targets_to_device
 from rail.deepdisc.training.ddp import DistContext
-
-if TYPE_CHECKING:
-    from rail.deepdisc.training.loop import MemberData
 
 __all__ = [
     "ValidationScores",

@@ -1,20 +1,21 @@
-"""pz-rail-bpz configured for NIRCam: `NIRCamBPZInformer` and `NIRCamBPZEstimator`.
+"""pz-rail-bpz configured for NIRCam and run as its users run it: `NIRCamBPZInformer` and `NIRCamBPZEstimator`.
 
 Subclasses of pz-rail-bpz's ``BPZliteInformer``/``BPZliteEstimator`` that (1) replace its LSST defaults by
 NIRCam ones derived from ``nircam_bands`` (band and error columns ``mag_<BAND>``/``magerr_<BAND>``, filter
-names, limiting magnitudes, zero-point errors, reference band; NaN = not observed, 99 = non-detection), (2)
-write BPZ's data folder (filters, SEDs, ``.AB`` fluxes) for our template set into a cache folder, (3) fit
-zero-point offsets and best-fit broad types at the spec-z inside the informer with the corrected algorithm
-(`rail.deepdisc.peers.bpz_setup.bpz_zero_point_offsets`: pz-rail-bpz's pre-estimator normalises by the wrong
-object), (4) remove Milky-Way extinction from the ``ebv`` column, and (5) add ``zmedian`` to BPZ's ``zmode``
-and ``zmean``. The BPZ fit itself is pz-rail-bpz's, unchanged.
+names, limiting magnitudes, zero-point errors and offsets, reference band; NaN = not observed, 99 =
+non-detection), (2) fit by default the 31 COSMOS SEDs that pz-rail-base ships for BPZ (``COSMOS_seds``, broad
+types 10/9/12; ``CWWSB4`` stays an option) and write BPZ's data folder (filters, SEDs, ``.AB`` fluxes) for them
+into a cache folder, (3) fit zero-point offsets and best-fit broad types at the spec-z inside the informer with
+the corrected algorithm (`rail.deepdisc.peers.bpz_setup.bpz_zero_point_offsets`: pz-rail-bpz's pre-estimator
+normalises by the wrong object), (4) fit BPZ's prior to the spec-z sample with pz-rail-bpz's informer and apply
+it (``output_hdfn=False``, ``no_prior=False``; the HDF-N prior and no prior stay options), (5) fit the
+catalog's fluxes ``flux_<BAND>``/``fluxerr_<BAND>`` (nJy) when it has them, so that a non-detection is a
+measured flux near zero (`rail.deepdisc.peers.bpz_inputs.bpz_flux_inputs`), (6) remove Milky-Way extinction
+from the ``ebv`` column, and (7) add ``zmedian`` to BPZ's ``zmode`` and ``zmean``. The BPZ fit itself is
+pz-rail-bpz's, unchanged.
 
-Prior: the estimator runs with ``no_prior=True`` by default. pz-rail-bpz's prior is the Benitez (2000) HDF-N
-form (calibrated on I-band counts at z < 2); the informer can fit its parameters to the spec-z sample
-(``output_hdfn=False``), but that fit is unbounded and spec-z samples are selected, so it is opt-in (with
-``no_prior=False`` in the estimator) and the informer warns (`BPZPriorWarning`) when the fitted parameters are
-unphysical. The
-EAZY peer likewise uses no magnitude prior unless asked, which keeps the comparison with DeepDISC even.
+pz-rail-bpz fits the Benitez (2000) prior without bounds: when the fitted parameters are unphysical (small or
+unrepresentative spec-z samples) the informer stores the HDF-N prior instead and warns (`BPZPriorWarning`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
+from rail.deepdisc.peers.bpz_inputs import DEFAULT_BPZ_TEMPLATES, bpz_flux_inputs, broad_type_counts
 from rail.deepdisc.peers.bpz_setup import (
     BPZPriorWarning,
     bpz_prior_problems,
@@ -44,13 +46,14 @@ from rail.deepdisc.peers.bpz_setup import (
 )
 from rail.deepdisc.peers.model_io import NpzModelHandle
 from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates
-from rail.deepdisc.peers.photometry import NONDETECTION_MAG, deredden
-from rail.deepdisc.peers.stage_options import (
-    DEREDDEN_OPTIONS,
-    PDF_GRID_OPTIONS,
-    TABLE_OPTIONS,
-    TEMPLATE_OPTIONS,
+from rail.deepdisc.peers.photometry import (
+    AB_ZEROPOINT_NJY,
+    NONDETECTION_MAG,
+    band_flux_columns,
+    catalog_fluxes,
+    deredden,
 )
+from rail.deepdisc.peers.stage_options import DEREDDEN_OPTIONS, PDF_GRID_OPTIONS, PHOTOMETRY_OPTIONS, TABLE_OPTIONS
 from rail.deepdisc.peers.templates import load_template_set
 from rail.deepdisc.presets import get_preset, resolve_bands
 
@@ -58,8 +61,15 @@ __all__ = ["NIRCamBPZInformer", "NIRCamBPZEstimator"]
 
 _DEFAULT_BANDS = list(get_preset("JADES9"))
 _DEFAULTS = nircam_bpz_options(_DEFAULT_BANDS)
-#: Templates per broad type (E, Sp, Im/SB) of the default CWWSB4 set: El | Sbc Scd | Im SB3 SB2 ssp25 ssp5.
-_CWWSB4_NT = [1, 2, 5]
+#: Benitez (2000) HDF-N prior parameters, as pz-rail-bpz's informer stores them with ``output_hdfn=True``.
+HDFN_PRIOR = dict(
+    fo_arr=np.array([0.35, 0.5]),
+    kt_arr=np.array([0.45, 0.147]),
+    zo_arr=np.array([0.431, 0.39, 0.0626]),
+    km_arr=np.array([0.0913, 0.0636, 0.123]),
+    a_arr=np.array([2.465, 1.806, 0.906]),
+    mo=20.0,
+)
 
 _NIRCAM_OPTIONS = dict(
     nircam_bands=Param(
@@ -69,7 +79,14 @@ _NIRCAM_OPTIONS = dict(
         "zp_errors, zp_offsets and ref_band follow from them unless given",
     ),
     nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the bluest band)"),
-    **TEMPLATE_OPTIONS,
+    templates=Param(
+        str,
+        DEFAULT_BPZ_TEMPLATES,
+        msg="template set: a pz-rail-base list name (COSMOS_seds, the default, or CWWSB4), a BPZ .list, an "
+        "eazy templates .param (relative to templates_root) or a folder of .sed/.dat SEDs",
+    ),
+    templates_root=Param(str, "", msg="eazy-photoz folder of an eazy .param template set ('' = the package's)"),
+    **PHOTOMETRY_OPTIONS,
     data_dir=Param(
         str,
         "",
@@ -95,7 +112,10 @@ _BPZ_DEFAULTS = dict(
         str, "None", msg="BPZ data folder ('None' = generated from templates and nircam_bands into data_dir)"
     ),
     nt_array=Param(
-        list, _CWWSB4_NT, msg="templates per broad type, in template order (sum = number of templates)"
+        list,
+        [],
+        msg="templates per broad type, in template order (sum = number of templates; [] = the shipped split "
+        "of COSMOS_seds [10, 9, 12] or CWWSB4 [1, 2, 5])",
     ),
 )
 
@@ -116,12 +136,11 @@ def _configure_nircam(stage) -> None:
             config[key] = value
     data_path = config.bpz_ref_data_path
     if data_path in ("", "None"):
-        tset = load_template_set(config.templates)
-        if sum(config.nt_array) != len(tset):
-            raise ConfigError(
-                f"{stage.name}: nt_array {list(config.nt_array)} sums to {sum(config.nt_array)}, the "
-                f"template set {config.templates!r} has {len(tset)} templates"
-            )
+        tset = load_template_set(config.templates, root=config.templates_root or None)
+        try:
+            config["nt_array"] = broad_type_counts(config.templates, config.nt_array, len(tset))
+        except ConfigError as exc:
+            raise ConfigError(f"{stage.name}: {exc}") from None
         stem = Path(str(config.templates)).stem or "templates"
         madau = str(config.madau_flag).lower() == "yes"
         path = write_bpz_data_dir(
@@ -173,25 +192,44 @@ def _dereddened(config, data: dict) -> dict:
     return out
 
 
-class NIRCamBPZInformer(BPZliteInformer):
-    """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer, NIRCam-configured).
+def _catalog_fluxes(config, table: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Dereddened fluxes (nJy) of the BPZ bands: the flux columns when used, else from the magnitudes."""
+    return catalog_fluxes(
+        table,
+        _nircam_bands(config),
+        ebv_column=config.ebv_col,
+        deredden_mw=config.deredden,
+        use_fluxes=config.use_fluxes,
+    )
 
-    Fits, on objects with spec-z, each object's best template at its spec-z, the zero-point offsets
-    (``fit_zero_points``) and the broad types, then stores the HDF-N prior (``output_hdfn=True``, default) or
-    fits BPZ's prior parameters to the sample (``output_hdfn=False``). Output ``model``: pz-rail-bpz's model
-    dict (``priormodel``, ``zp_offsets``) as a pickle-free ``.npz`` (`NpzModelHandle`).
+
+def _fits_fluxes(config, table: dict) -> bool:
+    return bool(config.use_fluxes) and all(c in table for b in _nircam_bands(config) for c in band_flux_columns(b))
+
+
+class NIRCamBPZInformer(BPZliteInformer):
+    """BPZ prior and zero points for NIRCam catalogs (pz-rail-bpz's informer for NIRCam).
+
+    Fits, on objects with spec-z, each object's best template at its spec-z, the
+    zero-point offsets (``fit_zero_points``) and the broad types, then fits BPZ's prior
+    parameters to the sample (pz-rail-bpz's ``output_hdfn=False``, default here) or
+    stores the HDF-N prior (``output_hdfn=True``). With flux columns the prior's
+    reference-band magnitudes come from the dereddened fluxes, as in the estimator.
+    Output ``model``: pz-rail-bpz's model dict (``priormodel``, ``zp_offsets``) as a
+    pickle-free ``.npz`` (`NpzModelHandle`).
     """
 
     name = "NIRCamBPZInformer"
+    interactive_function = "nircam_bpz_informer"
     config_options = BPZliteInformer.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)
     config_options.update(
         output_hdfn=Param(
             bool,
-            True,
-            msg="store the HDF-N prior (pz-rail-bpz's default; unused with the "
-            "estimator's default no_prior=True); False fits the prior to the spec-z sample",
+            False,
+            msg="False (default): fit BPZ's prior to the spec-z sample; True: store the HDF-N prior (I band, "
+            "z < 2: pz-rail-bpz's default)",
         ),
         mmax=Param(float, 32.0, msg="faintest reference-band magnitude used to fit the prior"),
         madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
@@ -218,34 +256,34 @@ class NIRCamBPZInformer(BPZliteInformer):
         if not keep.any():
             raise ConfigError(f"{self.name}: no object has a spec-z in column {self.config.redshift_col!r}")
         table = {k: np.asarray(v)[keep] for k, v in table.items()}
-        self._types = self._fit_types(table)
+        flux, err = _catalog_fluxes(self.config, table)
+        self._types = self._fit_types(table, flux, err)
+        if _fits_fluxes(self.config, table):
+            ref = flux[:, list(self.config.bands).index(self.config.ref_band)]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                table[self.config.ref_band] = np.where(ref > 0, AB_ZEROPOINT_NJY - 2.5 * np.log10(ref), 99.0)
         self.set_data("input", {self.config.hdf5_groupname: table} if self.config.hdf5_groupname else table)
         super().run()
         problems = bpz_prior_problems(self.model["priormodel"])
         if problems:
+            # the model handle holds this dict: updating it in place replaces what is written
+            self.model["priormodel"].update(HDFN_PRIOR)
             warnings.warn(
-                f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}); estimate with "
-                "no_prior=True (the default) or inform with output_hdfn=True",
+                f"{self.name}: fitted BPZ prior is unphysical ({'; '.join(problems)}): the HDF-N prior "
+                "(pz-rail-bpz's default) is stored instead; give more labels, or estimate with no_prior=True",
                 BPZPriorWarning,
                 stacklevel=2,
             )
 
-    def _fit_types(self, table: dict) -> tuple[int, np.ndarray, np.ndarray]:
+    def _fit_types(self, table: dict, flux: np.ndarray, err: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         from rail.deepdisc.peers.templates import template_fluxes
 
-        table = _dereddened(self.config, table)
-        mags = np.column_stack([np.asarray(table[b], float) for b in self.config.bands])
-        errs = np.column_stack([np.asarray(table[b], float) for b in self.config.err_bands])
-        detected = np.isfinite(mags) & (mags != self.config.nondetect_val) & np.isfinite(errs)
-        flux = np.where(detected, 10.0 ** (-0.4 * np.where(detected, mags, 0.0)), np.nan)
-        ferr = flux * (10.0 ** (0.4 * np.clip(errs, 0.0, None)) - 1.0)
         bands = _nircam_bands(self.config)
         igm = "madau" if str(self.config.madau_flag).lower() == "yes" else "none"
-        model = template_fluxes(
-            load_template_set(self.config.templates), table[self.config.redshift_col], bands, igm=igm
-        )
+        tset = load_template_set(self.config.templates, root=self.config.templates_root or None)
+        model = template_fluxes(tset, table[self.config.redshift_col], bands, igm=igm)
         ref = list(self.config.bands).index(self.config.ref_band)
-        offsets, best = bpz_zero_point_offsets(flux, ferr, model, ref_index=ref, min_snr=self.config.min_snr)
+        offsets, best = bpz_zero_point_offsets(flux, err, model, ref_index=ref, min_snr=self.config.min_snr)
         if not self.config.fit_zero_points:
             offsets = np.zeros(len(bands))
         self.log.info(f"NIRCam BPZ zero-point offsets: {np.round(offsets, 4).tolist()}")
@@ -260,13 +298,15 @@ class NIRCamBPZInformer(BPZliteInformer):
 class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     """BPZ photo-z PDFs for NIRCam catalogs (pz-rail-bpz's estimator, NIRCam-configured).
 
-    Input ``model``: the `NIRCamBPZInformer`'s ``.npz`` (read without pickle). Output: pz-rail-bpz's
-    ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``, ``tb`` (best template at the mode),
-    ``todds`` and ``object_id`` when the input has it. Output chunks are spooled per process and merged in
-    row order (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
+    Input ``model``: the `NIRCamBPZInformer`'s ``.npz`` (read without pickle). Output:
+    pz-rail-bpz's ``qp.interp`` ensemble with ancil ``zmode``, ``zmean``, ``zmedian``,
+    ``tb`` (best template at the mode), ``todds`` and ``object_id`` when the input has
+    it. Output chunks are spooled per process and merged in row order
+    (`SpooledOutputMixin`), so an MPI run needs no parallel HDF5.
     """
 
     name = "NIRCamBPZEstimator"
+    interactive_function = "nircam_bpz_estimator"
     config_options = BPZliteEstimator.config_options.copy()
     config_options.update(_NIRCAM_OPTIONS)
     config_options.update(_BPZ_DEFAULTS)
@@ -274,10 +314,7 @@ class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
     config_options.update(
         madau_flag=Param(str, "yes", msg="'yes': Madau (1995) IGM in the model fluxes"),
         no_prior=Param(
-            bool,
-            True,
-            msg="fit without BPZ's magnitude prior (default: the HDF-N prior does not suit "
-            "JWST depths and a prior fitted to a spec-z sample inherits its selection)",
+            bool, False, msg="fit without BPZ's magnitude prior (default False: apply the informer's prior)"
         ),
     )
     inputs = [("model", NpzModelHandle), ("input", TableHandle)]
@@ -292,6 +329,21 @@ class NIRCamBPZEstimator(SpooledOutputMixin, BPZliteEstimator):
             data = self._convert_table_format(data, "numpyDict")
         data = {k: np.array(v, copy=True) for k, v in _dereddened(self.config, data).items()}
         super()._process_chunk(start, end, data, first)
+
+    def _preprocess_magnitudes(self, data):
+        if not _fits_fluxes(self.config, data):
+            return super()._preprocess_magnitudes(data)
+        offsets = self.config.zp_offsets if self.config.override_file_offsets else self.zp_off_from_file
+        # _process_chunk dereddened the magnitude columns only: the fluxes are dereddened here
+        flux, err = _catalog_fluxes(self.config, data)
+        return bpz_flux_inputs(
+            flux,
+            err,
+            zp_offsets=offsets,
+            zp_errors=self.config.zp_errors,
+            mag_err_min=self.config.mag_err_min,
+            ref_index=list(self.config.bands).index(self.config.ref_band),
+        )
 
     def _do_chunk_output(self, qp_dstn, start, end, first, data=None):
         pdfs = normalise_pdfs(self.zgrid, np.asarray(qp_dstn.objdata["yvals"], float))

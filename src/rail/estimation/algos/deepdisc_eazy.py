@@ -1,11 +1,16 @@
 """RAIL stages for EAZY (eazy-py): `EazyInformer` and `EazyEstimator`. No RAIL stage for EAZY existed before.
 
-Thin adapters over :mod:`rail.deepdisc.peers`: the informer fits zero points, the template error amplitude and
-(optionally) a magnitude prior on objects with spec-z; the estimator fits every object with eazy-py and
-returns a ``qp.interp`` ensemble of grid PDFs with ``zmode``, ``zmean``, ``zmedian``. Both read a photometric
-table with ``mag_<BAND>``/``magerr_<BAND>`` columns (NaN = not observed, 99 = non-detection with the 1-sigma
-limit as error), e.g. from `rail.tools.deepdisc_catalog.TileSetToCatalog`. Options carry eazy's parameter
-names in lower case.
+Thin adapters over :mod:`rail.deepdisc.peers`, running eazy-py as its users do by default (eazy's
+``zphot.param.default``: the 12 ``tweak_fsps_QSF_12_v3`` FSPS templates in non-negative combinations,
+``template_error_10.def`` at ``TEMP_ERR_A2`` 0.2, ``SYS_ERR`` 0.01, eazy's IGM, no prior, point estimate at the
+maximum of p(z)); the templates ship with the package, and ``templates_root`` points at any other eazy-photoz
+folder (``.param`` paths are resolved from it, as eazy does). The informer fits zero points (and, when asked, the
+template error amplitude and a magnitude prior) on objects with spec-z; the estimator fits every object with
+eazy-py and returns a ``qp.interp`` ensemble of grid PDFs with ``zmode`` (eazy's ``zml``), ``zmean``,
+``zmedian``. Both read a photometric table, e.g. from `rail.tools.deepdisc_catalog.TileSetToCatalog`: fluxes
+``flux_<BAND>``/``fluxerr_<BAND>`` (nJy) when it has them, else ``mag_<BAND>``/``magerr_<BAND>`` (NaN = not
+observed, 99 = non-detection with the 1-sigma limit as error). Options carry eazy's parameter names in lower
+case.
 """
 
 from __future__ import annotations
@@ -26,16 +31,12 @@ from rail.deepdisc.inference.spooled import SpooledOutputMixin
 from rail.deepdisc.options import check_stage_options
 from rail.deepdisc.peers.eazy_fit import EazyRunner, EazySettings
 from rail.deepdisc.peers.eazy_model import EazyModel
+from rail.deepdisc.peers.eazy_paths import DEFAULT_EAZY_TEMPLATES, DEFAULT_TEMPLATE_ERROR
 from rail.deepdisc.peers.eazy_train import EazyTrainSettings, train_eazy
 from rail.deepdisc.peers.model_io import NpzModelHandle
-from rail.deepdisc.peers.pdfs import normalise_pdfs, point_estimates, resample_pdfs
-from rail.deepdisc.peers.photometry import catalog_magnitudes, magnitudes_to_fluxes
-from rail.deepdisc.peers.stage_options import (
-    DEREDDEN_OPTIONS,
-    PDF_GRID_OPTIONS,
-    TABLE_OPTIONS,
-    TEMPLATE_OPTIONS,
-)
+from rail.deepdisc.peers.pdfs import max_lnp_redshift, normalise_pdfs, point_estimates, resample_pdfs
+from rail.deepdisc.peers.photometry import catalog_fluxes
+from rail.deepdisc.peers.stage_options import DEREDDEN_OPTIONS, PDF_GRID_OPTIONS, PHOTOMETRY_OPTIONS, TABLE_OPTIONS
 from rail.deepdisc.presets import get_preset
 
 __all__ = ["EazyInformer", "EazyEstimator"]
@@ -45,8 +46,20 @@ _DEFAULT_BANDS = list(get_preset("JADES9"))
 #: Options shared by informer and estimator (eazy's parameters, lower case, plus the catalog layout).
 _EAZY_OPTIONS = dict(
     **TABLE_OPTIONS,
-    bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands to fit; columns mag_<BAND>, magerr_<BAND> (AB)"),
-    **TEMPLATE_OPTIONS,
+    bands=Param(list, _DEFAULT_BANDS, msg="NIRCam bands to fit (columns flux_<BAND>/fluxerr_<BAND> or mag_<BAND>)"),
+    **PHOTOMETRY_OPTIONS,
+    templates=Param(
+        str,
+        DEFAULT_EAZY_TEMPLATES,
+        msg="eazy TEMPLATES_FILE: an eazy templates .param (relative to templates_root or absolute; default "
+        "eazy-py's 12 FSPS templates), or a BPZ .list, a folder of SEDs or a pz-rail-base list name (CWWSB4)",
+    ),
+    templates_root=Param(
+        str, "", msg="eazy-photoz folder that .param paths are relative to ('' = the package's copy of eazy's)"
+    ),
+    template_error=Param(
+        str, DEFAULT_TEMPLATE_ERROR, msg="eazy TEMP_ERR_FILE, relative to templates_root or absolute"
+    ),
     z_min=Param(float, 0.01, msg="eazy Z_MIN: lowest fitted redshift"),
     z_max=Param(float, ZMAX, msg="eazy Z_MAX: highest fitted redshift"),
     z_step=Param(float, 0.01, msg="eazy Z_STEP: fit grid step in dz/(1+z)"),
@@ -57,10 +70,9 @@ _EAZY_OPTIONS = dict(
     fitter=Param(str, "nnls", msg="eazy FITTER: nnls or bounded"),
     template_combos=Param(
         str,
-        "1",
-        msg="eazy TEMPLATE_COMBOS: '1' one template at a time (default: suits the "
-        "empirical CWWSB4 set), 'a' non-negative combinations of all templates (eazy's default, "
-        "for basis sets such as FSPS)",
+        "a",
+        msg="eazy TEMPLATE_COMBOS: 'a' non-negative combinations of all templates (eazy's default, for basis "
+        "sets such as FSPS), '1' one template at a time (suits empirical sets such as CWWSB4)",
     ),
     prior_floor=Param(float, 0.01, msg="eazy PRIOR_FLOOR: floor of the normalised magnitude prior"),
     clip_wavelength=Param(
@@ -76,6 +88,8 @@ def _settings(config) -> EazySettings:
     return EazySettings(
         bands=tuple(config.bands),
         templates=config.templates,
+        templates_root=config.templates_root,
+        template_error=config.template_error,
         z_min=config.z_min,
         z_max=config.z_max,
         z_step=config.z_step,
@@ -91,21 +105,22 @@ def _settings(config) -> EazySettings:
 
 
 def _fluxes(config, table: dict) -> tuple[np.ndarray, np.ndarray]:
-    mags, errs = catalog_magnitudes(
-        table, config.bands, ebv_column=config.ebv_col, deredden_mw=config.deredden
+    return catalog_fluxes(
+        table, config.bands, ebv_column=config.ebv_col, deredden_mw=config.deredden, use_fluxes=config.use_fluxes
     )
-    return magnitudes_to_fluxes(mags, errs)
 
 
 class EazyInformer(CatInformer):
-    """Train EAZY on objects with spec-z: zero points, template error amplitude, magnitude prior.
+    """Train EAZY on spec-z objects: zero points, template error, magnitude prior.
 
-    Input ``input``: a photometric table (``mag_<BAND>``, ``magerr_<BAND>``, ``redshift``); output ``model``:
-    an ``.npz`` of plain arrays (`rail.deepdisc.peers.eazy_model.EazyModel`).
+    Input ``input``: a photometric table (fluxes or magnitudes per band, ``redshift``);
+    output ``model``: an ``.npz`` of plain arrays
+    (`rail.deepdisc.peers.eazy_model.EazyModel`).
     """
 
     name = "EazyInformer"
     entrypoint_function = "inform"
+    interactive_function = "eazy_informer"
     config_options = CatInformer.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
     config_options.update(
@@ -113,7 +128,9 @@ class EazyInformer(CatInformer):
         zp_iterations=Param(int, 3, msg="zero-point iterations (0 = no zero-point offsets)"),
         min_snr=Param(float, 5.0, msg="minimum S/N of a flux used for zero points and template error"),
         ref_band=Param(str, "", msg="band whose zero point is fixed to 1 ('' = the reddest band)"),
-        fit_template_error=Param(bool, True, msg="fit TEMP_ERR_A2 to the residuals at the spec-z"),
+        fit_template_error=Param(
+            bool, False, msg="fit TEMP_ERR_A2 to the residuals at the spec-z (default: keep eazy's temp_err_a2)"
+        ),
         fit_prior=Param(
             bool,
             False,
@@ -166,18 +183,21 @@ class EazyInformer(CatInformer):
 
 
 class EazyEstimator(SpooledOutputMixin, CatEstimator):
-    """EAZY photo-z PDFs: eazy-py fits of every object, as a ``qp.interp`` ensemble on a regular z grid.
+    """EAZY photo-z PDFs: eazy-py fits of every object, as ``qp.interp`` on a z grid.
 
-    The fit runs on eazy's log grid (``z_min``, ``z_max``, ``z_step``); PDFs are resampled onto
-    ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode``, ``zmean``, ``zmedian``, ``nbands`` (bands used) and
-    ``object_id`` when the input has it (as DeepDISC's output).
-    Chunks and MPI ranks are independent: each rank writes eazy's input files into its own temporary folder,
-    and the output is spooled per rank and merged in row order (`SpooledOutputMixin`), so an MPI run needs no
+    The fit runs on eazy's log grid (``z_min``, ``z_max``, ``z_step``); PDFs are
+    resampled onto ``linspace(zmin, zmax, nzbins)``. Ancil: ``zmode`` (eazy's ``zml``:
+    the maximum of p(z) on the fit grid, refined by a parabola), ``zmean``, ``zmedian``
+    (of the resampled PDF), ``nbands`` (bands used) and ``object_id`` when the input
+    has it (as DeepDISC's output). Chunks and MPI ranks are independent: each rank
+    writes eazy's input files into its own temporary folder, and the output is spooled
+    per rank and merged in row order (`SpooledOutputMixin`), so an MPI run needs no
     parallel HDF5 and gives the file of a one-process run.
     """
 
     name = "EazyEstimator"
     entrypoint_function = "estimate"
+    interactive_function = "eazy_estimator"
     config_options = CatEstimator.config_options.copy()
     config_options.update(_EAZY_OPTIONS)
     config_options.update(PDF_GRID_OPTIONS)
@@ -226,7 +246,8 @@ class EazyEstimator(SpooledOutputMixin, CatEstimator):
         pdfs = resample_pdfs(zfit, normalise_pdfs(zfit, np.exp(lnp)), zout)
         ens = qp.Ensemble(qp.interp, data=dict(xvals=zout, yvals=pdfs))
         ancil = point_estimates(zout, pdfs)
-        ancil["nbands"] = np.count_nonzero(np.isfinite(flux), axis=1)
+        ancil["zmode"] = max_lnp_redshift(zfit, lnp)
+        ancil["nbands"] = np.count_nonzero(np.isfinite(flux) & (err > 0), axis=1)
         if "object_id" in data:
             ancil["object_id"] = np.asarray(data["object_id"])
         ens.set_ancil(ancil)

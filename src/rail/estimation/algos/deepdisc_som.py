@@ -7,6 +7,7 @@ an ancil column ``spec_rep`` (1 = the object's cell holds a training spec-z obje
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -33,15 +34,17 @@ def _table(stage: RailStage, tag: str) -> TruthTable:
 
 
 class DeepDiscSOMFlagger(RailStage):
-    """Flag photo-z objects whose SOM cell holds a spectroscopic training object (``spec_rep``).
+    """Flag photo-z objects whose SOM cell holds a spec-z training object (``spec_rep``).
 
-    Inputs: ``input``, the photo-z ensemble; ``tiles``, the TileSet it was estimated on (its primary objects,
-    in order, are the ensemble's rows); ``spec``, the training TileSet (its objects with spec-z define the
-    represented cells). Output ``output``: the same ensemble with the ancil column ``spec_rep`` added.
+    Inputs: ``input``, the photo-z ensemble; ``tiles``, the TileSet it was estimated on
+    (its primary objects, in order, are the ensemble's rows); ``spec``, the training
+    TileSet (its objects with spec-z define the represented cells). Output ``output``:
+    the same ensemble with the ancil column ``spec_rep`` added.
     """
 
     name = "DeepDiscSOMFlagger"
     entrypoint_function = "flag"
+    interactive_function = "deepdisc_som_flagger"
     parallel = False  # the map is trained on every object at once: one process
     config_options = RailStage.config_options.copy()
     config_options.update(
@@ -61,11 +64,31 @@ class DeepDiscSOMFlagger(RailStage):
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
 
-    def flag(self, data: qp.Ensemble, tiles, spec) -> QPHandle:
-        """Attach the ensemble, its TileSet and the training TileSet; run; return the output handle."""
+    def flag(self, data: qp.Ensemble, tiles, spec, **kwargs: Any) -> QPHandle:
+        """Add the ``spec_rep`` flag to a photo-z ensemble.
+
+        Parameters
+        ----------
+        data : qp.Ensemble
+            The photo-z ensemble, one row per primary object of ``tiles``.
+        tiles : TileSet, TileSetHandle or str
+            The TileSet the ensemble was estimated on.
+        spec : TileSet, TileSetHandle or str
+            The training TileSet; its objects with spec-z define the represented SOM cells.
+        **kwargs : Any
+            Not used (options are given to ``make_stage``).
+
+        Returns
+        -------
+        QPHandle
+            The ensemble with the ancil column ``spec_rep`` (1 = represented) added
+            (``output``).
+        """
         self.set_data("input", data)
-        self.set_data("tiles", tiles, do_read=False)
-        self.set_data("spec", spec, do_read=False)
+        for tag, given in (("tiles", tiles), ("spec", spec)):
+            if isinstance(given, (str, os.PathLike)):
+                given = TileSetHandle(tag, path=str(given))
+            self.set_data(tag, given, do_read=False)
         self.run()
         self.finalize()
         return self.get_handle("output")

@@ -1,0 +1,97 @@
+"""``deepdisc combine``: the consensus of several photo-z files of the same objects (hierarchical Bayes)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["HELP", "EXAMPLES", "add_arguments", "run"]
+
+HELP = "combine photo-z files of the same objects (DeepDISC, EAZY, BPZ, ...) into a calibrated consensus"
+EXAMPLES = """  deepdisc combine DeepDISC=pz.hdf5 EAZY=pz_eazy.hdf5 BPZ=pz_bpz.hdf5 --truth tiles.h5 -o consensus.hdf5
+  deepdisc combine DeepDISC=pz.hdf5 EAZY=eazy.hdf5 --truth specz.parquet --truth-column zspec -o c.hdf5
+  deepdisc combine DeepDISC=more.hdf5 EAZY=more_eazy.hdf5 --model consensus_model.npz --tiles more.h5 -o c2.hdf5
+(the truth labels the calibration objects: spec-z held out from the methods' training, NaN = unlabelled;
+ the fitted model is written beside the output as <output stem>_model.npz unless --save-model is given)
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add this subcommand's arguments."""
+    from rail.deepdisc.consensus.model import ConsensusSettings
+    from rail.deepdisc.consensus.sources import DEFAULT_CHUNK
+
+    d = ConsensusSettings()
+    parser.add_argument("inputs", nargs="+", metavar="NAME=FILE",
+                        help="two or more qp photo-z files of the same objects, in the same order")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="consensus qp file to write")
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--truth", type=Path,
+                     help="TileSet or table (HDF5, Parquet, FITS) of the same rows labelling calibration objects")
+    how.add_argument("--model", type=Path, help="apply a consensus model fitted before (.npz)")
+    parser.add_argument("--truth-column", default="redshift",
+                        help="truth column (default: %(default)s, the TileSet's spec-z)")
+    parser.add_argument("--tiles", type=Path,
+                        help="TileSet or table with the magnitudes of the bins (default: the --truth file)")
+    parser.add_argument("--save-model", type=Path, help="where to write the fitted model (.npz)")
+    parser.add_argument("--mag-band", default=d.mag_band, help="band of the magnitude bins (default: %(default)s)")
+    parser.add_argument("--mag-edges", type=float, nargs="+", default=list(d.mag_edges), metavar="MAG",
+                        help="inner magnitude bin edges of the bad fractions")
+    parser.add_argument("--min-per-bin", type=int, default=d.min_per_bin,
+                        help="fewest labelled objects per magnitude bin (default: %(default)s)")
+    parser.add_argument("--pit-correction", action="store_true", help="fit a PIT shape correction per method")
+    parser.add_argument("--no-beta", action="store_true", help="do not fit beta (1: independent methods)")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
+                        help="objects combined at a time (default: %(default)s)")
+
+
+def _inputs(specs: list[str]) -> tuple[list[str], list[Path]]:
+    from rail.deepdisc.exceptions import DeepDiscError
+
+    names, paths = [], []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise DeepDiscError(f"input {spec!r}: expected NAME=FILE, e.g. DeepDISC=pz.hdf5")
+        if name in names:
+            raise DeepDiscError(f"input name {name!r} is given twice: name each method once")
+        names.append(name)
+        paths.append(Path(path))
+    if len(names) < 2:
+        raise DeepDiscError("give two or more photo-z files as NAME=FILE")
+    return names, paths
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit (or load) the consensus model and write the combined photo-z."""
+    from rail.deepdisc.consensus.io import fit_sources, labels_of, read_table, write_consensus
+    from rail.deepdisc.consensus.model import ConsensusSettings, load_consensus_model, save_consensus_model
+    from rail.deepdisc.consensus.sources import check_same_rows
+    from rail.deepdisc.exceptions import DeepDiscError
+
+    names, paths = _inputs(args.inputs)
+    n = check_same_rows(paths, names)
+    if args.model is not None:
+        model = load_consensus_model(args.model)
+        if list(model.methods) != names:
+            raise DeepDiscError(f"{args.model} combines {', '.join(model.methods)}; the inputs are "
+                                f"{', '.join(names)}: give the same methods in the same order")
+        model_path = args.model
+    else:
+        settings = ConsensusSettings(mag_band=args.mag_band.upper(), mag_edges=tuple(args.mag_edges),
+                                     min_per_bin=args.min_per_bin, pit_correction=args.pit_correction,
+                                     fit_beta=not args.no_beta)
+        model = fit_sources(paths, names, args.truth, settings=settings, truth_column=args.truth_column,
+                            chunk_size=args.chunk_size)
+        model_path = args.save_model or args.output.with_name(args.output.stem + "_model.npz")
+        save_consensus_model(model, model_path)
+    tiles = args.tiles or args.truth
+    mag = None
+    if tiles is not None:
+        _, mag, _ = labels_of(read_table(tiles), n, column=None, mag_band=model.mag_band)
+    write_consensus(paths, model, args.output, mag, chunk_size=args.chunk_size)
+    summary = ", ".join(f"{m} T={t:.3g} f_bad={f:.3g}"
+                        for m, t, f in zip(model.methods, model.temperature, model.bad_fraction_all))
+    print(f"consensus of {n} objects written to {args.output} ({summary}; beta={model.beta:.3g}; "
+          f"model {model_path})")
+    return 0

@@ -1,0 +1,225 @@
+"""The consensus model: settings of the fit and the fitted parameters, stored as plain arrays (``.npz``).
+
+A model fitted on labelled objects (`rail.deepdisc.consensus.fit.fit_consensus`) applies to any other objects
+of the same methods (`rail.deepdisc.consensus.fit.combine_pdfs`). It holds, per method, the temperature, the
+optional PIT map and the bad fractions per magnitude bin, and the combination's ``beta``; the file is a NumPy
+archive of plain arrays and strings (`rail.deepdisc.peers.model_io`), read without pickle.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN, redshift_grid
+from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.peers.model_io import load_npz_model, save_npz_model
+
+__all__ = ["MODEL_FORMAT", "PRIOR_BAD_FRACTION", "ConsensusSettings", "ConsensusModel", "save_consensus_model",
+           "load_consensus_model"]
+
+#: ``format`` entry of a consensus model file.
+MODEL_FORMAT = "deepdisc-consensus-1"
+#: Bad fraction of every method in the prior model (no labels to fit it on).
+PRIOR_BAD_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class ConsensusSettings:
+    """How the consensus is fitted.
+
+    Parameters
+    ----------
+    mag_band : str
+        Band of the magnitude bins of the bad fractions (``mag_<BAND>``; the reddest band if absent).
+    mag_edges : tuple of float
+        Inner edges of the magnitude bins, increasing (neighbours are merged until each bin holds
+        ``min_per_bin`` labelled objects; with too few labels there is one bin).
+    min_per_bin : int
+        Fewest labelled objects per magnitude bin.
+    temperature_range : (float, float)
+        Bounds of each method's temperature (``T > 1`` widens).
+    beta_range : (float, float) or None
+        Bounds of ``beta``; None: ``(0.5, 2 * number of methods)``.
+    fit_beta : bool
+        Fit ``beta`` (else 1: independent methods).
+    pit_correction : bool
+        Fit a PIT shape correction per method after the temperature.
+    pit_knots : int
+        Intervals of the PIT map.
+    min_bad_fraction : float
+        Floor of every bad fraction.
+    prior_without_labels : bool
+        With fewer labelled objects than a fit needs, return the prior model (temperature 1, bad fraction
+        `PRIOR_BAD_FRACTION`, ``beta`` = the number of methods: the geometric mean, safe for fully correlated
+        methods) with a warning instead of failing (for tiny test runs).
+    zmin, zmax : float
+        The common grid's range.
+    nzbins : int
+        Its number of points.
+    """
+
+    mag_band: str = "F444W"
+    mag_edges: tuple[float, ...] = (24.0, 25.0, 26.0, 27.0, 28.0)
+    min_per_bin: int = 50
+    temperature_range: tuple[float, float] = (0.25, 25.0)
+    beta_range: tuple[float, float] | None = None
+    fit_beta: bool = True
+    pit_correction: bool = False
+    pit_knots: int = 10
+    min_bad_fraction: float = 1e-3
+    prior_without_labels: bool = False
+    zmin: float = ZMIN
+    zmax: float = ZMAX
+    nzbins: int = NZBINS
+
+    def __post_init__(self):
+        edges = np.asarray(self.mag_edges, float)
+        if edges.ndim != 1 or np.any(np.diff(edges) <= 0):
+            raise ConfigError(f"mag_edges must be increasing, got {list(self.mag_edges)}")
+        if self.min_per_bin < 1:
+            raise ConfigError(f"min_per_bin must be >= 1, got {self.min_per_bin}")
+        for name in ("temperature_range", "beta_range"):
+            rng = getattr(self, name)
+            if rng is not None and not (len(rng) == 2 and 0 < rng[0] < rng[1]):
+                raise ConfigError(f"{name} must be (low, high) with 0 < low < high, got {rng!r}")
+        if not 0 <= self.min_bad_fraction < 1:
+            raise ConfigError(f"min_bad_fraction must be in [0, 1), got {self.min_bad_fraction}")
+        if self.pit_knots < 2:
+            raise ConfigError(f"pit_knots must be >= 2, got {self.pit_knots}")
+        if not self.zmax > self.zmin or self.nzbins < 2:
+            raise ConfigError(f"bad redshift grid zmin={self.zmin}, zmax={self.zmax}, nzbins={self.nzbins}")
+
+    @property
+    def zgrid(self) -> np.ndarray:
+        """The common redshift grid."""
+        return redshift_grid(self.zmin, self.zmax, self.nzbins)
+
+
+@dataclass(frozen=True)
+class ConsensusModel:
+    """Fitted consensus parameters (M methods, B magnitude bins).
+
+    Attributes
+    ----------
+    methods : tuple of str
+        Method names, in input order.
+    temperature : ndarray, shape (M,)
+        Temperature of each method.
+    bad_fraction : ndarray, shape (M, B)
+        Bad fraction of each method per magnitude bin.
+    bad_fraction_all : ndarray, shape (M,)
+        Bad fraction of each method over all labels (objects of unknown magnitude).
+    beta : float
+        The combination's softening exponent.
+    mag_band : str
+        Band of the magnitude bins.
+    mag_edges : ndarray, shape (B - 1,)
+        Inner edges of the bins.
+    pit_knots : ndarray, shape (M, K + 1)
+        PIT map of each method (K = 0 columns: no PIT correction).
+    zmin, zmax, nzbins :
+        The grid.
+    n_labelled : int
+        Labelled objects used in the fit.
+    n_per_bin : ndarray, shape (B,)
+        Labelled objects per magnitude bin.
+    """
+
+    methods: tuple[str, ...]
+    temperature: np.ndarray
+    bad_fraction: np.ndarray
+    bad_fraction_all: np.ndarray
+    beta: float
+    mag_band: str
+    mag_edges: np.ndarray
+    pit_knots: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    zmin: float = ZMIN
+    zmax: float = ZMAX
+    nzbins: int = NZBINS
+    n_labelled: int = 0
+    n_per_bin: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __post_init__(self):
+        m, b = len(self.methods), len(self.mag_edges) + 1
+        checks = {"temperature": (m,), "bad_fraction": (m, b), "bad_fraction_all": (m,)}
+        for name, shape in checks.items():
+            if np.shape(getattr(self, name)) != shape:
+                raise ModelError(f"consensus model: {name} has shape {np.shape(getattr(self, name))}, expected "
+                                 f"{shape} for {m} methods and {b} magnitude bins")
+        if self.pit_knots.size and self.pit_knots.shape[0] != m:
+            raise ModelError(f"consensus model: pit_knots has {self.pit_knots.shape[0]} rows for {m} methods")
+
+    @classmethod
+    def prior(cls, methods, settings: ConsensusSettings) -> ConsensusModel:
+        """The model used without labels: temperature 1, bad fraction `PRIOR_BAD_FRACTION`, ``beta`` = M."""
+        m = len(methods)
+        return cls(methods=tuple(methods), temperature=np.ones(m), bad_fraction=np.full((m, 1), PRIOR_BAD_FRACTION),
+                   bad_fraction_all=np.full(m, PRIOR_BAD_FRACTION), beta=float(m), mag_band=settings.mag_band,
+                   mag_edges=np.zeros(0), zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins,
+                   n_per_bin=np.zeros(1, dtype=np.int64))
+
+    @property
+    def zgrid(self) -> np.ndarray:
+        """The grid of the consensus PDFs."""
+        return redshift_grid(self.zmin, self.zmax, self.nzbins)
+
+    @property
+    def n_bins(self) -> int:
+        """Number of magnitude bins."""
+        return len(self.mag_edges) + 1
+
+    def to_dict(self) -> dict:
+        """Plain arrays and strings (the ``.npz`` members)."""
+        return {"format": MODEL_FORMAT, "methods": np.asarray(self.methods, dtype=str),
+                "temperature": np.asarray(self.temperature, float),
+                "bad_fraction": np.asarray(self.bad_fraction, float),
+                "bad_fraction_all": np.asarray(self.bad_fraction_all, float), "beta": float(self.beta),
+                "mag_band": self.mag_band, "mag_edges": np.asarray(self.mag_edges, float),
+                "pit_knots": np.asarray(self.pit_knots, float), "zmin": float(self.zmin),
+                "zmax": float(self.zmax), "nzbins": int(self.nzbins), "n_labelled": int(self.n_labelled),
+                "n_per_bin": np.asarray(self.n_per_bin, np.int64)}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<memory>") -> ConsensusModel:
+        """Rebuild a model from `to_dict`'s output (or a loaded archive)."""
+        fmt = str(np.asarray(data.get("format", "")))
+        if fmt != MODEL_FORMAT:
+            raise ModelError(f"{source}: not a consensus model (format {fmt!r}, expected {MODEL_FORMAT!r}); "
+                             f"fit one with 'deepdisc combine --truth' or ConsensusInformer")
+        try:
+            methods = tuple(str(m) for m in np.atleast_1d(data["methods"]))
+            knots = np.asarray(data["pit_knots"], float)
+            return cls(methods=methods,
+                       temperature=np.atleast_1d(np.asarray(data["temperature"], float)),
+                       bad_fraction=np.atleast_2d(np.asarray(data["bad_fraction"], float)),
+                       bad_fraction_all=np.atleast_1d(np.asarray(data["bad_fraction_all"], float)),
+                       beta=float(data["beta"]), mag_band=str(np.asarray(data["mag_band"])),
+                       mag_edges=np.atleast_1d(np.asarray(data["mag_edges"], float)),
+                       pit_knots=knots.reshape(len(methods), -1) if knots.size else np.zeros((0, 0)),
+                       zmin=float(data["zmin"]), zmax=float(data["zmax"]), nzbins=int(data["nzbins"]),
+                       n_labelled=int(data.get("n_labelled", 0)),
+                       n_per_bin=np.atleast_1d(np.asarray(data.get("n_per_bin", []), np.int64)))
+        except KeyError as err:
+            raise ModelError(f"{source}: consensus model lacks the entry {err.args[0]!r}") from None
+
+
+def save_consensus_model(model: ConsensusModel, path: str | os.PathLike) -> Path:
+    """Write a consensus model as a ``.npz`` of plain arrays, atomically."""
+    return save_npz_model(model.to_dict(), path)
+
+
+def load_consensus_model(path: str | os.PathLike) -> ConsensusModel:
+    """Read a consensus model file (never unpickles).
+
+    Raises
+    ------
+    ModelError
+        If the file is missing or not a consensus model.
+    """
+    if not Path(path).is_file():
+        raise ModelError(f"{path}: no such consensus model file")
+    return ConsensusModel.from_dict(load_npz_model(path), str(path))

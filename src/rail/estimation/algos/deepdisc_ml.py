@@ -1,0 +1,200 @@
+"""Catalog machine-learning peers on NIRCam catalogs: FlexZBoost (pz-rail-flexzboost) and kNN (pz-rail-sklearn).
+
+`NIRCamFlexZBoostInformer`/`NIRCamFlexZBoostEstimator` and `NIRCamKNNInformer`/`NIRCamKNNEstimator` subclass the
+upstream stages, unchanged in what they learn, and only (1) replace their LSST defaults by NIRCam ones derived
+from ``nircam_bands`` (``mag_<BAND>``/``magerr_<BAND>`` columns, reference band, limits; the redshift grid
+``linspace(0, 12, 1201)`` of the other peers), (2) train on the labelled objects of the table they are given
+(finite ``redshift``), (3) read every chunk through `rail.deepdisc.peers.catalog_ml.ml_table` (Milky-Way
+extinction removed; non-detections at ``mag_limit``; for kNN, whose k-d tree cannot take missing values,
+unobserved bands too), and (4) write a ``qp`` ensemble row for row with the input table, with ``zmode``,
+``zmean``, ``zmedian`` (computed on the grid, `grid_point_estimates`) and ``object_id``, spooled per process like
+the other peers. Models are the upstream ones (pickled by RAIL's ``ModelHandle``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tables_io
+from ceci.config import StageParameter as Param
+from rail.estimation.algos.flexzboost import FlexZBoostEstimator, FlexZBoostInformer
+from rail.estimation.algos.k_nearneigh import KNearNeighEstimator, KNearNeighInformer
+
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.inference.spooled import SpooledOutputMixin
+from rail.deepdisc.options import check_stage_options
+from rail.deepdisc.peers.catalog_ml import DEFAULT_ML_MAG_LIMIT, grid_point_estimates, ml_table, nircam_ml_options
+from rail.deepdisc.peers.stage_options import DEREDDEN_OPTIONS, PDF_GRID_OPTIONS, TABLE_OPTIONS
+from rail.deepdisc.presets import get_preset, resolve_bands
+
+__all__ = ["NIRCamFlexZBoostInformer", "NIRCamFlexZBoostEstimator", "NIRCamKNNInformer", "NIRCamKNNEstimator"]
+
+_DEFAULT_BANDS = list(get_preset("JADES9"))
+_DEFAULTS = nircam_ml_options(_DEFAULT_BANDS)
+
+_NIRCAM_OPTIONS = dict(
+    **TABLE_OPTIONS,
+    nircam_bands=Param(
+        list, _DEFAULT_BANDS, msg="NIRCam bands, in wavelength order; bands, err_bands, ref_band and "
+        "mag_limits follow from them unless given"
+    ),
+    nircam_ref_band=Param(str, "", msg="band whose magnitude is a feature besides the colours ('' = reddest)"),
+    mag_limit=Param(float, DEFAULT_ML_MAG_LIMIT, msg="magnitude of non-detections (and of unobserved bands "
+                    "for kNN), every band"),
+    **DEREDDEN_OPTIONS,
+    **PDF_GRID_OPTIONS,
+    bands=Param(list, _DEFAULTS["bands"], msg="magnitude columns"),
+    err_bands=Param(list, _DEFAULTS["err_bands"], msg="magnitude error columns"),
+    ref_band=Param(str, _DEFAULTS["ref_band"], msg="magnitude column used besides the colours"),
+    mag_limits=Param(dict, _DEFAULTS["mag_limits"], msg="magnitude of non-detections per column"),
+    nondetect_val=Param(float, _DEFAULTS["nondetect_val"], msg="magnitude marking a non-detection"),
+)
+
+
+def _configure(stage) -> None:
+    """Derive the column options left at their defaults from ``nircam_bands`` (as the BPZ stages do)."""
+    config, defaults = stage.config, stage.config_options
+    derived = nircam_ml_options(
+        list(config.nircam_bands), ref_band=config.nircam_ref_band or None, mag_limit=config.mag_limit
+    )
+    for key, value in derived.items():
+        if config[key] == defaults[key].default:
+            config[key] = value
+    n = len(config.bands)
+    if len(config.err_bands) != n or config.ref_band not in config.bands:
+        raise ConfigError(f"{stage.name}: err_bands must match bands {list(config.bands)} and hold ref_band")
+
+
+def _bands(config) -> list[str]:
+    return list(resolve_bands([col.split("_", 1)[-1] for col in config.bands]))
+
+
+def _table(stage, data, *, fill_missing: bool) -> dict:
+    if tables_io.types.table_type(data) != 1:
+        data = stage._convert_table_format(data, "numpyDict")
+    c = stage.config
+    return ml_table(data, _bands(c), mag_limit=c.mag_limit, ebv_column=c.ebv_col, deredden_mw=c.deredden,
+                    fill_missing=fill_missing)
+
+
+class _LabelledInputMixin:
+    """Train on the labelled objects of the input table, prepared by `ml_table`."""
+
+    _fill_missing = False
+
+    def run(self) -> None:
+        """Prepare and subset the training table, then run the upstream informer."""
+        data = self.get_data("input")
+        table = data[self.config.hdf5_groupname] if self.config.hdf5_groupname else data
+        table = _table(self, table, fill_missing=self._fill_missing)
+        z = np.asarray(table[self.config.redshift_col], float)
+        keep = np.isfinite(z) & (z >= 0)
+        if keep.sum() < 2:
+            raise ConfigError(f"{self.name}: fewer than 2 objects with a spec-z in column "
+                              f"{self.config.redshift_col!r}")
+        table = {k: v[keep] for k, v in table.items()}
+        self._fit_sample_size(int(keep.sum()))
+        self.set_data("input", {self.config.hdf5_groupname: table} if self.config.hdf5_groupname else table)
+        super().run()
+
+    def _fit_sample_size(self, n_labelled: int) -> None:
+        """Adapt options that cannot exceed the number of labelled objects (nothing by default)."""
+
+
+class _CatalogOutputMixin(SpooledOutputMixin):
+    """Prepare every chunk with `ml_table`; add grid point estimates and ``object_id`` to the output."""
+
+    _fill_missing = False
+
+    def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
+        super()._process_chunk(start, end, _table(self, data, fill_missing=self._fill_missing), first)
+
+    def _do_chunk_output(self, qp_dstn, start, end, first, data=None):
+        zgrid = np.linspace(self.config.zmin, self.config.zmax, self.config.nzbins)
+        ancil = dict(qp_dstn.ancil or {})
+        ancil.update(grid_point_estimates(qp_dstn, zgrid))
+        if data is not None and "object_id" in data:
+            ancil["object_id"] = np.asarray(data["object_id"])
+        qp_dstn.set_ancil(ancil)
+        return super()._do_chunk_output(qp_dstn, start, end, first, data=data)
+
+
+class NIRCamFlexZBoostInformer(_LabelledInputMixin, FlexZBoostInformer):
+    """FlexZBoost (pz-rail-flexzboost) trained on the magnitudes and colours of a NIRCam catalog's labelled objects.
+
+    Unobserved bands stay missing (XGBoost handles them). Output ``model``: the flexcode model (pickled).
+    """
+
+    name = "NIRCamFlexZBoostInformer"
+    config_options = FlexZBoostInformer.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        super().__init__(args, **kwargs)
+        _configure(self)
+        # flexcode adds keys to the dict it is given: never let it touch the option's shared default
+        self.config["regression_params"] = dict(self.config.regression_params)
+
+
+class NIRCamFlexZBoostEstimator(_CatalogOutputMixin, FlexZBoostEstimator):
+    """FlexZBoost photo-z PDFs for a NIRCam catalog (``qp.interp`` on ``nzbins`` points over the model's range)."""
+
+    name = "NIRCamFlexZBoostEstimator"
+    config_options = FlexZBoostEstimator.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        super().__init__(args, **kwargs)
+        _configure(self)
+
+
+_KNN_SIGMA = dict(
+    sigma_grid_min=Param(float, 0.01, msg="smallest Gaussian width (dz) tried for each neighbour"),
+    sigma_grid_max=Param(float, 0.3, msg="largest width tried (0.3: redshifts reach 12 here, not 3)"),
+    ngrid_sigma=Param(int, 30, msg="widths tried between the two"),
+)
+
+
+class NIRCamKNNInformer(_LabelledInputMixin, KNearNeighInformer):
+    """k-nearest neighbours (pz-rail-sklearn) in the colours of a NIRCam catalog's labelled objects.
+
+    Unobserved bands are set to the limit (a k-d tree takes no missing value). The neighbour count and the
+    width of each neighbour's Gaussian are chosen on a held-out quarter by CDE loss (upstream), over widths up to
+    0.3 in z. Output ``model``: the k-d tree and its settings (pickled).
+    """
+
+    name = "NIRCamKNNInformer"
+    _fill_missing = True
+    config_options = KNearNeighInformer.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+    config_options.update(_KNN_SIGMA)
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        super().__init__(args, **kwargs)
+        _configure(self)
+
+    def _fit_sample_size(self, n_labelled: int) -> None:
+        """The k-d tree holds ``train_frac`` of the labels: ask it for at most that many neighbours."""
+        n_tree = max(1, round(n_labelled * self.config.train_frac))
+        if self.config.nneigh_max > n_tree:
+            self.log.warning(f"{self.name}: {n_labelled} labelled objects: neighbours capped at {n_tree}")
+            self.config["nneigh_max"] = n_tree
+            self.config["nneigh_min"] = min(self.config.nneigh_min, n_tree)
+
+
+class NIRCamKNNEstimator(_CatalogOutputMixin, KNearNeighEstimator):
+    """kNN photo-z PDFs for a NIRCam catalog: Gaussian mixtures of the neighbours' redshifts (``qp.mixmod``)."""
+
+    name = "NIRCamKNNEstimator"
+    _fill_missing = True
+    config_options = KNearNeighEstimator.config_options.copy()
+    config_options.update(_NIRCAM_OPTIONS)
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        super().__init__(args, **kwargs)
+        _configure(self)
