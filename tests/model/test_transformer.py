@@ -12,8 +12,8 @@ from rail.deepdisc.cli import main
 from rail.deepdisc.exceptions import ConfigError, ModelError, NoDetectionsWarning
 from rail.deepdisc.model.artifact import load_artifact, save_artifact
 from rail.deepdisc.model.backbone import BACKBONES, build_backbone, first_layer_key, load_backbone_weights
+from rail.deepdisc.model.backbone_names import TRANSFORMERS
 from rail.deepdisc.model.network import NetworkConfig, build_model, model_from_artifact
-from rail.deepdisc.model.transformer import TRANSFORMERS
 from rail.deepdisc.tileset.io import write_tileset
 from tests.helpers.nethelpers import FAST_CLI, make_colour_tileset
 
@@ -29,6 +29,23 @@ def config(backbone, n_bands=4, **kw):
 def test_registry_lists_resnets_and_transformers():
     assert {"resnet18", "resnet50", "mvitv2_tiny", "swin_tiny"} <= set(BACKBONES)
     assert all(BACKBONES[name] == spec.channels for name, spec in TRANSFORMERS.items())
+
+
+def test_transformers_are_backbone_option_choices_without_torch_and_file_only_fields_no_flags():
+    import subprocess
+    import sys
+
+    code = ("import sys; from rail.deepdisc.training.settings import TRAIN_OPTIONS; "
+            "print(TRAIN_OPTIONS['backbone'].choices, 'torch' in sys.modules, 'timm' in sys.modules, "
+            "sorted({'transformer_tile_size', 'tile_size', 'head_kind', 'stride_in_1x1'} & set(TRAIN_OPTIONS)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == f"{tuple(BACKBONES)} False False []"
+    with pytest.raises(ConfigError, match="backbone-only pretraining trains a ResNet, not swin_tiny"):
+        from rail.deepdisc.pretraining.settings import BackboneSettings
+
+        BackboneSettings(backbone="swin_tiny")
+    with pytest.raises(ConfigError, match="head_kind must be one of normed, merz25, got 'x'"):
+        NetworkConfig(bands=("F444W",), pixel_scale=0.03, head_kind="x")
 
 
 @pytest.mark.parametrize("name", TRANSFORMER_NAMES)

@@ -84,7 +84,7 @@ def build_backbone(
     Parameters
     ----------
     name : str
-        A key of `BACKBONES`: a ResNet, or a transformer of `rail.deepdisc.model.transformer.TRANSFORMERS`.
+        A key of `BACKBONES`: a ResNet, or a transformer of `rail.deepdisc.model.backbone_names.TRANSFORMERS`.
     n_bands : int
         Input channels C.
     fpn_channels : int

@@ -44,9 +44,10 @@ NORMALISATIONS = ("zscore", "asinh")
 #: ``"merz25"`` (the head of Merz et al. 2025 / grantmerz/deepdisc's ``RedshiftPDFCasROIHeads``, for imported
 #: detectron2 models).
 HEAD_KINDS = ("normed", "merz25")
-#: `NetworkConfig` options that the model file sets, not the user (the training tiles set ``tile_size``,
-#: ``deepdisc import-detectron2`` the others): left out of the stage and command options.
-FILE_ONLY_OPTIONS = ("tile_size", "head_kind", "stride_in_1x1")
+#: `NetworkConfig` options that the model file sets, not the user (the training tiles set ``tile_size``, named
+#: ``transformer_tile_size`` apart from the simulated tile side; ``deepdisc import-detectron2`` the others): left
+#: out of the stage and command options.
+FILE_ONLY_OPTIONS = ("transformer_tile_size", "head_kind", "stride_in_1x1")
 
 #: FPN levels pooled by the RoI heads (strides 4, 8, 16, 32); anchors also use the extra "pool" level.
 FEATURE_LEVELS = ("0", "1", "2", "3")
@@ -146,7 +147,8 @@ class NetworkConfig:
     pixel_pool_size: int = option(4, "the redshift head also reads each box's colours and its pixels pooled to this "
                                   "size per band (0 = the paper's head, RoI features only)", low=0)
     tile_size: int = option(0, "side of the square tiles a transformer backbone is built for, pixels (set from the "
-                            "training tiles; 0 for the ResNets)", low=0, flag="")
+                            "training tiles; 0 for the ResNets)", low=0, flag="",
+                            name="transformer_tile_size")
     head_kind: str = option("normed", "redshift head: normed (this package's) or merz25 (Merz et al. 2025, set by "
                             "deepdisc import-detectron2)", choices=HEAD_KINDS, flag="")
     stride_in_1x1: bool = option(False, "downsample in the first 1x1 convolution of bottleneck ResNets (detectron2's "

@@ -8,9 +8,10 @@ max-pooled ``"pool"``), so RPN, RoI heads and redshift head are unchanged. The p
 
 Both transformers are built for one square tile size (``NetworkConfig.tile_size``, set from the training
 tiles): MViTv2's relative-position tables are sized for the feature maps, and Swin's windows are clamped to
-them. Tiles must be square with a side that is a multiple of `TILE_MULTIPLE`; a model refuses tiles of another
-size (`ModelError`). Swin uses windows of `SWIN_WINDOW` pixels of the stride-4 map (not ImageNet's 7), so the
-power-of-two feature maps of 64-256 px tiles split into whole windows.
+them. Tiles must be square with a side that is a multiple of 32 px
+(`rail.deepdisc.model.backbone_names.TILE_MULTIPLE`); a model refuses tiles of another size (`ModelError`).
+Swin uses windows of `SWIN_WINDOW` pixels of the stride-4 map (not ImageNet's 7), so the power-of-two feature
+maps of 64-256 px tiles split into whole windows.
 
 `load_transformer_weights` starts a body from a local ``timm`` checkpoint (e.g. an ImageNet state dict saved by
 hand with ``torch.save``): MViTv2's
@@ -29,15 +30,11 @@ from torch.nn import functional as F
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from rail.deepdisc.exceptions import ConfigError, ModelError
-from rail.deepdisc.model.backbone_names import TILE_MULTIPLE, TRANSFORMERS, TransformerSpec, check_tile_size
+from rail.deepdisc.model.backbone_names import TRANSFORMERS, check_tile_size
 
 __all__ = [
-    "TransformerSpec",
-    "TRANSFORMERS",
-    "TILE_MULTIPLE",
     "SWIN_WINDOW",
     "FIRST_LAYER_KEY",
-    "check_tile_size",
     "TransformerBody",
     "TransformerWithFPN",
     "build_transformer_backbone",
@@ -120,7 +117,7 @@ def build_transformer_backbone(name: str, n_bands: int, tile_size: int, *, fpn_c
     n_bands : int
         Input channels of the patch embedding.
     tile_size : int
-        Side of the square tiles (a multiple of `TILE_MULTIPLE`).
+        Side of the square tiles (a multiple of ``TILE_MULTIPLE``).
     fpn_channels : int
         Channels of every pyramid level.
 
