@@ -20,16 +20,17 @@ __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommands in workflow order; each is a module of :mod:`rail.deepdisc.cli`.
 SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "combine", "evaluate", "report",
-               "info")
+               "info", "features", "import-detectron2")
 EXIT_BAD_INPUT = 2
 
 
 def _available_commands():
     for name in SUBCOMMANDS:
+        module = f"rail.deepdisc.cli.{name.replace('-', '_')}"  # import-detectron2 -> import_detectron2
         try:
-            yield name, importlib.import_module(f"rail.deepdisc.cli.{name}")
+            yield name, importlib.import_module(module)
         except ModuleNotFoundError as err:
-            if err.name != f"rail.deepdisc.cli.{name}":
+            if err.name != module:
                 raise
 
 

@@ -1,4 +1,7 @@
-"""ResNet-FPN backbones for C-band astronomical tiles, built without downloading anything.
+"""Backbones (ResNet-FPN, and MViTv2/Swin-FPN) for C-band astronomical tiles, built without downloading anything.
+
+`BACKBONES` (`rail.deepdisc.model.backbone_names`) lists the ``backbone`` names: ResNets, built here, and
+transformers, built by `rail.deepdisc.model.transformer` for one tile size (``tile_size``).
 
 `build_backbone` makes a torchvision ResNet (``weights=None``; trainable GroupNorm by default, or BatchNorm,
 since nothing is pretrained) whose first convolution takes C bands, and wraps layers 1-4 in a feature pyramid
@@ -28,10 +31,21 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from rail.deepdisc.exceptions import ConfigError, ModelError
-from rail.deepdisc.model.config import BACKBONES, NORM_LAYERS
+from rail.deepdisc.model.backbone_names import BACKBONES, RESNETS, TRANSFORMERS, is_transformer
+from rail.deepdisc.model.config import NORM_LAYERS
+from rail.deepdisc.model.transformer import (
+    FIRST_LAYER_KEY,
+    TransformerWithFPN,
+    build_transformer_backbone,
+    load_transformer_weights,
+)
 
 __all__ = [
     "BACKBONES",
+    "RESNETS",
+    "TRANSFORMERS",
+    "is_transformer",
+    "first_layer_key",
     "DEFAULT_FPN_CHANNELS",
     "NORM_LAYERS",
     "GROUPNORM_GROUPS",
@@ -48,18 +62,29 @@ GROUPNORM_GROUPS = 32
 _STEM_CHANNELS = 64
 _STEM_KERNEL = 7
 _STEM_STRIDE = 2
-_KEY_PREFIXES = ("module.", "backbone.body.", "body.")
+_KEY_PREFIXES = ("module.", "backbone.body.", "body.", "trunk.", "model.")
+
+
+def first_layer_key(name: str) -> str:
+    """State-dict key, relative to the model, of backbone ``name``'s first layer (the one reading the bands)."""
+    return f"backbone.body.trunk.{FIRST_LAYER_KEY}" if is_transformer(name) else "backbone.body.conv1.weight"
 
 
 def build_backbone(
-    name: str, n_bands: int, *, fpn_channels: int = DEFAULT_FPN_CHANNELS, norm: str = "group"
-) -> BackboneWithFPN:
-    """Make a ResNet-FPN backbone for ``n_bands`` input channels with random weights.
+    name: str,
+    n_bands: int,
+    *,
+    fpn_channels: int = DEFAULT_FPN_CHANNELS,
+    norm: str = "group",
+    tile_size: int = 0,
+    stride_in_1x1: bool = False,
+) -> BackboneWithFPN | TransformerWithFPN:
+    """Make a ResNet-FPN (or transformer-FPN) backbone for ``n_bands`` input channels with random weights.
 
     Parameters
     ----------
-    name : {"resnet18", "resnet34", "resnet50"}
-        The ResNet.
+    name : str
+        A key of `BACKBONES`: a ResNet, or a transformer of `rail.deepdisc.model.backbone_names.TRANSFORMERS`.
     n_bands : int
         Input channels C.
     fpn_channels : int
@@ -68,17 +93,24 @@ def build_backbone(
         Normalisation layers of the ResNet: ``"group"`` (GroupNorm, `GROUPNORM_GROUPS` groups: independent of
         the batch size, identical in training and inference, the usual choice when training detectors from
         scratch with a few tiles per batch) or ``"batch"`` (BatchNorm, as torchvision's ImageNet ResNets).
+        Transformers use LayerNorm and take ``"group"`` (the default) only.
+    tile_size : int
+        Side of the square tiles a transformer is built for (ignored by ResNets, which take any size).
+    stride_in_1x1 : bool
+        Bottleneck ResNets (resnet50) only: downsample in the first 1x1 convolution of each stage's first block,
+        as detectron2's MSRA ResNets (``STRIDE_IN_1X1``), instead of torchvision's 3x3 convolution. Same
+        parameters, other features: set for weights imported from detectron2 (`rail.deepdisc.model.detectron2`).
 
     Returns
     -------
-    BackboneWithFPN
+    BackboneWithFPN or TransformerWithFPN
         Maps (B, C, H, W) to an ordered dict of 5 feature maps with ``fpn_channels`` channels at strides 4, 8,
         16, 32, 64 (keys ``"0"``, ``"1"``, ``"2"``, ``"3"``, ``"pool"``); ``out_channels`` attribute set.
 
     Raises
     ------
     ConfigError
-        For an unknown backbone name or non-positive sizes.
+        For an unknown backbone name, non-positive sizes, or a tile size a transformer cannot take.
     """
     if name not in BACKBONES:
         raise ConfigError(f"backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
@@ -86,6 +118,11 @@ def build_backbone(
         raise ConfigError(f"backbone_norm must be one of {', '.join(NORM_LAYERS)}, got {norm!r}")
     if n_bands < 1 or fpn_channels < 1:
         raise ConfigError(f"n_bands and fpn_channels must be >= 1, got {n_bands} and {fpn_channels}")
+    if is_transformer(name):
+        if norm != "group":
+            raise ConfigError(f"backbone_norm applies to the ResNets; {name} uses LayerNorm: leave backbone_norm "
+                              f"at 'group'")
+        return build_transformer_backbone(name, n_bands, tile_size, fpn_channels=fpn_channels)
     norm_layer = nn.BatchNorm2d if norm == "batch" else _group_norm
     resnet = getattr(torchvision.models, name)(weights=None, norm_layer=norm_layer)
     resnet.conv1 = nn.Conv2d(
@@ -97,9 +134,14 @@ def build_backbone(
         bias=False,
     )
     nn.init.kaiming_normal_(resnet.conv1.weight, mode="fan_out", nonlinearity="relu")
+    if stride_in_1x1:
+        if not isinstance(resnet.layer1[0], torchvision.models.resnet.Bottleneck):
+            raise ConfigError(f"stride_in_1x1 applies to bottleneck ResNets (resnet50), not {name}")
+        for layer in (resnet.layer2, resnet.layer3, resnet.layer4):
+            layer[0].conv1.stride, layer[0].conv2.stride = layer[0].conv2.stride, (1, 1)
     return_layers = {f"layer{k}": str(k - 1) for k in range(1, 5)}
     return BackboneWithFPN(
-        resnet, return_layers, list(BACKBONES[name]), fpn_channels, extra_blocks=LastLevelMaxPool()
+        resnet, return_layers, list(RESNETS[name]), fpn_channels, extra_blocks=LastLevelMaxPool()
     )
 
 
@@ -107,15 +149,17 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(GROUPNORM_GROUPS, channels), channels)
 
 
-def load_backbone_weights(backbone: BackboneWithFPN, path: str | os.PathLike) -> list[str]:
-    """Load ResNet weights from a local checkpoint into ``backbone.body`` (weights-only load).
+def load_backbone_weights(backbone: BackboneWithFPN | TransformerWithFPN, path: str | os.PathLike) -> list[str]:
+    """Load ResNet (or timm transformer) weights from a local checkpoint into ``backbone.body`` (weights-only load).
 
     Parameters
     ----------
-    backbone : BackboneWithFPN
+    backbone : BackboneWithFPN or TransformerWithFPN
         Made by `build_backbone`.
     path : str or Path
-        A ``torch.save`` file holding a ResNet ``state_dict`` (or a dict with a ``"state_dict"`` entry).
+        A ``torch.save`` file holding a ResNet ``state_dict`` (or a dict with a ``"state_dict"`` entry); for a
+        transformer, the ``state_dict`` of the same timm model (e.g. its ImageNet weights, saved by hand): the
+        patch embedding is adapted to the bands and the relative-position tables to the tile size.
 
     Returns
     -------
@@ -138,7 +182,14 @@ def load_backbone_weights(backbone: BackboneWithFPN, path: str | os.PathLike) ->
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict):
         raise ModelError(f"{path}: expected a state_dict of ResNet weights")
-    return _load_body(backbone.body, _strip_prefixes(state), str(path))
+    state = _strip_prefixes(state)
+    if isinstance(backbone, TransformerWithFPN):
+        own = backbone.body.trunk.state_dict()[FIRST_LAYER_KEY]
+        first = state.get(FIRST_LAYER_KEY)
+        if first is not None and first.shape[1] != own.shape[1] and first.shape[2:] == own.shape[2:]:
+            state[FIRST_LAYER_KEY] = adapt_first_conv(first, own.shape[1])
+        return load_transformer_weights(backbone.body, state, str(path))
+    return _load_body(backbone.body, state, str(path))
 
 
 def _strip_prefixes(state: dict) -> dict:

@@ -26,28 +26,35 @@ positive RoIs (up to 25% of 128 per tile), so small objects still train the box 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from rail.deepdisc.constants import N_COMPONENTS
 from rail.deepdisc.exceptions import ConfigError, ModelError
+from rail.deepdisc.model.backbone_names import BACKBONES, check_tile_size, is_transformer
 from rail.deepdisc.options import check_fields, option
 
-__all__ = ["NetworkConfig", "FEATURE_LEVELS", "BACKBONES", "NORM_LAYERS", "NORMALISATIONS"]
+__all__ = ["NetworkConfig", "FEATURE_LEVELS", "OPTIONAL_DEFAULTS", "FILE_ONLY_OPTIONS", "BACKBONES", "NORM_LAYERS",
+           "NORMALISATIONS", "HEAD_KINDS"]
 
-#: Supported ResNets -> channels of layers 1-4 (`rail.deepdisc.model.backbone.build_backbone`).
-BACKBONES: dict[str, tuple[int, int, int, int]] = {
-    "resnet18": (64, 128, 256, 512),
-    "resnet34": (64, 128, 256, 512),
-    "resnet50": (256, 512, 1024, 2048),
-}
 #: Backbone normalisation layers (see `rail.deepdisc.model.backbone.build_backbone`).
 NORM_LAYERS = ("group", "batch")
 #: Input normalisations (see `rail.deepdisc.model.normalise`).
 NORMALISATIONS = ("zscore", "asinh")
+#: Redshift-head variants: ``"normed"`` (this package's, see `rail.deepdisc.model.redshift_head`) and
+#: ``"merz25"`` (the head of Merz et al. 2025 / grantmerz/deepdisc's ``RedshiftPDFCasROIHeads``, for imported
+#: detectron2 models).
+HEAD_KINDS = ("normed", "merz25")
+#: `NetworkConfig` options that the model file sets, not the user (the training tiles set ``tile_size``, named
+#: ``transformer_tile_size`` apart from the simulated tile side; ``deepdisc import-detectron2`` the others): left
+#: out of the stage and command options.
+FILE_ONLY_OPTIONS = ("transformer_tile_size", "head_kind", "stride_in_1x1")
 
 #: FPN levels pooled by the RoI heads (strides 4, 8, 16, 32); anchors also use the extra "pool" level.
 FEATURE_LEVELS = ("0", "1", "2", "3")
 _ARTIFACT_EXTRA_KEYS = ("training",)
+#: Fields written to a model file only when they differ from these defaults, so files (and checkpoint
+#: fingerprints) of networks that do not use them stay as they were before the fields existed.
+OPTIONAL_DEFAULTS = {"tile_size": 0, "head_kind": "normed", "stride_in_1x1": False}
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,9 @@ class NetworkConfig:
         Input bands, in channel order.
     pixel_scale : float
         Arcsec per pixel of the training tiles.
-    backbone : {"resnet18", "resnet34", "resnet50"}
-        ResNet of the ResNet-FPN backbone.
+    backbone : str
+        A key of `rail.deepdisc.model.backbone_names.BACKBONES`: ``resnet18``, ``resnet34``, ``resnet50`` (ResNet-FPN)
+        or a transformer (``mvitv2_tiny``, ``swin_tiny``, ...: `rail.deepdisc.model.transformer`).
     backbone_norm : {"group", "batch"}
         Normalisation layers of the ResNet (see `rail.deepdisc.model.backbone.build_backbone`).
     n_components : int
@@ -96,12 +104,23 @@ class NetworkConfig:
         The redshift head also sees brightness-free colour and shape features of each box's input pixels,
         RoI-aligned to ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours, see
         `rail.deepdisc.model.network.pixel_features`; 0 = off, as in the paper).
+    tile_size : int
+        Side of the square tiles a transformer backbone is built for (set from the training tiles by
+        `for_tiles`); 0 for the ResNets, which take any tile size (and then it is left out of `to_dict`, so
+        ResNet model files are unchanged).
+    head_kind : {"normed", "merz25"}
+        The redshift head (`rail.deepdisc.model.redshift_head.RedshiftMixtureHead`): this package's, or that of
+        Merz et al. (2025), for models imported from detectron2 (needs ``pixel_pool_size=0``).
+    stride_in_1x1 : bool
+        detectron2's ResNet variant (see `rail.deepdisc.model.backbone.build_backbone`); bottleneck ResNets only.
     """
 
     bands: tuple[str, ...]
     pixel_scale: float
-    backbone: str = option("resnet18", "ResNet-FPN backbone: resnet18 (fast CPU default), resnet34, resnet50 (the "
-                           "paper's fiducial)", choices=tuple(BACKBONES))
+    backbone: str = option("resnet18", "backbone of the feature pyramid: resnet18 (fast CPU default), resnet34, "
+                           "resnet50 (the paper's ResNet), mvitv2_tiny/small/base (the paper's transformer), "
+                           "swin_tiny/small (transformers need square tiles, side a multiple of 32 px)",
+                           choices=tuple(BACKBONES))
     backbone_norm: str = option("group", "ResNet normalisation layers: group (GroupNorm, for training from scratch) "
                                 "or batch (BatchNorm, to load ImageNet-style backbone_weights fully)",
                                 choices=NORM_LAYERS)
@@ -127,6 +146,13 @@ class NetworkConfig:
     box_nms_threshold: float = 0.5
     pixel_pool_size: int = option(4, "the redshift head also reads each box's colours and its pixels pooled to this "
                                   "size per band (0 = the paper's head, RoI features only)", low=0)
+    tile_size: int = option(0, "side of the square tiles a transformer backbone is built for, pixels (set from the "
+                            "training tiles; 0 for the ResNets)", low=0, flag="",
+                            name="transformer_tile_size")
+    head_kind: str = option("normed", "redshift head: normed (this package's) or merz25 (Merz et al. 2025, set by "
+                            "deepdisc import-detectron2)", choices=HEAD_KINDS, flag="")
+    stride_in_1x1: bool = option(False, "downsample in the first 1x1 convolution of bottleneck ResNets (detectron2's "
+                                 "STRIDE_IN_1X1, set by deepdisc import-detectron2)", flag="")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -144,6 +170,19 @@ class NetworkConfig:
             )
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ConfigError(f"aspect_ratios must be positive, got {self.aspect_ratios}")
+        if is_transformer(self.backbone) and self.backbone_norm != "group":
+            raise ConfigError(f"backbone_norm applies to the ResNets; {self.backbone} uses LayerNorm: leave "
+                              f"backbone_norm at 'group'")
+        if self.tile_size and not is_transformer(self.backbone):
+            raise ConfigError(f"tile_size is set for transformer backbones only (0 for {self.backbone}), got "
+                              f"{self.tile_size!r}")
+        if self.tile_size:
+            check_tile_size(self.backbone, self.tile_size)
+        if self.head_kind == "merz25" and self.pixel_pool_size:
+            raise ConfigError(f"the merz25 redshift head sees the RoI features only: pixel_pool_size must be 0, "
+                              f"got {self.pixel_pool_size}")
+        if self.stride_in_1x1 and self.backbone != "resnet50":
+            raise ConfigError(f"stride_in_1x1 applies to bottleneck ResNets (resnet50), not {self.backbone}")
         for name in (
             "fpn_channels",
             "rpn_pre_nms_train",
@@ -163,8 +202,39 @@ class NetworkConfig:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
-        """Plain data (str, int, float, list) for the model artifact."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Plain data (str, int, float, list) for the model artifact (`OPTIONAL_DEFAULTS` fields only when set)."""
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: v for k, v in out.items() if k not in OPTIONAL_DEFAULTS or v != OPTIONAL_DEFAULTS[k]}
+
+    def for_tiles(self, shape) -> NetworkConfig:
+        """The config for tiles of ``shape`` (..., H, W): sets ``tile_size`` for transformer backbones.
+
+        Parameters
+        ----------
+        shape : sequence of int
+            Shape of the tile images; the last two are the height and width.
+
+        Returns
+        -------
+        NetworkConfig
+            ``self`` for a ResNet; for a transformer, a copy with ``tile_size = H``.
+
+        Raises
+        ------
+        ConfigError
+            If a transformer cannot take the tiles (not square, side not a multiple of its stride), or the config
+            was built for another tile size.
+        """
+        if not is_transformer(self.backbone):
+            return self
+        height, width = (int(n) for n in tuple(shape)[-2:])
+        if height != width:
+            raise ConfigError(f"backbone {self.backbone} needs square tiles, got {height} x {width} px; re-tile the "
+                              f"data or use a ResNet")
+        if self.tile_size and self.tile_size != height:
+            raise ConfigError(f"the {self.backbone} network was built for {self.tile_size} px tiles, these are "
+                              f"{height} px; re-tile the data at {self.tile_size} px")
+        return replace(self, tile_size=check_tile_size(self.backbone, height))
 
     @classmethod
     def from_dict(cls, d: dict) -> NetworkConfig:

@@ -318,7 +318,10 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     """
     c = config
     normaliser = InputNormaliser(len(c.bands), kind=c.normalisation)
-    backbone = build_backbone(c.backbone, len(c.bands), fpn_channels=c.fpn_channels, norm=c.backbone_norm)
+    backbone = build_backbone(
+        c.backbone, len(c.bands), fpn_channels=c.fpn_channels, norm=c.backbone_norm, tile_size=c.tile_size,
+        stride_in_1x1=c.stride_in_1x1,
+    )
     anchors = AnchorGenerator(
         sizes=tuple((float(s),) for s in c.anchor_sizes),
         aspect_ratios=(tuple(float(a) for a in c.aspect_ratios),) * len(c.anchor_sizes),
@@ -356,7 +359,9 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     groups = [c.fpn_channels * _BOX_POOL_SIZE**2] + (
         [len(c.bands), len(c.bands) * c.pixel_pool_size**2] if c.pixel_pool_size else []
     )
-    head = RedshiftMixtureHead(groups, n_extra=1, n_components=c.n_components, hidden=c.head_hidden)
+    head = RedshiftMixtureHead(
+        groups, n_extra=1, n_components=c.n_components, hidden=c.head_hidden, kind=c.head_kind
+    )
     return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head, pixel_pool_size=c.pixel_pool_size)
 
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rail.deepdisc.constants import N_COMPONENTS
+from rail.deepdisc.model.config import HEAD_KINDS
 
 __all__ = [
     "MixtureParams",
@@ -178,6 +179,10 @@ class RedshiftMixtureHead(nn.Module):
         Mixture components K.
     hidden : sequence of int
         Widths of the hidden layers (ReLU between them).
+    kind : {"normed", "merz25"}
+        ``"normed"``: as described above. ``"merz25"``: the head of Merz et al. (2025) (grantmerz/deepdisc's
+        ``redshift_fc``): no input normalisation, Tanh hidden layers, the component means as they come and the
+        widths ``exp(raw)`` (no floor); ``in_features`` must then be one block.
 
     Attributes
     ----------
@@ -194,18 +199,25 @@ class RedshiftMixtureHead(nn.Module):
         n_extra: int = 1,
         n_components: int = N_COMPONENTS,
         hidden: Sequence[int] = (1024, 64),
+        kind: str = "normed",
     ) -> None:
         super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(HEAD_KINDS)}, got {kind!r}")
+        self.kind = kind
         self.n_extra = int(n_extra)
         self.n_components = int(n_components)
         self.groups = [int(in_features)] if isinstance(in_features, int) else [int(g) for g in in_features]
-        self.input_norms = nn.ModuleList(nn.LayerNorm(g) for g in self.groups)
+        if kind == "merz25" and len(self.groups) != 1:
+            raise ValueError(f"the merz25 head takes one block of features, got {len(self.groups)}")
+        normed = kind == "normed"
+        self.input_norms = nn.ModuleList(nn.LayerNorm(g) for g in self.groups) if normed else nn.ModuleList()
         total = sum(self.groups)
         self.group_scales = [math.sqrt(total / (len(self.groups) * g)) for g in self.groups]
         layers: list[nn.Module] = []
         width = sum(self.groups) + self.n_extra
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True)]
+            layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True) if normed else nn.Tanh()]
             width = int(h)
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(width, 3 * self.n_components)
@@ -230,18 +242,22 @@ class RedshiftMixtureHead(nn.Module):
         MixtureParams
             weights, means, stds, each (N, K).
         """
-        blocks = features.flatten(start_dim=1).split(self.groups, dim=1)
-        normed = [norm(block) * w for norm, block, w in zip(self.input_norms, blocks, self.group_scales)]
-        x = torch.cat([*normed, extra.to(features.dtype)], dim=1)
+        flat = features.flatten(start_dim=1)
+        if self.input_norms:
+            blocks = flat.split(self.groups, dim=1)
+            flat = torch.cat([norm(b) * w for norm, b, w in zip(self.input_norms, blocks, self.group_scales)], dim=1)
+        x = torch.cat([flat, extra.to(features.dtype)], dim=1)
         if self.training and self.dropout > 0:
             for layer in self.mlp:
                 x = layer(x)
-                if isinstance(layer, nn.ReLU):
+                if isinstance(layer, (nn.ReLU, nn.Tanh)):
                     x = F.dropout(x, self.dropout, training=True)
         else:
             x = self.mlp(x)
         raw = self.output(x)
         logit_w, raw_mu, raw_sigma = raw.split(self.n_components, dim=1)
+        if self.kind == "merz25":
+            return MixtureParams(torch.softmax(logit_w, dim=1), raw_mu, torch.exp(raw_sigma) * self.std_scale)
         return MixtureParams(
             weights=torch.softmax(logit_w, dim=1),
             means=F.softplus(raw_mu),
@@ -267,15 +283,12 @@ class RedshiftMixtureHead(nn.Module):
         spread = float(z.double().std()) if z.numel() > 1 else 1.0
         sigma = torch.full((k,), max(spread / k, 2 * MIN_STD), dtype=torch.float64)
         self.output.weight.mul_(INIT_WEIGHT_SCALE)
-        self.output.bias.copy_(
-            torch.cat(
-                [
-                    torch.zeros(k, dtype=torch.float64),
-                    _softplus_inv(q.clamp_min(1e-3)),
-                    _softplus_inv(sigma - MIN_STD),
-                ]
-            ).to(self.output.bias.dtype)
-        )
+        if self.kind == "merz25":
+            raw_mu, raw_sigma = q, torch.log(sigma)
+        else:
+            raw_mu, raw_sigma = _softplus_inv(q.clamp_min(1e-3)), _softplus_inv(sigma - MIN_STD)
+        bias = torch.cat([torch.zeros(k, dtype=torch.float64), raw_mu, raw_sigma])
+        self.output.bias.copy_(bias.to(self.output.bias.dtype))
 
 
 def _softplus_inv(y: Tensor) -> Tensor:

@@ -129,6 +129,7 @@ def pretrain_model(
             f"network {' '.join(network.bands)} at {network.pixel_scale:g}"
         )
     val = source.validation(settings.validation_tiles)
+    network = network.for_tiles(val.images.shape)  # transformer backbones are built for the tile size
     stats = band_statistics(val.images, val.segmaps, seed=settings.seed)
     center, scale = stats.center_scale(network.normalisation)
     val_targets = tile_targets(val)

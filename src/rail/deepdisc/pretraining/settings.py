@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.model.backbone_names import is_transformer
 from rail.deepdisc.model.config import NetworkConfig
 from rail.deepdisc.options import DEVICE, NUM_THREADS, PROGRESS_BAR, OptionSet, check_fields, inherit, option
 from rail.deepdisc.presets import BANDS
@@ -105,6 +107,9 @@ class BackboneSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if is_transformer(self.backbone):
+            raise ConfigError(f"backbone-only pretraining trains a ResNet, not {self.backbone}: pretrain the whole "
+                              f"network instead (deepdisc pretrain without --backbone-only)")
 
 
 @dataclass(frozen=True)

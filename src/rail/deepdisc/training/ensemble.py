@@ -173,6 +173,7 @@ def train_ensemble(
         If bands, pixel scale or member indices do not fit.
     """
     targets = check_training_set(tileset)
+    network = network.for_tiles(tileset.images.shape)  # transformer backbones are built for the tile size
     _check_network_fits(network, tileset, init_artifact)
     indices = list(range(ensemble.members)) if members is None else [int(m) for m in members]
     bad = [m for m in indices if not 0 <= m < ensemble.members]

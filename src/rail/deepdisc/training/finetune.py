@@ -5,7 +5,8 @@ pretrained artifact (e.g. one from ``deepdisc pretrain``). When the new data hav
 bands, every weight is copied (input normalisation included). When the bands differ (the recipe of Merz et al.
 2025, who pretrain on HSC and train on JADES), only the band-dependent tensors change:
 
-* the first convolution ``backbone.body.conv1.weight`` (C_in = number of bands) is re-initialised
+* the first convolution ``backbone.body.conv1.weight`` (C_in = number of bands; a transformer's patch embedding
+  ``backbone.body.trunk.patch_embed.proj.weight``) is re-initialised
   (``first_conv="reinit"``: Kaiming normal, as `rail.deepdisc.model.backbone.build_backbone` does) or adapted
   (``"adapt"``: the pretrained filters averaged over their input channels, repeated for each new band and
   scaled by ``C_old / C_new`` so a flat input gives the same response);
@@ -33,7 +34,7 @@ __all__ = ["load_pretrained", "set_frozen", "freeze_for_epoch"]
 log = logging.getLogger(__name__)
 
 #: How the first convolution is set when the band list differs (see the module docstring).
-_CONV1 = "backbone.body.conv1.weight"
+_FIRST_LAYERS = ("backbone.body.conv1.weight", "backbone.body.trunk.patch_embed.proj.weight")  # ResNet, transformer
 _NORMALISER_PREFIX = "normaliser."
 _HEAD_NORMS_PREFIX = "redshift_head.input_norms."  # block 0: FPN features; the others: pixel features
 _HEAD_FIRST_LAYER = "redshift_head.mlp.0.weight"
@@ -80,7 +81,7 @@ def load_pretrained(
 
 def _band_dependent(key: str) -> bool:
     pixel_norm = key.startswith(_HEAD_NORMS_PREFIX) and not key.startswith(f"{_HEAD_NORMS_PREFIX}0.")
-    return key == _CONV1 or key.startswith(_NORMALISER_PREFIX) or pixel_norm or key == _HEAD_FIRST_LAYER
+    return key in _FIRST_LAYERS or key.startswith(_NORMALISER_PREFIX) or pixel_norm or key == _HEAD_FIRST_LAYER
 
 
 @torch.no_grad()
@@ -97,8 +98,9 @@ def _load_other_bands(model: DeepDiscRCNN, pretrained: dict, first_conv: str) ->
     new = {k: (v if _band_dependent(k) else pretrained[k]) for k, v in own.items()}
     kept = [k for k in own if _band_dependent(k)]
     if first_conv == "adapt":
-        new[_CONV1] = adapt_first_conv(pretrained[_CONV1], own[_CONV1].shape[1])
-        kept.remove(_CONV1)
+        conv1 = next(k for k in _FIRST_LAYERS if k in own)
+        new[conv1] = adapt_first_conv(pretrained[conv1], own[conv1].shape[1])
+        kept.remove(conv1)
     partial = _head_first_layer(model, own[_HEAD_FIRST_LAYER], pretrained[_HEAD_FIRST_LAYER])
     if partial is not None:
         new[_HEAD_FIRST_LAYER] = partial

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.model.config import NetworkConfig
+from rail.deepdisc.model.config import FILE_ONLY_OPTIONS, NetworkConfig
 from rail.deepdisc.options import (
     DEVICE,
     NUM_THREADS,
@@ -188,5 +188,6 @@ class TrainRunOptions:
         check_fields(self)
 
 
-#: Every training option (`DeepDiscInformer`, ``deepdisc train``), in the order the stage lists them.
-TRAIN_OPTIONS = OptionSet(NetworkConfig, EnsembleSettings, TrainSettings, TrainRunOptions)
+#: Every training option (`DeepDiscInformer`, ``deepdisc train``), in the order the stage lists them (the
+#: `NetworkConfig` fields that the model file sets, `FILE_ONLY_OPTIONS`, are no user options).
+TRAIN_OPTIONS = OptionSet(NetworkConfig, EnsembleSettings, TrainSettings, TrainRunOptions).without(*FILE_ONLY_OPTIONS)
