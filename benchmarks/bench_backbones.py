@@ -17,10 +17,11 @@ galaxies are in the common set (short runs detect little), the metrics use every
 
 CPU time (``time.process_time``, all threads of this process) is recorded for every run.
 
-Recorded run (about 30 CPU-minutes; benchmarks/README.md, section "Backbones and training-set size")::
+Recorded run, the defaults (about 20 CPU-minutes; benchmarks/README.md, section "Backbones and training-set
+size"; a reduced-scale run: the README says what the full experiment needs)::
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src nice -n 10 python benchmarks/bench_backbones.py --threads 2 \\
-        --png benchmarks/backbones.png --json /tmp/backbones.json
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/bench_backbones.py --threads 2 --workdir bench_bb \\
+        --png benchmarks/backbones.png --json backbones.json
 
 Smoke run (a few minutes)::
 
@@ -48,17 +49,17 @@ def parse_args(argv=None):
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes (minutes)")
     p.add_argument("--backbones", nargs="+", default=["resnet50", "mvitv2_tiny"])
     p.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16], help="training tiles (label-complete)")
-    p.add_argument("--steps", type=int, default=16, help="optimiser steps of every training run")
+    p.add_argument("--steps", type=int, default=8, help="optimiser steps of every training run")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--tile-size", type=int, default=128)
-    p.add_argument("--eval-tiles", type=int, default=12)
+    p.add_argument("--eval-tiles", type=int, default=8)
     p.add_argument("--tiles-per-chunk", type=int, default=8, help="pretraining: simulated tiles per chunk")
     p.add_argument("--chunks-per-epoch", type=int, default=3, help="pretraining")
     p.add_argument("--pretrain-epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (random init and pretraining)")
     p.add_argument("--finetune-lr", type=float, default=3e-4, help="learning rate from the pretrained network")
     p.add_argument("--head-hidden", type=int, nargs="+", default=[256, 64])
-    p.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples for the errors")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the errors")
     p.add_argument("--min-common", type=int, default=20, help="fewest common detections to use that set")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)

@@ -105,4 +105,5 @@ def test_umap_reduction():
     reduced, used = reduce_features(x, 2, method="umap")
     assert used == "umap" and reduced.shape == (80, 2)
     a, b = reduced[:40].mean(axis=0), reduced[40:].mean(axis=0)
-    assert np.linalg.norm(a - b) > 3 * max(reduced[:40].std(), reduced[40:].std())  # the two clusters separate
+    spread = max(np.linalg.norm(reduced[:40].std(axis=0)), np.linalg.norm(reduced[40:].std(axis=0)))
+    assert np.linalg.norm(a - b) > 3 * spread  # the two clusters stay apart

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,10 @@ def reduce_features(x, n_dims: int, *, method: str = "umap", seed: int = 0) -> t
             used = "pca (umap-learn not installed)"
             log.warning("umap-learn is not installed (pip install 'pz-rail-deepdisc[features]'): using PCA")
         else:
-            reducer = umap.UMAP(n_components=n_dims, random_state=seed, n_neighbors=min(15, len(x) - 1))
-            return reducer.fit_transform(x).astype(np.float64), used
+            reducer = umap.UMAP(n_components=n_dims, random_state=seed, n_neighbors=min(15, len(x) - 1), n_jobs=1)
+            with warnings.catch_warnings():  # "n_jobs overridden by random_state": a seeded UMAP is serial anyway
+                warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+                return reducer.fit_transform(x).astype(np.float64), used
     _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
     return x @ vt[:n_dims].T, used
 
