@@ -111,3 +111,21 @@ def test_gridded_ensemble_matches_qp_pdf():
     np.testing.assert_array_equal(gridded.ancil["zmode"], z)
     with pytest.raises(DeepDiscError, match="increasing 1-D grid"):
         gridded_ensemble(ens, [1.0, 0.5])
+
+
+def test_gridded_ensemble_keeps_pdfs_narrower_than_the_grid():
+    import qp
+
+    from rail.deepdisc.evaluation.coverage import gridded_ensemble
+
+    fine = np.linspace(0.0, 4.0, 401)  # step 0.01, as the peers write
+    spike = np.where(np.isclose(fine, 1.01), 1.0, 0.0)  # one point wide, between two 0.02-grid points
+    wide = np.exp(-0.5 * ((fine - 2.0) / 0.3) ** 2)
+    ens = qp.Ensemble(qp.interp, data=dict(xvals=fine, yvals=np.stack([spike, wide])))
+    coarse = np.linspace(0.0, 4.0, 201)
+    out = gridded_ensemble(ens, coarse)
+    y = out.objdata["yvals"]
+    np.testing.assert_allclose(np.trapezoid(y, coarse, axis=1), 1.0, rtol=1e-6)
+    assert abs(coarse[np.argmax(y[0])] - 1.01) <= 0.02  # the spike stays where it was
+    direct = np.asarray(ens.pdf(coarse))[1]  # an ordinary PDF is sampled as before
+    np.testing.assert_allclose(y[1], direct / np.trapezoid(direct, coarse), rtol=1e-6)

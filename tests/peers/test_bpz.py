@@ -41,7 +41,7 @@ def test_nircam_options_replace_lsst_defaults():
     assert opts["bands"] == ["mag_F115W", "mag_F444W"]
     assert opts["err_bands"] == ["magerr_F115W", "magerr_F444W"]
     assert opts["filter_list"] == ["NIRCam_F115W", "NIRCam_F444W"]
-    assert opts["ref_band"] == "mag_F115W"
+    assert opts["ref_band"] == "mag_F444W"
     assert opts["mag_limits"] == {"mag_F115W": 29.5, "mag_F444W": 29.5}
     assert opts["zp_errors"] == [0.03, 0.03] and opts["zp_offsets"] == [0.0, 0.0]
     assert np.isnan(opts["unobserved_val"]) and opts["nondetect_val"] == 99.0
@@ -203,14 +203,14 @@ def test_nircam_bands_drive_the_lsst_options(bpz_root):
     )
     assert est.config.bands == [f"mag_{b}" for b in bands]
     assert est.config.filter_list == [f"NIRCam_{b}" for b in bands]
-    assert est.config.ref_band == "mag_F115W" and est.config.mag_limits["mag_F444W"] == 29.0
+    assert est.config.ref_band == "mag_F444W" and est.config.mag_limits["mag_F444W"] == 29.0
     assert np.isnan(est.config.unobserved_val) and est.config.spectra_file == "COSMOS_seds.list"
     assert est.config.nt_array == [10, 9, 12] and est.config.no_prior is False
     assert str(est.bpz_ref_data_path).startswith(str(bpz_root))
     kept = NIRCamBPZEstimator.make_stage(
-        name="bpz_cw4_ref", nircam_bands=bands, nircam_ref_band="F444W", data_dir=str(bpz_root)
+        name="bpz_cw4_ref", nircam_bands=bands, nircam_ref_band="F115W", data_dir=str(bpz_root)
     )
-    assert kept.config.ref_band == "mag_F444W"
+    assert kept.config.ref_band == "mag_F115W"
 
 
 def test_flux_inputs_keep_measured_fluxes():

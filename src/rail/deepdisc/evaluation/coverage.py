@@ -239,7 +239,8 @@ def gridded_ensemble(ensemble, zgrid) -> object:
 
     qp evaluates a ``mixmod`` ensemble on a grid with an (components, N, G) temporary, which for tens of
     thousands of objects does not fit in memory; this evaluates the mixtures in bounded chunks instead.
-    The result is normalised on the grid by qp (probability outside ``zgrid`` is dropped).
+    The result is normalised on the grid by qp (probability outside ``zgrid`` is dropped). A PDF narrower
+    than the grid step that falls between two grid points is placed by its CDF on the grid instead.
 
     Parameters
     ----------
@@ -266,7 +267,15 @@ def gridded_ensemble(ensemble, zgrid) -> object:
         chunks = [np.asarray(ensemble[np.arange(a, min(a + _PDF_ROWS, n))].pdf(zgrid), float)
                   .reshape(-1, len(zgrid)) for a in range(0, n, _PDF_ROWS)]
         yvals = np.concatenate(chunks) if chunks else np.zeros((0, len(zgrid)))
-    out = qp.Ensemble(qp.interp, data=dict(xvals=zgrid, yvals=np.nan_to_num(yvals)))
+    yvals = np.clip(np.nan_to_num(yvals), 0.0, None)  # interpolation rounding can leave -1e-14
+    empty = ~(np.trapezoid(yvals, zgrid, axis=1) > 0)
+    if empty.any():
+        # PDFs narrower than the grid step, between two grid points: spread each one's mass per grid cell
+        cdf = np.asarray(ensemble[np.flatnonzero(empty)].cdf(zgrid), float).reshape(-1, len(zgrid))
+        mass = np.diff(cdf, axis=1) / np.diff(zgrid)
+        yvals[empty] = np.clip(np.concatenate([mass[:, :1], 0.5 * (mass[:, 1:] + mass[:, :-1]), mass[:, -1:]],
+                                              axis=1), 0.0, None)
+    out = qp.Ensemble(qp.interp, data=dict(xvals=zgrid, yvals=yvals))
     if ensemble.ancil:
         out.set_ancil(dict(ensemble.ancil))
     return out

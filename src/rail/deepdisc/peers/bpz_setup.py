@@ -180,7 +180,9 @@ def nircam_bpz_options(
     bands : str or sequence of str
         NIRCam bands or a preset.
     ref_band : str, optional
-        Band of BPZ's magnitude prior (default: the bluest band, closest to the HDF-N prior's I band).
+        Band of BPZ's magnitude prior (default: the reddest band, where NIRCam catalogs are selected; in the
+        bluest bands high-redshift galaxies drop out, and BPZ's prior fitted to them came out unphysical on
+        every benchmark field).
     mag_limit : float
         1-sigma limiting AB magnitude used as the error of non-detections (``mag_limits``), every band.
     zp_error : float
@@ -198,7 +200,7 @@ def nircam_bpz_options(
         If ``ref_band`` is not one of ``bands`` or a number is out of range.
     """
     bands = resolve_bands(bands if isinstance(bands, str) else list(bands))
-    ref = bands[0] if ref_band is None else str(ref_band).upper()
+    ref = bands[-1] if ref_band is None else str(ref_band).upper()
     if ref not in bands:
         raise ConfigError(f"ref_band {ref_band!r} is not one of the bands {' '.join(bands)}")
     if not zp_error >= 0 or not np.isfinite(mag_limit):

@@ -78,7 +78,7 @@ _NIRCAM_OPTIONS = dict(
         msg="NIRCam bands; bands, err_bands, filter_list, mag_limits, "
         "zp_errors, zp_offsets and ref_band follow from them unless given",
     ),
-    nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the bluest band)"),
+    nircam_ref_band=Param(str, "", msg="band of BPZ's magnitude prior ('' = the reddest, the selection band)"),
     templates=Param(
         str,
         DEFAULT_BPZ_TEMPLATES,
