@@ -21,8 +21,6 @@ __all__ = ["BOX_MODES", "ObjectFeatures", "object_features"]
 
 #: Which box of each object the features are pooled in.
 BOX_MODES = ("matched", "catalog")
-_SCORE_THRESHOLD = 0.05
-_MIN_BOX_PX = 1.0
 
 
 @dataclass
@@ -78,7 +76,9 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
     """
     import torch
 
+    from rail.deepdisc.inference.chunk import forced_boxes
     from rail.deepdisc.inference.match import match_boxes
+    from rail.deepdisc.inference.predictor import InferenceSettings
 
     if boxes not in BOX_MODES:
         raise ConfigError(f"boxes must be one of {', '.join(BOX_MODES)}, got {boxes!r}")
@@ -88,7 +88,8 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
     obj = tileset.objects
     primary = np.flatnonzero(obj["primary"].astype(bool))
     catalog = np.stack([obj[f"bbox_{c}"][primary] for c in ("x0", "y0", "x1", "y1")], axis=1).astype(np.float64)
-    catalog = _at_least(catalog, _MIN_BOX_PX)
+    catalog = forced_boxes(catalog)  # the estimator's widening of catalog boxes
+    score_threshold = InferenceSettings().score_threshold  # the estimator's detection threshold
     tile_of = obj["tile"][primary]
     n_roi = model.redshift_pool.output_size[0] * model.redshift_pool.output_size[1] * model.backbone.out_channels
     rows, detected, feats = [], np.zeros(len(primary), bool), []
@@ -102,7 +103,7 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
                 idx = np.flatnonzero(tile_of == t)
                 box = catalog[idx].copy()
                 if det is not None and len(idx):
-                    keep = det["scores"].numpy() >= _SCORE_THRESHOLD
+                    keep = det["scores"].numpy() >= score_threshold
                     det_boxes = det["boxes"].numpy().astype(np.float64)[keep]
                     m = match_boxes(catalog[idx], det_boxes, det["scores"].numpy()[keep], iou_threshold=iou_threshold)
                     hit = m.detection >= 0
@@ -124,11 +125,3 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
         magnitude=np.asarray(obj[f"mag_{band}"][primary], np.float64),
     )
 
-
-def _at_least(boxes: np.ndarray, size: float) -> np.ndarray:
-    out = boxes.copy()
-    for lo, hi in ((0, 2), (1, 3)):
-        centre = 0.5 * (boxes[:, lo] + boxes[:, hi])
-        half = 0.5 * np.maximum(boxes[:, hi] - boxes[:, lo], size)
-        out[:, lo], out[:, hi] = centre - half, centre + half
-    return out
