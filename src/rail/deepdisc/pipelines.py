@@ -25,7 +25,6 @@ from pathlib import Path
 from rail.core.stage import RailPipeline
 
 from rail.creation.engines.deepdisc_simulator import DeepDiscSimulator
-from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.presets import get_preset
 from rail.estimation.algos.deepdisc import DeepDiscEstimator, DeepDiscInformer
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
@@ -98,21 +97,17 @@ def _simulators(pipe: RailPipeline, preset: str, size: DemoSize) -> None:
     pipe.simulate_test = DeepDiscSimulator.build(n_samples=size.test_tiles, seed=size.test_seed, **common)
 
 
-def _evaluators(pipe: RailPipeline, name: str, estimator, tiles, label: str) -> None:
+def _evaluators(pipe: RailPipeline, name: str, estimator, tiles, label: str, *, grid_stage=None) -> None:
     """RAIL's PIT/CDE loss on the objects with truth, our coverage and the paper's metrics.
 
     ``estimator`` is the stage whose ``output`` is evaluated: RAIL's metrics run on its redshift grid
-    (``zmin``, ``zmax``, ``nzbins``). ``tiles`` is the truth TileSet: an upstream stage's output, or the name
+    (``zmin``, ``zmax``, ``nzbins``), read from ``grid_stage`` when given (the consensus estimator takes its
+    grid from its informer's model). ``tiles`` is the truth TileSet: an upstream stage's output, or the name
     of an overall pipeline input.
     """
     photoz = estimator.io.output
-    # an estimator whose grid comes from its model (the consensus) has no grid options: the defaults apply
-    grid = {}
-    for key, default in (("zmin", ZMIN), ("zmax", ZMAX), ("nzbins", NZBINS)):
-        try:
-            grid[key] = estimator.config[key]
-        except KeyError:
-            grid[key] = default
+    grid_config = (grid_stage or estimator).config
+    grid = {key: grid_config[key] for key in ("zmin", "zmax", "nzbins")}
 
     def inputs(**given):
         if isinstance(tiles, str):
@@ -214,7 +209,8 @@ class DeepDiscComparePipeline(RailPipeline):
             methods=list(CONSENSUS_METHODS))
         estimates["consensus"] = self.estimate_consensus
         for name, stage in estimates.items():
-            _evaluators(self, name, stage, test, f"{name} {preset}")
+            _evaluators(self, name, stage, test, f"{name} {preset}",
+                        grid_stage=self.inform_consensus if name == "consensus" else None)
 
 
 #: Stages that run torch and get every core of the machine (ceci gives each process one thread by default).
