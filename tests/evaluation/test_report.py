@@ -184,3 +184,18 @@ def test_tileset_without_any_truth_still_evaluates_and_reports(tmp_path):
     assert (tmp_path / "ev" / "report" / "completeness.png").exists()
     assert not (tmp_path / "ev" / "report" / "pit.png").exists()
     assert "No object has a truth redshift" in (tmp_path / "ev" / "report" / REPORT_FILE).read_text()
+
+
+def test_per_bin_figures_say_when_no_bin_is_drawn():
+    from rail.deepdisc.evaluation.plots import MIN_PER_BIN, plot_metrics_vs_bin
+
+    def rows(n):
+        return [dict(subset="all", binning="mag", n=n, centre=25.0, lo=24.5, hi=25.5, bias=0.01, sigma_iqr=0.05,
+                     outlier_fraction=0.1)]
+
+    def notes(fig):
+        return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+    assert notes(plot_metrics_vs_bin(rows(MIN_PER_BIN - 1), "mag", xlabel="F444W")) == [
+        f"no bin holds {MIN_PER_BIN} or more objects"] * 3
+    assert notes(plot_metrics_vs_bin(rows(MIN_PER_BIN), "mag", xlabel="F444W")) == []

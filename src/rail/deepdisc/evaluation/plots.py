@@ -20,12 +20,13 @@ from rail.deepdisc.evaluation.metrics import OUTLIER_THRESHOLD
 
 __all__ = ["save_figure", "plot_zphot_vs_ztrue", "plot_pit_histogram", "plot_coverage", "plot_nz",
            "plot_loss_curves", "plot_metrics_vs_bin", "plot_completeness", "plot_normalised_residuals",
-           "plot_example_tiles", "false_colour"]
+           "plot_example_tiles", "false_colour", "MIN_PER_BIN", "note_if_empty"]
 
 DPI = 120
 _MAX_ERRORBARS = 250  # objects drawn with 68% error bars (a random subset beyond that)
 _DENSITY_MIN_OBJECTS = 2000  # below this, points instead of a 2-D histogram
-_MIN_PER_BIN = 5  # bins with fewer objects are not plotted
+#: Bins with fewer objects are not drawn in the per-bin figures.
+MIN_PER_BIN = 5
 _STRETCH_PERCENTILES = (1.0, 99.5)
 _ASINH_SOFTENING = 0.1
 _METRIC_LABELS = {"bias": "bias = median[Δz/(1+z)]", "sigma_iqr": "σ_IQR of Δz/(1+z)",
@@ -188,8 +189,15 @@ def plot_loss_curves(members: Sequence[Mapping[str, np.ndarray]]) -> Figure:
     return fig
 
 
+def note_if_empty(ax) -> None:
+    """Say so on an axes where nothing was drawn (no bin held `MIN_PER_BIN` objects), instead of a blank frame."""
+    if not ax.lines and not ax.collections:
+        ax.text(0.5, 0.5, f"no bin holds {MIN_PER_BIN} or more objects", transform=ax.transAxes,
+                ha="center", va="center", color="0.4")
+
+
 def _binned(rows: Sequence[Mapping], subset: str, binning: str, key: str):
-    sel = [r for r in rows if r["subset"] == subset and r["binning"] == binning and r["n"] >= _MIN_PER_BIN]
+    sel = [r for r in rows if r["subset"] == subset and r["binning"] == binning and r["n"] >= MIN_PER_BIN]
     x = np.array([r["centre"] for r in sel], float)
     xerr = np.array([0.5 * (r["hi"] - r["lo"]) for r in sel], float)
     return x, xerr, np.array([r[key] for r in sel], float)
@@ -210,13 +218,14 @@ def plot_metrics_vs_bin(rows: Sequence[Mapping], binning: str, *, xlabel: str) -
                 color, marker = _SUBSET_STYLE.get(subset, (f"C{k}", "o"))
                 ax.errorbar(x, y, xerr=xerr, color=color, marker=marker, ms=4, lw=1, capsize=0, label=subset)
         ax.set(xlabel=xlabel, ylabel=_METRIC_LABELS[key])
+        note_if_empty(ax)
         if key == "bias":
             ax.axhline(0, color="0.5", lw=0.8)
         else:
             ax.set_ylim(bottom=0)
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=8)
-    fig.suptitle(f"Photo-z metrics vs {xlabel} (bins with ≥ {_MIN_PER_BIN} objects)")
+    fig.suptitle(f"Photo-z metrics vs {xlabel} (bins with ≥ {MIN_PER_BIN} objects)")
     return fig
 
 

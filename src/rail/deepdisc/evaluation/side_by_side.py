@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from rail.deepdisc.evaluation.coverage import coverage_from_pit, ensemble_moments, pit_values
 from rail.deepdisc.evaluation.io import PhotoZTable
 from rail.deepdisc.evaluation.metrics import point_metrics
+from rail.deepdisc.evaluation.plots import MIN_PER_BIN, note_if_empty
 
 __all__ = ["SIDE_BY_SIDE_LEVELS", "PIT_BINS", "estimator_point", "estimator_tables", "side_by_side_sections",
            "side_by_side_figures"]
@@ -25,7 +26,6 @@ __all__ = ["SIDE_BY_SIDE_LEVELS", "PIT_BINS", "estimator_point", "estimator_tabl
 SIDE_BY_SIDE_LEVELS = (0.68, 0.95)
 #: Bins of the PIT histograms.
 PIT_BINS = 20
-_MIN_PER_BIN = 5  # bins with fewer objects are not drawn
 _COLUMNS = ("n", "bias", "sigma_iqr", "outlier_fraction", "cov68", "cov95")
 _HEADERS = ("N", "bias", "σ_IQR", "η", "68% coverage", "95% coverage")
 
@@ -131,16 +131,17 @@ def _coverage_figure(rows: Sequence[Mapping], binning: str, xlabel: str) -> Figu
     axes = fig.subplots(1, 2, sharey=True)
     for ax, key, level in zip(axes, ("cov68", "cov95"), SIDE_BY_SIDE_LEVELS):
         for k, name in enumerate(dict.fromkeys(r["estimator"] for r in rows)):
-            sel = [r for r in rows if r["estimator"] == name and r["binning"] == binning and r["n"] >= _MIN_PER_BIN]
+            sel = [r for r in rows if r["estimator"] == name and r["binning"] == binning and r["n"] >= MIN_PER_BIN]
             if sel:
                 ax.errorbar([r["centre"] for r in sel], [r[key] for r in sel],
                             xerr=[0.5 * (r["hi"] - r["lo"]) for r in sel], color=f"C{k}", marker="o", ms=4,
                             lw=1, capsize=0, label=name)
+        note_if_empty(ax)
         ax.axhline(level, color="k", lw=1, ls="--")
         ax.set(xlabel=xlabel, ylabel=f"{int(100 * level)}% interval coverage", ylim=(0, 1.02))
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=8)
-    fig.suptitle(f"Coverage per estimator vs {xlabel} (dashed: nominal; bins with ≥ {_MIN_PER_BIN} objects)")
+    fig.suptitle(f"Coverage per estimator vs {xlabel} (dashed: nominal; bins with ≥ {MIN_PER_BIN} objects)")
     return fig
 
 
