@@ -211,8 +211,8 @@ def main(argv=None) -> int:
             f"\nLoad before/after: {_load(res['scaling']['load'])}.\n")
     if "accuracy" in chosen and args.accuracy_dir:
         runs = [Path(d) for d in args.accuracy_dir]
-        sections["accuracy"] = (f"Recorded {stamp} from {', '.join(f'`{d}`' for d in runs)} "
-                                f"(`benchmarks/bench_accuracy.py`; see its docstring).\n\n"
+        # no run folder in the text: it is a path of the machine that ran it
+        sections["accuracy"] = (f"Recorded {stamp} (`benchmarks/bench_accuracy.py`; see its docstring).\n\n"
                                 + "\n".join((d / "accuracy.md").read_text() for d in runs))
     for name, body in sections.items():
         print(f"\n### {name}\n\n{body}")
