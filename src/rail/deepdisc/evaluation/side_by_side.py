@@ -10,14 +10,16 @@ true-redshift bin (the ``peer_bins`` table), and the PIT histogram (``peer_pit``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from rail.deepdisc.evaluation.coverage import coverage_from_pit, ensemble_moments, pit_values
 from rail.deepdisc.evaluation.io import PhotoZTable
 from rail.deepdisc.evaluation.metrics import point_metrics
-from rail.deepdisc.evaluation.plots import MIN_PER_BIN, note_if_empty
+
+if TYPE_CHECKING:  # matplotlib is imported by the figures alone: `evaluate_photoz` needs only the tables
+    from matplotlib.figure import Figure
 
 __all__ = ["SIDE_BY_SIDE_LEVELS", "PIT_BINS", "estimator_point", "estimator_tables", "side_by_side_sections",
            "side_by_side_figures"]
@@ -113,6 +115,8 @@ def side_by_side_sections(table: Callable[[str], list[dict]], magnitude_band: st
 
 
 def _pit_figure(rows: Sequence[Mapping]) -> Figure:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for k, name in enumerate(dict.fromkeys(r["estimator"] for r in rows)):
@@ -127,6 +131,10 @@ def _pit_figure(rows: Sequence[Mapping]) -> Figure:
 
 
 def _coverage_figure(rows: Sequence[Mapping], binning: str, xlabel: str) -> Figure:
+    from matplotlib.figure import Figure
+
+    from rail.deepdisc.evaluation.plots import MIN_PER_BIN, note_if_empty
+
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, key, level in zip(axes, ("cov68", "cov95"), SIDE_BY_SIDE_LEVELS):
