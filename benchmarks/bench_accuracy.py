@@ -104,7 +104,8 @@ def one_member(model: Path, target: Path) -> Path:
     return save_artifact({**art, "members": [member]}, target)
 
 
-#: The peers: (name, informer, estimator, options, model file suffix).
+#: The peers: (name, informer, estimator, options, model file suffix, informer-only options). "EAZY prior" is
+#: EAZY with the informer's magnitude prior fitted to the labels (``fit_prior``, off by default), as BPZ's is.
 def _peer_specs(bands: list[str]) -> list[tuple]:
     from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
     from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
@@ -116,15 +117,17 @@ def _peer_specs(bands: list[str]) -> list[tuple]:
     )
 
     return [
-        ("EAZY", EazyInformer, EazyEstimator, dict(bands=bands), "npz"),
-        ("BPZ", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands), "npz"),
-        ("BPZ CWWSB4", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, templates="CWWSB4"), "npz"),
-        ("FlexZBoost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands), "pkl"),
-        ("kNN", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands), "pkl"),
+        ("EAZY", EazyInformer, EazyEstimator, dict(bands=bands), "npz", {}),
+        ("EAZY prior", EazyInformer, EazyEstimator, dict(bands=bands), "npz", dict(fit_prior=True)),
+        ("BPZ", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands), "npz", {}),
+        ("BPZ CWWSB4", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, templates="CWWSB4"), "npz",
+         {}),
+        ("FlexZBoost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands), "pkl", {}),
+        ("kNN", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands), "pkl", {}),
     ]
 
 
-PEERS = ("EAZY", "BPZ", "BPZ CWWSB4", "FlexZBoost", "kNN")
+PEERS = ("EAZY", "EAZY prior", "BPZ", "BPZ CWWSB4", "FlexZBoost", "kNN")
 
 
 def _slug(name: str) -> str:
@@ -146,12 +149,12 @@ def run_peers(train: Path, test: Path, out: Path, preset: str) -> dict:
     labelled = {k: v[lab] for k, v in catalogs["train"].items()}
     bands = [k[len("mag_"):] for k in catalogs["test"] if k.startswith("mag_")]
     timings = {}
-    for name, inf_cls, est_cls, common, suffix in _peer_specs(bands):
+    for name, inf_cls, est_cls, common, suffix, inform_only in _peer_specs(bands):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. BPZ's prior fit on a selected sample
             inf = inf_cls.make_stage(name=f"{_slug(name)}_inform_{preset}",
-                                     model=str(out / f"model_{_slug(name)}.{suffix}"), **common)
+                                     model=str(out / f"model_{_slug(name)}.{suffix}"), **common, **inform_only)
             inf.inform(labelled)
         t1 = time.perf_counter()
         est = est_cls.make_stage(name=f"{_slug(name)}_estimate_{preset}", model=inf.get_handle("model"),

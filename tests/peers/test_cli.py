@@ -52,3 +52,29 @@ def test_peers_command_without_labels_exits_2(tmp_path, capsys):
     tiles = write_tileset(ts, tmp_path / "tiles.h5")
     assert main(["peers", str(tiles), "-o", str(tmp_path / "o")]) == 2
     assert "no object has a spec-z" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, has_prior", [([], False), (["--eazy-prior"], True)])
+def test_eazy_prior_flag_fits_a_magnitude_prior(tmp_path, monkeypatch, caplog, flag, has_prior):
+    import logging
+
+    from rail.deepdisc.peers.eazy_model import EazyModel
+    from rail.deepdisc.peers.model_io import load_npz_model
+    from rail.deepdisc.tileset.io import write_tileset
+
+    monkeypatch.setenv("RAIL_DEEPDISC_CACHE", str(tmp_path / "cache"))
+    bands = ("F115W", "F150W", "F277W", "F444W")  # 4 bands: without a prior the informer warns
+    ts = make_tileset(n_tiles=3, objects_per_tile=8, seed=3, bands=bands)
+    prim = np.flatnonzero(ts.objects["primary"])
+    cat = synthetic_catalog(ts.bands, len(prim), snr=30.0, seed=4, igm="madau")
+    for col in [c for c in cat if c.startswith("mag")]:
+        ts.objects[col][prim] = cat[col]
+    ts.objects["redshift"][prim] = cat["redshift"]
+    tiles = write_tileset(ts, tmp_path / "tiles.h5")
+    out = tmp_path / "peers"
+    with caplog.at_level(logging.WARNING):
+        assert main(["peers", str(tiles), "-o", str(out), "--peer", "eazy", "--zmax", "7", *flag]) == 0
+    model = EazyModel.from_dict(load_npz_model(out / "model_eazy.npz"))
+    assert (model.prior_band == "F444W") is has_prior
+    assert (model.prior_density.size > 0) is has_prior
+    assert ("no prior" in caplog.text) is not has_prior

@@ -49,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--templates-root", default="", help="eazy-photoz folder that .param paths are relative to")
     parser.add_argument(
+        "--eazy-prior",
+        action="store_true",
+        help="EAZY with an apparent-magnitude prior fitted to the labels (recommended with 4 bands or fewer; "
+        "a prior fitted to bright, low-z spec-z is biased, so it is off by default)",
+    )
+    parser.add_argument(
         "--nt-array",
         type=int,
         nargs="+",
@@ -115,6 +121,7 @@ def _run_peer(peer: str, bands: list[str], train: dict, catalog: dict, out: Path
     if peer == "eazy":
         inf_cls, est_cls = deepdisc_eazy.EazyInformer, deepdisc_eazy.EazyEstimator
         common = dict(bands=bands, z_max=args.zmax, **templates)
+        inform_only = dict(fit_prior=bool(getattr(args, "eazy_prior", False)))
     elif peer == "bpz":
         inf_cls, est_cls = deepdisc_bpz.NIRCamBPZInformer, deepdisc_bpz.NIRCamBPZEstimator
         common = dict(nircam_bands=bands, **templates, **({"nt_array": list(args.nt_array)} if args.nt_array else {}))

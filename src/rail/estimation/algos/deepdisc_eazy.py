@@ -15,6 +15,7 @@ case.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from typing import Any
 
@@ -41,7 +42,11 @@ from rail.deepdisc.presets import get_preset
 
 __all__ = ["EazyInformer", "EazyEstimator"]
 
+log = logging.getLogger(__name__)
+
 _DEFAULT_BANDS = list(get_preset("JADES9"))
+#: With this many bands or fewer, EAZY without a prior is degenerate for bright galaxies (a warning says so).
+FEW_BANDS = 4
 
 #: Options shared by informer and estimator (eazy's parameters, lower case, plus the catalog layout).
 _EAZY_OPTIONS = dict(
@@ -176,6 +181,10 @@ class EazyInformer(CatInformer):
             data = data[self.config.hdf5_groupname]
         flux, err = _fluxes(self.config, data)
         zspec = np.asarray(data[self.config.redshift_col], float)
+        if len(self._eazy.bands) <= FEW_BANDS and not self._train.fit_prior:
+            log.warning("EAZY with %d bands and no prior: bright galaxies have colour-redshift degeneracies "
+                        "that only a prior breaks (benchmarks/README.md, COSMOSWEB4); consider fit_prior=True",
+                        len(self._eazy.bands))
         with tempfile.TemporaryDirectory(prefix="eazy-") as workdir:
             model = train_eazy(EazyRunner(self._eazy, workdir), flux, err, zspec, self._train)
         self.model = model.to_dict()
