@@ -79,6 +79,7 @@ def same_objects(tmp: Path, quick: bool, threads: int) -> dict:
     import bench_estimate
 
     ns = argparse.Namespace(train_tiles=8 if quick else 32, test_tiles=6 if quick else 64, size=128,
+                            labels="complete",  # a speed run: every training galaxy labelled
                             threads=threads, chunk_tiles=16, batch_size=8, device="cpu", fake=False)
     train, test = bench_accuracy.simulate(tmp, "JADES9", ns)
     before = load_average()
