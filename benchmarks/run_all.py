@@ -10,7 +10,7 @@ rerun)::
     PYTHONPATH=src python benchmarks/run_all.py --accuracy-dir bench_acc --only accuracy   # record an
                                                                                    # accuracy run
 
-The accuracy benchmark trains models and is run on its own (``benchmarks/bench_accuracy.py``, ~1 hour);
+The accuracy benchmark trains models and is run on its own (``benchmarks/bench_accuracy.py``, ~1.5-3.5 hours);
 ``--accuracy-dir`` copies its tables into the README.
 
 Only the sections between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` markers are rewritten; other
