@@ -375,7 +375,7 @@ def _score_table(res: dict, binning: str) -> list[str]:
         for r in s["rows"]:
             if r["binning"] not in ("all", binning):
                 continue
-            lines.append(f"| {s['estimator']} | {s['train_cpu_min']:.1f} | {r['bin']} | {r['n']} | "
+            lines.append(f"| {s['estimator']} | {s['train_cpu_min']:.2f} | {r['bin']} | {r['n']} | "
                          f"{_pm(r, 'bias', '+.3f')} | {_pm(r, 'sigma_iqr')} | {_pm(r, 'eta')} | {_fmt(r['pit_ks'])} | "
                          f"{_fmt(r['cov68'], '.2f')} | {_fmt(r['cov95'], '.2f')} | {_fmt(r['completeness'], '.2f')} |")
     return lines + [""]
