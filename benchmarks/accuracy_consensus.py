@@ -17,6 +17,9 @@ from pathlib import Path
 #: network and the two template fitters, whose failures differ most.
 CONSENSUS_INPUTS = ("DeepDISC ensemble", "EAZY", "BPZ")
 LABEL = "Consensus"
+#: Issue 22's coverage tolerances at 68% and 95%, and the fewest objects of a magnitude bin it checks.
+COVERAGE_TOLERANCE = (0.05, 0.03)
+MIN_BIN_OBJECTS = 50
 
 
 def _name(label: str) -> str:
@@ -61,3 +64,36 @@ def run_consensus(
     cli(["combine", *(f"{_name(m)}={test[m]}" for m in CONSENSUS_INPUTS), "--model", str(model), "--tiles",
          str(test_tiles), "-o", str(target)], threads)
     return target, {"fit_s": fit_s, "estimate_s": time.perf_counter() - t0}
+
+
+def consensus_targets(results: list[dict], levels: tuple[float, float]) -> list[str]:
+    """Issue 22's targets as a markdown table: the consensus against every input at F444W < 27 (sigma_IQR,
+    eta), and its 68% / 95% coverage overall and in every magnitude bin with at least `MIN_BIN_OBJECTS`."""
+    lines = ["Consensus targets (issue 22; inputs " + ", ".join(CONSENSUS_INPUTS) + "): beats every input in "
+             "sigma_IQR and eta at F444W < 27; 68% / 95% coverage within "
+             f"{COVERAGE_TOLERANCE[0]:.2f} / {COVERAGE_TOLERANCE[1]:.2f} of nominal overall and per magnitude bin "
+             f"with >= {MIN_BIN_OBJECTS} objects:", "",
+             "| preset | sigma_IQR consensus / best input | eta consensus / best input | coverage 68% / 95% (bins "
+             "outside) | met |", "|---|---|---|---|---|"]
+    for res in results:
+        by = {s["estimator"]: s["rows"] for s in res["scores"]}
+        if LABEL not in by:
+            continue
+
+        def cut(name):
+            return next(r for r in by[name] if r["binning"] == "cut")
+
+        c = cut(LABEL)
+        sig = min(cut(m)["sigma_iqr"] for m in CONSENSUS_INPUTS)
+        eta = min(cut(m)["eta"] for m in CONSENSUS_INPUTS)
+        checked = [r for r in by[LABEL]
+                   if r["binning"] == "all" or (r["binning"] == "mag" and r["n"] >= MIN_BIN_OBJECTS)]
+        tol68, tol95 = COVERAGE_TOLERANCE
+        outside = [r["bin"] for r in checked
+                   if abs(r["cov68"] - levels[0]) > tol68 or abs(r["cov95"] - levels[1]) > tol95]
+        overall = by[LABEL][0]
+        met = c["sigma_iqr"] < sig and c["eta"] < eta and not outside
+        lines.append(f"| {res['preset']} | {c['sigma_iqr']:.3f} / {sig:.3f} | {c['eta']:.3f} / {eta:.3f} | "
+                     f"{overall['cov68']:.2f} / {overall['cov95']:.2f} ({', '.join(outside) or 'none'}) | "
+                     f"{'yes' if met else 'no'} |")
+    return lines + [""]

@@ -10,7 +10,7 @@ rerun)::
     PYTHONPATH=src python benchmarks/run_all.py --accuracy-dir bench_acc --only accuracy   # record an
                                                                                    # accuracy run
 
-The accuracy benchmark trains models and is run on its own (``benchmarks/bench_accuracy.py``, ~1 hour);
+The accuracy benchmark trains models and is run on its own (``benchmarks/bench_accuracy.py``, ~1.5-3.5 hours);
 ``--accuracy-dir`` copies its tables into the README.
 
 Only the sections between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` markers are rewritten; other
@@ -79,6 +79,7 @@ def same_objects(tmp: Path, quick: bool, threads: int) -> dict:
     import bench_estimate
 
     ns = argparse.Namespace(train_tiles=8 if quick else 32, test_tiles=6 if quick else 64, size=128,
+                            labels="complete",  # a speed run: every training galaxy labelled
                             threads=threads, chunk_tiles=16, batch_size=8, device="cpu", fake=False)
     train, test = bench_accuracy.simulate(tmp, "JADES9", ns)
     before = load_average()

@@ -6,6 +6,7 @@ import pytest
 from rail.deepdisc.evaluation.binned import binned_point_metrics, detection_completeness, flag_subsets, metrics_table
 from rail.deepdisc.evaluation.metrics import (
     IQR_PER_SIGMA,
+    bootstrap_errors,
     normalised_residuals,
     outlier_fraction,
     photoz_bias,
@@ -97,3 +98,21 @@ def test_flag_subsets_and_table():
 def test_errors(call, match):
     with pytest.raises(DeepDiscError, match=match):
         call()
+
+
+def test_bootstrap_errors_match_the_known_sampling_errors():
+    rng = np.random.default_rng(3)
+    n, sigma, eta = 4000, 0.05, 0.2
+    ztrue = rng.uniform(0.5, 3.0, n)
+    ez = np.where(rng.uniform(size=n) < eta, rng.choice([-1.0, 1.0], n) * rng.uniform(0.3, 0.6, n),
+                  rng.normal(0.0, sigma, n))
+    err = bootstrap_errors(ztrue + ez * (1 + ztrue), ztrue, n_boot=300, seed=1)
+    assert err["outlier_fraction"] == pytest.approx(np.sqrt(eta * (1 - eta) / n), rel=0.2)  # binomial
+    # the median's error 1 / (2 f(0) sqrt(n)), f(0) = (1 - eta) / (sigma sqrt(2 pi)) (outliers are far off)
+    assert err["bias"] == pytest.approx(np.sqrt(2 * np.pi) * sigma / (2 * (1 - eta) * np.sqrt(n)), rel=0.3)
+    assert 0.0 < err["sigma_iqr"] < 0.01
+    small = bootstrap_errors(ztrue[:100] + ez[:100] * (1 + ztrue[:100]), ztrue[:100], seed=1)
+    assert small["outlier_fraction"] > 4 * err["outlier_fraction"]  # ~ 1 / sqrt(n)
+    assert np.isnan(bootstrap_errors([1.0], [1.0])["bias"])
+    with pytest.raises(DeepDiscError):
+        bootstrap_errors([1.0, 2.0], [1.0, 2.0], n_boot=1)

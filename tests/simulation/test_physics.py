@@ -216,6 +216,7 @@ def test_sizes_shrink_with_redshift_and_grow_with_luminosity():
         z=z,
         galaxy_class=np.ones(3 * n, int),
         template=nan,
+        sed_family=np.full(3 * n, "cosmos"),
         temperature=nan,
         ebv_internal=nan,
         ew_halpha=nan,

@@ -5,6 +5,8 @@ All functions are pure and work on 1-D arrays. With ``dz = zphot - ztrue``:
 * bias = median of ``dz / (1 + ztrue)``;
 * sigma_IQR = interquartile range of ``dz / (1 + ztrue)`` divided by 1.349 (the IQR of a unit Gaussian);
 * eta (outlier fraction) = fraction of objects with ``|dz| / (1 + ztrue) > 0.15``;
+* bootstrap errors (`bootstrap_errors`): the standard deviation of bias, sigma_IQR and eta over resamples of
+  the objects with replacement;
 * normalised residuals = ``dz / sigma`` with ``sigma`` the standard deviation of each object's p(z): for
   calibrated PDFs their median is 0 and their sigma_IQR 1.
 
@@ -35,6 +37,7 @@ __all__ = [
     "point_metrics",
     "as_1d",
     "checked_pair",
+    "bootstrap_errors",
 ]
 
 #: Interquartile range of a unit Gaussian (so IQR / 1.349 estimates sigma).
@@ -273,3 +276,42 @@ def point_metrics(zphot, ztrue, sigma=None, *, threshold: float = OUTLIER_THRESH
         norm_median=float(np.median(finite_norm)) if len(finite_norm) else np.nan,
         norm_sigma_iqr=_robust_sigma(norm),
     )
+
+
+def bootstrap_errors(zphot, ztrue, *, n_boot: int = 200, seed: int = 0,
+                     threshold: float = OUTLIER_THRESHOLD) -> dict[str, float]:
+    """Bootstrap standard errors of bias, sigma_IQR and the outlier fraction.
+
+    Parameters
+    ----------
+    zphot, ztrue : array_like, shape (N,)
+        Point estimate and truth; pairs with a NaN are skipped.
+    n_boot : int
+        Resamples of the objects, with replacement.
+    seed : int
+        Seed of the resampling.
+    threshold : float
+        Outlier threshold on ``|dz| / (1 + z)``.
+
+    Returns
+    -------
+    dict
+        ``bias``, ``sigma_iqr``, ``outlier_fraction``: the standard deviation of each metric over the
+        resamples (NaN with fewer than 2 objects).
+
+    Examples
+    --------
+    >>> err = bootstrap_errors(np.linspace(0.9, 1.1, 101), np.ones(101))
+    >>> 0.0 < err["bias"] < 0.05
+    True
+    """
+    if n_boot < 2:
+        raise DeepDiscError(f"n_boot must be >= 2, got {n_boot!r}")
+    ez = _finite(scaled_residuals(*checked_pair(zphot, ztrue)))
+    if len(ez) < 2:
+        return {"bias": np.nan, "sigma_iqr": np.nan, "outlier_fraction": np.nan}
+    sample = ez[np.random.default_rng(seed).integers(0, len(ez), size=(n_boot, len(ez)))]
+    q25, q50, q75 = np.percentile(sample, (25.0, 50.0, 75.0), axis=1)
+    eta = np.mean(np.abs(sample) > threshold, axis=1)
+    return {"bias": float(np.std(q50, ddof=1)), "sigma_iqr": float(np.std((q75 - q25) / IQR_PER_SIGMA, ddof=1)),
+            "outlier_fraction": float(np.std(eta, ddof=1))}

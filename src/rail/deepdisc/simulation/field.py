@@ -48,7 +48,10 @@ class FieldContext:
     def __init__(self, settings):
         self.settings = settings
         self.grid = photometry_grid(
-            settings.bands + (REFERENCE_BAND,), z_max=settings.z_max, ebv_max=settings.ebv_internal_max
+            settings.bands + (REFERENCE_BAND,),
+            z_max=settings.z_max,
+            ebv_max=settings.ebv_internal_max,
+            sed_library=settings.sed_library,
         )
         self.transfer = make_psf_transfer(settings)
         self.extinction = band_extinction(settings.bands + (REFERENCE_BAND,))
@@ -151,6 +154,7 @@ def simulate_field(
         true_is_star=pop.is_star[det],
         true_is_brown_dwarf=pop.is_brown_dwarf[det],
         true_template=pop.template[det],
+        true_sed_family=pop.sed_family[det],
         true_ebv_internal=pop.ebv_internal[det],
         true_ew_halpha=pop.ew_halpha[det],
         true_r_e_arcsec=morph.r_e[det],

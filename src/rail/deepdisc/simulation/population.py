@@ -2,8 +2,9 @@
 
 Galaxies: z from a Gamma-shaped N(z) (default median about 2.7 with a tail to ``z_max``); a class (passive,
 star-forming, starburst) whose mix depends on z (no passive galaxies above ``passive_z_max``); a continuous
-COSMOS template index within the class; a Calzetti E(B-V); an H-alpha equivalent width for the nebular lines
-that rises with z and with the youth of the template; a rest-frame V absolute magnitude from an evolving
+template index within the class, in the SED family of ``sed_library`` (``mixed`` draws the family per
+galaxy); a Calzetti E(B-V); an H-alpha equivalent width for the nebular lines that rises with z and with the
+youth of the template; a rest-frame V absolute magnitude from an evolving
 Schechter function truncated at the F444W magnitude limit, so high-z galaxies are intrinsically luminous but
 apparently faint. Stars and brown dwarfs (z = 0) take a flat-ish F444W number count. This is a JAGUAR-like
 empirical model, not a semi-analytic one.
@@ -52,7 +53,9 @@ class Population:
     galaxy_class : ndarray of int (N,)
         0 passive, 1 star-forming, 2 starburst, -1 star.
     template : ndarray (N,)
-        Continuous COSMOS template index (NaN for stars).
+        Continuous template index within the galaxy's SED family (NaN for stars).
+    sed_family : ndarray of str (N,)
+        SED family of each galaxy (``cosmos``, ``fsps``; ``""`` for stars).
     temperature : ndarray (N,)
         Star temperature, K (NaN for galaxies).
     ebv_internal : ndarray (N,)
@@ -74,6 +77,7 @@ class Population:
     z: np.ndarray
     galaxy_class: np.ndarray
     template: np.ndarray
+    sed_family: np.ndarray
     temperature: np.ndarray
     ebv_internal: np.ndarray
     ew_halpha: np.ndarray
@@ -187,7 +191,9 @@ def _draw_galaxies(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dic
         * 10.0 ** rng.normal(0.0, EW_HALPHA_SCATTER, n)
     )
     ew = np.where(cls == 0, 0.0, np.minimum(ew, EW_HALPHA_MAX) * settings.emission_line_scale)
-    rel = grid.galaxy_fnu(template, z, ebv, ew)  # (n, B+1) relative f_nu
+    # one family: no draw, so a fixed seed gives the same galaxies as before families existed
+    family = np.zeros(n, int) if len(grid.families) == 1 else rng.integers(0, len(grid.families), size=n)
+    rel = grid.galaxy_fnu(template, z, ebv, ew, family)  # (n, B+1) relative f_nu
     dm_eff = distance_modulus(z, settings.z_max) - 2.5 * np.log10(1.0 + z)
     with np.errstate(divide="ignore"):
         kcorr = -2.5 * np.log10(np.maximum(rel, 1e-300))
@@ -201,6 +207,7 @@ def _draw_galaxies(rng, n: int, settings, grid: PhotometryGrid, ref: int) -> dic
         z=z,
         galaxy_class=cls,
         template=template,
+        sed_family=np.asarray(grid.families)[family],
         ebv_internal=ebv,
         ew_halpha=ew,
         abs_mag_v=abs_mag,
@@ -259,6 +266,7 @@ def draw_population(
         z=np.r_[gal["z"], np.zeros(n_star)],
         galaxy_class=np.r_[gal["galaxy_class"], np.full(n_star, -1)],
         template=np.r_[gal["template"], nan_s],
+        sed_family=np.r_[gal["sed_family"], np.full(n_star, "")],
         temperature=np.r_[np.full(n_gal, np.nan), star["temperature"]],
         ebv_internal=np.r_[gal["ebv_internal"], np.zeros(n_star)],
         ew_halpha=np.r_[gal["ew_halpha"], np.zeros(n_star)],

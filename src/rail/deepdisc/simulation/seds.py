@@ -1,10 +1,11 @@
-"""Spectral energy distributions and their NIRCam photometry: COSMOS templates, dust, IGM, stars.
+"""Spectral energy distributions and their NIRCam photometry: galaxy SED families, dust, IGM, stars.
 
-Galaxies use the 31 COSMOS templates that pz-rail-base ships (Polletta et al. 2007 and BC03 starbursts, the
-LePhare COSMOS set of Ilbert et al. 2009), ordered red to blue and mixed linearly between neighbours (a
-continuous template index), reddened with the Calzetti et al. (2000) law and attenuated by the intergalactic
-medium following Madau (1995). Stars are black bodies; brown dwarfs add crude H2O/CH4/CO absorption bands so
-that they show their characteristic blue F356W-F444W colours without being galaxies at any redshift.
+Galaxies use an SED family of `rail.deepdisc.simulation.sed_library` (by default the 31 COSMOS templates that
+pz-rail-base ships: Polletta et al. 2007 and BC03 starbursts, the LePhare COSMOS set of Ilbert et al. 2009),
+ordered red to blue and mixed linearly between neighbours (a continuous template index), reddened with the
+Calzetti et al. (2000) law and attenuated by the intergalactic medium following Madau (1995). Stars are black
+bodies; brown dwarfs add crude H2O/CH4/CO absorption bands so that they show their characteristic blue
+F356W-F444W colours without being galaxies at any redshift.
 
 Nebular emission lines (Balmer, Paschen, [OII], [OIII], [NII], [SIII], HeI) are added with fixed flux ratios
 to H-alpha and a per-galaxy H-alpha equivalent width, attenuated like the continuum at their wavelength: they
@@ -20,29 +21,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
-from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.filters import filter_curve
+from rail.deepdisc.simulation.sed_library import (
+    HALPHA,
+    library_families,
+    sed_family,
+)
 
 __all__ = [
-    "COSMOS_TEMPLATE_LIST",
-    "REFERENCE_WAVELENGTH",
     "PhotometryGrid",
-    "cosmos_sed_directory",
-    "load_cosmos_templates",
     "calzetti_k",
     "madau_igm_transmission",
     "star_fnu",
     "photometry_grid",
 ]
 
-COSMOS_TEMPLATE_LIST = "COSMOS_seds.list"
-#: Rest-frame wavelength (Angstrom) where template f_nu is normalised (V band of the absolute magnitudes).
-REFERENCE_WAVELENGTH = 5500.0
 CALZETTI_RV = 4.05
 #: Lyman-series lines (Angstrom) and their Madau (1995) line-blanketing coefficients.
 LYMAN_SERIES = ((1215.67, 3.6e-3), (1025.72, 1.7e-3), (972.537, 1.1846e-3), (949.743, 9.410e-4))
@@ -80,49 +76,10 @@ EMISSION_LINES = (
     (12818.0, 0.055),
     (18751.0, 0.12),
 )
-HALPHA = 6563.0
 Z_GRID_STEP = 0.02
 EBV_GRID_STEP = 0.05
 FILTER_SAMPLES = 200
 STAR_TEMPERATURES = np.geomspace(400.0, 12000.0, 90)
-
-
-def cosmos_sed_directory() -> Path:
-    """Return the directory of pz-rail-base's COSMOS templates (``rail/examples_data/.../SED``)."""
-    from rail.core.utils import RAILDIR
-
-    path = Path(RAILDIR) / "rail" / "examples_data" / "estimation_data" / "data" / "SED"
-    if not (path / COSMOS_TEMPLATE_LIST).exists():  # an installed layout without RAILDIR
-        path = Path(str(resources.files("rail.examples_data"))) / "estimation_data" / "data" / "SED"
-    if not (path / COSMOS_TEMPLATE_LIST).exists():
-        raise ConfigError(f"{path / COSMOS_TEMPLATE_LIST}: COSMOS templates not found; install pz-rail-base")
-    return path
-
-
-@lru_cache(maxsize=1)
-def load_cosmos_templates() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """Read the COSMOS templates, red to blue, as f_nu shapes normalised at `REFERENCE_WAVELENGTH`.
-
-    Returns
-    -------
-    names : tuple of str
-        Template file names in list order (Ell1 ... SB11: red to blue).
-    wave : ndarray (L,)
-        Rest-frame wavelength, Angstrom (common grid of the files).
-    fnu : ndarray (T, L)
-        f_nu of each template divided by its value at 5500 Angstrom.
-    """
-    directory = cosmos_sed_directory()
-    names = tuple((directory / COSMOS_TEMPLATE_LIST).read_text().split())
-    wave = None
-    shapes = []
-    for name in names:
-        w, flam = np.loadtxt(directory / name, unpack=True)
-        if wave is None:
-            wave = w
-        fnu = np.interp(wave, w, flam) * wave**2
-        shapes.append(fnu / np.interp(REFERENCE_WAVELENGTH, wave, fnu))
-    return names, wave, np.asarray(shapes)
 
 
 def calzetti_k(wave_angstrom: np.ndarray) -> np.ndarray:
@@ -229,9 +186,7 @@ def _band_weights(band: str) -> tuple[np.ndarray, np.ndarray, float]:
     return wave, w / w.sum(), float(w.sum() * (wave[1] - wave[0]))
 
 
-def _line_response(
-    fnu: np.ndarray, wave: np.ndarray, band: str, z: np.ndarray, ebv: np.ndarray
-) -> np.ndarray:
+def _line_response(cont: np.ndarray, band: str, z: np.ndarray, ebv: np.ndarray) -> np.ndarray:
     """Band f_nu (T, Z, E) of the nebular lines per Angstrom of rest H-alpha equivalent width.
 
     A line of flux F = r EW_Ha f_lambda(Ha) adds F lambda_l T(lambda_l (1+z)) / (c int T/lambda dlambda) to
@@ -239,8 +194,7 @@ def _line_response(
     """
     fw, ft = filter_curve(band)
     _, _, norm = _band_weights(band)
-    cont = np.array([np.interp(HALPHA, wave, f) for f in fnu])
-    out = np.zeros((len(fnu), len(z), len(ebv)))
+    out = np.zeros((len(cont), len(z), len(ebv)))
     for lam, ratio in EMISSION_LINES:
         obs = lam * (1.0 + z)
         trans = np.interp(obs, fw, ft, left=0.0, right=0.0) * madau_igm_transmission(obs, z)
@@ -251,7 +205,7 @@ def _line_response(
 
 @dataclass(frozen=True)
 class PhotometryGrid:
-    """Band-averaged f_nu of the COSMOS templates and of stars, tabulated for fast interpolation.
+    """Band-averaged f_nu of the galaxy SEDs and of stars, tabulated for fast interpolation.
 
     Attributes
     ----------
@@ -261,14 +215,17 @@ class PhotometryGrid:
         Redshift grid.
     ebv : ndarray (E,)
         Internal E(B-V) grid, mag.
-    galaxy : ndarray (T, Z, E, B)
-        Observed band-averaged f_nu over the rest-frame f_nu at 5500 Angstrom (IGM and dust included).
-    lines : ndarray (T, Z, E, B)
+    galaxy : ndarray (F x T, Z, E, B)
+        Observed band-averaged f_nu over the rest-frame f_nu at 5500 Angstrom (IGM and dust included), the T
+        templates of each of the F families one after the other.
+    lines : ndarray (F x T, Z, E, B)
         The same for the nebular lines, per Angstrom of rest-frame H-alpha equivalent width.
     star_temperature : ndarray (S,)
         Star temperatures, K.
     star : ndarray (S, B)
         Band-averaged f_nu of stars, arbitrary normalisation.
+    families : tuple of str
+        SED families of the galaxy templates, in table order.
     """
 
     bands: tuple[str, ...]
@@ -278,14 +235,20 @@ class PhotometryGrid:
     lines: np.ndarray
     star_temperature: np.ndarray
     star: np.ndarray
+    families: tuple[str, ...] = ("cosmos",)
 
     @property
     def n_templates(self) -> int:
-        """Number of templates T (the continuous index runs over [0, T - 1])."""
-        return int(self.galaxy.shape[0])
+        """Number of templates T of each family (the continuous index runs over [0, T - 1])."""
+        return int(self.galaxy.shape[0]) // len(self.families)
 
     def galaxy_fnu(
-        self, template: np.ndarray, z: np.ndarray, ebv: np.ndarray, ew_halpha: np.ndarray | None = None
+        self,
+        template: np.ndarray,
+        z: np.ndarray,
+        ebv: np.ndarray,
+        ew_halpha: np.ndarray | None = None,
+        family: np.ndarray | None = None,
     ) -> np.ndarray:
         """Interpolate (linearly in template index, redshift and E(B-V)) the relative band fluxes.
 
@@ -295,13 +258,18 @@ class PhotometryGrid:
             Continuous template index in [0, T - 1], redshift in the grid range, E(B-V) in the grid range.
         ew_halpha : ndarray (N,), optional
             Rest-frame H-alpha equivalent width, Angstrom (lines scale with it; None = no lines).
+        family : ndarray of int (N,), optional
+            Index into ``families`` of each galaxy's family (None: the first).
 
         Returns
         -------
         ndarray (N, B)
             f_nu(band) / f_nu,rest(5500 Angstrom).
         """
-        t0, tw = _cell(np.asarray(template, float), np.arange(self.n_templates, dtype=float))
+        index = np.asarray(template, float)
+        if family is not None:
+            index = index + self.n_templates * np.asarray(family, float)
+        t0, tw = _cell(index, np.arange(self.galaxy.shape[0], dtype=float))
         z0, zw = _cell(np.asarray(z, float), self.z)
         e0, ew = _cell(np.asarray(ebv, float), self.ebv)
         out = np.zeros((len(t0), len(self.bands)))
@@ -329,7 +297,9 @@ def _cell(value: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=8)
-def photometry_grid(bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: float = 1.0) -> PhotometryGrid:
+def photometry_grid(
+    bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: float = 1.0, sed_library: str = "cosmos"
+) -> PhotometryGrid:
     """Tabulate `PhotometryGrid` for a band tuple (cached per process: about a second per band list).
 
     Parameters
@@ -340,25 +310,33 @@ def photometry_grid(bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: flo
         Largest redshift of the grid.
     ebv_max : float
         Largest internal E(B-V) of the grid, mag.
+    sed_library : str
+        Galaxy SED library (`rail.deepdisc.simulation.sed_library.SED_LIBRARIES`).
 
     Returns
     -------
     PhotometryGrid
     """
-    _, wave, fnu = load_cosmos_templates()
+    families = tuple(sed_family(name) for name in library_families(sed_library))
     zg = np.arange(0.0, z_max + Z_GRID_STEP / 2, Z_GRID_STEP)
     eg = np.arange(0.0, ebv_max + EBV_GRID_STEP / 2, EBV_GRID_STEP)
-    galaxy = np.empty((len(fnu), len(zg), len(eg), len(bands)))
+    n_sed = sum(len(fam.fnu) for fam in families)
+    galaxy = np.empty((n_sed, len(zg), len(eg), len(bands)))
     lines = np.empty_like(galaxy)
     star = np.empty((len(STAR_TEMPERATURES), len(bands)))
     for b, band in enumerate(bands):
         obs, weight, _ = _band_weights(band)
         rest = obs[None, :] / (1.0 + zg[:, None])  # (Z, K)
-        shape = np.stack([np.interp(rest, wave, f) for f in fnu])  # (T, Z, K)
         att = madau_igm_transmission(obs[None, :], zg[:, None]) * weight  # (Z, K)
         dust = 10.0 ** (-0.4 * calzetti_k(rest)[:, :, None] * eg[None, None, :])  # (Z, K, E)
-        galaxy[..., b] = np.einsum("tzk,zk,zke->tze", shape, att, dust, optimize=True)
-        lines[..., b] = _line_response(fnu, wave, band, zg, eg)
+        t0 = 0
+        for fam in families:
+            sample = np.interp if fam.name == "cosmos" else _bin_average
+            shape = np.stack([sample(rest, fam.wave, f) for f in fam.fnu])  # (T, Z, K)
+            sl = slice(t0, t0 + len(fam.fnu))
+            galaxy[sl, ..., b] = np.einsum("tzk,zk,zke->tze", shape, att, dust, optimize=True)
+            lines[sl, ..., b] = _line_response(fam.halpha_continuum, band, zg, eg)
+            t0 = sl.stop
         star[:, b] = [np.dot(star_fnu(obs, t), weight) for t in STAR_TEMPERATURES]
     return PhotometryGrid(
         bands=tuple(bands),
@@ -368,4 +346,18 @@ def photometry_grid(bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: flo
         lines=lines,
         star_temperature=STAR_TEMPERATURES,
         star=star,
+        families=tuple(fam.name for fam in families),
     )
+
+
+def _bin_average(rest: np.ndarray, wave: np.ndarray, fnu: np.ndarray) -> np.ndarray:
+    """Mean of an SED over the interval each (evenly spaced, per row) sample of ``rest`` stands for.
+
+    Unlike point sampling, it keeps the flux of lines narrower than the samples' spacing (FSPS templates
+    carry nebular lines one wavelength step wide); the COSMOS path keeps point sampling (its outputs are
+    unchanged).
+    """
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (fnu[1:] + fnu[:-1]) * np.diff(wave))])
+    half = 0.5 * np.abs(np.gradient(rest, axis=-1))
+    lo, hi = rest - half, rest + half
+    return (np.interp(hi, wave, cum) - np.interp(lo, wave, cum)) / (hi - lo)

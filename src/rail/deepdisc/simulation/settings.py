@@ -15,6 +15,7 @@ from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.options import PROGRESS_BAR, Option, OptionSet, check_fields, option
 from rail.deepdisc.presets import BANDS
+from rail.deepdisc.simulation.sed_library import SED_LIBRARIES
 
 __all__ = ["SimulationSettings", "SIMULATION_OPTIONS", "MOSAIC_DIR", "DEFAULT_DEPTHS", "GOODS_S_CENTRE"]
 
@@ -99,6 +100,10 @@ class SimulationSettings:
         No passive galaxies above this redshift.
     starburst_weight : float
         Multiplies the share of starburst templates among star-forming galaxies (SED-mix nuisance).
+    sed_library : str
+        Galaxy SED family (`rail.deepdisc.simulation.sed_library`): ``cosmos`` (pz-rail-base's 31 COSMOS
+        templates, the default), ``fsps`` (random non-negative combinations of eazy-py's 12 FSPS templates,
+        the EAZY peer's own set) or ``mixed`` (each galaxy draws one of the two).
     emission_line_scale : float
         Multiplies every galaxy's H-alpha equivalent width (0 = no nebular lines; SED nuisance knob).
     ebv_internal_mean : float
@@ -134,6 +139,12 @@ class SimulationSettings:
     label_bias_mag : float
         Brightness bias of the spectroscopic selection: the selection odds fall by e per this many
         magnitudes (F444W); ``inf`` = unbiased.
+    label_z_scale : float
+        Redshift dependence of the spectroscopic success: odds fall by e per this many units of redshift
+        (``inf`` = none).
+    label_desert_success : float
+        Relative spectroscopic success in the redshift desert 1.5 < z < 2.5, where no strong line falls in
+        the optical windows (1 = no desert).
     wrong_label_fraction : float
         Fraction of spectroscopic labels that are wrong (line confusion or failures).
     oversampling : int
@@ -164,6 +175,8 @@ class SimulationSettings:
     passive_z_max: float = option(5.0, "no passive galaxies above this redshift", low=0, low_open=True)
     starburst_weight: float = option(1.0, "multiplies the share of starburst templates (SED-mix nuisance)", low=0,
                                      low_open=True)
+    sed_library: str = option("cosmos", "galaxy SED family: cosmos (COSMOS templates), fsps (random "
+                              "combinations of eazy-py's 12 FSPS templates) or mixed", choices=SED_LIBRARIES)
     emission_line_scale: float = option(1.0, "multiplies every H-alpha equivalent width (0 = no nebular lines)",
                                         low=0)
     ebv_internal_mean: float = option(0.15, "mean internal Calzetti E(B-V) of star-forming galaxies, mag", low=0)
@@ -188,6 +201,10 @@ class SimulationSettings:
     label_fraction: float = option(0.1, "expected fraction of catalogued galaxies with spec-z", low=0, high=1)
     label_bias_mag: float = option(1.5, "spec-z selection odds fall by e per this many F444W magnitudes (inf = "
                                    "unbiased)", low=0, low_open=True, finite=False)
+    label_z_scale: float = option(math.inf, "spec-z success odds fall by e per this many units of redshift "
+                                  "(inf = no redshift dependence)", low=0, low_open=True, finite=False)
+    label_desert_success: float = option(1.0, "relative spec-z success in the redshift desert 1.5 < z < 2.5 "
+                                         "(1 = no desert)", low=0, high=1)
     wrong_label_fraction: float = option(0.01, "fraction of wrong spec-z labels", low=0, high=1)
     oversampling: int = option(2, "sub-pixels per pixel side when rendering", low=1)
     field_size: int | None = option(None, "mosaic side, pixels, with mosaic_dir (0 or unset: the area of the "

@@ -64,7 +64,7 @@ class TileSetWriter:
         self.tile_shape = (int(tile_shape[0]), int(tile_shape[1]))
         self.flux_unit = flux_unit
         self.object_dtypes = object_columns(self.bands)
-        self.object_dtypes.update(extra_object_columns or {})
+        self.object_dtypes.update({name: _text_or(dtype) for name, dtype in (extra_object_columns or {}).items()})
         self._n_tiles = 0
         self._n_objects = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +144,11 @@ class TileSetWriter:
             self.close()
         else:
             self.abort()
+
+
+def _text_or(dtype):
+    """``str`` for a numpy text dtype (``np.str_``, bytes, object), so extra text columns are stored as UTF-8."""
+    return str if dtype is str or np.dtype(dtype).kind in "USO" else dtype
 
 
 def _as_column(values, dtype) -> np.ndarray:
