@@ -8,9 +8,10 @@ exactly for the kernel and the noise correlation), and `deblend_sources` splits 
 exponentially spaced levels, ``deblend_contrast``), as in Rieke et al. (2023) and Eisenstein et al. (2023).
 
 Each segment is one catalog row. It is matched to the true object whose noiseless detection model puts the
-most flux in it; if that flux is below `SPURIOUS_FLUX_FRACTION` of the segment's measured detection flux (a
-segment mostly made of noise, e.g. a noise peak or a faint object pushed over the threshold by noise), the
-segment is spurious: it has no truth (true redshift NaN). A true object dominating no segment is missed; an
+most flux in it (a blend takes the truth of its brightest member). If the true objects together put less than
+`SPURIOUS_FLUX_FRACTION` of the segment's measured detection flux in it (a segment mostly made of noise: a
+noise peak, perhaps on a faint wing, or a faint object pushed over the threshold by noise), the segment is
+spurious: it has no truth (true redshift NaN). A true object dominating no segment is missed; an
 object dominating several segments (shredded by the deblending) gives several rows with the same truth.
 """
 
@@ -35,7 +36,7 @@ __all__ = [
     "SPURIOUS_FLUX_FRACTION",
 ]
 
-#: A segment whose dominant true object gives less than this share of its measured detection flux is spurious.
+#: A segment whose true objects together give less than this share of its measured detection flux is spurious.
 SPURIOUS_FLUX_FRACTION = 0.5
 KERNEL_SIZE_FWHM = 3.0  # kernel side, in FWHM (made odd)
 
@@ -145,17 +146,19 @@ def match_segments(stamps, segmap: np.ndarray, stack: np.ndarray, xy: np.ndarray
     """
     k = int(segmap.max())
     best = np.zeros(k + 1)
+    total = np.zeros(k + 1)
     owner = np.full(k + 1, -1)
     for i, (model, overlap) in enumerate(stamps):
         if overlap is None:
             continue
         fs, ss = overlap
         flux = np.bincount(segmap[fs].ravel(), weights=model[ss].ravel(), minlength=k + 1)
+        total += flux
         win = flux > best
         best[win], owner[win] = flux[win], i
     measured = np.bincount(segmap.ravel(), weights=stack.ravel(), minlength=k + 1)
     npix = np.bincount(segmap.ravel(), minlength=k + 1)
-    spurious = best < SPURIOUS_FLUX_FRACTION * measured
+    spurious = (total < SPURIOUS_FLUX_FRACTION * measured) | (owner < 0)
     dominant = np.where(spurious, -1, owner)[1:]
     return Segments(segmap=segmap, xy=xy, dominant=dominant, dominant_flux=best[1:], npix=npix[1:])
 

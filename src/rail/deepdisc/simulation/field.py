@@ -130,8 +130,11 @@ def simulate_field(
     det = np.where(real, obj, 0)
 
     def truth(values, fill=np.nan):
-        out = np.asarray(values)[det]
-        return np.where(real.reshape((-1,) + (1,) * (out.ndim - 1)), out, fill) if len(out) else out
+        values = np.asarray(values)
+        if not len(values):  # nothing drawn: every row is spurious
+            return np.full((len(det),) + values.shape[1:], fill, dtype=np.result_type(values, type(fill)))
+        out = values[det]
+        return np.where(real.reshape((-1,) + (1,) * (out.ndim - 1)), out, fill)
 
     seg_ids = np.arange(1, len(obj) + 1)
     flux, err = footprint_photometry(
