@@ -5,6 +5,7 @@ Run on a quiet machine:
         PYTHONPATH=src python benchmarks/bench_simulate.py
 Smoke run:
     PYTHONPATH=src python benchmarks/bench_simulate.py --tiles 2 --sizes 64
+Other simulator options: ``--option detection=photutils --option bulge_disc=false`` (any SimulationSettings field).
 The per-process set-up (photometry grid, PSF tables, Sersic tables) is timed separately from the tiles.
 """
 
@@ -24,8 +25,8 @@ from rail.deepdisc.simulation.tiling import field_tile  # noqa: E402
 TARGETS = {128: 0.5, 256: 2.0}  # s/tile from the issue
 
 
-def bench(size: int, n_tiles: int, preset: str, seed: int) -> dict:
-    settings = SimulationSettings(n_tiles=n_tiles, tile_size=size, bands=preset, seed=seed)
+def bench(size: int, n_tiles: int, preset: str, seed: int, options: dict | None = None) -> dict:
+    settings = SimulationSettings(n_tiles=n_tiles, tile_size=size, bands=preset, seed=seed, **(options or {}))
     t0 = time.perf_counter()
     ctx = FieldContext(settings)
     wcs = make_wcs((size, size), settings.pixel_scale)
@@ -54,12 +55,19 @@ def main():
     p.add_argument("--preset", default="JADES9")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a SimulationSettings option (repeatable; true/false for switches)")
     args = p.parse_args()
-    rows = [bench(size, args.tiles, args.preset, args.seed) for size in args.sizes]
+    options = {}
+    for item in args.option:
+        name, value = item.split("=", 1)
+        options[name] = {"true": True, "false": False}.get(value.lower(), value)
+    rows = [bench(size, args.tiles, args.preset, args.seed, options) for size in args.sizes]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    print(f"simulator speed, {args.preset}, {args.tiles} tiles per size, 1 thread")
+    extra = "".join(f", {k}={v}" for k, v in options.items())
+    print(f"simulator speed, {args.preset}, {args.tiles} tiles per size, 1 thread{extra}")
     print(f"{'size':>9} {'set-up s':>9} {'s/tile':>8} {'p90 s':>8} {'objects/tile':>13} {'target s':>9}")
     for r in rows:
         target = TARGETS.get(r["size"], float("nan"))

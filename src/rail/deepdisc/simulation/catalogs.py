@@ -112,12 +112,13 @@ def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.
         kron[f"{band}_KRON"] = cat[f"flux_{band}"]
         kron[f"{band}_KRON_e"] = cat[f"flux_err_{band}"]
         kron[f"{band}_KRON_ei"] = cat[f"flux_err_{band}"]
-    a_pix = np.where(
+    a_pix = np.where(  # spurious rows (no truth) are points
         cat["true_r_e_arcsec"] > 0, cat["true_r_e_arcsec"] / np.sqrt(cat["true_axis_ratio"]), 0.0
     )
+    q = np.nan_to_num(cat["true_axis_ratio"], nan=1.0)
     size["X"], size["Y"] = cat["x"], cat["y"]
     size["A"] = a_pix / settings.pixel_scale
-    size["B"] = size["A"] * cat["true_axis_ratio"]
+    size["B"] = size["A"] * q
     size["PA"] = np.zeros(len(ids))
     size["BBOX_XMIN"], size["BBOX_XMAX"] = cat["bbox_x0"].astype(int), cat["bbox_x1"].astype(int) - 1
     size["BBOX_YMIN"], size["BBOX_YMAX"] = cat["bbox_y0"].astype(int), cat["bbox_y1"].astype(int) - 1
@@ -125,7 +126,7 @@ def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.
     size["AREA"] = cat["true_npix"] * area
     photoz = Table(dict(base))
     photoz["EAZY_z_a"], photoz["EAZY_l68"], photoz["EAZY_u68"] = _stand_in_photoz(
-        rng, cat["redshift_true"], cat["true_detection_snr"]
+        rng, np.nan_to_num(cat["redshift_true"]), cat["true_detection_snr"]
     )
     hdus = [fits.PrimaryHDU()]
     for name, table in (("FLAG", flag), ("SIZE", size), ("CIRC", circ), ("KRON", kron), ("PHOTOZ", photoz)):
@@ -141,7 +142,7 @@ def specz_catalog_hdul(field, rng: np.random.Generator) -> fits.HDUList:
     """Build the NIRSpec spec-z table (HDU1) of a simulated mosaic field: labels (A-C) and failures (D-E)."""
     cat = field.catalog
     labelled = np.flatnonzero(np.isfinite(cat["redshift"]))
-    pool = np.flatnonzero(~np.isfinite(cat["redshift"]) & ~cat["true_is_star"])
+    pool = np.flatnonzero(~np.isfinite(cat["redshift"]) & ~cat["true_is_star"] & np.isfinite(cat["true_mag_F444W"]))
     n_fail = min(len(pool), int(round(FAILED_TARGET_RATIO * len(labelled))))
     weights = np.exp(-(cat["true_mag_F444W"][pool] - 27.0))
     failed = rng.choice(pool, size=n_fail, replace=False, p=weights / weights.sum()) if n_fail else pool[:0]

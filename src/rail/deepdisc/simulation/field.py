@@ -2,7 +2,8 @@
 
 A field is a rectangle of pixels with a celestial TAN WCS near GOODS-S. `simulate_field` is the single core
 that both the TileSet path (one field per tile) and the mosaic path (one large field) use, so the two paths
-share every physical choice.
+share every physical choice. The catalog has one row per segment: with ``detection = "photutils"`` a row may
+be spurious (``spurious`` True, no truth: NaN true redshift and magnitudes) and a true object may be missed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from astropy.wcs import WCS
 from scipy.ndimage import find_objects
 
 from rail.deepdisc.dust import band_extinction
+from rail.deepdisc.simulation.components import BULGE_SERSIC_N, DISC_SERSIC_N, draw_bulge_disc
 from rail.deepdisc.simulation.dust import milky_way_ebv
 from rail.deepdisc.simulation.labels import assign_labels
 from rail.deepdisc.simulation.morphology import draw_morphology
@@ -111,60 +113,97 @@ def simulate_field(
     SimulatedField
     """
     s = ctx.settings
+    structure_rng, photon_rng = rng.spawn(2)  # own streams: the options change nothing else in the field
     area = shape[0] * shape[1] * s.pixel_scale**2
     pop = draw_population(rng, s, ctx.grid, area)
     morph = draw_morphology(rng, pop, size_scale=s.size_scale, z_max=s.z_max)
+    parts = draw_bulge_disc(structure_rng, pop, morph, ctx.grid) if s.bulge_disc else None
     xy = _positions(rng, len(pop), shape)
     ra, dec = wcs.wcs_pix2world(xy[:, 0], xy[:, 1], 0) if len(pop) else (np.zeros(0), np.zeros(0))
     ebv = milky_way_ebv(s, ra, dec)
     true_mag = pop.mag + ebv[:, None] * ctx.extinction[None, :-1]
     true_ref = pop.mag_ref + ebv * ctx.extinction[-1]
     rendered = render_field(
-        xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer, progress_bar=progress_bar
+        xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer, parts=parts, photon_rng=photon_rng,
+        progress_bar=progress_bar,
     )
-    det = np.flatnonzero(rendered.detected)
-    det = det[np.argsort(rendered.seg_id[det])]
+    r = rendered
+    obj = r.segment_object
+    real = obj >= 0
+    det = np.where(real, obj, 0)
+
+    def truth(values, fill=np.nan):
+        values = np.asarray(values)
+        if not len(values):  # nothing drawn: every row is spurious
+            return np.full((len(det),) + values.shape[1:], fill, dtype=np.result_type(values, type(fill)))
+        out = values[det]
+        return np.where(real.reshape((-1,) + (1,) * (out.ndim - 1)), out, fill)
+
+    seg_ids = np.arange(1, len(obj) + 1)
     flux, err = footprint_photometry(
-        rendered.images,
-        rendered.segmap,
-        rendered.seg_id[det],
-        rendered.footprint_fraction[det],
-        rendered.sigma,
-        s.noise_correlation_px,
+        r.images, r.segmap, seg_ids, r.segment_fraction, r.sigma, s.noise_correlation_px,
+        source_variance=_source_variance(r, seg_ids),
     )
     mag, magerr = magnitudes(flux, err)
-    redshift, wrong, flag = assign_labels(rng, pop.z[det], true_ref[det], pop.is_star[det], s)
-    cat = {"seg_id": rendered.seg_id[det], "x": xy[det, 0], "y": xy[det, 1]}
-    cat.update(_bboxes(rendered.segmap, len(det)))
+    is_star = truth(pop.is_star, False)
+    redshift, wrong, flag = assign_labels(rng, truth(pop.z), truth(true_ref), is_star | ~real, s)
+    cat = {"seg_id": seg_ids, "x": r.segment_xy[:, 0], "y": r.segment_xy[:, 1]}
+    cat.update(_bboxes(r.segmap, len(obj)))
+    if s.detection == "model":
+        cat_ra, cat_dec, cat_ebv = truth(ra), truth(dec), truth(ebv)
+    else:  # measured positions (spurious rows have no true one)
+        cat_ra, cat_dec = (np.asarray(v, float) for v in wcs.wcs_pix2world(cat["x"], cat["y"], 0))
+        cat_ebv = milky_way_ebv(s, cat_ra, cat_dec)
     cat.update(
-        ra=np.asarray(ra)[det],
-        dec=np.asarray(dec)[det],
-        ebv=ebv[det],
+        ra=cat_ra,
+        dec=cat_dec,
+        ebv=cat_ebv,
         redshift=redshift,
         spec_flag=flag,
-        redshift_true=pop.z[det],
+        redshift_true=truth(pop.z),
     )
     for b, band in enumerate(s.bands):
         cat[f"mag_{band}"], cat[f"magerr_{band}"] = mag[:, b], magerr[:, b]
         cat[f"flux_{band}"], cat[f"flux_err_{band}"] = flux[:, b], err[:, b]
     for b, band in enumerate(s.bands):
-        cat[f"true_mag_{band}"] = true_mag[det, b]
-    cat[f"true_mag_{REFERENCE_BAND}"] = true_ref[det]
+        cat[f"true_mag_{band}"] = truth(true_mag[:, b])
+    cat[f"true_mag_{REFERENCE_BAND}"] = truth(true_ref)
+    sersic = morph.sersic_n
+    if parts is not None:
+        dominant_n = np.where(parts.bulge_to_total >= 0.5, BULGE_SERSIC_N, DISC_SERSIC_N)
+        sersic = np.where(parts.galaxy, dominant_n, sersic)
     cat.update(
-        true_is_star=pop.is_star[det],
-        true_is_brown_dwarf=pop.is_brown_dwarf[det],
-        true_template=pop.template[det],
-        true_sed_family=pop.sed_family[det],
-        true_ebv_internal=pop.ebv_internal[det],
-        true_ew_halpha=pop.ew_halpha[det],
-        true_r_e_arcsec=morph.r_e[det],
-        true_sersic_n=morph.sersic_n[det],
-        true_axis_ratio=morph.q[det],
-        true_detection_snr=rendered.detection_snr[det],
-        true_npix=rendered.npix[det],
+        true_is_star=is_star,
+        true_is_brown_dwarf=truth(pop.is_brown_dwarf, False),
+        true_template=truth(pop.template),
+        true_sed_family=truth(pop.sed_family, ""),
+        true_ebv_internal=truth(pop.ebv_internal),
+        true_ew_halpha=truth(pop.ew_halpha),
+        true_r_e_arcsec=truth(morph.r_e),
+        true_sersic_n=truth(sersic),
+        true_axis_ratio=truth(morph.q),
+        true_detection_snr=r.segment_snr,
+        true_npix=r.segment_npix,
         true_label_wrong=wrong,
     )
+    if parts is not None:
+        cat["true_bulge_to_total"] = truth(parts.bulge_to_total)
+    if s.detection != "model":
+        cat["spurious"] = ~real
     return SimulatedField(rendered=rendered, catalog=cat, wcs=wcs)
+
+
+def _source_variance(r: RenderedField, seg_ids: np.ndarray) -> np.ndarray | None:
+    """Photon-noise variance (nJy^2) of each footprint sum: the model flux in it over the gain, per band."""
+    if r.gain is None:
+        return None
+    size = int(max(r.segmap.max(), seg_ids.max(initial=0))) + 1
+    seg = r.segmap.ravel()
+    model = np.maximum(r.model, 0.0)
+    return np.stack(
+        [np.bincount(seg, weights=model[b].ravel(), minlength=size)[seg_ids] / g for b, g in enumerate(r.gain)],
+        axis=1,
+    )
 
 
 def _bboxes(segmap: np.ndarray, k: int) -> dict:

@@ -6,6 +6,16 @@ by a normalised kernel k and rescaled to keep the per-pixel sigma s gives, for t
 the variance s^2 sum((m * k)^2) / sum(k^2) (`correlated_sum_variance`); for large areas this tends to
 s^2 A R with R = 1 / sum(k^2) the pixels per independent noise element. The per-pixel sigma is set so the
 aperture noise matches the depth exactly.
+
+Source photon noise (`photon_gain`, `draw_photon_noise`): the deep NIRCam mosaics are background limited, so
+the depth's pixel sigma is, to first order, the Poisson noise of the sky background collected in the exposure.
+A band whose sky surface brightness gives ``b`` nJy per pixel then has an effective gain (electrons per nJy of
+the whole exposure) g = b / sigma^2, the one exposure at which the sky's own photon noise is sigma. A source
+pixel of model value m (nJy) collects Poisson(g m) electrons, so its variance m / g = sigma^2 m / b: source
+noise matters where a source is as bright as the sky. The sky (`sky_background_mjysr`) is an approximate JWST
+background towards GOODS-S (zodiacal light plus the observatory's thermal emission, after Rigby et al. 2023),
+tabulated against wavelength; any read or other non-sky noise in the real depth would make the true gain larger
+and the source noise smaller, so this is the background-limited (upper) estimate of the source noise.
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ __all__ = [
     "correlated_sum_variance",
     "pixel_sigma",
     "draw_noise",
+    "sky_background_mjysr",
+    "photon_gain",
+    "draw_photon_noise",
 ]
 
 #: AB magnitude of 1 nJy: m = -2.5 log10(f / nJy) + 31.4.
@@ -29,6 +42,12 @@ AB_ZEROPOINT_NJY = 31.4
 KERNEL_HALF_WIDTH_SIGMAS = 4.0
 DEPTH_SIGMA = 5.0
 APERTURE_SUBPIXELS = 7
+#: Approximate JWST sky background towards GOODS-S: (pivot wavelength in micron, MJy/sr); zodiacal light
+#: (scattered, falling to ~3 micron; thermal, rising beyond) plus the observatory's own thermal emission.
+SKY_BACKGROUND_TABLE = ((0.6, 0.09), (1.0, 0.12), (1.5, 0.13), (2.0, 0.12), (2.7, 0.10), (3.5, 0.13),
+                        (4.0, 0.17), (4.5, 0.24), (5.0, 0.33))
+NJY_PER_MJY = 1e15
+ARCSEC_PER_RAD = 206264.80624709636
 
 
 def flux_njy(mag_ab: np.ndarray) -> np.ndarray:
@@ -191,3 +210,63 @@ def draw_noise(
         noise = convolve1d(convolve1d(noise, k, axis=-1, mode="wrap"), k, axis=-2, mode="wrap")
         noise /= np.sum(k**2)
     return noise * np.asarray(sigma, float)[:, None, None]
+
+
+def sky_background_mjysr(wavelength_um) -> np.ndarray:
+    """Approximate JWST sky surface brightness towards GOODS-S (`SKY_BACKGROUND_TABLE`, log-interpolated).
+
+    Parameters
+    ----------
+    wavelength_um : array_like
+        Pivot wavelengths, micron.
+
+    Returns
+    -------
+    ndarray
+        MJy/sr, same shape.
+    """
+    lam, sky = (np.array(c) for c in zip(*SKY_BACKGROUND_TABLE))
+    return np.exp(np.interp(np.asarray(wavelength_um, float), lam, np.log(sky)))
+
+
+def photon_gain(sigma: np.ndarray, sky_mjysr: np.ndarray, pixel_scale: float) -> np.ndarray:
+    """Effective gain (electrons per nJy) at which the sky's photon noise is the pixel sigma: g = b / sigma^2.
+
+    Parameters
+    ----------
+    sigma : ndarray (B,)
+        Pixel noise sigma, nJy.
+    sky_mjysr : ndarray (B,)
+        Sky surface brightness, MJy/sr.
+    pixel_scale : float
+        Arcsec per pixel.
+
+    Returns
+    -------
+    ndarray (B,)
+        Electrons per nJy (a pixel of model m nJy has Poisson variance m / g nJy^2).
+    """
+    sky_pixel = np.asarray(sky_mjysr, float) * NJY_PER_MJY * (pixel_scale / ARCSEC_PER_RAD) ** 2
+    return sky_pixel / np.asarray(sigma, float) ** 2
+
+
+def draw_photon_noise(rng: np.random.Generator, model: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Source photon noise (B, H, W), nJy: Poisson electrons of the model, less their mean, over the gain.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random numbers.
+    model : ndarray (B, H, W)
+        Noiseless images, nJy (negative ringing is treated as 0).
+    gain : ndarray (B,)
+        Electrons per nJy (`photon_gain`).
+
+    Returns
+    -------
+    ndarray (B, H, W)
+        Zero-mean noise with variance ``model / gain`` per pixel.
+    """
+    g = np.asarray(gain, float)[:, None, None]
+    electrons = np.maximum(model, 0.0) * g
+    return (rng.poisson(electrons) - electrons) / g

@@ -4,8 +4,9 @@ Each catalogued object's flux in a band is the sum of the noisy image over its s
 divided by the fraction of its own noiseless model that falls in the footprint (an isophotal flux with a
 profile- and PSF-aware aperture correction, close in spirit to JADES's aperture-corrected Kron fluxes). Light
 of neighbours and of undetected objects inside the footprint stays in, as in real catalogs. The error is the
-footprint's sky noise (exact for correlated noise, `correlated_sum_variance`) divided by the same fraction;
-source photon noise is not included (it matters only for the brightest objects in deep NIRCam images).
+footprint's sky noise (exact for correlated noise, `correlated_sum_variance`), plus with ``photon_noise`` the
+source photon noise of the model flux in the footprint (model / gain, `rail.deepdisc.simulation.noise`),
+divided by the same fraction.
 
 Magnitudes: AB from nJy (zero point 31.4). Where the flux is below its 1-sigma error the magnitude is the
 1-sigma limit and the error 1.0857 mag (S/N = 1), so dropouts keep a finite, informative value.
@@ -30,6 +31,7 @@ def footprint_photometry(
     fraction: np.ndarray,
     sigma: np.ndarray,
     correlation_px: float = 0.0,
+    source_variance: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aperture-corrected isophotal fluxes and errors of catalogued objects.
 
@@ -47,6 +49,8 @@ def footprint_photometry(
         Pixel noise, nJy.
     correlation_px : float
         Noise correlation sigma, pixels.
+    source_variance : ndarray (K, B), optional
+        Photon-noise variance of each footprint sum, nJy^2 (None: sky noise only).
 
     Returns
     -------
@@ -61,7 +65,8 @@ def footprint_photometry(
         [np.bincount(seg, weights=images[b].ravel(), minlength=size)[seg_ids] for b in range(nb)], axis=1
     )
     frac = np.clip(fraction, 1e-3, None)
-    err = sigma[None, :] * np.sqrt(variance)[:, None] / frac
+    sky = sigma[None, :] * np.sqrt(variance)[:, None]
+    err = (sky if source_variance is None else np.sqrt(sky**2 + source_variance)) / frac
     return raw / frac, err
 
 

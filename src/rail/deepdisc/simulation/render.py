@@ -1,4 +1,4 @@
-"""Render objects into noisy multi-band images and segment them from the noiseless model.
+"""Render objects into noisy multi-band images and segment them (noiseless model or photutils on the noisy stack).
 
 Each object is drawn in Fourier space: galsim evaluates its unit-flux profile (Sersic or point, shifted to its
 sub-pixel position) on the k-grid of a square stamp sampled ``oversampling`` times finer than the pixels; the
@@ -6,10 +6,17 @@ product with each band's PSF-times-pixel transfer function is folded onto the pi
 the fine grid) and inverse-transformed. This gives pixel-integrated, PSF-convolved models of every object in
 every band for a handful of small FFTs, with no aliasing of the undersampled short-wavelength PSFs.
 
-Segmentation follows the issue's recipe: a detection stack (the detection bands, each in units of its noise,
-summed and divided by sqrt(n)) is modelled per object; pixels where the noiseless stack of catalogued objects
-exceeds ``segmentation_threshold`` belong to the object whose model is brightest there. An object enters the
-catalog when its footprint has ``min_pixels`` pixels and a noiseless isophotal S/N of ``detection_snr``.
+Galaxies are one Sersic profile, or (``bulge_disc``) a bulge and a disc whose k-images are mixed per band with
+the bulge's share of that band's flux (`rail.deepdisc.simulation.components`), so colours vary across a galaxy
+at the cost of a second galsim k-image, not of more FFTs. The noise is the sky's (`draw_noise`) plus, with
+``photon_noise``, the sources' Poisson noise (`draw_photon_noise`, from its own random stream).
+
+With ``detection = "model"`` segmentation follows the issue's recipe: a detection stack (the detection bands,
+each in units of its noise, summed and divided by sqrt(n)) is modelled per object; pixels where the noiseless
+stack of catalogued objects exceeds ``segmentation_threshold`` belong to the object whose model is brightest
+there. An object enters the catalog when its footprint has ``min_pixels`` pixels and a noiseless isophotal S/N
+of ``detection_snr``. With ``detection = "photutils"`` the noisy images are detected and deblended as JADES
+does and segments are matched to the true objects (`rail.deepdisc.simulation.detection`).
 """
 
 from __future__ import annotations
@@ -20,8 +27,18 @@ import galsim
 import numpy as np
 from tqdm.auto import tqdm
 
+from rail.deepdisc.filters import pivot_wavelength
+from rail.deepdisc.simulation.components import BulgeDisc
+from rail.deepdisc.simulation.detection import photutils_segments
 from rail.deepdisc.simulation.morphology import Morphology
-from rail.deepdisc.simulation.noise import draw_noise, noise_area_factor, pixel_sigma
+from rail.deepdisc.simulation.noise import (
+    draw_noise,
+    draw_photon_noise,
+    noise_area_factor,
+    photon_gain,
+    pixel_sigma,
+    sky_background_mjysr,
+)
 from rail.deepdisc.simulation.psf import PsfTransfer, psf_fwhm, psf_profile
 
 __all__ = ["RenderedField", "render_field", "make_psf_transfer", "stamp_size"]
@@ -46,9 +63,9 @@ class RenderedField:
     segmap : ndarray int32 (H, W)
         0 = sky, k = the k-th catalogued object (1-based, in input order).
     detected : ndarray bool (N,)
-        Whether each input object is catalogued.
+        Whether each input object is catalogued (dominates a segment).
     seg_id : ndarray int (N,)
-        Segmentation value of each object (0 if not catalogued).
+        Segmentation value of each object (0 if not catalogued; photutils: the segment with most of its flux).
     npix : ndarray int (N,)
         Footprint pixels.
     detection_snr : ndarray (N,)
@@ -56,9 +73,20 @@ class RenderedField:
     footprint_fraction : ndarray (N, B)
         Fraction of each object's model flux inside its footprint, per band (NaN if not catalogued).
     sigma : ndarray (B,)
-        Pixel noise sigma, nJy.
+        Pixel sky noise sigma, nJy.
     area_factor : float
         Pixels per independent noise element (1 for white noise).
+    segment_object : ndarray int (K,)
+        Per segment 1..K (a catalog row): the input object it belongs to, -1 if spurious.
+    segment_xy : ndarray (K, 2)
+        Catalog positions, pixels: the object's true centre (model) or the segment centroid (photutils).
+    segment_fraction : ndarray (K, B)
+        Fraction of the segment object's model flux inside the segment (1 for spurious segments).
+    segment_npix : ndarray int (K,)
+    segment_snr : ndarray (K,)
+        Noiseless isophotal S/N of the segment object in the segment (0 for spurious ones).
+    gain : ndarray (B,) or None
+        Electrons per nJy of the photon noise (None without photon noise).
     """
 
     images: np.ndarray
@@ -71,6 +99,12 @@ class RenderedField:
     footprint_fraction: np.ndarray
     sigma: np.ndarray
     area_factor: float
+    segment_object: np.ndarray
+    segment_xy: np.ndarray
+    segment_fraction: np.ndarray
+    segment_npix: np.ndarray
+    segment_snr: np.ndarray
+    gain: np.ndarray | None = None
 
 
 def make_psf_transfer(settings) -> PsfTransfer:
@@ -115,18 +149,34 @@ def _profile(k: int, morph: Morphology, pixel_scale: float, dx: float, dy: float
     return prof.shift(dx * pixel_scale, dy * pixel_scale)
 
 
+def _kimage(prof: galsim.GSObject, n: int, k_step: float) -> np.ndarray:
+    kimage = galsim.ImageCD(n, n, scale=k_step)
+    kimage.setCenter(0, 0)  # zero frequency at array index n // 2
+    return np.fft.ifftshift(prof.drawKImage(image=kimage).array)
+
+
 def _stamp_models(
-    k, morph, xy, size, transfer: PsfTransfer, rows: slice | int
+    k, morph, xy, size, transfer: PsfTransfer, rows: slice | int, parts: BulgeDisc | None = None,
+    share: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """Unit-flux pixel models (P, M, M) of object k through the transfer functions ``rows``; stamp origin."""
+    """Unit-flux pixel models (P, M, M) of object k through the transfer functions ``rows``; stamp origin.
+
+    With ``parts`` (a two-component galaxy) the bulge and disc k-images are mixed per row with the bulge's
+    flux share ``share`` (one value per transfer function).
+    """
     cx, cy = int(np.round(xy[k, 0])), int(np.round(xy[k, 1]))
-    prof = _profile(k, morph, transfer.pixel_scale, xy[k, 0] - cx, xy[k, 1] - cy)
+    dx, dy, scale = xy[k, 0] - cx, xy[k, 1] - cy, transfer.pixel_scale
     s = transfer.oversampling
     n = size * s
-    kimage = galsim.ImageCD(n, n, scale=transfer.k_step(size))
-    kimage.setCenter(0, 0)  # zero frequency at array index n // 2
-    kimg = np.fft.ifftshift(prof.drawKImage(image=kimage).array)
-    prod = kimg[None] * transfer.transfer(size)[rows].reshape(-1, n, n)
+    dk = transfer.k_step(size)
+    tf = transfer.transfer(size)[rows].reshape(-1, n, n)
+    if parts is None or not parts.galaxy[k]:
+        prod = _kimage(_profile(k, morph, scale, dx, dy), n, dk)[None] * tf
+    else:
+        disc = _kimage(_profile(k, parts.disc, scale, dx, dy), n, dk)
+        bulge = _kimage(_profile(k, parts.bulge, scale, dx, dy), n, dk)
+        w = np.atleast_1d(share[rows])[:, None, None]
+        prod = (disc[None] + w * (bulge - disc)[None]) * tf
     folded = prod.reshape(-1, s, size, s, size).sum(axis=(1, 3))
     models = np.fft.fftshift(np.fft.ifft2(folded).real, axes=(-2, -1))
     return models, cx - size // 2, cy - size // 2
@@ -181,15 +231,17 @@ def _largest_useful_stamp(shape) -> int:
 class _ObjectStamps:
     """Per-object model stamps: detection models first; band models kept (memory budget) or redone."""
 
-    def __init__(self, xy, morph, sizes, transfer: PsfTransfer, shape):
+    def __init__(self, xy, morph, sizes, transfer: PsfTransfer, shape, parts=None, shares=None):
         self.xy, self.morph, self.sizes, self.transfer, self.shape = xy, morph, sizes, transfer, shape
+        self.parts, self.shares = parts, shares
         self.det_row = transfer.names.index(DETECTION)
         self.n_bands = len(transfer.names) - 1
         self._cache: dict[int, np.ndarray] = {}
         self._cached_bytes = 0
 
     def _models(self, k: int, rows) -> tuple[np.ndarray, int, int]:
-        return _stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows)
+        share = None if self.shares is None else self.shares[k]
+        return _stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows, self.parts, share)
 
     def detection(self, k: int, weight: float):
         """Return object k's weighted detection model and overlap slices; cache its band models."""
@@ -201,9 +253,9 @@ class _ObjectStamps:
             self._cached_bytes += bands.nbytes
         return models[self.det_row] * weight, overlap
 
-    def bands(self, k: int) -> np.ndarray:
-        """Unit-flux band models (B, M, M) of object k."""
-        got = self._cache.pop(k, None)
+    def bands(self, k: int, keep: bool = False) -> np.ndarray:
+        """Unit-flux band models (B, M, M) of object k (``keep``: leave them cached for another pass)."""
+        got = self._cache.get(k) if keep else self._cache.pop(k, None)
         return got if got is not None else self._models(k, slice(0, self.n_bands))[0]
 
 
@@ -221,6 +273,19 @@ def _detect(stamps, shape, settings, area_factor):
     return np.r_[0, seg_id][seg].astype(np.int32), seg_id, npix, snr
 
 
+def _stamp_sizes(morph, parts, settings, shape) -> np.ndarray:
+    """Stamp side of every object (for two-component galaxies, the larger of the two components')."""
+    fwhm_max = max(psf_fwhm(b, settings) for b in settings.bands) / settings.pixel_scale
+
+    def size(m):
+        return stamp_size(m.r_e / settings.pixel_scale, m.sersic_n, m.q, fwhm_max)
+
+    sizes = size(morph)
+    if parts is not None:
+        sizes = np.where(parts.galaxy, np.maximum(size(parts.bulge), size(parts.disc)), sizes)
+    return np.minimum(sizes, _largest_useful_stamp(shape))
+
+
 def render_field(
     xy: np.ndarray,
     flux: np.ndarray,
@@ -230,6 +295,8 @@ def render_field(
     rng: np.random.Generator,
     transfer: PsfTransfer,
     *,
+    parts: BulgeDisc | None = None,
+    photon_rng: np.random.Generator | None = None,
     progress_bar: bool = False,
 ) -> RenderedField:
     """Render N objects into a (B, H, W) field with noise, segment it and decide which are catalogued.
@@ -247,9 +314,14 @@ def render_field(
     shape : (int, int)
         Field height and width, pixels.
     rng : numpy.random.Generator
-        Noise source.
+        Sky-noise source.
     transfer : PsfTransfer
         From `make_psf_transfer` (reused across fields).
+    parts : BulgeDisc, optional
+        Two-component galaxies (`draw_bulge_disc`; its ``band_share`` columns in ``settings.bands`` order);
+        None: every object is its ``morph`` profile.
+    photon_rng : numpy.random.Generator, optional
+        Source of the photon noise (with ``settings.photon_noise``; default: a child of ``rng``).
     progress_bar : bool
         Show a tqdm bar over the objects (useful for large mosaics).
 
@@ -267,29 +339,51 @@ def render_field(
     )
     area_factor = noise_area_factor(settings.noise_correlation_px)
     det_idx = [bands.index(b) for b in settings.active_detection_bands]
-    det_weight = (flux[:, det_idx] / sigma[det_idx]).sum(axis=1) / np.sqrt(len(det_idx))
-    fwhm_max = max(psf_fwhm(b, settings) for b in bands) / settings.pixel_scale
-    sizes = stamp_size(morph.r_e / settings.pixel_scale, morph.sersic_n, morph.q, fwhm_max)
-    sizes = np.minimum(sizes, _largest_useful_stamp(shape))
-    objects = _ObjectStamps(xy, morph, sizes, transfer, shape)
+    det_terms = flux[:, det_idx] / sigma[det_idx]
+    det_weight = det_terms.sum(axis=1) / np.sqrt(len(det_idx))
+    shares = None
+    if parts is not None:
+        share = parts.band_share[:, :nb]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            det_share = np.nan_to_num((det_terms * share[:, det_idx]).sum(axis=1) / det_terms.sum(axis=1))
+        shares = np.column_stack([share, det_share])
+    sizes = _stamp_sizes(morph, parts, settings, shape)
+    objects = _ObjectStamps(xy, morph, sizes, transfer, shape, parts, shares)
     stamps = [
         objects.detection(k, det_weight[k])
         for k in tqdm(range(n), desc="detection models", unit="obj", disable=not progress_bar)
     ]
-    segmap, seg_id, npix, snr = _detect(stamps, shape, settings, area_factor)
+    photutils = settings.detection == "photutils"
+    if not photutils:
+        segmap, seg_id, npix, snr = _detect(stamps, shape, settings, area_factor)
     model_img = np.zeros((nb, *shape))
     frac = np.full((n, nb), np.nan)
     for k in tqdm(range(n), desc="band images", unit="obj", disable=not progress_bar):
         if stamps[k][1] is None:
             continue
         fs, ss = stamps[k][1]
-        models = objects.bands(k)[(slice(None), *ss)]
+        models = objects.bands(k, keep=photutils)[(slice(None), *ss)]
         model_img[(slice(None), *fs)] += flux[k][:, None, None] * models
-        if seg_id[k]:
+        if not photutils and seg_id[k]:
             frac[k] = models[:, segmap[fs] == seg_id[k]].sum(axis=1)
-    noise = draw_noise(rng, (nb, *shape), sigma, settings.noise_correlation_px)
+    images = model_img + draw_noise(rng, (nb, *shape), sigma, settings.noise_correlation_px)
+    gain = None
+    if settings.photon_noise:
+        sky = sky_background_mjysr([pivot_wavelength(b) / 1e4 for b in bands]) * settings.sky_background_scale
+        gain = photon_gain(sigma, sky, settings.pixel_scale)
+        images += draw_photon_noise(photon_rng or rng.spawn(1)[0], model_img, gain)
+    if photutils:
+        segs = photutils_segments(stamps, images, sigma, settings, area_factor, objects.bands)
+        segmap, seg_id, npix, snr, frac = segs.segmap, segs.seg_id, segs.npix, segs.snr, segs.fraction
+        rows = dict(segment_object=segs.dominant, segment_xy=segs.xy, segment_fraction=segs.segment_fraction,
+                    segment_npix=segs.segment_npix, segment_snr=segs.segment_snr)
+    else:
+        det = np.flatnonzero(seg_id)
+        det = det[np.argsort(seg_id[det])]
+        rows = dict(segment_object=det, segment_xy=xy[det], segment_fraction=frac[det], segment_npix=npix[det],
+                    segment_snr=snr[det])
     return RenderedField(
-        images=(model_img + noise).astype(np.float32),
+        images=images.astype(np.float32),
         model=model_img.astype(np.float32),
         segmap=segmap,
         detected=seg_id > 0,
@@ -299,4 +393,6 @@ def render_field(
         footprint_fraction=frac,
         sigma=sigma,
         area_factor=area_factor,
+        gain=gain,
+        **rows,
     )

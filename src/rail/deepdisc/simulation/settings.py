@@ -45,6 +45,8 @@ DEFAULT_DEPTHS: dict[str, float] = {
 #: Sky position of the simulated field (deg): the GOODS-S / HUDF area observed by JADES.
 GOODS_S_CENTRE = (53.1, -27.8)
 _JADES_DETECTION = ("F277W", "F356W", "F444W")
+#: How catalogs and segmentation maps are made (`SimulationSettings.detection`).
+DETECTIONS = ("model", "photutils")
 
 
 def _depth_value(value):
@@ -126,12 +128,29 @@ class SimulationSettings:
         Multiplies every galaxy half-light radius (nuisance knob).
     noise_correlation_px : float
         Gaussian sigma (pixels) of the kernel that correlates the pixel noise, as drizzling does; 0 = white.
+    photon_noise : bool
+        Add source photon noise: Poisson electrons with the gain at which the sky background's own photon noise
+        is the depth's pixel sigma (`rail.deepdisc.simulation.noise`).
+    sky_background_scale : float
+        Multiplies the sky surface brightness that sets that gain (> 1: relatively less source noise).
+    bulge_disc : bool
+        Draw galaxies as a de Vaucouleurs bulge with a passive SED plus an exponential disc with the rest of
+        the light (`rail.deepdisc.simulation.components`); False: one Sersic profile with one SED.
+    detection : str
+        ``model``: segmentation of the noiseless detection stack (below); ``photutils``: `detect_sources` and
+        `deblend_sources` on the PSF-smoothed noisy detection stack, as JADES does, so blends, spurious and
+        missed sources occur (`rail.deepdisc.simulation.detection`).
+    detection_threshold : float
+        ``photutils``: detection level in units of the smoothed stack's noise (``min_pixels`` connected pixels).
+    deblend_levels, deblend_contrast : int, float
+        ``photutils``: deblending levels and minimum flux fraction of a deblended component.
     detection_bands : tuple of str
         Bands stacked for detection and segmentation (those present; all bands if none is).
     detection_snr : float
-        Minimum isophotal signal-to-noise in the detection stack for an object to enter the catalog.
+        ``model``: minimum isophotal signal-to-noise in the detection stack for an object to enter the catalog.
     segmentation_threshold : float
-        Noiseless detection-stack level, in units of its pixel noise, above which pixels belong to an object.
+        ``model``: noiseless detection-stack level, in units of its pixel noise, above which pixels belong to an
+        object.
     min_pixels : int
         Minimum footprint size of a catalogued object, pixels.
     label_fraction : float
@@ -192,6 +211,18 @@ class SimulationSettings:
     size_scale: float = option(1.0, "multiplies every galaxy half-light radius", low=0, low_open=True)
     noise_correlation_px: float = option(0.0, "noise correlation sigma, pixels (0 = white)", low=0,
                                          flag="noise-correlation")
+    photon_noise: bool = option(True, "add source photon (Poisson) noise; gain from the sky background and depth")
+    sky_background_scale: float = option(1.0, "multiplies the sky background that sets the photon-noise gain "
+                                         "(> 1: less source noise)", low=0, low_open=True)
+    bulge_disc: bool = option(True, "galaxies as a passive de Vaucouleurs bulge plus an exponential disc, each "
+                              "with its own SED (colour gradients)")
+    detection: str = option("model", "catalog and segmentation from the noiseless 'model' or from 'photutils' "
+                            "detection and deblending on the noisy detection stack", choices=DETECTIONS)
+    detection_threshold: float = option(3.5, "photutils: detection level of the PSF-smoothed detection stack, in "
+                                        "units of its noise", low=0, low_open=True)
+    deblend_levels: int = option(32, "photutils: multi-thresholding levels of the deblending", low=1)
+    deblend_contrast: float = option(0.001, "photutils: minimum flux fraction of a deblended component", low=0,
+                                     high=1)
     detection_bands: tuple[str, ...] = option(_JADES_DETECTION, "bands stacked for detection", item=str)
     detection_snr: float = option(5.0, "minimum isophotal S/N in the detection stack to be catalogued", low=0,
                                   low_open=True)
