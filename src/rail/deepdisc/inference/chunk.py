@@ -174,7 +174,10 @@ def run_member(model, tiles: TileSet, plan: ChunkPlan, settings, device, *,
         b = min(a + settings.batch_size, tiles.n_tiles)
         images = torch.from_numpy(np.ascontiguousarray(tiles.images[a:b], dtype=np.float32)).to(device)
         images = images.contiguous(memory_format=layout)
-        enc = model.encode(images)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+            enc = model.encode(images)
+        if settings.bf16:  # detection and the redshift head read float32 features (boxes keep float32 coordinates)
+            enc = type(enc)(enc.images, type(enc.features)((k, v.float()) for k, v in enc.features.items()))
         skip = settings.forced_all or shared is not None
         detections = [None] * (b - a) if skip else model.detect(enc)
         boxes, ebvs, rows = [], [], []

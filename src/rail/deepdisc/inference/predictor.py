@@ -69,6 +69,10 @@ class InferenceSettings:
     shared_detection : bool
         Detect and match with one member only (`EnsemblePredictor.detector`); the other members read its boxes
         (about twice as fast for an ensemble; ``detected``, ``forced`` and ``score`` are the detector's).
+    bf16 : bool
+        Run the backbone/FPN under ``torch.autocast(dtype=torch.bfloat16)``; its features are cast back to
+        float32 for detection and the redshift head. Off by default: it changes the outputs at the 1e-2 level
+        (see ``benchmarks/README.md``, "Ensemble speed").
     channels_last : bool
         Run the networks in the ``channels_last`` memory layout (oneDNN's fast path for the backbone's
         convolutions on CPU; the outputs agree with the default layout to float rounding).
@@ -86,6 +90,9 @@ class InferenceSettings:
     shared_detection: bool = option(False, "detect and match once per tile with the ensemble's highest-weight "
                                     "member; the other members run only their backbone and redshift head on "
                                     "its boxes (faster ensembles; flags and score are that member's)")
+    bf16: bool = option(False, "run the backbone/FPN under bfloat16 autocast (CPUs with AVX-512 BF16 or AMX, "
+                        "GPUs); detection and the redshift head stay float32. Faster where supported; shifts "
+                        "the mixtures by up to ~1e-2")
     channels_last: bool = True
 
     def __post_init__(self):
