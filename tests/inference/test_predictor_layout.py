@@ -40,3 +40,13 @@ def test_channels_last_matches_the_default_layout(predictor, forced_all):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         np.testing.assert_array_equal(a, getattr(again.mixture, name))  # switching layouts back is exact
     np.testing.assert_allclose(fast.zmean, plain.zmean, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_backbone_stays_close_to_float32(predictor):
+    ts = make_tileset(n_tiles=2, size=64, bands=BANDS, objects_per_tile=4, seed=3)
+    half = predictor.predict(ts, InferenceSettings(forced_all=True, bf16=True))
+    full = predictor.predict(ts, InferenceSettings(forced_all=True))
+    for name in ("weights", "means", "stds"):
+        a, b = getattr(half.mixture, name), getattr(full.mixture, name)
+        scale = np.abs(b).max()
+        assert 1e-5 * scale < np.abs(a - b).max() < 0.05 * scale  # bf16 ran, and only rounds

@@ -2,7 +2,8 @@
 
 `plan_chunk` collects the catalog boxes of every tile (all appearances) and the primary objects' output rows;
 `run_member` runs one network batch by batch (backbone once, detections above ``score_threshold`` matched
-one-to-one to the catalog boxes, a forced catalog box where none matched, one batched redshift call);
+one-to-one to the catalog boxes, a forced catalog box where none matched, one batched redshift call; or, given
+another member's result (``shared_detection``), that member's boxes, without detecting or matching);
 `assemble_chunk` combines the members' mixtures (`rail.deepdisc.mixture.Mixture.combine`) and computes the
 point estimates and flags. :class:`rail.deepdisc.inference.predictor.EnsemblePredictor` drives them.
 """
@@ -88,11 +89,12 @@ def forced_boxes(boxes: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MemberResult:
-    """One member's output for a chunk: mixtures, whether a detection matched, and its score (0 if none)."""
+    """One member's output for a chunk: mixtures, whether a detection matched, its score (0 if none), boxes."""
 
     mixture: Mixture
     matched: np.ndarray  # (N,) bool
     score: np.ndarray  # (N,) float, 0 where unmatched
+    boxes: list[np.ndarray]  # per tile: (n_t, 4) float64 box of each primary object the redshift head read
 
 
 def tile_boxes(plan: ChunkPlan, t: int, detection: dict | None, settings):
@@ -135,7 +137,8 @@ def tile_boxes(plan: ChunkPlan, t: int, detection: dict | None, settings):
     return boxes, matched, score
 
 
-def run_member(model, tiles: TileSet, plan: ChunkPlan, settings, device) -> MemberResult:
+def run_member(model, tiles: TileSet, plan: ChunkPlan, settings, device, *,
+               shared: MemberResult | None = None) -> MemberResult:
     """Run one member network over a chunk, batch by batch: encode, detect, match, one batched redshift call.
 
     Parameters
@@ -150,6 +153,9 @@ def run_member(model, tiles: TileSet, plan: ChunkPlan, settings, device) -> Memb
         Batching, layout, matching options.
     device : torch.device or str
         Where the member lives.
+    shared : MemberResult, optional
+        Another member's result for this chunk: take its boxes, ``matched`` and ``score`` instead of detecting
+        and matching (``shared_detection``; only the backbone and the redshift head run).
 
     Returns
     -------
@@ -161,17 +167,26 @@ def run_member(model, tiles: TileSet, plan: ChunkPlan, settings, device) -> Memb
     result = None
     matched_all = np.zeros(n, dtype=bool)
     score_all = np.zeros(n)
+    boxes_all: list[np.ndarray] = []
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(memory_format=layout)  # 4-d weights only; a no-op when they already are in this layout
     for a in range(0, tiles.n_tiles, settings.batch_size):
         b = min(a + settings.batch_size, tiles.n_tiles)
         images = torch.from_numpy(np.ascontiguousarray(tiles.images[a:b], dtype=np.float32)).to(device)
         images = images.contiguous(memory_format=layout)
-        enc = model.encode(images)
-        detections = [None] * (b - a) if settings.forced_all else model.detect(enc)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+            enc = model.encode(images)
+        if settings.bf16:  # detection and the redshift head read float32 features (boxes keep float32 coordinates)
+            enc = type(enc)(enc.images, type(enc.features)((k, v.float()) for k, v in enc.features.items()))
+        skip = settings.forced_all or shared is not None
+        detections = [None] * (b - a) if skip else model.detect(enc)
         boxes, ebvs, rows = [], [], []
         for i, t in enumerate(range(a, b)):
-            tb, tm, ts = tile_boxes(plan, t, detections[i], settings)
+            if shared is None:
+                tb, tm, ts = tile_boxes(plan, t, detections[i], settings)
+            else:
+                tb, tm, ts = shared.boxes[t], shared.matched[plan.out_rows[t]], shared.score[plan.out_rows[t]]
+            boxes_all.append(tb)
             boxes.append(torch.as_tensor(tb, dtype=torch.float32, device=device))
             ebvs.append(torch.as_tensor(plan.ebv[t], dtype=torch.float32, device=device))
             rows.append(plan.out_rows[t])
@@ -187,7 +202,7 @@ def run_member(model, tiles: TileSet, plan: ChunkPlan, settings, device) -> Memb
             result = [np.zeros((n, arrays[0].shape[1])) for _ in range(3)]
         for dst, src in zip(result, arrays):
             dst[rows] = src
-    return MemberResult(Mixture(*result), matched_all, score_all)
+    return MemberResult(Mixture(*result), matched_all, score_all, boxes_all)
 
 
 def assemble_chunk(tiles: TileSet, plan: ChunkPlan, results: list[MemberResult], weights: np.ndarray,

@@ -8,10 +8,16 @@ appearances, so a detection of a neighbour's non-primary appearance cannot steal
 primary object then takes its redshift mixture from the matched detection box or, if no detection matched,
 from its catalog box (forced). All boxes of a batch go through one batched ``redshift`` call (one RoIAlign).
 
+With ``shared_detection`` only one member, the *detector* (the member of highest ensemble weight, the first
+on ties), detects and matches; every other member runs only its backbone and its redshift head on the
+detector's boxes. Detection (RPN, box head, NMS) and matching then run once per tile instead of once per
+member.
+
 Per-object flags of the ensemble: ``detected`` = a detection matched the object in at least one member;
 ``forced`` = no member matched it (every member used the catalog box); ``score`` = member-weighted mean of the
-matched detection scores (0 for a member that did not match). In ``forced_all`` mode detection is skipped:
-every object is forced and its score is 0. The per-chunk steps live in :mod:`rail.deepdisc.inference.chunk`.
+matched detection scores (0 for a member that did not match). With ``shared_detection`` every member shares
+the detector's matches, so these are the detector's flags and score. In ``forced_all`` mode detection is
+skipped: every object is forced and its score is 0. The per-chunk steps live in :mod:`rail.deepdisc.inference.chunk`.
 """
 
 from __future__ import annotations
@@ -60,6 +66,14 @@ class InferenceSettings:
         Redshift range of the ``zmode`` grid.
     nzbins : int
         Points of the ``zmode`` grid ``linspace(zmin, zmax, nzbins)``.
+    shared_detection : bool
+        Detect and match with one member only (`EnsemblePredictor.detector`); the other members read its boxes
+        (x1.3 for 3, x1.45 for 10 members on CPU: the backbone still runs per member; ``detected``,
+        ``forced`` and ``score`` are the detector's).
+    bf16 : bool
+        Run the backbone/FPN under ``torch.autocast(dtype=torch.bfloat16)``; its features are cast back to
+        float32 for detection and the redshift head. Off by default: it changes the outputs at the 1e-2 level
+        (see ``benchmarks/README.md``, "Ensemble speed").
     channels_last : bool
         Run the networks in the ``channels_last`` memory layout (oneDNN's fast path for the backbone's
         convolutions on CPU; the outputs agree with the default layout to float rounding).
@@ -74,6 +88,12 @@ class InferenceSettings:
     zmin: float = option(ZMIN, "minimum redshift of the z grid")
     zmax: float = option(ZMAX, "maximum redshift of the z grid")
     nzbins: int = option(NZBINS, "number of z grid points (zmode is found on this grid)", low=2)
+    shared_detection: bool = option(False, "detect and match once per tile with the ensemble's highest-weight "
+                                    "member; the other members run only their backbone and redshift head on "
+                                    "its boxes (faster ensembles; flags and score are that member's)")
+    bf16: bool = option(False, "run the backbone/FPN under bfloat16 autocast (CPUs with AVX-512 BF16 or AMX, "
+                        "GPUs); detection and the redshift head stay float32. Faster where supported; shifts "
+                        "the mixtures by up to ~1e-2")
     channels_last: bool = True
 
     def __post_init__(self):
@@ -146,6 +166,8 @@ class EnsemblePredictor:
         self.pixel_scale = float(pixel_scale)
         self.device = device
         self.name = name
+        #: The member that detects for all with ``shared_detection``: highest weight, the first on ties.
+        self.detector = int(np.argmax(self.weights))
 
     @classmethod
     def from_artifact(cls, artifact: dict, *, device: str = "auto", members: Sequence[int] | None = None,
@@ -232,7 +254,13 @@ class EnsemblePredictor:
         if plan.n_primary == 0:
             return empty_chunk()
         with torch.inference_mode():
-            results = [run_member(m, tiles, plan, settings, self.device) for m in self.models]
+            if settings.shared_detection and not settings.forced_all and len(self.models) > 1:
+                lead = run_member(self.models[self.detector], tiles, plan, settings, self.device)
+                results = [lead if k == self.detector else
+                           run_member(m, tiles, plan, settings, self.device, shared=lead)
+                           for k, m in enumerate(self.models)]
+            else:
+                results = [run_member(m, tiles, plan, settings, self.device) for m in self.models]
         return assemble_chunk(tiles, plan, results, self.weights, settings)
 
 
