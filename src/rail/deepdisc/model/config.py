@@ -12,8 +12,9 @@ anchor sizes (px)             32-512       4-181            objects span a few t
                                                             anchor at IoU >= 0.5 (`rail.deepdisc.model.anchors`)
 RPN foreground IoU            0.7          0.5              with 0.7 few small boxes have any positive anchor
 FPN channels                  256          64               9-band 128 px tiles; ~4x fewer FPN FLOPs
-RPN pre-NMS train / test      2000 / 1000  600 / 300        tens of objects per tile, not thousands
-RPN post-NMS train / test     2000 / 1000  300 / 150        idem
+RPN pre-NMS train / test      2000 / 1000  600 / 1000       tens of objects per tile, not thousands; at
+RPN post-NMS train / test     2000 / 1000  300 / 500        test, 150 proposals left faint objects without one
+                                                            (multi-size anchors: a bright object holds many)
 RPN sampled anchors / image   256          128              same positive fraction (0.5)
 sampled RoIs / image          512          128              ~15 objects: few positives to balance
 box head width                1024         256              one class ("object")
@@ -151,8 +152,8 @@ class NetworkConfig:
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_pre_nms_train: int = 600
     rpn_post_nms_train: int = 300
-    rpn_pre_nms_test: int = 300
-    rpn_post_nms_test: int = 150
+    rpn_pre_nms_test: int = 1000
+    rpn_post_nms_test: int = 500
     rpn_nms_threshold: float = 0.7
     rpn_fg_iou_threshold: float = 0.5
     rpn_batch_size: int = 128
