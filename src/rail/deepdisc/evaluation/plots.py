@@ -253,9 +253,12 @@ def plot_completeness(rows: Sequence[Mapping], *, band: str, size_rows: Sequence
             ax.annotate(str(r["n"]), (c, r["completeness"]), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize=7, color="0.35")
         if log_x:
+            edges = sorted({r["lo"] for r in sel} | {r["hi"] for r in sel})
             ax.set_xscale("log", base=2)
+            ax.set_xticks(edges, [f"{e:g}" for e in edges])
+            ax.minorticks_off()
         ax.set(ylim=(0, 1.08), xlabel=xlabel, ylabel="detection completeness")
-        ax.legend(fontsize=8, loc="lower left")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
     fig.suptitle("Detection completeness (numbers: catalog objects per bin)")
     return fig
 
