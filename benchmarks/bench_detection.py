@@ -30,6 +30,10 @@ def _bins(values, edges):
         yield f"{lo:g}-{hi:g}", (values >= lo) & (values < hi)
 
 
+def _scales(scales):
+    return ", ".join(f"{s:.2f}" for s in scales)
+
+
 def _table(title, header, rows):
     print(f"\n{title}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
@@ -59,7 +63,7 @@ def catalog_tables(ts, mag):
             cells += [f"{np.median(best[k][sel]):.2f}", f"{np.mean(best[k][sel] >= c.rpn_fg_iou_threshold):.2f}"]
         rows.append(cells)
     _table(f"Catalog boxes and anchors ({ts.n_tiles} tiles of {h} x {w} px; anchors of 0.3: one size per level, "
-           f"positive at IoU >= 0.7; now: {configs['now'].anchor_scales} x size, IoU >= "
+           f"positive at IoU >= 0.7; now: {_scales(configs['now'].anchor_scales)} x size, IoU >= "
            f"{configs['now'].rpn_fg_iou_threshold})",
            ["F444W", "n", "median side", "p90 side", "touch edge", "0.3 best IoU", "0.3 positive",
             "now best IoU", "now positive"], rows)
@@ -119,7 +123,7 @@ def model_tables(name, path, ts, mag, side):
                          f"{np.median(d['best_iou'][sel]):.2f}", f"{d['proposal'][sel].mean():.2f}",
                          f"{d['core'][sel].mean():.2f}", f"{np.nanmedian(d['core_side'][sel]):.0f}"
                          if np.isfinite(d["core_side"][sel]).any() else "-", f"{np.median(side[sel]):.0f}"])
-    _table(f"Model {name} ({path}, member 0; anchor scales {c.get('anchor_scales', [1.0])}, RPN test proposals "
+    _table(f"Model {name} ({path}, member 0; anchor scales {_scales(c.get('anchor_scales', [1.0]))}, RPN proposals "
            f"{c['rpn_pre_nms_test']}/{c['rpn_post_nms_test']})",
            ["F444W", "n", "complete (IoU)", "complete (+core)", "median best IoU", "proposal IoU>=0.5",
             "core found", "core side", "catalog side"], rows)
