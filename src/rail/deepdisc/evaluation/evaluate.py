@@ -9,19 +9,19 @@ side (all objects); the stacked
 N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ and EAZY), a side-by-side table.
 :mod:`rail.deepdisc.evaluation.directory` writes them to the folder the report reads (all writes atomic):
 
-===================== ========================================================================================
-``summary.json``      everything except per-object values: settings, sources, overall metrics, tables
-``metrics.csv``       paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
-``coverage.csv``      coverage per subset and credibility level
-``completeness.csv``  detection completeness per magnitude bin
+========================= ====================================================================================
+``summary.json``          everything except per-object values: settings, sources, overall metrics, tables
+``metrics.csv``           paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
+``coverage.csv``          coverage per subset and credibility level
+``completeness.csv``      detection completeness per magnitude bin
 ``completeness_size.csv`` detection completeness per bin of the catalog box side (px)
-``nz.csv``            redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
-``peers.csv``         peer comparison (only with peers)
-``peer_coverage.csv`` coverage per estimator and credibility level (only with peers)
-``peer_bins.csv``     every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
-``peer_pit.csv``      every estimator's PIT histogram (only with peers)
-``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
-===================== ========================================================================================
+``nz.csv``                redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
+``peers.csv``             peer comparison (only with peers)
+``peer_coverage.csv``     coverage per estimator and credibility level (only with peers)
+``peer_bins.csv``         every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
+``peer_pit.csv``          every estimator's PIT histogram (only with peers)
+``objects.h5``            per-object truth, point estimates, 68% intervals, PIT, flags, magnitude, box side
+========================= ====================================================================================
 """
 
 from __future__ import annotations
