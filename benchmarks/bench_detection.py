@@ -4,8 +4,8 @@ For a TileSet (e.g. ``deepdisc simulate --tiles 600 --seed 3``) prints one table
 magnitude bin of the primary objects (``mag_F444W``; the reddest ``mag_`` column otherwise):
 
 1. the catalog boxes: median and 90th-percentile side (px), fraction touching a tile edge;
-2. the anchors: median best anchor IoU and the fraction of boxes with a positive RPN anchor, under the anchors of
-   0.3 (one size per level, IoU >= 0.7) and today's defaults (`rail.deepdisc.model.anchors`);
+2. the anchors: median best anchor IoU and the fraction of boxes with a positive RPN anchor, under the old
+   anchors (one size per level, IoU >= 0.7) and today's defaults (`rail.deepdisc.model.anchors`);
 3. per model given (``--model NAME=model.pt``, ensemble member 0, the model file's own settings): completeness by
    IoU >= 0.3 alone and with the second matching round (`rail.deepdisc.inference.match`), the median IoU of the
    best detection (score >= 0.05), the fraction with an RPN proposal at IoU >= 0.5, and the fraction with any
@@ -50,7 +50,7 @@ def catalog_tables(ts, mag):
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     h, w = ts.tile_shape
     edge = (boxes[:, 0] <= 0) | (boxes[:, 1] <= 0) | (boxes[:, 2] >= w) | (boxes[:, 3] >= h)
-    configs = {"0.3": NetworkConfig(bands=ts.bands, pixel_scale=ts.pixel_scale, **LEGACY_DEFAULTS),
+    configs = {"old": NetworkConfig(bands=ts.bands, pixel_scale=ts.pixel_scale, **LEGACY_DEFAULTS),
                "now": NetworkConfig(bands=ts.bands, pixel_scale=ts.pixel_scale)}
     best = {k: best_anchor_iou(c, boxes, ts.tile_shape) for k, c in configs.items()}
     rows = []
@@ -62,10 +62,10 @@ def catalog_tables(ts, mag):
         for k, c in configs.items():
             cells += [f"{np.median(best[k][sel]):.2f}", f"{np.mean(best[k][sel] >= c.rpn_fg_iou_threshold):.2f}"]
         rows.append(cells)
-    _table(f"Catalog boxes and anchors ({ts.n_tiles} tiles of {h} x {w} px; anchors of 0.3: one size per level, "
+    _table(f"Catalog boxes and anchors ({ts.n_tiles} tiles of {h} x {w} px; old anchors: one size per level, "
            f"positive at IoU >= 0.7; now: {_scales(configs['now'].anchor_scales)} x size, IoU >= "
            f"{configs['now'].rpn_fg_iou_threshold})",
-           ["F444W", "n", "median side", "p90 side", "touch edge", "0.3 best IoU", "0.3 positive",
+           ["F444W", "n", "median side", "p90 side", "touch edge", "old best IoU", "old positive",
             "now best IoU", "now positive"], rows)
     return side
 

@@ -6,7 +6,7 @@ level's grid. The RPN calls an anchor positive when its IoU with an object box i
 ``rpn_fg_iou_threshold``; an object with no such anchor still gets its single best anchor (torchvision's
 low-quality match), but then trains the RPN through one poorly aligned anchor.
 
-Why the defaults changed (0.4): anchors one per level, as large as the level's stride (4-64 px), left 95-100% of
+Why the defaults changed (issue 18): anchors one per level, as large as the level's stride (4-64 px), left 95-100% of
 the catalogued objects of a simulated JADES field without any anchor at IoU >= 0.7 (median best IoU 0.33-0.41 in
 every magnitude bin; ``benchmarks/README.md``, "Detection completeness"): the grid of a level is as coarse as its
 anchors, so an object between two grid points or between two sizes overlaps every anchor poorly. Four sizes per

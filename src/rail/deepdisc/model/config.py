@@ -62,8 +62,8 @@ RPN_BG_IOU_THRESHOLD = 0.3
 #: fingerprints) of networks that do not use them stay as they were before the fields existed.
 OPTIONAL_DEFAULTS = {"tile_size": 0, "head_kind": "normed", "stride_in_1x1": False}
 #: Values of fields that model files written before the field existed were built with (`NetworkConfig.from_dict`
-#: fills them in when a file lacks the key): one anchor size per level and the RPN's 0.7 foreground IoU (0.3 and
-#: older). New files always write these fields.
+#: fills them in when a file lacks the key): one anchor size per level and the RPN's 0.7 foreground IoU. New files
+#: always write these fields.
 LEGACY_DEFAULTS = {"anchor_scales": (1.0,), "rpn_fg_iou_threshold": 0.7}
 _SQRT2 = math.sqrt(2.0)
 
@@ -95,7 +95,7 @@ class NetworkConfig:
         Base anchor side (px), one per pyramid level ``0, 1, 2, 3, pool``.
     anchor_scales : tuple of float
         Each level has anchors of side ``anchor_sizes[level] * scale`` for every scale here (see
-        `rail.deepdisc.model.anchors`; files written before 0.4 have ``(1.0,)``).
+        `rail.deepdisc.model.anchors`; model files without this key have ``(1.0,)``).
     aspect_ratios : tuple of float
         Anchor height/width ratios, the same at every level.
     rpn_pre_nms_train, rpn_post_nms_train, rpn_pre_nms_test, rpn_post_nms_test : int
@@ -104,7 +104,7 @@ class NetworkConfig:
         IoU of the RPN's non-maximum suppression.
     rpn_fg_iou_threshold : float
         IoU with an object box from which an anchor counts as positive in the RPN loss (background below 0.3;
-        files written before 0.4 have 0.7, torchvision's value).
+        model files without this key have 0.7, torchvision's value).
     rpn_batch_size : int
         Anchors sampled per image for the RPN loss.
     box_batch_size : int
