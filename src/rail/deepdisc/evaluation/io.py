@@ -193,7 +193,6 @@ class TruthTable:
             band = candidates[-1]
         return np.asarray(self.columns[f"mag_{band}"], float), band
 
-
     def box_size(self) -> np.ndarray:
         """Side of each object's catalog box, the larger of width and height (px; NaN without ``bbox_*``)."""
         if not all(f"bbox_{c}" in self.columns for c in ("x0", "y0", "x1", "y1")):
