@@ -66,6 +66,12 @@ def test_old_model_files_keep_one_anchor_size_and_rpn_threshold():
     assert model_old.rpn.proposal_matcher.high_threshold == 0.7
     assert model_new.rpn.proposal_matcher.high_threshold == 0.5
     assert NetworkConfig.from_dict(new.to_dict()) == new  # new files write and read the new keys
+    # fine-tuning an old model: the requested (new-default) network takes the old file's anchors, so its weights fit
+    tuned = new.keeping_anchors_of(old)
+    assert tuned.anchor_scales == (1.0,) and tuned.rpn_fg_iou_threshold == 0.7
+    build_model(tuned).load_state_dict(model_old.state_dict())
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        model_new.load_state_dict(model_old.state_dict())
 
 
 @pytest.mark.parametrize("kw, match", [({"anchor_scales": ()}, "anchor_scales"),

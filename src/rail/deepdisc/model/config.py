@@ -260,6 +260,13 @@ class NetworkConfig:
                               f"{height} px; re-tile the data at {self.tile_size} px")
         return replace(self, tile_size=check_tile_size(self.backbone, height))
 
+    def keeping_anchors_of(self, other: NetworkConfig) -> NetworkConfig:
+        """A copy with ``other``'s anchors and RPN matching (the `LEGACY_DEFAULTS` fields, no user options).
+
+        For the model a training run fine-tunes (``--init``), whose RPN weights must fit.
+        """
+        return replace(self, **{k: getattr(other, k) for k in LEGACY_DEFAULTS})
+
     @classmethod
     def from_dict(cls, d: dict) -> NetworkConfig:
         """Rebuild from `to_dict` output or an artifact ``config`` (whose ``normalisation`` may be a dict).

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import torch
 from rail.deepdisc.exceptions import ConfigError, ModelError, TileSetError
 from rail.deepdisc.model.anchors import describe_anchor_coverage
 from rail.deepdisc.model.backbone import load_backbone_weights
-from rail.deepdisc.model.config import LEGACY_DEFAULTS
 from rail.deepdisc.model.network import DeepDiscRCNN, NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.tileset.format import TileSet
@@ -177,9 +175,8 @@ def train_ensemble(
     """
     targets = check_training_set(tileset)
     network = network.for_tiles(tileset.images.shape)  # transformer backbones are built for the tile size
-    if init_artifact is not None:  # anchors and RPN matching (no user options) follow the init model's
-        init_cfg = NetworkConfig.from_dict(init_artifact["config"])
-        network = replace(network, **{k: getattr(init_cfg, k) for k in LEGACY_DEFAULTS})
+    if init_artifact is not None:
+        network = network.keeping_anchors_of(NetworkConfig.from_dict(init_artifact["config"]))
     _check_network_fits(network, tileset, init_artifact)
     indices = list(range(ensemble.members)) if members is None else [int(m) for m in members]
     bad = [m for m in indices if not 0 <= m < ensemble.members]
