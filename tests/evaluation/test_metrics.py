@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from rail.deepdisc.evaluation.binned import binned_point_metrics, detection_completeness, flag_subsets, metrics_table
+from rail.deepdisc.evaluation.binned import (
+    BOX_SIZE_EDGES,
+    binned_point_metrics,
+    detection_completeness,
+    flag_subsets,
+    metrics_table,
+)
 from rail.deepdisc.evaluation.metrics import (
     IQR_PER_SIGMA,
     bootstrap_errors,
@@ -68,6 +74,18 @@ def test_completeness_known_values():
                                   [24, 26, 30])
     assert [(r["n"], r["n_detected"]) for r in rows] == [(2, 2), (2, 1)]
     assert rows[1]["completeness"] == 0.5 and rows[1]["completeness_err"] == pytest.approx(np.sqrt(0.25 / 2))
+
+
+def test_completeness_by_box_size_known_values():
+    # a constructed catalog: small boxes all detected, mid-size half, the large ones (bright galaxies) none
+    side = np.array([3.0, 6.0, 6.0, 12.0, 20.0, 20.0, 40.0, 40.0, 80.0, 100.0, 128.0])
+    detected = np.array([1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0], bool)
+    rows = {(r["lo"], r["hi"]): r for r in detection_completeness(detected, side, BOX_SIZE_EDGES)}
+    assert rows[(1.0, 4.0)]["completeness"] == 1.0 and rows[(4.0, 8.0)]["n"] == 2
+    assert rows[(16.0, 32.0)]["completeness"] == 0.5 and rows[(32.0, 64.0)]["completeness"] == 0.5
+    assert rows[(64.0, 128.0)]["n"] == 2 and rows[(64.0, 128.0)]["completeness"] == 0.0
+    assert rows[(128.0, 1024.0)]["n"] == 1  # a box as large as the tile has its own bin
+    assert sum(r["n"] for r in rows.values()) == len(side)
 
 
 def test_flag_subsets_and_table():

@@ -14,7 +14,8 @@ from rail.deepdisc.exceptions import ConfigError, DeepDiscError
 from rail.deepdisc.tileset.io import write_tileset
 from tests.helpers.evalhelpers import make_photoz_for, varied_tileset
 
-EVAL_FILES = ("summary.json", "objects.h5", "metrics.csv", "coverage.csv", "completeness.csv", "nz.csv",
+EVAL_FILES = ("summary.json", "objects.h5", "metrics.csv", "coverage.csv", "completeness.csv", "completeness_size.csv",
+              "nz.csv",
               "peers.csv", "peer_coverage.csv", "loss_curves.json")
 REPORT_PNGS = ("zphot_vs_ztrue.png", "pit.png", "coverage.png", "nz.png", "normalised_residuals.png",
                "metrics_vs_magnitude.png", "metrics_vs_redshift.png", "completeness.png", "example_tiles.png",
@@ -60,6 +61,7 @@ def test_evaluate_and_report_cli(case, capsys):
     text = (reportdir / REPORT_FILE).read_text()
     assert "## Comparison with peers" in text and "| narrow |" in text and "![" in text
     assert "spec_rep" in text and "PIT Kolmogorov-Smirnov" in text
+    assert "## Detection completeness by size" in text and "| from (px) |" in text
     assert "report written to" in capsys.readouterr().out
 
 
@@ -88,6 +90,29 @@ def test_evaluate_photoz_spec_z_truth(case):
     assert res.coverage[0]["n"] == n_spec
     assert np.isnan(res.objects["pit"][~np.isfinite(truth.columns["redshift"])]).all()
     assert res.nz["stacked_pdf"].sum() * (res.nz["z"][1] - res.nz["z"][0]) == pytest.approx(1.0, abs=0.02)
+
+
+def test_completeness_by_size_follows_the_catalog_boxes(case):
+    _, ts = case
+    c = dict(TruthTable.from_tileset(ts).columns)
+    n = len(c["object_id"])
+    width, height = np.geomspace(2, 120, n), np.r_[np.geomspace(2, 120, n)[1:], 1.0]  # varied, one tall
+    c["bbox_x1"], c["bbox_y1"] = c["bbox_x0"] + width, c["bbox_y0"] + height
+    truth = TruthTable(c, tuple(ts.bands))
+    side = truth.box_size()
+    assert np.allclose(side, np.maximum(width, height))
+    photoz = make_photoz_for(ts, seed=2)
+    large = side >= np.median(side)
+    photoz.set_ancil({**photoz.ancil, "detected": ~large, "forced": large})  # only the small objects detected
+    res = evaluate_photoz(PhotoZTable(photoz), truth)
+    rows = [r for r in res.completeness_size if r["n"]]
+    assert sum(r["n"] for r in rows) == truth.n and np.array_equal(res.objects["box_size"], side)
+    for r in rows:
+        sel = (side >= r["lo"]) & (side < r["hi"])
+        assert r["completeness"] == pytest.approx(np.mean(~large[sel]))
+    assert rows[0]["completeness"] > rows[-1]["completeness"]
+    no_boxes = TruthTable({k: v for k, v in c.items() if not k.startswith("bbox_")}, truth.bands)
+    assert evaluate_photoz(PhotoZTable(photoz), no_boxes).completeness_size == []
 
 
 @pytest.mark.parametrize("shape", [

@@ -95,3 +95,40 @@ def test_bad_threshold(threshold):
 def test_bad_scores():
     with pytest.raises(ValueError, match="detection_scores must be 1 finite values"):
         match_boxes([strip(0, 1)], [strip(0, 1)], [np.nan])
+
+
+def test_the_core_of_a_large_galaxy_is_matched_in_the_second_round():
+    galaxy = [0, 0, 100, 100]  # segmentation extent of a bright galaxy
+    core = [30, 25, 72, 70]  # its detected bright part: IoU 0.19
+    m = match_boxes([galaxy], [core], iou_threshold=0.3)
+    assert m.detection.tolist() == [0] and m.contained.tolist() == [True]
+    assert m.iou[0] == pytest.approx(42 * 45 / 100**2)
+    assert not match_boxes([galaxy], [core], iou_threshold=0.3, contained_fraction=0).matched.any()
+
+
+@pytest.mark.parametrize("det, why", [
+    ([55, 55, 95, 95], "the box centre (50, 50) lies outside the detection"),
+    ([-60, -60, 60, 60], "less than half of the detection lies inside the box (a tile-wide box)"),
+    ([40, 40, 50, 50], "x1/y1 are exclusive: the centre (50, 50) is just outside"),
+])
+def test_second_round_needs_the_centre_and_a_mostly_inside_detection(det, why):
+    assert not match_boxes([[0, 0, 100, 100]], [det]).matched.any(), why
+
+
+def test_second_round_is_for_large_boxes_only():
+    # the same geometry scaled down to a 16 px object (below CONTAINED_MIN_SIDE): IoU decides alone
+    assert not match_boxes([[0, 0, 16, 16]], [[5, 4, 12, 11]]).matched.any()
+    assert match_boxes([[0, 0, 32, 32]], [[10, 8, 24, 22]]).contained.tolist() == [True]
+
+
+def test_second_round_takes_only_what_the_first_left():
+    small, big = [40, 40, 48, 48], [0, 0, 100, 100]  # a small neighbour on top of a big galaxy's centre
+    dets = [[40, 40, 48, 48], [35, 30, 70, 65]]  # the neighbour's exact box, the galaxy's core
+    m = match_boxes([small, big], dets)
+    assert m.detection.tolist() == [0, 1] and m.contained.tolist() == [False, True]
+    # with only the neighbour's detection, the galaxy stays unmatched (one detection, one object)
+    m = match_boxes([small, big], dets[:1])
+    assert m.detection.tolist() == [0, -1]
+    # of two cores in one galaxy, the one covering more of its box is taken
+    m = match_boxes([big], [[45, 45, 55, 55], [30, 30, 70, 70]])
+    assert m.detection.tolist() == [1]

@@ -6,6 +6,7 @@ import torch
 from rail.deepdisc.cli import main
 from rail.deepdisc.exceptions import ModelError
 from rail.deepdisc.model.artifact import load_artifact
+from rail.deepdisc.model.config import LEGACY_DEFAULTS
 from rail.deepdisc.model.detectron2 import convert_detectron2, detectron2_config, to_detectron2
 from rail.deepdisc.model.detectron2_io import import_detectron2, load_detectron2_state
 from rail.deepdisc.model.network import NetworkConfig, build_model, model_from_artifact
@@ -28,11 +29,13 @@ D2_NAMES = (
 
 
 def d2_like_config(backbone="resnet18", **kw):
-    """A small network of detectron2's architecture (BatchNorm, the paper's head, no pixel features)."""
+    """A small network of detectron2's architecture (BatchNorm, the paper's head, no pixel features, one anchor
+    size per level)."""
     return NetworkConfig(bands=BANDS, pixel_scale=0.03, backbone=backbone, backbone_norm="batch",
                          head_kind="merz25", pixel_pool_size=0, fpn_channels=16, representation_size=32,
                          mask_channels=8, head_hidden=(24, 12), n_components=3,
-                         stride_in_1x1=backbone == "resnet50", anchor_sizes=(4.0, 8.0, 16.0, 32.0, 64.0), **kw)
+                         stride_in_1x1=backbone == "resnet50", anchor_sizes=(4.0, 8.0, 16.0, 32.0, 64.0),
+                         **{**LEGACY_DEFAULTS, **kw})
 
 
 def random_network(config, seed=0):

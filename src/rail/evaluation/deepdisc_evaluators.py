@@ -194,7 +194,8 @@ class DeepDiscMetricsEvaluator(_TruthStage):
 
     Output ``output`` (JSON): the content of an evaluation folder's ``summary.json``
     (overall metrics per flag subset, calibration, RAIL metrics, and the tables
-    ``metrics``, ``coverage``, ``completeness``, ``nz``).
+    ``metrics``, ``coverage``, ``completeness`` (by magnitude),
+    ``completeness_size`` (by catalog box side), ``nz``).
     """
 
     name = "DeepDiscMetricsEvaluator"

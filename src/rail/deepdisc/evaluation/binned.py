@@ -16,7 +16,11 @@ import numpy as np
 from rail.deepdisc.evaluation.metrics import OUTLIER_THRESHOLD, as_1d, checked_pair, point_metrics
 from rail.deepdisc.exceptions import DeepDiscError
 
-__all__ = ["binned_point_metrics", "detection_completeness", "flag_subsets", "metrics_table"]
+__all__ = ["BOX_SIZE_EDGES", "binned_point_metrics", "detection_completeness", "flag_subsets", "metrics_table"]
+
+#: Default bins of the catalog box side (px, the larger of width and height) for completeness by size: octaves
+#: from the 4 px of the faintest objects to boxes as large as a 128 px tile.
+BOX_SIZE_EDGES = (1.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 1024.0)
 
 
 def _check_edges(name: str, edges) -> np.ndarray:
@@ -72,16 +76,17 @@ def binned_point_metrics(zphot, ztrue, values, edges, sigma=None, *,
 
 
 def detection_completeness(detected, magnitude, edges) -> list[dict]:
-    """Fraction of catalog objects matched to a detection, per magnitude bin.
+    """Fraction of catalog objects matched to a detection, per magnitude (or size: `BOX_SIZE_EDGES`) bin.
 
     Parameters
     ----------
     detected : array_like of bool, shape (N,)
         True where the object was matched to a detection (the estimator's ``detected`` flag).
     magnitude : array_like, shape (N,)
-        Catalog AB magnitude; NaN falls in no bin.
+        Catalog AB magnitude, or any value to bin by (e.g. the catalog box side,
+        `rail.deepdisc.evaluation.io.TruthTable.box_size`); NaN falls in no bin.
     edges : array_like, shape (B + 1,)
-        Magnitude bin edges.
+        Bin edges.
 
     Returns
     -------
@@ -94,6 +99,9 @@ def detection_completeness(detected, magnitude, edges) -> list[dict]:
     >>> rows = detection_completeness([True, False, True, True], [24.0, 28.5, 25.0, 28.1], [24, 26, 30])
     >>> [r["completeness"] for r in rows]
     [1.0, 0.5]
+    >>> [r["completeness"] for r in detection_completeness([True, False, False], [6.0, 40.0, 90.0], BOX_SIZE_EDGES)
+    ...  if r["n"]]
+    [1.0, 0.0, 0.0]
     """
     magnitude = as_1d("magnitude", magnitude)
     detected = np.asarray(detected).astype(bool)

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 OBJECTS_FILE = "objects.h5"
 LOSS_CURVES_FILE = "loss_curves.json"
-_TABLES = ("metrics", "coverage", "completeness", "peers", "peer_coverage", "peer_bins", "peer_pit")
+_TABLES = ("metrics", "coverage", "completeness", "completeness_size", "peers", "peer_coverage", "peer_bins",
+           "peer_pit")
 _COMPARE_SUBSET = "all"
 
 
@@ -60,7 +61,7 @@ class EvaluationData:
     objects: dict[str, np.ndarray]
 
     def table(self, name: str) -> list[dict]:
-        """A table: ``metrics``, ``coverage``, ``completeness``, ``peers``, ``peer_coverage`` or ``nz``."""
+        """A table: ``metrics``, ``coverage``, ``completeness`` (``_size``), ``peers``, ``peer_coverage``, ``nz``."""
         return self.summary.get("tables", {}).get(name, [])
 
 

@@ -4,22 +4,24 @@
 metrics (:mod:`rail.deepdisc.evaluation.rail_metrics`, run on the PDFs tabulated on the redshift grid, since qp's
 mixture evaluation does not fit in memory for large catalogs); central-interval coverage and its calibration error
 (:mod:`rail.deepdisc.evaluation.coverage`); the paper's metrics overall, by magnitude and redshift bin and by flag
-subset (:mod:`rail.deepdisc.evaluation.metrics`); detection completeness versus magnitude (all objects); the stacked
+subset (:mod:`rail.deepdisc.evaluation.metrics`); detection completeness versus magnitude and versus the catalog box
+side (all objects); the stacked
 N(z); and, for peers (other estimators' qp files on the same objects, e.g. BPZ and EAZY), a side-by-side table.
 :mod:`rail.deepdisc.evaluation.directory` writes them to the folder the report reads (all writes atomic):
 
-===================== ========================================================================================
-``summary.json``      everything except per-object values: settings, sources, overall metrics, tables
-``metrics.csv``       paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
-``coverage.csv``      coverage per subset and credibility level
-``completeness.csv``  detection completeness per magnitude bin
-``nz.csv``            redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
-``peers.csv``         peer comparison (only with peers)
-``peer_coverage.csv`` coverage per estimator and credibility level (only with peers)
-``peer_bins.csv``     every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
-``peer_pit.csv``      every estimator's PIT histogram (only with peers)
-``objects.h5``        per-object truth, point estimates, 68% intervals, PIT, flags, magnitude
-===================== ========================================================================================
+========================= ====================================================================================
+``summary.json``          everything except per-object values: settings, sources, overall metrics, tables
+``metrics.csv``           paper metrics per subset and bin (``subset``, ``binning``, ``lo``, ``hi``, ``n``, ...)
+``coverage.csv``          coverage per subset and credibility level
+``completeness.csv``      detection completeness per magnitude bin
+``completeness_size.csv`` detection completeness per bin of the catalog box side (px)
+``nz.csv``                redshift grid and stacked p(z) (the true-redshift histogram is in ``summary.json``)
+``peers.csv``             peer comparison (only with peers)
+``peer_coverage.csv``     coverage per estimator and credibility level (only with peers)
+``peer_bins.csv``         every estimator by magnitude and redshift bin, with 68/95% coverage (only with peers)
+``peer_pit.csv``          every estimator's PIT histogram (only with peers)
+``objects.h5``            per-object truth, point estimates, 68% intervals, PIT, flags, magnitude, box side
+========================= ====================================================================================
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from rail.deepdisc.constants import ZMAX, ZMIN
-from rail.deepdisc.evaluation.binned import detection_completeness, flag_subsets, metrics_table
+from rail.deepdisc.evaluation.binned import BOX_SIZE_EDGES, detection_completeness, flag_subsets, metrics_table
 from rail.deepdisc.evaluation.coverage import (
     CREDIBILITY_LEVELS,
     calibration_error,
@@ -73,6 +75,8 @@ class EvaluationSettings:
         Magnitude bin edges, AB mag.
     z_edges : tuple of float
         True-redshift bin edges.
+    size_edges : tuple of float
+        Bin edges of the catalog box side (px) for the completeness by size.
     levels : tuple of float
         Credibility levels of the coverage curve.
     outlier_threshold : float
@@ -88,6 +92,7 @@ class EvaluationSettings:
     mag_band: str = "F444W"
     mag_edges: tuple[float, ...] = (20.0, 22.0, 24.0, 25.0, 26.0, 27.0, 28.0, 29.0, 30.0, 31.0)
     z_edges: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0)
+    size_edges: tuple[float, ...] = BOX_SIZE_EDGES
     levels: tuple[float, ...] = CREDIBILITY_LEVELS
     outlier_threshold: float = OUTLIER_THRESHOLD
     zmin: float = ZMIN
@@ -97,7 +102,7 @@ class EvaluationSettings:
     def __post_init__(self):
         if self.point_estimate not in ("zmode", "zmean", "zmedian"):
             raise ConfigError(f"point_estimate must be zmode, zmean or zmedian, got {self.point_estimate!r}")
-        for name in ("mag_edges", "z_edges"):
+        for name in ("mag_edges", "z_edges", "size_edges"):
             edges = np.asarray(getattr(self, name), float)
             if len(edges) < 2 or np.any(np.diff(edges) <= 0):
                 raise ConfigError(f"{name} must be increasing bin edges, got {list(edges)}")
@@ -122,6 +127,7 @@ class EvaluationResult:
     completeness: list[dict]
     nz: dict[str, np.ndarray]
     objects: dict[str, np.ndarray]
+    completeness_size: list[dict] = field(default_factory=list)  # by catalog box side (px)
     peers: list[dict] = field(default_factory=list)
     peer_coverage: list[dict] = field(default_factory=list)
     peer_bins: list[dict] = field(default_factory=list)  # every estimator by magnitude and redshift bin
@@ -151,12 +157,13 @@ def _coverage_rows(pit: np.ndarray, subsets: Mapping[str, np.ndarray], levels) -
     return rows, calib
 
 
-def _object_arrays(photoz: PhotoZTable, ztrue, zphot, mag) -> dict[str, np.ndarray]:
+def _object_arrays(photoz: PhotoZTable, ztrue, zphot, mag, size) -> dict[str, np.ndarray]:
     zmean, zstd = ensemble_moments(photoz.ensemble)
     lo_hi = ensemble_quantiles(photoz.ensemble, _ONE_SIGMA_QUANTILES)
     out = {"object_id": np.asarray(photoz.ancil.get("object_id", np.arange(photoz.n))).astype(np.int64),
            "ztrue": ztrue, "zphot": zphot, "zmean_pdf": zmean, "zstd": zstd, "zlo68": lo_hi[:, 0],
-           "zhi68": lo_hi[:, 1], "pit": pit_values(photoz.ensemble, ztrue), "mag": mag}
+           "zhi68": lo_hi[:, 1], "pit": pit_values(photoz.ensemble, ztrue), "mag": mag,
+           "box_size": size}
     out.update({k: v.astype(bool) for k, v in photoz.flags().items()})
     return out
 
@@ -192,7 +199,7 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
     ztrue, truth_name = truth.redshift(settings.truth_column)
     zphot = photoz.point(settings.point_estimate)
     mag, mag_band = truth.magnitude(settings.mag_band)
-    result = _evaluate(photoz, ztrue, zphot, mag, settings)
+    result = _evaluate(photoz, ztrue, zphot, mag, truth.box_size(), settings)
     preset = _preset_of(truth.bands)
     result.summary = {
         "label": label or preset, "preset": preset, "bands": list(truth.bands), "photoz": photoz.source,
@@ -207,15 +214,17 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
     return result
 
 
-def _evaluate(photoz: PhotoZTable, ztrue: np.ndarray, zphot: np.ndarray, mag: np.ndarray,
+def _evaluate(photoz: PhotoZTable, ztrue: np.ndarray, zphot: np.ndarray, mag: np.ndarray, size: np.ndarray,
               settings: EvaluationSettings) -> EvaluationResult:
-    objects = _object_arrays(photoz, ztrue, zphot, mag)
+    objects = _object_arrays(photoz, ztrue, zphot, mag, size)
     flags = photoz.flags()
     metrics = metrics_table(zphot, ztrue, sigma=objects["zstd"], magnitude=mag, mag_edges=settings.mag_edges,
                             z_edges=settings.z_edges, flags=flags, threshold=settings.outlier_threshold)
     coverage, calib = _coverage_rows(objects["pit"], flag_subsets(flags, photoz.n), settings.levels)
     completeness = (detection_completeness(flags["detected"], mag, settings.mag_edges)
                     if "detected" in flags else [])
+    by_size = (detection_completeness(flags["detected"], size, settings.size_edges)
+               if "detected" in flags and np.isfinite(size).any() else [])
     gridded = gridded_ensemble(photoz.ensemble, settings.zgrid)
     rail = rail_metrics(gridded, ztrue, zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins,
                         point_estimate=settings.point_estimate)
@@ -223,7 +232,7 @@ def _evaluate(photoz: PhotoZTable, ztrue: np.ndarray, zphot: np.ndarray, mag: np
     summary = {"flag_counts": {k: int(v.sum()) for k, v in flags.items()}, "metrics": overall,
                "calibration": calib, "rail": rail}
     return EvaluationResult(summary=summary, metrics=metrics, coverage=coverage, completeness=completeness,
-                            nz=_nz(gridded, ztrue, settings), objects=objects)
+                            nz=_nz(gridded, ztrue, settings), objects=objects, completeness_size=by_size)
 
 
 def _aligned(peer: PhotoZTable, ids: np.ndarray, name: str) -> PhotoZTable:

@@ -193,6 +193,13 @@ class TruthTable:
             band = candidates[-1]
         return np.asarray(self.columns[f"mag_{band}"], float), band
 
+    def box_size(self) -> np.ndarray:
+        """Side of each object's catalog box, the larger of width and height (px; NaN without ``bbox_*``)."""
+        if not all(f"bbox_{c}" in self.columns for c in ("x0", "y0", "x1", "y1")):
+            return np.full(self.n, np.nan)
+        c = {k: np.asarray(self.columns[f"bbox_{k}"], float) for k in ("x0", "y0", "x1", "y1")}
+        return np.maximum(c["x1"] - c["x0"], c["y1"] - c["y0"])
+
 
 def read_truth(path: str | os.PathLike) -> TruthTable:
     """Read the primary objects of a TileSet file (file order), without reading any image.

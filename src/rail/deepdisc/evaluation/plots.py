@@ -18,6 +18,9 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from rail.deepdisc.atomic import atomic_path
 from rail.deepdisc.evaluation.metrics import OUTLIER_THRESHOLD
 
+#: Reference line of the completeness figure (the detection completeness of Merz et al. 2025 at F444W < 28).
+COMPLETENESS_GOAL = 0.9
+
 __all__ = ["save_figure", "plot_zphot_vs_ztrue", "plot_pit_histogram", "plot_coverage", "plot_nz",
            "plot_loss_curves", "plot_metrics_vs_bin", "plot_completeness", "plot_normalised_residuals",
            "plot_example_tiles", "false_colour", "MIN_PER_BIN", "note_if_empty"]
@@ -229,20 +232,34 @@ def plot_metrics_vs_bin(rows: Sequence[Mapping], binning: str, *, xlabel: str) -
     return fig
 
 
-def plot_completeness(rows: Sequence[Mapping], *, band: str) -> Figure:
-    """Detection completeness (fraction of catalog objects matched to a detection) versus magnitude."""
-    sel = [r for r in rows if r["n"] > 0]
-    fig = Figure(figsize=(6, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    ax.errorbar([r["centre"] for r in sel], [r["completeness"] for r in sel],
-                xerr=[0.5 * (r["hi"] - r["lo"]) for r in sel], yerr=[r["completeness_err"] for r in sel],
-                fmt="o-", color="tab:blue", ms=4, label="detected / catalog (±1σ binomial)")
-    for r in sel:
-        ax.annotate(str(r["n"]), (r["centre"], r["completeness"]), textcoords="offset points", xytext=(0, 6),
-                    ha="center", fontsize=7, color="0.35")
-    ax.set(ylim=(0, 1.08), xlabel=f"{band} magnitude (AB)", ylabel="detection completeness",
-           title="Detection completeness (numbers: catalog objects per bin)")
-    ax.legend(fontsize=8, loc="lower left")
+def plot_completeness(rows: Sequence[Mapping], *, band: str, size_rows: Sequence[Mapping] = ()) -> Figure:
+    """Detection completeness (fraction of catalog objects matched to a detection) versus magnitude.
+
+    With ``size_rows`` (`detection_completeness` by catalog box side), a second panel shows it versus size.
+    """
+    panels = [(rows, f"{band} magnitude (AB)", False)] + ([(size_rows, "catalog box side (px)", True)]
+                                                         if any(r["n"] for r in size_rows) else [])
+    fig = Figure(figsize=(6 * len(panels), 4.2), layout="constrained")
+    for k, (table, xlabel, log_x) in enumerate(panels):
+        sel = [r for r in table if r["n"] > 0]
+        x = [float(np.sqrt(r["lo"] * r["hi"])) if log_x else r["centre"] for r in sel]  # log bins: geometric
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        ax.axhline(COMPLETENESS_GOAL, color="0.6", ls=":", lw=1, label=f"{COMPLETENESS_GOAL:.0%}")
+        ax.errorbar(x, [r["completeness"] for r in sel],
+                    xerr=[[c - r["lo"] for c, r in zip(x, sel)], [r["hi"] - c for c, r in zip(x, sel)]],
+                    yerr=[r["completeness_err"] for r in sel], fmt="o-", color="tab:blue", ms=4,
+                    label="detected / catalog (±1σ binomial)")
+        for c, r in zip(x, sel):
+            ax.annotate(str(r["n"]), (c, r["completeness"]), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=7, color="0.35")
+        if log_x:
+            edges = sorted({r["lo"] for r in sel} | {r["hi"] for r in sel})
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(edges, [f"{e:g}" for e in edges])
+            ax.minorticks_off()
+        ax.set(ylim=(0, 1.08), xlabel=xlabel, ylabel="detection completeness")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    fig.suptitle("Detection completeness (numbers: catalog objects per bin)")
     return fig
 
 

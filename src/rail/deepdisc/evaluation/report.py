@@ -189,6 +189,12 @@ def _tables(ev: EvaluationData, others: Sequence[EvaluationData]) -> list[str]:
         parts.append("## Detection completeness\n\n" + markdown_table(
             [r for r in ev.table("completeness") if r["n"]], ["lo", "hi", "n", "n_detected", "completeness"],
             ["from (mag)", "to (mag)", "catalog objects", "detected", "completeness"]))
+    if any(r["n"] for r in ev.table("completeness_size")):
+        parts.append("## Detection completeness by size\n\nBy the side of the catalog box (the larger of width and "
+                     "height, px).\n\n" + markdown_table(
+                         [r for r in ev.table("completeness_size") if r["n"]],
+                         ["lo", "hi", "n", "n_detected", "completeness"],
+                         ["from (px)", "to (px)", "catalog objects", "detected", "completeness"]))
     if ev.table("peers"):
         parts.append("## Comparison with peers (same objects)\n\n" + markdown_table(
             ev.table("peers"),
@@ -247,8 +253,9 @@ def build_report(evaldirs: Sequence[str | os.PathLike], outdir: str | os.PathLik
         figures.append("*No object has a truth redshift: the redshift figures are omitted.*\n")
     if main.table("completeness"):
         band = main.summary.get("magnitude_band", "")
-        _figure(plots.plot_completeness(main.table("completeness"), band=band), outdir, "completeness.png",
-                "Detection completeness vs magnitude", figures)
+        _figure(plots.plot_completeness(main.table("completeness"), band=band,
+                                        size_rows=main.table("completeness_size")), outdir, "completeness.png",
+                "Detection completeness vs magnitude and box size", figures)
     tiles_path = Path(tiles) if tiles else Path(main.summary.get("tiles") or "")
     if n_tiles and tiles_path.is_file():
         _example_tiles(main, tiles_path, n_tiles, outdir, figures)

@@ -100,6 +100,9 @@ class MemberResult:
 def tile_boxes(plan: ChunkPlan, t: int, detection: dict | None, settings):
     """Boxes of tile t's primary objects: the matched detection box, else the (forced) catalog box.
 
+    A core matched inside a large catalog box (`rail.deepdisc.inference.match.Matches.contained`) counts as
+    detected but keeps its catalog box, as the redshift head was trained on.
+
     Parameters
     ----------
     plan : ChunkPlan
@@ -132,7 +135,8 @@ def tile_boxes(plan: ChunkPlan, t: int, detection: dict | None, settings):
     matches = match_box_arrays(plan.boxes[t], det_boxes[keep], det_scores[keep], settings.iou_threshold)
     idx = matches.detection[primary]
     matched = idx >= 0
-    boxes[matched] = det_boxes[keep][idx[matched]]
+    use = matched & ~matches.contained[primary]  # a core matched inside a large box keeps the catalog box
+    boxes[use] = det_boxes[keep][idx[use]]
     score[matched] = det_scores[keep][idx[matched]]
     return boxes, matched, score
 

@@ -7,10 +7,14 @@ tiles holding tens of objects of a few to ~100 px; torchvision's stock values ar
 setting                       torchvision  here             why
 ============================  ===========  ===============  ==========================================
 input size                    800 px       tile size        tiles are never resized
-anchor sizes (px)             32-512       4-64             objects span a few to ~100 px
+anchor sizes (px)             32-512       4-181            objects span a few to ~100 px; 4 sizes per
+                                                            level (1, 1.4, 2, 2.8 x stride) so most get an
+                                                            anchor at IoU >= 0.5 (`rail.deepdisc.model.anchors`)
+RPN foreground IoU            0.7          0.5              with 0.7 few small boxes have any positive anchor
 FPN channels                  256          64               9-band 128 px tiles; ~4x fewer FPN FLOPs
-RPN pre-NMS train / test      2000 / 1000  600 / 300        tens of objects per tile, not thousands
-RPN post-NMS train / test     2000 / 1000  300 / 150        idem
+RPN pre-NMS train / test      2000 / 1000  600 / 1000       tens of objects per tile, not thousands; at
+RPN post-NMS train / test     2000 / 1000  300 / 500        test, 150 proposals left faint objects without one
+                                                            (multi-size anchors: a bright object holds many)
 RPN sampled anchors / image   256          128              same positive fraction (0.5)
 sampled RoIs / image          512          128              ~15 objects: few positives to balance
 box head width                1024         256              one class ("object")
@@ -33,8 +37,8 @@ from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.model.backbone_names import BACKBONES, check_tile_size, is_transformer
 from rail.deepdisc.options import check_fields, option
 
-__all__ = ["NetworkConfig", "FEATURE_LEVELS", "OPTIONAL_DEFAULTS", "FILE_ONLY_OPTIONS", "BACKBONES", "NORM_LAYERS",
-           "NORMALISATIONS", "HEAD_KINDS"]
+__all__ = ["NetworkConfig", "FEATURE_LEVELS", "OPTIONAL_DEFAULTS", "LEGACY_DEFAULTS", "FILE_ONLY_OPTIONS", "BACKBONES",
+           "NORM_LAYERS", "NORMALISATIONS", "HEAD_KINDS"]
 
 #: Backbone normalisation layers (see `rail.deepdisc.model.backbone.build_backbone`).
 NORM_LAYERS = ("group", "batch")
@@ -52,9 +56,16 @@ FILE_ONLY_OPTIONS = ("transformer_tile_size", "head_kind", "stride_in_1x1")
 #: FPN levels pooled by the RoI heads (strides 4, 8, 16, 32); anchors also use the extra "pool" level.
 FEATURE_LEVELS = ("0", "1", "2", "3")
 _ARTIFACT_EXTRA_KEYS = ("training",)
+#: IoU below which an anchor is background in the RPN loss.
+RPN_BG_IOU_THRESHOLD = 0.3
 #: Fields written to a model file only when they differ from these defaults, so files (and checkpoint
 #: fingerprints) of networks that do not use them stay as they were before the fields existed.
 OPTIONAL_DEFAULTS = {"tile_size": 0, "head_kind": "normed", "stride_in_1x1": False}
+#: Values of fields that model files written before the field existed were built with (`NetworkConfig.from_dict`
+#: fills them in when a file lacks the key): one anchor size per level and the RPN's 0.7 foreground IoU. New files
+#: always write these fields.
+LEGACY_DEFAULTS = {"anchor_scales": (1.0,), "rpn_fg_iou_threshold": 0.7}
+_SQRT2 = math.sqrt(2.0)
 
 
 @dataclass(frozen=True)
@@ -81,13 +92,19 @@ class NetworkConfig:
     fpn_channels : int
         Channels of the feature pyramid.
     anchor_sizes : tuple of float
-        Anchor side (px), one per pyramid level ``0, 1, 2, 3, pool``.
+        Base anchor side (px), one per pyramid level ``0, 1, 2, 3, pool``.
+    anchor_scales : tuple of float
+        Each level has anchors of side ``anchor_sizes[level] * scale`` for every scale here (see
+        `rail.deepdisc.model.anchors`; model files without this key have ``(1.0,)``).
     aspect_ratios : tuple of float
         Anchor height/width ratios, the same at every level.
     rpn_pre_nms_train, rpn_post_nms_train, rpn_pre_nms_test, rpn_post_nms_test : int
         RPN proposals kept per image before and after NMS, in training and at inference.
     rpn_nms_threshold : float
         IoU of the RPN's non-maximum suppression.
+    rpn_fg_iou_threshold : float
+        IoU with an object box from which an anchor counts as positive in the RPN loss (background below 0.3;
+        model files without this key have 0.7, torchvision's value).
     rpn_batch_size : int
         Anchors sampled per image for the RPN loss.
     box_batch_size : int
@@ -131,12 +148,14 @@ class NetworkConfig:
                                 choices=NORMALISATIONS)
     fpn_channels: int = 64
     anchor_sizes: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0, 64.0)
+    anchor_scales: tuple[float, ...] = (1.0, _SQRT2, 2.0, 2.0 * _SQRT2)
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     rpn_pre_nms_train: int = 600
     rpn_post_nms_train: int = 300
-    rpn_pre_nms_test: int = 300
-    rpn_post_nms_test: int = 150
+    rpn_pre_nms_test: int = 1000
+    rpn_post_nms_test: int = 500
     rpn_nms_threshold: float = 0.7
+    rpn_fg_iou_threshold: float = 0.5
     rpn_batch_size: int = 128
     box_batch_size: int = 128
     representation_size: int = 256
@@ -157,7 +176,7 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         object.__setattr__(self, "bands", tuple(str(b) for b in self.bands))
-        for name in ("anchor_sizes", "aspect_ratios"):
+        for name in ("anchor_sizes", "anchor_scales", "aspect_ratios"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.bands:
             raise ConfigError("NetworkConfig: bands is empty")
@@ -168,6 +187,8 @@ class NetworkConfig:
                 f"anchor_sizes must be {len(FEATURE_LEVELS) + 1} positive sizes (px), one per "
                 f"pyramid level, got {self.anchor_sizes}"
             )
+        if not self.anchor_scales or min(self.anchor_scales) <= 0:
+            raise ConfigError(f"anchor_scales must be positive factors, got {self.anchor_scales}")
         if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
             raise ConfigError(f"aspect_ratios must be positive, got {self.aspect_ratios}")
         if is_transformer(self.backbone) and self.backbone_norm != "group":
@@ -200,6 +221,9 @@ class NetworkConfig:
         for name in ("rpn_nms_threshold", "box_score_threshold", "box_nms_threshold"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not RPN_BG_IOU_THRESHOLD <= float(self.rpn_fg_iou_threshold) <= 1.0:
+            raise ConfigError(f"rpn_fg_iou_threshold must be in [{RPN_BG_IOU_THRESHOLD}, 1] (the background IoU "
+                              f"is {RPN_BG_IOU_THRESHOLD}), got {self.rpn_fg_iou_threshold!r}")
 
     def to_dict(self) -> dict:
         """Plain data (str, int, float, list) for the model artifact (`OPTIONAL_DEFAULTS` fields only when set)."""
@@ -236,6 +260,13 @@ class NetworkConfig:
                               f"{height} px; re-tile the data at {self.tile_size} px")
         return replace(self, tile_size=check_tile_size(self.backbone, height))
 
+    def keeping_anchors_of(self, other: NetworkConfig) -> NetworkConfig:
+        """A copy with ``other``'s anchors and RPN matching (the `LEGACY_DEFAULTS` fields, no user options).
+
+        For the model a training run fine-tunes (``--init``), whose RPN weights must fit.
+        """
+        return replace(self, **{k: getattr(other, k) for k in LEGACY_DEFAULTS})
+
     @classmethod
     def from_dict(cls, d: dict) -> NetworkConfig:
         """Rebuild from `to_dict` output or an artifact ``config`` (whose ``normalisation`` may be a dict).
@@ -252,7 +283,7 @@ class NetworkConfig:
                 f"model config has unknown key(s) {', '.join(unknown)}; it was written by a newer "
                 f"pz-rail-deepdisc"
             )
-        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs = {**LEGACY_DEFAULTS, **{k: v for k, v in d.items() if k in known}}
         if isinstance(kwargs.get("normalisation"), dict):
             kwargs["normalisation"] = kwargs["normalisation"]["kind"]
         return cls(**kwargs)

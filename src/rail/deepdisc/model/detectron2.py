@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from rail.deepdisc.exceptions import ModelError
-from rail.deepdisc.model.config import NetworkConfig
+from rail.deepdisc.model.config import LEGACY_DEFAULTS, NetworkConfig
 from rail.deepdisc.model.network import build_model
 from rail.deepdisc.model.redshift_head import EBV_SCALE
 
@@ -152,7 +152,7 @@ def detectron2_config(
         representation_size=int(_shape(state, prefix + "fc1.weight", source)[0]),
         mask_channels=int(_shape(state, "roi_heads.mask_head.mask_fcn1.weight", source)[0]),
         anchor_sizes=tuple(float(a) for a in anchor_sizes), aspect_ratios=tuple(float(a) for a in aspect_ratios),
-        **overrides,
+        **{**LEGACY_DEFAULTS, **overrides},  # detectron2: one anchor size per level, RPN foreground IoU 0.7
     )
 
 

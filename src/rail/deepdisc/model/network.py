@@ -31,7 +31,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -40,8 +39,9 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from rail.deepdisc.exceptions import ModelError
+from rail.deepdisc.model.anchors import anchor_generator
 from rail.deepdisc.model.backbone import build_backbone
-from rail.deepdisc.model.config import FEATURE_LEVELS, NetworkConfig
+from rail.deepdisc.model.config import FEATURE_LEVELS, RPN_BG_IOU_THRESHOLD, NetworkConfig
 from rail.deepdisc.model.normalise import InputNormaliser
 from rail.deepdisc.model.redshift_head import EBV_SCALE, MixtureParams, RedshiftMixtureHead, mixture_nll
 
@@ -322,15 +322,12 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
         c.backbone, len(c.bands), fpn_channels=c.fpn_channels, norm=c.backbone_norm, tile_size=c.tile_size,
         stride_in_1x1=c.stride_in_1x1,
     )
-    anchors = AnchorGenerator(
-        sizes=tuple((float(s),) for s in c.anchor_sizes),
-        aspect_ratios=(tuple(float(a) for a in c.aspect_ratios),) * len(c.anchor_sizes),
-    )
+    anchors = anchor_generator(c)
     rpn = RegionProposalNetwork(
         anchors,
         RPNHead(c.fpn_channels, anchors.num_anchors_per_location()[0]),
-        fg_iou_thresh=0.7,
-        bg_iou_thresh=0.3,
+        fg_iou_thresh=c.rpn_fg_iou_threshold,
+        bg_iou_thresh=RPN_BG_IOU_THRESHOLD,
         batch_size_per_image=c.rpn_batch_size,
         positive_fraction=_RPN_POSITIVE_FRACTION,
         pre_nms_top_n={"training": c.rpn_pre_nms_train, "testing": c.rpn_pre_nms_test},

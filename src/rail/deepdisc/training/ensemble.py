@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from rail.deepdisc.exceptions import ConfigError, ModelError, TileSetError
+from rail.deepdisc.model.anchors import describe_anchor_coverage
 from rail.deepdisc.model.backbone import load_backbone_weights
 from rail.deepdisc.model.network import DeepDiscRCNN, NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
@@ -174,11 +175,15 @@ def train_ensemble(
     """
     targets = check_training_set(tileset)
     network = network.for_tiles(tileset.images.shape)  # transformer backbones are built for the tile size
+    if init_artifact is not None:
+        network = network.keeping_anchors_of(NetworkConfig.from_dict(init_artifact["config"]))
     _check_network_fits(network, tileset, init_artifact)
     indices = list(range(ensemble.members)) if members is None else [int(m) for m in members]
     bad = [m for m in indices if not 0 <= m < ensemble.members]
     if bad or len(set(indices)) != len(indices):
         raise ConfigError(f"member indices must be distinct and in 0..{ensemble.members - 1}, got {indices}")
+    text, poor = describe_anchor_coverage(network, np.concatenate([t["boxes"] for t in targets]), tileset.tile_shape)
+    (log.warning if poor else log.info)("training %s%s", text, "; large boxes train the RPN poorly" if poor else "")
     stats = band_statistics(tileset.images, tileset.segmaps, seed=ensemble.seed)
     same_bands = init_artifact is not None and tuple(init_artifact["config"]["bands"]) == tuple(network.bands)
     if same_bands:
