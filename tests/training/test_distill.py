@@ -89,3 +89,29 @@ def test_cli_distils_and_refuses_other_bands(distilled, tmp_path, capsys):
     assert main(["distill", teacher, str(good), str(bad), "-o", str(tmp_path / "x.pt"), *FAST_CLI]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.h5" in err[0] and "bands" in err[0] and not (tmp_path / "x.pt").exists()
+
+
+def test_a_killed_distillation_resumes_to_the_same_student(distilled, tiles, tmp_path, monkeypatch):
+    from rail.deepdisc.training import distill as module
+    from rail.deepdisc.training.run import distill_from_options
+
+    teacher = load_artifact(teacher_path(distilled[1]))
+    options = {"distill_epochs": 2, "distill_lr": 1e-3, "num_threads": 1, "device": "cpu", "progress_bar": False,
+               "checkpoint_dir": str(tmp_path / "ckpt")}
+    whole = distill_from_options(teacher, [tiles], {**options, "checkpoint_dir": str(tmp_path / "other")})
+    save = module.save_checkpoint
+
+    def save_then_die(ckpt, path):
+        save(ckpt, path)
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        distill_from_options(teacher, [tiles], options)
+    monkeypatch.setattr(module, "save_checkpoint", save)
+    resumed = distill_from_options(teacher, [tiles], {**options, "resume": True})
+    assert len(resumed["members"][0]["history"]) == 2
+    a, b = whole["members"][0]["state_dict"], resumed["members"][0]["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(Exception, match="other options or data"):
+        distill_from_options(teacher, [tiles], {**options, "resume": True, "distill_lr": 5e-4})

@@ -344,7 +344,8 @@ def distill_ensemble(artifact: dict, tilesets: list[TileSet], settings: TrainSet
         log.info("distillation epoch %d: cross-entropy %.4f, detection %.4f", record["epoch"],
                  record.get("loss_distill", math.nan), record.get("loss", math.nan) - record.get("loss_distill", 0))
         if checkpoint is not None:
-            save_checkpoint(state.to_checkpoint(first, seed, fingerprint), checkpoint)
+            ckpt = state.to_checkpoint(first, seed, fingerprint)
+            save_checkpoint({**ckpt, "kind": DISTILL_CHECKPOINT_KIND}, checkpoint)
     bar.close()
     after = distillation_gap(student, data, batch_size=settings.batch_size, device=device)
     log.info("student vs ensemble over %d objects: KL %.4f -> %.4f nats, |dzmean| %.4f -> %.4f", after["n_objects"],
