@@ -8,6 +8,10 @@ bootstrap standard error over the objects; ``d`` columns are the difference to t
 bootstrap standard error of that difference (the same resampled objects for both files), so "within noise"
 means ``|d| <`` about 2 of them. ``--photoz`` takes ``LABEL=FILE`` pairs.
 
+``--time LABEL=MODEL ...`` also times `EnsemblePredictor.predict` of each model on the test field (one torch
+thread, chunks of 16 tiles held in memory, after one warm-up chunk; model loading and reading not timed),
+the models interleaved, best of ``--repeats``: objects/s side by side in one process.
+
 Making the files (the student and its distillation CPU time come from the command line)::
 
     OMP_NUM_THREADS=1 deepdisc distill model.pt train.h5 -o student.pt --distill-epochs 10
@@ -55,6 +59,34 @@ def metrics(o: dict, idx: np.ndarray) -> np.ndarray:
     return np.array([sigma_iqr(z, t), outlier_fraction(z, t), *cover, float(np.mean(o["nll"][idx]))])
 
 
+def timed(models: dict, test: str, repeats: int) -> dict:
+    """Best objects/s of each model's `EnsemblePredictor.predict` over the test field (interleaved repeats)."""
+    import time
+
+    import torch
+
+    from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings
+    from rail.deepdisc.model.artifact import load_artifact
+    from rail.deepdisc.tileset.io import iter_tileset
+
+    torch.set_num_threads(1)
+    chunks = list(iter_tileset(test, chunk_tiles=16))
+    n = sum(int(c.objects["primary"].sum()) for c in chunks)
+    settings = InferenceSettings()
+    predictors = {label: EnsemblePredictor.from_artifact(load_artifact(path), device="cpu", name=path)
+                  for label, path in models.items()}
+    for p in predictors.values():
+        p.predict(chunks[0], settings)  # warm-up
+    best = dict.fromkeys(models, 0.0)
+    for _ in range(repeats):
+        for label, p in predictors.items():
+            t0 = time.perf_counter()
+            for c in chunks:
+                p.predict(c, settings)
+            best[label] = max(best[label], n / (time.perf_counter() - t0))
+    return {label: {"objects_per_s": v, "members": len(predictors[label].models)} for label, v in best.items()}
+
+
 def main(argv=None) -> None:
     from rail.deepdisc.evaluation.io import read_truth
 
@@ -62,6 +94,8 @@ def main(argv=None) -> None:
     p.add_argument("--test", required=True, help="the test TileSet (true redshifts)")
     p.add_argument("--photoz", nargs="+", required=True, metavar="LABEL=FILE", help="reference first")
     p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--time", nargs="*", default=[], metavar="LABEL=MODEL", help="also time these models")
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", help="also write the table here")
     args = p.parse_args(argv)
     truth = read_truth(args.test)
@@ -88,9 +122,18 @@ def main(argv=None) -> None:
                       **{f"{n}_se": float(v) for n, v in zip(names, se)},
                       **{f"d_{n}": float(v) for n, v in zip(names, d)},
                       **{f"d_{n}_se": float(v) for n, v in zip(names, dse)}})
+    speed = {}
+    if args.time:
+        import os
+
+        speed = timed(dict(item.split("=", 1) for item in args.time), args.test, args.repeats)
+        load = os.getloadavg()
+        print(f"\npredict speed, 1 thread, best of {args.repeats} interleaved (load average {load[0]:.1f})")
+        for label, r in speed.items():
+            print(f"{label:<22} {r['members']:>3} member(s) {r['objects_per_s']:>8.1f} objects/s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(table, f, indent=1)
+            json.dump({"accuracy": table, "speed": speed}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 HELP = "distil an ensemble into one network of the same architecture (one member's inference cost)"
-EXAMPLES = """  deepdisc distill model.pt train.h5 -o student.pt                  # 6 epochs from the best member
-  deepdisc distill model.pt train.h5 more_unlabelled.h5 -o student.pt --distill-epochs 10
+EXAMPLES = """  deepdisc distill model.pt train.h5 -o student.pt                  # 10 epochs from the best member
+  deepdisc distill model.pt train.h5 more_unlabelled.h5 -o student.pt --distill-epochs 15
   deepdisc distill model.pt train.h5 -o student.pt --resume          # continue a killed run
   deepdisc estimate student.pt test.h5 -o pz.hdf5                     # runs like any model
 The student is trained on every catalogued object of the tiles, its redshift target the ensemble's mixture

@@ -203,7 +203,7 @@ class DistillSettings:
     distill: bool = option(False, "after training the members, distil the ensemble into one network of the same "
                            "architecture and return it (the ensemble goes to MODEL_teacher.pt beside the model): "
                            "an ensemble's photo-z at one member's cost")
-    distill_epochs: int = option(6, "epochs of distillation", low=1)
+    distill_epochs: int = option(10, "epochs of distillation", low=1)
     distill_lr: float = option(2e-4, "learning rate of distillation (the student starts from a trained member)",
                                low=0, low_open=True)
     distill_specz_weight: float = option(0.0, "weight of the spec-z NLL of labelled objects, added to the "
