@@ -13,12 +13,32 @@ from rail.deepdisc.options import Option, OptionSet, build, check_fields, option
 def _training():
     from rail.deepdisc.cli import train as cli
     from rail.deepdisc.model.config import NetworkConfig
-    from rail.deepdisc.training.settings import TRAIN_OPTIONS, EnsembleSettings, TrainRunOptions, TrainSettings
+    from rail.deepdisc.training.settings import (
+        TRAIN_OPTIONS,
+        DistillSettings,
+        EnsembleSettings,
+        TrainRunOptions,
+        TrainSettings,
+    )
     from rail.estimation.algos.deepdisc import DeepDiscInformer
 
     classes = {NetworkConfig: {"bands": ("F444W",), "pixel_scale": 0.03}, EnsembleSettings: {}, TrainSettings: {},
-               TrainRunOptions: {}}
+               TrainRunOptions: {}, DistillSettings: {}}
     return TRAIN_OPTIONS, DeepDiscInformer, cli, classes, {}
+
+
+def _distillation():
+    from rail.deepdisc.cli import distill as cli
+    from rail.deepdisc.training.settings import (
+        DISTILL_OPTIONS,
+        DistillSettings,
+        EnsembleSettings,
+        TrainRunOptions,
+        TrainSettings,
+    )
+
+    classes = {DistillSettings: {}, EnsembleSettings: {}, TrainSettings: {}, TrainRunOptions: {}}
+    return DISTILL_OPTIONS, None, cli, classes, {}
 
 
 def _simulation():
@@ -67,9 +87,11 @@ def _prep():
 
 
 MECHANISMS = {"train": _training, "simulate": _simulation, "pretrain": _pretraining,
-              "pretrain --backbone-only": _backbone_pretraining, "estimate": _estimation, "prep": _prep}
+              "pretrain --backbone-only": _backbone_pretraining, "estimate": _estimation, "prep": _prep,
+              "distill": _distillation}
 #: Positional and required arguments of the commands besides -o.
-POSITIONAL = {"estimate": ["model.pt", "tiles.h5"], "prep": ["--mosaics", "m", "--catalog", "c.fits"]}
+POSITIONAL = {"estimate": ["model.pt", "tiles.h5"], "distill": ["model.pt", "tiles.h5"],
+              "prep": ["--mosaics", "m", "--catalog", "c.fits"]}
 
 
 def _parser(cli) -> argparse.ArgumentParser:

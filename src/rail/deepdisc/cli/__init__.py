@@ -19,7 +19,7 @@ from rail.deepdisc.logs import set_rail_log_level
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommands in workflow order; each is a module of :mod:`rail.deepdisc.cli`.
-SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "estimate", "peers", "combine", "evaluate", "report",
+SUBCOMMANDS = ("simulate", "prep", "pretrain", "train", "distill", "estimate", "peers", "combine", "evaluate", "report",
                "info", "features", "import-detectron2")
 EXIT_BAD_INPUT = 2
 

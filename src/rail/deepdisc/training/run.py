@@ -10,6 +10,7 @@ one, trains the ensemble with per-epoch checkpoints, and (rank 0) writes the los
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -17,19 +18,28 @@ import torch
 
 from rail.deepdisc.devices import resolve_device, set_threads
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.model.artifact import load_artifact
+from rail.deepdisc.model.artifact import load_artifact, save_artifact
 from rail.deepdisc.model.config import NetworkConfig
 from rail.deepdisc.options import build
 from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.ensemble import train_ensemble
 from rail.deepdisc.training.loss_curves import write_loss_curves
-from rail.deepdisc.training.settings import TRAIN_OPTIONS, EnsembleSettings, TrainRunOptions, TrainSettings
+from rail.deepdisc.training.settings import (
+    DISTILL_OPTIONS,
+    TRAIN_OPTIONS,
+    DistillSettings,
+    EnsembleSettings,
+    TrainRunOptions,
+    TrainSettings,
+)
 
 __all__ = [
     "TRAIN_DEFAULTS",
     "TRAIN_OPTIONS",
     "train_from_options",
+    "distill_from_options",
+    "teacher_path",
     "run_in_process_group",
     "check_train_options",
     "settings_from_options",
@@ -55,6 +65,12 @@ def default_checkpoint_dir(model_path: str | Path) -> Path:
     return p.with_name(p.stem + "_checkpoints")
 
 
+def teacher_path(model_path: str | Path) -> Path:
+    """``MODEL_teacher.pt`` beside a model file: the ensemble a ``distill`` training distilled."""
+    p = Path(model_path)
+    return p.with_name(p.stem + "_teacher.pt")
+
+
 def train_from_options(
     tileset: TileSet, options: Mapping, *, model_path: str | Path | None = None, on_epoch_end=None
 ) -> dict:
@@ -76,7 +92,8 @@ def train_from_options(
     Returns
     -------
     dict
-        The model artifact (also returned on non-zero DDP ranks, which write nothing).
+        The model artifact (also returned on non-zero DDP ranks, which write nothing). With ``distill``, the
+        distilled one-member model (`distill_from_options`); the ensemble is written to `teacher_path`.
 
     Raises
     ------
@@ -112,7 +129,40 @@ def train_from_options(
             artifact["provenance"]["fine_tuned_from"] = _source_description(run.init_model, init_artifact)
         return artifact
 
-    return run_in_process_group(run, model_path, train)
+    distill = build(DistillSettings, opts).distill
+    if distill and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("distill runs in one process: train under torchrun without it, then run deepdisc distill")
+    artifact = run_in_process_group(run, model_path, train)
+    if not distill:
+        return artifact
+    if model_path is not None:
+        save_artifact(artifact, teacher_path(model_path))
+        log.info("ensemble written to %s; distilling it", teacher_path(model_path))
+    shared = {k: v for k, v in opts.items() if k in DISTILL_OPTIONS}
+    return distill_from_options(artifact, [tileset], shared, model_path=model_path,
+                                name=str(teacher_path(model_path)) if model_path else "ensemble")
+
+
+def distill_from_options(artifact: dict, tilesets: list[TileSet], options: Mapping, *,
+                         model_path: str | Path | None = None, name: str = "model") -> dict:
+    """Distil an ensemble into one network with the options of ``deepdisc distill`` (`DISTILL_OPTIONS`).
+
+    ``distill_epochs`` and ``distill_lr`` are the epochs and learning rate of the student's `TrainSettings`; the
+    checkpoint is ``distill.pt`` in ``checkpoint_dir`` (default: ``MODEL_checkpoints/`` beside ``model_path``).
+    See `rail.deepdisc.training.distill.distill_ensemble`.
+    """
+    from rail.deepdisc.training.distill import distill_ensemble
+
+    opts = DISTILL_OPTIONS.check(options, "distillation")
+    run = build(TrainRunOptions, opts)
+    settings = build(TrainSettings, {**opts, "epochs": opts["distill_epochs"], "learning_rate": opts["distill_lr"]})
+    folder = _checkpoint_dir(run, model_path)
+    device = resolve_device(run.device)
+    set_threads(run.num_threads)
+    return distill_ensemble(artifact, tilesets, settings, build(DistillSettings, opts),
+                            seed=build(EnsembleSettings, opts).seed,
+                            checkpoint=folder / "distill.pt" if folder is not None else None, resume=run.resume,
+                            device=device, progress=run.progress_bar, name=name)
 
 
 def run_in_process_group(run: TrainRunOptions, model_path: str | Path | None,

@@ -43,7 +43,9 @@ __all__ = [
     "TrainSettings",
     "EnsembleSettings",
     "TrainRunOptions",
+    "DistillSettings",
     "TRAIN_OPTIONS",
+    "DISTILL_OPTIONS",
     "OPTIMIZERS",
     "LR_SCHEDULES",
     "FREEZABLE_PARTS",
@@ -188,6 +190,40 @@ class TrainRunOptions:
         check_fields(self)
 
 
+@dataclass(frozen=True)
+class DistillSettings:
+    """Distilling the ensemble into one network (`rail.deepdisc.training.distill`; ``deepdisc distill``).
+
+    The student, initialised from the ensemble's highest-weight member, trains for ``distill_epochs`` epochs at
+    ``distill_lr`` (the other optimisation options are the members'), its redshift loss the cross-entropy of
+    the ensemble's mixture under its own on every catalogued object, plus ``distill_specz_weight`` times the
+    usual spec-z NLL.
+    """
+
+    distill: bool = option(False, "after training the members, distil the ensemble into one network of the same "
+                           "architecture and return it (the ensemble goes to MODEL_teacher.pt beside the model): "
+                           "an ensemble's photo-z at one member's cost")
+    distill_epochs: int = option(10, "epochs of distillation", low=1)
+    distill_lr: float = option(2e-4, "learning rate of distillation (the student starts from a trained member)",
+                               low=0, low_open=True)
+    distill_specz_weight: float = option(0.0, "weight of the spec-z NLL of labelled objects, added to the "
+                                         "distillation cross-entropy (0 = the ensemble's mixtures alone)", low=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 #: Every training option (`DeepDiscInformer`, ``deepdisc train``), in the order the stage lists them (the
 #: `NetworkConfig` fields that the model file sets, `FILE_ONLY_OPTIONS`, are no user options).
-TRAIN_OPTIONS = OptionSet(NetworkConfig, EnsembleSettings, TrainSettings, TrainRunOptions).without(*FILE_ONLY_OPTIONS)
+TRAIN_OPTIONS = OptionSet(NetworkConfig, EnsembleSettings, TrainSettings, TrainRunOptions, DistillSettings).without(
+    *FILE_ONLY_OPTIONS)
+
+#: Training options that distillation shares (``deepdisc distill``): the optimisation, augmentation and run options.
+DISTILL_SHARED_OPTIONS = (
+    "batch_size", "optimizer", "momentum", "weight_decay", "lr_schedule", "head_lr_factor", "head_dropout",
+    "redshift_backbone_grad", "clip_grad_norm", "augment_dihedral", "augment_noise", "augment_ebv",
+    "augment_box_jitter", "seed", "device", "num_threads", "checkpoint_dir", "resume", "progress_bar",
+)
+#: Every option of ``deepdisc distill`` (`rail.deepdisc.training.run.distill_from_options`).
+DISTILL_OPTIONS = OptionSet(TRAIN_OPTIONS.select("distill_epochs", "distill_lr", "distill_specz_weight"),
+                            TRAIN_OPTIONS.select(*DISTILL_SHARED_OPTIONS))
