@@ -24,7 +24,15 @@ from rail.deepdisc.simulation.render import RenderedField, make_psf_transfer, re
 from rail.deepdisc.simulation.seds import photometry_grid
 from rail.deepdisc.simulation.settings import GOODS_S_CENTRE
 
-__all__ = ["SimulatedField", "FieldContext", "simulate_field", "make_wcs"]
+__all__ = [
+    "SimulatedField",
+    "FieldContext",
+    "DrawnObjects",
+    "simulate_field",
+    "draw_objects",
+    "catalog_columns",
+    "make_wcs",
+]
 
 ARCSEC_PER_DEG = 3600.0
 
@@ -80,6 +88,80 @@ def _positions(rng, n, shape):
     return np.column_stack([rng.uniform(-0.5, shape[1] - 0.5, n), rng.uniform(-0.5, shape[0] - 0.5, n)])
 
 
+@dataclass
+class DrawnObjects:
+    """Every object drawn for a field, before rendering (N rows each)."""
+
+    pop: object
+    morph: object
+    xy: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    ebv: np.ndarray
+    true_mag: np.ndarray
+    true_ref: np.ndarray
+
+    @property
+    def flux(self) -> np.ndarray:
+        """Total flux per band (N, B), nJy."""
+        return flux_njy(self.true_mag)
+
+
+def draw_objects(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.random.Generator) -> DrawnObjects:
+    """Draw the population, shapes and positions of a field of ``shape`` pixels (first draws of ``rng``)."""
+    s = ctx.settings
+    area = shape[0] * shape[1] * s.pixel_scale**2
+    pop = draw_population(rng, s, ctx.grid, area)
+    morph = draw_morphology(rng, pop, size_scale=s.size_scale, z_max=s.z_max)
+    xy = _positions(rng, len(pop), shape)
+    ra, dec = wcs.wcs_pix2world(xy[:, 0], xy[:, 1], 0) if len(pop) else (np.zeros(0), np.zeros(0))
+    ebv = milky_way_ebv(s, ra, dec)
+    true_mag = pop.mag + ebv[:, None] * ctx.extinction[None, :-1]
+    true_ref = pop.mag_ref + ebv * ctx.extinction[-1]
+    return DrawnObjects(pop, morph, xy, np.asarray(ra), np.asarray(dec), ebv, true_mag, true_ref)
+
+
+def catalog_columns(ctx: FieldContext, drawn: DrawnObjects, rendered, det, flux, err, bboxes: dict, rng) -> dict:
+    """The catalog of the detected objects ``det`` (in segmentation order); draws the spec-z labels from ``rng``.
+
+    ``rendered`` needs ``seg_id``, ``detection_snr`` and ``npix`` per drawn object; ``flux``/``err`` (K, B)
+    are the footprint photometry and ``bboxes`` the ``bbox_*`` columns of the detected objects.
+    """
+    s, pop, morph = ctx.settings, drawn.pop, drawn.morph
+    mag, magerr = magnitudes(flux, err)
+    redshift, wrong, flag = assign_labels(rng, pop.z[det], drawn.true_ref[det], pop.is_star[det], s)
+    cat = {"seg_id": rendered.seg_id[det], "x": drawn.xy[det, 0], "y": drawn.xy[det, 1]}
+    cat.update(bboxes)
+    cat.update(
+        ra=drawn.ra[det],
+        dec=drawn.dec[det],
+        ebv=drawn.ebv[det],
+        redshift=redshift,
+        spec_flag=flag,
+        redshift_true=pop.z[det],
+    )
+    for b, band in enumerate(s.bands):
+        cat[f"mag_{band}"], cat[f"magerr_{band}"] = mag[:, b], magerr[:, b]
+        cat[f"flux_{band}"], cat[f"flux_err_{band}"] = flux[:, b], err[:, b]
+    for b, band in enumerate(s.bands):
+        cat[f"true_mag_{band}"] = drawn.true_mag[det, b]
+    cat[f"true_mag_{REFERENCE_BAND}"] = drawn.true_ref[det]
+    cat.update(
+        true_is_star=pop.is_star[det],
+        true_is_brown_dwarf=pop.is_brown_dwarf[det],
+        true_template=pop.template[det],
+        true_ebv_internal=pop.ebv_internal[det],
+        true_ew_halpha=pop.ew_halpha[det],
+        true_r_e_arcsec=morph.r_e[det],
+        true_sersic_n=morph.sersic_n[det],
+        true_axis_ratio=morph.q[det],
+        true_detection_snr=rendered.detection_snr[det],
+        true_npix=rendered.npix[det],
+        true_label_wrong=wrong,
+    )
+    return cat
+
+
 def simulate_field(
     ctx: FieldContext,
     shape: tuple[int, int],
@@ -107,17 +189,9 @@ def simulate_field(
     -------
     SimulatedField
     """
-    s = ctx.settings
-    area = shape[0] * shape[1] * s.pixel_scale**2
-    pop = draw_population(rng, s, ctx.grid, area)
-    morph = draw_morphology(rng, pop, size_scale=s.size_scale, z_max=s.z_max)
-    xy = _positions(rng, len(pop), shape)
-    ra, dec = wcs.wcs_pix2world(xy[:, 0], xy[:, 1], 0) if len(pop) else (np.zeros(0), np.zeros(0))
-    ebv = milky_way_ebv(s, ra, dec)
-    true_mag = pop.mag + ebv[:, None] * ctx.extinction[None, :-1]
-    true_ref = pop.mag_ref + ebv * ctx.extinction[-1]
+    drawn = draw_objects(ctx, shape, wcs, rng)
     rendered = render_field(
-        xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer, progress_bar=progress_bar
+        drawn.xy, drawn.flux, drawn.morph, ctx.settings, shape, rng, ctx.transfer, progress_bar=progress_bar
     )
     det = np.flatnonzero(rendered.detected)
     det = det[np.argsort(rendered.seg_id[det])]
@@ -127,39 +201,9 @@ def simulate_field(
         rendered.seg_id[det],
         rendered.footprint_fraction[det],
         rendered.sigma,
-        s.noise_correlation_px,
+        ctx.settings.noise_correlation_px,
     )
-    mag, magerr = magnitudes(flux, err)
-    redshift, wrong, flag = assign_labels(rng, pop.z[det], true_ref[det], pop.is_star[det], s)
-    cat = {"seg_id": rendered.seg_id[det], "x": xy[det, 0], "y": xy[det, 1]}
-    cat.update(_bboxes(rendered.segmap, len(det)))
-    cat.update(
-        ra=np.asarray(ra)[det],
-        dec=np.asarray(dec)[det],
-        ebv=ebv[det],
-        redshift=redshift,
-        spec_flag=flag,
-        redshift_true=pop.z[det],
-    )
-    for b, band in enumerate(s.bands):
-        cat[f"mag_{band}"], cat[f"magerr_{band}"] = mag[:, b], magerr[:, b]
-        cat[f"flux_{band}"], cat[f"flux_err_{band}"] = flux[:, b], err[:, b]
-    for b, band in enumerate(s.bands):
-        cat[f"true_mag_{band}"] = true_mag[det, b]
-    cat[f"true_mag_{REFERENCE_BAND}"] = true_ref[det]
-    cat.update(
-        true_is_star=pop.is_star[det],
-        true_is_brown_dwarf=pop.is_brown_dwarf[det],
-        true_template=pop.template[det],
-        true_ebv_internal=pop.ebv_internal[det],
-        true_ew_halpha=pop.ew_halpha[det],
-        true_r_e_arcsec=morph.r_e[det],
-        true_sersic_n=morph.sersic_n[det],
-        true_axis_ratio=morph.q[det],
-        true_detection_snr=rendered.detection_snr[det],
-        true_npix=rendered.npix[det],
-        true_label_wrong=wrong,
-    )
+    cat = catalog_columns(ctx, drawn, rendered, det, flux, err, _bboxes(rendered.segmap, len(det)), rng)
     return SimulatedField(rendered=rendered, catalog=cat, wcs=wcs)
 
 

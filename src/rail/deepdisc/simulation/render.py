@@ -24,7 +24,16 @@ from rail.deepdisc.simulation.morphology import Morphology
 from rail.deepdisc.simulation.noise import draw_noise, noise_area_factor, pixel_sigma
 from rail.deepdisc.simulation.psf import PsfTransfer, psf_fwhm, psf_profile
 
-__all__ = ["RenderedField", "render_field", "make_psf_transfer", "stamp_size"]
+__all__ = [
+    "RenderedField",
+    "StampPlan",
+    "render_field",
+    "make_psf_transfer",
+    "plan_stamps",
+    "stamp_size",
+    "stamp_models",
+    "stamp_overlap",
+]
 
 STAMP_LADDER = (24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 PSF_STAMP_FWHMS = 4.0  # stamp half-width covers this many FWHM of the widest PSF
@@ -115,7 +124,7 @@ def _profile(k: int, morph: Morphology, pixel_scale: float, dx: float, dy: float
     return prof.shift(dx * pixel_scale, dy * pixel_scale)
 
 
-def _stamp_models(
+def stamp_models(
     k, morph, xy, size, transfer: PsfTransfer, rows: slice | int
 ) -> tuple[np.ndarray, int, int]:
     """Unit-flux pixel models (P, M, M) of object k through the transfer functions ``rows``; stamp origin."""
@@ -132,7 +141,7 @@ def _stamp_models(
     return models, cx - size // 2, cy - size // 2
 
 
-def _overlap(x0: int, y0: int, size: int, shape) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+def stamp_overlap(x0: int, y0: int, size: int, shape) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
     """Slices of the field and of the stamp where a stamp at (x0, y0) overlaps the field, or None."""
     h, w = shape
     fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
@@ -172,7 +181,7 @@ def _footprint_stats(stamps, seg, n, area_factor):
     return npix, snr
 
 
-def _largest_useful_stamp(shape) -> int:
+def largest_useful_stamp(shape) -> int:
     """Return the smallest ladder stamp of twice the field (larger ones only move wrapped wings off it)."""
     ladder = np.asarray(STAMP_LADDER)
     return int(ladder[min(np.searchsorted(ladder, 2 * max(shape)), len(ladder) - 1)])
@@ -189,12 +198,12 @@ class _ObjectStamps:
         self._cached_bytes = 0
 
     def _models(self, k: int, rows) -> tuple[np.ndarray, int, int]:
-        return _stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows)
+        return stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows)
 
     def detection(self, k: int, weight: float):
         """Return object k's weighted detection model and overlap slices; cache its band models."""
         models, x0, y0 = self._models(k, slice(None))
-        overlap = _overlap(x0, y0, int(self.sizes[k]), self.shape)
+        overlap = stamp_overlap(x0, y0, int(self.sizes[k]), self.shape)
         bands = models[: self.n_bands].astype(np.float32)
         if overlap is not None and self._cached_bytes + bands.nbytes <= STAMP_CACHE_BYTES:
             self._cache[k] = bands
@@ -219,6 +228,33 @@ def _detect(stamps, shape, settings, area_factor):
     seg_id = np.zeros(n, dtype=np.int64)
     seg_id[detected] = np.arange(1, int(detected.sum()) + 1)
     return np.r_[0, seg_id][seg].astype(np.int32), seg_id, npix, snr
+
+
+@dataclass
+class StampPlan:
+    """Noise levels, detection weights and stamp sizes of the objects of one field (`plan_stamps`)."""
+
+    sigma: np.ndarray
+    area_factor: float
+    det_weight: np.ndarray
+    sizes: np.ndarray
+
+
+def plan_stamps(flux: np.ndarray, morph: Morphology, settings, shape: tuple[int, int]) -> StampPlan:
+    """Pixel noise (nJy), detection-stack weights and stamp sides of N objects in a field of ``shape``."""
+    bands = settings.bands
+    sigma = pixel_sigma(
+        settings.depths,
+        pixel_scale=settings.pixel_scale,
+        aperture_diameter=settings.depth_aperture_arcsec,
+        correlation_px=settings.noise_correlation_px,
+    )
+    area_factor = noise_area_factor(settings.noise_correlation_px)
+    det_idx = [bands.index(b) for b in settings.active_detection_bands]
+    det_weight = (flux[:, det_idx] / sigma[det_idx]).sum(axis=1) / np.sqrt(len(det_idx))
+    fwhm_max = max(psf_fwhm(b, settings) for b in bands) / settings.pixel_scale
+    sizes = stamp_size(morph.r_e / settings.pixel_scale, morph.sersic_n, morph.q, fwhm_max)
+    return StampPlan(sigma, area_factor, det_weight, np.minimum(sizes, largest_useful_stamp(shape)))
 
 
 def render_field(
@@ -257,20 +293,9 @@ def render_field(
     -------
     RenderedField
     """
-    bands = settings.bands
-    n, nb = len(xy), len(bands)
-    sigma = pixel_sigma(
-        settings.depths,
-        pixel_scale=settings.pixel_scale,
-        aperture_diameter=settings.depth_aperture_arcsec,
-        correlation_px=settings.noise_correlation_px,
-    )
-    area_factor = noise_area_factor(settings.noise_correlation_px)
-    det_idx = [bands.index(b) for b in settings.active_detection_bands]
-    det_weight = (flux[:, det_idx] / sigma[det_idx]).sum(axis=1) / np.sqrt(len(det_idx))
-    fwhm_max = max(psf_fwhm(b, settings) for b in bands) / settings.pixel_scale
-    sizes = stamp_size(morph.r_e / settings.pixel_scale, morph.sersic_n, morph.q, fwhm_max)
-    sizes = np.minimum(sizes, _largest_useful_stamp(shape))
+    n, nb = len(xy), len(settings.bands)
+    plan = plan_stamps(flux, morph, settings, shape)
+    sigma, area_factor, det_weight, sizes = plan.sigma, plan.area_factor, plan.det_weight, plan.sizes
     objects = _ObjectStamps(xy, morph, sizes, transfer, shape)
     stamps = [
         objects.detection(k, det_weight[k])
