@@ -229,7 +229,7 @@ def _render_and_write(settings, ctx, drawn, wcs, rng, segmap, work, outdir, tile
     add_noise(model, rng, rendered.sigma, settings.noise_correlation_px, images, white=white,
               strip_rows=strip_rows)
     del model, white
-    for name in ("model.f8", "white.f8"):
+    for name in ("model.f8", "white.f8", "labels.i4"):
         (work / name).unlink(missing_ok=True)
     out = {"mosaics": {}}
     for b, band in enumerate(settings.bands):
