@@ -169,6 +169,11 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
         artifact = self.open_model(**cfg)
         model_name = str(cfg.get("model") if isinstance(cfg.get("model"), str) else "model")
         self._predictor = EnsemblePredictor.from_artifact(artifact, device=cfg.device, name=model_name)
+        if isinstance(cfg.get("model"), str):
+            # read from its file by this stage: the networks now hold the weights, so the loaded copy (64 MB
+            # per R18 member) is dropped; the handle reads the file again if asked
+            self.model = artifact = None
+            self.get_handle("model").data = None
         handle = self.get_handle("input", allow_missing=True)
         n_primary = check_input(self._predictor, handle.data if handle.data is not None else handle.path)
         self._progress = tqdm(total=n_primary if self.size == 1 else None, unit="obj", desc=self.name,
