@@ -122,27 +122,40 @@ def deepdisc(*args) -> list[str]:
     return [sys.executable, "-m", "rail.deepdisc.cli", *map(str, args)]
 
 
-def run_fraction(frac: Fraction, model: Path, args) -> dict:
+def simulate_and_prep(work: Path, side: int, mosaics: Path, prep: Path, steps: dict, args) -> int:
+    """Run the simulate and prep steps into ``steps``; return the catalog size."""
     from astropy.io import fits
 
-    side = int(round(args.side * float(frac) ** 0.5))
-    work = args.workdir / f"f{frac.numerator}_{frac.denominator}"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    mosaics, prep, pz = work / "mosaics", work / "prep", work / "pz.hdf5"
-    steps = {}
     steps["simulate"] = run_step(deepdisc("simulate", "--mosaic-dir", mosaics, "--field-size", side, "--density",
                                           args.density, "--seed", args.seed, "--no-progress"),
                                  cwd=work, threads=1, nice=args.nice)
     catalog = next(mosaics.glob("*photometry*catalog.fits"))
     specz = next(mosaics.glob("*nirspec*catalog.fits"))
-    n_objects = len(fits.getdata(catalog, "FLAG"))
+    steps["simulate"]["objects"] = len(fits.getdata(catalog, "FLAG"))
     steps["simulate"]["disk_mb"] = disk_mb(mosaics)
     steps["prep"] = run_step(deepdisc("prep", "--mosaics", mosaics, "--catalog", catalog, "--specz", specz, "-o", prep,
                                       "--overlap", OVERLAP_PX, "--ebv", 0.01, "--no-progress"),
                              cwd=work, threads=1)
     steps["prep"]["disk_mb"] = disk_mb(prep)
+    (work / "steps.json").write_text(json.dumps(steps))
+    if not args.keep:
+        shutil.rmtree(mosaics)
+    return steps["simulate"]["objects"]
+
+
+def run_fraction(frac: Fraction, model: Path, args) -> dict:
+    side = int(round(args.side * float(frac) ** 0.5))
+    work = args.workdir / f"f{frac.numerator}_{frac.denominator}"
+    mosaics, prep, pz = work / "mosaics", work / "prep", work / "pz.hdf5"
+    steps = {}
+    if args.reuse and (work / "steps.json").exists():
+        steps = {k: v for k, v in json.loads((work / "steps.json").read_text()).items() if k in ("simulate", "prep")}
+        n_objects = steps["simulate"]["objects"]
+    else:
+        n_objects = simulate_and_prep(work, side, mosaics, prep, steps, args)
     summary = json.loads((prep / "prep_summary.json").read_text())
     n_full = summary["files"]["full"]["primary_objects"]
     config = work / "config.yml"
@@ -153,18 +166,14 @@ def run_fraction(frac: Fraction, model: Path, args) -> dict:
     threads = max(1, args.threads // args.ranks)
     cmd = [sys.executable, "-m", "ceci", "rail.estimation.algos.deepdisc.DeepDiscEstimator", f"--model={model}",
            f"--input={prep / 'full.h5'}", f"--output={pz}", f"--config={config}", f"--num_threads={threads}",
-           "--device=cpu", "--no-progress_bar"] + (["--mpi"] if args.ranks > 1 else [])
+           f"--batch_size={args.batch_size}", f"--chunk_size={args.chunk_size}", "--device=cpu",
+           "--no-progress_bar"] + (["--mpi"] if args.ranks > 1 else [])
     steps["estimate"] = run_step(cmd, cwd=work, threads=threads, ranks=args.ranks, limit_s=args.estimate_limit)
     steps["estimate"]["disk_mb"] = disk_mb(pz)
-    if not steps["estimate"]["finished"]:
-        return {"fraction": str(frac), "side_px": side, "area_arcmin2": (side * 0.03 / 60) ** 2,
-                "catalog_objects": n_objects, "full_objects": n_full, "full_tiles": summary["files"]["full"]["tiles"],
-                "steps": steps}
-    steps["evaluate"] = run_step(deepdisc("evaluate", pz, prep / "full.h5", "-o", work / "eval"), cwd=work,
-                                 threads=args.threads)
-    steps["evaluate"]["disk_mb"] = disk_mb(work / "eval")
-    if not args.keep:
-        shutil.rmtree(mosaics)
+    if steps["estimate"]["finished"]:
+        steps["evaluate"] = run_step(deepdisc("evaluate", pz, prep / "full.h5", "-o", work / "eval"), cwd=work,
+                                     threads=args.threads)
+        steps["evaluate"]["disk_mb"] = disk_mb(work / "eval")
     return {"fraction": str(frac), "side_px": side, "area_arcmin2": (side * 0.03 / 60) ** 2,
             "catalog_objects": n_objects, "full_objects": n_full, "full_tiles": summary["files"]["full"]["tiles"],
             "steps": steps}
@@ -179,6 +188,7 @@ def table(results: list[dict], args) -> str:
     for r in results:
         for name, s in r["steps"].items():
             n = r["catalog_objects"] if name in ("simulate", "prep") else r["full_objects"]
+            s.setdefault("finished", True)
             rss = " / ".join(f"{v:.0f}" for v in s["rss_mb"])
             wall = f"{s['seconds']:.0f}" + ("" if s["finished"] else " (stopped)")
             rate = f"{n / s['seconds']:.0f}" if s["finished"] else "-"
@@ -196,6 +206,9 @@ def main(argv=None) -> int:
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks of the estimate (1: no mpiexec)")
     p.add_argument("--threads", type=int, default=2, help="torch threads in all (split between ranks)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--batch-size", type=int, default=8, help="estimator batch_size (tiles per forward pass)")
+    p.add_argument("--chunk-size", type=int, default=2000, help="estimator chunk_size (primary objects)")
+    p.add_argument("--reuse", action="store_true", help="keep the simulate and prep results of an earlier run")
     p.add_argument("--nice", action="store_true", help="simulate under nice -n 10")
     p.add_argument("--keep", action="store_true", help="keep the mosaics")
     p.add_argument("--workdir", type=Path, default=Path("bench_fullfield"))
