@@ -32,7 +32,7 @@ ESTIMATE_OPTIONS = OptionSet(
     DEVICE,
     NUM_THREADS,
     PROGRESS_BAR,
-    Option("chunk_tiles", 256, "maximum tiles per chunk, bounding memory (0 = no limit; chunks also close at "
+    Option("chunk_tiles", 32, "maximum tiles per chunk, bounding memory (0 = no limit; chunks also close at "
            "chunk_size primary objects)", low=0, metavar="N"),
     Option("chunk_size", 2000, "primary objects per chunk (whole tiles)", low=1, metavar="N"),
 )
