@@ -232,6 +232,29 @@ def test_failed_run_leaves_no_spool_and_keeps_an_older_output(tmp_path, scene, m
     assert (tmp_path / "est.hdf5").read_bytes() == before
 
 
+def test_model_file_is_read_once_and_not_kept(tmp_path, scene, monkeypatch):
+    """RAIL's run() opened the model again before the chunks: a second full read, kept (64 MB per member)."""
+    from rail.deepdisc.tileset.handles import DeepDiscModelHandle
+
+    _, tiles, model = scene
+    reads, held = [], []
+    original = DeepDiscModelHandle._read.__func__
+    monkeypatch.setattr(DeepDiscModelHandle, "_read",
+                        classmethod(lambda cls, path, **kw: reads.append(path) or original(cls, path, **kw)))
+    predict = EnsemblePredictor.predict
+
+    def watch(self, chunk, settings):
+        held.append(stage.model)
+        return predict(self, chunk, settings)
+
+    monkeypatch.setattr(EnsemblePredictor, "predict", watch)
+    stage = DeepDiscEstimator.make_stage(name="once", model=str(model), output=str(tmp_path / "once.hdf5"),
+                                         progress_bar=False)
+    ens = stage.estimate(str(tiles)).data
+    assert reads == [str(model)] and held and all(m is None for m in held)
+    assert ens.npdf == 3  # the estimate itself is complete
+
+
 def test_band_mismatch_is_one_clear_error(tmp_path, scene):
     _, tiles, _ = scene
     model = fakenet.make_fake_artifact(tmp_path / "other.pt", ("F090W",) + BANDS[1:])

@@ -166,6 +166,7 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
         cfg = self.config
         self._settings = build(InferenceSettings, ESTIMATE_OPTIONS.coerce(ESTIMATE_OPTIONS.from_config(cfg)))
         set_threads(cfg.num_threads)
+        self._predictor = None
         artifact = self.open_model(**cfg)
         model_name = str(cfg.get("model") if isinstance(cfg.get("model"), str) else "model")
         self._predictor = EnsemblePredictor.from_artifact(artifact, device=cfg.device, name=model_name)
@@ -187,6 +188,16 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
             super().run()  # SpooledOutputMixin: an interrupted run leaves no spool behind
         finally:
             gc.unfreeze()
+
+    def open_model(self, tag: str = "model", **kwargs: Any):
+        """RAIL's ``open_model``, except while `run` streams chunks (the networks are built).
+
+        ``CatEstimator.run`` opens the model again before its chunk loop: that read the whole file a second
+        time and kept it in memory (64 MB per R18 member per process).
+        """
+        if self._predictor is not None:
+            return self.model
+        return super().open_model(tag, **kwargs)
 
     def input_iterator(self, tag: str, **kwargs: Any):
         """Iterate over chunks of whole tiles (<= ``chunk_tiles`` tiles, ~``chunk_size`` primary objects)."""
