@@ -40,22 +40,30 @@ NIRSPEC_ID_OFFSET = 100_000
 REFERENCE_EXPOSURE_S = 10_000.0  # exposure time of a 29-mag 5-sigma depth (sets {BAND}_TEXP)
 
 
-def circular_fluxes(images: np.ndarray, x: np.ndarray, y: np.ndarray, radii_px) -> np.ndarray:
+def circular_fluxes(
+    images: np.ndarray, x: np.ndarray, y: np.ndarray, radii_px, *, row0: int = 0, height: int | None = None
+) -> np.ndarray:
     """Sum images in circular apertures, with sub-pixel (5x5) edge weights.
 
     Parameters
     ----------
     images : ndarray (B, H, W)
+        The image, or rows ``row0 ..`` of a taller one (then every aperture must lie in them or off the image).
     x, y : ndarray (K,)
-        Aperture centres, 0-based pixels.
+        Aperture centres, 0-based pixels of the whole image.
     radii_px : sequence of float (R,)
         Aperture radii, pixels.
+    row0 : int
+        Image row of ``images[:, 0]``.
+    height : int, optional
+        Rows of the whole image (default: those of ``images``).
 
     Returns
     -------
     ndarray (K, R, B)
     """
     nb, h, w = images.shape
+    h = h if height is None else height
     radii = np.asarray(radii_px, float)
     half = int(np.ceil(radii.max())) + 1
     off = (np.arange(SUBPIXELS) + 0.5) / SUBPIXELS - 0.5
@@ -69,7 +77,7 @@ def circular_fluxes(images: np.ndarray, x: np.ndarray, y: np.ndarray, radii_px) 
         weights = (r2[None] <= radii[:, None, None, None, None] ** 2).mean(axis=(-1, -2))  # (R, S, S)
         ys, xs = grid + iy, grid + ix
         okx, oky = (xs >= 0) & (xs < w), (ys >= 0) & (ys < h)
-        stamp = images[:, ys[oky]][:, :, xs[okx]]
+        stamp = images[:, ys[oky] - row0][:, :, xs[okx]]
         out[k] = np.einsum("rij,bij->rb", weights[:, oky][:, :, okx], stamp)
     return out
 
@@ -83,8 +91,14 @@ def _stand_in_photoz(rng, z, snr):
     return zp, np.clip(zp - sigma, 0.0, None), zp + sigma
 
 
-def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.Generator) -> fits.HDUList:
-    """Build the JADES-layout photometric catalog of a simulated mosaic field."""
+def photometry_catalog_hdul(
+    field, settings: SimulationSettings, rng: np.random.Generator, *, apertures: np.ndarray | None = None
+) -> fits.HDUList:
+    """Build the JADES-layout photometric catalog of a simulated mosaic field.
+
+    ``apertures`` (K, R, B): the `circular_fluxes` of the catalog objects at `CIRC_RADII_ARCSEC`, when
+    already measured (the images are then not needed: ``field.rendered`` only gives ``sigma``).
+    """
     cat, r = field.catalog, field.rendered
     ids = cat["seg_id"].astype(np.int64)
     base = {"ID": ids, "RA": cat["ra"], "DEC": cat["dec"]}
@@ -93,7 +107,7 @@ def photometry_catalog_hdul(field, settings: SimulationSettings, rng: np.random.
     flag["FLAG_ST"] = np.where(cat["true_is_star"], STAR_FLAG, 0).astype(np.int32)
     flag["FLAG_BS"] = np.zeros(len(ids), np.int32)
     radii_px = np.asarray(CIRC_RADII_ARCSEC) / settings.pixel_scale
-    ap = circular_fluxes(r.images, cat["x"], cat["y"], radii_px)
+    ap = circular_fluxes(r.images, cat["x"], cat["y"], radii_px) if apertures is None else apertures
     ap_var = [
         correlated_sum_variance(aperture_mask(2 * rad), settings.noise_correlation_px) for rad in radii_px
     ]
@@ -165,9 +179,9 @@ def specz_catalog_hdul(field, rng: np.random.Generator) -> fits.HDUList:
     return fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(table, name="SPECZ")])
 
 
-def write_photometry_catalog(field, settings, rng, path: str | Path) -> Path:
+def write_photometry_catalog(field, settings, rng, path: str | Path, *, apertures=None) -> Path:
     """Write `photometry_catalog_hdul` atomically to ``path``."""
-    return write_fits_atomic(photometry_catalog_hdul(field, settings, rng), path)
+    return write_fits_atomic(photometry_catalog_hdul(field, settings, rng, apertures=apertures), path)
 
 
 def write_specz_catalog(field, rng, path: str | Path) -> Path:

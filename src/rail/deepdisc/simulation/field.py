@@ -26,7 +26,15 @@ from rail.deepdisc.simulation.render import RenderedField, make_psf_transfer, re
 from rail.deepdisc.simulation.seds import photometry_grid
 from rail.deepdisc.simulation.settings import GOODS_S_CENTRE
 
-__all__ = ["SimulatedField", "FieldContext", "simulate_field", "make_wcs"]
+__all__ = [
+    "SimulatedField",
+    "FieldContext",
+    "DrawnObjects",
+    "simulate_field",
+    "draw_objects",
+    "catalog_columns",
+    "make_wcs",
+]
 
 ARCSEC_PER_DEG = 3600.0
 
@@ -85,33 +93,29 @@ def _positions(rng, n, shape):
     return np.column_stack([rng.uniform(-0.5, shape[1] - 0.5, n), rng.uniform(-0.5, shape[0] - 0.5, n)])
 
 
-def simulate_field(
-    ctx: FieldContext,
-    shape: tuple[int, int],
-    wcs: WCS,
-    rng: np.random.Generator,
-    *,
-    progress_bar: bool = False,
-) -> SimulatedField:
-    """Simulate one field of ``shape`` pixels with celestial WCS ``wcs``.
+@dataclass
+class DrawnObjects:
+    """Every object drawn for a field, before rendering (N rows each), and the photon-noise stream."""
 
-    Parameters
-    ----------
-    ctx : FieldContext
-        Settings and per-process tables.
-    shape : (int, int)
-        Rows and columns, pixels.
-    wcs : astropy.wcs.WCS
-        Celestial WCS of the field (0-based pixel positions are used with it).
-    rng : numpy.random.Generator
-        The field's random source (everything is drawn from it, in a fixed order).
-    progress_bar : bool
-        Show progress over the objects while rendering.
+    pop: object
+    morph: object
+    parts: object
+    xy: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    ebv: np.ndarray
+    true_mag: np.ndarray
+    true_ref: np.ndarray
+    photon_rng: np.random.Generator
 
-    Returns
-    -------
-    SimulatedField
-    """
+    @property
+    def flux(self) -> np.ndarray:
+        """Total flux per band (N, B), nJy."""
+        return flux_njy(self.true_mag)
+
+
+def draw_objects(ctx: FieldContext, shape: tuple[int, int], wcs: WCS, rng: np.random.Generator) -> DrawnObjects:
+    """Draw the population, shapes and positions of a field of ``shape`` pixels (first draws of ``rng``)."""
     s = ctx.settings
     structure_rng, photon_rng = rng.spawn(2)  # own streams: the options change nothing else in the field
     area = shape[0] * shape[1] * s.pixel_scale**2
@@ -123,10 +127,20 @@ def simulate_field(
     ebv = milky_way_ebv(s, ra, dec)
     true_mag = pop.mag + ebv[:, None] * ctx.extinction[None, :-1]
     true_ref = pop.mag_ref + ebv * ctx.extinction[-1]
-    rendered = render_field(
-        xy, flux_njy(true_mag), morph, s, shape, rng, ctx.transfer, parts=parts, photon_rng=photon_rng,
-        progress_bar=progress_bar,
+    return DrawnObjects(
+        pop, morph, parts, xy, np.asarray(ra), np.asarray(dec), ebv, true_mag, true_ref, photon_rng
     )
+
+
+def catalog_columns(ctx: FieldContext, drawn: DrawnObjects, rendered, flux, err, bboxes: dict, wcs, rng) -> dict:
+    """The catalog, one row per segment; draws the spec-z labels from ``rng``.
+
+    ``rendered`` needs the ``segment_*`` attributes of `RenderedField`; ``flux``/``err`` (K, B) are the
+    footprint photometry and ``bboxes`` the ``bbox_*`` columns of the K segments.
+    """
+    s, pop, morph, parts = ctx.settings, drawn.pop, drawn.morph, drawn.parts
+    ra, dec, ebv, true_mag, true_ref = drawn.ra, drawn.dec, drawn.ebv, drawn.true_mag, drawn.true_ref
+
     r = rendered
     obj = r.segment_object
     real = obj >= 0
@@ -140,15 +154,11 @@ def simulate_field(
         return np.where(real.reshape((-1,) + (1,) * (out.ndim - 1)), out, fill)
 
     seg_ids = np.arange(1, len(obj) + 1)
-    flux, err = footprint_photometry(
-        r.images, r.segmap, seg_ids, r.segment_fraction, r.sigma, s.noise_correlation_px,
-        source_variance=_source_variance(r, seg_ids),
-    )
     mag, magerr = magnitudes(flux, err)
     is_star = truth(pop.is_star, False)
     redshift, wrong, flag = assign_labels(rng, truth(pop.z), truth(true_ref), is_star | ~real, s)
     cat = {"seg_id": seg_ids, "x": r.segment_xy[:, 0], "y": r.segment_xy[:, 1]}
-    cat.update(_bboxes(r.segmap, len(obj)))
+    cat.update(bboxes)
     if s.detection == "model":
         cat_ra, cat_dec, cat_ebv = truth(ra), truth(dec), truth(ebv)
     else:  # measured positions (spurious rows have no true one)
@@ -190,7 +200,48 @@ def simulate_field(
         cat["true_bulge_to_total"] = truth(parts.bulge_to_total)
     if s.detection != "model":
         cat["spurious"] = ~real
-    return SimulatedField(rendered=rendered, catalog=cat, wcs=wcs)
+    return cat
+
+
+def simulate_field(
+    ctx: FieldContext,
+    shape: tuple[int, int],
+    wcs: WCS,
+    rng: np.random.Generator,
+    *,
+    progress_bar: bool = False,
+) -> SimulatedField:
+    """Simulate one field of ``shape`` pixels with celestial WCS ``wcs``.
+
+    Parameters
+    ----------
+    ctx : FieldContext
+        Settings and per-process tables.
+    shape : (int, int)
+        Rows and columns, pixels.
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the field (0-based pixel positions are used with it).
+    rng : numpy.random.Generator
+        The field's random source (everything is drawn from it, in a fixed order).
+    progress_bar : bool
+        Show progress over the objects while rendering.
+
+    Returns
+    -------
+    SimulatedField
+    """
+    drawn = draw_objects(ctx, shape, wcs, rng)
+    r = render_field(
+        drawn.xy, drawn.flux, drawn.morph, ctx.settings, shape, rng, ctx.transfer, parts=drawn.parts,
+        photon_rng=drawn.photon_rng, progress_bar=progress_bar,
+    )
+    seg_ids = np.arange(1, len(r.segment_object) + 1)
+    flux, err = footprint_photometry(
+        r.images, r.segmap, seg_ids, r.segment_fraction, r.sigma, ctx.settings.noise_correlation_px,
+        source_variance=_source_variance(r, seg_ids),
+    )
+    cat = catalog_columns(ctx, drawn, r, flux, err, _bboxes(r.segmap, len(seg_ids)), wcs, rng)
+    return SimulatedField(rendered=r, catalog=cat, wcs=wcs)
 
 
 def _source_variance(r: RenderedField, seg_ids: np.ndarray) -> np.ndarray | None:

@@ -19,7 +19,7 @@ from scipy.ndimage import find_objects
 
 from rail.deepdisc.simulation.noise import AB_ZEROPOINT_NJY, correlated_sum_variance
 
-__all__ = ["footprint_photometry", "magnitudes", "MAG_ERR_SN1"]
+__all__ = ["footprint_photometry", "aperture_corrected", "footprint_variance", "magnitudes", "MAG_ERR_SN1"]
 
 MAG_ERR_SN1 = 2.5 / np.log(10.0)  # magnitude error at S/N = 1
 
@@ -60,26 +60,47 @@ def footprint_photometry(
     nb = images.shape[0]
     size = int(max(segmap.max(), seg_ids.max(initial=0))) + 1
     seg = segmap.ravel()
-    variance = _footprint_variance(segmap, seg_ids, correlation_px)
+    variance = footprint_variance(segmap, seg_ids, correlation_px)
     raw = np.stack(
         [np.bincount(seg, weights=images[b].ravel(), minlength=size)[seg_ids] for b in range(nb)], axis=1
     )
+    return aperture_corrected(raw, variance, fraction, sigma, source_variance)
+
+
+def aperture_corrected(
+    raw: np.ndarray,
+    variance: np.ndarray,
+    fraction: np.ndarray,
+    sigma: np.ndarray,
+    source_variance: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Aperture-corrected fluxes and errors (K, B) from footprint sums.
+
+    ``raw`` (K, B): footprint sums; ``variance`` (K,): their noise in pixel-variance units; ``fraction``
+    (K, B): model fractions inside the footprints; ``sigma`` (B,): pixel noise; ``source_variance`` (K, B):
+    photon-noise variance of the sums, nJy^2 (None: sky noise only).
+    """
     frac = np.clip(fraction, 1e-3, None)
     sky = sigma[None, :] * np.sqrt(variance)[:, None]
     err = (sky if source_variance is None else np.sqrt(sky**2 + source_variance)) / frac
     return raw / frac, err
 
 
-def _footprint_variance(segmap, seg_ids, correlation_px) -> np.ndarray:
-    """Noise variance (pixel-variance units) of each footprint sum."""
+def footprint_variance(segmap, seg_ids, correlation_px, slices=None) -> np.ndarray:
+    """Noise variance (pixel-variance units) of each footprint sum.
+
+    ``slices`` (optional, correlated noise only): the (row, column) slices of each id's footprint box, in
+    ``seg_ids`` order, so ``segmap`` may be any array supporting those slices (e.g. a memory map).
+    """
     if correlation_px <= 0:
         return np.bincount(segmap.ravel(), minlength=int(seg_ids.max(initial=0)) + 1)[seg_ids].astype(float)
-    slices = find_objects(segmap)
+    if slices is None:
+        found = find_objects(segmap)
+        slices = [found[sid - 1] if sid - 1 < len(found) else None for sid in seg_ids]
     out = np.zeros(len(seg_ids))
-    for i, sid in enumerate(seg_ids):
-        sl = slices[sid - 1] if sid - 1 < len(slices) else None
+    for i, (sid, sl) in enumerate(zip(seg_ids, slices)):
         if sl is not None:
-            out[i] = correlated_sum_variance(segmap[sl] == sid, correlation_px)
+            out[i] = correlated_sum_variance(np.asarray(segmap[sl]) == sid, correlation_px)
     return out
 
 

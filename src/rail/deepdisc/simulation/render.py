@@ -40,12 +40,19 @@ from rail.deepdisc.simulation.noise import (
     sky_background_mjysr,
 )
 from rail.deepdisc.simulation.psf import PsfTransfer, psf_fwhm, psf_profile
+from rail.deepdisc.simulation.stamps import largest_useful_stamp, stamp_models, stamp_overlap, stamp_size
 
-__all__ = ["RenderedField", "render_field", "make_psf_transfer", "stamp_size"]
+__all__ = [
+    "RenderedField",
+    "StampPlan",
+    "render_field",
+    "make_psf_transfer",
+    "plan_stamps",
+    "stamp_size",
+    "stamp_models",
+    "stamp_overlap",
+]
 
-STAMP_LADDER = (24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-PSF_STAMP_FWHMS = 4.0  # stamp half-width covers this many FWHM of the widest PSF
-SERSIC_STAMP_RADII = {True: 10.0, False: 6.0}  # major-axis half-light radii covered for n > 2 / n <= 2
 DETECTION = "detection"
 STAMP_CACHE_BYTES = 512 * 2**20  # band models kept between the detection and image passes
 
@@ -114,83 +121,6 @@ def make_psf_transfer(settings) -> PsfTransfer:
     return PsfTransfer(settings, extra_profiles={DETECTION: det_psf})
 
 
-def stamp_size(
-    r_e_pix: np.ndarray, sersic_n: np.ndarray, axis_ratio: np.ndarray, psf_fwhm_pix: float
-) -> np.ndarray:
-    """Return the stamp side (pixels, from `STAMP_LADDER`) that holds each object's PSF-convolved light.
-
-    Parameters
-    ----------
-    r_e_pix : ndarray (N,)
-        Circularised half-light radius, pixels (0 for points).
-    sersic_n : ndarray (N,)
-        Sersic index (NaN for points).
-    axis_ratio : ndarray (N,)
-        b/a; the stamp covers the major axis, r_e / sqrt(q).
-    psf_fwhm_pix : float
-        Widest PSF FWHM, pixels.
-
-    Returns
-    -------
-    ndarray of int (N,)
-    """
-    radii = np.where(np.nan_to_num(sersic_n) > 2, SERSIC_STAMP_RADII[True], SERSIC_STAMP_RADII[False])
-    half = r_e_pix / np.sqrt(axis_ratio) * radii + PSF_STAMP_FWHMS * psf_fwhm_pix
-    ladder = np.asarray(STAMP_LADDER)
-    return ladder[np.minimum(np.searchsorted(ladder, 2 * half), len(ladder) - 1)]
-
-
-def _profile(k: int, morph: Morphology, pixel_scale: float, dx: float, dy: float) -> galsim.GSObject:
-    if morph.r_e[k] <= 0:
-        prof = galsim.DeltaFunction(flux=1.0)
-    else:
-        prof = galsim.Sersic(n=float(morph.sersic_n[k]), half_light_radius=float(morph.r_e[k]), flux=1.0)
-        prof = prof.shear(q=float(morph.q[k]), beta=float(morph.beta[k]) * galsim.radians)
-    return prof.shift(dx * pixel_scale, dy * pixel_scale)
-
-
-def _kimage(prof: galsim.GSObject, n: int, k_step: float) -> np.ndarray:
-    kimage = galsim.ImageCD(n, n, scale=k_step)
-    kimage.setCenter(0, 0)  # zero frequency at array index n // 2
-    return np.fft.ifftshift(prof.drawKImage(image=kimage).array)
-
-
-def _stamp_models(
-    k, morph, xy, size, transfer: PsfTransfer, rows: slice | int, parts: BulgeDisc | None = None,
-    share: np.ndarray | None = None,
-) -> tuple[np.ndarray, int, int]:
-    """Unit-flux pixel models (P, M, M) of object k through the transfer functions ``rows``; stamp origin.
-
-    With ``parts`` (a two-component galaxy) the bulge and disc k-images are mixed per row with the bulge's
-    flux share ``share`` (one value per transfer function).
-    """
-    cx, cy = int(np.round(xy[k, 0])), int(np.round(xy[k, 1]))
-    dx, dy, scale = xy[k, 0] - cx, xy[k, 1] - cy, transfer.pixel_scale
-    s = transfer.oversampling
-    n = size * s
-    dk = transfer.k_step(size)
-    tf = transfer.transfer(size)[rows].reshape(-1, n, n)
-    if parts is None or not parts.galaxy[k]:
-        prod = _kimage(_profile(k, morph, scale, dx, dy), n, dk)[None] * tf
-    else:
-        disc = _kimage(_profile(k, parts.disc, scale, dx, dy), n, dk)
-        bulge = _kimage(_profile(k, parts.bulge, scale, dx, dy), n, dk)
-        w = np.atleast_1d(share[rows])[:, None, None]
-        prod = (disc[None] + w * (bulge - disc)[None]) * tf
-    folded = prod.reshape(-1, s, size, s, size).sum(axis=(1, 3))
-    models = np.fft.fftshift(np.fft.ifft2(folded).real, axes=(-2, -1))
-    return models, cx - size // 2, cy - size // 2
-
-
-def _overlap(x0: int, y0: int, size: int, shape) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
-    """Slices of the field and of the stamp where a stamp at (x0, y0) overlaps the field, or None."""
-    h, w = shape
-    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + size, w), min(y0 + size, h)
-    if fx0 >= fx1 or fy0 >= fy1:
-        return None
-    return (slice(fy0, fy1), slice(fx0, fx1)), (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
-
-
 def _segment(stamps, shape, candidates, threshold):
     """Segmentation of the candidate detection models: argmax where their sum exceeds the threshold."""
     total = np.zeros(shape)
@@ -222,12 +152,6 @@ def _footprint_stats(stamps, seg, n, area_factor):
     return npix, snr
 
 
-def _largest_useful_stamp(shape) -> int:
-    """Return the smallest ladder stamp of twice the field (larger ones only move wrapped wings off it)."""
-    ladder = np.asarray(STAMP_LADDER)
-    return int(ladder[min(np.searchsorted(ladder, 2 * max(shape)), len(ladder) - 1)])
-
-
 class _ObjectStamps:
     """Per-object model stamps: detection models first; band models kept (memory budget) or redone."""
 
@@ -241,12 +165,12 @@ class _ObjectStamps:
 
     def _models(self, k: int, rows) -> tuple[np.ndarray, int, int]:
         share = None if self.shares is None else self.shares[k]
-        return _stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows, self.parts, share)
+        return stamp_models(k, self.morph, self.xy, int(self.sizes[k]), self.transfer, rows, self.parts, share)
 
     def detection(self, k: int, weight: float):
         """Return object k's weighted detection model and overlap slices; cache its band models."""
         models, x0, y0 = self._models(k, slice(None))
-        overlap = _overlap(x0, y0, int(self.sizes[k]), self.shape)
+        overlap = stamp_overlap(x0, y0, int(self.sizes[k]), self.shape)
         bands = models[: self.n_bands].astype(np.float32)
         if overlap is not None and self._cached_bytes + bands.nbytes <= STAMP_CACHE_BYTES:
             self._cache[k] = bands
@@ -283,7 +207,54 @@ def _stamp_sizes(morph, parts, settings, shape) -> np.ndarray:
     sizes = size(morph)
     if parts is not None:
         sizes = np.where(parts.galaxy, np.maximum(size(parts.bulge), size(parts.disc)), sizes)
-    return np.minimum(sizes, _largest_useful_stamp(shape))
+    return np.minimum(sizes, largest_useful_stamp(shape))
+
+
+@dataclass
+class StampPlan:
+    """Noise levels, detection weights, stamp sizes and component shares of a field's objects (`plan_stamps`).
+
+    ``shares`` (N, B + 1): the bulge's flux share per band and in the detection stack (None without
+    ``parts``); ``gain`` (B,): electrons per nJy of the photon noise (None without ``photon_noise``).
+    """
+
+    sigma: np.ndarray
+    area_factor: float
+    det_weight: np.ndarray
+    sizes: np.ndarray
+    shares: np.ndarray | None
+    gain: np.ndarray | None
+
+
+def plan_stamps(flux: np.ndarray, morph: Morphology, settings, shape, parts: BulgeDisc | None = None) -> StampPlan:
+    """Pixel noise (nJy), detection-stack weights, stamp sides and shares of N objects in a field of ``shape``."""
+    bands = settings.bands
+    sigma = pixel_sigma(
+        settings.depths,
+        pixel_scale=settings.pixel_scale,
+        aperture_diameter=settings.depth_aperture_arcsec,
+        correlation_px=settings.noise_correlation_px,
+    )
+    det_idx = [bands.index(b) for b in settings.active_detection_bands]
+    det_terms = flux[:, det_idx] / sigma[det_idx]
+    shares = None
+    if parts is not None:
+        share = parts.band_share[:, : len(bands)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            det_share = np.nan_to_num((det_terms * share[:, det_idx]).sum(axis=1) / det_terms.sum(axis=1))
+        shares = np.column_stack([share, det_share])
+    gain = None
+    if settings.photon_noise:
+        sky = sky_background_mjysr([pivot_wavelength(b) / 1e4 for b in bands]) * settings.sky_background_scale
+        gain = photon_gain(sigma, sky, settings.pixel_scale)
+    return StampPlan(
+        sigma=sigma,
+        area_factor=noise_area_factor(settings.noise_correlation_px),
+        det_weight=det_terms.sum(axis=1) / np.sqrt(len(det_idx)),
+        sizes=_stamp_sizes(morph, parts, settings, shape),
+        shares=shares,
+        gain=gain,
+    )
 
 
 def render_field(
@@ -329,26 +300,10 @@ def render_field(
     -------
     RenderedField
     """
-    bands = settings.bands
-    n, nb = len(xy), len(bands)
-    sigma = pixel_sigma(
-        settings.depths,
-        pixel_scale=settings.pixel_scale,
-        aperture_diameter=settings.depth_aperture_arcsec,
-        correlation_px=settings.noise_correlation_px,
-    )
-    area_factor = noise_area_factor(settings.noise_correlation_px)
-    det_idx = [bands.index(b) for b in settings.active_detection_bands]
-    det_terms = flux[:, det_idx] / sigma[det_idx]
-    det_weight = det_terms.sum(axis=1) / np.sqrt(len(det_idx))
-    shares = None
-    if parts is not None:
-        share = parts.band_share[:, :nb]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            det_share = np.nan_to_num((det_terms * share[:, det_idx]).sum(axis=1) / det_terms.sum(axis=1))
-        shares = np.column_stack([share, det_share])
-    sizes = _stamp_sizes(morph, parts, settings, shape)
-    objects = _ObjectStamps(xy, morph, sizes, transfer, shape, parts, shares)
+    n, nb = len(xy), len(settings.bands)
+    plan = plan_stamps(flux, morph, settings, shape, parts)
+    sigma, area_factor, det_weight, gain = plan.sigma, plan.area_factor, plan.det_weight, plan.gain
+    objects = _ObjectStamps(xy, morph, plan.sizes, transfer, shape, parts, plan.shares)
     stamps = [
         objects.detection(k, det_weight[k])
         for k in tqdm(range(n), desc="detection models", unit="obj", disable=not progress_bar)
@@ -367,10 +322,7 @@ def render_field(
         if not photutils and seg_id[k]:
             frac[k] = models[:, segmap[fs] == seg_id[k]].sum(axis=1)
     images = model_img + draw_noise(rng, (nb, *shape), sigma, settings.noise_correlation_px)
-    gain = None
-    if settings.photon_noise:
-        sky = sky_background_mjysr([pivot_wavelength(b) / 1e4 for b in bands]) * settings.sky_background_scale
-        gain = photon_gain(sigma, sky, settings.pixel_scale)
+    if gain is not None:
         images += draw_photon_noise(photon_rng or rng.spawn(1)[0], model_img, gain)
     if photutils:
         segs = photutils_segments(stamps, images, sigma, settings, area_factor, objects.bands)

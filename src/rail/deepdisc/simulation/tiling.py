@@ -24,7 +24,7 @@ from rail.deepdisc.tileset.contract import object_columns
 from rail.deepdisc.tileset.format import TileSet, concatenate_tilesets
 from rail.deepdisc.tileset.writer import TileSetWriter
 
-__all__ = ["simulate_tileset", "cut_field", "field_tile", "ID_STRIDE"]
+__all__ = ["simulate_tileset", "cut_field", "write_cut_field", "field_tile", "ID_STRIDE"]
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,31 @@ def cut_field(field: SimulatedField, settings: SimulationSettings) -> TileSet:
     touches and is primary in the most central of those tiles (`rail.deepdisc.prep.tiling.most_central`, the
     rule real mosaics follow too).
     """
+    return concatenate_tilesets(list(_cut_tiles(field, settings)))
+
+
+def write_cut_field(field: SimulatedField, settings: SimulationSettings, path: str | Path) -> Path:
+    """Stream the `cut_field` tiles of a field (images and segmap may be memory maps) into a TileSet file."""
+    writer = None
+    try:
+        for tile in _cut_tiles(field, settings):
+            if writer is None:
+                extra = {c: np.asarray(v).dtype.type for c, v in tile.objects.items()
+                         if c not in object_columns(settings.bands)}
+                writer = TileSetWriter(path, settings.bands, settings.pixel_scale, tile.tile_shape,
+                                       extra_object_columns=extra)
+            writer.append(tile)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is None:
+        raise ConfigError(f"the field is smaller than one {settings.tile_size} px tile: no TileSet to write")
+    writer.close()
+    return Path(path)
+
+
+def _cut_tiles(field: SimulatedField, settings: SimulationSettings):
     cat = field.catalog
     seg_full = field.rendered.segmap
     h, w = seg_full.shape
@@ -233,7 +258,7 @@ def cut_field(field: SimulatedField, settings: SimulationSettings) -> TileSet:
     origins = [(x0, y0) for y0 in range(0, h - ts + 1, ts) for x0 in range(0, w - ts + 1, ts)]
     appearances = []
     for x0, y0 in origins:
-        seg = seg_full[y0 : y0 + ts, x0 : x0 + ts]
+        seg = np.asarray(seg_full[y0 : y0 + ts, x0 : x0 + ts])
         ids = np.unique(seg[seg > 0])
         appearances.append((ids, ids - 1))
     candidates = (
@@ -242,24 +267,20 @@ def cut_field(field: SimulatedField, settings: SimulationSettings) -> TileSet:
     )
     x0s, y0s = (np.array([o[i] for o in origins], np.int64) for i in (0, 1))
     owner = most_central(cat["x"], cat["y"], candidates, y0s, x0s, (ts, ts))
-    parts = []
     for t, ((x0, y0), (ids, rows)) in enumerate(zip(origins, appearances)):
-        seg = seg_full[y0 : y0 + ts, x0 : x0 + ts]
+        seg = np.asarray(seg_full[y0 : y0 + ts, x0 : x0 + ts])
         bbox = {k: np.zeros(len(ids)) for k in BBOX}
         for i, oid in enumerate(ids):
             yy, xx = np.nonzero(seg == oid)
             bbox["bbox_x0"][i], bbox["bbox_x1"][i] = xx.min(), xx.max() + 1
             bbox["bbox_y0"][i], bbox["bbox_y1"][i] = yy.min(), yy.max() + 1
         objects = _object_table(cat, settings.bands, rows, ids, x0, y0, bbox, owner[rows] == t, 0)
-        parts.append(
-            TileSet(
-                images=field.rendered.images[None, :, y0 : y0 + ts, x0 : x0 + ts],
-                segmaps=seg[None].astype(np.int32),
-                tiles=_tiles_table([t], [x0], [y0], field.wcs, (ts, ts)),
-                objects=objects,
-                bands=settings.bands,
-                pixel_scale=settings.pixel_scale,
-                flux_unit="nJy",
-            )
+        yield TileSet(
+            images=np.asarray(field.rendered.images[:, y0 : y0 + ts, x0 : x0 + ts])[None],
+            segmaps=seg[None].astype(np.int32),
+            tiles=_tiles_table([t], [x0], [y0], field.wcs, (ts, ts)),
+            objects=objects,
+            bands=settings.bands,
+            pixel_scale=settings.pixel_scale,
+            flux_unit="nJy",
         )
-    return concatenate_tilesets(parts)
