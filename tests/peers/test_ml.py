@@ -100,3 +100,22 @@ def test_knn_with_fewer_labels_than_neighbours(tmp_path, catalogs):
     est = NIRCamKNNEstimator.make_stage(name="knn_few_est", model=inf.get_handle("model"),
                                         output=str(tmp_path / "few.hdf5"), **FAST)
     assert est.estimate(test).data.npdf == len(test["redshift"])
+
+
+@pytest.mark.parametrize("n_labels", [3, 5])
+def test_knn_keeps_two_objects_to_validate_on(tmp_path, catalogs, n_labels):
+    """Upstream's CDE loss fails on a single validation object (5 labels at train_frac 0.75 left one)."""
+    train, test = catalogs
+    few = {k: v[np.flatnonzero(np.isfinite(train["redshift"]))[:n_labels]] for k, v in train.items()}
+    inf = NIRCamKNNInformer.make_stage(name=f"knn_{n_labels}", model=str(tmp_path / "few.pkl"), **FAST)
+    inf.inform(few)
+    assert n_labels - round(n_labels * inf.config.train_frac) >= 2
+    assert 1 <= inf.model["nneigh"] <= n_labels - 2
+
+
+def test_knn_refuses_two_labels(tmp_path, catalogs):
+    train, _ = catalogs
+    two = {k: v[np.flatnonzero(np.isfinite(train["redshift"]))[:2]] for k, v in train.items()}
+    inf = NIRCamKNNInformer.make_stage(name="knn_two", model=str(tmp_path / "two.pkl"), **FAST)
+    with pytest.raises(ConfigError, match="kNN needs at least 3"):
+        inf.inform(two)

@@ -66,6 +66,10 @@ def _configure(stage) -> None:
         raise ConfigError(f"{stage.name}: err_bands must match bands {list(config.bands)} and hold ref_band")
 
 
+#: Fewest labelled objects the kNN informer validates its sigma and neighbour count on.
+MIN_KNN_VALIDATION = 2
+
+
 def _bands(config) -> list[str]:
     return list(resolve_bands([col.split("_", 1)[-1] for col in config.bands]))
 
@@ -186,7 +190,16 @@ class NIRCamKNNInformer(_LabelledInputMixin, KNearNeighInformer):
         _configure(self)
 
     def _fit_sample_size(self, n_labelled: int) -> None:
-        """The k-d tree holds ``train_frac`` of the labels: ask it for at most that many neighbours."""
+        """The k-d tree holds ``train_frac`` of the labels: ask it for at most that many neighbours; leave at
+        least `MIN_KNN_VALIDATION` objects to validate on (upstream's CDE loss fails on one)."""
+        if n_labelled < MIN_KNN_VALIDATION + 1:
+            raise ConfigError(f"{self.name}: {n_labelled} objects with a spec-z; kNN needs at least "
+                              f"{MIN_KNN_VALIDATION + 1} (one to train on, {MIN_KNN_VALIDATION} to validate)")
+        if n_labelled - round(n_labelled * self.config.train_frac) < MIN_KNN_VALIDATION:
+            frac = (n_labelled - MIN_KNN_VALIDATION) / n_labelled
+            self.log.warning(f"{self.name}: {n_labelled} labelled objects: train_frac lowered to {frac:.3f} to "
+                             f"keep {MIN_KNN_VALIDATION} for validation")
+            self.config["train_frac"] = frac
         n_tree = max(1, round(n_labelled * self.config.train_frac))
         if self.config.nneigh_max > n_tree:
             self.log.warning(f"{self.name}: {n_labelled} labelled objects: neighbours capped at {n_tree}")
