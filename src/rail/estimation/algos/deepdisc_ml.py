@@ -190,8 +190,11 @@ class NIRCamKNNInformer(_LabelledInputMixin, KNearNeighInformer):
         _configure(self)
 
     def _fit_sample_size(self, n_labelled: int) -> None:
-        """The k-d tree holds ``train_frac`` of the labels: ask it for at most that many neighbours; leave at
-        least `MIN_KNN_VALIDATION` objects to validate on (upstream's CDE loss fails on one)."""
+        """Fit ``train_frac`` and the neighbour range to the number of labelled objects.
+
+        The k-d tree holds ``train_frac`` of the labels: ask it for at most that many neighbours; leave at least
+        `MIN_KNN_VALIDATION` objects to validate on (upstream's CDE loss fails on one).
+        """
         if n_labelled < MIN_KNN_VALIDATION + 1:
             raise ConfigError(f"{self.name}: {n_labelled} objects with a spec-z; kNN needs at least "
                               f"{MIN_KNN_VALIDATION + 1} (one to train on, {MIN_KNN_VALIDATION} to validate)")
