@@ -37,8 +37,8 @@ MIN_CUTOUT_SIZE = 32
 SHARED_TRAINING_OPTIONS = (
     "backbone", "backbone_norm", "n_components", "head_hidden", "pixel_pool_size", "redshift_loss_weight",
     "normalisation", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay", "lr_steps", "lr_gamma",
-    "lr_schedule", "augment_dihedral", "augment_noise", "augment_ebv", "augment_box_jitter", "clip_grad_norm",
-    "device", "num_threads", "resume", "progress_bar",
+    "lr_schedule", "augment_dihedral", "augment_noise", "augment_ebv", "augment_box_jitter", "augment_dim",
+    "clip_grad_norm", "device", "num_threads", "resume", "progress_bar",
 )
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "partition_tiles",
     "hide_labels",
     "make_batch",
+    "dim_image",
     "labelled_tiles",
     "dihedral",
     "jitter_boxes",
@@ -216,7 +217,7 @@ def make_batch(
     rng : numpy Generator or None
         Source of the random draws (required with ``augment``).
     sky_sigma : ndarray (C,), optional
-        Per-band sky noise (flux units), required when ``augment.noise_sigma > 0``.
+        Per-band sky noise (flux units), required when ``augment.noise_sigma > 0`` or ``augment.dim_mag > 0``.
 
     Returns
     -------
@@ -259,12 +260,44 @@ def _augment(image, masks, boxes, ebv, augment: Augmentation, rng: np.random.Gen
         h, w = image.shape[-2:]
         element = int(rng.integers(_N_DIHEDRAL if h == w else _N_FLIPS))
         image, masks, boxes = dihedral(image, masks, boxes, element)
+    if augment.dim_mag > 0:
+        image = dim_image(image, float(rng.uniform(0.0, augment.dim_mag)), sky_sigma, rng)
     if augment.noise_sigma > 0:
         scale = augment.noise_sigma * np.asarray(sky_sigma, dtype=np.float32)[:, None, None]
         image = image + (rng.standard_normal(image.shape, dtype=np.float32) * scale)
     if augment.ebv_sigma > 0:
         ebv = np.maximum(ebv + augment.ebv_sigma * rng.standard_normal(len(ebv)), 0.0)
     return image, masks, boxes, ebv
+
+
+def dim_image(image: np.ndarray, dm: float, sky_sigma, rng: np.random.Generator) -> np.ndarray:
+    """Make every source of a tile ``dm`` magnitudes fainter at the same noise level.
+
+    Parameters
+    ----------
+    image : ndarray (C, H, W)
+        Raw pixels.
+    dm : float
+        Dimming, magnitudes (>= 0).
+    sky_sigma : array_like (C,)
+        Per-band sky noise of the data set (flux units).
+    rng : numpy.random.Generator
+        Source of the added noise.
+
+    Returns
+    -------
+    ndarray (C, H, W) float32
+        ``median + s (image - median) + sqrt(1 - s^2) sky_sigma N(0, 1)`` per band, ``s = 10**(-0.4 dm)`` and
+        ``median`` the band's median over the tile (its sky level): the sky noise, scaled down by ``s``, is
+        topped up to its old level, so only the sources' signal-to-noise falls.
+    """
+    if dm <= 0:
+        return image
+    s = np.float32(10.0 ** (-0.4 * dm))
+    sigma = np.asarray(sky_sigma, dtype=np.float32)[:, None, None]
+    sky = np.median(image.reshape(image.shape[0], -1), axis=1).astype(np.float32)[:, None, None]
+    top_up = np.float32(np.sqrt(1.0 - s * s)) * sigma
+    return sky + s * (image - sky) + top_up * rng.standard_normal(image.shape, dtype=np.float32)
 
 
 def jitter_boxes(

@@ -64,6 +64,8 @@ FREEZABLE_PARTS = ("backbone", "fpn", "redshift_head")
 FIRST_CONV_MODES = ("reinit", "adapt")
 #: Largest allowed box jitter (fraction of the box size).
 MAX_BOX_JITTER = 0.5
+#: Largest allowed dimming augmentation, magnitudes.
+MAX_DIM_MAG = 5.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,13 @@ class Augmentation:
         centre shifts and log-size changes with this standard deviation (0 = off; option
         ``augment_box_jitter``). At inference the head sees detected or catalog boxes that differ from the
         training boxes; jitter makes it robust to that.
+    dim_mag : float
+        Largest dimming of a training tile, magnitudes (0 = off; option ``augment_dim``). Every tile is made
+        fainter by ``dm ~ Uniform(0, dim_mag)``: its pixels above the tile's per-band median are scaled by
+        ``s = 10**(-0.4 dm)`` and sky noise of ``sqrt(1 - s**2)`` times each band's sky noise is added, so the
+        noise level is unchanged while every source is ``dm`` magnitudes fainter with its colours and label
+        kept. Spec-z are bright; dimmed copies show the redshift head faint, noisy versions of the same
+        galaxies, which teaches it how wide a faint galaxy's PDF must be.
     """
 
     dihedral: bool = option(True, "augment by random 90-degree rotations and flips", name="augment_dihedral")
@@ -95,6 +104,9 @@ class Augmentation:
     box_jitter: float = option(0.05, "jitter of the boxes the redshift head sees in training, as a fraction of the "
                                "box size (robustness to detected boxes; 0 = off)", name="augment_box_jitter", low=0,
                                high=MAX_BOX_JITTER)
+    dim_mag: float = option(0.0, "dim each training tile by Uniform(0, this) magnitudes, re-adding sky noise so the "
+                            "noise level is kept: faint copies of the labelled galaxies (0 = off)",
+                            name="augment_dim", low=0, high=MAX_DIM_MAG)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -222,7 +234,7 @@ TRAIN_OPTIONS = OptionSet(NetworkConfig, EnsembleSettings, TrainSettings, TrainR
 DISTILL_SHARED_OPTIONS = (
     "batch_size", "optimizer", "momentum", "weight_decay", "lr_schedule", "head_lr_factor", "head_dropout",
     "redshift_backbone_grad", "clip_grad_norm", "augment_dihedral", "augment_noise", "augment_ebv",
-    "augment_box_jitter", "seed", "device", "num_threads", "checkpoint_dir", "resume", "progress_bar",
+    "augment_box_jitter", "augment_dim", "seed", "device", "num_threads", "checkpoint_dir", "resume", "progress_bar",
 )
 #: Every option of ``deepdisc distill`` (`rail.deepdisc.training.run.distill_from_options`).
 DISTILL_OPTIONS = OptionSet(TRAIN_OPTIONS.select("distill_epochs", "distill_lr", "distill_specz_weight"),
