@@ -33,8 +33,7 @@ Then:
 ``--labels complete`` is the ablation of earlier runs: a ``--train-tiles`` field (default 120) in which every
 catalogued galaxy has a spec-z (~6 per tile), all tiles trained on; same test field.
 
-Prints markdown tables and writes ``accuracy.json`` and ``accuracy.md`` in ``--workdir`` (``accuracy<TAG>.*``
-with ``--tag``).
+Prints markdown tables and writes ``accuracy.json`` and ``accuracy.md`` in ``--workdir``.
 
 Full benchmark (realistic labels; ~25-60 CPU minutes of training per preset at bench_train.py's 0.12-0.3
 CPU-s per tile step on a quiet machine, ~3 min of simulation, ~10 min of peers; run it there)::
@@ -349,41 +348,34 @@ def run_preset(preset: str, args) -> dict:
     scores = []
     truth = read_truth(test)
     if not args.peers_only:
-        model = out / f"model_{args.labels}{args.tag}.pt"
+        model = out / f"model_{args.labels}.pt"
         train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
                                       "--epochs", str(args.epochs), "--threads", str(args.threads),
                                       "--seed", str(args.seed), "--no-progress", "--device", "cpu",
                                       *shlex.split(args.train_args)], args.threads)
-        single = one_member(model, out / f"model_{args.labels}{args.tag}_member0.pt")
+        single = one_member(model, out / f"model_{args.labels}_member0.pt")
         timings.update({"train_wall_s": train_wall, "train_cpu_s": train_cpu})
-        for label, path, pz in (("DeepDISC ensemble", model, out / f"pz_{args.labels}{args.tag}_ensemble.hdf5"),
-                                ("DeepDISC 1 member", single, out / f"pz_{args.labels}{args.tag}_member0.hdf5")):
+        for label, path, pz in (("DeepDISC ensemble", model, out / f"pz_{args.labels}_ensemble.hdf5"),
+                                ("DeepDISC 1 member", single, out / f"pz_{args.labels}_member0.hdf5")):
             wall, _ = _cli(["estimate", str(path), str(test), "-o", str(pz), "--threads", str(args.threads),
                             "--device", "cpu", "--no-progress"], args.threads)
             timings[f"{label} estimate_s"] = wall
             cpu = train_cpu if label == "DeepDISC ensemble" else train_cpu / args.members
             scores.append(score(pz, truth, label, cpu))
-        _cli(["estimate", str(model), str(calib), "-o", str(out / f"pz_{args.labels}{args.tag}_ensemble_calib.hdf5"),
+        _cli(["estimate", str(model), str(calib), "-o", str(out / f"pz_{args.labels}_ensemble_calib.hdf5"),
               "--threads", str(args.threads), "--device", "cpu", "--no-progress"], args.threads)
     peers_dir = out / f"peers_{args.labels}"
     peers_dir.mkdir(exist_ok=True)
-    saved = peers_dir / "timings.json"
-    if args.reuse_peers and saved.exists():  # same fields, same peers: their outputs and timings are kept
-        peer_times = json.loads(saved.read_text())
-    else:
-        peer_times = run_peers(train, test, peers_dir, preset, None if args.peers_only else calib)
-        saved.write_text(json.dumps(peer_times, indent=1))
+    peer_times = run_peers(train, test, peers_dir, preset, None if args.peers_only else calib)
     timings.update({f"{k} {m}": v for k, t in peer_times.items() for m, v in t.items()})
     scores += [score(peers_dir / f"pz_{_slug(name)}.hdf5", truth, name, timings[f"{name} inform_cpu_s"])
                for name in PEERS]
     if not args.peers_only:
-        files = {"DeepDISC ensemble": (out / f"pz_{args.labels}{args.tag}_ensemble_calib.hdf5",
-                                       out / f"pz_{args.labels}{args.tag}_ensemble.hdf5"),
+        files = {"DeepDISC ensemble": (out / f"pz_{args.labels}_ensemble_calib.hdf5",
+                                       out / f"pz_{args.labels}_ensemble.hdf5"),
                  **{p: (peers_dir / f"pz_{_slug(p)}_calib.hdf5", peers_dir / f"pz_{_slug(p)}.hdf5")
                     for p in CONSENSUS_INPUTS[1:]}}
-        cons_dir = out / f"consensus{args.tag}" if args.tag else out
-        cons_dir.mkdir(exist_ok=True)
-        pz, t = run_consensus(_cli, cons_dir, {k: v[0] for k, v in files.items()}, {k: v[1] for k, v in files.items()},
+        pz, t = run_consensus(_cli, out, {k: v[0] for k, v in files.items()}, {k: v[1] for k, v in files.items()},
                               calib, test, 1)
         timings.update({"Consensus fit_s": t["fit_s"], "Consensus estimate_s": t["estimate_s"]})
         scores.append(score(pz, truth, CONSENSUS_LABEL, t["fit_s"]))
@@ -498,10 +490,6 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1234, help="training seed (default 1234)")
     p.add_argument("--train-args", default="", help="extra `deepdisc train` options for ablations, e.g. "
                    "'--head-dropout 0' (default none)")
-    p.add_argument("--tag", default="", help="suffix of DeepDISC's model and output files, to keep variants "
-                   "(e.g. other --train-args) side by side in one workdir")
-    p.add_argument("--reuse-peers", action="store_true", help="keep the peers' outputs and timings of an "
-                   "earlier run in the same workdir (same fields) instead of running them again")
     p.add_argument("--peers-only", action="store_true", help="skip DeepDISC: simulate, run and score the peers")
     args = p.parse_args(argv)
     if args.train_tiles is None:
@@ -518,8 +506,8 @@ def main(argv=None) -> int:
         results.append(run_preset(preset, args))
         print(f"{preset}: done in {(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr, flush=True)
         text = markdown(results, args)
-        (workdir / f"accuracy{args.tag}.md").write_text(text)
-        (workdir / f"accuracy{args.tag}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1,
+        (workdir / "accuracy.md").write_text(text)
+        (workdir / "accuracy.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1,
                                                           default=float))
     print(text)
     return 0
