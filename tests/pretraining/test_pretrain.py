@@ -328,3 +328,4 @@ def test_pretraining_under_ddp_simulates_a_chunk_per_rank(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     prov = load_artifact(out)["provenance"]
     assert prov["world_size"] == 2 and prov["tiles_seen"] == 4  # 2 ranks x 2 tiles each
+    assert prov["cpu_seconds"] > 0  # summed over the ranks
