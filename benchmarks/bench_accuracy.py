@@ -596,7 +596,7 @@ def main(argv=None) -> int:
                    + PRETRAINED + "', and the pretraining acceptance table")
     p.add_argument("--pretrain", action="store_true", help="pretrain first (deepdisc pretrain --sed-library: every "
                    f"family but the test field's {TEST_SED_LIBRARY}; resumed when killed), into the preset's folder "
-                   "unless --pretrained names the file; then as --pretrained")
+                   "unless --pretrained names the file (an existing file is used as it is); then as --pretrained")
     p.add_argument("--pretrain-args", default=PRETRAIN_ARGS, help=f"deepdisc pretrain options (default "
                    f"'{PRETRAIN_ARGS}': ~40 CPU minutes)")
     p.add_argument("--pretrain-cpu-min", type=float, default=None, help="CPU minutes of the pretraining (default: "
