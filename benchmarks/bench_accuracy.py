@@ -30,6 +30,13 @@ Then:
    detection completeness, overall, per F444W magnitude bin and per true-redshift bin; every row carries
    its estimator's training (inform) CPU minutes.
 
+5. with ``--pretrain`` / ``--pretrained PATH`` (`accuracy_pretrained`), issue 18's pretraining recipe: ``deepdisc
+   pretrain --sed-library cosmos+cww`` (label-complete simulations with domain randomisation, every SED family
+   but the test field's held-out ``fsps``), then the ensemble fine-tuned from it on the same spec-z with the same
+   members, epochs and options (plus ``--finetune-args``, nothing frozen): rows "DeepDISC pretrained +
+   fine-tuned" and "DeepDISC pretrained (no fine-tuning)", whose train CPU minutes include the pretraining's,
+   and a table of the acceptance (beat labels-only at F444W >= 27 and z > 3, not lose at F444W < 25).
+
 ``--labels complete`` is the ablation of earlier runs: a ``--train-tiles`` field (default 120) in which every
 catalogued galaxy has a spec-z (~6 per tile), all tiles trained on; same test field.
 
@@ -48,6 +55,18 @@ Smoke run (minutes)::
 
     PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir /tmp/acc --presets COSMOSWEB4 \\
         --train-tiles 200 --test-tiles 4 --members 3 --epochs 1
+
+With pretraining (~40 CPU minutes more, `accuracy_pretrained.PRETRAIN_ARGS`), reusing an earlier run's models,
+photo-z and timings in the same folder (``--reuse``; same options)::
+
+    PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir bench_acc --pretrain --reuse
+
+or pretrain separately (the same command that ``--pretrain`` runs) and point to the model::
+
+    deepdisc pretrain -o pretrained.pt --bands JADES9 --tile-size 128 --sed-library cosmos+cww --threads 2 \
+        --epochs 12 --chunks-per-epoch 8 --tiles-per-chunk 64 --validation-tiles 16 --seed 1234 --resume
+    PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir bench_acc --presets JADES9 \
+        --pretrained pretrained.pt --reuse
 
 The peers alone (no training; the same fields)::
 
@@ -72,6 +91,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy_consensus import CONSENSUS_INPUTS, consensus_targets, run_consensus  # noqa: E402
 from accuracy_consensus import LABEL as CONSENSUS_LABEL  # noqa: E402
+from accuracy_pretrained import (  # noqa: E402
+    FINETUNE_ARGS,
+    FINETUNED,
+    PRETRAIN_ARGS,
+    PRETRAINED,
+    SUBSETS,
+    acceptance_table,
+    pretrain_library,
+    run_pretrained,
+)
 
 PRESETS = ("JADES9", "NEXUS6", "COSMOSWEB4")
 TRAIN_SEED = 1001
@@ -291,8 +320,9 @@ def run_peers(train: Path, test: Path, out: Path, preset: str, calib: Path | Non
     return timings
 
 
-def score(photoz_path: Path, truth, label: str, train_cpu_s: float) -> dict:
-    """Overall, per-magnitude-bin and per-redshift-bin metrics of one estimator, with bootstrap errors."""
+def score(photoz_path: Path, truth, label: str, train_cpu_s: float, subsets=None) -> dict:
+    """Overall, per-magnitude-bin and per-redshift-bin metrics of one estimator, with bootstrap errors (and rows
+    of binning ``subset`` for ``subsets``: (name, "mag" or "z", low, high, ...) each, not shown in the tables)."""
     from rail.deepdisc.evaluation.binned import detection_completeness
     from rail.deepdisc.evaluation.coverage import coverage_from_pit
     from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
@@ -333,8 +363,44 @@ def score(photoz_path: Path, truth, label: str, train_cpu_s: float) -> dict:
     bright = has_truth & (obj["mag"] < BRIGHT_CUT)  # the issue targets' F444W < 27
     rows.append(row("cut", f"<{BRIGHT_CUT:g}", bright, point_metrics(obj["zphot"][bright], obj["ztrue"][bright])
                     .as_dict()))
+    for name, kind, lo, hi, *_ in subsets or ():
+        sel = has_truth & (values[kind] >= lo) & (values[kind] < hi) if kind == "mag" else \
+            has_truth & (values[kind] > lo) & (values[kind] <= hi)
+        rows.append(row("subset", name, sel, point_metrics(obj["zphot"][sel], obj["ztrue"][sel]).as_dict()))
     return {"estimator": label, "rows": rows, "magnitude_band": res.summary["magnitude_band"],
             "train_cpu_min": train_cpu_s / 60.0}
+
+
+#: Options of an earlier run that ``--reuse`` requires to be the same (its fields, models and timings fit).
+REUSE_ARGS = ("labels", "train_tiles", "unlabelled_share", "test_tiles", "calib_tiles", "size", "members", "epochs",
+              "threads", "seed", "train_args")
+#: Options that must also agree for the fine-tuned ensemble of an earlier run to be reused.
+REUSE_FINETUNE_ARGS = ("pretrained", "pretrain", "pretrain_args", "finetune_args", "pretrain_cpu_min")
+
+
+def previous_timings(workdir: Path, preset: str, args) -> dict:
+    """``--reuse``: the timings of ``preset`` in the earlier run's ``accuracy.json`` in ``workdir`` ({} if none).
+
+    Files that exist are then reused with these timings instead of being made again (`run_preset`). Refuses an
+    earlier run made with other `REUSE_ARGS`; drops its fine-tuning timings when `REUSE_FINETUNE_ARGS` differ.
+    """
+    path = workdir / "accuracy.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    old = data.get("args", {})
+    differ = [k for k in REUSE_ARGS if old.get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"--reuse: {path} comes from a run with other options ("
+                         + ", ".join(f"{k} {old.get(k)!r}, now {getattr(args, k)!r}" for k in differ) + ")")
+    timings = dict(next((r["timings"] for r in data["results"] if r["preset"] == preset), {}))
+    if any(old.get(k) != getattr(args, k) for k in REUSE_FINETUNE_ARGS):
+        timings = {k: v for k, v in timings.items() if not k.startswith(("finetune_", FINETUNED, PRETRAINED))}
+    return timings
+
+
+def _pretrained_rows(args) -> bool:
+    return bool(args.pretrain or args.pretrained) and not args.peers_only
 
 
 def run_preset(preset: str, args) -> dict:
@@ -347,27 +413,50 @@ def run_preset(preset: str, args) -> dict:
     timings = {"simulate_s": time.perf_counter() - t0}
     scores = []
     truth = read_truth(test)
+    prev = previous_timings(Path(args.workdir), preset, args) if args.reuse else {}
+
+    def reused(key: str, path: Path):
+        return prev.get(key) if path.exists() else None
+
+    pretrained = _pretrained_rows(args)
+    subsets = SUBSETS if pretrained else None
     if not args.peers_only:
         model = out / f"model_{args.labels}.pt"
-        train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
-                                      "--epochs", str(args.epochs), "--threads", str(args.threads),
-                                      "--seed", str(args.seed), "--no-progress", "--device", "cpu",
-                                      *shlex.split(args.train_args)], args.threads)
+        train_wall, train_cpu = reused("train_wall_s", model), reused("train_cpu_s", model)
+        if train_wall is None or train_cpu is None:
+            train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
+                                          "--epochs", str(args.epochs), "--threads", str(args.threads),
+                                          "--seed", str(args.seed), "--no-progress", "--device", "cpu",
+                                          *shlex.split(args.train_args)], args.threads)
         single = one_member(model, out / f"model_{args.labels}_member0.pt")
         timings.update({"train_wall_s": train_wall, "train_cpu_s": train_cpu})
-        for label, path, pz in (("DeepDISC ensemble", model, out / f"pz_{args.labels}_ensemble.hdf5"),
-                                ("DeepDISC 1 member", single, out / f"pz_{args.labels}_member0.hdf5")):
-            wall, _ = _cli(["estimate", str(path), str(test), "-o", str(pz), "--threads", str(args.threads),
-                            "--device", "cpu", "--no-progress"], args.threads)
+        runs = [("DeepDISC ensemble", model, out / f"pz_{args.labels}_ensemble.hdf5", train_cpu),
+                ("DeepDISC 1 member", single, out / f"pz_{args.labels}_member0.hdf5", train_cpu / args.members)]
+        if pretrained:
+            models, pre_times = run_pretrained(_cli, out, preset, args, train, TEST_SED_LIBRARY, reused)
+            timings.update(pre_times)
+            runs += [(label, path, out / f"pz_{args.labels}_{tag}.hdf5", cpu) for label, path, cpu, tag in models]
+        for label, path, pz, cpu in runs:
+            wall = reused(f"{label} estimate_s", pz)
+            if wall is None:
+                wall, _ = _cli(["estimate", str(path), str(test), "-o", str(pz), "--threads", str(args.threads),
+                                "--device", "cpu", "--no-progress"], args.threads)
             timings[f"{label} estimate_s"] = wall
-            cpu = train_cpu if label == "DeepDISC ensemble" else train_cpu / args.members
-            scores.append(score(pz, truth, label, cpu))
-        _cli(["estimate", str(model), str(calib), "-o", str(out / f"pz_{args.labels}_ensemble_calib.hdf5"),
-              "--threads", str(args.threads), "--device", "cpu", "--no-progress"], args.threads)
+            scores.append(score(pz, truth, label, cpu, None if label == "DeepDISC 1 member" else subsets))
+        calib_pz = out / f"pz_{args.labels}_ensemble_calib.hdf5"
+        if not (prev and calib_pz.exists()):
+            _cli(["estimate", str(model), str(calib), "-o", str(calib_pz), "--threads", str(args.threads),
+                  "--device", "cpu", "--no-progress"], args.threads)
     peers_dir = out / f"peers_{args.labels}"
     peers_dir.mkdir(exist_ok=True)
-    peer_times = run_peers(train, test, peers_dir, preset, None if args.peers_only else calib)
-    timings.update({f"{k} {m}": v for k, t in peer_times.items() for m, v in t.items()})
+    peer_keys = [f"{p} {m}" for p in PEERS for m in ("inform_s", "inform_cpu_s", "estimate_s", "objects", "labels")]
+    peer_files = [peers_dir / f"pz_{_slug(p)}{suffix}.hdf5" for p in PEERS
+                  for suffix in ("",) + (() if args.peers_only else ("_calib",))]
+    if prev and all(k in prev for k in peer_keys) and all(f.exists() for f in peer_files):
+        timings.update({k: prev[k] for k in peer_keys})
+    else:
+        peer_times = run_peers(train, test, peers_dir, preset, None if args.peers_only else calib)
+        timings.update({f"{k} {m}": v for k, t in peer_times.items() for m, v in t.items()})
     scores += [score(peers_dir / f"pz_{_slug(name)}.hdf5", truth, name, timings[f"{name} inform_cpu_s"])
                for name in PEERS]
     if not args.peers_only:
@@ -436,6 +525,13 @@ def markdown(results: list[dict], args) -> str:
              f"templates; nuisance {' '.join(f'{k} {v}' for k, v in TEST_NUISANCE.items())}), {args.size}x{args.size}"
              f" px; {deepdisc}; peers informed on the same spec-z. Truth: true redshift of every test object. "
              f"Train CPU min: DeepDISC's training (one member: the ensemble's / members), the peers' inform.", ""]
+    if _pretrained_rows(args):
+        lines += [f"{FINETUNED}: `deepdisc pretrain --sed-library {pretrain_library(TEST_SED_LIBRARY)} "
+                  f"{args.pretrain_args}` (label-complete simulations, domain randomisation; the test field's "
+                  f"`{TEST_SED_LIBRARY}` family held out), then `deepdisc train --init PRETRAINED` with the "
+                  f"labels-only options plus `{args.finetune_args}` (nothing frozen); {PRETRAINED}: the pretrained "
+                  "network alone. "
+                  "Their train CPU min include the pretraining's.", ""]
     lines += _label_table(results)
     for res in results:
         t = res["timings"]
@@ -456,8 +552,12 @@ def markdown(results: list[dict], args) -> str:
             lines.append(f"| {res['preset']} | {_pm(e, 'sigma_iqr')} / {_fmt(sig)} | {_pm(e, 'eta')} / "
                          f"{_fmt(eta)} | {_fmt(e['cov68'], '.2f')} | {'yes' if met else 'no'} |")
         lines.append("")
+        if _pretrained_rows(args):
+            lines += acceptance_table(results)
         lines += consensus_targets(results, LEVELS)
-    names = ([] if args.peers_only else ["DeepDISC 1 member", "DeepDISC ensemble", CONSENSUS_LABEL]) + list(PEERS)
+    pretrained = [FINETUNED, PRETRAINED] if _pretrained_rows(args) else []
+    names = ([] if args.peers_only else ["DeepDISC 1 member", "DeepDISC ensemble", *pretrained, CONSENSUS_LABEL]) \
+        + list(PEERS)
     lines += ["Speed on the test field (same objects; DeepDISC end to end incl. model load, peers estimate "
               "only; objects/s, peers' inform seconds in brackets):", "",
               "| preset | objects | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
@@ -491,7 +591,23 @@ def main(argv=None) -> int:
     p.add_argument("--train-args", default="", help="extra `deepdisc train` options for ablations, e.g. "
                    "'--head-dropout 0' (default none)")
     p.add_argument("--peers-only", action="store_true", help="skip DeepDISC: simulate, run and score the peers")
+    p.add_argument("--pretrained", default=None, help="a `deepdisc pretrain` model (PATH, `{preset}` replaced): "
+                   "adds the rows '" + FINETUNED + "' (the ensemble fine-tuned from it, same members and epochs) and '"
+                   + PRETRAINED + "', and the pretraining acceptance table")
+    p.add_argument("--pretrain", action="store_true", help="pretrain first (deepdisc pretrain --sed-library: every "
+                   f"family but the test field's {TEST_SED_LIBRARY}; resumed when killed), into the preset's folder "
+                   "unless --pretrained names the file (an existing file is used as it is); then as --pretrained")
+    p.add_argument("--pretrain-args", default=PRETRAIN_ARGS, help=f"deepdisc pretrain options (default "
+                   f"'{PRETRAIN_ARGS}': ~40 CPU minutes)")
+    p.add_argument("--pretrain-cpu-min", type=float, default=None, help="CPU minutes of the pretraining (default: "
+                   "the pretrained artifact's provenance cpu_seconds)")
+    p.add_argument("--finetune-args", default=FINETUNE_ARGS, help="deepdisc train options of the fine-tuning, after "
+                   f"--train-args (default '{FINETUNE_ARGS}')")
+    p.add_argument("--reuse", action="store_true", help="reuse the models, photo-z files and timings of the earlier "
+                   "run in --workdir (its accuracy.json; same options required) instead of making them again")
     args = p.parse_args(argv)
+    if (args.pretrain or args.pretrained) and args.peers_only:
+        p.error("--pretrain and --pretrained need DeepDISC: drop --peers-only")
     if args.train_tiles is None:
         args.train_tiles = DEFAULT_TRAIN_TILES[args.labels]
     if args.calib_tiles is None:

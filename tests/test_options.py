@@ -49,7 +49,8 @@ def _simulation():
 
     return SIMULATION_OPTIONS, DeepDiscSimulator, cli, {SimulationSettings: {}}, {"bands": "NEXUS6",
                                                                            "depth": {"F444W": 29.5},
-                                                                           "detection_bands": ["F150W"]}
+                                                                           "detection_bands": ["F150W"],
+                                                                           "sed_library": "cww+cosmos"}
 
 
 def _pretraining():
@@ -60,7 +61,7 @@ def _pretraining():
 
     _, _, _, training, _ = _training()  # the shared options: the training classes, before pretraining's own
     classes = {**training, PretrainRunOptions: {}, PretrainSettings: {}, NuisanceRanges: {}}
-    return PRETRAIN_OPTIONS, DeepDiscPretrainer, cli, classes, {"bands": "NEXUS6"}
+    return PRETRAIN_OPTIONS, DeepDiscPretrainer, cli, classes, {"bands": "NEXUS6", "sed_library": "fsps+cww"}
 
 
 def _backbone_pretraining():

@@ -13,7 +13,7 @@ from rail.deepdisc.model.backbone import load_backbone_weights
 from rail.deepdisc.model.network import NetworkConfig, build_model
 from rail.deepdisc.pretraining.backbone import extract_cutouts, pretrain_backbone, save_backbone
 from rail.deepdisc.pretraining.randomise import FileChunks, NuisanceRanges, chunk_seed, label_complete
-from rail.deepdisc.pretraining.run import check_pretrain_options, pretrain_from_options
+from rail.deepdisc.pretraining.run import check_pretrain_options, pretrain_from_options, pretraining_source
 from rail.deepdisc.pretraining.settings import BackboneSettings
 from rail.deepdisc.tileset.io import write_tileset
 from rail.deepdisc.training.run import train_from_options
@@ -117,6 +117,7 @@ def test_pretrained_artifact_records_provenance(pretrained, sim_files):
     assert prov["kind"] == "pretrained" and prov["seed"] == 5 and prov["epochs"] == 1
     assert prov["pretraining_data"]["files"] == sim_files
     assert prov["tiles_seen"] == 12 and prov["objects_seen"] == 36
+    assert 0 < prov["cpu_seconds"] < 600  # this process's CPU over the run (the fixture trains seconds)
     assert len(art["members"]) == 1 and art["config"]["training"]["pretraining"] is True
 
 
@@ -145,6 +146,30 @@ def test_fine_tuning_with_other_bands_reinitialises_only_the_band_dependent_weig
         assert not torch.allclose(head[:, n_fpn:-1], head0[:, n_fpn : n_fpn + n_pixel])
         assert torch.allclose(head[:, -1], head0[:, -1], atol=1e-6)
         assert not torch.equal(state["normaliser.center"][:1], start["normaliser.center"][:1])
+
+
+def test_a_pretraining_chunk_holds_galaxies_of_every_family_of_its_library():
+    source = pretraining_source({"sed_library": "cww+cosmos", "bands": ["F150W", "F277W", "F444W"],
+                                 "tile_size": 96, "tiles_per_chunk": 4, "seed": 3, "device": "cpu"})
+    assert source.base.sed_library == "cosmos+cww"
+    assert source.describe()["fixed_settings"]["sed_library"] == "cosmos+cww"  # the artifact's provenance
+    chunk = source.chunk(0, 0)
+    gal = ~chunk.objects["true_is_star"].astype(bool)
+    families, counts = np.unique(chunk.objects["true_sed_family"][gal], return_counts=True)
+    assert families.tolist() == ["cosmos", "cww"] and counts.min() >= 3  # per galaxy, not per chunk
+    assert np.isfinite(chunk.objects["redshift"][gal]).all()
+    assert pretraining_source({"device": "cpu"}).base.sed_library == "cosmos+fsps+cww"  # default: every family
+
+
+def test_fine_tuning_trains_every_part_by_default(pretrained, specz):
+    start = load_artifact(pretrained)["members"][0]["state_dict"]
+    tuned = train_from_options(specz, {**FAST, "epochs": 1, "init_model": str(pretrained)})
+    assert tuned["config"]["training"]["freeze"] == [] and tuned["members"][0]["best_epoch"] == 0
+    state = tuned["members"][0]["state_dict"]
+    for prefix in ("backbone.body.", "backbone.fpn.", "rpn.", "roi_heads.", "redshift_head.mlp.",
+                   "redshift_head.output."):
+        moved = [k for k, v in _layer(state, prefix).items() if v.is_floating_point() and not torch.equal(v, start[k])]
+        assert moved, f"{prefix} did not train"
 
 
 def test_fine_tuning_records_its_source_and_info_shows_it(pretrained, specz, tmp_path, capsys):
@@ -213,6 +238,7 @@ def test_fine_tuning_options_are_checked(options, match, specz):
         ({"tiles_per_chunk": 1}, "tiles_per_chunk must be >= 2"),
         ({"validation_tiles": 1}, "validation_tiles must be >= 2"),
         ({"tile_files": "a.h5"}, "tile_files must be a list"),
+        ({"sed_library": "cosmos+eazy"}, "unknown family 'eazy'; give one of cosmos, fsps, cww"),
     ],
 )
 def test_pretraining_options_are_checked(options, match):
@@ -302,3 +328,4 @@ def test_pretraining_under_ddp_simulates_a_chunk_per_rank(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     prov = load_artifact(out)["provenance"]
     assert prov["world_size"] == 2 and prov["tiles_seen"] == 4  # 2 ranks x 2 tiles each
+    assert prov["cpu_seconds"] > 0  # summed over the ranks

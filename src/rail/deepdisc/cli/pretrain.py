@@ -8,11 +8,12 @@ from pathlib import Path
 
 HELP = "pretrain a DeepDISC network on streamed simulations with true redshifts for every object"
 EXAMPLES = """  deepdisc pretrain -o pretrained.pt                           # 10 epochs x 8 chunks x 32 simulated tiles
-  deepdisc pretrain -o pretrained.pt --epochs 40 --tiles-per-chunk 64 --psf-fwhm-scale 0.8 1.3
+  deepdisc pretrain -o pretrained.pt --epochs 12 --chunks-per-epoch 8 --tiles-per-chunk 64   # the recipe
+  deepdisc pretrain -o pretrained.pt --sed-library cosmos+cww --psf-fwhm-scale 0.8 1.3   # fsps held out
   deepdisc pretrain -o pretrained.pt --resume                  # continue a killed run from its checkpoint
   deepdisc pretrain -o pretrained.pt --tile-files sim1.h5 sim2.h5   # read label-complete TileSets instead
   torchrun --nproc_per_node 4 -m rail.deepdisc.cli pretrain -o pretrained.pt   # DDP: each rank simulates
-  deepdisc train specz.h5 -o model.pt --init pretrained.pt --lr 2e-4 --freeze backbone fpn --freeze-epochs 3
+  deepdisc train specz.h5 -o model.pt --init pretrained.pt --lr 1e-4 --head-steps 0   # fine-tune everything
   deepdisc pretrain --backbone-only -o resnet.pt --tile-files sim.h5 --epochs 20   # ResNet on cutouts, then:
   deepdisc train specz.h5 -o model.pt --backbone-weights resnet.pt
 Writes MODEL.pt (its provenance shows in `deepdisc info MODEL.pt`) and MODEL_pretrain_checkpoint.pt (or

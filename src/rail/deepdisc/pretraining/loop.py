@@ -10,7 +10,8 @@ so a run killed at any point and resumed reaches the same weights as an uninterr
 count). Under DDP (torchrun) every rank simulates its own chunk and gradients are averaged.
 
 The result is an ordinary one-member model artifact whose ``provenance`` describes the pretraining data
-(source, randomisation ranges, fixed simulator settings), seed, epochs and tiles seen; fine-tune it with
+(source, randomisation ranges, fixed simulator settings, SED families), seed, epochs, tiles seen and the CPU
+seconds spent (every rank, simulation included, resumed runs added up); fine-tune it with
 ``deepdisc train --init`` (`rail.deepdisc.training.finetune`). Input normalisation comes from a fixed validation set
 (the midpoint of every randomised range, never trained on), whose mean log-likelihood is recorded per epoch.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,13 +62,14 @@ class _Position:
         self.tiles_seen = 0
         self.objects_seen = 0
         self.history: list[dict] = []
+        self.cpu_seconds = 0.0  # summed over the ranks and over resumed runs
 
     def to_dict(self) -> dict:
         return dict(vars(self))
 
     def load(self, data: dict) -> None:
         for key in vars(self):
-            setattr(self, key, data[key])
+            setattr(self, key, data.get(key, getattr(self, key)))  # checkpoints before cpu_seconds lack it
 
 
 def pretrain_model(
@@ -121,6 +124,7 @@ def pretrain_model(
     ModelError
         If a checkpoint to resume from belongs to another run.
     """
+    cpu0 = time.process_time()  # this process's CPU (every thread), simulation included
     if tuple(source.bands) != tuple(network.bands) or not math.isclose(
         source.pixel_scale, network.pixel_scale, rel_tol=1e-3
     ):
@@ -167,6 +171,9 @@ def pretrain_model(
         _accumulate(pos, record, tiles, dist_ctx.world_size if source.per_rank else 1)
         if pos.chunk == source.chunks_per_epoch:
             _end_epoch(pos, model, val_data, train_settings, device, dist_ctx)
+        cpu1 = time.process_time()
+        pos.cpu_seconds += dist_ctx.all_sum([cpu1 - cpu0])[0]
+        cpu0 = cpu1
         if dist_ctx.is_main and checkpoint is not None:
             save_checkpoint(_checkpoint(fingerprint, model, optimizer, pos), checkpoint)
         dist_ctx.barrier()
@@ -240,6 +247,7 @@ def _artifact(network, train_settings, settings, source, center, scale, model, p
         "validation_tiles": settings.validation_tiles,
         "final_validation_nll": float(last.get("val_nll", math.nan)),
         "world_size": dist_ctx.world_size,
+        "cpu_seconds": float(pos.cpu_seconds),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     ensemble = EnsembleSettings(members=1, seed=settings.seed)

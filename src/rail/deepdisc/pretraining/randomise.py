@@ -6,7 +6,9 @@ redshift as its label (``objects/redshift`` := ``redshift_true``). Two sources:
 `SimulatedChunks`
     Each chunk is a fresh simulated field: seed ``(seed, epoch, chunk, rank)``, and the nuisance settings of
     the simulator drawn uniformly from the `NuisanceRanges` (domain randomisation: PSF width, depth, noise
-    correlation, SED mix, sizes), so the network cannot learn one simulator configuration's quirks. Nothing is
+    correlation, SED mix, sizes), so the network cannot learn one simulator configuration's quirks. The SED
+    families are randomised per galaxy instead (the base settings' ``sed_library``, e.g. ``cosmos+cww``: each
+    galaxy draws its family), so every chunk and every batch holds galaxies of every family. Nothing is
     kept between chunks, so any number of tiles can be seen with flat memory.
 `FileChunks`
     Chunks of whole tiles read from label-complete TileSet files (e.g. made once with ``deepdisc simulate``),

@@ -1,11 +1,11 @@
 """One pretraining run from flat options (``deepdisc pretrain`` flags or `DeepDiscPretrainer` config).
 
 The options are declared once in `rail.deepdisc.pretraining.settings` (`PRETRAIN_OPTIONS`; `PRETRAIN_DEFAULTS`
-lists them with their defaults): the simulated data (bands, tile size, chunking, the nuisance ranges of the
-domain randomisation), or TileSet files instead, plus the network and optimisation options shared with
-``deepdisc train``. `pretrain_from_options` checks them, sets threads and device, joins a torchrun process
-group when there is one, and runs `rail.deepdisc.pretraining.loop.pretrain_model` with a checkpoint beside the
-model.
+lists them with their defaults): the simulated data (bands, tile size, chunking, the SED families and the
+nuisance ranges of the domain randomisation), or TileSet files instead, plus the network and optimisation
+options shared with ``deepdisc train``. `pretrain_from_options` checks them, sets threads and device, joins a
+torchrun process group when there is one, and runs `rail.deepdisc.pretraining.loop.pretrain_model` with a
+checkpoint beside the model.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "check_pretrain_options",
     "pretrain_from_options",
     "pretrain_checkpoint_path",
+    "pretraining_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,19 @@ def _base_settings(run: PretrainRunOptions, settings: PretrainSettings):
     from rail.deepdisc.simulation import SimulationSettings
 
     return SimulationSettings(n_tiles=run.tiles_per_chunk, tile_size=run.tile_size, bands=run.bands,
-                              pixel_scale=run.pixel_scale, seed=settings.seed)
+                              pixel_scale=run.pixel_scale, seed=settings.seed, sed_library=run.sed_library)
+
+
+def pretraining_source(options: Mapping):
+    """The chunks that pretraining with ``options`` streams (`SimulatedChunks`, or `FileChunks` for tile_files).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first unknown or out-of-range option.
+    """
+    opts = check_pretrain_options(options)
+    return _source(build(PretrainRunOptions, opts), build(PretrainSettings, opts), opts)
 
 
 def _source(run: PretrainRunOptions, settings: PretrainSettings, opts: Mapping):

@@ -17,6 +17,7 @@ from rail.deepdisc.model.config import NetworkConfig
 from rail.deepdisc.options import DEVICE, NUM_THREADS, PROGRESS_BAR, OptionSet, check_fields, inherit, option
 from rail.deepdisc.presets import BANDS
 from rail.deepdisc.pretraining.randomise import NuisanceRanges
+from rail.deepdisc.simulation.sed_library import ALL_FAMILIES
 from rail.deepdisc.simulation.settings import SimulationSettings
 from rail.deepdisc.training.settings import TRAIN_OPTIONS, EnsembleSettings, TrainRunOptions, TrainSettings
 
@@ -71,6 +72,9 @@ class PretrainRunOptions:
     bands: str | tuple[str, ...] = BANDS.as_field(flag=None, nargs="+")
     tile_size: int = inherit(SimulationSettings, "tile_size", flag=None, help="simulated tile side, pixels")
     pixel_scale: float = inherit(SimulationSettings, "pixel_scale")
+    sed_library: str = inherit(SimulationSettings, "sed_library", default=ALL_FAMILIES,
+                               help="galaxy SED families of the simulated chunks, joined by +: each galaxy draws "
+                                    "one (domain randomisation over SED libraries; default every family)")
     tile_files: tuple[str, ...] = option((), "label-complete TileSet files to read chunk-wise instead of simulating",
                                          item=str)
     tiles_per_chunk: int = option(32, "tiles per streamed chunk (per process under DDP)", low=2)

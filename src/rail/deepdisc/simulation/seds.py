@@ -24,9 +24,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.filters import filter_curve
 from rail.deepdisc.simulation.sed_library import (
     HALPHA,
+    LYMAN_LIMIT,
+    SedFamily,
     library_families,
     sed_family,
 )
@@ -37,12 +40,12 @@ __all__ = [
     "madau_igm_transmission",
     "star_fnu",
     "photometry_grid",
+    "check_coverage",
 ]
 
 CALZETTI_RV = 4.05
 #: Lyman-series lines (Angstrom) and their Madau (1995) line-blanketing coefficients.
 LYMAN_SERIES = ((1215.67, 3.6e-3), (1025.72, 1.7e-3), (972.537, 1.1846e-3), (949.743, 9.410e-4))
-LYMAN_LIMIT = 911.75
 HC_OVER_K = 1.438777e8  # Angstrom K
 BROWN_DWARF_T_MAX = 2400.0  # K: molecular bands switch on below this
 METHANE_T_MAX = 1500.0  # K: T dwarfs
@@ -318,6 +321,8 @@ def photometry_grid(
     PhotometryGrid
     """
     families = tuple(sed_family(name) for name in library_families(sed_library))
+    for fam in families:
+        check_coverage(fam, bands, z_max)
     zg = np.arange(0.0, z_max + Z_GRID_STEP / 2, Z_GRID_STEP)
     eg = np.arange(0.0, ebv_max + EBV_GRID_STEP / 2, EBV_GRID_STEP)
     n_sed = sum(len(fam.fnu) for fam in families)
@@ -348,6 +353,27 @@ def photometry_grid(
         star=star,
         families=tuple(fam.name for fam in families),
     )
+
+
+def check_coverage(family: SedFamily, bands: tuple[str, ...], z_max: float) -> None:
+    """Refuse an SED family whose rest-frame wavelengths do not cover ``bands`` from z = 0 to ``z_max``.
+
+    Needed: from the bluest band's blue edge at ``z_max`` (not below the Lyman limit, where the IGM absorbs
+    everything at the redshifts that bring it into NIRCam's bands) to the reddest band's red edge at z = 0.
+
+    Raises
+    ------
+    ConfigError
+        Naming the family, its range and the range needed.
+    """
+    edges = [_band_weights(band)[0] for band in bands]
+    lo = max(min(w[0] for w in edges) / (1.0 + z_max), LYMAN_LIMIT)
+    hi = max(w[-1] for w in edges)
+    if family.wave[0] > lo or family.wave[-1] < hi:
+        raise ConfigError(
+            f"SED family {family.name!r} covers rest-frame {family.wave[0]:.0f}-{family.wave[-1]:.0f} A, but bands "
+            f"{' '.join(bands)} at z = 0-{z_max:g} need {lo:.0f}-{hi:.0f} A"
+        )
 
 
 def _bin_average(rest: np.ndarray, wave: np.ndarray, fnu: np.ndarray) -> np.ndarray:

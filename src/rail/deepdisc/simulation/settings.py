@@ -15,7 +15,7 @@ from rail.deepdisc.constants import ZMAX
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.options import PROGRESS_BAR, Option, OptionSet, check_fields, option
 from rail.deepdisc.presets import BANDS
-from rail.deepdisc.simulation.sed_library import SED_LIBRARIES
+from rail.deepdisc.simulation.sed_library import parse_sed_library
 
 __all__ = ["SimulationSettings", "SIMULATION_OPTIONS", "MOSAIC_DIR", "DEFAULT_DEPTHS", "GOODS_S_CENTRE"]
 
@@ -103,9 +103,10 @@ class SimulationSettings:
     starburst_weight : float
         Multiplies the share of starburst templates among star-forming galaxies (SED-mix nuisance).
     sed_library : str
-        Galaxy SED family (`rail.deepdisc.simulation.sed_library`): ``cosmos`` (pz-rail-base's 31 COSMOS
+        Galaxy SED families (`rail.deepdisc.simulation.sed_library`): ``cosmos`` (pz-rail-base's 31 COSMOS
         templates, the default), ``fsps`` (random non-negative combinations of eazy-py's 12 FSPS templates,
-        the EAZY peer's own set) or ``mixed`` (each galaxy draws one of the two).
+        the EAZY peer's own set), ``cww`` (BPZ's CWWSB4 set, interpolated), or several joined by ``+``
+        (``cosmos+cww``: each galaxy draws one; ``mixed`` = ``cosmos+fsps``). Spelled canonically.
     emission_line_scale : float
         Multiplies every galaxy's H-alpha equivalent width (0 = no nebular lines; SED nuisance knob).
     ebv_internal_mean : float
@@ -194,8 +195,9 @@ class SimulationSettings:
     passive_z_max: float = option(5.0, "no passive galaxies above this redshift", low=0, low_open=True)
     starburst_weight: float = option(1.0, "multiplies the share of starburst templates (SED-mix nuisance)", low=0,
                                      low_open=True)
-    sed_library: str = option("cosmos", "galaxy SED family: cosmos (COSMOS templates), fsps (random "
-                              "combinations of eazy-py's 12 FSPS templates) or mixed", choices=SED_LIBRARIES)
+    sed_library: str = option("cosmos", "galaxy SED families: cosmos (COSMOS templates), fsps (random combinations "
+                              "of eazy-py's 12 FSPS templates), cww (BPZ's CWWSB4, interpolated), or several joined "
+                              "by + (each galaxy draws one; mixed = cosmos+fsps)", convert=parse_sed_library)
     emission_line_scale: float = option(1.0, "multiplies every H-alpha equivalent width (0 = no nebular lines)",
                                         low=0)
     ebv_internal_mean: float = option(0.15, "mean internal Calzetti E(B-V) of star-forming galaxies, mag", low=0)

@@ -105,6 +105,14 @@ class DistContext:
         dist.broadcast(buf, src=0)
         return buf.cpu().tolist()
 
+    def all_sum(self, values: list[float]) -> list[float]:
+        """The sum of every rank's ``values``, on every rank (a collective call under DDP)."""
+        if not self.distributed:
+            return values
+        buf = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
+        dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+        return buf.cpu().tolist()
+
     def all_true(self, flag: bool) -> bool:
         """Return whether ``flag`` is true on every rank (a collective call under DDP)."""
         if not self.distributed:
