@@ -105,7 +105,7 @@ def run_pretrained(cli: Callable, out: Path, preset: str, args, train: Path, hel
     pre_cpu = pretrain_cpu_seconds(pretrained, args.pretrain_cpu_min)
     if args.pretrain_cpu_min is None:  # a run made here also counts its start-up (imports), as training's does
         pre_cpu = max(pre_cpu, timings.get("pretrain_child_cpu_s", 0.0))
-    model = out / f"model_{args.labels}_finetuned.pt"
+    model = out / f"model_{args.labels}{args.tag}_finetuned.pt"
     wall, cpu = reused("finetune_wall_s", model), reused("finetune_cpu_s", model)
     if wall is None or cpu is None:
         wall, cpu = cli(["train", str(train), "-o", str(model), "--init", str(pretrained), "--members",

@@ -40,7 +40,8 @@ Then:
 ``--labels complete`` is the ablation of earlier runs: a ``--train-tiles`` field (default 120) in which every
 catalogued galaxy has a spec-z (~6 per tile), all tiles trained on; same test field.
 
-Prints markdown tables and writes ``accuracy.json`` and ``accuracy.md`` in ``--workdir``.
+Prints markdown tables and writes ``accuracy.json`` and ``accuracy.md`` in ``--workdir`` (``accuracy<TAG>.*`` with
+``--tag``, whose DeepDISC files are suffixed too: variants side by side, the peers reused with ``--reuse``).
 
 Full benchmark (realistic labels; ~25-60 CPU minutes of training per preset at bench_train.py's 0.12-0.3
 CPU-s per tile step on a quiet machine, ~3 min of simulation, ~10 min of peers; run it there)::
@@ -372,19 +373,24 @@ def score(photoz_path: Path, truth, label: str, train_cpu_s: float, subsets=None
 
 
 #: Options of an earlier run that ``--reuse`` requires to be the same (its fields, models and timings fit).
-REUSE_ARGS = ("labels", "train_tiles", "unlabelled_share", "test_tiles", "calib_tiles", "size", "members", "epochs",
-              "threads", "seed", "train_args")
+REUSE_ARGS = ("labels", "train_tiles", "unlabelled_share", "test_tiles", "calib_tiles", "size")
+#: Options that must also agree for DeepDISC's models and photo-z of an earlier run to be reused (otherwise only
+#: the peers' are: e.g. a ``--tag`` variant with other ``--train-args``).
+REUSE_DEEPDISC_ARGS = ("members", "epochs", "threads", "seed", "train_args", "tag")
 #: Options that must also agree for the fine-tuned ensemble of an earlier run to be reused.
 REUSE_FINETUNE_ARGS = ("pretrained", "pretrain", "pretrain_args", "finetune_args", "pretrain_cpu_min")
 
 
 def previous_timings(workdir: Path, preset: str, args) -> dict:
-    """``--reuse``: the timings of ``preset`` in the earlier run's ``accuracy.json`` in ``workdir`` ({} if none).
+    """``--reuse``: the timings of ``preset`` in the earlier run's ``accuracy<TAG>.json`` (else ``accuracy.json``)
+    in ``workdir`` ({} if none).
 
     Files that exist are then reused with these timings instead of being made again (`run_preset`). Refuses an
-    earlier run made with other `REUSE_ARGS`; drops its fine-tuning timings when `REUSE_FINETUNE_ARGS` differ.
+    earlier run made with other `REUSE_ARGS`; drops its DeepDISC timings when `REUSE_DEEPDISC_ARGS` differ and its
+    fine-tuning timings when `REUSE_FINETUNE_ARGS` differ.
     """
-    path = workdir / "accuracy.json"
+    path = workdir / f"accuracy{args.tag}.json"
+    path = path if path.exists() else workdir / "accuracy.json"
     if not path.exists():
         return {}
     data = json.loads(path.read_text())
@@ -394,6 +400,9 @@ def previous_timings(workdir: Path, preset: str, args) -> dict:
         raise SystemExit(f"--reuse: {path} comes from a run with other options ("
                          + ", ".join(f"{k} {old.get(k)!r}, now {getattr(args, k)!r}" for k in differ) + ")")
     timings = dict(next((r["timings"] for r in data["results"] if r["preset"] == preset), {}))
+    if any(old.get(k, "") != getattr(args, k) for k in REUSE_DEEPDISC_ARGS):
+        timings = {k: v for k, v in timings.items()
+                   if not k.startswith(("train_", "DeepDISC", "Consensus", "finetune_", FINETUNED, PRETRAINED))}
     if any(old.get(k) != getattr(args, k) for k in REUSE_FINETUNE_ARGS):
         timings = {k: v for k, v in timings.items() if not k.startswith(("finetune_", FINETUNED, PRETRAINED))}
     return timings
@@ -421,21 +430,22 @@ def run_preset(preset: str, args) -> dict:
     pretrained = _pretrained_rows(args)
     subsets = SUBSETS if pretrained else None
     if not args.peers_only:
-        model = out / f"model_{args.labels}.pt"
+        stem = f"{args.labels}{args.tag}"  # DeepDISC's files of this variant
+        model = out / f"model_{stem}.pt"
         train_wall, train_cpu = reused("train_wall_s", model), reused("train_cpu_s", model)
         if train_wall is None or train_cpu is None:
             train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
                                           "--epochs", str(args.epochs), "--threads", str(args.threads),
                                           "--seed", str(args.seed), "--no-progress", "--device", "cpu",
                                           *shlex.split(args.train_args)], args.threads)
-        single = one_member(model, out / f"model_{args.labels}_member0.pt")
+        single = one_member(model, out / f"model_{stem}_member0.pt")
         timings.update({"train_wall_s": train_wall, "train_cpu_s": train_cpu})
-        runs = [("DeepDISC ensemble", model, out / f"pz_{args.labels}_ensemble.hdf5", train_cpu),
-                ("DeepDISC 1 member", single, out / f"pz_{args.labels}_member0.hdf5", train_cpu / args.members)]
+        runs = [("DeepDISC ensemble", model, out / f"pz_{stem}_ensemble.hdf5", train_cpu),
+                ("DeepDISC 1 member", single, out / f"pz_{stem}_member0.hdf5", train_cpu / args.members)]
         if pretrained:
             models, pre_times = run_pretrained(_cli, out, preset, args, train, TEST_SED_LIBRARY, reused)
             timings.update(pre_times)
-            runs += [(label, path, out / f"pz_{args.labels}_{tag}.hdf5", cpu) for label, path, cpu, tag in models]
+            runs += [(label, path, out / f"pz_{stem}_{tag}.hdf5", cpu) for label, path, cpu, tag in models]
         for label, path, pz, cpu in runs:
             wall = reused(f"{label} estimate_s", pz)
             if wall is None:
@@ -443,7 +453,7 @@ def run_preset(preset: str, args) -> dict:
                                 "--device", "cpu", "--no-progress"], args.threads)
             timings[f"{label} estimate_s"] = wall
             scores.append(score(pz, truth, label, cpu, None if label == "DeepDISC 1 member" else subsets))
-        calib_pz = out / f"pz_{args.labels}_ensemble_calib.hdf5"
+        calib_pz = out / f"pz_{stem}_ensemble_calib.hdf5"
         if not (prev and calib_pz.exists()):
             _cli(["estimate", str(model), str(calib), "-o", str(calib_pz), "--threads", str(args.threads),
                   "--device", "cpu", "--no-progress"], args.threads)
@@ -460,11 +470,12 @@ def run_preset(preset: str, args) -> dict:
     scores += [score(peers_dir / f"pz_{_slug(name)}.hdf5", truth, name, timings[f"{name} inform_cpu_s"])
                for name in PEERS]
     if not args.peers_only:
-        files = {"DeepDISC ensemble": (out / f"pz_{args.labels}_ensemble_calib.hdf5",
-                                       out / f"pz_{args.labels}_ensemble.hdf5"),
+        files = {"DeepDISC ensemble": (calib_pz, out / f"pz_{stem}_ensemble.hdf5"),
                  **{p: (peers_dir / f"pz_{_slug(p)}_calib.hdf5", peers_dir / f"pz_{_slug(p)}.hdf5")
                     for p in CONSENSUS_INPUTS[1:]}}
-        pz, t = run_consensus(_cli, out, {k: v[0] for k, v in files.items()}, {k: v[1] for k, v in files.items()},
+        cons_dir = out / f"consensus{args.tag}" if args.tag else out
+        cons_dir.mkdir(exist_ok=True)
+        pz, t = run_consensus(_cli, cons_dir, {k: v[0] for k, v in files.items()}, {k: v[1] for k, v in files.items()},
                               calib, test, 1)
         timings.update({"Consensus fit_s": t["fit_s"], "Consensus estimate_s": t["estimate_s"]})
         scores.append(score(pz, truth, CONSENSUS_LABEL, t["fit_s"]))
@@ -603,6 +614,9 @@ def main(argv=None) -> int:
                    "the pretrained artifact's provenance cpu_seconds)")
     p.add_argument("--finetune-args", default=FINETUNE_ARGS, help="deepdisc train options of the fine-tuning, after "
                    f"--train-args (default '{FINETUNE_ARGS}')")
+    p.add_argument("--tag", default="", help="suffix of DeepDISC's model, photo-z and result files, to keep "
+                   "variants (other --train-args) side by side in one workdir; with --reuse the peers of the "
+                   "untagged run are reused")
     p.add_argument("--reuse", action="store_true", help="reuse the models, photo-z files and timings of the earlier "
                    "run in --workdir (its accuracy.json; same options required) instead of making them again")
     args = p.parse_args(argv)
@@ -622,8 +636,8 @@ def main(argv=None) -> int:
         results.append(run_preset(preset, args))
         print(f"{preset}: done in {(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr, flush=True)
         text = markdown(results, args)
-        (workdir / "accuracy.md").write_text(text)
-        (workdir / "accuracy.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1,
+        (workdir / f"accuracy{args.tag}.md").write_text(text)
+        (workdir / f"accuracy{args.tag}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1,
                                                           default=float))
     print(text)
     return 0
