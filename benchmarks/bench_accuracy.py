@@ -121,6 +121,8 @@ DEFAULT_TRAIN_TILES = {"realistic": 1500, "complete": 120}
 TRAIN_SED_LIBRARY = "cosmos"
 #: Held out of training: the test field's galaxies come from this family only.
 TEST_SED_LIBRARY = "fsps"
+#: Test families that are a peer's own templates (said in the tables: that peer fits its exact templates).
+MATCHED_TEMPLATES = {"fsps": ", EAZY's own templates", "cww": ", the BPZ CWWSB4 peer's own templates"}
 SELECT_SEED = 3003
 #: The calibration field of the consensus: simulated like the training field, its spec-z held out from training.
 CALIB_SEED = 4004
@@ -163,7 +165,7 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
     labels = getattr(args, "labels", "realistic")
     field = field_path(workdir, preset, labels)
     train = workdir / f"{preset}_train_{labels}.h5" if labels == "realistic" else field
-    test = workdir / f"{preset}_test_{TEST_SED_LIBRARY}.h5"
+    test = workdir / f"{preset}_test_{args.test_library}.h5"
     common = ["--preset", preset, "--size", str(args.size), "--no-progress"]
     if not field.exists():
         label_args = [x for kv in LABELS[labels].items() for x in kv]
@@ -174,7 +176,7 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
     if not test.exists():
         nuisance = [x for kv in TEST_NUISANCE.items() for x in kv]
         _cli(["simulate", "-o", str(test), "--tiles", str(args.test_tiles), "--seed", str(TEST_SEED),
-              "--sed-library", TEST_SED_LIBRARY, *nuisance, *common], 1)
+              "--sed-library", args.test_library, *nuisance, *common], 1)
     calib_field = workdir / f"{preset}_calib_{labels}_field.h5"
     calib = workdir / f"{preset}_calib_{labels}.h5"
     if not calib.exists():
@@ -443,7 +445,7 @@ def run_preset(preset: str, args) -> dict:
         runs = [("DeepDISC ensemble", model, out / f"pz_{stem}_ensemble.hdf5", train_cpu),
                 ("DeepDISC 1 member", single, out / f"pz_{stem}_member0.hdf5", train_cpu / args.members)]
         if pretrained:
-            models, pre_times = run_pretrained(_cli, out, preset, args, train, TEST_SED_LIBRARY, reused)
+            models, pre_times = run_pretrained(_cli, out, preset, args, train, args.test_library, reused)
             timings.update(pre_times)
             runs += [(label, path, out / f"pz_{stem}_{tag}.hdf5", cpu) for label, path, cpu, tag in models]
         for label, path, pz, cpu in runs:
@@ -532,14 +534,15 @@ def markdown(results: list[dict], args) -> str:
               else "**ablation: every catalogued galaxy labelled** (--label-fraction 1.0, all tiles trained on)")
     lines = [f"Benchmark set: per preset a {args.train_tiles}-tile training field (seed {TRAIN_SEED}, "
              f"`--sed-library {TRAIN_SED_LIBRARY}`) with {labels}, and an independent {args.test_tiles}-tile test "
-             f"field (seed {TEST_SEED}, `--sed-library {TEST_SED_LIBRARY}`: a held-out SED family, EAZY's own "
-             f"templates; nuisance {' '.join(f'{k} {v}' for k, v in TEST_NUISANCE.items())}), {args.size}x{args.size}"
+             f"field (seed {TEST_SEED}, `--sed-library {args.test_library}`: a held-out SED family"
+             f"{MATCHED_TEMPLATES.get(args.test_library, '')}; nuisance "
+             f"{' '.join(f'{k} {v}' for k, v in TEST_NUISANCE.items())}), {args.size}x{args.size}"
              f" px; {deepdisc}; peers informed on the same spec-z. Truth: true redshift of every test object. "
              f"Train CPU min: DeepDISC's training (one member: the ensemble's / members), the peers' inform.", ""]
     if _pretrained_rows(args):
-        lines += [f"{FINETUNED}: `deepdisc pretrain --sed-library {pretrain_library(TEST_SED_LIBRARY)} "
+        lines += [f"{FINETUNED}: `deepdisc pretrain --sed-library {pretrain_library(args.test_library)} "
                   f"{args.pretrain_args}` (label-complete simulations, domain randomisation; the test field's "
-                  f"`{TEST_SED_LIBRARY}` family held out), then `deepdisc train --init PRETRAINED` with the "
+                  f"`{args.test_library}` family held out), then `deepdisc train --init PRETRAINED` with the "
                   f"labels-only options plus `{args.finetune_args}` (nothing frozen); {PRETRAINED}: the pretrained "
                   "network alone. "
                   "Their train CPU min include the pretraining's.", ""]
@@ -614,6 +617,10 @@ def main(argv=None) -> int:
                    "the pretrained artifact's provenance cpu_seconds)")
     p.add_argument("--finetune-args", default=FINETUNE_ARGS, help="deepdisc train options of the fine-tuning, after "
                    f"--train-args (default '{FINETUNE_ARGS}')")
+    p.add_argument("--test-library", default=TEST_SED_LIBRARY, choices=("fsps", "cww"),
+                   help=f"SED family of the test field, held out from DeepDISC's training and its pretraining "
+                   f"(default {TEST_SED_LIBRARY}, EAZY's own templates; cww: BPZ's CWWSB4, so EAZY fits templates "
+                   "that are not the galaxies')")
     p.add_argument("--tag", default="", help="suffix of DeepDISC's model, photo-z and result files, to keep "
                    "variants (other --train-args) side by side in one workdir; with --reuse the peers of the "
                    "untagged run are reused")

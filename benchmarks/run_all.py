@@ -80,8 +80,9 @@ def same_objects(tmp: Path, quick: bool, threads: int) -> dict:
 
     ns = argparse.Namespace(train_tiles=8 if quick else 32, test_tiles=6 if quick else 64, size=128,
                             labels="complete",  # a speed run: every training galaxy labelled
+                            calib_tiles=4, test_library=bench_accuracy.TEST_SED_LIBRARY,
                             threads=threads, chunk_tiles=16, batch_size=8, device="cpu", fake=False)
-    train, test = bench_accuracy.simulate(tmp, "JADES9", ns)
+    train, test, _ = bench_accuracy.simulate(tmp, "JADES9", ns)
     before = load_average()
     out = {}
     for members in (1, 3):
