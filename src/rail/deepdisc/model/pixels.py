@@ -15,15 +15,18 @@ the flux is measured from the sky level.
 What the flux is measured from (``NetworkConfig.pixel_zero``, `head_pixel_features`):
 
 - ``"tile_sky"`` (default): each tile's sky level per band (`tile_sky`: the median after 3-sigma clipping,
-  within ~0.1 sky sigma of the true sky in 95% of the benchmark tiles), and every pixel of the box averaged
+  within 0.12 sky sigma of the true sky in 95% of the JADES9 benchmark's tiles, the plain median within 0.24),
+  and every pixel of the box averaged
   (adaptive ``roi_align`` sampling);
 - ``"mean"`` (model files written before the option): the normaliser's centre, which for the default ``zscore``
   normalisation is the mean of all training pixels, sources included (0.5-1 sky sigma above the sky on the
   JADES9 benchmark), and 2 x 2 bilinear samples per patch cell (8 x 8 per box whatever its size). Subtracting
   a per-pixel flux that large from a box mean biased and scattered the colours: against the true colours of
-  the benchmark's galaxies, F150W-F444W scattered by 0.21 mag at F444W < 26 and 0.7-1.5 mag at 26-28 (the
-  catalog's: 0.02-0.03 and 0.08-0.14 mag), 0.06 and 0.11-0.18 mag measured from the sky
-  (``benchmarks/bench_head_inputs.py``, ``benchmarks/README.md``).
+  the benchmark's galaxies, F150W-F444W scattered by 0.21 / 0.35 mag (calibration / test field) at F444W < 26
+  and 0.68 / 1.55 mag at 26-28, against 0.05 / 0.06 and 0.11 / 0.18 mag measured from the tile's sky over every
+  pixel (the catalog's: 0.02 / 0.03 and 0.08 / 0.14 mag). The same head trained on the 280 benchmark spec-z
+  with these colours alone reached sigma_IQR / eta 0.066 / 0.158 at F444W < 27 on the test field instead of
+  0.107 / 0.270 (``benchmarks/bench_head_inputs.py``, ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
