@@ -23,7 +23,9 @@ Then:
 2. ``deepdisc estimate`` runs the ensemble and its first member alone on every test object;
 3. the peers are informed on the *same* spec-z (catalog photometry of the training field: fluxes where the
    TileSet has them) and run on the test field's catalog, inform and estimate timed: EAZY (eazy-py's
-   defaults), BPZ (COSMOS SEDs, a prior fitted to the labels; also CWWSB4), FlexZBoost and kNN;
+   defaults), BPZ (COSMOS SEDs, a prior fitted to the labels; also CWWSB4), FlexZBoost, kNN and the catalog
+   MDN (DeepDISC's redshift head trained the same way on FlexZBoost's catalog features, ``--members``
+   members: the same learner without the pixels);
 4. every estimator is scored against the true redshift of every test object with the library's evaluation
    (`rail.deepdisc.evaluation.evaluate.evaluate_photoz`): bias, sigma_IQR and outlier fraction eta with
    bootstrap errors (`rail.deepdisc.evaluation.metrics.bootstrap_errors`), PIT KS, coverage and DeepDISC's
@@ -258,10 +260,14 @@ def one_member(model: Path, target: Path) -> Path:
 
 #: The peers: (name, informer, estimator, options, model file suffix, informer-only options). "EAZY prior" is
 #: EAZY with the informer's magnitude prior fitted to the labels (``fit_prior``, off by default), as BPZ's is.
-def _peer_specs(bands: list[str]) -> list[tuple]:
+#: "Catalog MDN" is DeepDISC's redshift head, loss, validation and width calibration on FlexZBoost's catalog
+#: features, with as many members as the DeepDISC ensemble: the same learner without the pixels (issue 18).
+def _peer_specs(bands: list[str], mdn_members: int = 3) -> list[tuple]:
     from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
     from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
     from rail.estimation.algos.deepdisc_ml import (
+        CatalogMdnEstimator,
+        CatalogMdnInformer,
         NIRCamFlexZBoostEstimator,
         NIRCamFlexZBoostInformer,
         NIRCamKNNEstimator,
@@ -276,19 +282,22 @@ def _peer_specs(bands: list[str]) -> list[tuple]:
          {}),
         ("FlexZBoost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands), "pkl", {}),
         ("kNN", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands), "pkl", {}),
+        ("Catalog MDN", CatalogMdnInformer, CatalogMdnEstimator, {}, "pt",
+         dict(nircam_bands=bands, members=mdn_members, progress_bar=False)),
     ]
 
 
-PEERS = ("EAZY", "EAZY prior", "BPZ", "BPZ CWWSB4", "FlexZBoost", "kNN")
+PEERS = ("EAZY", "EAZY prior", "BPZ", "BPZ CWWSB4", "FlexZBoost", "kNN", "Catalog MDN")
 
 
 def _slug(name: str) -> str:
     return name.lower().replace(" ", "_")
 
 
-def run_peers(train: Path, test: Path, out: Path, preset: str, calib: Path | None = None) -> dict:
+def run_peers(train: Path, test: Path, out: Path, preset: str, calib: Path | None = None, *,
+              mdn_members: int = 3) -> dict:
     """Inform every peer on the training field's labelled objects, estimate the test field (timed) and the
-    calibration tiles (``pz_<peer>_calib.hdf5``, untimed)."""
+    calibration tiles (``pz_<peer>_calib.hdf5``, untimed); the catalog MDN with ``mdn_members`` members."""
     from rail.core.data import DataStore
 
     from rail.tools.deepdisc_catalog import TileSetToCatalog
@@ -302,7 +311,7 @@ def run_peers(train: Path, test: Path, out: Path, preset: str, calib: Path | Non
     labelled = {k: v[lab] for k, v in catalogs["train"].items()}
     bands = [k[len("mag_"):] for k in catalogs["test"] if k.startswith("mag_")]
     timings = {}
-    for name, inf_cls, est_cls, common, suffix, inform_only in _peer_specs(bands):
+    for name, inf_cls, est_cls, common, suffix, inform_only in _peer_specs(bands, mdn_members):
         t0, c0 = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. BPZ's prior fit on a selected sample
@@ -467,7 +476,8 @@ def run_preset(preset: str, args) -> dict:
     if prev and all(k in prev for k in peer_keys) and all(f.exists() for f in peer_files):
         timings.update({k: prev[k] for k in peer_keys})
     else:
-        peer_times = run_peers(train, test, peers_dir, preset, None if args.peers_only else calib)
+        peer_times = run_peers(train, test, peers_dir, preset, None if args.peers_only else calib,
+                               mdn_members=args.members)
         timings.update({f"{k} {m}": v for k, t in peer_times.items() for m, v in t.items()})
     scores += [score(peers_dir / f"pz_{_slug(name)}.hdf5", truth, name, timings[f"{name} inform_cpu_s"])
                for name in PEERS]

@@ -87,7 +87,21 @@ def _prep():
     return PREP_OPTIONS, DeepDiscPrep, cli, {PrepSettings: {}}, {"bands": "NEXUS6", "match_band": "f356w"}
 
 
-MECHANISMS = {"train": _training, "simulate": _simulation, "pretrain": _pretraining,
+def _catalog_mdn():
+    from types import SimpleNamespace
+
+    from rail.deepdisc.peers.catalog_mdn import CATALOG_MDN_OPTIONS, CatalogMdnSettings
+    from rail.estimation.algos.deepdisc_ml import CatalogMdnInformer
+
+    def add_arguments(parser):  # no command of its own (``deepdisc peers`` runs it with its defaults)
+        parser.add_argument("-o")
+        CATALOG_MDN_OPTIONS.add_arguments(parser)
+
+    cli = SimpleNamespace(add_arguments=add_arguments)
+    return CATALOG_MDN_OPTIONS, CatalogMdnInformer, cli, {CatalogMdnSettings: {}}, {}
+
+
+MECHANISMS = {"train": _training, "catalog MDN": _catalog_mdn, "simulate": _simulation, "pretrain": _pretraining,
               "pretrain --backbone-only": _backbone_pretraining, "estimate": _estimation, "prep": _prep,
               "distill": _distillation}
 #: Positional and required arguments of the commands besides -o.

@@ -112,7 +112,7 @@ def test_compare_pipeline_runs_every_estimator(tmp_path):
     _run_ceci(_write(DeepDiscComparePipeline("COSMOSWEB4", TEST_SIZE), tmp_path, "compare"), tmp_path)
     out = tmp_path / "out"
     n = validate_tileset(out / "output_simulate_test.h5").n_primary
-    for name in ("deepdisc", "bpz", "eazy", "flexzboost", "knn", "consensus"):
+    for name in ("deepdisc", "bpz", "eazy", "flexzboost", "knn", "catalog_mdn", "consensus"):
         metrics = json.loads((out / f"output_metrics_{name}.json").read_text())
         assert metrics["n_objects"] == n, name
     consensus = qp.read(str(out / "output_estimate_consensus.hdf5"))  # their consensus, row for row

@@ -1,4 +1,4 @@
-"""``deepdisc peers``: TileSet in, EAZY, BPZ, FlexZBoost and kNN photo-z files out, row for row."""
+"""``deepdisc peers``: TileSet in, EAZY, BPZ, FlexZBoost, kNN and catalog MDN photo-z files out, row for row."""
 
 import json
 
@@ -35,7 +35,7 @@ def test_peers_command_writes_every_photo_z_file(tmp_path, capsys, monkeypatch):
         == 0
     )
     timing = json.loads((out / "timing.json").read_text())
-    for peer in ("eazy", "bpz", "flexzboost", "knn"):
+    for peer in ("eazy", "bpz", "flexzboost", "knn", "catalog_mdn"):
         assert timing[peer]["objects"] == ts.n_primary and timing[peer]["objects_per_s"] > 0
         ens = qp.read(str(out / f"pz_{peer}.hdf5"))
         assert ens.npdf == ts.n_primary

@@ -87,3 +87,16 @@ def test_knn_two_mpi_ranks_equal_one_process(tmp_path, catalog):
     one, two = _one_and_two_ranks(tmp_path, "rail.estimation.algos.deepdisc_ml.NIRCamKNNEstimator", [
         f"--model={model}", f"--input={path}", "--zmax=8.0", "--nzbins=201"])
     _check_rows(one, two, table)
+
+
+def test_catalog_mdn_two_mpi_ranks_equal_one_process(tmp_path, catalog):
+    from rail.estimation.algos.deepdisc_ml import CatalogMdnInformer
+
+    table, path = catalog
+    model = tmp_path / "mdn.pt"
+    train = synthetic_catalog(BANDS, 40, snr=50.0, seed=7, igm="madau")
+    CatalogMdnInformer.make_stage(name="mdn_inf_mpi", model=str(model), members=2, epochs=5,
+                                  progress_bar=False).inform(train)
+    one, two = _one_and_two_ranks(tmp_path, "rail.estimation.algos.deepdisc_ml.CatalogMdnEstimator", [
+        f"--model={model}", f"--input={path}", "--zmax=8.0", "--nzbins=201"])
+    _check_rows(one, two, table)

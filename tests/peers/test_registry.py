@@ -7,6 +7,8 @@ import rail.stages
 from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInformer
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
 from rail.estimation.algos.deepdisc_ml import (
+    CatalogMdnEstimator,
+    CatalogMdnInformer,
     NIRCamFlexZBoostEstimator,
     NIRCamFlexZBoostInformer,
     NIRCamKNNEstimator,
@@ -18,7 +20,8 @@ from rail.tools.deepdisc_catalog import TileSetToCatalog
 def test_stages_attach_to_rail_stages():
     rail.stages.import_and_attach_all(silent=True)
     peers = (EazyInformer, EazyEstimator, NIRCamBPZInformer, NIRCamBPZEstimator, TileSetToCatalog)
-    ml = (NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, NIRCamKNNInformer, NIRCamKNNEstimator)
+    ml = (NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, NIRCamKNNInformer, NIRCamKNNEstimator,
+          CatalogMdnInformer, CatalogMdnEstimator)
     for stage in peers + ml:
         assert getattr(rail.stages, stage.name) is stage
 

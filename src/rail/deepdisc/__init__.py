@@ -76,6 +76,8 @@ _LAZY = {
     "NIRCamFlexZBoostEstimator": "rail.estimation.algos.deepdisc_ml",
     "NIRCamKNNInformer": "rail.estimation.algos.deepdisc_ml",
     "NIRCamKNNEstimator": "rail.estimation.algos.deepdisc_ml",
+    "CatalogMdnInformer": "rail.estimation.algos.deepdisc_ml",
+    "CatalogMdnEstimator": "rail.estimation.algos.deepdisc_ml",
     "TileSetToCatalog": "rail.tools.deepdisc_catalog",
     "DeepDiscPrep": "rail.tools.deepdisc_prep",
     "DeepDiscSimulator": "rail.creation.engines.deepdisc_simulator",

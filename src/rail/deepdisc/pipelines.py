@@ -7,8 +7,8 @@ class                      stages
                            CDE loss on the estimator's grid, our coverage and the paper's metrics (truth
                            ``redshift_true``)
 `DeepDiscEstimatePipeline` estimate (MPI, ``nprocess`` ranks) -> evaluate, with an existing model on new tiles
-`DeepDiscComparePipeline`  the main pipeline plus EAZY, BPZ, FlexZBoost and kNN on the same objects (same
-                           labels) and the consensus of DeepDISC, BPZ and EAZY (calibrated on the test
+`DeepDiscComparePipeline`  the main pipeline plus EAZY, BPZ, FlexZBoost, kNN and the catalog MDN on the same
+                           objects (same labels) and the consensus of DeepDISC, BPZ and EAZY (calibrated on the test
                            field's spec-z), each evaluated alike
 ========================== ===================================================================================
 
@@ -31,6 +31,8 @@ from rail.estimation.algos.deepdisc_bpz import NIRCamBPZEstimator, NIRCamBPZInfo
 from rail.estimation.algos.deepdisc_consensus import ConsensusEstimator3, ConsensusInformer3
 from rail.estimation.algos.deepdisc_eazy import EazyEstimator, EazyInformer
 from rail.estimation.algos.deepdisc_ml import (
+    CatalogMdnEstimator,
+    CatalogMdnInformer,
     NIRCamFlexZBoostEstimator,
     NIRCamFlexZBoostInformer,
     NIRCamKNNEstimator,
@@ -168,10 +170,11 @@ class DeepDiscComparePipeline(RailPipeline):
 
     The peers read the catalog photometry of the TileSets (``TileSetToCatalog``: fluxes and magnitudes): the
     template fitters EAZY (eazy-py's FSPS templates) and BPZ (COSMOS SEDs, prior fitted to the labels), and the
-    catalog machine-learning peers FlexZBoost and kNN, informed on the labelled objects' photometry (see
-    ``rail.deepdisc.peers``). The consensus of DeepDISC, BPZ and EAZY (``rail.deepdisc.consensus``) is
-    calibrated on the test field's spec-z objects (10% of the catalogue, none used in training). Each estimator
-    gets the same evaluators: metrics by magnitude and redshift, PIT, coverage.
+    catalog machine-learning peers FlexZBoost, kNN and the catalog MDN (DeepDISC's redshift head on catalog
+    colours), informed on the labelled objects' photometry (see ``rail.deepdisc.peers``). The consensus of
+    DeepDISC, BPZ and EAZY (``rail.deepdisc.consensus``) is calibrated on the test field's spec-z objects (10% of
+    the catalogue, none used in training). Each estimator gets the same evaluators: metrics by magnitude and
+    redshift, PIT, coverage.
     """
 
     default_input_dict: dict[str, str] = {}
@@ -188,13 +191,15 @@ class DeepDiscComparePipeline(RailPipeline):
         self.catalog_train = TileSetToCatalog.build(connections=dict(input=train))
         self.catalog_test = TileSetToCatalog.build(connections=dict(input=test))
         estimates = {"deepdisc": self.estimate_deepdisc}
-        for name, informer, estimator, options in (
-            ("bpz", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, hdf5_groupname="")),
-            ("eazy", EazyInformer, EazyEstimator, dict(bands=bands)),
-            ("flexzboost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands)),
-            ("knn", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands)),
+        for name, informer, estimator, options, inform_only in (
+            ("bpz", NIRCamBPZInformer, NIRCamBPZEstimator, dict(nircam_bands=bands, hdf5_groupname=""), {}),
+            ("eazy", EazyInformer, EazyEstimator, dict(bands=bands), {}),
+            ("flexzboost", NIRCamFlexZBoostInformer, NIRCamFlexZBoostEstimator, dict(nircam_bands=bands), {}),
+            ("knn", NIRCamKNNInformer, NIRCamKNNEstimator, dict(nircam_bands=bands), {}),
+            ("catalog_mdn", CatalogMdnInformer, CatalogMdnEstimator, {},  # the model records its bands
+             dict(nircam_bands=bands, members=size.members, progress_bar=False)),
         ):
-            inform = informer.build(connections=dict(input=self.catalog_train.io.output), **options)
+            inform = informer.build(connections=dict(input=self.catalog_train.io.output), **options, **inform_only)
             setattr(self, f"inform_{name}", inform)
             setattr(self, f"estimate_{name}", estimator.build(
                 connections=dict(input=self.catalog_test.io.output, model=inform.io.model), **options))

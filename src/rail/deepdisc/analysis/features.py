@@ -2,7 +2,7 @@
 
 For every primary object of a TileSet, the network's redshift head sees its box's RoI-aligned FPN features
 (``fpn_channels x 7 x 7``) and, by default, brightness-free colour and shape features of its pixels
-(`rail.deepdisc.model.network.pixel_features`). `object_features` returns both blocks for the boxes the
+(`rail.deepdisc.model.pixels.pixel_features`). `object_features` returns both blocks for the boxes the
 estimator would use: the object's catalog box (``boxes="catalog"``, as ``forced_all``) or, where a detection
 matches it (IoU >= ``iou_threshold``, `rail.deepdisc.inference.match.match_boxes`), the detected box
 (``boxes="matched"``, as ``deepdisc estimate``).

@@ -1,4 +1,4 @@
-"""``deepdisc peers``: run DeepDISC's peers (EAZY, BPZ, FlexZBoost, kNN) on the objects of a TileSet."""
+"""``deepdisc peers``: run DeepDISC's peers (EAZY, BPZ, FlexZBoost, kNN, catalog MDN) on the objects of a TileSet."""
 
 from __future__ import annotations
 
@@ -13,17 +13,20 @@ from rail.deepdisc.atomic import write_text_atomic
 from rail.deepdisc.constants import NZBINS, ZMAX
 from rail.deepdisc.exceptions import DeepDiscError
 
-HELP = "catalog photo-z peers (EAZY, BPZ, FlexZBoost, kNN) on the primary objects of a TileSet, beside DeepDISC"
+HELP = ("catalog photo-z peers (EAZY, BPZ, FlexZBoost, kNN, the catalog MDN) on the primary objects of a TileSet, "
+        "beside DeepDISC")
 EXAMPLES = """  deepdisc peers tiles.h5 -o peers/                  # every peer, trained on the file's spec-z
   deepdisc peers test.h5 -o peers/ --train train.h5 --peer eazy flexzboost
+  deepdisc peers test.h5 -o peers/ --train train.h5 --peer catalog_mdn   # DeepDISC's head on catalog colours
   deepdisc peers images_only.h5 -o peers/ --measure-missing   # aperture photometry where mags are NaN
   deepdisc peers tiles.h5 -o peers/ --peer eazy --templates templates/fsps_full/fsps_QSF_12_v3.param \\
       --templates-root ~/eazy-photoz                  # another template set from a user's eazy-photoz
   deepdisc peers tiles.h5 -o peers/ --peer bpz --templates CWWSB4   # BPZ's classic set instead of COSMOS
 """
 
-#: The peers: template fitters (EAZY, BPZ) and catalog machine learning (FlexZBoost, kNN).
-PEERS = ("eazy", "bpz", "flexzboost", "knn")
+#: The peers: template fitters (EAZY, BPZ) and catalog machine learning (FlexZBoost, kNN, and DeepDISC's redshift
+#: head on the catalog's magnitudes and colours: the catalog MDN).
+PEERS = ("eazy", "bpz", "flexzboost", "knn", "catalog_mdn")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,10 +132,13 @@ def _run_peer(peer: str, bands: list[str], train: dict, catalog: dict, out: Path
     elif peer == "flexzboost":
         inf_cls, est_cls = deepdisc_ml.NIRCamFlexZBoostInformer, deepdisc_ml.NIRCamFlexZBoostEstimator
         common = dict(nircam_bands=bands, zmax=args.zmax, nzbins=args.nzbins)
-    else:
+    elif peer == "knn":
         inf_cls, est_cls = deepdisc_ml.NIRCamKNNInformer, deepdisc_ml.NIRCamKNNEstimator
         common = dict(nircam_bands=bands, zmax=args.zmax, nzbins=args.nzbins)
-    suffix = "npz" if peer in ("eazy", "bpz") else "pkl"
+    else:
+        inf_cls, est_cls = deepdisc_ml.CatalogMdnInformer, deepdisc_ml.CatalogMdnEstimator
+        inform_only = dict(nircam_bands=bands, progress_bar=False)  # the model records its bands
+    suffix = {"eazy": "npz", "bpz": "npz", "catalog_mdn": "pt"}.get(peer, "pkl")
     t0 = time.perf_counter()
     inf = inf_cls.make_stage(name=f"{peer}_inform", model=str(out / f"model_{peer}.{suffix}"), **common,
                              **inform_only)

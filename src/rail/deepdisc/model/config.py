@@ -38,7 +38,7 @@ from rail.deepdisc.model.backbone_names import BACKBONES, check_tile_size, is_tr
 from rail.deepdisc.options import check_fields, option
 
 __all__ = ["NetworkConfig", "FEATURE_LEVELS", "OPTIONAL_DEFAULTS", "LEGACY_DEFAULTS", "FILE_ONLY_OPTIONS", "BACKBONES",
-           "NORM_LAYERS", "NORMALISATIONS", "HEAD_KINDS"]
+           "NORM_LAYERS", "NORMALISATIONS", "HEAD_KINDS", "PIXEL_ZEROS"]
 
 #: Backbone normalisation layers (see `rail.deepdisc.model.backbone.build_backbone`).
 NORM_LAYERS = ("group", "batch")
@@ -48,6 +48,9 @@ NORMALISATIONS = ("zscore", "asinh")
 #: ``"merz25"`` (the head of Merz et al. 2025 / grantmerz/deepdisc's ``RedshiftPDFCasROIHeads``, for imported
 #: detectron2 models).
 HEAD_KINDS = ("normed", "merz25")
+#: What the redshift head's pixel features are measured from (`rail.deepdisc.model.pixels`): each tile's sky
+#: level (default) or the normaliser's centre (model files written before the option).
+PIXEL_ZEROS = ("tile_sky", "mean")
 #: `NetworkConfig` options that the model file sets, not the user (the training tiles set ``tile_size``, named
 #: ``transformer_tile_size`` apart from the simulated tile side; ``deepdisc import-detectron2`` the others): left
 #: out of the stage and command options.
@@ -62,9 +65,9 @@ RPN_BG_IOU_THRESHOLD = 0.3
 #: fingerprints) of networks that do not use them stay as they were before the fields existed.
 OPTIONAL_DEFAULTS = {"tile_size": 0, "head_kind": "normed", "stride_in_1x1": False}
 #: Values of fields that model files written before the field existed were built with (`NetworkConfig.from_dict`
-#: fills them in when a file lacks the key): one anchor size per level and the RPN's 0.7 foreground IoU. New files
-#: always write these fields.
-LEGACY_DEFAULTS = {"anchor_scales": (1.0,), "rpn_fg_iou_threshold": 0.7}
+#: fills them in when a file lacks the key): one anchor size per level, the RPN's 0.7 foreground IoU, pixel
+#: features measured from the normaliser's centre. New files always write these fields.
+LEGACY_DEFAULTS = {"anchor_scales": (1.0,), "rpn_fg_iou_threshold": 0.7, "pixel_zero": "mean"}
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -120,7 +123,11 @@ class NetworkConfig:
     pixel_pool_size : int
         The redshift head also sees brightness-free colour and shape features of each box's input pixels,
         RoI-aligned to ``pixel_pool_size`` x ``pixel_pool_size`` per band (a direct path for colours, see
-        `rail.deepdisc.model.network.pixel_features`; 0 = off, as in the paper).
+        `rail.deepdisc.model.pixels.pixel_features`; 0 = off, as in the paper).
+    pixel_zero : {"tile_sky", "mean"}
+        What those features' flux is measured from: each tile's sky level, every box pixel averaged, or the
+        normaliser's centre (the training pixels' mean) with 8 x 8 samples per box (model files without this
+        key; see `rail.deepdisc.model.pixels`).
     tile_size : int
         Side of the square tiles a transformer backbone is built for (set from the training tiles by
         `for_tiles`); 0 for the ResNets, which take any tile size (and then it is left out of `to_dict`, so
@@ -165,6 +172,9 @@ class NetworkConfig:
     box_nms_threshold: float = 0.5
     pixel_pool_size: int = option(4, "the redshift head also reads each box's colours and its pixels pooled to this "
                                   "size per band (0 = the paper's head, RoI features only)", low=0)
+    pixel_zero: str = option("tile_sky", "what those pixels' flux is measured from: tile_sky (each tile's sky, every "
+                             "box pixel averaged) or mean (the training pixels' mean, 8x8 samples per box: models "
+                             "written before this option)", choices=PIXEL_ZEROS)
     tile_size: int = option(0, "side of the square tiles a transformer backbone is built for, pixels (set from the "
                             "training tiles; 0 for the ResNets)", low=0, flag="",
                             name="transformer_tile_size")
@@ -261,9 +271,9 @@ class NetworkConfig:
         return replace(self, tile_size=check_tile_size(self.backbone, height))
 
     def keeping_anchors_of(self, other: NetworkConfig) -> NetworkConfig:
-        """A copy with ``other``'s anchors and RPN matching (the `LEGACY_DEFAULTS` fields, no user options).
+        """A copy with ``other``'s anchors, RPN matching and pixel zero point (the `LEGACY_DEFAULTS` fields).
 
-        For the model a training run fine-tunes (``--init``), whose RPN weights must fit.
+        For the model a training run fine-tunes (``--init``), whose RPN and redshift-head weights must fit.
         """
         return replace(self, **{k: getattr(other, k) for k in LEGACY_DEFAULTS})
 

@@ -11,17 +11,9 @@ Settings for small, faint, blended galaxies in 0.03"/pix tiles are in `rail.deep
 The redshift head sees the RoI-aligned FPN features of each object's box (ground-truth boxes in training,
 detected or catalog boxes at inference) plus its E(B-V), and outputs a K-component Gaussian mixture.
 
-Departure from Merz et al. (2025): by default the head also sees two brightness-free summaries of the box's
-input pixels (`pixel_features`; ``NetworkConfig.pixel_pool_size=0`` gives the paper's head). The pixels,
-back in flux units relative to the normaliser's centre (`InputNormaliser.inverse`), are RoI-aligned to
-``s x s`` per band; from them come (1) colours: ``asinh(f_b / soft) - mean_b(...)`` of the per-band box-mean
-fluxes ``f_b``, softened at `COLOUR_SOFTENING` times the object's brightest band (log-flux differences for
-detected bands, bounded for noise-dominated ones), and (2) the ``s x s`` patch of every band divided by the
-object's total absolute flux (SED shape and profile, not brightness). These are a direct path for the
-colours that carry most of the redshift information: with a few hundred labels the MLP learns photo-z from
-them in a few hundred steps, where it cannot separate them from the backbone's features in z-scored pixels
-(a bright object's pixels are thousands of sky sigmas, a faint one's ~0). They depend only on flux ratios
-between bands, so they do not depend on the depth, zero point or pixel statistics of the training set.
+Departure from Merz et al. (2025): by default the head also sees brightness-free colours and patches of the
+box's input pixels (`rail.deepdisc.model.pixels`; ``NetworkConfig.pixel_pool_size=0`` gives the paper's head),
+measured from each tile's sky level (``NetworkConfig.pixel_zero``).
 """
 
 from __future__ import annotations
@@ -36,13 +28,14 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import MultiScaleRoIAlign
 
 from rail.deepdisc.exceptions import ModelError
 from rail.deepdisc.model.anchors import anchor_generator
 from rail.deepdisc.model.backbone import build_backbone
 from rail.deepdisc.model.config import FEATURE_LEVELS, RPN_BG_IOU_THRESHOLD, NetworkConfig
 from rail.deepdisc.model.normalise import InputNormaliser
+from rail.deepdisc.model.pixels import COLOUR_SOFTENING, head_pixel_features, pixel_features
 from rail.deepdisc.model.redshift_head import EBV_SCALE, MixtureParams, RedshiftMixtureHead, mixture_nll
 
 __all__ = [
@@ -66,9 +59,6 @@ _MASK_LAYERS = 4
 _RPN_POSITIVE_FRACTION = 0.5
 _BOX_POSITIVE_FRACTION = 0.25
 _BOX_REG_WEIGHTS = None  # torchvision default (10, 10, 5, 5)
-#: Colour softening flux, as a fraction of the object's largest absolute band flux (see `pixel_features`).
-COLOUR_SOFTENING = 0.05
-_TINY_FLUX = 1e-12
 
 
 class Encoded(NamedTuple):
@@ -113,36 +103,6 @@ def scale_gradient(x: Tensor, factor: float) -> Tensor:
     return frozen + factor * (x - frozen)
 
 
-def pixel_features(flux: Tensor, boxes: list[Tensor], *, pool_size: int) -> Tensor:
-    """Brightness-free colour and shape features of boxes (see the module docstring).
-
-    Parameters
-    ----------
-    flux : Tensor (B, C, H, W)
-        Pixels in flux units, sky (or any per-band constant close to it) subtracted.
-    boxes : list of B Tensor (n_i, 4)
-        Float xyxy tile pixels.
-    pool_size : int
-        Side ``s`` of the RoI-aligned patch.
-
-    Returns
-    -------
-    Tensor (sum n_i, C + C * s * s)
-        Per box: C softened log-flux colours (mean zero over bands), then the C x s x s patch divided by
-        its total absolute flux (times ``C * s * s``, so values are of order one).
-    """
-    patch = roi_align(
-        flux, boxes, output_size=pool_size, spatial_scale=1.0, sampling_ratio=_POOL_SAMPLING, aligned=True
-    )
-    mean_flux = patch.mean(dim=(2, 3))
-    soft = (COLOUR_SOFTENING * mean_flux.abs().amax(dim=1, keepdim=True)).clamp_min(_TINY_FLUX)
-    log_flux = torch.asinh(mean_flux / soft)
-    colours = log_flux - log_flux.mean(dim=1, keepdim=True)
-    flat = patch.flatten(start_dim=1)
-    shape = flat / flat.abs().sum(dim=1, keepdim=True).clamp_min(_TINY_FLUX) * flat.shape[1]
-    return torch.cat([colours, shape], dim=1)
-
-
 class DeepDiscRCNN(nn.Module):
     """Mask R-CNN (one class, "object") on a ResNet-FPN with a Gaussian-mixture redshift head.
 
@@ -160,6 +120,8 @@ class DeepDiscRCNN(nn.Module):
     redshift_head : RedshiftMixtureHead
     pixel_pool_size : int
         Side of the RoI-aligned input-pixel patch per band also fed to the redshift head (0 = none).
+    pixel_zero : {"tile_sky", "mean"}
+        What the pixel features' flux is measured from (`rail.deepdisc.model.pixels.head_pixel_features`).
     """
 
     def __init__(
@@ -172,9 +134,11 @@ class DeepDiscRCNN(nn.Module):
         redshift_head: RedshiftMixtureHead,
         *,
         pixel_pool_size: int = 0,
+        pixel_zero: str = "mean",
     ) -> None:
         super().__init__()
         self.pixel_pool_size = int(pixel_pool_size)
+        self.pixel_zero = pixel_zero
         self.normaliser = normaliser
         self.backbone = backbone
         self.rpn = rpn
@@ -297,8 +261,9 @@ class DeepDiscRCNN(nn.Module):
         if grad_scale != 1.0:
             pooled = scale_gradient(pooled, grad_scale)
         if self.pixel_pool_size:
-            flux = self.normaliser.inverse(enc.images.tensors) - self.normaliser.center[None, :, None, None]
-            pooled = torch.cat([pooled, pixel_features(flux, boxes, pool_size=self.pixel_pool_size)], dim=1)
+            pixels = head_pixel_features(self.normaliser.inverse(enc.images.tensors), self.normaliser.center, boxes,
+                                         pool_size=self.pixel_pool_size, zero=self.pixel_zero)
+            pooled = torch.cat([pooled, pixels], dim=1)
         extra = (torch.cat([e.reshape(-1) for e in ebv]).to(dtype) / EBV_SCALE).unsqueeze(1)
         return pooled, extra.to(pooled.device)
 
@@ -359,7 +324,8 @@ def build_model(config: NetworkConfig) -> DeepDiscRCNN:
     head = RedshiftMixtureHead(
         groups, n_extra=1, n_components=c.n_components, hidden=c.head_hidden, kind=c.head_kind
     )
-    return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head, pixel_pool_size=c.pixel_pool_size)
+    return DeepDiscRCNN(normaliser, backbone, rpn, roi_heads, z_pool, head, pixel_pool_size=c.pixel_pool_size,
+                        pixel_zero=c.pixel_zero)
 
 
 def model_from_artifact(artifact: dict, member: int, *, device: str | torch.device = "cpu") -> DeepDiscRCNN:

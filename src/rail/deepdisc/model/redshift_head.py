@@ -172,9 +172,12 @@ class RedshiftMixtureHead(nn.Module):
     ----------
     in_features : int or sequence of int
         Length F of the flattened pooled features of one object, or the lengths of its consecutive blocks
-        (e.g. RoI features, then input pixels), each normalised separately.
+        (e.g. RoI features, then input pixels), each normalised separately. An empty sequence: no pooled
+        features (``features`` is (N, 0)), every input is an extra (the catalog MDN,
+        `rail.deepdisc.peers.catalog_mdn`, whose standardised catalog features go there beside E(B-V)).
     n_extra : int
-        Number E of extra scalar inputs per object (1: E(B-V), scaled by `EBV_SCALE`).
+        Number E of extra scalar inputs per object (1: E(B-V), scaled by `EBV_SCALE`), which skip the
+        ``LayerNorm``.
     n_components : int
         Mixture components K.
     hidden : sequence of int

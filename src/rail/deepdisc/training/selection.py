@@ -26,7 +26,7 @@ from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.settings import TrainSettings
 from rail.deepdisc.training.validation import ValidationScores, validation_objective, validation_scores
 
-__all__ = ["end_epoch", "cpu_snapshot"]
+__all__ = ["end_epoch", "keep_or_stop", "cpu_snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,9 @@ def end_epoch(
     val_nll = -val_ll
     val_loss = validation_objective(val_det, val_nll, settings.redshift_loss_weight)
     tolerance = settings.redshift_loss_weight * val_se if math.isfinite(val_se) else 0.0
-    record["val_loss"] = val_loss
-    state.history.append(record)
     epoch = state.epoch
-    state.epoch += 1
-    if math.isfinite(val_loss) and val_loss <= state.best_loss + tolerance:
-        state.best_nll, state.best_epoch, state.since_best = val_nll, epoch, 0
-        state.best_loss = min(state.best_loss, val_loss)
-        state.best_state = cpu_snapshot(model)
-    else:
-        state.since_best += 1
-    state.done = state.epoch >= settings.epochs or state.since_best >= settings.patience
-    if state.done and state.best_state is None:  # validation loss never finite: keep the last weights
-        state.best_state = cpu_snapshot(model)
-        state.best_epoch, state.best_nll = epoch, val_nll
+    keep_or_stop(state, model, record, val_loss, val_nll, tolerance, epochs=settings.epochs,
+                 patience=settings.patience)
     log.info(
         "epoch %d: loss %.4f, validation loss %.4f (detection %.4f, redshift NLL %.4f; best %.4f at epoch %d)",
         epoch,
@@ -93,3 +82,29 @@ def end_epoch(
         state.best_loss,
         state.best_epoch,
     )
+
+
+def keep_or_stop(state: MemberState, model: torch.nn.Module, record: dict, val_loss: float, val_nll: float,
+                 tolerance: float, *, epochs: int, patience: int) -> None:
+    """The selection rule: record the epoch just validated, keep its weights if within ``tolerance`` of the best.
+
+    ``record`` gets ``val_loss`` and joins ``state.history``; ``state`` advances one epoch and keeps ``model``'s
+    weights when ``val_loss`` is at most the lowest so far plus ``tolerance`` (one standard error of the
+    validation NLL); ``done`` is set after ``epochs`` epochs or ``patience`` epochs without a kept one. If no
+    validation loss was ever finite, the last weights are kept. Shared by DeepDISC's members (`end_epoch`) and
+    the catalog MDN (`rail.deepdisc.peers.catalog_mdn_train`).
+    """
+    record["val_loss"] = val_loss
+    state.history.append(record)
+    epoch = state.epoch
+    state.epoch += 1
+    if math.isfinite(val_loss) and val_loss <= state.best_loss + tolerance:
+        state.best_nll, state.best_epoch, state.since_best = val_nll, epoch, 0
+        state.best_loss = min(state.best_loss, val_loss)
+        state.best_state = cpu_snapshot(model)
+    else:
+        state.since_best += 1
+    state.done = state.epoch >= epochs or state.since_best >= patience
+    if state.done and state.best_state is None:  # validation loss never finite: keep the last weights
+        state.best_state = cpu_snapshot(model)
+        state.best_epoch, state.best_nll = epoch, val_nll

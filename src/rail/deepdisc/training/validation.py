@@ -30,6 +30,8 @@ __all__ = [
     "validation_objective",
     "calibrate_widths",
     "held_out_mixtures",
+    "fitted_widths",
+    "mean_and_se",
     "MIN_CALIBRATION_OBJECTS",
 ]
 
@@ -116,23 +118,26 @@ def validation_scores(
     params, z = _join_mixtures(mixtures, model.redshift_head.n_components, torch.float64)
     ll = mixture_log_prob(params, z).numpy()
     scores = {"n_objects": len(ll), "detection_loss": det_total / n_batches if n_batches else math.nan}
-    mean, se = _mean_and_se(ll)
+    mean, se = mean_and_se(ll)
     if fit_widths and len(z):
-        factor, calibrated = _fit_widths(params, z)
-        cal_mean, cal_se = _mean_and_se(calibrated)
+        factor, calibrated = fitted_widths(params, z)
+        cal_mean, cal_se = mean_and_se(calibrated)
         scores.update(calibrated_log_likelihood=cal_mean, calibrated_log_likelihood_se=cal_se, width_factor=factor)
     return ValidationScores(log_likelihood=mean, log_likelihood_se=se, **scores)
 
 
-def _fit_widths(params: MixtureParams, z: torch.Tensor) -> tuple[float, np.ndarray]:
-    """Maximum-likelihood width factor (1 below `MIN_CALIBRATION_OBJECTS` objects), per-object log-likelihoods."""
+def fitted_widths(params: MixtureParams, z: torch.Tensor) -> tuple[float, np.ndarray]:
+    """Maximum-likelihood width factor (1 below `MIN_CALIBRATION_OBJECTS` objects), per-object log-likelihoods.
+
+    The width calibration of every model with a `RedshiftMixtureHead` (DeepDISC's members, the catalog MDN).
+    """
     params = MixtureParams(*(t.double() for t in params))
     factor = fit_std_scale(params, z) if len(z) >= MIN_CALIBRATION_OBJECTS else 1.0
     scaled = MixtureParams(params.weights, params.means, params.stds * factor)
     return factor, mixture_log_prob(scaled, z.double()).numpy()
 
 
-def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
+def mean_and_se(values: np.ndarray) -> tuple[float, float]:
     """Mean and its standard error (NaN when there are too few values)."""
     mean = float(values.mean()) if len(values) else math.nan
     se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
@@ -244,7 +249,7 @@ def calibrate_widths(
     if dist_ctx.is_main:
         params, z = held_out_mixtures(model, data, batch_size=batch_size, device=device)
         if len(z):
-            scale, per_object = _fit_widths(params, z)
+            scale, per_object = fitted_widths(params, z)
             ll = float(per_object.mean())
     scale, ll = dist_ctx.broadcast([scale, ll])
     head.std_scale.fill_(scale)

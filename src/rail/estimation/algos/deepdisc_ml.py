@@ -1,4 +1,4 @@
-"""Catalog machine-learning peers on NIRCam catalogs: FlexZBoost (pz-rail-flexzboost) and kNN (pz-rail-sklearn).
+"""Catalog machine-learning peers on NIRCam catalogs: FlexZBoost, kNN and DeepDISC's own head on the catalog.
 
 `NIRCamFlexZBoostInformer`/`NIRCamFlexZBoostEstimator` and `NIRCamKNNInformer`/`NIRCamKNNEstimator` subclass the
 upstream stages, unchanged in what they learn, and only (1) replace their LSST defaults by NIRCam ones derived
@@ -9,6 +9,11 @@ extinction removed; non-detections at ``mag_limit``; for kNN, whose k-d tree can
 unobserved bands too), and (4) write a ``qp`` ensemble row for row with the input table, with ``zmode``,
 ``zmean``, ``zmedian`` (computed on the grid, `grid_point_estimates`) and ``object_id``, spooled per process like
 the other peers. Models are the upstream ones (pickled by RAIL's ``ModelHandle``).
+
+`CatalogMdnInformer`/`CatalogMdnEstimator` (the "catalog MDN") train DeepDISC's redshift head, with DeepDISC's
+loss, ensemble, validation and width calibration, on the features FlexZBoost reads
+(`rail.deepdisc.peers.catalog_mdn`): DeepDISC with catalog photometry in place of pixels. Its model is a
+weights-only torch file (`CatalogMdnModelHandle`) and its output a ``qp.mixmod`` ensemble like DeepDISC's.
 """
 
 from __future__ import annotations
@@ -16,19 +21,31 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import qp
 import tables_io
 from ceci.config import StageParameter as Param
+from rail.core.data import TableHandle
 from rail.estimation.algos.flexzboost import FlexZBoostEstimator, FlexZBoostInformer
 from rail.estimation.algos.k_nearneigh import KNearNeighEstimator, KNearNeighInformer
+from rail.estimation.estimator import CatEstimator, CatInformer
 
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.inference.spooled import SpooledOutputMixin
-from rail.deepdisc.options import check_stage_options
+from rail.deepdisc.options import build, check_stage_options
+from rail.deepdisc.peers.catalog_mdn import (
+    CATALOG_MDN_OPTIONS,
+    CatalogMdnModelHandle,
+    CatalogMdnSettings,
+    catalog_features,
+    catalog_mixtures,
+    check_catalog_mdn,
+)
 from rail.deepdisc.peers.catalog_ml import DEFAULT_ML_MAG_LIMIT, grid_point_estimates, ml_table, nircam_ml_options
 from rail.deepdisc.peers.stage_options import DEREDDEN_OPTIONS, PDF_GRID_OPTIONS, TABLE_OPTIONS
 from rail.deepdisc.presets import get_preset, resolve_bands
 
-__all__ = ["NIRCamFlexZBoostInformer", "NIRCamFlexZBoostEstimator", "NIRCamKNNInformer", "NIRCamKNNEstimator"]
+__all__ = ["NIRCamFlexZBoostInformer", "NIRCamFlexZBoostEstimator", "NIRCamKNNInformer", "NIRCamKNNEstimator",
+           "CatalogMdnInformer", "CatalogMdnEstimator"]
 
 _DEFAULT_BANDS = list(get_preset("JADES9"))
 _DEFAULTS = nircam_ml_options(_DEFAULT_BANDS)
@@ -226,3 +243,103 @@ class NIRCamKNNEstimator(_CatalogOutputMixin, KNearNeighEstimator):
         check_stage_options(self, args, kwargs)
         super().__init__(args, **kwargs)
         _configure(self)
+
+
+_MDN_INPUT_OPTIONS = dict(
+    redshift_col=Param(str, "redshift", msg="column of the spec-z (NaN = none: not trained on)"),
+    nircam_bands=_NIRCAM_OPTIONS["nircam_bands"],
+    nircam_ref_band=_NIRCAM_OPTIONS["nircam_ref_band"],
+    mag_limit=Param(float, DEFAULT_ML_MAG_LIMIT, msg="magnitude of non-detections and unobserved bands, every band"),
+    **DEREDDEN_OPTIONS,
+)
+
+
+def _numpy_table(stage, data) -> dict:
+    if stage.config.hdf5_groupname and stage.config.hdf5_groupname in data:
+        data = data[stage.config.hdf5_groupname]
+    return data if tables_io.types.table_type(data) == 1 else stage._convert_table_format(data, "numpyDict")
+
+
+class CatalogMdnInformer(CatInformer):
+    """DeepDISC's redshift head trained on catalog photometry (the catalog MDN).
+
+    Trained on the labelled objects (finite ``redshift_col``) of a NIRCam catalog, reading
+    FlexZBoost's features (reference magnitude and colours, Milky-Way extinction removed,
+    non-detections and unobserved bands at ``mag_limit``), with DeepDISC's head, loss,
+    ensemble, validation and width calibration (`rail.deepdisc.peers.catalog_mdn`); options
+    `CATALOG_MDN_OPTIONS`. Output ``model``: a weights-only torch file.
+    """
+
+    name = "CatalogMdnInformer"
+    entrypoint_function = "inform"
+    interactive_function = "catalog_mdn_informer"
+    config_options = CatInformer.config_options.copy()
+    config_options.update(_MDN_INPUT_OPTIONS)
+    config_options.update(CATALOG_MDN_OPTIONS.params())
+    inputs = [("input", TableHandle)]
+    outputs = [("model", CatalogMdnModelHandle)]
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        super().__init__(args, **kwargs)
+        self._settings = build(CatalogMdnSettings, CATALOG_MDN_OPTIONS.coerce(CATALOG_MDN_OPTIONS.from_config(
+            self.config)))
+
+    def run(self) -> None:
+        """Train the ensemble on the labelled objects and register it as ``model``."""
+        from rail.deepdisc.peers.catalog_mdn_train import train_catalog_mdn
+
+        c = self.config
+        table = _numpy_table(self, self.get_data("input"))
+        if c.redshift_col not in table:
+            raise ConfigError(f"{self.instance_name}: the input table has no spec-z column {c.redshift_col!r}")
+        z = np.asarray(table[c.redshift_col], float)
+        keep = np.isfinite(z) & (z >= 0)
+        labelled = {k: np.asarray(v)[keep] for k, v in table.items()}
+        bands = list(resolve_bands(list(c.nircam_bands)))
+        ref = str(c.nircam_ref_band).upper() or bands[-1]
+        features, ebv = catalog_features(labelled, bands, ref_band=ref, mag_limit=c.mag_limit, ebv_column=c.ebv_col,
+                                         deredden_mw=c.deredden, name=self.instance_name)
+        feature_config = dict(bands=bands, ref_band=ref, mag_limit=float(c.mag_limit), deredden=bool(c.deredden))
+        self.model = train_catalog_mdn(features, ebv, z[keep], self._settings, feature_config=feature_config,
+                                       name=self.instance_name)
+        self.add_data("model", self.model)
+
+
+class CatalogMdnEstimator(SpooledOutputMixin, CatEstimator):
+    """Catalog MDN photo-z PDFs: the ensemble's Gaussian mixtures (``qp.mixmod``).
+
+    Features are made as the model was trained (its bands, reference band, limit and
+    dereddening); ancil ``zmode``, ``zmean``, ``zmedian`` on ``linspace(zmin, zmax,
+    nzbins)`` and ``object_id`` when the input has it, row for row with the input.
+    """
+
+    name = "CatalogMdnEstimator"
+    entrypoint_function = "estimate"
+    interactive_function = "catalog_mdn_estimator"
+    config_options = CatEstimator.config_options.copy()
+    config_options.update(**TABLE_OPTIONS, ebv_col=DEREDDEN_OPTIONS["ebv_col"], **PDF_GRID_OPTIONS)
+    inputs = [("model", CatalogMdnModelHandle), ("input", TableHandle)]
+
+    def __init__(self, args: Any, **kwargs: Any) -> None:
+        check_stage_options(self, args, kwargs)
+        super().__init__(args, **kwargs)
+
+    def _initialize_run(self) -> None:
+        super()._initialize_run()
+        model = self.config["model"] if "model" in self.config else None
+        check_catalog_mdn(self.model, model if isinstance(model, str) else f"{self.instance_name} model")
+
+    def _process_chunk(self, start: int, end: int, data, first: bool) -> None:
+        cfg = self.model["config"]
+        table = _numpy_table(self, data)
+        features, ebv = catalog_features(table, cfg["bands"], ref_band=cfg["ref_band"], mag_limit=cfg["mag_limit"],
+                                         ebv_column=self.config.ebv_col, deredden_mw=cfg["deredden"],
+                                         name=self.instance_name)
+        weights, means, stds = catalog_mixtures(self.model, features, ebv)
+        ens = qp.Ensemble(qp.mixmod, data=dict(weights=weights, means=means, stds=stds))
+        ancil = grid_point_estimates(ens, np.linspace(self.config.zmin, self.config.zmax, self.config.nzbins))
+        if "object_id" in table:
+            ancil["object_id"] = np.asarray(table["object_id"])
+        ens.set_ancil(ancil)
+        self._do_chunk_output(ens, start, end, first, data=table)
