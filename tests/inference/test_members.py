@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import rail.deepdisc.inference.predictor as infer
-from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings
+from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings, holds_all_members
 from rail.deepdisc.model.artifact import load_artifact, save_artifact
 from tests.helpers.memory import rss_file_mb
 from tests.helpers.tilesets import make_tileset
@@ -96,16 +96,23 @@ def test_only_one_member_network_is_ever_in_memory(model_file, monkeypatch):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page release is Linux only")
-def test_a_mapped_ensemble_keeps_no_members_weights_resident(model_file):
+@pytest.mark.parametrize("resident", [False, True])
+def test_a_mapped_ensemble_keeps_no_members_weights_resident(model_file, resident):
     member_mb = model_file.stat().st_size / len(MEMBER_WEIGHTS) / 2**20
     before = rss_file_mb()
-    predictor = EnsemblePredictor.from_artifact(load_artifact(model_file, mmap=True), device="cpu")
+    predictor = EnsemblePredictor.from_artifact(load_artifact(model_file, mmap=True), device="cpu",
+                                                resident=resident)
     ts = make_tileset(n_tiles=2, size=64, bands=BANDS, objects_per_tile=3, seed=1)
     for _ in range(2):
         predictor.predict(ts, InferenceSettings(batch_size=2))
     # every member's weights were read (copied into the network) and their pages released again: all three
     # would stay resident otherwise
     assert rss_file_mb() - before < 0.5 * member_mb
+
+
+def test_members_are_held_all_at_once_only_on_a_gpu():
+    assert not holds_all_members(torch.device("cpu"))
+    assert holds_all_members(torch.device("cuda:0"))
 
 
 def test_resident_ensembles_hold_every_network(model_file):

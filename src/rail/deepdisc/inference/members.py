@@ -7,8 +7,9 @@ The weights come from the artifact; read from its file with ``load_artifact(mmap
 and, after each copy, that member's pages are released (`rail.deepdisc.model.pages.FilePages`), so a process
 holds one member's network and at most one member's weights whatever the ensemble size (10 ResNet-18 members:
 64 MB instead of 640 MB). A copy costs ~7 ms per ResNet-18 member on CPU, once per member and chunk.
-`ResidentMembers` holds a list of networks (all built at once: the path before, and networks built by hand).
-Both give the same networks, bit for bit.
+`ResidentMembers` holds a list of networks (all built at once: the path before this, networks built by hand,
+and the default on a GPU, where the weights live in GPU memory and refilling would copy every member to the GPU
+for every chunk). Both give the same networks, bit for bit.
 """
 
 from __future__ import annotations
@@ -39,6 +40,28 @@ class ResidentMembers:
 
     def __init__(self, networks: Sequence):
         self.networks = list(networks)
+
+    @classmethod
+    def from_artifact(cls, artifact: dict, chosen: Sequence[int], *, build: Callable, device="cpu",
+                      std_scale: float | None = None) -> ResidentMembers:
+        """Build the chosen members' networks (arguments as `StreamedMembers`), releasing each one's file pages.
+
+        Returns
+        -------
+        ResidentMembers
+        """
+        import torch
+
+        pages = FilePages.of(artifact_tensors(artifact))
+        networks = []
+        for index in chosen:
+            networks.append(build(artifact, index, device=device))
+            if std_scale is not None:
+                with torch.no_grad():
+                    networks[-1].redshift_head.std_scale.mul_(std_scale)
+            if pages is not None:
+                pages.release(artifact["members"][index]["state_dict"].values())
+        return cls(networks)
 
     def __len__(self) -> int:
         return len(self.networks)

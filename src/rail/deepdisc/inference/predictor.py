@@ -45,6 +45,7 @@ __all__ = [
     "InferenceSettings",
     "EnsemblePredictor",
     "check_input",
+    "holds_all_members",
     "model_from_artifact",
 ]
 
@@ -107,6 +108,20 @@ class InferenceSettings:
     def zgrid(self) -> np.ndarray:
         """The ``zmode`` grid, shape (nzbins,)."""
         return np.linspace(self.zmin, self.zmax, self.nzbins)
+
+
+def holds_all_members(device) -> bool:
+    """Whether an ensemble on ``device`` holds all its members' networks by default (on a GPU) or one at a time.
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    bool
+    """
+    return device.type != "cpu"
 
 
 def model_from_artifact(artifact: dict, member: int, *, device="cpu"):
@@ -202,7 +217,7 @@ class EnsemblePredictor:
 
     @classmethod
     def from_artifact(cls, artifact: dict, *, device: str = "auto", members: Sequence[int] | None = None,
-                      name: str = "model", resident: bool = False) -> EnsemblePredictor:
+                      name: str = "model", resident: bool | None = None) -> EnsemblePredictor:
         """Build the ensemble of a loaded artifact (see `rail.deepdisc.model.artifact.load_artifact`).
 
         Parameters
@@ -216,10 +231,13 @@ class EnsemblePredictor:
             Use only these members (their weights renormalised); all by default.
         name : str
             How messages refer to the model.
-        resident : bool
-            Build every member's network and hold them all (the memory of all members' weights twice with an
-            artifact in memory). By default one network is built and refilled with each member in turn
-            (`rail.deepdisc.inference.members.StreamedMembers`): the outputs are the same, bit for bit.
+        resident : bool, optional
+            True: build every member's network and hold them all. False: build one network and refill it with
+            each member in turn (`rail.deepdisc.inference.members.StreamedMembers`); the outputs are the same,
+            bit for bit. By default (None) `holds_all_members` decides: one at a time on the CPU, all held on a
+            GPU (their weights then live in GPU memory, not in the process's RSS, and refilling would copy every
+            member to the GPU for every chunk). With a memory-mapped artifact, each member's pages are released
+            once it is in its network, either way.
 
         Notes
         -----
@@ -239,15 +257,14 @@ class EnsemblePredictor:
         chosen = list(range(n_members)) if members is None else list(members)
         if not chosen or any(not 0 <= k < n_members for k in chosen):
             raise ModelError(f"{name}: members {chosen} not in the artifact's 0..{n_members - 1}")
+        resident = holds_all_members(dev) if resident is None else resident
         try:
             weights = [float(artifact["members"][k]["weight"]) for k in chosen]
             scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
             factor = scale if n_cal else None  # artifacts without calibration records keep the members' widths
             if resident:
-                networks = [model_from_artifact(artifact, k, device=dev) for k in chosen]
-                if factor is not None:
-                    for model in networks:
-                        model.redshift_head.std_scale.mul_(factor)
+                networks = ResidentMembers.from_artifact(artifact, chosen, build=model_from_artifact, device=dev,
+                                                         std_scale=factor).networks
             else:
                 networks = StreamedMembers(artifact, chosen, build=model_from_artifact, device=dev,
                                            std_scale=factor)
