@@ -84,7 +84,7 @@ def timed(models: dict, test: str, repeats: int) -> dict:
             for c in chunks:
                 p.predict(c, settings)
             best[label] = max(best[label], n / (time.perf_counter() - t0))
-    return {label: {"objects_per_s": v, "members": len(predictors[label].models)} for label, v in best.items()}
+    return {label: {"objects_per_s": v, "members": len(predictors[label].members)} for label, v in best.items()}
 
 
 def main(argv=None) -> None:

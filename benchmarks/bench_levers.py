@@ -61,7 +61,7 @@ def worker(args) -> None:
     from rail.deepdisc.tileset.io import iter_tileset
 
     torch.set_num_threads(args.threads)
-    predictor = EnsemblePredictor.from_artifact(load_artifact(args.model), device="cpu")
+    predictor = EnsemblePredictor.from_artifact(load_artifact(args.model), device="cpu", resident=True)
     settings = InferenceSettings(shared_detection=args.shared, batch_size=8, bf16=args.lever == "bf16")
     chunks = list(iter_tileset(args.tiles_file, chunk_tiles=CHUNK_TILES, rank=args.rank, n_ranks=args.nproc))
     if not chunks:
@@ -223,7 +223,7 @@ def profile(args, tiles: Path, model: Path) -> None:
     from rail.deepdisc.tileset.io import read_tileset
 
     torch.set_num_threads(args.threads)
-    pred = EnsemblePredictor.from_artifact(load_artifact(model), device="cpu")
+    pred = EnsemblePredictor.from_artifact(load_artifact(model), device="cpu", resident=True)
     settings = InferenceSettings(shared_detection=True, batch_size=8)
     ts = read_tileset(tiles, tiles=slice(0, CHUNK_TILES))
     pred.predict(ts, settings)  # warm-up

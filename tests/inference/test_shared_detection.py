@@ -25,7 +25,9 @@ def predictor():
     for seed, weight in enumerate(MEMBER_WEIGHTS):
         torch.manual_seed(seed)
         members.append({"state_dict": build_model(cfg).state_dict(), "weight": weight})
-    return EnsemblePredictor.from_artifact({"config": cfg.to_dict(), "members": members}, device="cpu")
+    # all members held, so that the tests can take single networks (`models`)
+    return EnsemblePredictor.from_artifact({"config": cfg.to_dict(), "members": members}, device="cpu",
+                                           resident=True)
 
 
 def detector_boxes(model, ts, settings):

@@ -171,11 +171,12 @@ def test_loaded_ensemble_applies_the_factor_of_its_members(trained, tmp_path, ca
     scale, n = ensemble_std_scale(art["members"])
     assert n > 0 and scale != 1.0
     predictor = EnsemblePredictor.from_artifact(art, device="cpu")
-    for model, member in zip(predictor.models, art["members"]):
+    for (_, model), member in zip(predictor.networks(), art["members"], strict=True):
         assert float(model.redshift_head.std_scale) == pytest.approx(member["std_scale"] * scale, rel=1e-6)
     alone = EnsemblePredictor.from_artifact(art, device="cpu", members=[1])
     own, _ = ensemble_std_scale([art["members"][1]])
-    assert float(alone.models[0].redshift_head.std_scale) == pytest.approx(art["members"][1]["std_scale"] * own)
+    net = alone.members.network(0)
+    assert float(net.redshift_head.std_scale) == pytest.approx(art["members"][1]["std_scale"] * own)
     merged = merge_artifacts([{**art, "members": [m]} for m in art["members"]])
     assert ensemble_std_scale(merged["members"]) == pytest.approx((scale, n))
     assert main(["info", str(save_artifact(art, tmp_path / "m.pt"))]) == 0

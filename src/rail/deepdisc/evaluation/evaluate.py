@@ -138,9 +138,21 @@ def _preset_of(bands: Sequence[str]) -> str:
     return next((name for name, b in FILTER_PRESETS.items() if tuple(b) == tuple(bands)), "custom")
 
 
+def _gridded_with_truth(ensemble, ztrue: np.ndarray, settings: EvaluationSettings):
+    """The PDFs of the objects with a truth redshift on the grid, and their truths.
+
+    Only these rows are read (by RAIL's metrics and the stacked N(z)); gridded, a PDF holds ~30 kB (the grid
+    and qp's copies of it), so gridding every object made the evaluation's memory grow with the catalog rather
+    than with its labelled objects.
+    """
+    rows = np.flatnonzero(np.isfinite(ztrue))
+    return gridded_ensemble(ensemble[rows], settings.zgrid), ztrue[rows]
+
+
 def _nz(gridded, ztrue: np.ndarray, settings: EvaluationSettings) -> dict[str, np.ndarray]:
     rows = np.isfinite(ztrue)
-    yvals = np.asarray(gridded.objdata["yvals"], float)[rows]
+    # (npdf, grid) even for one PDF, which qp holds as a 1-d array
+    yvals = np.asarray(gridded.objdata["yvals"], float).reshape(gridded.npdf, len(settings.zgrid))[rows]
     stacked = yvals.mean(axis=0) if len(yvals) else np.zeros(yvals.shape[1])
     counts, edges = np.histogram(ztrue[rows], bins=_NZ_HIST_BINS, range=(settings.zmin, settings.zmax))
     density = counts / max(counts.sum(), 1) / np.diff(edges)
@@ -225,14 +237,14 @@ def _evaluate(photoz: PhotoZTable, ztrue: np.ndarray, zphot: np.ndarray, mag: np
                     if "detected" in flags else [])
     by_size = (detection_completeness(flags["detected"], size, settings.size_edges)
                if "detected" in flags and np.isfinite(size).any() else [])
-    gridded = gridded_ensemble(photoz.ensemble, settings.zgrid)
-    rail = rail_metrics(gridded, ztrue, zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins,
+    gridded, labelled = _gridded_with_truth(photoz.ensemble, ztrue, settings)
+    rail = rail_metrics(gridded, labelled, zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins,
                         point_estimate=settings.point_estimate)
     overall = {r["subset"]: {k: r[k] for k in _OVERALL_KEYS} for r in metrics if r["binning"] == "all"}
     summary = {"flag_counts": {k: int(v.sum()) for k, v in flags.items()}, "metrics": overall,
                "calibration": calib, "rail": rail}
     return EvaluationResult(summary=summary, metrics=metrics, coverage=coverage, completeness=completeness,
-                            nz=_nz(gridded, ztrue, settings), objects=objects, completeness_size=by_size)
+                            nz=_nz(gridded, labelled, settings), objects=objects, completeness_size=by_size)
 
 
 def _aligned(peer: PhotoZTable, ids: np.ndarray, name: str) -> PhotoZTable:
@@ -261,7 +273,7 @@ def _peer_row(name: str, photoz: PhotoZTable, ztrue: np.ndarray, settings: Evalu
     _, zstd = ensemble_moments(photoz.ensemble)
     m = point_metrics(zphot, ztrue, zstd, threshold=settings.outlier_threshold)
     cov = coverage_from_pit(pit_values(photoz.ensemble, ztrue), settings.levels)
-    rail = rail_metrics(gridded_ensemble(photoz.ensemble, settings.zgrid), ztrue, zmin=settings.zmin,
+    rail = rail_metrics(*_gridded_with_truth(photoz.ensemble, ztrue, settings), zmin=settings.zmin,
                         zmax=settings.zmax, nzbins=settings.nzbins, point_estimate=settings.point_estimate)
     row = {"estimator": name, **m.as_dict(), "calibration_mean_abs": calibration_error(cov)["mean_abs"],
            "pit_ks": rail.get("pit_ks", np.nan), "cde_loss": rail.get("cde_loss", np.nan)}

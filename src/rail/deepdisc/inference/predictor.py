@@ -1,7 +1,8 @@
 """Running a DeepDISC ensemble over chunks of tiles: detect, match, forced boxes, redshift mixtures.
 
-`EnsemblePredictor` builds every member network once (`model_from_artifact`, the single place where the
-network is constructed) and then turns each chunk of whole tiles into one combined photo-z mixture per
+`EnsemblePredictor` builds one network (`model_from_artifact`, the single place where the network is
+constructed), refilled with each member's weights in turn (`rail.deepdisc.inference.members`: one member in
+memory at a time), and turns each chunk of whole tiles into one combined photo-z mixture per
 *primary* object (`PhotoZChunk`). Per member and batch of tiles the backbone runs once (``encode``); the
 detector's boxes above ``score_threshold`` are matched one-to-one to the tile's catalog boxes (all
 appearances, so a detection of a neighbour's non-primary appearance cannot steal a primary object); each
@@ -32,6 +33,7 @@ from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN
 from rail.deepdisc.exceptions import ConfigError, DeepDiscError, ModelError, TileSetError
 from rail.deepdisc.inference.chunk import assemble_chunk, plan_chunk, run_member
 from rail.deepdisc.inference.match import DEFAULT_IOU_THRESHOLD
+from rail.deepdisc.inference.members import ResidentMembers, StreamedMembers
 from rail.deepdisc.inference.photoz import PhotoZChunk, empty_chunk
 from rail.deepdisc.model.artifact import check_compatible
 from rail.deepdisc.options import check_fields, option
@@ -43,6 +45,7 @@ __all__ = [
     "InferenceSettings",
     "EnsemblePredictor",
     "check_input",
+    "holds_all_members",
     "model_from_artifact",
 ]
 
@@ -107,6 +110,20 @@ class InferenceSettings:
         return np.linspace(self.zmin, self.zmax, self.nzbins)
 
 
+def holds_all_members(device) -> bool:
+    """Whether an ensemble on ``device`` holds all its members' networks by default (on a GPU) or one at a time.
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    bool
+    """
+    return device.type != "cpu"
+
+
 def model_from_artifact(artifact: dict, member: int, *, device="cpu"):
     """Build ensemble member ``member`` of an artifact (eval mode, weights loaded) on ``device``.
 
@@ -133,12 +150,14 @@ def model_from_artifact(artifact: dict, member: int, *, device="cpu"):
 
 
 class EnsemblePredictor:
-    """The ensemble's member networks, built once, applied chunk by chunk.
+    """The ensemble's member networks, applied chunk by chunk, one member after the other.
 
     Parameters
     ----------
-    models : sequence of torch.nn.Module
-        Member networks with the inference methods ``encode``, ``detect`` and ``redshift`` (eval mode).
+    models : sequence of torch.nn.Module, or StreamedMembers
+        Member networks with the inference methods ``encode``, ``detect`` and ``redshift`` (eval mode), all
+        held in memory; or one network refilled with each member in turn
+        (`rail.deepdisc.inference.members.StreamedMembers`, what `from_artifact` builds by default).
     weights : sequence of float
         Ensemble weight per member (normalised to sum to 1).
     bands : sequence of str
@@ -151,16 +170,16 @@ class EnsemblePredictor:
         How messages refer to the model (e.g. its file).
     """
 
-    def __init__(self, models: Sequence, weights: Sequence[float], *, bands: Sequence[str],
+    def __init__(self, models, weights: Sequence[float], *, bands: Sequence[str],
                  pixel_scale: float, device="cpu", name: str = "model"):
+        self.members = models if isinstance(models, StreamedMembers) else ResidentMembers(models)
         w = np.asarray(weights, dtype=np.float64)
-        if len(models) == 0 or w.shape != (len(models),):
-            raise ModelError(f"{name}: need one weight per member, got {len(models)} members and {w.size} "
+        if len(self.members) == 0 or w.shape != (len(self.members),):
+            raise ModelError(f"{name}: need one weight per member, got {len(self.members)} members and {w.size} "
                              f"weights")
         if np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ModelError(f"{name}: member weights must be finite, >= 0 and not all zero, got "
                              f"{w.tolist()}")
-        self.models = list(models)
         self.weights = w / w.sum()
         self.bands = tuple(bands)
         self.pixel_scale = float(pixel_scale)
@@ -169,26 +188,62 @@ class EnsemblePredictor:
         #: The member that detects for all with ``shared_detection``: highest weight, the first on ties.
         self.detector = int(np.argmax(self.weights))
 
+    @property
+    def models(self) -> list:
+        """The member networks, when all are held in memory (``from_artifact(..., resident=True)``).
+
+        Raises
+        ------
+        ModelError
+            For an ensemble that streams its members through one network: use `networks`.
+        """
+        if not self.members.resident:
+            raise ModelError(f"{self.name}: the members share one network, refilled member by member; iterate "
+                             f"over networks() or build the predictor with resident=True")
+        return self.members.networks
+
+    def networks(self):
+        """Yield ``(k, network)`` for every member in turn; the network may be one module refilled per member.
+
+        Yields
+        ------
+        k : int
+            Member position in the ensemble.
+        network : torch.nn.Module
+            Member k's network (eval mode); use it before taking the next.
+        """
+        for k in range(len(self.members)):
+            yield k, self.members.network(k)
+
     @classmethod
     def from_artifact(cls, artifact: dict, *, device: str = "auto", members: Sequence[int] | None = None,
-                      name: str = "model") -> EnsemblePredictor:
-        """Build the members of a loaded artifact (see `rail.deepdisc.model.artifact.load_artifact`).
+                      name: str = "model", resident: bool | None = None) -> EnsemblePredictor:
+        """Build the ensemble of a loaded artifact (see `rail.deepdisc.model.artifact.load_artifact`).
 
         Parameters
         ----------
         artifact : dict
-            The model artifact.
+            The model artifact; read with ``load_artifact(path, mmap=True)``, its weights stay in the file and
+            only the member in use is in memory.
         device : str
             ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         members : sequence of int, optional
             Use only these members (their weights renormalised); all by default.
         name : str
             How messages refer to the model.
+        resident : bool, optional
+            True: build every member's network and hold them all. False: build one network and refill it with
+            each member in turn (`rail.deepdisc.inference.members.StreamedMembers`); the outputs are the same,
+            bit for bit. By default (None) `holds_all_members` decides: one at a time on the CPU, all held on a
+            GPU (their weights then live in GPU memory, not in the process's RSS, and refilling would copy every
+            member to the GPU for every chunk). With a memory-mapped artifact, each member's pages are released
+            once it is in its network, either way.
 
         Notes
         -----
         The members' widths are multiplied by the factor calibrating the mixture of exactly these members
         (`rail.deepdisc.training.calibration.ensemble_std_scale`; 1 for artifacts without calibration records).
+        Every member is put into the network once here, so weights that do not fit fail now.
 
         Returns
         -------
@@ -202,22 +257,28 @@ class EnsemblePredictor:
         chosen = list(range(n_members)) if members is None else list(members)
         if not chosen or any(not 0 <= k < n_members for k in chosen):
             raise ModelError(f"{name}: members {chosen} not in the artifact's 0..{n_members - 1}")
+        resident = holds_all_members(dev) if resident is None else resident
         try:
-            models = [model_from_artifact(artifact, k, device=dev) for k in chosen]
             weights = [float(artifact["members"][k]["weight"]) for k in chosen]
             scale, n_cal = ensemble_std_scale([artifact["members"][k] for k in chosen], name=name)
+            factor = scale if n_cal else None  # artifacts without calibration records keep the members' widths
+            if resident:
+                networks = ResidentMembers.from_artifact(artifact, chosen, build=model_from_artifact, device=dev,
+                                                         std_scale=factor).networks
+            else:
+                networks = StreamedMembers(artifact, chosen, build=model_from_artifact, device=dev,
+                                           std_scale=factor)
+                for k in range(len(chosen)):
+                    networks.network(k)
         except DeepDiscError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
             raise ModelError(f"{name}: the members do not fit the network config ({type(err).__name__}: {err}); "
                              f"the file is damaged or was not written by pz-rail-deepdisc") from None
-        if n_cal:  # artifacts without calibration records keep the members' widths untouched
-            for model in models:
-                model.redshift_head.std_scale.mul_(scale)
         cfg = artifact["config"]
-        log.info("%s: %d member(s) on %s%s", name, len(models), dev,
+        log.info("%s: %d member(s) on %s%s%s", name, len(chosen), dev, "" if resident else ", one at a time",
                  f", widths x {scale:.3f} (fitted on {n_cal} calibration objects)" if n_cal else "")
-        return cls(models, weights, bands=cfg["bands"], pixel_scale=cfg["pixel_scale"], device=dev, name=name)
+        return cls(networks, weights, bands=cfg["bands"], pixel_scale=cfg["pixel_scale"], device=dev, name=name)
 
     def check_compatible(self, bands: Sequence[str], pixel_scale: float, *, data_name: str = "data") -> None:
         """Raise `ModelError` if the data's bands or pixel scale differ from the model's."""
@@ -253,14 +314,19 @@ class EnsemblePredictor:
         plan = plan_chunk(tiles)
         if plan.n_primary == 0:
             return empty_chunk()
-        with torch.inference_mode():
-            if settings.shared_detection and not settings.forced_all and len(self.models) > 1:
-                lead = run_member(self.models[self.detector], tiles, plan, settings, self.device)
-                results = [lead if k == self.detector else
-                           run_member(m, tiles, plan, settings, self.device, shared=lead)
-                           for k, m in enumerate(self.models)]
-            else:
-                results = [run_member(m, tiles, plan, settings, self.device) for m in self.models]
+        n = len(self.members)
+        shared = settings.shared_detection and not settings.forced_all and n > 1
+        # with shared detection the detector runs first (the others read its boxes); otherwise start with the
+        # member the network holds (one load fewer per chunk); the results are combined in member order
+        first = self.detector if shared else (self.members.loaded or 0)
+        order = [first] + [k for k in range(n) if k != first]
+        results, lead = [None] * n, None
+        for k in order:
+            network = self.members.network(k)  # one member in memory at a time (StreamedMembers)
+            with torch.inference_mode():
+                results[k] = run_member(network, tiles, plan, settings, self.device, shared=lead)
+            if shared and lead is None:
+                lead = results[k]
         return assemble_chunk(tiles, plan, results, self.weights, settings)
 
 

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from rail.deepdisc.atomic import atomic_path
 from rail.deepdisc.exceptions import ModelError
+from rail.deepdisc.model.pages import FilePages
 
-__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifact", "check_compatible"]
+__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifact", "artifact_tensors",
+           "check_compatible"]
 
 ARTIFACT_FORMAT = "deepdisc-model"
 #: Version 2 (0.2): the redshift head's pixel path gained a colour block (``pixel_features``), so the head's
@@ -67,7 +70,7 @@ def save_artifact(artifact: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict:
+def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu", mmap: bool = False) -> dict:
     """Read a model artifact with ``torch.load(weights_only=True)`` and check its structure.
 
     Parameters
@@ -75,7 +78,12 @@ def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict
     path : str or Path
         The ``.pt`` file.
     map_location : str
-        Device for the tensors.
+        Device for the tensors (``cpu`` with ``mmap``).
+    mmap : bool
+        Map the file instead of reading it (``torch.load(mmap=True)``): the tensors stay in the file and only
+        what is read is paged in. Each member's pages are released again after its check
+        (`rail.deepdisc.model.pages.FilePages`), so loading holds at most one member's weights in memory. The
+        file must not be rewritten in place while it is mapped (`save_artifact` replaces files atomically).
 
     Returns
     -------
@@ -92,8 +100,9 @@ def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such model file")
+    mmap = mmap and zipfile.is_zipfile(path)  # torch maps only its zip format; other files fail as they are
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        data = torch.load(path, map_location="cpu" if mmap else map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{path}: not a weights-only DeepDISC model file ({first})") from None
@@ -114,8 +123,35 @@ def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu") -> dict
     for k, member in enumerate(members):
         if not isinstance(member, dict) or "state_dict" not in member or "weight" not in member:
             raise ModelError(f"{path}: ensemble member {k} lacks 'state_dict' or 'weight'")
+    pages = FilePages.of(artifact_tensors(data)) if mmap else None
+    for k, member in enumerate(members):
         _check_member(path, k, member, torch)
+        if pages is not None:
+            pages.release(member["state_dict"].values())
     return data
+
+
+def artifact_tensors(artifact: dict) -> list:
+    """Every tensor of an artifact's members: weights and calibration records.
+
+    Parameters
+    ----------
+    artifact : dict
+        A loaded model artifact.
+
+    Returns
+    -------
+    list of torch.Tensor
+        (Values that are not tensors are left out.)
+    """
+    import torch
+
+    out = []
+    for member in artifact["members"]:
+        for group in (member.get("state_dict"), member.get("calibration")):
+            if isinstance(group, dict):
+                out += [t for t in group.values() if isinstance(t, torch.Tensor)]
+    return out
 
 
 def _check_member(path, k: int, member: dict, torch) -> None:

@@ -77,7 +77,7 @@ class TileSetHandle(DataHandle):
 def _read_artifact(path: str) -> dict:
     from rail.deepdisc.model.artifact import load_artifact
 
-    return load_artifact(path)
+    return load_artifact(path, mmap=True)  # weights stay in the file; what is read is paged in
 
 
 def _write_artifact(model: dict, path: str) -> None:

@@ -131,10 +131,11 @@ def distillation_data(teacher: EnsemblePredictor, tilesets: list[TileSet], *, ba
 def teacher_mixtures(teacher: EnsemblePredictor, images: np.ndarray, targets: list[dict], *, batch_size: int,
                      progress: bool = True) -> list[Mixture]:
     """The ensemble's mixture of every target box (eval mode, unaugmented tiles), one `Mixture` per tile."""
-    per_member: list[list[Mixture]] = [[] for _ in teacher.models]
+    n_members = len(teacher.members)
+    per_member: list[list[Mixture]] = [[] for _ in range(n_members)]
     n = len(targets)
-    bar = tqdm(total=n * len(teacher.models), unit="tile", desc="teacher", disable=not progress, leave=False)
-    for m, model in enumerate(teacher.models):
+    bar = tqdm(total=n * n_members, unit="tile", desc="teacher", disable=not progress, leave=False)
+    for m, model in teacher.networks():  # one member's network at a time
         model.eval()
         for a in range(0, n, batch_size):
             b = min(a + batch_size, n)
@@ -150,7 +151,7 @@ def teacher_mixtures(teacher: EnsemblePredictor, images: np.ndarray, targets: li
                 start = stop
             bar.update(b - a)
     bar.close()
-    return [Mixture.combine([per_member[m][k] for m in range(len(teacher.models))], teacher.weights)
+    return [Mixture.combine([per_member[m][k] for m in range(n_members)], teacher.weights)
             for k in range(n)]
 
 
@@ -314,7 +315,7 @@ def distill_ensemble(artifact: dict, tilesets: list[TileSet], settings: TrainSet
     teacher = EnsemblePredictor.from_artifact(artifact, device=str(device), name=name)
     data = distillation_data(teacher, tilesets, batch_size=settings.batch_size, seed=seed, progress=progress)
     first = teacher.detector  # the highest-weight member
-    scale = teacher.models[first].redshift_head.std_scale.clone()  # with the ensemble's factor, if any
+    scale = teacher.members.network(first).redshift_head.std_scale.clone()  # with the ensemble's factor, if any
     del teacher
     student = model_from_artifact(artifact, first, device=device)
     student.redshift_head.std_scale.copy_(scale)

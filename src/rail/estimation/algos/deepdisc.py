@@ -171,8 +171,8 @@ class DeepDiscEstimator(SpooledOutputMixin, CatEstimator):
         model_name = str(cfg.get("model") if isinstance(cfg.get("model"), str) else "model")
         self._predictor = EnsemblePredictor.from_artifact(artifact, device=cfg.device, name=model_name)
         if isinstance(cfg.get("model"), str):
-            # read from its file by this stage: the networks now hold the weights, so the loaded copy (64 MB
-            # per R18 member) is dropped; the handle reads the file again if asked
+            # read from its file by this stage (memory-mapped): the predictor keeps what it needs; the stage's
+            # and the handle's references go (the handle reads the file again if asked)
             self.model = artifact = None
             self.get_handle("model").data = None
         handle = self.get_handle("input", allow_missing=True)
