@@ -88,11 +88,23 @@ def ratio_worker(args) -> None:
              "streamed": EnsemblePredictor.from_artifact(load_artifact(args.model, mmap=True), device="cpu")}
     settings = InferenceSettings(batch_size=args.batch_size)
     chunks = list(iter_tileset(args.tiles_file, chunk_tiles=args.chunk_tiles))
+    members = paths["streamed"].members
+    swapping = [0.0]
+    network = members.network
+
+    def timed_network(k):
+        t0 = time.perf_counter()
+        out = network(k)
+        swapping[0] += time.perf_counter() - t0
+        return out
+
+    members.network = timed_network
     for predictor in paths.values():
         predictor.predict(chunks[0], settings)  # warm-up
-    seconds = {k: [] for k in paths}
+    seconds = {k: [] for k in (*paths, "swaps")}
     for r in range(args.repeats):
         total = dict.fromkeys(paths, 0.0)
+        swapping[0] = 0.0
         for c, chunk in enumerate(chunks):  # chunk by chunk, in alternating order: both see the same load
             for name in sorted(paths, reverse=(r + c) % 2 == 1):
                 t0 = time.perf_counter()
@@ -100,6 +112,7 @@ def ratio_worker(args) -> None:
                 total[name] += time.perf_counter() - t0
         for name in paths:
             seconds[name].append(total[name])
+        seconds["swaps"].append(swapping[0])
     print(json.dumps(seconds))
 
 
@@ -130,6 +143,16 @@ def compare(a: Path, b: Path) -> float:
     return diff
 
 
+def report_in_process(inproc: dict, args) -> None:
+    """The in-process rounds as a table: both paths' seconds, their ratio, the member swaps' share."""
+    print(f"\nboth paths in one process, chunk by chunk in alternating order ({len(inproc['resident'])} rounds of "
+          f"{args.tiles} tiles in chunks of {args.chunk_tiles}, load {inproc['load']:.1f} at the end)")
+    print("| round | all held, s | one at a time, s | ratio | of which member swaps, s |")
+    print("|---:|---:|---:|---:|---:|")
+    for r, (a, b, w) in enumerate(zip(inproc["resident"], inproc["streamed"], inproc["swaps"], strict=True)):
+        print(f"| {r + 1} | {a:.1f} | {b:.1f} | {b / a:.3f} | {w:.2f} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline-src", type=Path, help="source tree to compare with (its src/ directory)")
@@ -142,6 +165,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--repeats", type=int, default=2, help="runs per tree, alternating (default 2)")
+    p.add_argument("--in-process-only", action="store_true", help="only the in-process time ratio (no baseline)")
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -168,6 +192,12 @@ def main(argv=None) -> None:
               f"{args.tiles} tiles of {args.size} px ({args.objects} objects each), 9 bands, chunks of "
               f"{args.chunk_tiles} tiles, batch {args.batch_size}, {args.threads} thread(s), load "
               f"{os.getloadavg()[0]:.1f} at the start")
+        if args.in_process_only:
+            inproc = run(args, SRC, model, tiles, tmp / "unused.hdf5", kind="--ratio-worker")
+            report_in_process(inproc, args)
+            if args.json:
+                Path(args.json).write_text(json.dumps({"in_process": inproc}, indent=1))
+            return
         results = {label: [] for label, _ in trees}
         for r in range(args.repeats):
             for k, (label, src) in enumerate(trees):
@@ -196,11 +226,7 @@ def main(argv=None) -> None:
         ratio = best[trees[-1][0]] / best[trees[0][0]]
         print(f"time this tree / baseline (best of {args.repeats}): {ratio:.3f}; largest output difference "
               f"{diff:.3g}")
-    ratios = [s / r for s, r in zip(inproc["streamed"], inproc["resident"], strict=True)]
-    print(f"in one process, alternating chunk by chunk ({args.repeats} rounds, load {inproc['load']:.1f}): "
-          f"one at a time / all held = {', '.join(f'{r:.3f}' for r in ratios)}; best times "
-          f"{min(inproc['streamed']):.1f} s / {min(inproc['resident']):.1f} s = "
-          f"{min(inproc['streamed']) / min(inproc['resident']):.3f}")
+    report_in_process(inproc, args)
     if args.json:
         Path(args.json).write_text(json.dumps({"results": results, "max_abs_diff": diff, "in_process": inproc},
                                               indent=1))

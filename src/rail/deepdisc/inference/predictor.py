@@ -1,11 +1,11 @@
 """Running a DeepDISC ensemble over chunks of tiles: detect, match, forced boxes, redshift mixtures.
 
-`EnsemblePredictor` builds one network (`model_from_artifact`, the single place where the network is
-constructed), refilled with each member's weights in turn (`rail.deepdisc.inference.members`: one member in
-memory at a time), and turns each chunk of whole tiles into one combined photo-z mixture per
-*primary* object (`PhotoZChunk`). Per member and batch of tiles the backbone runs once (``encode``); the
-detector's boxes above ``score_threshold`` are matched one-to-one to the tile's catalog boxes (all
-appearances, so a detection of a neighbour's non-primary appearance cannot steal a primary object); each
+`EnsemblePredictor` builds one network on the CPU (`model_from_artifact`, the single place where the network
+is constructed), refilled with each member's weights in turn (`rail.deepdisc.inference.members`: one member in
+memory at a time; on a GPU every member's network, held), and turns each chunk of whole tiles into one combined
+photo-z mixture per *primary* object (`PhotoZChunk`). Per member and batch of tiles the backbone runs once
+(``encode``); the detector's boxes above ``score_threshold`` are matched one-to-one to the tile's catalog boxes
+(all appearances, so a detection of a neighbour's non-primary appearance cannot steal a primary object); each
 primary object then takes its redshift mixture from the matched detection box or, if no detection matched,
 from its catalog box (forced). All boxes of a batch go through one batched ``redshift`` call (one RoIAlign).
 
