@@ -263,11 +263,12 @@ def _numpy_table(stage, data) -> dict:
 class CatalogMdnInformer(CatInformer):
     """DeepDISC's redshift head trained on catalog photometry (the catalog MDN).
 
-    Trained on the labelled objects (finite ``redshift_col``) of a NIRCam catalog, reading
-    FlexZBoost's features (reference magnitude and colours, Milky-Way extinction removed,
-    non-detections and unobserved bands at ``mag_limit``), with DeepDISC's head, loss,
-    ensemble, validation and width calibration (`rail.deepdisc.peers.catalog_mdn`); options
-    `CATALOG_MDN_OPTIONS`. Output ``model``: a weights-only torch file.
+    Trained on the labelled objects (finite ``redshift_col``) of a NIRCam catalog,
+    reading FlexZBoost's features (reference magnitude and colours, Milky-Way
+    extinction removed, non-detections and unobserved bands at ``mag_limit``),
+    with DeepDISC's head, loss, ensemble, validation and width calibration
+    (`rail.deepdisc.peers.catalog_mdn`); options `CATALOG_MDN_OPTIONS`. Output
+    ``model``: a weights-only torch file.
     """
 
     name = "CatalogMdnInformer"
