@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rail.deepdisc.exceptions import TileSetError
+from rail.deepdisc.model.pixels import tile_sky
 from rail.deepdisc.tileset.format import TileSet
 from rail.deepdisc.training.settings import Augmentation
 
@@ -288,14 +289,15 @@ def dim_image(image: np.ndarray, dm: float, sky_sigma, rng: np.random.Generator)
     -------
     ndarray (C, H, W) float32
         ``median + s (image - median) + sqrt(1 - s^2) sky_sigma N(0, 1)`` per band, ``s = 10**(-0.4 dm)`` and
-        ``median`` the band's median over the tile (its sky level): the sky noise, scaled down by ``s``, is
+        ``median`` the band's sky level over the tile (`rail.deepdisc.model.pixels.tile_sky`, the estimate the
+        redshift head's colours use): the sky noise, scaled down by ``s``, is
         topped up to its old level, so only the sources' signal-to-noise falls.
     """
     if dm <= 0:
         return image
     s = np.float32(10.0 ** (-0.4 * dm))
     sigma = np.asarray(sky_sigma, dtype=np.float32)[:, None, None]
-    sky = np.median(image.reshape(image.shape[0], -1), axis=1).astype(np.float32)[:, None, None]
+    sky = tile_sky(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None])[0].numpy()[:, None, None]
     top_up = np.float32(np.sqrt(1.0 - s * s)) * sigma
     return sky + s * (image - sky) + top_up * rng.standard_normal(image.shape, dtype=np.float32)
 
