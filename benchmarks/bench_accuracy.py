@@ -92,8 +92,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_consensus import CONSENSUS_INPUTS, consensus_targets, run_consensus  # noqa: E402
 from accuracy_consensus import LABEL as CONSENSUS_LABEL  # noqa: E402
+from accuracy_consensus import consensus_inputs, consensus_targets, run_consensus  # noqa: E402
 from accuracy_pretrained import (  # noqa: E402
     FINETUNE_ARGS,
     FINETUNED,
@@ -126,8 +126,12 @@ TEST_SED_LIBRARY = "fsps"
 #: Test families that are a peer's own templates (said in the tables: that peer fits its exact templates).
 MATCHED_TEMPLATES = {"fsps": ", EAZY's own templates", "cww": ", the BPZ CWWSB4 peer's own templates"}
 SELECT_SEED = 3003
-#: The calibration field of the consensus: simulated like the training field, its spec-z held out from training.
+#: The calibration field of the consensus (its spec-z held out from training, drawn like the training ones):
+#: ``target``: simulated like the test field (a survey's held-out spec-z lie in the images it estimates);
+#: ``train``: like the training field (`accuracy_consensus`).
+CALIB_DOMAINS = ("target", "train")
 CALIB_SEED = 4004
+CALIB_TARGET_SEED = 5005
 DEFAULT_CALIB_TILES = {"realistic": 600, "complete": 40}
 #: Nuisance settings of the test field (the training field uses the simulator's defaults).
 TEST_NUISANCE = {
@@ -162,8 +166,9 @@ def _cli(args: list[str], threads: int) -> tuple[float, float]:
 
 def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
     """The training tiles, the test field and the consensus's calibration tiles of one preset (kept when already
-    there: the seeds fix them). The calibration field is simulated like the training field (another seed) and
-    only its tiles holding a spec-z are kept."""
+    there: the seeds fix them). The calibration field is simulated like the test field (``--calib-domain target``:
+    its nuisances and SED family) or like the training field (``train``), with another seed and spec-z drawn like
+    the training ones; only its tiles holding a spec-z are kept."""
     labels = getattr(args, "labels", "realistic")
     field = field_path(workdir, preset, labels)
     train = workdir / f"{preset}_train_{labels}.h5" if labels == "realistic" else field
@@ -179,13 +184,17 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
         nuisance = [x for kv in TEST_NUISANCE.items() for x in kv]
         _cli(["simulate", "-o", str(test), "--tiles", str(args.test_tiles), "--seed", str(TEST_SEED),
               "--sed-library", args.test_library, *nuisance, *common], 1)
-    calib_field = workdir / f"{preset}_calib_{labels}_field.h5"
-    calib = workdir / f"{preset}_calib_{labels}.h5"
+    domain = getattr(args, "calib_domain", "train")
+    stem = f"{preset}_calib_{labels}" + (f"_target_{args.test_library}" if domain == "target" else "")
+    calib_field, calib = workdir / f"{stem}_field.h5", workdir / f"{stem}.h5"
     if not calib.exists():
         if not calib_field.exists():
             label_args = [x for kv in LABELS[labels].items() for x in kv]
-            _cli(["simulate", "-o", str(calib_field), "--tiles", str(args.calib_tiles), "--seed", str(CALIB_SEED),
-                  "--sed-library", TRAIN_SED_LIBRARY, *label_args, *common], 1)
+            like = (["--seed", str(CALIB_TARGET_SEED), "--sed-library", args.test_library,
+                     *(x for kv in TEST_NUISANCE.items() for x in kv)] if domain == "target"
+                    else ["--seed", str(CALIB_SEED), "--sed-library", TRAIN_SED_LIBRARY])
+            _cli(["simulate", "-o", str(calib_field), "--tiles", str(args.calib_tiles), *like, *label_args,
+                  *common], 1)
         select_training_tiles(calib_field, calib, 0.0)
     return train, test, calib
 
@@ -295,9 +304,9 @@ def _slug(name: str) -> str:
 
 
 def run_peers(train: Path, test: Path, out: Path, preset: str, calib: Path | None = None, *,
-              mdn_members: int = 3) -> dict:
+              mdn_members: int = 3, calib_suffix: str = "_calib") -> dict:
     """Inform every peer on the training field's labelled objects, estimate the test field (timed) and the
-    calibration tiles (``pz_<peer>_calib.hdf5``, untimed); the catalog MDN with ``mdn_members`` members."""
+    calibration tiles (``pz_<peer><calib_suffix>.hdf5``, untimed); the catalog MDN with ``mdn_members`` members."""
     from rail.core.data import DataStore
 
     from rail.tools.deepdisc_catalog import TileSetToCatalog
@@ -305,7 +314,8 @@ def run_peers(train: Path, test: Path, out: Path, preset: str, calib: Path | Non
     DataStore.allow_overwrite = True  # one process runs several presets
     catalogs = {}
     for kind, path in (("train", train), ("test", test), *((("calib", calib),) if calib else ())):
-        stage = TileSetToCatalog.make_stage(name=f"catalog_{preset}_{kind}", output=str(out / f"cat_{kind}.hdf5"))
+        name = calib_suffix.lstrip("_") if kind == "calib" else kind
+        stage = TileSetToCatalog.make_stage(name=f"catalog_{preset}_{name}", output=str(out / f"cat_{name}.hdf5"))
         catalogs[kind] = stage(str(path)).data
     lab = np.isfinite(catalogs["train"]["redshift"])
     labelled = {k: v[lab] for k, v in catalogs["train"].items()}
@@ -325,7 +335,7 @@ def run_peers(train: Path, test: Path, out: Path, preset: str, calib: Path | Non
         t2 = time.perf_counter()
         if calib:
             est_cls.make_stage(name=f"{_slug(name)}_estimate_calib_{preset}", model=inf.get_handle("model"),
-                               output=str(out / f"pz_{_slug(name)}_calib.hdf5"), chunk_size=5000,
+                               output=str(out / f"pz_{_slug(name)}{calib_suffix}.hdf5"), chunk_size=5000,
                                **common).estimate(catalogs["calib"])
         timings[name] = {"inform_s": t1 - t0, "inform_cpu_s": c1 - c0, "estimate_s": t2 - t1, "objects": n,
                          "labels": int(lab.sum())}
@@ -430,6 +440,7 @@ def run_preset(preset: str, args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     train, test, calib = simulate(out, preset, args)
+    calib_suffix = "_calib" if args.calib_domain == "train" else "_calib_target"
     timings = {"simulate_s": time.perf_counter() - t0}
     scores = []
     truth = read_truth(test)
@@ -464,34 +475,39 @@ def run_preset(preset: str, args) -> dict:
                                 "--device", "cpu", "--no-progress"], args.threads)
             timings[f"{label} estimate_s"] = wall
             scores.append(score(pz, truth, label, cpu, None if label == "DeepDISC 1 member" else subsets))
-        calib_pz = out / f"pz_{stem}_ensemble_calib.hdf5"
-        if not (prev and calib_pz.exists()):
-            _cli(["estimate", str(model), str(calib), "-o", str(calib_pz), "--threads", str(args.threads),
+        # the consensus's DeepDISC input: the fine-tuned ensemble where there is one, else the labels-only one
+        cons_label, cons_model, cons_pz = next((label, path, pz) for label, path, pz, _ in reversed(runs)
+                                               if label in (FINETUNED, "DeepDISC ensemble"))
+        calib_pz = cons_pz.with_name(cons_pz.stem + f"{calib_suffix}.hdf5")
+        if not calib_pz.exists():
+            _cli(["estimate", str(cons_model), str(calib), "-o", str(calib_pz), "--threads", str(args.threads),
                   "--device", "cpu", "--no-progress"], args.threads)
     peers_dir = out / f"peers_{args.labels}"
     peers_dir.mkdir(exist_ok=True)
     peer_keys = [f"{p} {m}" for p in PEERS for m in ("inform_s", "inform_cpu_s", "estimate_s", "objects", "labels")]
     peer_files = [peers_dir / f"pz_{_slug(p)}{suffix}.hdf5" for p in PEERS
-                  for suffix in ("",) + (() if args.peers_only else ("_calib",))]
+                  for suffix in ("",) + (() if args.peers_only else (calib_suffix,))]
     if prev and all(k in prev for k in peer_keys) and all(f.exists() for f in peer_files):
         timings.update({k: prev[k] for k in peer_keys})
     else:
         peer_times = run_peers(train, test, peers_dir, preset, None if args.peers_only else calib,
-                               mdn_members=args.members)
+                               mdn_members=args.members, calib_suffix=calib_suffix)
         timings.update({f"{k} {m}": v for k, t in peer_times.items() for m, v in t.items()})
     scores += [score(peers_dir / f"pz_{_slug(name)}.hdf5", truth, name, timings[f"{name} inform_cpu_s"])
                for name in PEERS]
     if not args.peers_only:
-        files = {"DeepDISC ensemble": (calib_pz, out / f"pz_{stem}_ensemble.hdf5"),
-                 **{p: (peers_dir / f"pz_{_slug(p)}_calib.hdf5", peers_dir / f"pz_{_slug(p)}.hdf5")
-                    for p in CONSENSUS_INPUTS[1:]}}
-        cons_dir = out / f"consensus{args.tag}" if args.tag else out
+        inputs = consensus_inputs(cons_label)
+        files = {cons_label: (calib_pz, cons_pz),
+                 **{p: (peers_dir / f"pz_{_slug(p)}{calib_suffix}.hdf5", peers_dir / f"pz_{_slug(p)}.hdf5")
+                    for p in inputs[1:]}}
+        cons_dir = out / f"consensus{args.tag}_{args.calib_domain}"
         cons_dir.mkdir(exist_ok=True)
         pz, t = run_consensus(_cli, cons_dir, {k: v[0] for k, v in files.items()}, {k: v[1] for k, v in files.items()},
-                              calib, test, 1)
+                              calib, test, 1, inputs)
         timings.update({"Consensus fit_s": t["fit_s"], "Consensus estimate_s": t["estimate_s"]})
         scores.append(score(pz, truth, CONSENSUS_LABEL, t["fit_s"]))
     return {"preset": preset, "timings": timings, "scores": scores, "n_test_objects": truth.n,
+            **({} if args.peers_only else {"consensus_inputs": list(inputs)}),
             "labels": label_statistics(field_path(out, preset, args.labels), train, args.labels)}
 
 
@@ -556,6 +572,12 @@ def markdown(results: list[dict], args) -> str:
                   f"labels-only options plus `{args.finetune_args}` (nothing frozen); {PRETRAINED}: the pretrained "
                   "network alone. "
                   "Their train CPU min include the pretraining's.", ""]
+    if not args.peers_only:
+        like = ("the test field (its nuisances and SED family" if args.calib_domain == "target"
+                else "the training field (its nuisances and SED family")
+        lines += [f"{CONSENSUS_LABEL}: fitted on the spec-z of a {args.calib_tiles}-tile calibration field simulated "
+                  f"like {like}, another seed, spec-z drawn like the training ones; `--calib-domain "
+                  f"{args.calib_domain}`), then applied to the test field.", ""]
     lines += _label_table(results)
     for res in results:
         t = res["timings"]
@@ -604,6 +626,9 @@ def main(argv=None) -> int:
     p.add_argument("--unlabelled-share", type=float, default=0.25, help="realistic labels: label-free tiles "
                    "trained on per tile holding a spec-z (default 0.25)")
     p.add_argument("--test-tiles", type=int, default=120, help="tiles of the test field (default 120)")
+    p.add_argument("--calib-domain", choices=CALIB_DOMAINS, default=CALIB_DOMAINS[0],
+                   help="the consensus's calibration field is simulated like the test field (target, default: "
+                        "spec-z in the images estimated, as in a survey) or like the training field (train)")
     p.add_argument("--calib-tiles", type=int, default=None, help="tiles of the consensus's calibration field "
                    "(its tiles with a spec-z are estimated; default "
                    + ", ".join(f"{v} with {k} labels" for k, v in DEFAULT_CALIB_TILES.items()) + ")")

@@ -22,7 +22,6 @@ Run::
 """
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,23 +38,14 @@ from rail.deepdisc.consensus.io import consensus_ensemble
 from rail.deepdisc.constants import redshift_grid
 from rail.deepdisc.evaluation.coverage import coverage_from_pit, pit_values
 from rail.deepdisc.evaluation.metrics import outlier_fraction, sigma_iqr
+from rail.deepdisc.memory import peak_rss_mb
 
 ZGRID = redshift_grid()
 
 
-def peak_rss_gb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
 def own_peak_rss_gb():
     """Peak resident memory of this process image (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return peak_rss_gb()
+    return peak_rss_mb() * 2**20 / 1e9
 
 
 def gaussian_rows(means, sigmas, weights=None):
@@ -110,7 +100,7 @@ def run_cost(args):
     for key, label in labels.items():
         print(f"{label:>24} {times[key]:>9.2f} {args.objects / times[key]:>10.0f}")
     print(f"{'total':>24} {total:>9.2f} {args.objects / total:>10.0f}")
-    print(f"peak RSS {peak_rss_gb():.2f} GB")
+    print(f"peak RSS {own_peak_rss_gb():.2f} GB")
     if args.files:
         run_files(args)  # the child process rebuilds the same model
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -108,6 +107,7 @@ def worker(args) -> None:
     """One timed run in this process; prints a JSON line."""
     import torch
 
+    from rail.deepdisc.memory import peak_rss_mb
     from rail.estimation.algos.deepdisc import DeepDiscEstimator
 
     if args.fake:
@@ -125,7 +125,7 @@ def worker(args) -> None:
     ens = stage.estimate(args.tiles).data
     elapsed = time.perf_counter() - t0
     print(json.dumps({"objects": int(ens.npdf), "seconds": elapsed,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": peak_rss_mb()}))
 
 
 def run_config(args, model, tiles, out, n_tiles) -> dict:

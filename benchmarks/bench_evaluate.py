@@ -12,9 +12,7 @@ the separately timed steps (which grid every PDF themselves).
 """
 
 import argparse
-import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import qp
@@ -22,16 +20,14 @@ import qp
 from rail.deepdisc.evaluation.coverage import ensemble_quantiles, gridded_ensemble, pit_values
 from rail.deepdisc.evaluation.evaluate import EvaluationSettings, evaluate_photoz
 from rail.deepdisc.evaluation.io import PhotoZTable, TruthTable
+from rail.deepdisc.memory import peak_rss_mb, reset_peak
 
 
 def peak_rss_gb(reset: bool = False) -> float:
     """This process's peak RSS (VmHWM), GB; ``reset`` starts a new peak (Linux)."""
-    status = Path("/proc/self/status")
-    if not status.exists():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     if reset:
-        Path("/proc/self/clear_refs").write_text("5")
-    return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM")) / 1e6
+        reset_peak()
+    return peak_rss_mb() * 2**20 / 1e9
 
 
 def synthetic(n, k, seed=0, labelled=1.0):

@@ -41,10 +41,9 @@ TARGET_MB = 2048
 
 def _status_mb(key: str) -> float:
     """A memory figure of this process from /proc/self/status (``VmRSS``, ``VmHWM``), MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    from rail.deepdisc.memory import status_mb
+
+    return status_mb(key)
 
 
 def worker(args) -> None:

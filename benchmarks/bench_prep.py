@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
 import tempfile
 import time
 import warnings
@@ -26,6 +25,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from rail.deepdisc.exceptions import PrepWarning
+from rail.deepdisc.memory import peak_rss_mb
 from rail.deepdisc.prep.prepare import PrepInputs, PrepSettings, prepare_tilesets
 from rail.deepdisc.prep.specz import CompileSettings
 from rail.deepdisc.presets import get_preset
@@ -130,7 +130,7 @@ def main() -> None:
             warnings.simplefilter("ignore", PrepWarning)
             summary = prepare_tilesets(inputs, out, settings=settings)
         wall = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     tiles = sum(f["tiles"] for f in summary["files"].values())
     print(
         f"mosaic {args.size}x{args.size} px, {len(bands)} bands, {disk_mb:.0f} MB of mosaics + segmentation"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -71,6 +70,7 @@ def measure(args) -> dict:
     """Time training steps of one backbone in this process."""
     import torch
 
+    from rail.deepdisc.memory import peak_rss_mb
     from rail.deepdisc.model.network import NetworkConfig, build_model
     from rail.deepdisc.model.normalise import band_statistics
     from rail.deepdisc.training.data import make_batch, tile_targets
@@ -106,7 +106,7 @@ def measure(args) -> dict:
         if step >= args.warmup:
             elapsed += time.perf_counter() - t0
             cpu += time.process_time() - c0
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    rss_gb = peak_rss_mb() / 1024
     return {
         "backbone": args.backbone,
         "s_per_image": elapsed / (args.steps * args.batch_size),

@@ -1,13 +1,14 @@
 """Peak-memory probe for the estimator: ``python -m tests.helpers.rsshelper MODEL TILES OUT CHUNK_TILES``.
 
 Runs `DeepDiscEstimator` with the stand-in network in a fresh process and prints ``PEAK_RSS_KB <n>`` (the
-process's maximum resident set size from ``resource.getrusage``). `make_big_tileset` writes test files of any
+process's own peak resident set size, ``VmHWM``: `rail.deepdisc.memory`; ``ru_maxrss`` would start at the
+parent's size). `make_big_tileset` writes test files of any
 length chunk by chunk, so making them does not need the memory being measured.
 """
 
-import resource
 import sys
 
+from rail.deepdisc.memory import peak_rss_mb
 from rail.deepdisc.tileset.writer import TileSetWriter
 from tests.helpers import fakenet
 from tests.helpers.tilesets import make_tileset
@@ -35,7 +36,7 @@ def main(model, tiles, out, chunk_tiles):
     stage = DeepDiscEstimator.make_stage(name="rss", model=model, output=out, chunk_tiles=int(chunk_tiles),
                                          chunk_size=10**9, progress_bar=False)
     stage.estimate(tiles)
-    print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print("PEAK_RSS_KB", round(peak_rss_mb() * 1024))
 
 
 if __name__ == "__main__":

@@ -303,15 +303,17 @@ def test_cli_estimate(tmp_path, scene, capsys):
 
 
 @pytest.mark.slow
-def test_memory_stays_flat_for_a_file_ten_times_a_chunk(tmp_path):
-    """Peak RSS of a run over 10x more tiles than one chunk stays within a few MB of a one-chunk run."""
+def test_memory_stays_flat_as_the_file_grows(tmp_path):
+    """Peak RSS (the process's own VmHWM) grows by much less than the extra data when a file grows from 3 to 13
+    chunks: what grows is allocator and cache overhead that levels off, not anything held per tile (a run that
+    kept a quarter of what it reads would fail)."""
     from tests.helpers.rsshelper import make_big_tileset
 
     model = fakenet.make_fake_artifact(tmp_path / "m.pt", BANDS)
     chunk_tiles = 12
-    small = make_big_tileset(tmp_path / "small.h5", BANDS, n_tiles=chunk_tiles)
-    big = make_big_tileset(tmp_path / "big.h5", BANDS, n_tiles=10 * chunk_tiles)
-    assert big.stat().st_size > 9 * small.stat().st_size
+    small = make_big_tileset(tmp_path / "small.h5", BANDS, n_tiles=3 * chunk_tiles)
+    big = make_big_tileset(tmp_path / "big.h5", BANDS, n_tiles=13 * chunk_tiles)
+    assert big.stat().st_size > 4 * small.stat().st_size
     peaks = []
     for tiles in (small, big):
         proc = subprocess.run([sys.executable, "-m", "tests.helpers.rsshelper", str(model), str(tiles),
@@ -319,9 +321,9 @@ def test_memory_stays_flat_for_a_file_ten_times_a_chunk(tmp_path):
                               env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
         peaks.append(int(proc.stdout.split("PEAK_RSS_KB")[1].split()[0]))
-    big_mb = big.stat().st_size / 2**20
+    extra_mb = (big.stat().st_size - small.stat().st_size) / 2**20
     growth_mb = (peaks[1] - peaks[0]) / 1024
-    assert growth_mb < 0.25 * big_mb, f"peak RSS grew by {growth_mb:.0f} MB for a {big_mb:.0f} MB file"
+    assert growth_mb < 0.25 * extra_mb, f"peak RSS grew by {growth_mb:.0f} MB for {extra_mb:.0f} MB more data"
 
 
 @pytest.mark.slow
