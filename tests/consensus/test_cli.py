@@ -6,7 +6,7 @@ import tables_io
 
 from rail.deepdisc.cli import main
 from rail.deepdisc.consensus import load_consensus_model
-from tests.helpers.consensus_helpers import check_output
+from tests.helpers.consensus_helpers import ZGRID, check_output, gaussian_rows, grid_ensemble
 
 
 def test_cli_fits_saves_and_reapplies(inputs, tmp_path, capsys):
@@ -45,7 +45,30 @@ def test_cli_refuses_mismatched_files_in_one_line(inputs, tmp_path, capsys):
                  str(inputs["tiles"]), "-o", str(tmp_path / "x.hdf5")])
     err = capsys.readouterr().err
     assert code == 2 and str(short) in err and len(err.strip().splitlines()) == 1
-    code = main(["combine", f"DeepDISC={inputs['paths']['deepdisc']}", "--truth", str(inputs["tiles"]), "-o",
-                 str(tmp_path / "x.hdf5")])
-    assert code == 2 and "two or more" in capsys.readouterr().err
+    code = main(["combine", f"DeepDISC={inputs['paths']['deepdisc']}", "DeepDISC=other.hdf5", "--truth",
+                 str(inputs["tiles"]), "-o", str(tmp_path / "x.hdf5")])
+    assert code == 2 and "twice" in capsys.readouterr().err
     assert not (tmp_path / "x.hdf5").exists()
+
+
+def test_cli_recalibrates_one_method(inputs, tmp_path):
+    """One input: the method alone, recalibrated on the labels; an over-confident one is widened."""
+    prim = inputs["ts"].primary_objects()
+    z = np.asarray(prim["redshift_true"], float)
+    rng = np.random.default_rng(3)
+    sig = 0.06 * (1 + z)
+    narrow = gaussian_rows(ZGRID, z + rng.normal(0, 1, len(z)) * sig, sig / 2.5)  # widths 2.5x too small
+    path = tmp_path / "narrow.hdf5"
+    grid_ensemble(narrow, inputs["ids"]).write_to(str(path))
+    out = tmp_path / "recal.hdf5"
+    assert main(["combine", f"Narrow={path}", "--truth", str(inputs["tiles"]), "-o", str(out)]) == 0
+    model = load_consensus_model(tmp_path / "recal_model.npz")
+    assert model.methods == ("Narrow",)
+    assert model.temperature[0] * model.beta > 2.5  # variance ~6x too small; T and beta multiply it
+    recal = qp.read(str(out))
+    np.testing.assert_array_equal(np.asarray(recal.ancil["object_id"]).ravel(), inputs["ids"])
+    assert all(col in recal.ancil for col in ("zmode", "zmean", "zmedian"))
+    np.testing.assert_allclose(np.trapezoid(recal.objdata["yvals"], ZGRID, axis=1), 1.0, rtol=1e-6)
+    width_in = np.mean(np.diff(grid_ensemble(narrow, inputs["ids"]).ppf(np.array([0.16, 0.84])), axis=1))
+    width_out = np.mean(np.diff(recal.ppf(np.array([0.16, 0.84])), axis=1))
+    assert width_out > 1.5 * width_in

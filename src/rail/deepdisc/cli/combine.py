@@ -7,11 +7,14 @@ from pathlib import Path
 
 __all__ = ["HELP", "EXAMPLES", "add_arguments", "run"]
 
-HELP = "combine photo-z files of the same objects (DeepDISC, EAZY, BPZ, ...) into a calibrated consensus"
+HELP = ("combine photo-z files of the same objects (DeepDISC, EAZY, BPZ, ...) into a calibrated consensus, or "
+        "recalibrate one on held-out spec-z")
 EXAMPLES = """  deepdisc combine DeepDISC=pz.hdf5 EAZY=pz_eazy.hdf5 BPZ=pz_bpz.hdf5 --truth tiles.h5 -o consensus.hdf5
   deepdisc combine DeepDISC=pz.hdf5 EAZY=eazy.hdf5 --truth specz.parquet --truth-column zspec -o c.hdf5
   deepdisc combine DeepDISC=more.hdf5 EAZY=more_eazy.hdf5 --model consensus_model.npz --tiles more.h5 -o c2.hdf5
-(the truth labels the calibration objects: spec-z held out from the methods' training, NaN = unlabelled;
+  deepdisc combine DeepDISC=pz.hdf5 --truth heldout_specz.h5 -o pz_recalibrated.hdf5
+(one file: that method recalibrated on the labels: temperature, bad fractions, optional PIT map, beta;
+ the truth labels the calibration objects: spec-z held out from the methods' training, NaN = unlabelled;
  the fitted model is written beside the output as <output stem>_model.npz unless --save-model is given)
 """
 
@@ -23,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = ConsensusSettings()
     parser.add_argument("inputs", nargs="+", metavar="NAME=FILE",
-                        help="two or more qp photo-z files of the same objects, in the same order")
+                        help="qp photo-z files of the same objects, in the same order (one: recalibrate it)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="consensus qp file to write")
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--truth", type=Path,
@@ -57,8 +60,6 @@ def _inputs(specs: list[str]) -> tuple[list[str], list[Path]]:
             raise DeepDiscError(f"input name {name!r} is given twice: name each method once")
         names.append(name)
         paths.append(Path(path))
-    if len(names) < 2:
-        raise DeepDiscError("give two or more photo-z files as NAME=FILE")
     return names, paths
 
 

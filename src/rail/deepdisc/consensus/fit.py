@@ -77,6 +77,9 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
                   ) -> ConsensusModel:
     """Fit calibration, bad fractions and ``beta`` on labelled objects.
 
+    With one method the model recalibrates it: temperature, optional PIT map, bad fractions, and ``beta``, a
+    last width factor of the mixture with its bad term (as a flat second method would leave it).
+
     Parameters
     ----------
     pdfs : sequence of ndarray, shape (N, G) each
