@@ -481,7 +481,7 @@ def run_preset(preset: str, args) -> dict:
         cons_label, cons_model, cons_pz = next((label, path, pz) for label, path, pz, _ in reversed(runs)
                                                if label in (FINETUNED, "DeepDISC ensemble"))
         calib_pz = cons_pz.with_name(cons_pz.stem + f"{calib_suffix}.hdf5")
-        if not calib_pz.exists():
+        if not calib_pz.exists() or calib_pz.stat().st_mtime < cons_model.stat().st_mtime:  # none, or stale
             _cli(["estimate", str(cons_model), str(calib), "-o", str(calib_pz), "--threads", str(args.threads),
                   "--device", "cpu", "--no-progress"], args.threads)
     peers_dir = out / f"peers_{args.labels}"
