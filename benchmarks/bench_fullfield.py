@@ -69,16 +69,17 @@ def _descendants(root: int) -> list[int]:
 
 def _python_peaks(root: int, peaks: dict) -> None:
     """Record VmHWM (peak RSS, MB) of every Python process under ``root``."""
+    from rail.deepdisc.memory import status_mb
+
     for pid in [root, *_descendants(root)]:
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
             if "python" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
                 continue
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peaks[pid] = max(peaks.get(pid, 0.0), int(line.split()[1]) / 1024)
+        peak = status_mb("VmHWM", pid)
+        if peak == peak:  # the process may have ended in between (NaN)
+            peaks[pid] = max(peaks.get(pid, 0.0), peak)
 
 
 def run_step(cmd: list[str], *, cwd: Path, threads: int, ranks: int = 1, nice: bool = False,
