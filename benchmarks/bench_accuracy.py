@@ -582,12 +582,12 @@ def markdown(results: list[dict], args) -> str:
                   "network alone. "
                   "Their train CPU min include the pretraining's.", ""]
     if not args.peers_only:
-        like = ("the test field (its nuisances and SED family" if args.calib_domain == "target"
-                else "the training field (its nuisances and SED family")
+        field = "test" if args.calib_domain == "target" else "training"
         lines += [f"{CONSENSUS_LABEL}: fitted on the spec-z of a {args.calib_tiles}-tile calibration field simulated "
-                  f"like {like}, another seed, spec-z drawn like the training ones; `--calib-domain "
-                  f"{args.calib_domain}`), then applied to the test field. {RECALIBRATED}: the consensus's DeepDISC "
-                  "input recalibrated alone on the same spec-z (`deepdisc combine` with one input).", ""]
+                  f"like the {field} field (its nuisances and SED family, another seed, spec-z drawn like the "
+                  f"training ones; `--calib-domain {args.calib_domain}`), then applied to the test field. "
+                  f"{RECALIBRATED}: the consensus's DeepDISC input recalibrated alone on the same spec-z "
+                  "(`deepdisc combine` with one input).", ""]
     lines += _label_table(results)
     for res in results:
         t = res["timings"]

@@ -40,10 +40,14 @@ TARGET_MB = 2048
 
 
 def _status_mb(key: str) -> float:
-    """A memory figure of this process from /proc/self/status (``VmRSS``, ``VmHWM``), MB."""
-    from rail.deepdisc.memory import status_mb
+    """A memory figure of this process from /proc/self/status (``VmRSS``, ``VmHWM``), MB.
 
-    return status_mb(key)
+    Read here, not through `rail.deepdisc.memory`: the workers also run ``--baseline-src`` trees that predate it.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def worker(args) -> None:
