@@ -182,6 +182,10 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
               "--sed-library", TRAIN_SED_LIBRARY, *label_args, *common], 1)
     if not train.exists():
         select_training_tiles(field, train, args.unlabelled_share)
+    for path, want in ((test, args.test_tiles), (field, getattr(args, "train_tiles", None))):
+        if want and path.exists() and _n_tiles(path) != want:
+            raise SystemExit(f"{path} holds {_n_tiles(path)} tiles, not the {want} asked for: use another "
+                             f"--workdir (or remove the file)")
     if not test.exists():
         nuisance = [x for kv in TEST_NUISANCE.items() for x in kv]
         _cli(["simulate", "-o", str(test), "--tiles", str(args.test_tiles), "--seed", str(TEST_SEED),
@@ -515,7 +519,9 @@ def run_preset(preset: str, args) -> dict:
                               (cons_label,))
         timings.update({f"{RECALIBRATED} fit_s": t["fit_s"], f"{RECALIBRATED} estimate_s": t["estimate_s"]})
         scores.append(score(pz, truth, RECALIBRATED, t["fit_s"]))
+    stars = truth.stars()
     return {"preset": preset, "timings": timings, "scores": scores, "n_test_objects": truth.n,
+            "n_test_stars": 0 if stars is None else int(stars.sum()),
             **({} if args.peers_only else {"consensus_inputs": list(inputs)}),
             "labels": label_statistics(field_path(out, preset, args.labels), train, args.labels)}
 
@@ -593,7 +599,9 @@ def markdown(results: list[dict], args) -> str:
         t = res["timings"]
         training = (f"; training {t['train_wall_s'] / 60:.1f} min wall, {t['train_cpu_s'] / 60:.1f} CPU min, budget "
                     f"{CPU_MINUTES_BUDGET:.0f}" if "train_wall_s" in t else "")
-        lines += [f"**{res['preset']}** ({res['n_test_objects']} test objects{training})", ""]
+        stars = (f", {res['n_test_stars']} of them stars, left out of the metrics" if res.get("n_test_stars")
+                 else "")
+        lines += [f"**{res['preset']}** ({res['n_test_objects']} test objects{stars}{training})", ""]
         lines += _score_table(res, "mag") + _score_table(res, "z")
     if not args.peers_only:
         lines += ["Targets (ensemble vs the best peer, overall):", "",

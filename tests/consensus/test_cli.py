@@ -72,3 +72,20 @@ def test_cli_recalibrates_one_method(inputs, tmp_path):
     width_in = np.mean(np.diff(grid_ensemble(narrow, inputs["ids"]).ppf(np.array([0.16, 0.84])), axis=1))
     width_out = np.mean(np.diff(recal.ppf(np.array([0.16, 0.84])), axis=1))
     assert width_out > 1.5 * width_in
+
+
+def test_cli_constant_beta_keeps_one_beta(inputs, tmp_path):
+    from rail.deepdisc.consensus.model import MIN_SLOPE_LABELS
+
+    args = [f"DeepDISC={inputs['paths']['deepdisc']}", f"EAZY={inputs['paths']['eazy']}", "--truth",
+            str(inputs["tiles"])]
+    assert main(["combine", *args, "-o", str(tmp_path / "grown.hdf5")]) == 0
+    grown = load_consensus_model(tmp_path / "grown_model.npz")
+    assert grown.n_labelled >= MIN_SLOPE_LABELS  # enough labels: the slope was fitted, around their median
+    mags = np.asarray(inputs["ts"].primary_objects()["mag_F444W"], float)
+    labelled = np.isfinite(np.asarray(inputs["ts"].primary_objects()["redshift"], float))
+    assert grown.beta_slope == 0 or grown.beta_pivot == np.median(mags[labelled])
+    assert main(["combine", *args, "--constant-beta", "-o", str(tmp_path / "flat.hdf5")]) == 0
+    flat = load_consensus_model(tmp_path / "flat_model.npz")
+    assert flat.beta_slope == 0 and np.isnan(flat.beta_pivot)
+    np.testing.assert_allclose(flat.beta_of(mags), flat.beta)

@@ -59,3 +59,26 @@ def test_one_labelled_object_still_gives_its_stacked_pdf(spec_case):
     grid = gridded_ensemble(photoz.ensemble[np.array([3])], EvaluationSettings().zgrid)
     np.testing.assert_allclose(res.nz["stacked_pdf"], np.asarray(grid.objdata["yvals"]).reshape(-1), rtol=1e-12)
     assert res.summary["rail"] == {}  # RAIL's evaluators need two
+
+
+def test_stars_are_left_out_of_the_redshift_metrics_unless_asked(spec_case):
+    photoz, _, truth = spec_case
+    rng = np.random.default_rng(3)
+    z = rng.uniform(0.5, 3.0, truth.n)
+    star = np.zeros(truth.n, bool)
+    star[::7] = True
+    z[star] = 0.0  # the simulator's truth of a star
+    cols = {**truth.columns, "redshift_true": z, "true_is_star": star}
+    with_stars = TruthTable(cols, truth.bands)
+    res = evaluate_photoz(photoz, with_stars)
+    assert res.summary["truth_column"] == "redshift_true"
+    assert res.summary["n_with_truth"] == truth.n - star.sum()
+    assert res.summary["n_stars_left_out"] == star.sum()
+    assert np.all(np.isnan(res.objects["ztrue"][star])) and np.all(np.isfinite(res.objects["ztrue"][~star]))
+    assert res.summary["metrics"]["all"]["n"] == truth.n - star.sum()
+    kept = evaluate_photoz(photoz, with_stars, settings=EvaluationSettings(galaxies_only=False))
+    assert kept.summary["n_with_truth"] == truth.n and kept.summary["n_stars_left_out"] == 0
+    assert kept.summary["metrics"]["all"]["n"] == truth.n
+    # a user's own star/galaxy flag works the same way
+    user = TruthTable({**truth.columns, "redshift_true": z, "is_star": star.astype(np.int8)}, truth.bands)
+    assert np.array_equal(np.isnan(user.redshift()[0]), star)

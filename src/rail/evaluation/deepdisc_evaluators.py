@@ -87,6 +87,7 @@ class _TruthStage(RailStage):
     config_options.update(
         truth_column=Param(str, "auto", msg="truth redshift column: auto (redshift_true for simulations, "
                            "else the spec-z 'redshift'), redshift_true or redshift"),
+        galaxies_only=Param(bool, True, msg="leave stars (true_is_star or is_star) out of the redshift metrics"),
     )
     inputs = [("input", QPHandle), ("truth", TileSetHandle)]
 
@@ -149,7 +150,7 @@ class DeepDiscTruthMatcher(_TruthStage):
     def run(self) -> None:
         """Select and write."""
         photoz, truth = self._read_inputs()
-        z, _ = truth.redshift(self.config.truth_column)
+        z, _ = truth.redshift(self.config.truth_column, galaxies_only=self.config.galaxies_only)
         rows = np.flatnonzero(np.isfinite(z))
         self.log.info(f"{len(rows)} of {len(z)} objects have a truth redshift")
         cols = truth.columns
@@ -178,7 +179,7 @@ class DeepDiscCoverageEvaluator(_TruthStage):
     def run(self) -> None:
         """Compute PIT values, coverage and calibration error."""
         photoz, truth = self._read_inputs()
-        z, column = truth.redshift(self.config.truth_column)
+        z, column = truth.redshift(self.config.truth_column, galaxies_only=self.config.galaxies_only)
         pit = pit_values(photoz.ensemble, z)
         rows, calib = [], {}
         for name, sel in flag_subsets(photoz.flags(), photoz.n).items():
@@ -222,7 +223,8 @@ class DeepDiscMetricsEvaluator(_TruthStage):
         settings = EvaluationSettings(
             point_estimate=c.point_estimate, truth_column=c.truth_column, mag_band=c.mag_band,
             mag_edges=tuple(c.mag_edges), z_edges=tuple(c.z_edges), levels=tuple(c.levels),
-            outlier_threshold=c.outlier_threshold, zmin=c.zmin, zmax=c.zmax, nzbins=c.nzbins)
+            outlier_threshold=c.outlier_threshold, zmin=c.zmin, zmax=c.zmax, nzbins=c.nzbins,
+            galaxies_only=c.galaxies_only)
         result = evaluate_photoz(photoz, truth, settings=settings, label=c.label)
         self.add_data("output", summary_document(result))
 

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fewest labelled objects per magnitude bin (default: %(default)s)")
     parser.add_argument("--pit-correction", action="store_true", help="fit a PIT shape correction per method")
     parser.add_argument("--no-beta", action="store_true", help="do not fit beta (1: independent methods)")
+    parser.add_argument("--constant-beta", action="store_true",
+                        help="one beta for all magnitudes (default: beta grows with magnitude above the labels' "
+                             "median, fitted on them)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                         help="objects combined at a time (default: %(default)s)")
 
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         settings = ConsensusSettings(mag_band=args.mag_band.upper(), mag_edges=tuple(args.mag_edges),
                                      min_per_bin=args.min_per_bin, pit_correction=args.pit_correction,
-                                     fit_beta=not args.no_beta)
+                                     fit_beta=not args.no_beta, beta_by_magnitude=not args.constant_beta)
         model = fit_sources(paths, names, args.truth, settings=settings, truth_column=args.truth_column,
                             chunk_size=args.chunk_size)
         model_path = args.save_model or args.output.with_name(args.output.stem + "_model.npz")
@@ -93,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     write_consensus(paths, model, args.output, mag, chunk_size=args.chunk_size)
     summary = ", ".join(f"{m} T={t:.3g} f_bad={f:.3g}"
                         for m, t, f in zip(model.methods, model.temperature, model.bad_fraction_all))
-    print(f"consensus of {n} objects written to {args.output} ({summary}; beta={model.beta:.3g}; "
+    growth = (f" growing by {model.beta_slope:.3g} per mag above {model.beta_pivot:.4g}"
+              if model.beta_slope > 0 else "")
+    print(f"consensus of {n} objects written to {args.output} ({summary}; beta={model.beta:.3g}{growth}; "
           f"model {model_path})")
     return 0

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="true-redshift bin edges")
     parser.add_argument("--zmax", type=float, default=d.zmax,
                         help="top of the redshift grid (default: %(default)s)")
+    parser.add_argument("--include-stars", action="store_true",
+                        help="keep stars (true_is_star or is_star) in the redshift metrics (default: galaxies)")
 
 
 def _peers(specs: list[str]) -> list[tuple[str, Path]]:
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and write the folder."""
     settings = EvaluationSettings(point_estimate=args.point_estimate, truth_column=args.truth,
                                   mag_band=args.mag_band.upper(), mag_edges=tuple(args.mag_edges),
-                                  z_edges=tuple(args.z_edges), zmax=args.zmax)
+                                  z_edges=tuple(args.z_edges), zmax=args.zmax,
+                                  galaxies_only=not args.include_stars)
     out = evaluate_files(args.photoz, args.tiles, args.output, settings=settings, peers=_peers(args.peer),
                          spec_tiles=args.spec_tiles, loss_curves=args.loss_curves, label=args.label)
     print(f"evaluation written to {out} (run 'deepdisc report {out}' for figures)")

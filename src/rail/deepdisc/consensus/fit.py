@@ -29,11 +29,12 @@ from rail.deepdisc.consensus.hb import (
     bin_index,
     combine_log_product,
     fit_beta,
+    fit_beta_slope,
     log_product,
     magnitude_bins,
     with_bad_term,
 )
-from rail.deepdisc.consensus.model import PRIOR_BAD_FRACTION, ConsensusModel, ConsensusSettings
+from rail.deepdisc.consensus.model import MIN_SLOPE_LABELS, PRIOR_BAD_FRACTION, ConsensusModel, ConsensusSettings
 from rail.deepdisc.exceptions import DeepDiscError
 
 __all__ = ["MIN_LABELS", "fit_consensus", "calibrated_pdfs", "combine_pdfs"]
@@ -78,7 +79,9 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     """Fit calibration, bad fractions and ``beta`` on labelled objects.
 
     With one method the model recalibrates it: temperature, optional PIT map, bad fractions, and ``beta``, a
-    last width factor of the mixture with its bad term (as a flat second method would leave it).
+    last width factor of the mixture with its bad term (as a flat second method would leave it). ``beta``
+    grows with magnitude above the labels' median magnitude when ``settings.beta_by_magnitude`` (and at least
+    `MIN_SLOPE_LABELS` labelled objects have a magnitude).
 
     Parameters
     ----------
@@ -151,14 +154,23 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
         knots.append(row_knots)
         mixed.append(with_bad_term(cal, _bad_rows(per_bin, overall, bins), labelled.uniform))
     beta_range = settings.beta_range or (0.5, 2.0 * len(methods))
-    beta = fit_beta(zgrid, log_product(mixed), z, *beta_range) if settings.fit_beta else 1.0
-    log.info("consensus of %s on %d labelled objects: beta %.3g", ", ".join(methods), len(z), beta)
+    beta, slope, pivot = 1.0, 0.0, float("nan")
+    known = np.isfinite(mag)
+    if settings.fit_beta and settings.beta_by_magnitude and known.sum() >= MIN_SLOPE_LABELS:
+        pivot = float(np.median(mag[known]))
+        beta, slope = fit_beta_slope(zgrid, log_product(mixed), z, mag, pivot, *beta_range)
+        if slope == 0:
+            pivot = float("nan")
+    elif settings.fit_beta:
+        beta = fit_beta(zgrid, log_product(mixed), z, *beta_range)
+    log.info("consensus of %s on %d labelled objects: beta %.3g, growing by %.3g per magnitude above %.4g",
+             ", ".join(methods), len(z), beta, slope, pivot)
     return ConsensusModel(
         methods=tuple(methods), temperature=np.asarray(temperatures), bad_fraction=np.asarray(bad),
         bad_fraction_all=np.asarray(bad_all), beta=float(beta), mag_band=mag_band or settings.mag_band,
         mag_edges=edges, pit_knots=np.asarray(knots) if settings.pit_correction else np.zeros((0, 0)),
         zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins, n_labelled=len(z),
-        n_per_bin=np.bincount(bins[bins >= 0], minlength=n_bins))
+        n_per_bin=np.bincount(bins[bins >= 0], minlength=n_bins), beta_slope=slope, beta_pivot=pivot)
 
 
 def calibrated_pdfs(model: ConsensusModel, index: int, pdfs: np.ndarray, magnitude=None,
@@ -200,7 +212,8 @@ def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=No
     pdfs : sequence of ndarray, shape (N, G) each
         The methods' PDFs on the model's grid, in the model's method order.
     magnitude : array_like, shape (N,), optional
-        Magnitudes for the bad-fraction bins (None or NaN: the bad fraction over all labels).
+        Magnitudes for the bad-fraction bins and ``beta`` (None or NaN: the bad fraction over all labels and
+        the model's ``beta`` at its pivot).
 
     Returns
     -------
@@ -213,4 +226,4 @@ def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=No
     logp = np.zeros((n, len(zgrid)))
     for j, p in enumerate(pdfs):
         add_log(logp, calibrated_pdfs(model, j, p, magnitude))
-    return combine_log_product(zgrid, logp, model.beta)
+    return combine_log_product(zgrid, logp, model.beta_of(magnitude, n))

@@ -12,6 +12,11 @@ normalised on the grid::
 
     P(z) ∝ prod_i P_i'(z) ** (1 / beta)
 
+``beta`` may grow with magnitude above a pivot, ``beta(m) = beta * (1 + kappa * max(m - m_pivot, 0))``: Duncan
+et al. (2018) found that the calibration a set of PDFs needs changes with magnitude and fitted it as a linear
+function of magnitude; spec-z are bright, and the slope carries what the faintest labels say to the fainter
+objects that have none.
+
 A confidently wrong method then loses to the others where they disagree (its ``f_i U`` floor stays above the
 product of their tails), a flat method (no information) changes nothing, and agreeing methods narrow the
 result. The functions here work on arrays tabulated on the grid (`rail.deepdisc.consensus.grid`).
@@ -36,12 +41,15 @@ __all__ = [
     "add_log",
     "combine_log_product",
     "fit_beta",
+    "fit_beta_slope",
     "maximise_on_log_scale",
 ]
 
 _BISECTION_STEPS = 60
 _SCAN_POINTS = 17
 _TINY = 1e-300
+#: Largest relative growth of ``beta`` per magnitude that the fit considers.
+MAX_BETA_SLOPE = 1.0
 
 
 def magnitude_bins(mag: np.ndarray, edges: Sequence[float], min_per_bin: int) -> np.ndarray:
@@ -159,10 +167,14 @@ def add_log(total: np.ndarray, p: np.ndarray) -> np.ndarray:
     return total
 
 
-def combine_log_product(zgrid: np.ndarray, logp: np.ndarray, beta: float) -> np.ndarray:
-    """``exp(logp / beta)`` normalised on the grid, per row (stable: the row maximum is removed first)."""
+def combine_log_product(zgrid: np.ndarray, logp: np.ndarray, beta) -> np.ndarray:
+    """``exp(logp / beta)`` normalised on the grid, per row (stable: the row maximum is removed first).
+
+    ``beta`` is a number or one value per row.
+    """
     scaled = logp - logp.max(axis=1, keepdims=True)
-    scaled *= 1.0 / float(beta)
+    beta = np.asarray(beta, float)
+    scaled *= 1.0 / (beta[:, None] if beta.ndim else float(beta))
     return normalise_rows(zgrid, np.exp(scaled, out=scaled), check=False)
 
 
@@ -198,8 +210,50 @@ def fit_beta(zgrid: np.ndarray, logp: np.ndarray, ztrue: np.ndarray, lo: float, 
     if len(ztrue) == 0:
         return 1.0
 
-    def loglike(beta):
-        combined = combine_log_product(zgrid, logp, beta)
-        return float(np.sum(np.log(np.maximum(values_at(zgrid, combined, ztrue), _TINY))))
+    return maximise_on_log_scale(lambda beta: _beta_loglike(zgrid, logp, ztrue, beta), lo, hi)
 
-    return maximise_on_log_scale(loglike, lo, hi)
+
+def _beta_loglike(zgrid, logp, ztrue, beta) -> float:
+    combined = combine_log_product(zgrid, logp, beta)
+    return float(np.sum(np.log(np.maximum(values_at(zgrid, combined, ztrue), _TINY))))
+
+
+def fit_beta_slope(zgrid: np.ndarray, logp: np.ndarray, ztrue: np.ndarray, magnitude: np.ndarray, pivot: float,
+                   lo: float, hi: float) -> tuple[float, float]:
+    """Maximum-likelihood ``beta`` and its growth with magnitude on labelled objects.
+
+    ``beta_i = beta * (1 + slope * max(m_i - pivot, 0))``, the slope in ``[0, MAX_BETA_SLOPE]`` per magnitude
+    (a scan, then Brent's method), ``beta`` in ``[lo, hi]`` profiled out.
+
+    Parameters
+    ----------
+    zgrid, logp, ztrue :
+        As for `fit_beta`.
+    magnitude : ndarray, shape (N,)
+        The objects' magnitudes (NaN: no growth).
+    pivot : float
+        Magnitude where the growth starts.
+    lo, hi : float
+        Range of ``beta``.
+
+    Returns
+    -------
+    (float, float)
+        ``beta`` and the slope.
+    """
+    if len(ztrue) == 0:
+        return 1.0, 0.0
+    excess = np.where(np.isfinite(magnitude), np.maximum(np.asarray(magnitude, float) - pivot, 0.0), 0.0)
+
+    def best_beta(slope: float) -> tuple[float, float]:
+        grow = 1.0 + slope * excess
+        beta = maximise_on_log_scale(lambda b: _beta_loglike(zgrid, logp, ztrue, b * grow), lo, hi)
+        return _beta_loglike(zgrid, logp, ztrue, beta * grow), beta
+
+    slopes = np.linspace(0.0, MAX_BETA_SLOPE, _SCAN_POINTS)
+    values = [best_beta(float(k))[0] for k in slopes]
+    k = int(np.argmax(values))
+    res = minimize_scalar(lambda t: -best_beta(float(t))[0], bounds=(slopes[max(k - 1, 0)],
+                          slopes[min(k + 1, len(slopes) - 1)]), method="bounded", options={"xatol": 1e-4})
+    slope = float(res.x) if -res.fun >= values[k] else float(slopes[k])
+    return best_beta(slope)[1], slope

@@ -2,8 +2,12 @@
 
 A model fitted on labelled objects (`rail.deepdisc.consensus.fit.fit_consensus`) applies to any other objects
 of the same methods (`rail.deepdisc.consensus.fit.combine_pdfs`). It holds, per method, the temperature, the
-optional PIT map and the bad fractions per magnitude bin, and the combination's ``beta``; the file is a NumPy
-archive of plain arrays and strings (`rail.deepdisc.peers.model_io`), read without pickle.
+optional PIT map and the bad fractions per magnitude bin, and the combination's ``beta`` with its growth
+towards faint magnitudes; the file is a NumPy archive of plain arrays and strings
+(`rail.deepdisc.peers.model_io`), read without pickle.
+
+Format history: ``deepdisc-consensus-1`` (one ``beta`` for every object) is still read, as a model whose
+``beta`` does not grow (``beta_slope = 0``); ``deepdisc-consensus-2`` adds ``beta_slope`` and ``beta_pivot``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN, redshift_grid
 from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.peers.model_io import load_npz_model, save_npz_model
 
-__all__ = ["MODEL_FORMAT", "PRIOR_BAD_FRACTION", "ConsensusSettings", "ConsensusModel", "save_consensus_model",
-           "load_consensus_model"]
+__all__ = ["MODEL_FORMAT", "OLD_FORMATS", "PRIOR_BAD_FRACTION", "MIN_SLOPE_LABELS", "beta_at",
+           "ConsensusSettings", "ConsensusModel", "save_consensus_model", "load_consensus_model"]
 
 #: ``format`` entry of a consensus model file.
-MODEL_FORMAT = "deepdisc-consensus-1"
+MODEL_FORMAT = "deepdisc-consensus-2"
+#: Older formats still read (see the module's format history).
+OLD_FORMATS = ("deepdisc-consensus-1",)
+#: Fewest labelled objects of known magnitude for fitting ``beta``'s growth with magnitude.
+MIN_SLOPE_LABELS = 40
 #: Bad fraction of every method in the prior model (no labels to fit it on).
 PRIOR_BAD_FRACTION = 0.05
 
@@ -46,6 +54,12 @@ class ConsensusSettings:
         Bounds of ``beta``; None: ``(0.5, 2 * number of methods)``.
     fit_beta : bool
         Fit ``beta`` (else 1: independent methods).
+    beta_by_magnitude : bool
+        Let ``beta`` grow linearly with magnitude above the labels' median magnitude,
+        ``beta(m) = beta * (1 + beta_slope * max(m - pivot, 0))`` (Duncan et al. 2018's magnitude-dependent
+        calibration), the slope fitted with ``beta`` (needs ``fit_beta`` and `MIN_SLOPE_LABELS` labelled objects
+        of known magnitude; else the slope is 0). Spec-z are bright: the slope carries what the faint labels say
+        about the widths to the fainter objects that have none.
     pit_correction : bool
         Fit a PIT shape correction per method after the temperature.
     pit_knots : int
@@ -68,6 +82,7 @@ class ConsensusSettings:
     temperature_range: tuple[float, float] = (0.25, 25.0)
     beta_range: tuple[float, float] | None = None
     fit_beta: bool = True
+    beta_by_magnitude: bool = True
     pit_correction: bool = False
     pit_knots: int = 10
     min_bad_fraction: float = 1e-3
@@ -114,7 +129,11 @@ class ConsensusModel:
     bad_fraction_all : ndarray, shape (M,)
         Bad fraction of each method over all labels (objects of unknown magnitude).
     beta : float
-        The combination's softening exponent.
+        The combination's softening exponent at and brighter than ``beta_pivot``.
+    beta_slope : float
+        Its relative growth per magnitude fainter than ``beta_pivot`` (0: one ``beta`` for all objects).
+    beta_pivot : float
+        Magnitude where the growth starts (NaN when ``beta_slope`` is 0).
     mag_band : str
         Band of the magnitude bins.
     mag_edges : ndarray, shape (B - 1,)
@@ -142,6 +161,8 @@ class ConsensusModel:
     nzbins: int = NZBINS
     n_labelled: int = 0
     n_per_bin: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    beta_slope: float = 0.0
+    beta_pivot: float = float("nan")
 
     def __post_init__(self):
         m, b = len(self.methods), len(self.mag_edges) + 1
@@ -152,6 +173,26 @@ class ConsensusModel:
                                  f"{shape} for {m} methods and {b} magnitude bins")
         if self.pit_knots.size and self.pit_knots.shape[0] != m:
             raise ModelError(f"consensus model: pit_knots has {self.pit_knots.shape[0]} rows for {m} methods")
+        if not (np.isfinite(self.beta_slope) and self.beta_slope >= 0):
+            raise ModelError(f"consensus model: beta_slope must be finite and >= 0, got {self.beta_slope}")
+        if self.beta_slope > 0 and not np.isfinite(self.beta_pivot):
+            raise ModelError("consensus model: beta_slope > 0 needs a finite beta_pivot")
+
+    def beta_of(self, magnitude=None, n: int | None = None) -> np.ndarray:
+        """``beta`` of each object: ``beta * (1 + beta_slope * max(m - beta_pivot, 0))``.
+
+        Parameters
+        ----------
+        magnitude : array_like, shape (N,), optional
+            Magnitudes; None or NaN: ``beta`` itself.
+        n : int, optional
+            Number of objects when ``magnitude`` is None.
+
+        Returns
+        -------
+        ndarray, shape (N,)
+        """
+        return beta_at(self.beta, self.beta_slope, self.beta_pivot, magnitude, n)
 
     @classmethod
     def prior(cls, methods, settings: ConsensusSettings) -> ConsensusModel:
@@ -181,13 +222,14 @@ class ConsensusModel:
                 "mag_band": self.mag_band, "mag_edges": np.asarray(self.mag_edges, float),
                 "pit_knots": np.asarray(self.pit_knots, float), "zmin": float(self.zmin),
                 "zmax": float(self.zmax), "nzbins": int(self.nzbins), "n_labelled": int(self.n_labelled),
-                "n_per_bin": np.asarray(self.n_per_bin, np.int64)}
+                "n_per_bin": np.asarray(self.n_per_bin, np.int64), "beta_slope": float(self.beta_slope),
+                "beta_pivot": float(self.beta_pivot)}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<memory>") -> ConsensusModel:
         """Rebuild a model from `to_dict`'s output (or a loaded archive)."""
         fmt = str(np.asarray(data.get("format", "")))
-        if fmt != MODEL_FORMAT:
+        if fmt not in (MODEL_FORMAT, *OLD_FORMATS):
             raise ModelError(f"{source}: not a consensus model (format {fmt!r}, expected {MODEL_FORMAT!r}); "
                              f"fit one with 'deepdisc combine --truth' or ConsensusInformer")
         try:
@@ -202,9 +244,22 @@ class ConsensusModel:
                        pit_knots=knots.reshape(len(methods), -1) if knots.size else np.zeros((0, 0)),
                        zmin=float(data["zmin"]), zmax=float(data["zmax"]), nzbins=int(data["nzbins"]),
                        n_labelled=int(data.get("n_labelled", 0)),
-                       n_per_bin=np.atleast_1d(np.asarray(data.get("n_per_bin", []), np.int64)))
+                       n_per_bin=np.atleast_1d(np.asarray(data.get("n_per_bin", []), np.int64)),
+                       beta_slope=float(data["beta_slope"]) if fmt == MODEL_FORMAT else 0.0,
+                       beta_pivot=float(data["beta_pivot"]) if fmt == MODEL_FORMAT else float("nan"))
         except KeyError as err:
             raise ModelError(f"{source}: consensus model lacks the entry {err.args[0]!r}") from None
+
+
+def beta_at(beta: float, slope: float, pivot: float, magnitude=None, n: int | None = None) -> np.ndarray:
+    """``beta * (1 + slope * max(m - pivot, 0))`` per object (NaN magnitude or ``slope = 0``: ``beta``)."""
+    if magnitude is None:
+        return np.full(int(n or 0), float(beta))
+    mag = np.asarray(magnitude, float)
+    if slope == 0:
+        return np.full(mag.shape, float(beta))
+    excess = np.where(np.isfinite(mag), np.maximum(mag - pivot, 0.0), 0.0)
+    return float(beta) * (1.0 + float(slope) * excess)
 
 
 def save_consensus_model(model: ConsensusModel, path: str | os.PathLike) -> Path:

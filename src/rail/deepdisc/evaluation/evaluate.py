@@ -85,6 +85,9 @@ class EvaluationSettings:
         Redshift grid for N(z), CDE loss and RAIL's grid mode.
     nzbins : int
         Grid intervals.
+    galaxies_only : bool
+        Leave stars (``true_is_star`` or ``is_star`` true) out of the redshift metrics, coverage and N(z)
+        (`rail.deepdisc.evaluation.io.TruthTable.redshift`); the detection completeness keeps them.
     """
 
     point_estimate: str = "zmode"
@@ -98,6 +101,7 @@ class EvaluationSettings:
     zmin: float = ZMIN
     zmax: float = ZMAX
     nzbins: int = 600
+    galaxies_only: bool = True
 
     def __post_init__(self):
         if self.point_estimate not in ("zmode", "zmean", "zmedian"):
@@ -208,7 +212,9 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
         If the ensemble and truth rows do not match, or a column is missing.
     """
     match_truth(photoz, truth)
-    ztrue, truth_name = truth.redshift(settings.truth_column)
+    ztrue, truth_name = truth.redshift(settings.truth_column, galaxies_only=settings.galaxies_only)
+    stars = truth.stars()
+    n_stars = int(stars.sum()) if stars is not None and settings.galaxies_only else 0
     zphot = photoz.point(settings.point_estimate)
     mag, mag_band = truth.magnitude(settings.mag_band)
     result = _evaluate(photoz, ztrue, zphot, mag, truth.box_size(), settings)
@@ -216,6 +222,7 @@ def evaluate_photoz(photoz: PhotoZTable, truth: TruthTable, *,
     result.summary = {
         "label": label or preset, "preset": preset, "bands": list(truth.bands), "photoz": photoz.source,
         "n_objects": photoz.n, "n_with_truth": int(np.isfinite(ztrue).sum()), "truth_column": truth_name,
+        "n_stars_left_out": n_stars,
         "magnitude_band": mag_band, "settings": asdict(settings), **result.summary,
     }
     if peers:

@@ -27,6 +27,7 @@ from rail.deepdisc.tileset.validation import open_checked, read_columns, reading
 
 __all__ = [
     "TRUTH_COLUMNS",
+    "STAR_COLUMNS",
     "PhotoZTable",
     "TruthTable",
     "with_ancil",
@@ -40,6 +41,8 @@ __all__ = [
 
 #: Truth columns, in order of preference for ``truth="auto"``.
 TRUTH_COLUMNS = ("redshift_true", "redshift")
+#: Boolean object columns that mark stars (the simulator's truth, or a user's star/galaxy flag), first found wins.
+STAR_COLUMNS = ("true_is_star", "is_star")
 _FLAGS = ("detected", "forced", "recentred", "spec_rep")
 
 
@@ -167,13 +170,17 @@ class TruthTable:
         """Number of primary objects."""
         return int(len(self.columns["object_id"]))
 
-    def redshift(self, column: str = "auto") -> tuple[np.ndarray, str]:
+    def redshift(self, column: str = "auto", *, galaxies_only: bool = True) -> tuple[np.ndarray, str]:
         """Truth redshifts (NaN = none) and the column used.
 
         Parameters
         ----------
         column : str
             ``auto`` (``redshift_true`` when present, else the spec-z ``redshift``) or a column name.
+        galaxies_only : bool
+            Give stars (`stars`) no truth: photo-z metrics describe galaxies, and a star's ``z = 0`` lies on
+            the grid's edge, where its PIT (``F(0) = 0`` for any PDF on the grid) says "outside every central
+            interval" however right the photo-z is.
         """
         name = column
         if column == "auto":
@@ -181,7 +188,16 @@ class TruthTable:
         if name not in self.columns:
             raise DeepDiscError(f"{self.source}: no truth column {name!r} (choose auto, redshift_true or "
                                 f"redshift)")
-        return np.asarray(self.columns[name], float), name
+        z = np.asarray(self.columns[name], float)
+        stars = self.stars() if galaxies_only else None
+        if stars is not None and stars.any():
+            z = np.where(stars, np.nan, z)
+        return z, name
+
+    def stars(self) -> np.ndarray | None:
+        """Which objects are stars (the first of `STAR_COLUMNS` present), or None without such a column."""
+        name = next((c for c in STAR_COLUMNS if c in self.columns), None)
+        return None if name is None else np.asarray(self.columns[name]).astype(bool)
 
     def magnitude(self, band: str) -> tuple[np.ndarray, str]:
         """AB magnitudes in ``band`` (the reddest band with a ``mag_`` column if absent) and the band used."""
