@@ -89,3 +89,9 @@ def test_cli_constant_beta_keeps_one_beta(inputs, tmp_path):
     flat = load_consensus_model(tmp_path / "flat_model.npz")
     assert flat.beta_slope == 0 and np.isnan(flat.beta_pivot)
     np.testing.assert_allclose(flat.beta_of(mags), flat.beta)
+
+
+def test_cli_keep_all_uses_every_input(inputs, tmp_path):
+    args = [f"{m}={inputs['paths'][m]}" for m in ("deepdisc", "eazy", "bpz")]
+    assert main(["combine", *args, "--truth", str(inputs["tiles"]), "--keep-all", "-o", str(tmp_path / "a.hdf5")]) == 0
+    assert load_consensus_model(tmp_path / "a_model.npz").used.all()

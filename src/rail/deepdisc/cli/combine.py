@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fewest labelled objects per magnitude bin (default: %(default)s)")
     parser.add_argument("--pit-correction", action="store_true", help="fit a PIT shape correction per method")
     parser.add_argument("--no-beta", action="store_true", help="do not fit beta (1: independent methods)")
+    parser.add_argument("--keep-all", action="store_true",
+                        help="use every input (default: leave out those whose removal raises the labels' "
+                             "cross-validated likelihood)")
     parser.add_argument("--constant-beta", action="store_true",
                         help="one beta for all magnitudes (default: beta grows with magnitude above the labels' "
                              "median, fitted on them)")
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         settings = ConsensusSettings(mag_band=args.mag_band.upper(), mag_edges=tuple(args.mag_edges),
                                      min_per_bin=args.min_per_bin, pit_correction=args.pit_correction,
-                                     fit_beta=not args.no_beta, beta_by_magnitude=not args.constant_beta)
+                                     fit_beta=not args.no_beta, beta_by_magnitude=not args.constant_beta,
+                                     select_methods=not args.keep_all)
         model = fit_sources(paths, names, args.truth, settings=settings, truth_column=args.truth_column,
                             chunk_size=args.chunk_size)
         model_path = args.save_model or args.output.with_name(args.output.stem + "_model.npz")
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
                         for m, t, f in zip(model.methods, model.temperature, model.bad_fraction_all))
     growth = (f" growing by {model.beta_slope:.3g} per mag above {model.beta_pivot:.4g}"
               if model.beta_slope > 0 else "")
-    print(f"consensus of {n} objects written to {args.output} ({summary}; beta={model.beta:.3g}{growth}; "
+    left_out = [m for m, u in zip(model.methods, model.used) if not u]
+    dropped = f"; left out: {', '.join(left_out)}" if left_out else ""
+    print(f"consensus of {n} objects written to {args.output} ({summary}; beta={model.beta:.3g}{growth}{dropped}; "
           f"model {model_path})")
     return 0

@@ -37,12 +37,19 @@ from rail.deepdisc.consensus.hb import (
 from rail.deepdisc.consensus.model import MIN_SLOPE_LABELS, PRIOR_BAD_FRACTION, ConsensusModel, ConsensusSettings
 from rail.deepdisc.exceptions import DeepDiscError
 
-__all__ = ["MIN_LABELS", "fit_consensus", "calibrated_pdfs", "combine_pdfs"]
+__all__ = ["MIN_LABELS", "fit_consensus", "select_methods", "calibrated_pdfs", "combine_pdfs"]
 
 log = logging.getLogger(__name__)
 
 #: Fewest labelled objects (with a truth inside the grid) a consensus is fitted on.
 MIN_LABELS = 10
+#: Folds of the cross-validated likelihood that selects the methods (`select_methods`).
+SELECTION_FOLDS = 5
+#: Seed of the folds.
+SELECTION_SEED = 20130
+#: Gain in cross-validated log-likelihood (nats) that leaving a method out must exceed.
+SELECTION_MIN_GAIN = 2.0
+_TINY = 1e-300
 
 
 def _checked(pdfs: Sequence[np.ndarray], names: Sequence[str], zgrid: np.ndarray, n: int) -> list[np.ndarray]:
@@ -127,12 +134,43 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
         raise DeepDiscError(f"only {int(ok.sum())} labelled objects (truth inside [{zgrid[0]:g}, {zgrid[-1]:g}]): "
                             f"a consensus needs at least {MIN_LABELS} objects with a true redshift")
     z, mag = ztrue[ok], mag[ok]
-    edges = magnitude_bins(mag, settings.mag_edges, settings.min_per_bin)
-    bins = bin_index(mag, edges)
-    n_bins = len(edges) + 1
-    temperatures, bad, bad_all, knots, mixed = [], [], [], [], []
-    for name, p in zip(methods, pdfs):
-        labelled = LabelledPdfs(zgrid, p[ok], z, bins, n_bins)
+    pdfs = [p[ok] for p in pdfs]
+    used = np.ones(len(methods), bool)
+    if settings.select_methods and len(methods) > 1 and len(z) >= 2 * MIN_LABELS:
+        used = select_methods(pdfs, z, mag, methods, settings)
+    fit = _Fit.of(pdfs, z, mag, settings, methods)
+    subset = [k for k in range(len(methods)) if used[k]]
+    beta = fit.beta(subset)
+    log.info("consensus of %s on %d labelled objects: beta %.3g, growing by %.3g per magnitude above %.4g",
+             ", ".join(methods[k] for k in subset), len(z), *beta)
+    return fit.model(methods, subset, beta, mag_band=mag_band or settings.mag_band, n_labelled=len(z),
+                     n_per_bin=np.bincount(fit.bins[fit.bins >= 0], minlength=len(fit.edges) + 1))
+
+
+class _Fit:
+    """Each method's calibration on labelled objects, and ``beta`` for any subset of the methods.
+
+    A method's calibration does not depend on the other methods; only ``beta`` does.
+    """
+
+    def __init__(self, zgrid, z, mag, settings, edges, bins):
+        self.zgrid, self.z, self.mag, self.settings = zgrid, z, mag, settings
+        self.edges, self.bins = edges, bins
+        self.temperature, self.bad, self.bad_all, self.knots, self.mixed = [], [], [], [], []
+
+    @classmethod
+    def of(cls, pdfs, z, mag, settings: ConsensusSettings, methods, *, quiet: bool = False) -> _Fit:
+        zgrid = settings.zgrid
+        edges = magnitude_bins(mag, settings.mag_edges, settings.min_per_bin)
+        fit = cls(zgrid, z, mag, settings, edges, bin_index(mag, edges))
+        for name, p in zip(methods, pdfs):
+            fit._calibrate(name, p, quiet)
+        return fit
+
+    def _calibrate(self, name, p, quiet):
+        zgrid, z, bins, settings = self.zgrid, self.z, self.bins, self.settings
+        n_bins = len(self.edges) + 1
+        labelled = LabelledPdfs(zgrid, p, z, bins, n_bins)
         t = fit_temperature(labelled, settings.temperature_range, settings.min_bad_fraction)
         cal = temper(zgrid, labelled.pdfs, t)
         row_knots = np.zeros(0)
@@ -146,31 +184,88 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
             cal = _calibrated(zgrid, labelled.pdfs, t, row_knots)
         per_bin, overall, _ = LabelledPdfs(zgrid, cal, z, bins, n_bins).bad_fractions(
             values_at(zgrid, cal, z), settings.min_bad_fraction)
-        log.info("consensus %s: temperature %.3g, bad fraction %s (all %.3g)", name, t,
-                 np.round(per_bin, 4).tolist(), overall)
-        temperatures.append(t)
-        bad.append(per_bin)
-        bad_all.append(overall)
-        knots.append(row_knots)
-        mixed.append(with_bad_term(cal, _bad_rows(per_bin, overall, bins), labelled.uniform))
-    beta_range = settings.beta_range or (0.5, 2.0 * len(methods))
-    beta, slope, pivot = 1.0, 0.0, float("nan")
-    known = np.isfinite(mag)
-    if settings.fit_beta and settings.beta_by_magnitude and known.sum() >= MIN_SLOPE_LABELS:
-        pivot = float(np.median(mag[known]))
-        beta, slope = fit_beta_slope(zgrid, log_product(mixed), z, mag, pivot, *beta_range)
-        if slope == 0:
-            pivot = float("nan")
-    elif settings.fit_beta:
-        beta = fit_beta(zgrid, log_product(mixed), z, *beta_range)
-    log.info("consensus of %s on %d labelled objects: beta %.3g, growing by %.3g per magnitude above %.4g",
-             ", ".join(methods), len(z), beta, slope, pivot)
-    return ConsensusModel(
-        methods=tuple(methods), temperature=np.asarray(temperatures), bad_fraction=np.asarray(bad),
-        bad_fraction_all=np.asarray(bad_all), beta=float(beta), mag_band=mag_band or settings.mag_band,
-        mag_edges=edges, pit_knots=np.asarray(knots) if settings.pit_correction else np.zeros((0, 0)),
-        zmin=settings.zmin, zmax=settings.zmax, nzbins=settings.nzbins, n_labelled=len(z),
-        n_per_bin=np.bincount(bins[bins >= 0], minlength=n_bins), beta_slope=slope, beta_pivot=pivot)
+        if not quiet:
+            log.info("consensus %s: temperature %.3g, bad fraction %s (all %.3g)", name, t,
+                     np.round(per_bin, 4).tolist(), overall)
+        self.temperature.append(t)
+        self.bad.append(per_bin)
+        self.bad_all.append(overall)
+        self.knots.append(row_knots)
+        self.mixed.append(with_bad_term(cal, _bad_rows(per_bin, overall, bins), labelled.uniform))
+
+    def beta(self, subset) -> tuple[float, float, float]:
+        """``beta``, its slope with magnitude and the pivot of the product of the methods in ``subset``."""
+        settings, mag = self.settings, self.mag
+        beta_range = settings.beta_range or (0.5, 2.0 * len(subset))
+        logp = log_product([self.mixed[k] for k in subset])
+        known = np.isfinite(mag)
+        if settings.fit_beta and settings.beta_by_magnitude and known.sum() >= MIN_SLOPE_LABELS:
+            pivot = float(np.median(mag[known]))
+            beta, slope = fit_beta_slope(self.zgrid, logp, self.z, mag, pivot, *beta_range)
+            return beta, slope, (pivot if slope > 0 else float("nan"))
+        if settings.fit_beta:
+            return fit_beta(self.zgrid, logp, self.z, *beta_range), 0.0, float("nan")
+        return 1.0, 0.0, float("nan")
+
+    def model(self, methods, subset, beta: tuple[float, float, float], **extra) -> ConsensusModel:
+        """The model of the methods in ``subset`` combined with ``beta`` (`beta`'s output).
+
+        ``extra``: more `ConsensusModel` fields.
+        """
+        s = self.settings
+        extra.setdefault("mag_band", s.mag_band)
+        return ConsensusModel(
+            methods=tuple(methods), temperature=np.asarray(self.temperature), bad_fraction=np.asarray(self.bad),
+            bad_fraction_all=np.asarray(self.bad_all), beta=float(beta[0]), mag_edges=self.edges,
+            pit_knots=np.asarray(self.knots) if s.pit_correction else np.zeros((0, 0)), zmin=s.zmin, zmax=s.zmax,
+            nzbins=s.nzbins, beta_slope=float(beta[1]), beta_pivot=float(beta[2]),
+            used=np.isin(np.arange(len(methods)), subset), **extra)
+
+
+def select_methods(pdfs: Sequence[np.ndarray], z: np.ndarray, mag: np.ndarray, methods: Sequence[str],
+                   settings: ConsensusSettings) -> np.ndarray:
+    """Which methods the consensus uses: backward elimination by cross-validated likelihood of the labels.
+
+    The labelled objects are split into `SELECTION_FOLDS` folds (a fixed seed); on each, every method is
+    calibrated and ``beta`` fitted on the other folds, and the consensus's log-density at the held-out truths is
+    summed. Starting from all methods, the method whose removal raises that sum most is dropped while the gain
+    exceeds `SELECTION_MIN_GAIN` nats; at least one method stays. A method biased or mis-shaped in a way its
+    calibration cannot mend then stops pulling the others' agreement off the truth.
+
+    Returns
+    -------
+    ndarray of bool, shape (M,)
+    """
+    folds = np.array_split(np.random.default_rng(SELECTION_SEED).permutation(len(z)), SELECTION_FOLDS)
+    parts = []
+    for k, test in enumerate(folds):
+        train = np.concatenate([f for j, f in enumerate(folds) if j != k])
+        fit = _Fit.of([p[train] for p in pdfs], z[train], mag[train], settings, methods, quiet=True)
+        parts.append((fit, [p[test] for p in pdfs], z[test], mag[test]))
+
+    def score(subset) -> float:
+        total = 0.0
+        for fit, test_pdfs, zt, mt in parts:
+            out = combine_pdfs(fit.model(methods, subset, fit.beta(subset)), test_pdfs, mt)
+            total += float(np.sum(np.log(np.maximum(values_at(fit.zgrid, out, zt), _TINY))))
+        return total
+
+    current = list(range(len(methods)))
+    best = score(current)
+    scores = {tuple(current): best}
+    while len(current) > 1:
+        trials = {k: score([j for j in current if j != k]) for k in current}
+        drop = max(trials, key=trials.get)
+        scores.update({tuple(j for j in current if j != k): v for k, v in trials.items()})
+        if trials[drop] - best <= SELECTION_MIN_GAIN:
+            break
+        log.info("consensus: leaving out %s (cross-validated log-likelihood of the labels %.1f -> %.1f)",
+                 methods[drop], best, trials[drop])
+        current.remove(drop)
+        best = trials[drop]
+    log.info("consensus method selection (%d-fold log-likelihood): %s", SELECTION_FOLDS,
+             "; ".join(f"{'+'.join(methods[j] for j in sub)} {v:.1f}" for sub, v in scores.items()))
+    return np.isin(np.arange(len(methods)), current)
 
 
 def calibrated_pdfs(model: ConsensusModel, index: int, pdfs: np.ndarray, magnitude=None,
@@ -225,5 +320,6 @@ def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=No
     pdfs = _checked(pdfs, model.methods, zgrid, n)
     logp = np.zeros((n, len(zgrid)))
     for j, p in enumerate(pdfs):
-        add_log(logp, calibrated_pdfs(model, j, p, magnitude))
+        if model.used[j]:
+            add_log(logp, calibrated_pdfs(model, j, p, magnitude))
     return combine_log_product(zgrid, logp, model.beta_of(magnitude, n))

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 from rail.deepdisc.consensus.grid import normalise_rows, values_at
 
@@ -223,7 +223,8 @@ def fit_beta_slope(zgrid: np.ndarray, logp: np.ndarray, ztrue: np.ndarray, magni
     """Maximum-likelihood ``beta`` and its growth with magnitude on labelled objects.
 
     ``beta_i = beta * (1 + slope * max(m_i - pivot, 0))``, the slope in ``[0, MAX_BETA_SLOPE]`` per magnitude
-    (a scan, then Brent's method), ``beta`` in ``[lo, hi]`` profiled out.
+    (Nelder-Mead from the best ``beta`` without growth, which it keeps unless the growth raises the likelihood),
+    ``beta`` in ``[lo, hi]``.
 
     Parameters
     ----------
@@ -244,16 +245,15 @@ def fit_beta_slope(zgrid: np.ndarray, logp: np.ndarray, ztrue: np.ndarray, magni
     if len(ztrue) == 0:
         return 1.0, 0.0
     excess = np.where(np.isfinite(magnitude), np.maximum(np.asarray(magnitude, float) - pivot, 0.0), 0.0)
+    beta0 = maximise_on_log_scale(lambda b: _beta_loglike(zgrid, logp, ztrue, b), lo, hi)  # slope 0
 
-    def best_beta(slope: float) -> tuple[float, float]:
-        grow = 1.0 + slope * excess
-        beta = maximise_on_log_scale(lambda b: _beta_loglike(zgrid, logp, ztrue, b * grow), lo, hi)
-        return _beta_loglike(zgrid, logp, ztrue, beta * grow), beta
+    def cost(x) -> float:
+        return -_beta_loglike(zgrid, logp, ztrue, np.exp(x[0]) * (1.0 + x[1] * excess))
 
-    slopes = np.linspace(0.0, MAX_BETA_SLOPE, _SCAN_POINTS)
-    values = [best_beta(float(k))[0] for k in slopes]
-    k = int(np.argmax(values))
-    res = minimize_scalar(lambda t: -best_beta(float(t))[0], bounds=(slopes[max(k - 1, 0)],
-                          slopes[min(k + 1, len(slopes) - 1)]), method="bounded", options={"xatol": 1e-4})
-    slope = float(res.x) if -res.fun >= values[k] else float(slopes[k])
-    return best_beta(slope)[1], slope
+    start = np.array([np.log(beta0), 0.0])
+    res = minimize(cost, start, method="Nelder-Mead", bounds=[(np.log(lo), np.log(hi)), (0.0, MAX_BETA_SLOPE)],
+                   options={"xatol": 1e-3, "fatol": 1e-3, "initial_simplex": [start, start + [0.1, 0.0],
+                                                                               start + [0.0, 0.1]]})
+    if not res.fun < cost(start):
+        return beta0, 0.0
+    return float(np.exp(res.x[0])), float(res.x[1])

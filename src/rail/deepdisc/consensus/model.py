@@ -7,7 +7,7 @@ towards faint magnitudes; the file is a NumPy archive of plain arrays and string
 (`rail.deepdisc.peers.model_io`), read without pickle.
 
 Format history: ``deepdisc-consensus-1`` (one ``beta`` for every object) is still read, as a model whose
-``beta`` does not grow (``beta_slope = 0``); ``deepdisc-consensus-2`` adds ``beta_slope`` and ``beta_pivot``.
+``beta`` does not grow (``beta_slope = 0``); ``deepdisc-consensus-2`` adds ``beta_slope``, ``beta_pivot`` and ``used``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ class ConsensusSettings:
         calibration), the slope fitted with ``beta`` (needs ``fit_beta`` and `MIN_SLOPE_LABELS` labelled objects
         of known magnitude; else the slope is 0). Spec-z are bright: the slope carries what the faint labels say
         about the widths to the fainter objects that have none.
+    select_methods : bool
+        Leave out the methods whose removal raises the labels' cross-validated likelihood
+        (`rail.deepdisc.consensus.fit.select_methods`; with two or more methods and at least twice
+        ``MIN_LABELS`` labels).
     pit_correction : bool
         Fit a PIT shape correction per method after the temperature.
     pit_knots : int
@@ -83,6 +87,7 @@ class ConsensusSettings:
     beta_range: tuple[float, float] | None = None
     fit_beta: bool = True
     beta_by_magnitude: bool = True
+    select_methods: bool = True
     pit_correction: bool = False
     pit_knots: int = 10
     min_bad_fraction: float = 1e-3
@@ -134,6 +139,9 @@ class ConsensusModel:
         Its relative growth per magnitude fainter than ``beta_pivot`` (0: one ``beta`` for all objects).
     beta_pivot : float
         Magnitude where the growth starts (NaN when ``beta_slope`` is 0).
+    used : ndarray of bool, shape (M,)
+        The methods the combination uses (the others were left out by the selection; their inputs are still
+        required, row for row, and their calibration is kept for reference). Default: all.
     mag_band : str
         Band of the magnitude bins.
     mag_edges : ndarray, shape (B - 1,)
@@ -163,8 +171,12 @@ class ConsensusModel:
     n_per_bin: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     beta_slope: float = 0.0
     beta_pivot: float = float("nan")
+    used: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self):
+        if np.size(self.used) == 0:
+            object.__setattr__(self, "used", np.ones(len(self.methods), dtype=bool))
+        object.__setattr__(self, "used", np.asarray(self.used, dtype=bool))
         m, b = len(self.methods), len(self.mag_edges) + 1
         checks = {"temperature": (m,), "bad_fraction": (m, b), "bad_fraction_all": (m,)}
         for name, shape in checks.items():
@@ -173,6 +185,9 @@ class ConsensusModel:
                                  f"{shape} for {m} methods and {b} magnitude bins")
         if self.pit_knots.size and self.pit_knots.shape[0] != m:
             raise ModelError(f"consensus model: pit_knots has {self.pit_knots.shape[0]} rows for {m} methods")
+        if self.used.shape != (m,) or not self.used.any():
+            raise ModelError(f"consensus model: used must mark at least one of the {m} methods, got "
+                             f"{self.used.tolist()}")
         if not (np.isfinite(self.beta_slope) and self.beta_slope >= 0):
             raise ModelError(f"consensus model: beta_slope must be finite and >= 0, got {self.beta_slope}")
         if self.beta_slope > 0 and not np.isfinite(self.beta_pivot):
@@ -223,7 +238,7 @@ class ConsensusModel:
                 "pit_knots": np.asarray(self.pit_knots, float), "zmin": float(self.zmin),
                 "zmax": float(self.zmax), "nzbins": int(self.nzbins), "n_labelled": int(self.n_labelled),
                 "n_per_bin": np.asarray(self.n_per_bin, np.int64), "beta_slope": float(self.beta_slope),
-                "beta_pivot": float(self.beta_pivot)}
+                "beta_pivot": float(self.beta_pivot), "used": np.asarray(self.used, bool)}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<memory>") -> ConsensusModel:
@@ -246,7 +261,8 @@ class ConsensusModel:
                        n_labelled=int(data.get("n_labelled", 0)),
                        n_per_bin=np.atleast_1d(np.asarray(data.get("n_per_bin", []), np.int64)),
                        beta_slope=float(data["beta_slope"]) if fmt == MODEL_FORMAT else 0.0,
-                       beta_pivot=float(data["beta_pivot"]) if fmt == MODEL_FORMAT else float("nan"))
+                       beta_pivot=float(data["beta_pivot"]) if fmt == MODEL_FORMAT else float("nan"),
+                       used=np.atleast_1d(np.asarray(data["used"], bool)) if fmt == MODEL_FORMAT else np.zeros(0))
         except KeyError as err:
             raise ModelError(f"{source}: consensus model lacks the entry {err.args[0]!r}") from None
 

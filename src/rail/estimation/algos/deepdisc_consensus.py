@@ -118,6 +118,8 @@ class ConsensusInformer(_ConsensusStage):
         pit_correction=Param(bool, _DEFAULTS.pit_correction, msg="fit a PIT shape correction per method"),
         pit_knots=Param(int, _DEFAULTS.pit_knots, msg="intervals of the PIT correction"),
         fit_beta=Param(bool, _DEFAULTS.fit_beta, msg="fit the combination's beta (else 1: independent methods)"),
+        select_methods=Param(bool, _DEFAULTS.select_methods, msg="leave out the methods whose removal raises "
+                             "the labels' cross-validated likelihood"),
         beta_by_magnitude=Param(bool, _DEFAULTS.beta_by_magnitude, msg="let beta grow linearly with magnitude "
                                 "above the labels' median magnitude (slope fitted on the labels)"),
         min_bad_fraction=Param(float, _DEFAULTS.min_bad_fraction, msg="floor of every bad fraction"),
@@ -157,7 +159,8 @@ class ConsensusInformer(_ConsensusStage):
         c = self.config
         settings = ConsensusSettings(mag_band=c.mag_band, mag_edges=tuple(c.mag_edges), min_per_bin=c.min_per_bin,
                                      pit_correction=c.pit_correction, pit_knots=c.pit_knots, fit_beta=c.fit_beta,
-                                     beta_by_magnitude=c.beta_by_magnitude, min_bad_fraction=c.min_bad_fraction,
+                                     beta_by_magnitude=c.beta_by_magnitude, select_methods=c.select_methods,
+                                     min_bad_fraction=c.min_bad_fraction,
                                      prior_without_labels=c.prior_without_labels, zmin=c.zmin, zmax=c.zmax,
                                      nzbins=c.nzbins)
         model = fit_sources(self._sources(), self.method_names(), self._source("truth"), settings=settings,
