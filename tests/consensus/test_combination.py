@@ -131,7 +131,8 @@ def test_per_bin_bad_fractions_follow_the_data():
     wrong = faint & (rng.uniform(size=len(faint)) < 0.4)
     b[wrong] = np.roll(b[wrong], 250, axis=1)  # B fails only on faint objects: 2.5 off in z
     model = fit_consensus([a, b], data["ztrue"], data["mag"], methods=["A", "B"],  # (selection: test_selection)
-                          settings=ConsensusSettings(mag_edges=(25.0, 27.0), select_methods=False))
+                          settings=ConsensusSettings(mag_edges=(25.0, 27.0), select_methods=False,
+                                                    beta_by_magnitude=False))
     assert model.bad_fraction[1, 0] < 0.02 and model.bad_fraction[1, 1] < 0.02
     assert 0.3 < model.bad_fraction[1, 2] < 0.45
 

@@ -37,17 +37,17 @@ from rail.deepdisc.consensus.hb import (
 from rail.deepdisc.consensus.model import MIN_SLOPE_LABELS, PRIOR_BAD_FRACTION, ConsensusModel, ConsensusSettings
 from rail.deepdisc.exceptions import DeepDiscError
 
-__all__ = ["MIN_LABELS", "fit_consensus", "select_methods", "calibrated_pdfs", "combine_pdfs"]
+__all__ = ["MIN_LABELS", "fit_consensus", "CrossValidation", "select_methods", "calibrated_pdfs", "combine_pdfs"]
 
 log = logging.getLogger(__name__)
 
 #: Fewest labelled objects (with a truth inside the grid) a consensus is fitted on.
 MIN_LABELS = 10
-#: Folds of the cross-validated likelihood that selects the methods (`select_methods`).
+#: Folds of the cross-validated likelihood that selects the methods and the growth of ``beta``.
 SELECTION_FOLDS = 5
 #: Seed of the folds.
 SELECTION_SEED = 20130
-#: Gain in cross-validated log-likelihood (nats) that leaving a method out must exceed.
+#: Gain in cross-validated log-likelihood (nats) that leaving a method out, or letting ``beta`` grow, must exceed.
 SELECTION_MIN_GAIN = 2.0
 _TINY = 1e-300
 
@@ -136,11 +136,23 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     z, mag = ztrue[ok], mag[ok]
     pdfs = [p[ok] for p in pdfs]
     used = np.ones(len(methods), bool)
-    if settings.select_methods and len(methods) > 1 and len(z) >= 2 * MIN_LABELS:
-        used = select_methods(pdfs, z, mag, methods, settings)
+    known = int(np.isfinite(mag).sum())
+    may_grow = settings.fit_beta and settings.beta_by_magnitude and known >= MIN_SLOPE_LABELS
+    select = settings.select_methods and len(methods) > 1
+    grow = False
+    if (select or may_grow) and len(z) >= 2 * MIN_LABELS:
+        cv = CrossValidation(pdfs, z, mag, methods, settings)
+        if select:
+            used = select_methods(cv)
+        if may_grow:
+            subset = [k for k in range(len(methods)) if used[k]]
+            flat, grown = cv.score(subset, grow=False), cv.score(subset, grow=True)
+            grow = grown - flat > SELECTION_MIN_GAIN
+            log.info("consensus: beta %s with magnitude (cross-validated log-likelihood %.1f growing, %.1f not)",
+                     "grows" if grow else "does not grow", grown, flat)
     fit = _Fit.of(pdfs, z, mag, settings, methods)
     subset = [k for k in range(len(methods)) if used[k]]
-    beta = fit.beta(subset)
+    beta = fit.beta(subset, grow=grow)
     log.info("consensus of %s on %d labelled objects: beta %.3g, growing by %.3g per magnitude above %.4g",
              ", ".join(methods[k] for k in subset), len(z), *beta)
     return fit.model(methods, subset, beta, mag_band=mag_band or settings.mag_band, n_labelled=len(z),
@@ -193,13 +205,13 @@ class _Fit:
         self.knots.append(row_knots)
         self.mixed.append(with_bad_term(cal, _bad_rows(per_bin, overall, bins), labelled.uniform))
 
-    def beta(self, subset) -> tuple[float, float, float]:
-        """``beta``, its slope with magnitude and the pivot of the product of the methods in ``subset``."""
+    def beta(self, subset, *, grow: bool) -> tuple[float, float, float]:
+        """``beta``, its slope with magnitude (0 unless ``grow``) and the pivot, for the methods in ``subset``."""
         settings, mag = self.settings, self.mag
         beta_range = settings.beta_range or (0.5, 2.0 * len(subset))
         logp = log_product([self.mixed[k] for k in subset])
         known = np.isfinite(mag)
-        if settings.fit_beta and settings.beta_by_magnitude and known.sum() >= MIN_SLOPE_LABELS:
+        if grow and settings.fit_beta and known.sum() >= MIN_SLOPE_LABELS:
             pivot = float(np.median(mag[known]))
             beta, slope = fit_beta_slope(self.zgrid, logp, self.z, mag, pivot, *beta_range)
             return beta, slope, (pivot if slope > 0 else float("nan"))
@@ -222,41 +234,62 @@ class _Fit:
             used=np.isin(np.arange(len(methods)), subset), **extra)
 
 
-def select_methods(pdfs: Sequence[np.ndarray], z: np.ndarray, mag: np.ndarray, methods: Sequence[str],
-                   settings: ConsensusSettings) -> np.ndarray:
-    """Which methods the consensus uses: backward elimination by cross-validated likelihood of the labels.
+class CrossValidation:
+    """The labels' cross-validated log-likelihood of a consensus.
 
-    The labelled objects are split into `SELECTION_FOLDS` folds (a fixed seed); on each, every method is
-    calibrated and ``beta`` fitted on the other folds, and the consensus's log-density at the held-out truths is
-    summed. Starting from all methods, the method whose removal raises that sum most is dropped while the gain
-    exceeds `SELECTION_MIN_GAIN` nats; at least one method stays. A method biased or mis-shaped in a way its
-    calibration cannot mend then stops pulling the others' agreement off the truth.
+    `SELECTION_FOLDS` folds (a fixed seed); on each, every method is calibrated and ``beta`` fitted on the other
+    folds, and the consensus's log-density at the held-out truths is summed over the folds.
+
+    Parameters
+    ----------
+    pdfs : sequence of ndarray, shape (N, G) each
+        The labelled objects' PDFs, one array per method.
+    z, mag : ndarray, shape (N,)
+        Their true redshifts and magnitudes.
+    methods : sequence of str
+    settings : ConsensusSettings
+    """
+
+    def __init__(self, pdfs, z, mag, methods, settings: ConsensusSettings):
+        self.methods = list(methods)
+        folds = np.array_split(np.random.default_rng(SELECTION_SEED).permutation(len(z)), SELECTION_FOLDS)
+        self.parts = []
+        for k, test in enumerate(folds):
+            train = np.concatenate([f for j, f in enumerate(folds) if j != k])
+            fit = _Fit.of([p[train] for p in pdfs], z[train], mag[train], settings, methods, quiet=True)
+            self.parts.append((fit, [p[test] for p in pdfs], z[test], mag[test]))
+        self._cache: dict = {}
+
+    def score(self, subset, *, grow: bool) -> float:
+        """The summed held-out log-likelihood of the consensus of the methods in ``subset``."""
+        key = (tuple(subset), grow)
+        if key not in self._cache:
+            total = 0.0
+            for fit, test_pdfs, zt, mt in self.parts:
+                model = fit.model(self.methods, subset, fit.beta(subset, grow=grow))
+                out = combine_pdfs(model, test_pdfs, mt)
+                total += float(np.sum(np.log(np.maximum(values_at(fit.zgrid, out, zt), _TINY))))
+            self._cache[key] = total
+        return self._cache[key]
+
+
+def select_methods(cv: CrossValidation) -> np.ndarray:
+    """Which methods the consensus uses: backward elimination by the labels' cross-validated likelihood.
+
+    Starting from all methods (``beta`` constant), the method whose removal raises `CrossValidation.score` most
+    is dropped while the gain exceeds `SELECTION_MIN_GAIN` nats; at least one method stays. A method biased or
+    mis-shaped in a way its calibration cannot mend then stops pulling the others' agreement off the truth.
 
     Returns
     -------
     ndarray of bool, shape (M,)
     """
-    folds = np.array_split(np.random.default_rng(SELECTION_SEED).permutation(len(z)), SELECTION_FOLDS)
-    parts = []
-    for k, test in enumerate(folds):
-        train = np.concatenate([f for j, f in enumerate(folds) if j != k])
-        fit = _Fit.of([p[train] for p in pdfs], z[train], mag[train], settings, methods, quiet=True)
-        parts.append((fit, [p[test] for p in pdfs], z[test], mag[test]))
-
-    def score(subset) -> float:
-        total = 0.0
-        for fit, test_pdfs, zt, mt in parts:
-            out = combine_pdfs(fit.model(methods, subset, fit.beta(subset)), test_pdfs, mt)
-            total += float(np.sum(np.log(np.maximum(values_at(fit.zgrid, out, zt), _TINY))))
-        return total
-
+    methods = cv.methods
     current = list(range(len(methods)))
-    best = score(current)
-    scores = {tuple(current): best}
+    best = cv.score(current, grow=False)
     while len(current) > 1:
-        trials = {k: score([j for j in current if j != k]) for k in current}
+        trials = {k: cv.score([j for j in current if j != k], grow=False) for k in current}
         drop = max(trials, key=trials.get)
-        scores.update({tuple(j for j in current if j != k): v for k, v in trials.items()})
         if trials[drop] - best <= SELECTION_MIN_GAIN:
             break
         log.info("consensus: leaving out %s (cross-validated log-likelihood of the labels %.1f -> %.1f)",
@@ -264,7 +297,7 @@ def select_methods(pdfs: Sequence[np.ndarray], z: np.ndarray, mag: np.ndarray, m
         current.remove(drop)
         best = trials[drop]
     log.info("consensus method selection (%d-fold log-likelihood): %s", SELECTION_FOLDS,
-             "; ".join(f"{'+'.join(methods[j] for j in sub)} {v:.1f}" for sub, v in scores.items()))
+             "; ".join(f"{'+'.join(methods[j] for j in sub)} {v:.1f}" for (sub, _), v in cv._cache.items()))
     return np.isin(np.arange(len(methods)), current)
 
 

@@ -57,9 +57,10 @@ class ConsensusSettings:
     beta_by_magnitude : bool
         Let ``beta`` grow linearly with magnitude above the labels' median magnitude,
         ``beta(m) = beta * (1 + beta_slope * max(m - pivot, 0))`` (Duncan et al. 2018's magnitude-dependent
-        calibration), the slope fitted with ``beta`` (needs ``fit_beta`` and `MIN_SLOPE_LABELS` labelled objects
-        of known magnitude; else the slope is 0). Spec-z are bright: the slope carries what the faint labels say
-        about the widths to the fainter objects that have none.
+        calibration), the slope fitted with ``beta``, where the labels' cross-validated likelihood says so (a
+        gain above ``SELECTION_MIN_GAIN`` nats, `rail.deepdisc.consensus.fit.CrossValidation`; needs
+        ``fit_beta`` and `MIN_SLOPE_LABELS` labelled objects of known magnitude; else the slope is 0). Spec-z are
+        bright: the slope carries what the faint labels say about the widths to the fainter objects.
     select_methods : bool
         Leave out the methods whose removal raises the labels' cross-validated likelihood
         (`rail.deepdisc.consensus.fit.select_methods`; with two or more methods and at least twice
