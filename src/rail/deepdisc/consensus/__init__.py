@@ -5,7 +5,9 @@ ensemble) are first calibrated on labelled objects held out from training (a tem
 optionally a PIT shape correction), then combined with the hierarchical Bayesian model of Dahlen et al.
 (2013) and Duncan et al. (2018): each PDF mixed with a flat "it is wrong" term whose weight (the bad fraction)
 is fitted per method and magnitude bin, the product over methods softened by ``1 / beta`` and normalised on
-the common redshift grid. A model fitted on the labelled objects applies to all the others.
+the common redshift grid. The labels' cross-validated likelihood decides which methods enter the product
+(one that its calibration cannot mend is left out) and whether ``beta`` grows towards faint magnitudes. A model
+fitted on the labelled objects applies to all the others.
 
 =================  ======================================================================================
 module             holds
@@ -14,7 +16,7 @@ module             holds
 ``calibration``    temperature (width) fit and PIT shape correction of one method
 ``hb``             bad fractions, magnitude bins, the softened product and its ``beta``
 ``model``          fit settings and the fitted model (pickle-free ``.npz``)
-``fit``            `fit_consensus` and `combine_pdfs` on tabulated arrays
+``fit``            `fit_consensus`, the method selection and `combine_pdfs` on tabulated arrays
 ``sources``        the methods' files or ensembles read in lockstep chunks, row checks
 ``io``             truth tables, fit from files, the consensus chunk by chunk, the output file
 =================  ======================================================================================

@@ -2,7 +2,8 @@
 
 `fit_consensus` runs the whole fit on the labelled objects' PDFs: per method the temperature
 (:mod:`rail.deepdisc.consensus.calibration`), the optional PIT map, the bad fractions per magnitude bin, then
-the combination's ``beta`` (:mod:`rail.deepdisc.consensus.hb`). `combine_pdfs` applies a fitted model to any
+the methods it uses and the combination's ``beta``, both chosen by the labels' cross-validated likelihood
+(`CrossValidation`, :mod:`rail.deepdisc.consensus.hb`). `combine_pdfs` applies a fitted model to any
 chunk of objects. Both take one ``(N, G)`` array per method, normalised on the model's grid
 (`rail.deepdisc.consensus.grid.pdfs_on_grid`); files and qp ensembles are handled by
 :mod:`rail.deepdisc.consensus.io`.
@@ -87,8 +88,10 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
 
     With one method the model recalibrates it: temperature, optional PIT map, bad fractions, and ``beta``, a
     last width factor of the mixture with its bad term (as a flat second method would leave it). ``beta``
-    grows with magnitude above the labels' median magnitude when ``settings.beta_by_magnitude`` (and at least
-    `MIN_SLOPE_LABELS` labelled objects have a magnitude).
+    grows with magnitude above the labels' median magnitude when ``settings.beta_by_magnitude``, at least
+    `MIN_SLOPE_LABELS` labelled objects have a magnitude, and the growth raises the labels' cross-validated
+    likelihood (`CrossValidation`) by more than `SELECTION_MIN_GAIN` nats. With ``settings.select_methods`` the
+    methods whose removal raises it are left out first (`select_methods`; ``used`` in the model).
 
     Parameters
     ----------
