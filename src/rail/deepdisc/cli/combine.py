@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cross-validated likelihood)")
     parser.add_argument("--constant-beta", action="store_true",
                         help="one beta for all magnitudes (default: beta grows with magnitude above the labels' "
-                             "median, fitted on them)")
+                             "median where their cross-validated likelihood says so)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                         help="objects combined at a time (default: %(default)s)")
 

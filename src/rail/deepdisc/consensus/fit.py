@@ -35,7 +35,13 @@ from rail.deepdisc.consensus.hb import (
     magnitude_bins,
     with_bad_term,
 )
-from rail.deepdisc.consensus.model import MIN_SLOPE_LABELS, PRIOR_BAD_FRACTION, ConsensusModel, ConsensusSettings
+from rail.deepdisc.consensus.model import (
+    MIN_SLOPE_LABELS,
+    PRIOR_BAD_FRACTION,
+    ConsensusModel,
+    ConsensusSettings,
+    beta_at,
+)
 from rail.deepdisc.exceptions import DeepDiscError
 
 __all__ = ["MIN_LABELS", "fit_consensus", "CrossValidation", "select_methods", "calibrated_pdfs", "combine_pdfs"]
@@ -143,18 +149,17 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     may_grow = settings.fit_beta and settings.beta_by_magnitude and known >= MIN_SLOPE_LABELS
     select = settings.select_methods and len(methods) > 1
     grow = False
-    if (select or may_grow) and len(z) >= 2 * MIN_LABELS:
-        cv = CrossValidation(pdfs, z, mag, methods, settings)
-        if select:
-            used = select_methods(cv)
-        if may_grow:
-            subset = [k for k in range(len(methods)) if used[k]]
-            flat, grown = cv.score(subset, grow=False), cv.score(subset, grow=True)
-            grow = grown - flat > SELECTION_MIN_GAIN
-            log.info("consensus: beta %s with magnitude (cross-validated log-likelihood %.1f growing, %.1f not)",
-                     "grows" if grow else "does not grow", grown, flat)
-    fit = _Fit.of(pdfs, z, mag, settings, methods)
+    cv = (CrossValidation(pdfs, z, mag, methods, settings)
+          if (select or may_grow) and len(z) >= 2 * MIN_LABELS else None)
+    if cv is not None and select:
+        used = select_methods(cv)
     subset = [k for k in range(len(methods)) if used[k]]
+    if cv is not None and may_grow:
+        flat, grown = cv.score(subset, grow=False), cv.score(subset, grow=True)
+        grow = grown - flat > SELECTION_MIN_GAIN
+        log.info("consensus: beta %s with magnitude (cross-validated log-likelihood %.1f growing, %.1f not)",
+                 "grows" if grow else "does not grow", grown, flat)
+    fit = _Fit.of(pdfs, z, mag, settings, methods)
     beta = fit.beta(subset, grow=grow)
     log.info("consensus of %s on %d labelled objects: beta %.3g, growing by %.3g per magnitude above %.4g",
              ", ".join(methods[k] for k in subset), len(z), *beta)
@@ -260,7 +265,12 @@ class CrossValidation:
         for k, test in enumerate(folds):
             train = np.concatenate([f for j, f in enumerate(folds) if j != k])
             fit = _Fit.of([p[train] for p in pdfs], z[train], mag[train], settings, methods, quiet=True)
-            self.parts.append((fit, [p[test] for p in pdfs], z[test], mag[test]))
+            # each method's calibration does not depend on the subset: the held-out objects' calibrated
+            # log-PDFs (bad term included) are computed once per fold and summed per subset in `score`
+            calibration = fit.model(methods, range(len(methods)), (1.0, 0.0, float("nan")))
+            logs = [add_log(np.zeros((len(test), len(fit.zgrid))),
+                            calibrated_pdfs(calibration, j, p[test], mag[test])) for j, p in enumerate(pdfs)]
+            self.parts.append((fit, logs, z[test], mag[test]))
         self._cache: dict = {}
 
     def score(self, subset, *, grow: bool) -> float:
@@ -268,9 +278,11 @@ class CrossValidation:
         key = (tuple(subset), grow)
         if key not in self._cache:
             total = 0.0
-            for fit, test_pdfs, zt, mt in self.parts:
-                model = fit.model(self.methods, subset, fit.beta(subset, grow=grow))
-                out = combine_pdfs(model, test_pdfs, mt)
+            for fit, logs, zt, mt in self.parts:
+                logp = np.zeros_like(logs[0])
+                for j in subset:
+                    logp += logs[j]
+                out = combine_log_product(fit.zgrid, logp, beta_at(*fit.beta(subset, grow=grow), mt))
                 total += float(np.sum(np.log(np.maximum(values_at(fit.zgrid, out, zt), _TINY))))
             self._cache[key] = total
         return self._cache[key]

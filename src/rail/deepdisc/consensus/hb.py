@@ -42,6 +42,7 @@ __all__ = [
     "combine_log_product",
     "fit_beta",
     "fit_beta_slope",
+    "magnitude_excess",
     "maximise_on_log_scale",
 ]
 
@@ -218,6 +219,12 @@ def _beta_loglike(zgrid, logp, ztrue, beta) -> float:
     return float(np.sum(np.log(np.maximum(values_at(zgrid, combined, ztrue), _TINY))))
 
 
+def magnitude_excess(magnitude, pivot: float) -> np.ndarray:
+    """``max(m - pivot, 0)`` per object, 0 where the magnitude is NaN (the growth of ``beta``)."""
+    mag = np.asarray(magnitude, float)
+    return np.where(np.isfinite(mag), np.maximum(mag - pivot, 0.0), 0.0)
+
+
 def fit_beta_slope(zgrid: np.ndarray, logp: np.ndarray, ztrue: np.ndarray, magnitude: np.ndarray, pivot: float,
                    lo: float, hi: float) -> tuple[float, float]:
     """Maximum-likelihood ``beta`` and its growth with magnitude on labelled objects.
@@ -244,7 +251,7 @@ def fit_beta_slope(zgrid: np.ndarray, logp: np.ndarray, ztrue: np.ndarray, magni
     """
     if len(ztrue) == 0:
         return 1.0, 0.0
-    excess = np.where(np.isfinite(magnitude), np.maximum(np.asarray(magnitude, float) - pivot, 0.0), 0.0)
+    excess = magnitude_excess(magnitude, pivot)
     beta0 = maximise_on_log_scale(lambda b: _beta_loglike(zgrid, logp, ztrue, b), lo, hi)  # slope 0
 
     def cost(x) -> float:

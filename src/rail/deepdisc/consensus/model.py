@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rail.deepdisc.consensus.hb import magnitude_excess
 from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN, redshift_grid
 from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.peers.model_io import load_npz_model, save_npz_model
@@ -275,8 +276,7 @@ def beta_at(beta: float, slope: float, pivot: float, magnitude=None, n: int | No
     mag = np.asarray(magnitude, float)
     if slope == 0:
         return np.full(mag.shape, float(beta))
-    excess = np.where(np.isfinite(mag), np.maximum(mag - pivot, 0.0), 0.0)
-    return float(beta) * (1.0 + float(slope) * excess)
+    return float(beta) * (1.0 + float(slope) * magnitude_excess(mag, pivot))
 
 
 def save_consensus_model(model: ConsensusModel, path: str | os.PathLike) -> Path:

@@ -121,7 +121,8 @@ class ConsensusInformer(_ConsensusStage):
         select_methods=Param(bool, _DEFAULTS.select_methods, msg="leave out the methods whose removal raises "
                              "the labels' cross-validated likelihood"),
         beta_by_magnitude=Param(bool, _DEFAULTS.beta_by_magnitude, msg="let beta grow linearly with magnitude "
-                                "above the labels' median magnitude (slope fitted on the labels)"),
+                                "above the labels' median magnitude where their cross-validated likelihood "
+                                "says so"),
         min_bad_fraction=Param(float, _DEFAULTS.min_bad_fraction, msg="floor of every bad fraction"),
         prior_without_labels=Param(bool, _DEFAULTS.prior_without_labels, msg="with too few labelled objects, "
                                    "write the prior model (no calibration, beta = number of methods) with a "
