@@ -99,6 +99,15 @@ def test_model_shapes_are_checked():
     with pytest.raises(ModelError, match="bad_fraction has shape"):
         ConsensusModel(methods=("a", "b"), temperature=np.ones(2), bad_fraction=np.ones((2, 3)),
                        bad_fraction_all=np.ones(2), beta=1.0, mag_band="F444W", mag_edges=np.array([25.0]))
+    ok = dict(methods=("a", "b"), temperature=np.ones(2), bad_fraction=np.ones((2, 1)), bad_fraction_all=np.ones(2),
+              beta=1.0, mag_band="F444W", mag_edges=np.zeros(0))
+    with pytest.raises(ModelError, match="used must mark at least one"):
+        ConsensusModel(**ok, used=np.array([False, False]))
+    with pytest.raises(ModelError, match="beta_slope must be finite and >= 0"):
+        ConsensusModel(**ok, beta_slope=-0.1)
+    with pytest.raises(ModelError, match="needs a finite beta_pivot"):
+        ConsensusModel(**ok, beta_slope=0.2)
+    assert ConsensusModel(**ok).used.tolist() == [True, True]  # default: every method
 
 
 def test_methods_of_the_model_must_match_the_inputs(files, tmp_path):
