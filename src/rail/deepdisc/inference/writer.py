@@ -62,7 +62,8 @@ class ChunkSpool:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.path, "w")
+        h5py.File(self.path, "w").close()
+        self._open = True
 
     def append(self, start: int, end: int, ensemble) -> None:
         """Store the rows ``[start, end)`` of the output.
@@ -77,19 +78,22 @@ class ChunkSpool:
         """
         if ensemble.npdf != end - start:
             raise ValueError(f"chunk {start}:{end} holds {ensemble.npdf} rows, expected {end - start}")
-        group = self._file.create_group(f"{_CHUNK_PREFIX}{start:0{_ROW_DIGITS}d}")
-        group.attrs["start"], group.attrs["end"] = int(start), int(end)
+        if not self._open:
+            raise ValueError(f"{self.path}: the spool is closed")
         tables = ensemble.build_tables(encode=True, ext=_QP_EXT)
-        for name in _TABLES:
-            sub = group.create_group(name)
-            for key, values in (tables.get(name) or {}).items():
-                sub.create_dataset(key, data=np.asarray(values))
-        self._file.flush()
+        # opened for each chunk and closed after it: an HDF5 file held open keeps growing caches for every
+        # group and dataset written (~13 MB of memory per chunk, 1.2 GB per process over a JADES-size field)
+        with h5py.File(self.path, "a") as f:
+            group = f.create_group(f"{_CHUNK_PREFIX}{start:0{_ROW_DIGITS}d}")
+            group.attrs["start"], group.attrs["end"] = int(start), int(end)
+            for name in _TABLES:
+                sub = group.create_group(name)
+                for key, values in (tables.get(name) or {}).items():
+                    sub.create_dataset(key, data=np.asarray(values))
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
-        if self._file.id.valid:
-            self._file.close()
+        """Accept no more chunks (idempotent; the file is closed after every chunk)."""
+        self._open = False
 
     def discard(self) -> None:
         """Close and delete the file (after a failed run)."""
