@@ -18,6 +18,9 @@ with ``--nice`` (the machine is shared; say so with the figures).
 
     PYTHONPATH=src python benchmarks/bench_fullfield.py --fractions 1/64 --members 2   # smoke run (minutes)
     PYTHONPATH=src python benchmarks/bench_fullfield.py --fractions 1/16 1/4 1 --workdir ff   # the issue's run
+    # the same prep outputs again, with a trained (e.g. distilled) model in bf16:
+    PYTHONPATH=src python benchmarks/bench_fullfield.py --fractions 1 --workdir ff --reuse --model student.pt \
+        --estimate-option bf16=True --tag _student_bf16
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ def simulate_and_prep(work: Path, side: int, mosaics: Path, prep: Path, steps: d
 def run_fraction(frac: Fraction, model: Path, args) -> dict:
     side = int(round(args.side * float(frac) ** 0.5))
     work = args.workdir / f"f{frac.numerator}_{frac.denominator}"
-    mosaics, prep, pz = work / "mosaics", work / "prep", work / "pz.hdf5"
+    mosaics, prep, pz = work / "mosaics", work / "prep", work / f"pz{args.tag}.hdf5"
     steps = {}
     if args.reuse and (work / "steps.json").exists():
         steps = {k: v for k, v in json.loads((work / "steps.json").read_text()).items() if k in ("simulate", "prep")}
@@ -159,7 +162,7 @@ def run_fraction(frac: Fraction, model: Path, args) -> dict:
         n_objects = simulate_and_prep(work, side, mosaics, prep, steps, args)
     summary = json.loads((prep / "prep_summary.json").read_text())
     n_full = summary["files"]["full"]["primary_objects"]
-    config = work / "config.yml"
+    config = work / f"config{args.tag}.yml"
     config.write_text(textwrap.dedent("""\
         DeepDiscEstimator:
             name: DeepDiscEstimator
@@ -168,21 +171,25 @@ def run_fraction(frac: Fraction, model: Path, args) -> dict:
     cmd = [sys.executable, "-m", "ceci", "rail.estimation.algos.deepdisc.DeepDiscEstimator", f"--model={model}",
            f"--input={prep / 'full.h5'}", f"--output={pz}", f"--config={config}", f"--num_threads={threads}",
            f"--batch_size={args.batch_size}", f"--chunk_size={args.chunk_size}", "--device=cpu",
-           "--no-progress_bar"] + (["--mpi"] if args.ranks > 1 else [])
+           "--no-progress_bar", *(f"--{option}" for option in args.estimate_option)] + (
+        ["--mpi"] if args.ranks > 1 else [])
     steps["estimate"] = run_step(cmd, cwd=work, threads=threads, ranks=args.ranks, limit_s=args.estimate_limit)
     steps["estimate"]["disk_mb"] = disk_mb(pz)
     if steps["estimate"]["finished"]:
-        steps["evaluate"] = run_step(deepdisc("evaluate", pz, prep / "full.h5", "-o", work / "eval"), cwd=work,
-                                     threads=args.threads)
-        steps["evaluate"]["disk_mb"] = disk_mb(work / "eval")
-    return {"fraction": str(frac), "side_px": side, "area_arcmin2": (side * 0.03 / 60) ** 2,
+        steps["evaluate"] = run_step(deepdisc("evaluate", pz, prep / "full.h5", "-o", work / f"eval{args.tag}"),
+                                     cwd=work, threads=args.threads)
+        steps["evaluate"]["disk_mb"] = disk_mb(work / f"eval{args.tag}")
+    return {"fraction": str(frac), "model": str(model), "estimate_options": list(args.estimate_option),
+            "side_px": side, "area_arcmin2": (side * 0.03 / 60) ** 2,
             "catalog_objects": n_objects, "full_objects": n_full, "full_tiles": summary["files"]["full"]["tiles"],
             "steps": steps}
 
 
 def table(results: list[dict], args) -> str:
-    lines = [f"Full field: {args.side} px square at 0.03\"/px, density {args.density}; {args.members}-member R18 "
-             f"ensemble (random init), mpiexec -n {args.ranks}, {args.threads} threads in all; load before: "
+    model = (f"model {args.model}" if args.model else f"{args.members}-member R18 ensemble (random init)") + "".join(
+        f", {option}" for option in args.estimate_option)
+    lines = [f"Full field: {args.side} px square at 0.03\"/px, density {args.density}; {model}, "
+             f"mpiexec -n {args.ranks}, {args.threads} threads in all; load before: "
              f"{os.getloadavg()[0]:.1f}", "",
              "| fraction | side px | objects | step | wall s | objects/s | peak RSS per process, MB | disk MB |",
              "|---|---:|---:|---|---:|---:|---|---:|"]
@@ -203,7 +210,13 @@ def main(argv=None) -> int:
     p.add_argument("--fractions", nargs="+", default=["1/16", "1/4", "1"], help="fractions of the field area")
     p.add_argument("--side", type=int, default=FULL_SIDE, help="side of the whole field, pixels")
     p.add_argument("--density", type=float, default=DENSITY, help="drawn galaxies per arcsec^2")
-    p.add_argument("--members", type=int, default=10)
+    p.add_argument("--members", type=int, default=10, help="members of the randomly initialised ensemble")
+    p.add_argument("--model", type=Path, help="estimate with this model artifact instead (e.g. a trained or "
+                   "distilled model); --members is then ignored")
+    p.add_argument("--estimate-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra DeepDiscEstimator option, e.g. bf16=True (repeatable)")
+    p.add_argument("--tag", default="", help="suffix of the photo-z file, config and evaluation directory (runs "
+                   "of other models on the same --reuse'd prep outputs)")
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks of the estimate (1: no mpiexec)")
     p.add_argument("--threads", type=int, default=2, help="torch threads in all (split between ranks)")
     p.add_argument("--seed", type=int, default=42)
@@ -218,8 +231,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    model = untrained_artifact(args.workdir / f"r18x{args.members}.pt", backbone="resnet18", members=args.members,
-                               n_bands=9)
+    model = args.model.resolve() if args.model else untrained_artifact(
+        args.workdir / f"r18x{args.members}.pt", backbone="resnet18", members=args.members, n_bands=9)
     results = []
     for text in args.fractions:
         results.append(run_fraction(Fraction(text), Path(model), args))
