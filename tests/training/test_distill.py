@@ -115,3 +115,30 @@ def test_a_killed_distillation_resumes_to_the_same_student(distilled, tiles, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(Exception, match="other options or data"):
         distill_from_options(teacher, [tiles], {**options, "resume": True, "distill_lr": 5e-4})
+
+
+def test_the_student_head_distils_without_the_members_dropout_unless_asked(distilled, tiles, monkeypatch):
+    """The members train their head with dropout (``head_dropout`` 0.3); the student, estimated in eval mode,
+    must learn the ensemble's mixtures in that deterministic form: no dropout unless ``distill_head_dropout``."""
+    from rail.deepdisc.model.redshift_head import RedshiftMixtureHead
+    from rail.deepdisc.training.run import distill_from_options
+    from rail.deepdisc.training.settings import DISTILL_OPTIONS, TrainSettings
+
+    assert TrainSettings().head_dropout > 0 and "head_dropout" not in DISTILL_OPTIONS
+    seen = []
+    forward = RedshiftMixtureHead.forward
+
+    def spy(self, *args, **kwargs):
+        if self.training:
+            seen.append(self.dropout)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(RedshiftMixtureHead, "forward", spy)
+    teacher = load_artifact(teacher_path(distilled[1]))
+    options = {"distill_epochs": 1, "num_threads": 1, "device": "cpu", "progress_bar": False}
+    student = distill_from_options(teacher, [tiles], options)
+    assert seen and set(seen) == {0.0}
+    assert student["provenance"]["distillation"]["head_dropout"] == 0.0
+    seen.clear()
+    distill_from_options(teacher, [tiles], {**options, "distill_head_dropout": 0.25})
+    assert seen and set(seen) == {0.25}

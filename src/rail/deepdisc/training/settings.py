@@ -209,7 +209,8 @@ class DistillSettings:
     The student, initialised from the ensemble's highest-weight member, trains for ``distill_epochs`` epochs at
     ``distill_lr`` (the other optimisation options are the members'), its redshift loss the cross-entropy of
     the ensemble's mixture under its own on every catalogued object, plus ``distill_specz_weight`` times the
-    usual spec-z NLL.
+    usual spec-z NLL. Its head's dropout is ``distill_head_dropout``, not the members' ``head_dropout``: a
+    student trained under dropout matches the ensemble only with dropout on, not as it is estimated.
     """
 
     distill: bool = option(False, "after training the members, distil the ensemble into one network of the same "
@@ -220,6 +221,9 @@ class DistillSettings:
                                low=0, low_open=True)
     distill_specz_weight: float = option(0.0, "weight of the spec-z NLL of labelled objects, added to the "
                                          "distillation cross-entropy (0 = the ensemble's mixtures alone)", low=0)
+    distill_head_dropout: float = option(0.0, "dropout probability in the student's redshift head while distilling "
+                                         "(0 = off: the student learns the ensemble's mixtures in the deterministic "
+                                         "form it is estimated with)", low=0, high=1, high_open=True)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -232,10 +236,11 @@ TRAIN_OPTIONS = OptionSet(NetworkConfig, EnsembleSettings, TrainSettings, TrainR
 
 #: Training options that distillation shares (``deepdisc distill``): the optimisation, augmentation and run options.
 DISTILL_SHARED_OPTIONS = (
-    "batch_size", "optimizer", "momentum", "weight_decay", "lr_schedule", "head_lr_factor", "head_dropout",
+    "batch_size", "optimizer", "momentum", "weight_decay", "lr_schedule", "head_lr_factor",
     "redshift_backbone_grad", "clip_grad_norm", "augment_dihedral", "augment_noise", "augment_ebv",
     "augment_box_jitter", "augment_dim", "seed", "device", "num_threads", "checkpoint_dir", "resume", "progress_bar",
 )
 #: Every option of ``deepdisc distill`` (`rail.deepdisc.training.run.distill_from_options`).
-DISTILL_OPTIONS = OptionSet(TRAIN_OPTIONS.select("distill_epochs", "distill_lr", "distill_specz_weight"),
+DISTILL_OPTIONS = OptionSet(TRAIN_OPTIONS.select("distill_epochs", "distill_lr", "distill_specz_weight",
+                                                 "distill_head_dropout"),
                             TRAIN_OPTIONS.select(*DISTILL_SHARED_OPTIONS))
