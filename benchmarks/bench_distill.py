@@ -6,7 +6,9 @@ through `evaluate_photoz`, as ``bench_accuracy.py`` does), the coverage of the 6
 (from the PIT), and the mean negative log-density of the true redshift. Errors: ``+-`` on a metric is its
 bootstrap standard error over the objects; ``d`` columns are the difference to the reference with the paired
 bootstrap standard error of that difference (the same resampled objects for both files), so "within noise"
-means ``|d| <`` about 2 of them. ``--photoz`` takes ``LABEL=FILE`` pairs.
+means ``|d| <`` about 2 of them. Fidelity to the reference, object by object and without the truth: the mean
+KL divergence reference || file and the median |difference| of ``zmode``. ``--photoz`` takes ``LABEL=FILE``
+pairs.
 
 ``--time LABEL=MODEL ...`` also times `EnsemblePredictor.predict` of each model on the test field (one torch
 thread, chunks of 16 tiles held in memory, after one warm-up chunk; model loading and reading not timed),
@@ -47,7 +49,23 @@ def scored(path: str, truth) -> dict:
     z = np.asarray(obj["ztrue"], dtype=np.float64)
     dens = np.sum(w * np.exp(-0.5 * ((z[:, None] - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), axis=1) / w.sum(1)
     return {"zphot": np.asarray(obj["zphot"]), "ztrue": z, "pit": np.asarray(obj["pit"]),
-            "nll": -np.log(np.maximum(dens, 1e-300))}
+            "nll": -np.log(np.maximum(dens, 1e-300)), "mixture": (w / w.sum(1, keepdims=True), m, s)}
+
+
+def fidelity(ref: dict, other: dict) -> dict:
+    """How close ``other``'s mixtures are to ``ref``'s, object by object, without the truth: the mean KL
+    divergence ref || other (Gauss-Hermite, `mixture_cross_entropy`) and the median |difference| of ``zmode``."""
+    import torch
+
+    from rail.deepdisc.model.redshift_head import MixtureParams
+    from rail.deepdisc.training.distill import mixture_cross_entropy
+
+    p, q = (MixtureParams(*(torch.from_numpy(a) for a in o["mixture"])) for o in (ref, other))
+    ok = torch.isfinite(p.means).all(1) & torch.isfinite(q.means).all(1)
+    p, q = (MixtureParams(*(t[ok] for t in x)) for x in (p, q))
+    kl = mixture_cross_entropy(p, q) - mixture_cross_entropy(p, p)
+    dz = np.abs(ref["zphot"] - other["zphot"])
+    return {"kl": float(kl.mean()), "median_dzmode": float(np.nanmedian(dz)), "n": int(ok.sum())}
 
 
 def metrics(o: dict, idx: np.ndarray) -> np.ndarray:
@@ -116,12 +134,17 @@ def main(argv=None) -> None:
         boot = np.array([metrics(o, b) for b in boots])
         se, d, dse = boot.std(0), value - metrics(objs[ref_label], idx_all), (boot - ref_boot).std(0)
         print(f"{label:<22}" + "".join(f"{v:>10.4f}+-{e:.4f}" for v, e in zip(value, se)))
+        close = {}
         if label != ref_label:
             print(f"{'  d vs ' + ref_label:<22}" + "".join(f"{x:>+10.4f}+-{e:.4f}" for x, e in zip(d, dse)))
+            close = fidelity(objs[ref_label], o)
+            print(f"{'  to ' + ref_label:<22} KL {close['kl']:.4f} nats, median |d zmode| "
+                  f"{close['median_dzmode']:.4f} ({close['n']} objects)")
         table.append({"estimator": label, **{n: float(v) for n, v in zip(names, value)},
                       **{f"{n}_se": float(v) for n, v in zip(names, se)},
                       **{f"d_{n}": float(v) for n, v in zip(names, d)},
-                      **{f"d_{n}_se": float(v) for n, v in zip(names, dse)}})
+                      **{f"d_{n}_se": float(v) for n, v in zip(names, dse)},
+                      **{f"fidelity_{k}": v for k, v in close.items()}})
     speed = {}
     if args.time:
         import os
