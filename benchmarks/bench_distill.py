@@ -54,16 +54,16 @@ def scored(path: str, truth) -> dict:
 
 def fidelity(ref: dict, other: dict) -> dict:
     """How close ``other``'s mixtures are to ``ref``'s, object by object, without the truth: the mean KL
-    divergence ref || other (Gauss-Hermite, `mixture_cross_entropy`) and the median |difference| of ``zmode``."""
+    divergence ref || other (Gauss-Hermite, `mixture_kl`) and the median |difference| of ``zmode``."""
     import torch
 
     from rail.deepdisc.model.redshift_head import MixtureParams
-    from rail.deepdisc.training.distill import mixture_cross_entropy
+    from rail.deepdisc.training.distill import mixture_kl
 
     p, q = (MixtureParams(*(torch.from_numpy(a) for a in o["mixture"])) for o in (ref, other))
     ok = torch.isfinite(p.means).all(1) & torch.isfinite(q.means).all(1)
     p, q = (MixtureParams(*(t[ok] for t in x)) for x in (p, q))
-    kl = mixture_cross_entropy(p, q) - mixture_cross_entropy(p, p)
+    kl = mixture_kl(p, q)
     dz = np.abs(ref["zphot"] - other["zphot"])
     return {"kl": float(kl.mean()), "median_dzmode": float(np.nanmedian(dz)), "n": int(ok.sum())}
 

@@ -11,7 +11,7 @@ from rail.deepdisc.cli import main
 from rail.deepdisc.model.artifact import load_artifact, save_artifact
 from rail.deepdisc.model.redshift_head import MixtureParams
 from rail.deepdisc.tileset.io import write_tileset
-from rail.deepdisc.training.distill import mixture_cross_entropy
+from rail.deepdisc.training.distill import mixture_cross_entropy, mixture_kl
 from rail.deepdisc.training.run import teacher_path, train_from_options
 from tests.helpers.nethelpers import FAST, FAST_CLI, make_colour_tileset
 
@@ -42,6 +42,8 @@ def test_cross_entropy_of_gaussians_has_the_closed_form():
     assert float(mixture_cross_entropy(p, q)[0]) == pytest.approx(exact, rel=1e-9)
     entropy = 0.5 * math.log(2 * math.pi * math.e * 0.3**2)  # H(p, p) = H(p): the minimum, reached at q = p
     assert float(mixture_cross_entropy(p, p)[0]) == pytest.approx(entropy, rel=1e-9)
+    kl = math.log(0.5 / 0.3) + (0.3**2 + 0.4**2) / (2 * 0.5**2) - 0.5  # KL(p || q) of two Gaussians
+    assert float(mixture_kl(p, q)[0]) == pytest.approx(kl, rel=1e-9) and abs(float(mixture_kl(p, p)[0])) < 1e-12
     # a narrow teacher component off the student's peak costs more than one on it
     two = MixtureParams(torch.tensor([[0.5, 0.5]]).double(), torch.tensor([[1.0, 3.0]]).double(),
                         torch.tensor([[0.01, 0.01]]).double())
