@@ -151,6 +151,38 @@ def test_head_starts_at_label_distribution():
     assert torch.allclose(params.weights, torch.full((3, 4), 0.25))
 
 
+@pytest.mark.parametrize("new", [10, 7])
+def test_split_components_keeps_the_mixture_and_lets_the_copies_part(new):
+    torch.manual_seed(0)
+    head = RedshiftMixtureHead(8, n_components=5, hidden=(16,)).eval()
+    head.std_scale.fill_(0.8)
+    x, e = torch.randn(64, 8), torch.rand(64, 1)
+    z = torch.linspace(0.0, 8.0, 801)
+    grid = z.expand(64, -1)
+
+    def density(h):
+        p = h(x, e)
+        return torch.exp(-0.5 * ((grid[..., None] - p.means[:, None]) / p.stds[:, None]) ** 2).mul(
+            p.weights[:, None] / p.stds[:, None]).sum(-1) / math.sqrt(2 * math.pi), p
+
+    before, _ = density(head)
+    exact = RedshiftMixtureHead(8, n_components=5, hidden=(16,)).eval()
+    exact.load_state_dict(head.state_dict())
+    exact.split_components(new, jitter=0.0)
+    after, p = density(exact)
+    assert exact.n_components == new and p.weights.shape == (64, new)
+    assert torch.allclose(p.weights.sum(1), torch.ones(64))
+    assert torch.allclose(after, before, atol=1e-5)  # the same mixture, component for component split
+    jittered = RedshiftMixtureHead(8, n_components=5, hidden=(16,)).eval()
+    jittered.load_state_dict(head.state_dict())
+    jittered.split_components(new, generator=torch.Generator().manual_seed(3))
+    moved, q = density(jittered)
+    assert torch.abs(moved - before).sum(1).mul(z[1] - z[0]).max() < 0.05  # total variation: a small move
+    assert not torch.allclose(q.means[:, 0], q.means[:, 5])  # a copy differs from its source: it can part
+    with pytest.raises(ValueError, match="fewer"):
+        jittered.split_components(4)
+
+
 def test_config_round_trip_and_artifact_normalisation_dict():
     cfg = small_config(backbone="resnet34", normalisation="asinh")
     d = cfg.to_dict()

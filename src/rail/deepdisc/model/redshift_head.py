@@ -268,6 +268,46 @@ class RedshiftMixtureHead(nn.Module):
         )
 
     @torch.no_grad()
+    def split_components(self, n_components: int, *, jitter: float = 0.05, generator: torch.Generator | None = None
+                         ) -> None:
+        """Give the head ``n_components`` components that start as its present mixture.
+
+        Component ``j`` of the K present ones becomes ``c_j`` copies (new component ``i`` copies ``i mod K``), each
+        with the weight logit less ``log c_j``, so every object's mixture is unchanged: the copies share their
+        source's weight. Copies after the first get their output rows perturbed by ``jitter`` times the row's
+        RMS (a copy identical to its source would receive the same gradient and never separate from it), so the
+        mixture moves by a fraction of a per cent of a component's parameters.
+
+        Parameters
+        ----------
+        n_components : int
+            New number of components, at least the present one.
+        jitter : float
+            Relative size of the copies' perturbation.
+        generator : torch.Generator, optional
+            Draws of the perturbation (reproducible splits).
+        """
+        k, new = self.n_components, int(n_components)
+        if new < k:
+            raise ValueError(f"split_components: {new} components is fewer than the head's {k}")
+        if new == k:
+            return
+        source = torch.arange(new) % k
+        copies = torch.bincount(source, minlength=k).to(self.output.weight.dtype)
+        rows = torch.cat([source + block * k for block in range(3)])
+        layer = nn.Linear(self.output.in_features, 3 * new).to(self.output.weight.device, self.output.weight.dtype)
+        weight, bias = self.output.weight[rows].clone(), self.output.bias[rows].clone()
+        bias[:new] -= torch.log(copies[source]).to(bias.device)
+        later = torch.cat([(torch.arange(new) >= k)] * 3)
+        noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype).to(weight.device)
+        rms = weight.pow(2).mean(dim=1, keepdim=True).sqrt()
+        weight[later] += jitter * rms[later] * noise[later]
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+        self.output = layer
+        self.n_components = new
+
+    @torch.no_grad()
     def init_from_labels(self, z: Tensor) -> None:
         """Start the mixture at the label distribution: means at label quantiles, widths at their spacing.
 

@@ -335,6 +335,12 @@ def distill_ensemble(artifact: dict, tilesets: list[TileSet], settings: TrainSet
     del teacher
     student = model_from_artifact(artifact, first, device=device)
     student.redshift_head.std_scale.copy_(scale)
+    n_members = student.redshift_head.n_components
+    n_components = distill.distill_components or n_members
+    if n_components < n_members:
+        raise ConfigError(f"distill_components = {n_components} is fewer than the members' {n_members} components "
+                          f"of {name}: 0 keeps theirs, more split them")
+    student.redshift_head.split_components(n_components, generator=torch.Generator().manual_seed(seed))
     n_labelled = sum(int(np.isfinite(t["redshift"]).sum()) for t in data.targets)
     log.info("distilling %d member(s) of %s into member %d's network on %d tiles: %d objects (%d with spec-z)",
              len(artifact["members"]), name, first, len(data.targets), data.n_objects, n_labelled)
@@ -343,7 +349,7 @@ def distill_ensemble(artifact: dict, tilesets: list[TileSet], settings: TrainSet
     optimizer = make_optimizer(student, settings)
     state = MemberState(student, optimizer)
     fingerprint = {"training": settings.to_dict(), "specz_weight": distill.distill_specz_weight,
-                   "head_dropout": distill.distill_head_dropout, "seed": seed,
+                   "head_dropout": distill.distill_head_dropout, "components": n_components, "seed": seed,
                    "n_tiles": len(data.targets), "n_objects": data.n_objects,
                    "teacher": [float(m["weight"]) for m in artifact["members"]]}
     if resume and checkpoint is not None and checkpoint.exists():
@@ -379,8 +385,9 @@ def distill_ensemble(artifact: dict, tilesets: list[TileSet], settings: TrainSet
         "distillation": {"tiles": [str(ts.source) for ts in tilesets], "n_tiles": len(data.targets),
                          "n_objects": data.n_objects, "n_labelled_objects": n_labelled, "epochs": settings.epochs,
                          "learning_rate": settings.learning_rate, "specz_weight": distill.distill_specz_weight,
-                         "head_dropout": distill.distill_head_dropout,
+                         "head_dropout": distill.distill_head_dropout, "components": n_components,
                          "gap_before": before, "gap_after": after},
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return {"config": dict(artifact["config"]), "members": [member], "provenance": provenance}
+    return {"config": {**artifact["config"], "n_components": n_components}, "members": [member],
+            "provenance": provenance}

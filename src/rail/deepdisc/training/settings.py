@@ -224,6 +224,10 @@ class DistillSettings:
     distill_head_dropout: float = option(0.0, "dropout probability in the student's redshift head while distilling "
                                          "(0 = off: the student learns the ensemble's mixtures in the deterministic "
                                          "form it is estimated with)", low=0, high=1, high_open=True)
+    distill_components: int = option(0, "Gaussian components of the student's redshift mixture (0 = the members' "
+                                     "number); more let one network hold more of the ensemble's members x "
+                                     "components. The student starts as its member: each of the member's "
+                                     "components is split into equal copies", low=0)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -242,5 +246,5 @@ DISTILL_SHARED_OPTIONS = (
 )
 #: Every option of ``deepdisc distill`` (`rail.deepdisc.training.run.distill_from_options`).
 DISTILL_OPTIONS = OptionSet(TRAIN_OPTIONS.select("distill_epochs", "distill_lr", "distill_specz_weight",
-                                                 "distill_head_dropout"),
+                                                 "distill_head_dropout", "distill_components"),
                             TRAIN_OPTIONS.select(*DISTILL_SHARED_OPTIONS))
