@@ -10,6 +10,11 @@ means ``|d| <`` about 2 of them. Fidelity to the reference, object by object and
 KL divergence reference || file and the median |difference| of ``zmode``. ``--photoz`` takes ``LABEL=FILE``
 pairs.
 
+The bootstrap errors say how the differences would change with other test objects, not with another training
+run. ``--split-noise K`` also measures the reference ensemble's run-to-run noise, from disjoint sets of its own
+members (`split_noise`; K Gaussian components per member), and prints each file's |d| in units of the expected
+difference between two independently trained ensembles of the reference's size.
+
 ``--time LABEL=MODEL ...`` also times `EnsemblePredictor.predict` of each model on the test field (one torch
 thread, chunks of 16 tiles held in memory, after one warm-up chunk; model loading and reading not timed),
 the models interleaved, best of ``--repeats``: objects/s side by side in one process.
@@ -77,6 +82,52 @@ def metrics(o: dict, idx: np.ndarray) -> np.ndarray:
     return np.array([sigma_iqr(z, t), outlier_fraction(z, t), *cover, float(np.mean(o["nll"][idx]))])
 
 
+def split_noise(ref: dict, idx: np.ndarray, n_components: int, *, pairs: int, seed: int = 2) -> dict:
+    """Run-to-run noise of the reference ensemble's metrics, from disjoint sets of its own members.
+
+    The reference file's mixture holds its members' components side by side (``n_components`` each, weighted
+    by the member weights), so any subset of members is an ensemble of its own (the weights renormalised:
+    exactly what ``deepdisc estimate`` writes for those members). For each size n up to half the members,
+    ``pairs`` random disjoint pairs of n-member ensembles give the root-mean-square difference of every metric
+    between two ensembles of n independently trained members. Members are exchangeable draws of one recipe, and
+    an ensemble's deviation from the recipe's infinite-member limit has a variance ``c / n``: ``c`` is fitted
+    over the sizes (``n rms(n)^2 / 2``, constant when the model holds: the printed ``rms x sqrt(n)`` column
+    checks it), and ``sqrt(2 c / N)`` is the expected difference between two ensembles of all N members.
+    """
+    from rail.deepdisc.inference.predictor import InferenceSettings
+    from rail.deepdisc.mixture import Mixture
+
+    w, m, s = (a[idx] for a in ref["mixture"])
+    if w.shape[1] % n_components:
+        raise SystemExit(f"--split-noise {n_components}: the reference has {w.shape[1]} components per object, "
+                         f"not a multiple of {n_components}")
+    n_members = w.shape[1] // n_components
+    if n_members < 4:
+        raise SystemExit(f"--split-noise needs >= 4 members in the reference, it has {n_members}")
+    z, grid = ref["ztrue"][idx], InferenceSettings().zgrid
+
+    def scores(members) -> np.ndarray:
+        cols = (np.asarray(members)[:, None] * n_components + np.arange(n_components)).ravel()
+        mix = Mixture(w[:, cols] / w[:, cols].sum(1, keepdims=True), m[:, cols], s[:, cols])
+        dens = np.sum(mix.weights * np.exp(-0.5 * ((z[:, None] - mix.means) / mix.stds) ** 2)
+                      / (mix.stds * np.sqrt(2 * np.pi)), axis=1)
+        o = {"zphot": mix.mode(grid), "ztrue": z, "pit": mix.cdf(z), "nll": -np.log(np.maximum(dens, 1e-300))}
+        return metrics(o, np.arange(len(z)))
+
+    rng = np.random.default_rng(seed)
+    sizes = list(range(2, n_members // 2 + 1))
+    rms = {}
+    for n in sizes:
+        diffs = []
+        for _ in range(pairs):
+            perm = rng.permutation(n_members)
+            diffs.append(scores(perm[:n]) - scores(perm[n:2 * n]))
+        rms[n] = np.sqrt(np.mean(np.square(diffs), axis=0))
+    c = np.mean([n * rms[n] ** 2 / 2 for n in sizes], axis=0)
+    return {"members": n_members, "pairs": pairs, "rms": {n: r.tolist() for n, r in rms.items()},
+            "full": np.sqrt(2 * c / n_members).tolist()}
+
+
 def timed(models: dict, test: str, repeats: int) -> dict:
     """Best objects/s of each model's `EnsemblePredictor.predict` over the test field (interleaved repeats)."""
     import time
@@ -115,6 +166,10 @@ def main(argv=None) -> None:
     p.add_argument("--time", nargs="*", default=[], metavar="LABEL=MODEL", help="also time these models")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", help="also write the table here")
+    p.add_argument("--split-noise", type=int, default=0, metavar="K",
+                   help="also estimate the reference ensemble's run-to-run noise from disjoint sets of its members "
+                        "(K = Gaussian components per member; 0 = off)")
+    p.add_argument("--split-pairs", type=int, default=60, help="random disjoint pairs per subset size")
     args = p.parse_args(argv)
     truth = read_truth(args.test)
     files = dict(item.split("=", 1) for item in args.photoz)
@@ -145,6 +200,19 @@ def main(argv=None) -> None:
                       **{f"d_{n}": float(v) for n, v in zip(names, d)},
                       **{f"d_{n}_se": float(v) for n, v in zip(names, dse)},
                       **{f"fidelity_{k}": v for k, v in close.items()}})
+    noise = {}
+    if args.split_noise:
+        noise = split_noise(objs[ref_label], idx_all, args.split_noise, pairs=args.split_pairs)
+        n_all = noise["members"]
+        print(f"\nrun-to-run noise of '{ref_label}' ({n_all} members): rms difference between two ensembles of n "
+              f"disjoint members ({noise['pairs']} random pairs per n), and x sqrt(n), which c/n noise keeps constant")
+        print(f"{'n':<22}" + "".join(f"{n:>18}" for n in names))
+        for n, r in noise["rms"].items():
+            print(f"{n:<22}" + "".join(f"{v:>10.4f} x{v * np.sqrt(n):>6.3f}" for v in r))
+        print(f"{f'two of {n_all} (c/n)':<22}" + "".join(f"{v:>18.4f}" for v in noise["full"]))
+        for row in table[1:]:
+            ratio = [abs(row[f"d_{n}"]) / v for n, v in zip(names, noise["full"])]
+            print(f"{'  |d| / noise ' + row['estimator']:<22}" + "".join(f"{v:>18.2f}" for v in ratio))
     speed = {}
     if args.time:
         import os
@@ -156,7 +224,7 @@ def main(argv=None) -> None:
             print(f"{label:<22} {r['members']:>3} member(s) {r['objects_per_s']:>8.1f} objects/s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"accuracy": table, "speed": speed}, f, indent=1)
+            json.dump({"accuracy": table, "speed": speed, "run_noise": noise}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -144,3 +144,29 @@ def test_the_student_head_distils_without_the_members_dropout_unless_asked(disti
     seen.clear()
     distill_from_options(teacher, [tiles], {**options, "distill_head_dropout": 0.25})
     assert seen and set(seen) == {0.25}
+
+
+def test_a_student_with_more_components_starts_as_its_member_and_estimates(distilled, tiles, tmp_path):
+    """``distill_components``: the student's head is its member's with every component split in copies, so
+    distillation starts from the same mixtures (the same gap to the ensemble); the file says how many it has."""
+    from rail.deepdisc.exceptions import ConfigError
+    from rail.deepdisc.training.run import distill_from_options
+
+    teacher = load_artifact(teacher_path(distilled[1]))
+    k = int(teacher["config"]["n_components"])
+    options = {"distill_epochs": 1, "distill_lr": 1e-3, "num_threads": 1, "device": "cpu", "progress_bar": False}
+    same = distill_from_options(teacher, [tiles], options)
+    more = distill_from_options(teacher, [tiles], {**options, "distill_components": 2 * k + 1})
+    start_same, start_more = (s["provenance"]["distillation"]["gap_before"] for s in (same, more))
+    assert start_more["kl"] == pytest.approx(start_same["kl"], rel=0.05, abs=2e-3), (start_same, start_more)
+    assert more["config"]["n_components"] == 2 * k + 1 and same["config"]["n_components"] == k
+    assert more["provenance"]["distillation"]["components"] == 2 * k + 1
+    model, data, out = tmp_path / "student.pt", tmp_path / "tiles.h5", tmp_path / "pz.hdf5"
+    save_artifact(more, model)
+    write_tileset(tiles, data)
+    assert main(["estimate", str(model), str(data), "-o", str(out), "--forced-all", *FAST_CLI]) == 0  # catalog boxes
+    weights = np.asarray(qp.read(str(out)).dist.objdata["weights"])
+    assert weights.shape == (int(tiles.objects["primary"].sum()), 2 * k + 1)
+    assert np.allclose(weights.sum(1), 1.0)
+    with pytest.raises(ConfigError, match="fewer than the members"):
+        distill_from_options(teacher, [tiles], {**options, "distill_components": k - 1})
