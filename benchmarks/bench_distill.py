@@ -38,6 +38,12 @@ import numpy as np
 LEVELS = (0.68, 0.95)
 
 
+def truth_nll(w: np.ndarray, m: np.ndarray, s: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Negative log-density of each object's true redshift ``z`` under its mixture (weights renormalised)."""
+    dens = np.sum(w * np.exp(-0.5 * ((z[:, None] - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), axis=1) / w.sum(1)
+    return -np.log(np.maximum(dens, 1e-300))
+
+
 def scored(path: str, truth) -> dict:
     """Per-object ``zphot`` (zmode), ``ztrue``, PIT and log-density of the truth of one photo-z file."""
     import qp
@@ -52,9 +58,8 @@ def scored(path: str, truth) -> dict:
     ens = qp.read(path)
     w, m, s = (np.asarray(ens.dist.objdata[k], dtype=np.float64) for k in ("weights", "means", "stds"))
     z = np.asarray(obj["ztrue"], dtype=np.float64)
-    dens = np.sum(w * np.exp(-0.5 * ((z[:, None] - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)), axis=1) / w.sum(1)
     return {"zphot": np.asarray(obj["zphot"]), "ztrue": z, "pit": np.asarray(obj["pit"]),
-            "nll": -np.log(np.maximum(dens, 1e-300)), "mixture": (w / w.sum(1, keepdims=True), m, s)}
+            "nll": truth_nll(w, m, s, z), "mixture": (w / w.sum(1, keepdims=True), m, s)}
 
 
 def fidelity(ref: dict, other: dict) -> dict:
@@ -109,9 +114,7 @@ def split_noise(ref: dict, idx: np.ndarray, n_components: int, *, pairs: int, se
     def scores(members) -> np.ndarray:
         cols = (np.asarray(members)[:, None] * n_components + np.arange(n_components)).ravel()
         mix = Mixture(w[:, cols] / w[:, cols].sum(1, keepdims=True), m[:, cols], s[:, cols])
-        dens = np.sum(mix.weights * np.exp(-0.5 * ((z[:, None] - mix.means) / mix.stds) ** 2)
-                      / (mix.stds * np.sqrt(2 * np.pi)), axis=1)
-        o = {"zphot": mix.mode(grid), "ztrue": z, "pit": mix.cdf(z), "nll": -np.log(np.maximum(dens, 1e-300))}
+        o = {"zphot": mix.mode(grid), "ztrue": z, "pit": mix.cdf(z), "nll": truth_nll(*mix, z)}
         return metrics(o, np.arange(len(z)))
 
     rng = np.random.default_rng(seed)

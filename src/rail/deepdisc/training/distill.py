@@ -328,6 +328,11 @@ def distill_ensemble(artifact: dict, tilesets: list[TileSet], settings: TrainSet
         ``provenance["distillation"]`` holds the teacher-student gap (mean KL and mean |dzmean| over the
         distillation objects) before and after.
     """
+    member_components = int(artifact["config"]["n_components"])
+    n_components = distill.distill_components or member_components
+    if n_components < member_components:  # before the teacher's labelling, which takes minutes on a field
+        raise ConfigError(f"distill_components = {n_components} is fewer than the members' {member_components} "
+                          f"components of {name}: 0 keeps theirs, more split them")
     teacher = EnsemblePredictor.from_artifact(artifact, device=str(device), name=name)
     data = distillation_data(teacher, tilesets, batch_size=settings.batch_size, seed=seed, progress=progress)
     first = teacher.detector  # the highest-weight member
@@ -335,11 +340,6 @@ def distill_ensemble(artifact: dict, tilesets: list[TileSet], settings: TrainSet
     del teacher
     student = model_from_artifact(artifact, first, device=device)
     student.redshift_head.std_scale.copy_(scale)
-    n_members = student.redshift_head.n_components
-    n_components = distill.distill_components or n_members
-    if n_components < n_members:
-        raise ConfigError(f"distill_components = {n_components} is fewer than the members' {n_members} components "
-                          f"of {name}: 0 keeps theirs, more split them")
     student.redshift_head.split_components(n_components, generator=torch.Generator().manual_seed(seed))
     n_labelled = sum(int(np.isfinite(t["redshift"]).sum()) for t in data.targets)
     log.info("distilling %d member(s) of %s into member %d's network on %d tiles: %d objects (%d with spec-z)",
