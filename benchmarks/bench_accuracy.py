@@ -460,15 +460,18 @@ def run_preset(preset: str, args) -> dict:
         stem = f"{args.labels}{args.tag}"  # DeepDISC's files of this variant
         model = out / f"model_{stem}.pt"
         train_wall, train_cpu = reused("train_wall_s", model), reused("train_cpu_s", model)
-        if train_wall is None or train_cpu is None:
+        if args.skip_labels_only:
+            runs = []
+        elif train_wall is None or train_cpu is None:
             train_wall, train_cpu = _cli(["train", str(train), "-o", str(model), "--members", str(args.members),
                                           "--epochs", str(args.epochs), "--threads", str(args.threads),
                                           "--seed", str(args.seed), "--no-progress", "--device", "cpu",
                                           *shlex.split(args.train_args)], args.threads)
-        single = one_member(model, out / f"model_{stem}_member0.pt")
-        timings.update({"train_wall_s": train_wall, "train_cpu_s": train_cpu})
-        runs = [("DeepDISC ensemble", model, out / f"pz_{stem}_ensemble.hdf5", train_cpu),
-                ("DeepDISC 1 member", single, out / f"pz_{stem}_member0.hdf5", train_cpu / args.members)]
+        if not args.skip_labels_only:
+            single = one_member(model, out / f"model_{stem}_member0.pt")
+            timings.update({"train_wall_s": train_wall, "train_cpu_s": train_cpu})
+            runs = [("DeepDISC ensemble", model, out / f"pz_{stem}_ensemble.hdf5", train_cpu),
+                    ("DeepDISC 1 member", single, out / f"pz_{stem}_member0.hdf5", train_cpu / args.members)]
         if pretrained:
             models, pre_times = run_pretrained(_cli, out, preset, args, train, args.test_library, reused)
             timings.update(pre_times)
@@ -621,12 +624,12 @@ def markdown(results: list[dict], args) -> str:
                          f"{_pm(e_cut, 'eta')} / {_pm(z_cut, 'eta')} | {_pm(e_all, 'eta')} / "
                          f"{_fmt(by[best][0]['eta'])} ({best}) | {'yes' if met else 'no'} |")
         lines.append("")
-        if _pretrained_rows(args):
+        if _pretrained_rows(args) and not args.skip_labels_only:
             lines += acceptance_table(results)
         lines += consensus_targets(results, LEVELS)
     pretrained = [FINETUNED, PRETRAINED] if _pretrained_rows(args) else []
-    names = ([] if args.peers_only else ["DeepDISC 1 member", "DeepDISC ensemble", *pretrained, RECALIBRATED,
-                                          CONSENSUS_LABEL]) \
+    labels_only = [] if args.skip_labels_only else ["DeepDISC 1 member", "DeepDISC ensemble"]
+    names = ([] if args.peers_only else [*labels_only, *pretrained, RECALIBRATED, CONSENSUS_LABEL]) \
         + list(PEERS)
     lines += ["Speed on the test field (same objects; DeepDISC end to end incl. model load, peers estimate "
               "only; objects/s, peers' inform seconds in brackets):", "",
@@ -685,7 +688,12 @@ def main(argv=None) -> int:
                    "untagged run are reused")
     p.add_argument("--reuse", action="store_true", help="reuse the models, photo-z files and timings of the earlier "
                    "run in --workdir (its accuracy.json; same options required) instead of making them again")
+    p.add_argument("--skip-labels-only", action="store_true", help="with --pretrain or --pretrained: leave out the "
+                   "labels-only ensemble and its one-member row (about 50 CPU minutes; measured in earlier runs) and "
+                   "the pretraining acceptance table that compares with it")
     args = p.parse_args(argv)
+    if args.skip_labels_only and not (args.pretrain or args.pretrained):
+        p.error("--skip-labels-only needs --pretrain or --pretrained: the labels-only ensemble is the only DeepDISC")
     if (args.pretrain or args.pretrained) and args.peers_only:
         p.error("--pretrain and --pretrained need DeepDISC: drop --peers-only")
     if args.train_tiles is None:
