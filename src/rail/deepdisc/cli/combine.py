@@ -13,7 +13,7 @@ EXAMPLES = """  deepdisc combine DeepDISC=pz.hdf5 EAZY=pz_eazy.hdf5 BPZ=pz_bpz.h
   deepdisc combine DeepDISC=pz.hdf5 EAZY=eazy.hdf5 --truth specz.parquet --truth-column zspec -o c.hdf5
   deepdisc combine DeepDISC=more.hdf5 EAZY=more_eazy.hdf5 --model consensus_model.npz --tiles more.h5 -o c2.hdf5
   deepdisc combine DeepDISC=pz.hdf5 --truth heldout_specz.h5 -o pz_recalibrated.hdf5
-(one file: that method recalibrated on the labels: temperature, bad fractions, optional PIT map, beta;
+(one file: that method recalibrated on the labels: temperature, bad fractions, optional PIT maps, beta;
  the truth labels the calibration objects: spec-z held out from the methods' training, NaN = unlabelled;
  the fitted model is written beside the output as <output stem>_model.npz unless --save-model is given)
 """
@@ -21,7 +21,7 @@ EXAMPLES = """  deepdisc combine DeepDISC=pz.hdf5 EAZY=pz_eazy.hdf5 BPZ=pz_bpz.h
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this subcommand's arguments."""
-    from rail.deepdisc.consensus.model import ConsensusSettings
+    from rail.deepdisc.consensus.model import OUTPUT_PIT_CHOICES, ConsensusSettings
     from rail.deepdisc.consensus.sources import DEFAULT_CHUNK
 
     d = ConsensusSettings()
@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-per-bin", type=int, default=d.min_per_bin,
                         help="fewest labelled objects per magnitude bin (default: %(default)s)")
     parser.add_argument("--pit-correction", action="store_true", help="fit a PIT shape correction per method")
+    parser.add_argument("--output-pit", choices=OUTPUT_PIT_CHOICES, default=d.output_pit,
+                        help="PIT shape correction of the combined PDFs, fitted on the labels' held-out PIT values: "
+                             "auto (default: where the labels' cross-validated likelihood gains), none, one map, or "
+                             "one per magnitude group")
     parser.add_argument("--no-beta", action="store_true", help="do not fit beta (1: independent methods)")
     parser.add_argument("--keep-all", action="store_true",
                         help="use every input (default: leave out those whose removal raises the labels' "
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         settings = ConsensusSettings(mag_band=args.mag_band.upper(), mag_edges=tuple(args.mag_edges),
                                      min_per_bin=args.min_per_bin, pit_correction=args.pit_correction,
                                      fit_beta=not args.no_beta, beta_by_magnitude=not args.constant_beta,
-                                     select_methods=not args.keep_all)
+                                     select_methods=not args.keep_all, output_pit=args.output_pit)
         model = fit_sources(paths, names, args.truth, settings=settings, truth_column=args.truth_column,
                             chunk_size=args.chunk_size)
         model_path = args.save_model or args.output.with_name(args.output.stem + "_model.npz")

@@ -125,22 +125,29 @@ def fit_temperature(labelled: LabelledPdfs, t_range: tuple[float, float], f_min:
 
 @dataclass(frozen=True)
 class PitMap:
-    """A monotone map of PIT values: ``G`` given at ``K + 1`` equally spaced knots of ``[0, 1]``.
+    """A monotone, piecewise-linear map of PIT values: ``G`` given at ``K + 1`` knots of ``[0, 1]``.
 
     Attributes
     ----------
     knots : ndarray, shape (K + 1,)
-        ``G(k / K)``, increasing from 0 to 1 (the identity is ``linspace(0, 1, K + 1)``).
+        ``G`` at the knot positions, increasing from 0 to 1 (the identity equals ``positions``).
+    positions : ndarray, shape (K + 1,), optional
+        Knot positions, increasing from 0 to 1 (None: equally spaced, ``linspace(0, 1, K + 1)``).
     """
 
     knots: np.ndarray
+    positions: np.ndarray | None = None
 
     def apply(self, zgrid: np.ndarray, pdfs: np.ndarray) -> np.ndarray:
         """Corrected PDFs ``g(F(z)) P(z)``, normalised on the grid."""
         k = len(self.knots) - 1
-        slopes = np.diff(self.knots) * k
         cdf = cumulative(zgrid, pdfs)
-        index = np.clip((cdf * k).astype(np.int64), 0, k - 1)
+        if self.positions is None:
+            slopes = np.diff(self.knots) * k
+            index = np.clip((cdf * k).astype(np.int64), 0, k - 1)
+        else:
+            slopes = np.diff(self.knots) / np.diff(self.positions)
+            index = np.clip(np.searchsorted(self.positions, cdf, side="right") - 1, 0, k - 1)
         return normalise_rows(zgrid, slopes[index] * pdfs)
 
 
@@ -149,7 +156,8 @@ def pit_of(zgrid: np.ndarray, pdfs: np.ndarray, ztrue: np.ndarray) -> np.ndarray
     return np.clip(values_at(zgrid, cumulative(zgrid, pdfs), ztrue), 0.0, 1.0)
 
 
-def fit_pit_map(pit: np.ndarray, n_knots: int, prior_weight: float = PIT_PRIOR_WEIGHT) -> PitMap:
+def fit_pit_map(pit: np.ndarray, n_knots: int, prior_weight: float = PIT_PRIOR_WEIGHT,
+                positions: np.ndarray | None = None) -> PitMap:
     """The smoothed empirical CDF of PIT values on ``n_knots`` intervals, shrunk towards the identity.
 
     Parameters
@@ -157,18 +165,20 @@ def fit_pit_map(pit: np.ndarray, n_knots: int, prior_weight: float = PIT_PRIOR_W
     pit : ndarray, shape (N,)
         PIT values in [0, 1].
     n_knots : int
-        Intervals of the piecewise-linear map.
+        Intervals of the piecewise-linear map (equally spaced; ignored with ``positions``).
     prior_weight : float
         Weight of the identity, in objects (keeps ``G`` strictly increasing and tames small samples).
+    positions : ndarray, optional
+        Knot positions, increasing from 0 to 1.
 
     Returns
     -------
     PitMap
     """
-    grid = np.linspace(0.0, 1.0, int(n_knots) + 1)
+    grid = np.linspace(0.0, 1.0, int(n_knots) + 1) if positions is None else np.asarray(positions, float)
     pit = np.sort(np.asarray(pit, float)[np.isfinite(pit)])
     n = len(pit)
     ecdf = np.searchsorted(pit, grid, side="right") / max(n, 1)
     knots = (n * ecdf + prior_weight * grid) / (n + prior_weight)
     knots[0], knots[-1] = 0.0, 1.0
-    return PitMap(knots)
+    return PitMap(knots, None if positions is None else grid)

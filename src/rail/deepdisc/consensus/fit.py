@@ -3,8 +3,9 @@
 `fit_consensus` runs the whole fit on the labelled objects' PDFs: per method the temperature
 (:mod:`rail.deepdisc.consensus.calibration`), the optional PIT map, the bad fractions per magnitude bin, then
 the methods it uses and the combination's ``beta``, both chosen by the labels' cross-validated likelihood
-(`CrossValidation`, :mod:`rail.deepdisc.consensus.hb`). `combine_pdfs` applies a fitted model to any
-chunk of objects. Both take one ``(N, G)`` array per method, normalised on the model's grid
+(`CrossValidation`, :mod:`rail.deepdisc.consensus.hb`), and last the PIT map of the combined PDFs, fitted on
+the labels' held-out PIT values (`fit_output_maps`). `combine_pdfs` applies a fitted model to any chunk of
+objects. Both take one ``(N, G)`` array per method, normalised on the model's grid
 (`rail.deepdisc.consensus.grid.pdfs_on_grid`); files and qp ensembles are handled by
 :mod:`rail.deepdisc.consensus.io`.
 """
@@ -36,15 +37,19 @@ from rail.deepdisc.consensus.hb import (
     with_bad_term,
 )
 from rail.deepdisc.consensus.model import (
+    MIN_GROUP_LABELS,
     MIN_SLOPE_LABELS,
+    OUTPUT_PIT_POSITIONS,
     PRIOR_BAD_FRACTION,
     ConsensusModel,
     ConsensusSettings,
     beta_at,
+    map_rows,
 )
 from rail.deepdisc.exceptions import DeepDiscError
 
-__all__ = ["MIN_LABELS", "fit_consensus", "CrossValidation", "select_methods", "calibrated_pdfs", "combine_pdfs"]
+__all__ = ["MIN_LABELS", "fit_consensus", "CrossValidation", "select_methods", "fit_output_maps", "output_maps",
+           "apply_output_maps", "calibrated_pdfs", "combine_pdfs"]
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +59,11 @@ MIN_LABELS = 10
 SELECTION_FOLDS = 5
 #: Seed of the folds.
 SELECTION_SEED = 20130
-#: Gain in cross-validated log-likelihood (nats) that leaving a method out, or letting ``beta`` grow, must exceed.
+#: Gain in cross-validated log-likelihood (nats) that leaving a method out, letting ``beta`` grow, or a further
+#: output PIT map, must exceed.
 SELECTION_MIN_GAIN = 2.0
+#: Most magnitude groups of the output PIT maps.
+MAX_OUTPUT_GROUPS = 3
 _TINY = 1e-300
 
 
@@ -97,7 +105,8 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     grows with magnitude above the labels' median magnitude when ``settings.beta_by_magnitude``, at least
     `MIN_SLOPE_LABELS` labelled objects have a magnitude, and the growth raises the labels' cross-validated
     likelihood (`CrossValidation`) by more than `SELECTION_MIN_GAIN` nats. With ``settings.select_methods`` the
-    methods whose removal raises it are left out first (`select_methods`; ``used`` in the model).
+    methods whose removal raises it are left out first (`select_methods`; ``used`` in the model). Last, the
+    combined PDFs get the PIT shape correction that ``settings.output_pit`` asks for (`fit_output_maps`).
 
     Parameters
     ----------
@@ -150,7 +159,7 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     select = settings.select_methods and len(methods) > 1
     grow = False
     cv = (CrossValidation(pdfs, z, mag, methods, settings)
-          if (select or may_grow) and len(z) >= 2 * MIN_LABELS else None)
+          if (select or may_grow or settings.output_pit != "none") and len(z) >= 2 * MIN_LABELS else None)
     if cv is not None and select:
         used = select_methods(cv)
     subset = [k for k in range(len(methods)) if used[k]]
@@ -163,8 +172,16 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     beta = fit.beta(subset, grow=grow)
     log.info("consensus of %s on %d labelled objects: beta %.3g, growing by %.3g per magnitude above %.4g",
              ", ".join(methods[k] for k in subset), len(z), *beta)
+    knots, edges = np.zeros((0, 0)), np.zeros(0)
+    if settings.output_pit != "none":
+        if cv is None:
+            log.warning("consensus: %d labelled objects are too few for an output PIT map (it needs %d): none fitted",
+                        len(z), 2 * MIN_LABELS)
+        else:
+            knots, edges = fit_output_maps(cv, subset, grow, settings)
     return fit.model(methods, subset, beta, mag_band=mag_band or settings.mag_band, n_labelled=len(z),
-                     n_per_bin=np.bincount(fit.bins[fit.bins >= 0], minlength=len(fit.edges) + 1))
+                     n_per_bin=np.bincount(fit.bins[fit.bins >= 0], minlength=len(fit.edges) + 1),
+                     output_pit_knots=knots, output_pit_edges=edges)
 
 
 class _Fit:
@@ -260,7 +277,9 @@ class CrossValidation:
 
     def __init__(self, pdfs, z, mag, methods, settings: ConsensusSettings):
         self.methods = list(methods)
+        self.z, self.mag, self.settings = z, mag, settings
         folds = np.array_split(np.random.default_rng(SELECTION_SEED).permutation(len(z)), SELECTION_FOLDS)
+        self.folds = folds
         self.parts = []
         for k, test in enumerate(folds):
             train = np.concatenate([f for j, f in enumerate(folds) if j != k])
@@ -272,19 +291,32 @@ class CrossValidation:
                             calibrated_pdfs(calibration, j, p[test], mag[test])) for j, p in enumerate(pdfs)]
             self.parts.append((fit, logs, z[test], mag[test]))
         self._cache: dict = {}
+        self._held_out: dict = {}
+
+    @property
+    def zgrid(self) -> np.ndarray:
+        """The common grid."""
+        return self.settings.zgrid
+
+    def held_out(self, subset, *, grow: bool) -> np.ndarray:
+        """Each labelled object's consensus PDF fitted without its fold (shape (N, G), the labels' order)."""
+        key = (tuple(subset), grow)
+        if key not in self._held_out:
+            out = np.empty((len(self.z), len(self.zgrid)))
+            for test, (fit, logs, _, mt) in zip(self.folds, self.parts):
+                logp = np.zeros_like(logs[0])
+                for j in subset:
+                    logp += logs[j]
+                out[test] = combine_log_product(fit.zgrid, logp, beta_at(*fit.beta(subset, grow=grow), mt))
+            self._held_out[key] = out
+        return self._held_out[key]
 
     def score(self, subset, *, grow: bool) -> float:
         """The summed held-out log-likelihood of the consensus of the methods in ``subset``."""
         key = (tuple(subset), grow)
         if key not in self._cache:
-            total = 0.0
-            for fit, logs, zt, mt in self.parts:
-                logp = np.zeros_like(logs[0])
-                for j in subset:
-                    logp += logs[j]
-                out = combine_log_product(fit.zgrid, logp, beta_at(*fit.beta(subset, grow=grow), mt))
-                total += float(np.sum(np.log(np.maximum(values_at(fit.zgrid, out, zt), _TINY))))
-            self._cache[key] = total
+            at_truth = values_at(self.zgrid, self.held_out(subset, grow=grow), self.z)
+            self._cache[key] = float(np.sum(np.log(np.maximum(at_truth, _TINY))))
         return self._cache[key]
 
 
@@ -314,6 +346,110 @@ def select_methods(cv: CrossValidation) -> np.ndarray:
     log.info("consensus method selection (%d-fold log-likelihood): %s", SELECTION_FOLDS,
              "; ".join(f"{'+'.join(methods[j] for j in sub)} {v:.1f}" for (sub, _), v in cv._cache.items()))
     return np.isin(np.arange(len(methods)), current)
+
+
+def _group_edges(mag: np.ndarray) -> np.ndarray | None:
+    """Inner edges of the output maps' magnitude groups: the labels' quantiles, `MIN_GROUP_LABELS` per group."""
+    known = mag[np.isfinite(mag)]
+    groups = min(MAX_OUTPUT_GROUPS, len(known) // MIN_GROUP_LABELS)
+    if groups < 2:
+        return None
+    edges = np.unique(np.quantile(known, np.arange(1, groups) / groups))
+    return edges if len(edges) == groups - 1 else None
+
+
+def output_maps(pit: np.ndarray, mag: np.ndarray, edges: np.ndarray | None,
+                positions=OUTPUT_PIT_POSITIONS) -> np.ndarray:
+    """PIT maps (knots, one row each) from PIT values: all of them, then one per magnitude group of ``edges``.
+
+    Parameters
+    ----------
+    pit, mag : ndarray, shape (N,)
+        Held-out PIT values of the labelled objects and their magnitudes.
+    edges : ndarray or None
+        Inner edges of the magnitude groups (None: one map).
+    positions : sequence of float
+        Knot positions of each map.
+
+    Returns
+    -------
+    ndarray, shape (R, len(positions))
+        ``R = 1`` without groups, else 1 + groups (row 0: every label, for objects of unknown magnitude).
+    """
+    positions = np.asarray(positions, float)
+    k = len(positions) - 1
+    rows = [fit_pit_map(pit, k, positions=positions).knots]
+    if edges is not None:
+        group = np.searchsorted(edges, mag, side="right")
+        rows += [fit_pit_map(pit[np.isfinite(mag) & (group == g)], k, positions=positions).knots
+                 for g in range(len(edges) + 1)]
+    return np.asarray(rows)
+
+
+def apply_output_maps(zgrid: np.ndarray, pdfs: np.ndarray, knots: np.ndarray, rows: np.ndarray,
+                      positions=OUTPUT_PIT_POSITIONS) -> np.ndarray:
+    """``g_r(F(z)) P(z)`` per object, ``r = rows[i]`` its map (``-1``: unchanged), normalised; in place."""
+    for r in np.unique(rows):
+        if r < 0:
+            continue
+        sel = rows == r
+        pdfs[sel] = PitMap(knots[r], np.asarray(positions, float)).apply(zgrid, pdfs[sel])
+    return pdfs
+
+
+def _maps_score(cv: CrossValidation, held: np.ndarray, pit: np.ndarray, edges) -> float:
+    """Held-out log-likelihood of the labels with output maps fitted on the other folds' held-out PITs."""
+    total = 0.0
+    for k, test in enumerate(cv.folds):
+        train = np.concatenate([f for j, f in enumerate(cv.folds) if j != k])
+        knots = output_maps(pit[train], cv.mag[train], edges)
+        rows = map_rows(knots.shape[0], np.zeros(0) if edges is None else edges, cv.mag[test])
+        out = apply_output_maps(cv.zgrid, held[test].copy(), knots, rows)
+        total += float(np.sum(np.log(np.maximum(values_at(cv.zgrid, out, cv.z[test]), _TINY))))
+    return total
+
+
+def fit_output_maps(cv: CrossValidation, subset, grow: bool, settings: ConsensusSettings
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The PIT maps of the combined PDFs (Bordoloi, Lilly & Amara 2010), fitted on held-out PIT values.
+
+    The PIT values are those of each label's consensus fitted without its fold (`CrossValidation.held_out`),
+    so the maps correct what the fitted consensus leaves on objects it was not fitted on (in-sample PITs look
+    better calibrated than new objects' are). ``settings.output_pit``: ``"one"`` map, one per magnitude group
+    (``"magnitude"``; groups at the labels' magnitude quantiles, at least `MIN_GROUP_LABELS` labels each, at most
+    `MAX_OUTPUT_GROUPS`; one map where the labels are too few), or ``"auto"``: one map where it raises the
+    labels' cross-validated log-likelihood (maps fitted on the other folds' held-out PITs) by more than
+    `SELECTION_MIN_GAIN` nats, then the groups where they raise it by as much again.
+
+    Returns
+    -------
+    knots : ndarray, shape (R, K + 1)
+        No rows (no map), one, or the map of all labels followed by one per group.
+    edges : ndarray
+        Inner magnitude edges of the groups (empty without groups).
+    """
+    held = cv.held_out(subset, grow=grow)
+    pit = pit_of(cv.zgrid, held, cv.z)
+    edges = _group_edges(cv.mag)
+    choice = settings.output_pit
+    if choice == "magnitude" and edges is None:
+        log.warning("consensus: too few labels of known magnitude for output maps by magnitude (%d needed per "
+                    "group): one map", MIN_GROUP_LABELS)
+        choice = "one"
+    if choice == "auto":
+        scores = {"none": cv.score(subset, grow=grow), "one": _maps_score(cv, held, pit, None)}
+        choice = "one" if scores["one"] - scores["none"] > SELECTION_MIN_GAIN else "none"
+        if choice == "one" and edges is not None:
+            scores["magnitude"] = _maps_score(cv, held, pit, edges)
+            if scores["magnitude"] - scores["one"] > SELECTION_MIN_GAIN:
+                choice = "magnitude"
+        log.info("consensus output PIT map: %s (cross-validated log-likelihood %s)", choice,
+                 ", ".join(f"{name} {v:.1f}" for name, v in scores.items()))
+    if choice == "none":
+        return np.zeros((0, 0)), np.zeros(0)
+    if choice == "one":
+        return output_maps(pit, cv.mag, None), np.zeros(0)
+    return output_maps(pit, cv.mag, edges), edges
 
 
 def calibrated_pdfs(model: ConsensusModel, index: int, pdfs: np.ndarray, magnitude=None,
@@ -361,7 +497,7 @@ def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=No
     Returns
     -------
     ndarray, shape (N, G)
-        Normalised on the grid.
+        Normalised on the grid (after the model's output PIT maps, where it has them).
     """
     zgrid = model.zgrid
     n = len(pdfs[0]) if len(pdfs) else 0
@@ -370,4 +506,6 @@ def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=No
     for j, p in enumerate(pdfs):
         if model.used[j]:
             add_log(logp, calibrated_pdfs(model, j, p, magnitude))
-    return combine_log_product(zgrid, logp, model.beta_of(magnitude, n))
+    out = combine_log_product(zgrid, logp, model.beta_of(magnitude, n))
+    return apply_output_maps(zgrid, out, model.output_pit_knots, model.output_map_rows(magnitude, n),
+                             model.output_pit_positions)

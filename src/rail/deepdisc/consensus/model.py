@@ -2,12 +2,14 @@
 
 A model fitted on labelled objects (`rail.deepdisc.consensus.fit.fit_consensus`) applies to any other objects
 of the same methods (`rail.deepdisc.consensus.fit.combine_pdfs`). It holds, per method, the temperature, the
-optional PIT map and the bad fractions per magnitude bin, and the combination's ``beta`` with its growth
-towards faint magnitudes; the file is a NumPy archive of plain arrays and strings
-(`rail.deepdisc.peers.model_io`), read without pickle.
+optional PIT map and the bad fractions per magnitude bin, the combination's ``beta`` with its growth
+towards faint magnitudes, and the optional PIT map of the combined PDFs (one, or one per magnitude group); the
+file is a NumPy archive of plain arrays and strings (`rail.deepdisc.peers.model_io`), read without pickle.
 
 Format history: ``deepdisc-consensus-1`` (one ``beta`` for every object) is still read, as a model whose
-``beta`` does not grow (``beta_slope = 0``); ``deepdisc-consensus-2`` adds ``beta_slope``, ``beta_pivot`` and ``used``.
+``beta`` does not grow (``beta_slope = 0``); ``deepdisc-consensus-2`` adds ``beta_slope``, ``beta_pivot`` and
+``used``; ``deepdisc-consensus-3`` adds ``output_pit_knots``, ``output_pit_edges`` and ``output_pit_positions``
+(versions 1 and 2 read as models without an output map).
 """
 
 from __future__ import annotations
@@ -23,15 +25,24 @@ from rail.deepdisc.constants import NZBINS, ZMAX, ZMIN, redshift_grid
 from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.peers.model_io import load_npz_model, save_npz_model
 
-__all__ = ["MODEL_FORMAT", "OLD_FORMATS", "PRIOR_BAD_FRACTION", "MIN_SLOPE_LABELS", "beta_at",
-           "ConsensusSettings", "ConsensusModel", "save_consensus_model", "load_consensus_model"]
+__all__ = ["MODEL_FORMAT", "OLD_FORMATS", "PRIOR_BAD_FRACTION", "MIN_SLOPE_LABELS", "MIN_GROUP_LABELS",
+           "OUTPUT_PIT_CHOICES", "OUTPUT_PIT_POSITIONS", "map_rows", "beta_at", "ConsensusSettings", "ConsensusModel",
+           "save_consensus_model", "load_consensus_model"]
 
 #: ``format`` entry of a consensus model file.
-MODEL_FORMAT = "deepdisc-consensus-2"
+MODEL_FORMAT = "deepdisc-consensus-3"
 #: Older formats still read (see the module's format history).
-OLD_FORMATS = ("deepdisc-consensus-1",)
+OLD_FORMATS = ("deepdisc-consensus-1", "deepdisc-consensus-2")
 #: Fewest labelled objects of known magnitude for fitting ``beta``'s growth with magnitude.
 MIN_SLOPE_LABELS = 40
+#: Fewest labelled objects of known magnitude per group of the output PIT maps by magnitude.
+MIN_GROUP_LABELS = 40
+#: Choices of `ConsensusSettings.output_pit`.
+OUTPUT_PIT_CHOICES = ("auto", "none", "one", "magnitude")
+#: Knot positions of the output PIT maps: denser in the tails, at the edges of the 68%, 95% and 99% central
+#: intervals, so that the map sets those coverages itself.
+OUTPUT_PIT_POSITIONS = (0.0, 0.005, 0.025, 0.05, 0.1, 0.16, 0.25, 0.35, 0.5, 0.65, 0.75, 0.84, 0.9, 0.95, 0.975,
+                        0.995, 1.0)
 #: Bad fraction of every method in the prior model (no labels to fit it on).
 PRIOR_BAD_FRACTION = 0.05
 
@@ -69,7 +80,15 @@ class ConsensusSettings:
     pit_correction : bool
         Fit a PIT shape correction per method after the temperature.
     pit_knots : int
-        Intervals of the PIT map.
+        Intervals of the PIT map of each method.
+    output_pit : str
+        PIT shape correction of the combined PDFs (Bordoloi et al. 2010), fitted on the labels' held-out
+        (cross-validated) PIT values of the consensus, so that it corrects what the fit leaves on new objects:
+        ``"none"``; ``"one"`` map for every object; ``"magnitude"``, one map per magnitude group (groups of at
+        least `MIN_GROUP_LABELS` labels split at the labels' magnitude quantiles, at most three; the map of all
+        labels for objects of unknown magnitude); ``"auto"`` (default) takes a map, then the maps by magnitude,
+        only where it raises the labels' cross-validated likelihood by more than
+        `rail.deepdisc.consensus.fit.SELECTION_MIN_GAIN` nats.
     min_bad_fraction : float
         Floor of every bad fraction.
     prior_without_labels : bool
@@ -92,6 +111,7 @@ class ConsensusSettings:
     select_methods: bool = True
     pit_correction: bool = False
     pit_knots: int = 10
+    output_pit: str = "auto"
     min_bad_fraction: float = 1e-3
     prior_without_labels: bool = False
     zmin: float = ZMIN
@@ -112,6 +132,8 @@ class ConsensusSettings:
             raise ConfigError(f"min_bad_fraction must be in [0, 1), got {self.min_bad_fraction}")
         if self.pit_knots < 2:
             raise ConfigError(f"pit_knots must be >= 2, got {self.pit_knots}")
+        if self.output_pit not in OUTPUT_PIT_CHOICES:
+            raise ConfigError(f"output_pit must be one of {', '.join(OUTPUT_PIT_CHOICES)}, got {self.output_pit!r}")
         if not self.zmax > self.zmin or self.nzbins < 2:
             raise ConfigError(f"bad redshift grid zmin={self.zmin}, zmax={self.zmax}, nzbins={self.nzbins}")
 
@@ -144,6 +166,13 @@ class ConsensusModel:
     used : ndarray of bool, shape (M,)
         The methods the combination uses (the others were left out by the selection; their inputs are still
         required, row for row, and their calibration is kept for reference). Default: all.
+    output_pit_knots : ndarray, shape (R, K + 1)
+        PIT maps of the combined PDFs: none (``R = 0``), one for every object (``R = 1``), or the map of all
+        labels (row 0, objects of unknown magnitude) followed by one per magnitude group (``R = 1 + groups``).
+    output_pit_positions : ndarray, shape (K + 1,)
+        Their knot positions (`OUTPUT_PIT_POSITIONS` when fitted here).
+    output_pit_edges : ndarray, shape (groups - 1,)
+        Inner magnitude edges of the groups (empty without groups).
     mag_band : str
         Band of the magnitude bins.
     mag_edges : ndarray, shape (B - 1,)
@@ -174,6 +203,9 @@ class ConsensusModel:
     beta_slope: float = 0.0
     beta_pivot: float = float("nan")
     used: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    output_pit_knots: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    output_pit_edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    output_pit_positions: np.ndarray = field(default_factory=lambda: np.asarray(OUTPUT_PIT_POSITIONS))
 
     def __post_init__(self):
         if np.size(self.used) == 0:
@@ -194,6 +226,37 @@ class ConsensusModel:
             raise ModelError(f"consensus model: beta_slope must be finite and >= 0, got {self.beta_slope}")
         if self.beta_slope > 0 and not np.isfinite(self.beta_pivot):
             raise ModelError("consensus model: beta_slope > 0 needs a finite beta_pivot")
+        knots = np.asarray(self.output_pit_knots, float)
+        knots = knots.reshape(0, 0) if knots.size == 0 else np.atleast_2d(knots)
+        edges = np.atleast_1d(np.asarray(self.output_pit_edges, float))
+        object.__setattr__(self, "output_pit_knots", knots)
+        object.__setattr__(self, "output_pit_edges", edges)
+        positions = np.atleast_1d(np.asarray(self.output_pit_positions, float))
+        object.__setattr__(self, "output_pit_positions", positions)
+        rows = knots.shape[0]
+        if (rows <= 1 and edges.size) or (rows > 1 and (rows != edges.size + 2 or edges.size == 0)):
+            raise ModelError(f"consensus model: {rows} output PIT maps do not fit {edges.size} group edges (expected "
+                             "no map, one map, or the map of all labels plus one per magnitude group)")
+        if rows and (knots.shape[1] != positions.size or positions[0] != 0 or positions[-1] != 1
+                     or np.any(np.diff(positions) <= 0)):
+            raise ModelError(f"consensus model: output PIT maps of {knots.shape[1]} knots need as many knot positions "
+                             f"rising from 0 to 1, got {positions.tolist()}")
+        if rows and (np.any(np.diff(knots, axis=1) <= 0) or np.any(knots[:, 0] != 0) or np.any(knots[:, -1] != 1)):
+            raise ModelError("consensus model: every output PIT map must rise strictly from 0 to 1")
+        if np.any(np.diff(edges) <= 0):
+            raise ModelError(f"consensus model: output_pit_edges must increase, got {edges.tolist()}")
+
+    def output_map_rows(self, magnitude=None, n: int | None = None) -> np.ndarray:
+        """Row of `output_pit_knots` for each object (-1: no map; unknown magnitude: row 0, all labels' map).
+
+        Parameters
+        ----------
+        magnitude : array_like, shape (N,), optional
+        n : int, optional
+            Number of objects when ``magnitude`` is None.
+        """
+        mag = np.full(int(n or 0), np.nan) if magnitude is None else np.asarray(magnitude, float)
+        return map_rows(self.output_pit_knots.shape[0], self.output_pit_edges, mag)
 
     def beta_of(self, magnitude=None, n: int | None = None) -> np.ndarray:
         """``beta`` of each object: ``beta * (1 + beta_slope * max(m - beta_pivot, 0))``.
@@ -240,7 +303,10 @@ class ConsensusModel:
                 "pit_knots": np.asarray(self.pit_knots, float), "zmin": float(self.zmin),
                 "zmax": float(self.zmax), "nzbins": int(self.nzbins), "n_labelled": int(self.n_labelled),
                 "n_per_bin": np.asarray(self.n_per_bin, np.int64), "beta_slope": float(self.beta_slope),
-                "beta_pivot": float(self.beta_pivot), "used": np.asarray(self.used, bool)}
+                "beta_pivot": float(self.beta_pivot), "used": np.asarray(self.used, bool),
+                "output_pit_knots": np.asarray(self.output_pit_knots, float),
+                "output_pit_edges": np.asarray(self.output_pit_edges, float),
+                "output_pit_positions": np.asarray(self.output_pit_positions, float)}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<memory>") -> ConsensusModel:
@@ -249,6 +315,8 @@ class ConsensusModel:
         if fmt not in (MODEL_FORMAT, *OLD_FORMATS):
             raise ModelError(f"{source}: not a consensus model (format {fmt!r}, expected {MODEL_FORMAT!r}); "
                              f"fit one with 'deepdisc combine --truth' or ConsensusInformer")
+        since_2 = fmt in (MODEL_FORMAT, "deepdisc-consensus-2")
+        since_3 = fmt == MODEL_FORMAT
         try:
             methods = tuple(str(m) for m in np.atleast_1d(data["methods"]))
             knots = np.asarray(data["pit_knots"], float)
@@ -262,11 +330,29 @@ class ConsensusModel:
                        zmin=float(data["zmin"]), zmax=float(data["zmax"]), nzbins=int(data["nzbins"]),
                        n_labelled=int(data.get("n_labelled", 0)),
                        n_per_bin=np.atleast_1d(np.asarray(data.get("n_per_bin", []), np.int64)),
-                       beta_slope=float(data["beta_slope"]) if fmt == MODEL_FORMAT else 0.0,
-                       beta_pivot=float(data["beta_pivot"]) if fmt == MODEL_FORMAT else float("nan"),
-                       used=np.atleast_1d(np.asarray(data["used"], bool)) if fmt == MODEL_FORMAT else np.zeros(0))
+                       beta_slope=float(data["beta_slope"]) if since_2 else 0.0,
+                       beta_pivot=float(data["beta_pivot"]) if since_2 else float("nan"),
+                       used=np.atleast_1d(np.asarray(data["used"], bool)) if since_2 else np.zeros(0),
+                       output_pit_knots=np.asarray(data["output_pit_knots"], float) if since_3 else np.zeros((0, 0)),
+                       output_pit_edges=np.asarray(data["output_pit_edges"], float) if since_3 else np.zeros(0),
+                       **({"output_pit_positions": np.asarray(data["output_pit_positions"], float)} if since_3
+                          else {}))
         except KeyError as err:
             raise ModelError(f"{source}: consensus model lacks the entry {err.args[0]!r}") from None
+
+
+def map_rows(n_maps: int, edges: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """Output PIT map of each object (a row of ``output_pit_knots``).
+
+    -1 without maps; 0 with one map or for an unknown magnitude; else ``1 + group``, the groups split at ``edges``.
+    """
+    mag = np.asarray(magnitude, float)
+    if n_maps == 0:
+        return np.full(mag.shape, -1, dtype=np.int64)
+    if n_maps == 1:
+        return np.zeros(mag.shape, dtype=np.int64)
+    group = 1 + np.searchsorted(np.asarray(edges, float), np.where(np.isfinite(mag), mag, 0.0), side="right")
+    return np.where(np.isfinite(mag), group, 0).astype(np.int64)
 
 
 def beta_at(beta: float, slope: float, pivot: float, magnitude=None, n: int | None = None) -> np.ndarray:

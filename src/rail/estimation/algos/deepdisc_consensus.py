@@ -117,6 +117,9 @@ class ConsensusInformer(_ConsensusStage):
         min_per_bin=Param(int, _DEFAULTS.min_per_bin, msg="fewest labelled objects per magnitude bin"),
         pit_correction=Param(bool, _DEFAULTS.pit_correction, msg="fit a PIT shape correction per method"),
         pit_knots=Param(int, _DEFAULTS.pit_knots, msg="intervals of the PIT correction"),
+        output_pit=Param(str, _DEFAULTS.output_pit, msg="PIT shape correction of the combined PDFs, fitted on the "
+                         "labels' held-out PITs: auto (where the labels' cross-validated likelihood gains), none, "
+                         "one, magnitude (one map per magnitude group)"),
         fit_beta=Param(bool, _DEFAULTS.fit_beta, msg="fit the combination's beta (else 1: independent methods)"),
         select_methods=Param(bool, _DEFAULTS.select_methods, msg="leave out the methods whose removal raises "
                              "the labels' cross-validated likelihood"),
@@ -159,7 +162,8 @@ class ConsensusInformer(_ConsensusStage):
         """Fit and register the model."""
         c = self.config
         settings = ConsensusSettings(mag_band=c.mag_band, mag_edges=tuple(c.mag_edges), min_per_bin=c.min_per_bin,
-                                     pit_correction=c.pit_correction, pit_knots=c.pit_knots, fit_beta=c.fit_beta,
+                                     pit_correction=c.pit_correction, pit_knots=c.pit_knots,
+                                     output_pit=c.output_pit, fit_beta=c.fit_beta,
                                      beta_by_magnitude=c.beta_by_magnitude, select_methods=c.select_methods,
                                      min_bad_fraction=c.min_bad_fraction,
                                      prior_without_labels=c.prior_without_labels, zmin=c.zmin, zmax=c.zmax,

@@ -1,0 +1,113 @@
+"""The PIT shape correction of the combined PDFs (``output_pit``): fitted on the labels' held-out PIT values,
+taken by the cross-validated likelihood only where it helps, one map or one per magnitude group."""
+
+import numpy as np
+import pytest
+
+from rail.deepdisc.consensus import ConsensusModel, ConsensusSettings, fit_consensus, load_consensus_model
+from rail.deepdisc.consensus.calibration import pit_of
+from rail.deepdisc.consensus.fit import combine_pdfs
+from rail.deepdisc.consensus.grid import row_integrals
+from rail.deepdisc.consensus.model import save_consensus_model
+from rail.deepdisc.exceptions import ModelError
+from tests.helpers.consensus_helpers import ZGRID, gaussian_rows
+
+
+def _field(kind, n, seed):
+    """One method's Gaussian PDFs of width ``0.05 (1 + z)`` and truths drawn around their means.
+
+    ``calibrated``: Gaussian scatter of the PDFs' width; ``heavy``: Student-t (2 d.o.f.) scatter of half a width,
+    whose too wide core and too narrow tails no width factor mends; ``groups``: half a width of scatter for
+    magnitudes below 25.5 (too wide PDFs) and 1.8 widths above (too narrow), opposite errors that no single map
+    mends.
+    """
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(0.5, 4.0, n)
+    sig = 0.05 * (1 + z)
+    mag = rng.uniform(22.0, 29.0, n)
+    if kind == "calibrated":
+        noise = rng.normal(0.0, 1.0, n)
+    elif kind == "heavy":
+        noise = 0.5 * rng.standard_t(2, n)
+    else:
+        noise = np.where(mag < 25.5, 0.5, 1.8) * rng.normal(0.0, 1.0, n)
+    return [gaussian_rows(ZGRID, z + noise * sig, sig)], z, mag
+
+
+def _coverage(model, kind, mask=None, seed=99):
+    pdfs, z, mag = _field(kind, 3000, seed)
+    pit = pit_of(ZGRID, combine_pdfs(model, pdfs, mag), z)
+    pit = pit if mask is None else pit[mask(mag)]
+    return np.mean(np.abs(pit - 0.5) <= 0.34), np.mean(np.abs(pit - 0.5) <= 0.475)
+
+
+def _fit(kind, output_pit="auto", n=1000, seed=0):
+    pdfs, z, mag = _field(kind, n, seed)
+    return fit_consensus(pdfs, z, mag, methods=["A"], settings=ConsensusSettings(output_pit=output_pit))
+
+
+def test_one_map_mends_a_shape_that_the_width_cannot():
+    model = _fit("heavy")
+    assert model.output_pit_knots.shape[0] == 1 and model.output_pit_edges.size == 0
+    without = _fit("heavy", "none")
+    cov68, cov95 = _coverage(model, "heavy")
+    raw68, raw95 = _coverage(without, "heavy")
+    assert raw68 - 0.68 > 0.06 and 0.95 - raw95 > 0.015  # the temperature alone: core too wide, tails too narrow
+    # within the labels' sampling noise (their held-out 68% coverage is 0.742 where the population's is 0.758)
+    assert abs(cov68 - 0.68) < 0.04 and abs(cov95 - 0.95) < 0.02
+    assert abs(cov68 - 0.68) < abs(raw68 - 0.68) - 0.03 and abs(cov95 - 0.95) < abs(raw95 - 0.95)
+
+
+def test_maps_by_magnitude_mend_opposite_errors_of_bright_and_faint_objects():
+    model = _fit("groups")
+    assert model.output_pit_knots.shape[0] == 1 + model.output_pit_edges.size + 1 >= 3
+    one = _fit("groups", "one")
+
+    def bright(m):
+        return m < 24.0
+
+    def faint(m):
+        return m > 27.0
+
+    for mask, over in ((bright, True), (faint, False)):
+        c68, c95 = _coverage(model, "groups", mask)
+        o68, _ = _coverage(one, "groups", mask)
+        assert abs(c68 - 0.68) < 0.05 and abs(c95 - 0.95) < 0.03
+        assert (o68 - 0.68 > 0.1) if over else (0.68 - o68 > 0.1)  # one map cannot serve both
+
+
+def test_a_calibrated_consensus_gets_no_map_and_the_file_says_so(tmp_path):
+    model = _fit("calibrated")
+    assert model.output_pit_knots.shape[0] == 0
+    back = load_consensus_model(save_consensus_model(model, tmp_path / "m.npz"))
+    assert back.output_pit_knots.shape[0] == 0
+
+
+def test_maps_keep_pdfs_normalised_round_trip_and_unknown_magnitudes_take_all_labels_map(tmp_path):
+    model = _fit("groups")
+    pdfs, z, mag = _field("groups", 200, 5)
+    out = combine_pdfs(model, pdfs, mag)
+    np.testing.assert_allclose(row_integrals(ZGRID, out), 1.0, atol=1e-9)
+    assert np.all(out >= 0)
+    back = load_consensus_model(save_consensus_model(model, tmp_path / "m.npz"))
+    np.testing.assert_allclose(combine_pdfs(back, pdfs, mag), out)
+    only_all = ConsensusModel.from_dict({**model.to_dict(), "output_pit_knots": model.output_pit_knots[:1],
+                                         "output_pit_edges": np.zeros(0)})
+    np.testing.assert_allclose(combine_pdfs(model, pdfs, None), combine_pdfs(only_all, pdfs, None))
+    assert not np.allclose(combine_pdfs(only_all, pdfs, mag), out)  # the groups' maps differ from all labels' map
+
+
+def test_version_2_files_read_without_a_map_and_bad_maps_are_refused():
+    model = _fit("heavy", "one", n=300)
+    old = {k: v for k, v in model.to_dict().items() if not k.startswith("output_pit")}
+    old["format"] = "deepdisc-consensus-2"
+    legacy = ConsensusModel.from_dict(old, "v2.npz")
+    assert legacy.output_pit_knots.shape[0] == 0
+    pdfs, z, mag = _field("heavy", 50, 3)
+    np.testing.assert_allclose(combine_pdfs(legacy, pdfs, mag),
+                               combine_pdfs(_fit("heavy", "none", n=300), pdfs, mag))
+    base = model.to_dict()
+    with pytest.raises(ModelError, match="output PIT maps do not fit"):
+        ConsensusModel.from_dict({**base, "output_pit_knots": np.tile(model.output_pit_knots, (2, 1))})
+    with pytest.raises(ModelError, match="rise strictly"):
+        ConsensusModel.from_dict({**base, "output_pit_knots": model.output_pit_knots[:, ::-1]})
