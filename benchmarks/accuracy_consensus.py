@@ -53,6 +53,7 @@ def run_consensus(
     test_tiles: Path,
     threads: int,
     inputs: tuple[str, ...] = CONSENSUS_INPUTS,
+    fit_args: tuple[str, ...] = (),
 ) -> tuple[Path, dict]:
     """Fit the consensus on the calibration field's spec-z, apply it to the test field.
 
@@ -70,6 +71,8 @@ def run_consensus(
         Threads of the child processes.
     inputs : tuple of str
         The estimators combined (`consensus_inputs`).
+    fit_args : tuple of str
+        More ``deepdisc combine`` options of the fit (e.g. ``("--output-pit", "none")``).
 
     Returns
     -------
@@ -79,7 +82,7 @@ def run_consensus(
     """
     model = out / "consensus_model.npz"
     fit_s, _ = cli(["combine", *(f"{_name(m)}={calib[m]}" for m in inputs), "--truth", str(calib_tiles),
-                    "-o", str(out / "pz_consensus_calib.hdf5"), "--save-model", str(model)], threads)
+                    "-o", str(out / "pz_consensus_calib.hdf5"), "--save-model", str(model), *fit_args], threads)
     target = out / "pz_consensus.hdf5"
     t0 = time.perf_counter()
     cli(["combine", *(f"{_name(m)}={test[m]}" for m in inputs), "--model", str(model), "--tiles",

@@ -1,0 +1,106 @@
+"""The consensus and the recalibration of an accuracy benchmark run (`bench_accuracy.py`), refitted with other
+``deepdisc combine`` options: issue 22's and issue 18's coverage targets for each.
+
+Nothing is retrained or re-estimated: the run's photo-z files of the calibration and the test field (the DeepDISC
+input of its consensus and the peers) are combined again, once per variant, into ``consensus_<variant>`` folders
+of the run's preset folder. Every variant's fit uses only the calibration field's spec-z; the test field's truths
+only score it.
+
+Run (after ``bench_accuracy.py --workdir W ...``)::
+
+    PYTHONPATH=src python benchmarks/consensus_variants.py --workdir W --preset JADES9 \\
+        --variant "default=" --variant "no-map=--output-pit none" --variant "by-magnitude=--output-pit magnitude"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from accuracy_consensus import COVERAGE_TOLERANCE, MIN_BIN_OBJECTS, run_consensus  # noqa: E402
+from bench_accuracy import LEVELS, RECALIBRATED, _cli, _slug, score, simulate  # noqa: E402
+
+
+def _files(run: dict, out: Path, inputs: list[str], calib_suffix: str) -> tuple[dict, dict]:
+    """Calibration and test photo-z files of each consensus input of the run."""
+    calib, test = {}, {}
+    for name in inputs:
+        if name.startswith("DeepDISC"):
+            stem = "finetuned" if "fine-tuned" in name else "ensemble"
+            pz = out / f"pz_{run['args']['labels']}{run['args']['tag']}_{stem}.hdf5"
+        else:
+            pz = out / f"peers_{run['args']['labels']}" / f"pz_{_slug(name)}.hdf5"
+        calib[name], test[name] = pz.with_name(pz.stem + f"{calib_suffix}.hdf5"), pz
+    for path in (*calib.values(), *test.values()):
+        if not path.exists():
+            raise SystemExit(f"{path}: missing; run bench_accuracy.py with this --workdir first")
+    return calib, test
+
+
+def _summary(label: str, scored: dict) -> dict:
+    rows = scored["rows"]
+    cut = next(r for r in rows if r["binning"] == "cut")
+    overall = rows[0]
+    bins = [r for r in rows if r["binning"] == "mag" and r["n"] >= MIN_BIN_OBJECTS]
+    tol68, tol95 = COVERAGE_TOLERANCE
+    outside = [r["bin"] for r in [overall, *bins]
+               if abs(r["cov68"] - LEVELS[0]) > tol68 or abs(r["cov95"] - LEVELS[1]) > tol95]
+    return {"label": label, "cut": cut, "all": overall, "bins": bins, "outside": outside}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True, help="the bench_accuracy.py run's --workdir")
+    p.add_argument("--preset", default="JADES9")
+    p.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS",
+                   help="a name and the deepdisc combine fit options of a variant (repeatable; empty: defaults)")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    from rail.deepdisc.evaluation.io import read_truth
+
+    workdir = Path(args.workdir)
+    run = json.loads((workdir / "accuracy.json").read_text())
+    res = next(r for r in run["results"] if r["preset"] == args.preset)
+    out = workdir / args.preset
+    domain = run["args"]["calib_domain"]
+    calib_suffix = "_calib" if domain == "train" else "_calib_target"
+    inputs = list(res["consensus_inputs"])
+    calib_files, test_files = _files(run, out, inputs, calib_suffix)
+    _, test_tiles, calib_tiles = simulate(out, args.preset, argparse.Namespace(**run["args"]))  # the run's files
+    truth = read_truth(test_tiles)
+    table = []
+    for spec in args.variant:
+        name, _, options = spec.partition("=")
+        fit_args = tuple(shlex.split(options))
+        for kind, methods in (("consensus", tuple(inputs)), ("recalibrated", (inputs[0],))):
+            folder = out / f"consensus_{_slug(name)}_{kind}"
+            folder.mkdir(exist_ok=True)
+            t0 = time.perf_counter()
+            pz, _ = run_consensus(_cli, folder, {m: calib_files[m] for m in methods},
+                                  {m: test_files[m] for m in methods}, calib_tiles, test_tiles, args.threads,
+                                  methods, fit_args)
+            label = f"{name}: " + ("Consensus" if kind == "consensus" else RECALIBRATED)
+            table.append(_summary(label, score(pz, truth, label, time.perf_counter() - t0)))
+            print(f"{label} done", file=sys.stderr, flush=True)
+    bins = [r["bin"] for r in table[0]["bins"]]
+    print(f"Inputs: {', '.join(inputs)}; calibration field: {calib_tiles.name}; test field: {test_tiles.name}\n")
+    print("| variant | F444W < 27 sigma_IQR / eta | all sigma_IQR / eta | cov 68 / 95 all | "
+          + " | ".join(f"cov 68 / 95 {b}" for b in bins) + " | outside tolerance |")
+    print("|---|---|---|---|" + "---|" * len(bins) + "---|")
+    for t in table:
+        c, a = t["cut"], t["all"]
+        print(f"| {t['label']} | {c['sigma_iqr']:.3f}±{c['sigma_iqr_err']:.3f} / {c['eta']:.3f}±{c['eta_err']:.3f} | "
+              f"{a['sigma_iqr']:.3f} / {a['eta']:.3f} | {a['cov68']:.3f} / {a['cov95']:.3f} | "
+              + " | ".join(f"{r['cov68']:.3f} / {r['cov95']:.3f}" for r in t["bins"])
+              + f" | {', '.join(t['outside']) or 'none'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
