@@ -17,6 +17,7 @@ module             holds
 ``hb``             bad fractions, magnitude bins, the softened product and its ``beta``
 ``model``          fit settings and the fitted model (pickle-free ``.npz``)
 ``fit``            `fit_consensus`, the method selection and `combine_pdfs` on tabulated arrays
+``output_maps``    PIT maps of the combined PDFs, fitted on the labels' held-out PIT values
 ``sources``        the methods' files or ensembles read in lockstep chunks, row checks
 ``io``             truth tables, fit from files, the consensus chunk by chunk, the output file
 =================  ======================================================================================

@@ -26,8 +26,8 @@ from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.peers.model_io import load_npz_model, save_npz_model
 
 __all__ = ["MODEL_FORMAT", "OLD_FORMATS", "PRIOR_BAD_FRACTION", "MIN_SLOPE_LABELS", "MIN_GROUP_LABELS",
-           "OUTPUT_PIT_CHOICES", "OUTPUT_PIT_POSITIONS", "map_rows", "beta_at", "ConsensusSettings", "ConsensusModel",
-           "save_consensus_model", "load_consensus_model"]
+           "SELECTION_MIN_GAIN", "OUTPUT_PIT_CHOICES", "OUTPUT_PIT_POSITIONS", "map_rows", "beta_at",
+           "ConsensusSettings", "ConsensusModel", "save_consensus_model", "load_consensus_model"]
 
 #: ``format`` entry of a consensus model file.
 MODEL_FORMAT = "deepdisc-consensus-3"
@@ -37,6 +37,9 @@ OLD_FORMATS = ("deepdisc-consensus-1", "deepdisc-consensus-2")
 MIN_SLOPE_LABELS = 40
 #: Fewest labelled objects of known magnitude per group of the output PIT maps by magnitude.
 MIN_GROUP_LABELS = 40
+#: Gain in the labels' cross-validated log-likelihood (nats) that leaving a method out, letting ``beta`` grow, or
+#: a further output PIT map must exceed (`rail.deepdisc.consensus.fit`, `rail.deepdisc.consensus.output_maps`).
+SELECTION_MIN_GAIN = 2.0
 #: Choices of `ConsensusSettings.output_pit`.
 OUTPUT_PIT_CHOICES = ("auto", "none", "one", "magnitude")
 #: Knot positions of the output PIT maps: denser in the tails, at the edges of the 68%, 95% and 99% central
@@ -88,7 +91,7 @@ class ConsensusSettings:
         least `MIN_GROUP_LABELS` labels split at the labels' magnitude quantiles, at most three; the map of all
         labels for objects of unknown magnitude); ``"auto"`` (default) takes a map, then the maps by magnitude,
         only where it raises the labels' cross-validated likelihood by more than
-        `rail.deepdisc.consensus.fit.SELECTION_MIN_GAIN` nats.
+        `SELECTION_MIN_GAIN` nats (`rail.deepdisc.consensus.output_maps`).
     min_bad_fraction : float
         Floor of every bad fraction.
     prior_without_labels : bool

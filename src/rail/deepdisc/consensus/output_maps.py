@@ -1,0 +1,140 @@
+"""PIT maps of the combined PDFs (Bordoloi, Lilly & Amara 2010), fitted on the labels' held-out PIT values.
+
+The consensus of `rail.deepdisc.consensus.fit.fit_consensus` is calibrated per method and softened by ``beta``;
+what it still gets wrong in shape shows in the PIT values of labels it was not fitted on. `fit_output_maps` takes
+them from `rail.deepdisc.consensus.fit.CrossValidation.held_out` (each label's consensus fitted without its
+fold), fits one monotone map of PIT values, or one per magnitude group, and decides by the labels'
+cross-validated likelihood whether to use them (``ConsensusSettings.output_pit``); `apply_output_maps` applies
+them to any objects' combined PDFs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from rail.deepdisc.consensus.calibration import PitMap, fit_pit_map, pit_of
+from rail.deepdisc.consensus.grid import values_at
+from rail.deepdisc.consensus.model import (
+    MIN_GROUP_LABELS,
+    OUTPUT_PIT_POSITIONS,
+    SELECTION_MIN_GAIN,
+    ConsensusSettings,
+    map_rows,
+)
+
+__all__ = ["MAX_OUTPUT_GROUPS", "output_maps", "apply_output_maps", "fit_output_maps"]
+
+log = logging.getLogger(__name__)
+
+#: Most magnitude groups of the output PIT maps.
+MAX_OUTPUT_GROUPS = 3
+_TINY = 1e-300
+
+
+def _group_edges(mag: np.ndarray) -> np.ndarray | None:
+    """Inner edges of the output maps' magnitude groups: the labels' quantiles, `MIN_GROUP_LABELS` per group."""
+    known = mag[np.isfinite(mag)]
+    groups = min(MAX_OUTPUT_GROUPS, len(known) // MIN_GROUP_LABELS)
+    if groups < 2:
+        return None
+    edges = np.unique(np.quantile(known, np.arange(1, groups) / groups))
+    return edges if len(edges) == groups - 1 else None
+
+
+def output_maps(pit: np.ndarray, mag: np.ndarray, edges: np.ndarray | None,
+                positions=OUTPUT_PIT_POSITIONS) -> np.ndarray:
+    """PIT maps (knots, one row each) from PIT values: all of them, then one per magnitude group of ``edges``.
+
+    Parameters
+    ----------
+    pit, mag : ndarray, shape (N,)
+        Held-out PIT values of the labelled objects and their magnitudes.
+    edges : ndarray or None
+        Inner edges of the magnitude groups (None: one map).
+    positions : sequence of float
+        Knot positions of each map.
+
+    Returns
+    -------
+    ndarray, shape (R, len(positions))
+        ``R = 1`` without groups, else 1 + groups (row 0: every label, for objects of unknown magnitude).
+    """
+    positions = np.asarray(positions, float)
+    k = len(positions) - 1
+    rows = [fit_pit_map(pit, k, positions=positions).knots]
+    if edges is not None:
+        group = np.searchsorted(edges, mag, side="right")
+        rows += [fit_pit_map(pit[np.isfinite(mag) & (group == g)], k, positions=positions).knots
+                 for g in range(len(edges) + 1)]
+    return np.asarray(rows)
+
+
+def apply_output_maps(zgrid: np.ndarray, pdfs: np.ndarray, knots: np.ndarray, rows: np.ndarray,
+                      positions=OUTPUT_PIT_POSITIONS) -> np.ndarray:
+    """``g_r(F(z)) P(z)`` per object, ``r = rows[i]`` its map (``-1``: unchanged), normalised; in place."""
+    for r in np.unique(rows):
+        if r < 0:
+            continue
+        sel = rows == r
+        pdfs[sel] = PitMap(knots[r], np.asarray(positions, float)).apply(zgrid, pdfs[sel])
+    return pdfs
+
+
+def _maps_score(cv, held: np.ndarray, pit: np.ndarray, edges) -> float:
+    """Held-out log-likelihood of the labels with output maps fitted on the other folds' held-out PITs."""
+    total = 0.0
+    for k, test in enumerate(cv.folds):
+        train = np.concatenate([f for j, f in enumerate(cv.folds) if j != k])
+        knots = output_maps(pit[train], cv.mag[train], edges)
+        rows = map_rows(knots.shape[0], np.zeros(0) if edges is None else edges, cv.mag[test])
+        out = apply_output_maps(cv.zgrid, held[test].copy(), knots, rows)
+        total += float(np.sum(np.log(np.maximum(values_at(cv.zgrid, out, cv.z[test]), _TINY))))
+    return total
+
+
+def fit_output_maps(cv, subset, grow: bool, settings: ConsensusSettings
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The PIT maps of the combined PDFs, fitted on held-out PIT values.
+
+    ``cv`` is the labels' `rail.deepdisc.consensus.fit.CrossValidation`, ``subset`` and ``grow`` the methods and
+    the ``beta`` growth the consensus uses.
+
+    The PIT values are those of each label's consensus fitted without its fold (`CrossValidation.held_out`),
+    so the maps correct what the fitted consensus leaves on objects it was not fitted on (in-sample PITs look
+    better calibrated than new objects' are). ``settings.output_pit``: ``"one"`` map, one per magnitude group
+    (``"magnitude"``; groups at the labels' magnitude quantiles, at least `MIN_GROUP_LABELS` labels each, at most
+    `MAX_OUTPUT_GROUPS`; one map where the labels are too few), or ``"auto"``: one map where it raises the
+    labels' cross-validated log-likelihood (maps fitted on the other folds' held-out PITs) by more than
+    `SELECTION_MIN_GAIN` nats, then the groups where they raise it by as much again.
+
+    Returns
+    -------
+    knots : ndarray, shape (R, K + 1)
+        No rows (no map), one, or the map of all labels followed by one per group.
+    edges : ndarray
+        Inner magnitude edges of the groups (empty without groups).
+    """
+    held = cv.held_out(subset, grow=grow)
+    pit = pit_of(cv.zgrid, held, cv.z)
+    edges = _group_edges(cv.mag)
+    choice = settings.output_pit
+    if choice == "magnitude" and edges is None:
+        log.warning("consensus: too few labels of known magnitude for output maps by magnitude (%d needed per "
+                    "group): one map", MIN_GROUP_LABELS)
+        choice = "one"
+    if choice == "auto":
+        scores = {"none": cv.score(subset, grow=grow), "one": _maps_score(cv, held, pit, None)}
+        choice = "one" if scores["one"] - scores["none"] > SELECTION_MIN_GAIN else "none"
+        if choice == "one" and edges is not None:
+            scores["magnitude"] = _maps_score(cv, held, pit, edges)
+            if scores["magnitude"] - scores["one"] > SELECTION_MIN_GAIN:
+                choice = "magnitude"
+        log.info("consensus output PIT map: %s (cross-validated log-likelihood %s)", choice,
+                 ", ".join(f"{name} {v:.1f}" for name, v in scores.items()))
+    if choice == "none":
+        return np.zeros((0, 0)), np.zeros(0)
+    if choice == "one":
+        return output_maps(pit, cv.mag, None), np.zeros(0)
+    return output_maps(pit, cv.mag, edges), edges
