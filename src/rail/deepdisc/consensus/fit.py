@@ -271,20 +271,22 @@ class CrossValidation:
     def __init__(self, pdfs, z, mag, methods, settings: ConsensusSettings):
         self.methods = list(methods)
         self.z, self.mag, self.settings = z, mag, settings
-        folds = np.array_split(np.random.default_rng(SELECTION_SEED).permutation(len(z)), SELECTION_FOLDS)
-        self.folds = folds
+        self.folds = np.array_split(np.random.default_rng(SELECTION_SEED).permutation(len(z)), SELECTION_FOLDS)
         self.parts = []
-        for k, test in enumerate(folds):
-            train = np.concatenate([f for j, f in enumerate(folds) if j != k])
+        for train, test in self.splits():
             fit = _Fit.of([p[train] for p in pdfs], z[train], mag[train], settings, methods, quiet=True)
             # each method's calibration does not depend on the subset: the held-out objects' calibrated
             # log-PDFs (bad term included) are computed once per fold and summed per subset in `score`
             calibration = fit.model(methods, range(len(methods)), (1.0, 0.0, float("nan")))
             logs = [add_log(np.zeros((len(test), len(fit.zgrid))),
                             calibrated_pdfs(calibration, j, p[test], mag[test])) for j, p in enumerate(pdfs)]
-            self.parts.append((fit, logs, z[test], mag[test]))
-        self._cache: dict = {}
-        self._held_out: dict = {}
+            self.parts.append((fit, logs))
+        self._cache, self._held_out = {}, {}  # score and held_out per (subset, grow)
+
+    def splits(self):
+        """``(train, test)`` indices of each fold, in fold order."""
+        for k, test in enumerate(self.folds):
+            yield np.concatenate([f for j, f in enumerate(self.folds) if j != k]), test
 
     @property
     def zgrid(self) -> np.ndarray:
@@ -296,11 +298,9 @@ class CrossValidation:
         key = (tuple(subset), grow)
         if key not in self._held_out:
             out = np.empty((len(self.z), len(self.zgrid)))
-            for test, (fit, logs, _, mt) in zip(self.folds, self.parts):
-                logp = np.zeros_like(logs[0])
-                for j in subset:
-                    logp += logs[j]
-                out[test] = combine_log_product(fit.zgrid, logp, beta_at(*fit.beta(subset, grow=grow), mt))
+            for test, (fit, logs) in zip(self.folds, self.parts):
+                logp = sum(logs[j] for j in subset)  # a new array: the folds' logs stay as they are
+                out[test] = combine_log_product(fit.zgrid, logp, beta_at(*fit.beta(subset, grow=grow), self.mag[test]))
             self._held_out[key] = out
         return self._held_out[key]
 

@@ -63,12 +63,11 @@ def output_maps(pit: np.ndarray, mag: np.ndarray, edges: np.ndarray | None,
     """
     positions = np.asarray(positions, float)
     k = len(positions) - 1
-    rows = [fit_pit_map(pit, k, positions=positions).knots]
+    maps = [fit_pit_map(pit, k, positions=positions).knots]
     if edges is not None:
-        group = np.searchsorted(edges, mag, side="right")
-        rows += [fit_pit_map(pit[np.isfinite(mag) & (group == g)], k, positions=positions).knots
-                 for g in range(len(edges) + 1)]
-    return np.asarray(rows)
+        rows = map_rows(len(edges) + 2, edges, mag)  # 0 for an unknown magnitude, 1 + group otherwise
+        maps += [fit_pit_map(pit[rows == r], k, positions=positions).knots for r in range(1, len(edges) + 2)]
+    return np.asarray(maps)
 
 
 def apply_output_maps(zgrid: np.ndarray, pdfs: np.ndarray, knots: np.ndarray, rows: np.ndarray,
@@ -85,8 +84,7 @@ def apply_output_maps(zgrid: np.ndarray, pdfs: np.ndarray, knots: np.ndarray, ro
 def _maps_score(cv, held: np.ndarray, pit: np.ndarray, edges) -> float:
     """Held-out log-likelihood of the labels with output maps fitted on the other folds' held-out PITs."""
     total = 0.0
-    for k, test in enumerate(cv.folds):
-        train = np.concatenate([f for j, f in enumerate(cv.folds) if j != k])
+    for train, test in cv.splits():
         knots = output_maps(pit[train], cv.mag[train], edges)
         rows = map_rows(knots.shape[0], np.zeros(0) if edges is None else edges, cv.mag[test])
         out = apply_output_maps(cv.zgrid, held[test].copy(), knots, rows)
