@@ -342,6 +342,8 @@ class ConsensusModel:
                           else {}))
         except KeyError as err:
             raise ModelError(f"{source}: consensus model lacks the entry {err.args[0]!r}") from None
+        except ModelError as err:  # the fields' own checks: name the file they came from
+            raise ModelError(f"{source}: {err}") from None
 
 
 def map_rows(n_maps: int, edges: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
