@@ -66,6 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--workdir", type=Path, help="keep the models here (default: a temporary folder)")
     p.add_argument("--reuse-pretrained", action="store_true",
                    help="reuse WORKDIR/pretrained_BACKBONE.pt where it exists (its CPU time is then not counted)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with a stopped run in WORKDIR: its pretrainings and finished runs are kept, with their "
+                        "recorded CPU times")
     p.add_argument("--png", type=Path, help="write the figure here")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--replot", type=Path, metavar="JSON", help="only redraw --png from a --json of an earlier run")
@@ -74,6 +77,8 @@ def parse_args(argv=None):
         args.backbones, args.sizes, args.steps, args.tile_size = ["resnet18", "mvitv2_tiny"], [3, 5, 8], 2, 96
         args.eval_tiles, args.tiles_per_chunk, args.chunks_per_epoch, args.pretrain_epochs = 4, 2, 1, 1
         args.bootstrap, args.head_hidden = 20, [32, 16]
+    if args.resume and args.workdir is None:
+        p.error("--resume needs --workdir (the stopped run's folder)")
     if min(args.sizes) < 2:
         p.error("--sizes: training needs at least 2 labelled tiles (one for validation)")
     return args
@@ -136,6 +141,7 @@ def run(args, work: Path):
     from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings
     from rail.deepdisc.model.artifact import save_artifact
     from rail.deepdisc.pretraining.run import pretrain_from_options
+    from rail.deepdisc.training.loss_curves import write_loss_curves
     from rail.deepdisc.training.run import train_from_options
 
     torch.set_num_threads(args.threads)
@@ -147,9 +153,16 @@ def run(args, work: Path):
           f"field: {field.n_tiles} tiles, {field.n_primary} objects", flush=True)
     common = {"members": 1, "seed": args.seed, "progress_bar": False, "device": "cpu", "num_threads": args.threads,
               "head_hidden": args.head_hidden, "batch_size": args.batch_size, "calibrate_widths": False}
-    pretrained = {}
+    pretrained, reused_s = {}, 0.0  # reused_s: CPU time recorded by the stopped run that --resume goes on with
     for backbone in args.backbones:
         t0 = time.process_time()
+        record = work / f"pretrained_{backbone}.json"
+        if args.resume and record.exists():
+            pretrained[backbone] = work / f"pretrained_{backbone}.pt"
+            cpu[f"pretrain {backbone}"] = json.loads(record.read_text())["cpu_s"]
+            reused_s += cpu[f"pretrain {backbone}"]
+            print(f"resuming: {pretrained[backbone]} kept", flush=True)
+            continue
         if args.reuse_pretrained and (work / f"pretrained_{backbone}.pt").exists():
             pretrained[backbone] = work / f"pretrained_{backbone}.pt"
             print(f"reusing {pretrained[backbone]}", flush=True)
@@ -164,6 +177,7 @@ def run(args, work: Path):
         )
         pretrained[backbone] = save_artifact(art, work / f"pretrained_{backbone}.pt")
         cpu[f"pretrain {backbone}"] = time.process_time() - t0
+        _write_json(record, {"cpu_s": cpu[f"pretrain {backbone}"]})
         print(f"pretrained {backbone}: {cpu[f'pretrain {backbone}'] / 60:.1f} CPU-min", flush=True)
     runs = []
     for backbone in args.backbones:
@@ -171,29 +185,56 @@ def run(args, work: Path):
             train = subset(pool, n_tiles)
             epochs = max(1, math.ceil(args.steps * args.batch_size / max(1, round(0.9 * n_tiles))))
             for init in INITS:
+                record = work / f"{backbone}_{n_tiles}_{init}.npz"
+                if args.resume and record.exists():
+                    with np.load(record, allow_pickle=False) as saved:
+                        runs.append(json.loads(str(saved["info"])) | {"zmode": saved["zmode"],
+                                                                      "detected": saved["detected"]})
+                    reused_s += runs[-1]["cpu_train_s"] + runs[-1]["cpu_estimate_s"]
+                    print(f"resuming: {backbone} {n_tiles} tiles {init} kept", flush=True)
+                    continue
                 opts = {**common, "backbone": backbone, "epochs": epochs, "patience": epochs,
                         "learning_rate": args.lr if init == "random" else args.finetune_lr}
                 if init == "pretrained":
                     opts["init_model"] = str(pretrained[backbone])
                 t0 = time.process_time()
-                art = train_from_options(train, opts, model_path=work / f"{backbone}_{n_tiles}_{init}.pt")
+                # no model path: per-epoch checkpoints of a ResNet-50 (hundreds of epochs on the smallest sets)
+                # would cost more than the training; a stopped run resumes whole runs instead (--resume)
+                art = train_from_options(train, opts)
                 cpu_train = time.process_time() - t0
+                write_loss_curves(art, work / f"{backbone}_{n_tiles}_{init}_loss.json",
+                                  work / f"{backbone}_{n_tiles}_{init}_loss.png")
                 t0 = time.process_time()
                 pred = EnsemblePredictor.from_artifact(art, device="cpu").predict(field, InferenceSettings())
-                runs.append({"backbone": backbone, "tiles": n_tiles, "init": init, "epochs": epochs,
-                             "n_labelled": int(np.isfinite(train.objects["redshift"]).sum()),
-                             "cpu_train_s": cpu_train, "cpu_estimate_s": time.process_time() - t0,
-                             "zmode": pred.zmode, "detected": pred.detected.astype(bool)})
+                info = {"backbone": backbone, "tiles": n_tiles, "init": init, "epochs": epochs,
+                        "n_labelled": int(np.isfinite(train.objects["redshift"]).sum()),
+                        "cpu_train_s": cpu_train, "cpu_estimate_s": time.process_time() - t0}
+                runs.append(info | {"zmode": pred.zmode, "detected": pred.detected.astype(bool)})
+                _save_run(record, info, pred.zmode, pred.detected.astype(bool))
                 print(f"{backbone} {n_tiles} tiles {init}: {epochs} epochs, {cpu_train / 60:.1f} CPU-min, "
                       f"{int(pred.detected.sum())} of {len(pred.zmode)} detected", flush=True)
     table = evaluate(runs, field, args)
-    cpu["total"] = time.process_time() - cpu0
+    cpu["total"] = time.process_time() - cpu0 + reused_s
     print_table(table, cpu)
     if args.png:
         plot(table, args.png)
     if args.json:
         args.json.write_text(json.dumps({"table": table, "cpu_s": cpu, "args": vars(args)}, default=str, indent=1))
     return table
+
+
+def _write_json(path: Path, obj):
+    """Write ``obj`` as JSON, atomically (a killed run leaves no half-written record)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
+
+
+def _save_run(path: Path, info, zmode, detected):
+    """One finished run's record (what ``--resume`` keeps), written atomically."""
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, info=json.dumps(info), zmode=np.asarray(zmode, float), detected=np.asarray(detected, bool))
+    tmp.replace(path)
 
 
 def evaluate(runs, field, args):
