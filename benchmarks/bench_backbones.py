@@ -202,6 +202,7 @@ def run(args, work: Path):
                 # would cost more than the training; a stopped run resumes whole runs instead (--resume)
                 art = train_from_options(train, opts)
                 cpu_train = time.process_time() - t0
+                save_artifact(art, work / f"{backbone}_{n_tiles}_{init}.pt")  # for `deepdisc features`
                 write_loss_curves(art, work / f"{backbone}_{n_tiles}_{init}_loss.json",
                                   work / f"{backbone}_{n_tiles}_{init}_loss.png")
                 t0 = time.process_time()
