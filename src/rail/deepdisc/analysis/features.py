@@ -40,6 +40,10 @@ class ObjectFeatures:
         True redshift (``redshift_true``) where the TileSet has it, else the spec-z (NaN = unknown).
     magnitude : ndarray (N,)
         ``mag_<band>`` of ``mag_band`` (NaN = unknown).
+    head_log_density : ndarray (N,)
+        Log density of the network's own redshift mixture (this member's head, before any width
+        calibration) at ``redshift`` (NaN where it is unknown): the trained head as q(z | features), for
+        `rail.deepdisc.analysis.information.model_information_bound`.
     """
 
     object_id: np.ndarray
@@ -48,6 +52,7 @@ class ObjectFeatures:
     detected: np.ndarray
     redshift: np.ndarray
     magnitude: np.ndarray
+    head_log_density: np.ndarray
 
 
 def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | None = None, batch_size: int = 8,
@@ -79,6 +84,7 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
     from rail.deepdisc.inference.chunk import forced_boxes
     from rail.deepdisc.inference.match import match_boxes
     from rail.deepdisc.inference.predictor import InferenceSettings
+    from rail.deepdisc.model.redshift_head import mixture_log_prob
 
     if boxes not in BOX_MODES:
         raise ConfigError(f"boxes must be one of {', '.join(BOX_MODES)}, got {boxes!r}")
@@ -92,7 +98,8 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
     score_threshold = InferenceSettings().score_threshold  # the estimator's detection threshold
     tile_of = obj["tile"][primary]
     n_roi = model.redshift_pool.output_size[0] * model.redshift_pool.output_size[1] * model.backbone.out_channels
-    rows, detected, feats = [], np.zeros(len(primary), bool), []
+    truth = np.asarray((obj["redshift_true"] if "redshift_true" in obj else obj["redshift"])[primary], np.float64)
+    rows, detected, feats, log_q = [], np.zeros(len(primary), bool), [], []
     with torch.inference_mode():
         for a in range(0, tileset.n_tiles, int(batch_size)):
             b = min(a + int(batch_size), tileset.n_tiles)
@@ -113,15 +120,19 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
                 tile_boxes.append(torch.from_numpy(box.astype(np.float32)))
                 targets.append({"boxes": tile_boxes[-1], "redshift": torch.zeros(len(idx)),
                                 "ebv": torch.from_numpy(np.nan_to_num(obj["ebv"][primary][idx]).astype(np.float32))})
-            feats.append(model.redshift_inputs(enc, targets).features.numpy())
+            inputs = model.redshift_inputs(enc, targets)
+            feats.append(inputs.features.numpy())
+            z = torch.from_numpy(truth[np.concatenate([np.flatnonzero(tile_of == t) for t in range(a, b)])])
+            log_q.append(mixture_log_prob(model.redshift_head(inputs.features, inputs.extra),
+                                          torch.nan_to_num(z).to(inputs.features.dtype)).double().numpy())
     order = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     all_feats = np.concatenate(feats)[inverse].astype(np.float32)
-    truth = obj["redshift_true"] if "redshift_true" in obj else obj["redshift"]
+    head_log_density = np.where(np.isfinite(truth), np.concatenate(log_q)[inverse], np.nan)
     return ObjectFeatures(
         object_id=np.asarray(obj["object_id"][primary], np.int64), roi=all_feats[:, :n_roi],
-        pixel=all_feats[:, n_roi:], detected=detected, redshift=np.asarray(truth[primary], np.float64),
-        magnitude=np.asarray(obj[f"mag_{band}"][primary], np.float64),
+        pixel=all_feats[:, n_roi:], detected=detected, redshift=truth,
+        magnitude=np.asarray(obj[f"mag_{band}"][primary], np.float64), head_log_density=head_log_density,
     )
 

@@ -16,13 +16,14 @@ bound, not a guaranteed bound; it is near zero for features independent of z (se
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from rail.deepdisc.exceptions import ConfigError
 
-__all__ = ["MIBound", "mutual_information_bound", "fit_flow"]
+__all__ = ["MIBound", "mutual_information_bound", "model_information_bound", "fit_flow"]
 
 _MIN_OBJECTS = 20
 _STD_FLOOR = 1e-8
@@ -152,39 +153,112 @@ def mutual_information_bound(features, z, *, holdout: float = 0.3, seed: int = 0
     ConfigError
         With fewer than 20 usable objects or a holdout outside (0, 1).
     """
-    import torch
-
     f = np.asarray(features, np.float64)
     z = np.asarray(z, np.float64)
     if f.ndim != 2 or len(f) != len(z):
         raise ConfigError(f"features must be (N, D) with N = len(z) = {len(z)}, got {f.shape}")
     keep = np.isfinite(z) & np.isfinite(f).all(axis=1)
     f, z = f[keep], z[keep]
-    if len(z) < _MIN_OBJECTS:
-        raise ConfigError(f"the mutual-information bound needs >= {_MIN_OBJECTS} objects with finite redshift, "
-                          f"got {len(z)}")
-    if not 0.0 < holdout < 1.0:
-        raise ConfigError(f"holdout must be in (0, 1), got {holdout!r}")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(z))
-    n_test = max(1, int(round(holdout * len(z))))
-    test, train = order[:n_test], order[n_test:]
-    z = (z - z[train].mean()) / max(z[train].std(), _STD_FLOOR)
-    f = (f - f[train].mean(axis=0)) / np.maximum(f[train].std(axis=0), _STD_FLOOR)
+    split = _Split.make(z, holdout, seed)
+    f = (f - f[split.train].mean(axis=0)) / np.maximum(f[split.train].std(axis=0), _STD_FLOOR)
+    with _one_thread():
+        nll_z = split.marginal_nll(epochs, seed, hidden)
+        conditional = fit_flow(split.zs[split.train], f[split.train], epochs=epochs, seed=seed, hidden=hidden)
+        nll_zf = _nll(conditional, split.zs[split.test], f[split.test])
+    return _bound(nll_z, nll_zf, split, int(f.shape[1]))
+
+
+def model_information_bound(log_density, z, *, holdout: float = 0.3, seed: int = 0, epochs: int = 400,
+                            hidden: int = 32) -> MIBound:
+    """Lower bound on I(head inputs; z) with the trained network's own redshift PDF as q(z | features).
+
+    The network's mixture p(z | f) is a conditional density of z given its redshift head's inputs, so
+    ``H(z) - E[-log p(z | f)]`` bounds the information those inputs carry (Barber & Agakov 2003) with no
+    reduction of the features and no flow fitted to them: what the trained head itself certifies. Unlike the
+    reduced-feature bound it cannot miss information the head reads; it misses what the head fails to read. The
+    objects must be new to the network (another field than its training one). ``H(z)`` is the held-out
+    cross-entropy of the same unconditional flow as in `mutual_information_bound` (same ``holdout`` and
+    ``seed``: the same objects), and ``p`` is converted to the same standardised redshift.
+
+    Parameters
+    ----------
+    log_density : ndarray (N,)
+        ``log p(z_i | f_i)`` of each object's mixture at its redshift (per unit redshift).
+    z : ndarray (N,)
+        Redshifts (rows where either is non-finite are dropped).
+    holdout, seed, epochs, hidden
+        As `mutual_information_bound`.
+
+    Returns
+    -------
+    MIBound
+        ``n_features`` is 0 (the head's inputs are not reduced).
+
+    Raises
+    ------
+    ConfigError
+        With fewer than 20 usable objects, a holdout outside (0, 1) or arrays of different lengths.
+    """
+    log_q = np.asarray(log_density, np.float64)
+    z = np.asarray(z, np.float64)
+    if log_q.shape != z.shape or z.ndim != 1:
+        raise ConfigError(f"log_density must be (N,) with N = len(z) = {len(z)}, got {log_q.shape}")
+    keep = np.isfinite(z) & np.isfinite(log_q)
+    log_q, z = log_q[keep], z[keep]
+    split = _Split.make(z, holdout, seed)
+    with _one_thread():
+        nll_z = split.marginal_nll(epochs, seed, hidden)
+    # z_s = (z - mean) / scale, so p_s(z_s) = p(z) * scale
+    nll_zf = -(log_q[split.test] + math.log(split.scale))
+    return _bound(nll_z, nll_zf, split, 0)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Training and held-out objects of a bound, with the redshifts standardised on the training part."""
+
+    zs: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    scale: float
+
+    @classmethod
+    def make(cls, z: np.ndarray, holdout: float, seed: int) -> _Split:
+        if len(z) < _MIN_OBJECTS:
+            raise ConfigError(f"the mutual-information bound needs >= {_MIN_OBJECTS} objects with finite redshift, "
+                              f"got {len(z)}")
+        if not 0.0 < holdout < 1.0:
+            raise ConfigError(f"holdout must be in (0, 1), got {holdout!r}")
+        order = np.random.default_rng(seed).permutation(len(z))
+        n_test = max(1, int(round(holdout * len(z))))
+        test, train = order[:n_test], order[n_test:]
+        scale = max(float(z[train].std()), _STD_FLOOR)
+        return cls((z - z[train].mean()) / scale, train, test, scale)
+
+    def marginal_nll(self, epochs: int, seed: int, hidden: int) -> np.ndarray:
+        """Held-out ``-log q(z)`` of the unconditional flow (the H(z) estimate), per test object."""
+        return _nll(fit_flow(self.zs[self.train], epochs=epochs, seed=seed, hidden=hidden), self.zs[self.test])
+
+
+@contextmanager
+def _one_thread():
+    """Networks this small run fastest on one thread (and do not fight for shared cores); enable gradients."""
+    import torch
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # networks this small run fastest on one thread (and do not fight for shared cores)
+    torch.set_num_threads(1)
     try:
         with torch.enable_grad():
-            marginal = fit_flow(z[train], epochs=epochs, seed=seed, hidden=hidden)
-            conditional = fit_flow(z[train], f[train], epochs=epochs, seed=seed, hidden=hidden)
-        nll_z = _nll(marginal, z[test])
-        nll_zf = _nll(conditional, z[test], f[test])
+            yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _bound(nll_z: np.ndarray, nll_zf: np.ndarray, split: _Split, n_features: int) -> MIBound:
     diff = nll_z - nll_zf
     bound = float(diff.mean())
     return MIBound(
         bound=bound, bound_bits=bound / math.log(2.0), h_z=float(nll_z.mean()), conditional_nll=float(nll_zf.mean()),
-        bound_error=float(diff.std(ddof=1) / math.sqrt(len(diff))), n_train=len(train), n_test=len(test),
-        n_features=int(f.shape[1]),
+        bound_error=float(diff.std(ddof=1) / math.sqrt(len(diff))), n_train=len(split.train), n_test=len(split.test),
+        n_features=n_features,
     )

@@ -5,10 +5,14 @@ reduces them with UMAP (``umap-learn``; PCA with ``reduce="pca"``, or when umap-
 summary says) to ``n_dims`` dimensions for the mutual-information bound
 (`rail.deepdisc.analysis.information`) and to 2 for the figure, and writes into a folder:
 
-* ``features.npz``: object_id, roi (and pixel) features, detected, redshift, magnitude, the 2-D embedding;
+* ``features.npz``: object_id, roi (and pixel) features, detected, redshift, magnitude, the head's log density
+  at the redshift, the 2-D embedding;
 * ``embedding.png``: the 2-D embedding coloured by redshift and by magnitude;
-* ``summary.json``: model, tiles, reducer, the bound (nats and bits) for the RoI features and, where the network
-  has them, for RoI + pixel features.
+* ``summary.json``: model, tiles, reducer, the bound (nats and bits) for the reduced RoI features and, where the
+  network has them, for RoI + pixel features; and ``head``: the bound with the network's own redshift mixture
+  as q(z | features) (`rail.deepdisc.analysis.information.model_information_bound`), on the same held-out
+  objects. The reduced-feature bounds are the paper's; an unsupervised reduction keeps the directions of
+  largest variance, which need not be those the head reads, so they can sit far below the head's bound.
 """
 
 from __future__ import annotations
@@ -113,7 +117,7 @@ def feature_report(model_path: str | os.PathLike, tiles_path: str | os.PathLike,
         Reducer and flow seeds; flow training steps.
     """
     from rail.deepdisc.analysis.features import object_features
-    from rail.deepdisc.analysis.information import mutual_information_bound
+    from rail.deepdisc.analysis.information import model_information_bound, mutual_information_bound
     from rail.deepdisc.model.artifact import check_compatible, load_artifact
     from rail.deepdisc.model.network import model_from_artifact
     from rail.deepdisc.tileset.io import read_tileset
@@ -132,6 +136,8 @@ def feature_report(model_path: str | os.PathLike, tiles_path: str | os.PathLike,
     for name, x in sets.items():
         reduced, used = reduce_features(x, n_dims, method=reduce, seed=seed)
         bounds[name] = mutual_information_bound(reduced, feats.redshift, seed=seed, epochs=epochs).to_dict()
+    bounds["head"] = model_information_bound(feats.head_log_density, feats.redshift, seed=seed,
+                                             epochs=epochs).to_dict()
     embedding, used2d = reduce_features(feats.roi, 2, method=reduce, seed=seed)
     backbone = art["config"].get("backbone", "?")
     plot_embedding(embedding, feats.redshift, feats.magnitude, out / "embedding.png",
@@ -141,7 +147,7 @@ def feature_report(model_path: str | os.PathLike, tiles_path: str | os.PathLike,
     with atomic_path(out / "features.npz") as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, object_id=feats.object_id, roi=feats.roi, pixel=feats.pixel,
                             detected=feats.detected, redshift=feats.redshift, magnitude=feats.magnitude,
-                            embedding=embedding)
+                            head_log_density=feats.head_log_density, embedding=embedding)
     summary = {"model": str(model_path), "tiles": str(tiles_path), "backbone": backbone, "member": member,
                "boxes": boxes, "n_objects": len(feats.object_id), "n_detected": int(feats.detected.sum()),
                "reducer": used, "n_dims": n_dims, "mutual_information": bounds}

@@ -9,8 +9,10 @@ HELP = "features of a trained model: UMAP embedding and a mutual-information low
 EXAMPLES = """  deepdisc features model.pt tiles.h5 -o features/            # UMAP, bound on 4 dimensions
   deepdisc features model.pt tiles.h5 -o features/ --reduce pca --boxes catalog
 Writes DIR/embedding.png (coloured by redshift and magnitude), DIR/features.npz and DIR/summary.json. The
-bound uses redshift_true where the tiles have it (simulations), else the spec-z. UMAP needs the 'features'
-extra (pip install 'pz-rail-deepdisc[features]'); without it PCA is used and the summary says so.
+bound uses redshift_true where the tiles have it (simulations), else the spec-z. A third bound ("head") uses the
+network's own redshift PDF as q(z | features), with no reduction: run it on tiles the model was not trained on.
+UMAP needs the 'features' extra (pip install 'pz-rail-deepdisc[features]'); without it PCA is used and the
+summary says so.
 """
 
 
@@ -35,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
     summary = feature_report(args.model, args.tiles, args.output, member=args.member, boxes=args.boxes,
                              reduce=args.reduce, n_dims=args.dims, mag_band=args.mag_band, seed=args.seed)
     for name, b in summary["mutual_information"].items():
-        print(f"I({name} features; z) >= {b['bound']:.3f} +- {b['bound_error']:.3f} nats "
-              f"({b['bound_bits']:.3f} bits), {summary['reducer']} to {summary['n_dims']} dims, "
-              f"{b['n_test']} held-out objects")
+        how = ("the network's own redshift PDF as q(z | features)" if name == "head" else
+               f"{summary['reducer']} to {summary['n_dims']} dims")
+        what = "head input" if name == "head" else name
+        print(f"I({what} features; z) >= {b['bound']:.3f} +- {b['bound_error']:.3f} nats "
+              f"({b['bound_bits']:.3f} bits), {how}, {b['n_test']} held-out objects")
     print(f"wrote {args.output}/embedding.png, features.npz, summary.json ({summary['n_objects']} objects)")
     return 0
