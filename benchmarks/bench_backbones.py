@@ -17,11 +17,13 @@ galaxies are in the common set (short runs detect little), the metrics use every
 
 CPU time (``time.process_time``, all threads of this process) is recorded for every run.
 
-Recorded run, the defaults (about 20 CPU-minutes; benchmarks/README.md, section "Backbones and training-set
-size"; a reduced-scale run: the README says what the full experiment needs)::
+Recorded run, the defaults (about 100 CPU-minutes, one hour on 2 cores; benchmarks/README.md, section "Backbones
+and training-set size"; the README says what the paper-scale experiment needs)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/bench_backbones.py --threads 2 --workdir bench_bb \\
         --png benchmarks/backbones.png --json backbones.json
+
+A stopped run goes on with ``--resume`` (same arguments): finished pretrainings and runs are kept.
 
 Smoke run (a few minutes)::
 
@@ -48,18 +50,18 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="smoke-test sizes (minutes)")
     p.add_argument("--backbones", nargs="+", default=["resnet50", "mvitv2_tiny"])
-    p.add_argument("--sizes", type=int, nargs="+", default=[4, 8, 16], help="training tiles (label-complete)")
-    p.add_argument("--steps", type=int, default=8, help="optimiser steps of every training run")
+    p.add_argument("--sizes", type=int, nargs="+", default=[4, 16, 64], help="training tiles (label-complete)")
+    p.add_argument("--steps", type=int, default=250, help="optimiser steps of every training run")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--tile-size", type=int, default=128)
-    p.add_argument("--eval-tiles", type=int, default=8)
-    p.add_argument("--tiles-per-chunk", type=int, default=8, help="pretraining: simulated tiles per chunk")
-    p.add_argument("--chunks-per-epoch", type=int, default=3, help="pretraining")
-    p.add_argument("--pretrain-epochs", type=int, default=2)
+    p.add_argument("--eval-tiles", type=int, default=48)
+    p.add_argument("--tiles-per-chunk", type=int, default=40, help="pretraining: simulated tiles per chunk")
+    p.add_argument("--chunks-per-epoch", type=int, default=5, help="pretraining")
+    p.add_argument("--pretrain-epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (random init and pretraining)")
     p.add_argument("--finetune-lr", type=float, default=3e-4, help="learning rate from the pretrained network")
     p.add_argument("--head-hidden", type=int, nargs="+", default=[256, 64])
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the errors")
+    p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the errors")
     p.add_argument("--min-common", type=int, default=20, help="fewest common detections to use that set")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
@@ -214,13 +216,15 @@ def run(args, work: Path):
                 _save_run(record, info, pred.zmode, pred.detected.astype(bool))
                 print(f"{backbone} {n_tiles} tiles {init}: {epochs} epochs, {cpu_train / 60:.1f} CPU-min, "
                       f"{int(pred.detected.sum())} of {len(pred.zmode)} detected", flush=True)
-    table = evaluate(runs, field, args)
+    table, differences = evaluate(runs, field, args)
     cpu["total"] = time.process_time() - cpu0 + reused_s
     print_table(table, cpu)
+    print_differences(differences)
     if args.png:
         plot(table, args.png)
     if args.json:
-        args.json.write_text(json.dumps({"table": table, "cpu_s": cpu, "args": vars(args)}, default=str, indent=1))
+        args.json.write_text(json.dumps({"table": table, "differences": differences, "cpu_s": cpu, "args": vars(args)},
+                                        default=str, indent=1))
     return table
 
 
@@ -253,7 +257,45 @@ def evaluate(runs, field, args):
         table.append({k: v for k, v in r.items() if k not in ("zmode", "detected")}
                      | {"metrics": values, "errors": errors, "n_detected": int(r["detected"].sum()),
                         "n_eval": int(use.sum()), "eval_set": subset_name})
-    return table
+    return table, paired_differences(runs, ztrue[use], use, args.bootstrap, args.seed)
+
+
+def paired_differences(runs, ztrue, use, n_boot, seed):
+    """sigma_IQR and eta of pretrained - random (per backbone) and of each backbone - the first (per init), per size.
+
+    The runs share their evaluation galaxies, so the errors come from resampling the galaxies once for both runs
+    of a difference (a paired bootstrap; the per-run errors of the table overstate the differences' errors).
+    """
+    from rail.deepdisc.evaluation.metrics import outlier_fraction, sigma_iqr
+
+    by_key = {(r["backbone"], r["tiles"], r["init"]): r["zmode"][use] for r in runs}
+    backbones = list(dict.fromkeys(r["backbone"] for r in runs))
+    pairs = [(f"{b}: pretrained - random", (b, "pretrained"), (b, "random")) for b in backbones]
+    pairs += [(f"{init}: {b} - {backbones[0]}", (b, init), (backbones[0], init))
+              for init in INITS for b in backbones[1:]]
+    rng = np.random.default_rng(seed)
+    picks = [rng.integers(0, len(ztrue), len(ztrue)) for _ in range(n_boot)]
+    out = []
+    for name, (b1, i1), (b2, i2) in pairs:
+        for n_tiles in sorted({r["tiles"] for r in runs}):
+            z1, z2 = by_key.get((b1, n_tiles, i1)), by_key.get((b2, n_tiles, i2))
+            if z1 is None or z2 is None:
+                continue
+            row = {"comparison": name, "tiles": n_tiles}
+            for key, f in (("sigma_iqr", sigma_iqr), ("eta", outlier_fraction)):
+                draws = [f(z1[p], ztrue[p]) - f(z2[p], ztrue[p]) for p in picks]
+                row[key] = [float(f(z1, ztrue) - f(z2, ztrue)), float(np.std(draws))]
+            out.append(row)
+    return out
+
+
+def print_differences(differences):
+    print("\npaired differences (same galaxies, paired bootstrap): sigma_IQR / eta")
+    print("| comparison | training tiles | sigma_IQR | eta |")
+    print("|---|---|---|---|")
+    for d in differences:
+        print(f"| {d['comparison']} | {d['tiles']} | {d['sigma_iqr'][0]:+.3f} ± {d['sigma_iqr'][1]:.3f} | "
+              f"{d['eta'][0]:+.3f} ± {d['eta'][1]:.3f} |")
 
 
 def print_table(table, cpu):
