@@ -41,9 +41,9 @@ class ObjectFeatures:
     magnitude : ndarray (N,)
         ``mag_<band>`` of ``mag_band`` (NaN = unknown).
     head_log_density : ndarray (N,)
-        Log density of the network's own redshift mixture (this member's head, before any width
-        calibration) at ``redshift`` (NaN where it is unknown): the trained head as q(z | features), for
-        `rail.deepdisc.analysis.information.model_information_bound`.
+        Log density of the network's own redshift mixture (this member's head, with its own width factor but
+        not the ensemble's) at ``redshift`` (NaN where it is unknown): the trained head as q(z | features),
+        for `rail.deepdisc.analysis.information.model_information_bound`.
     """
 
     object_id: np.ndarray
