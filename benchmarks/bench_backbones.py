@@ -140,6 +140,7 @@ def run(args, work: Path):
     """Simulate, pretrain, train every (backbone, size, init), evaluate; print the table, draw the figure."""
     import torch
 
+    from rail.deepdisc.atomic import write_text_atomic
     from rail.deepdisc.inference.predictor import EnsemblePredictor, InferenceSettings
     from rail.deepdisc.model.artifact import save_artifact
     from rail.deepdisc.pretraining.run import pretrain_from_options
@@ -179,7 +180,7 @@ def run(args, work: Path):
         )
         pretrained[backbone] = save_artifact(art, work / f"pretrained_{backbone}.pt")
         cpu[f"pretrain {backbone}"] = time.process_time() - t0
-        _write_json(record, {"cpu_s": cpu[f"pretrain {backbone}"]})
+        write_text_atomic(json.dumps({"cpu_s": cpu[f"pretrain {backbone}"]}), record)
         print(f"pretrained {backbone}: {cpu[f'pretrain {backbone}'] / 60:.1f} CPU-min", flush=True)
     runs = []
     for backbone in args.backbones:
@@ -228,18 +229,12 @@ def run(args, work: Path):
     return table
 
 
-def _write_json(path: Path, obj):
-    """Write ``obj`` as JSON, atomically (a killed run leaves no half-written record)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
-
-
 def _save_run(path: Path, info, zmode, detected):
     """One finished run's record (what ``--resume`` keeps), written atomically."""
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, info=json.dumps(info), zmode=np.asarray(zmode, float), detected=np.asarray(detected, bool))
-    tmp.replace(path)
+    from rail.deepdisc.atomic import atomic_path
+
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, info=json.dumps(info), zmode=np.asarray(zmode, float), detected=np.asarray(detected, bool))
 
 
 def evaluate(runs, field, args):
