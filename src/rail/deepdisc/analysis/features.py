@@ -105,7 +105,7 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
             b = min(a + int(batch_size), tileset.n_tiles)
             enc = model.encode(torch.from_numpy(np.ascontiguousarray(tileset.images[a:b], dtype=np.float32)))
             dets = model.detect(enc) if boxes == "matched" else [None] * (b - a)
-            tile_boxes, targets = [], []
+            tile_boxes, targets, first = [], [], len(rows)
             for t, det in zip(range(a, b), dets):
                 idx = np.flatnonzero(tile_of == t)
                 box = catalog[idx].copy()
@@ -122,9 +122,9 @@ def object_features(model, tileset, *, boxes: str = "matched", mag_band: str | N
                                 "ebv": torch.from_numpy(np.nan_to_num(obj["ebv"][primary][idx]).astype(np.float32))})
             inputs = model.redshift_inputs(enc, targets)
             feats.append(inputs.features.numpy())
-            z = torch.from_numpy(truth[np.concatenate([np.flatnonzero(tile_of == t) for t in range(a, b)])])
+            z = torch.from_numpy(np.nan_to_num(truth[np.concatenate(rows[first:])]))  # this batch's objects, in order
             log_q.append(mixture_log_prob(model.redshift_head(inputs.features, inputs.extra),
-                                          torch.nan_to_num(z).to(inputs.features.dtype)).double().numpy())
+                                          z.to(inputs.features.dtype)).double().numpy())
     order = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
