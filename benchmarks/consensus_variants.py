@@ -6,10 +6,19 @@ input of its consensus and the peers) are combined again, once per variant, into
 of the run's preset folder. Every variant's fit uses only the calibration field's spec-z; the test field's truths
 only score it.
 
+``--calib-sets K [K ...]`` asks how many held-out spec-z the fit needs: the calibration field's tiles are cut, by
+``tile_id``, into consecutive disjoint sets of K field tiles each (a 2400-tile field and ``--calib-sets 600 1200
+2400`` give four, two and one sets), and every variant is fitted on the spec-z of each set alone (the others'
+truths hidden) and scored on the whole test field. The sets of one size are independent replicates: their spread
+is the scatter that a calibration sample of that size brings. The first K tiles of a larger field hold the same
+objects, positions and spec-z as the K-tile field of the same seed, but not the same pixel noise and catalog
+photometry, so a set's fit differs somewhat from the smaller field's.
+
 Run (after ``bench_accuracy.py --workdir W ...``)::
 
     PYTHONPATH=src python benchmarks/consensus_variants.py --workdir W --preset JADES9 \\
         --variant "default=" --variant "no-map=--output-pit none" --variant "by-magnitude=--output-pit magnitude"
+    PYTHONPATH=src python benchmarks/consensus_variants.py --workdir W --variant "default=" --calib-sets 600 1200 2400
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,6 +54,33 @@ def _files(run: dict, out: Path, inputs: list[str], calib_suffix: str) -> tuple[
     return calib, test
 
 
+def _calibration_sets(calib_tiles: Path, n_field: int, sizes: list[int] | None, folder: Path
+                      ) -> list[tuple[str, Path, int]]:
+    """(name, truth file, spec-z) of each calibration set: the whole field (``sizes`` None), else consecutive
+    disjoint blocks of each size among the field's ``n_field`` tiles (the calibration TileSet keeps only those
+    holding a spec-z), written as truth tables with the other blocks' spec-z hidden."""
+    import h5py
+    import tables_io
+
+    from rail.deepdisc.evaluation.io import read_truth
+
+    truth = read_truth(calib_tiles)
+    z, _ = truth.redshift("redshift")
+    if not sizes:
+        return [("all", calib_tiles, int(np.isfinite(z).sum()))]
+    with h5py.File(calib_tiles, "r") as f:
+        field_tile = f["tiles"]["tile_id"][()][truth.columns["tile"]]
+    sets = []
+    for size in sizes:
+        for start in range(0, n_field - size + 1, size):
+            inside = (field_tile >= start) & (field_tile < start + size)
+            columns = dict(truth.columns, redshift=np.where(inside, truth.columns["redshift"], np.nan))
+            path = folder / f"truth_tiles_{start}-{start + size}.hdf5"
+            tables_io.write(columns, str(path))
+            sets.append((f"tiles {start}-{start + size}", path, int((np.isfinite(z) & inside).sum())))
+    return sets
+
+
 def _summary(label: str, scored: dict) -> dict:
     rows = scored["rows"]
     cut = next(r for r in rows if r["binning"] == "cut")
@@ -54,12 +92,26 @@ def _summary(label: str, scored: dict) -> dict:
     return {"label": label, "cut": cut, "all": overall, "bins": bins, "outside": outside}
 
 
+def _maps(model: Path) -> str:
+    """The output PIT maps a fitted consensus model applies: none, one, or one per magnitude group."""
+    from rail.deepdisc.consensus.model import load_consensus_model
+
+    fitted = load_consensus_model(model)
+    if not len(fitted.output_pit_knots):
+        return "none"
+    groups = len(fitted.output_pit_edges) + 1
+    return "one" if groups == 1 else f"{groups} magnitude groups"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True, help="the bench_accuracy.py run's --workdir")
     p.add_argument("--preset", default="JADES9")
     p.add_argument("--variant", action="append", required=True, metavar="NAME=OPTIONS",
                    help="a name and the deepdisc combine fit options of a variant (repeatable; empty: defaults)")
+    p.add_argument("--calib-sets", type=int, nargs="+", default=None, metavar="K",
+                   help="fit on disjoint sets of K calibration-field tiles each (by tile_id), every K given; "
+                        "default: the whole calibration field")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     from rail.deepdisc.evaluation.io import read_truth
@@ -74,28 +126,36 @@ def main(argv=None) -> int:
     calib_files, test_files = _files(run, out, inputs, calib_suffix)
     _, test_tiles, calib_tiles = simulate(out, args.preset, argparse.Namespace(**run["args"]))  # the run's files
     truth = read_truth(test_tiles)
+    sets_dir = out / "calibration_sets"
+    sets_dir.mkdir(exist_ok=True)
+    sets = _calibration_sets(calib_tiles, run["args"]["calib_tiles"], args.calib_sets, sets_dir)
     table = []
     for spec in args.variant:
         name, _, options = spec.partition("=")
         fit_args = tuple(shlex.split(options))
-        for kind, methods in (("consensus", tuple(inputs)), ("recalibrated", (inputs[0],))):
-            folder = out / f"consensus_{_slug(name)}_{kind}"
-            folder.mkdir(exist_ok=True)
-            t0 = time.perf_counter()
-            pz, _ = run_consensus(_cli, folder, {m: calib_files[m] for m in methods},
-                                  {m: test_files[m] for m in methods}, calib_tiles, test_tiles, args.threads,
-                                  methods, fit_args)
-            label = f"{name}: " + ("Consensus" if kind == "consensus" else RECALIBRATED)
-            table.append(_summary(label, score(pz, truth, label, time.perf_counter() - t0)))
-            print(f"{label} done", file=sys.stderr, flush=True)
+        for set_name, set_truth, n_labels in sets:
+            for kind, methods in (("consensus", tuple(inputs)), ("recalibrated", (inputs[0],))):
+                folder = out / f"consensus_{_slug(name)}_{kind}" / ("" if args.calib_sets is None
+                                                                    else _slug(set_name))
+                folder.mkdir(parents=True, exist_ok=True)
+                t0 = time.perf_counter()
+                pz, _ = run_consensus(_cli, folder, {m: calib_files[m] for m in methods},
+                                      {m: test_files[m] for m in methods}, set_truth, test_tiles, args.threads,
+                                      methods, fit_args)
+                label = (f"{name}: " + ("Consensus" if kind == "consensus" else RECALIBRATED)
+                         + ("" if args.calib_sets is None else f", {set_name} ({n_labels} spec-z)"))
+                table.append(_summary(label, score(pz, truth, label, time.perf_counter() - t0))
+                             | {"maps": _maps(folder / "consensus_model.npz")})
+                print(f"{label} done", file=sys.stderr, flush=True)
     bins = [r["bin"] for r in table[0]["bins"]]
     print(f"Inputs: {', '.join(inputs)}; calibration field: {calib_tiles.name}; test field: {test_tiles.name}\n")
-    print("| variant | F444W < 27 sigma_IQR / eta | all sigma_IQR / eta | cov 68 / 95 all | "
+    print("| variant | output maps | F444W < 27 sigma_IQR / eta | all sigma_IQR / eta | cov 68 / 95 all | "
           + " | ".join(f"cov 68 / 95 {b}" for b in bins) + " | outside tolerance |")
-    print("|---|---|---|---|" + "---|" * len(bins) + "---|")
+    print("|---|---|---|---|---|" + "---|" * len(bins) + "---|")
     for t in table:
         c, a = t["cut"], t["all"]
-        print(f"| {t['label']} | {c['sigma_iqr']:.3f}±{c['sigma_iqr_err']:.3f} / {c['eta']:.3f}±{c['eta_err']:.3f} | "
+        print(f"| {t['label']} | {t['maps']} | {c['sigma_iqr']:.3f}±{c['sigma_iqr_err']:.3f} / "
+              f"{c['eta']:.3f}±{c['eta_err']:.3f} | "
               f"{a['sigma_iqr']:.3f} / {a['eta']:.3f} | {a['cov68']:.3f} / {a['cov95']:.3f} | "
               + " | ".join(f"{r['cov68']:.3f} / {r['cov95']:.3f}" for r in t["bins"])
               + f" | {', '.join(t['outside']) or 'none'} |")
