@@ -70,6 +70,7 @@ def _calibration_sets(calib_tiles: Path, n_field: int, sizes: list[int] | None, 
         return [("all", calib_tiles, int(np.isfinite(z).sum()))]
     with h5py.File(calib_tiles, "r") as f:
         field_tile = f["tiles"]["tile_id"][()][truth.columns["tile"]]
+    folder.mkdir(exist_ok=True)
     sets = []
     for size in sizes:
         for start in range(0, n_field - size + 1, size):
@@ -126,9 +127,7 @@ def main(argv=None) -> int:
     calib_files, test_files = _files(run, out, inputs, calib_suffix)
     _, test_tiles, calib_tiles = simulate(out, args.preset, argparse.Namespace(**run["args"]))  # the run's files
     truth = read_truth(test_tiles)
-    sets_dir = out / "calibration_sets"
-    sets_dir.mkdir(exist_ok=True)
-    sets = _calibration_sets(calib_tiles, run["args"]["calib_tiles"], args.calib_sets, sets_dir)
+    sets = _calibration_sets(calib_tiles, run["args"]["calib_tiles"], args.calib_sets, out / "calibration_sets")
     table = []
     for spec in args.variant:
         name, _, options = spec.partition("=")
