@@ -41,39 +41,58 @@ def _coverage(model, kind, mask=None, seed=99):
     return np.mean(np.abs(pit - 0.5) <= 0.34), np.mean(np.abs(pit - 0.5) <= 0.475)
 
 
-def _fit(kind, output_pit="auto", n=1000, seed=0):
+def _fit(kind, output_pit="auto", n=1000, seed=0, magnitudes=True):
     pdfs, z, mag = _field(kind, n, seed)
-    return fit_consensus(pdfs, z, mag, methods=["A"], settings=ConsensusSettings(output_pit=output_pit))
+    return fit_consensus(pdfs, z, mag if magnitudes else None, methods=["A"],
+                         settings=ConsensusSettings(output_pit=output_pit))
 
 
 def test_one_map_mends_a_shape_that_the_width_cannot():
-    model = _fit("heavy")
-    assert model.output_pit_knots.shape[0] == 1 and model.output_pit_edges.size == 0
     without = _fit("heavy", "none")
-    cov68, cov95 = _coverage(model, "heavy")
     raw68, raw95 = _coverage(without, "heavy")
     assert raw68 - 0.68 > 0.06 and 0.95 - raw95 > 0.015  # the temperature alone: core too wide, tails too narrow
-    # within the labels' sampling noise (their held-out 68% coverage is 0.742 where the population's is 0.758)
-    assert abs(cov68 - 0.68) < 0.04 and abs(cov95 - 0.95) < 0.02
-    assert abs(cov68 - 0.68) < abs(raw68 - 0.68) - 0.03 and abs(cov95 - 0.95) < abs(raw95 - 0.95)
+    one = _fit("heavy", "one")
+    auto = _fit("heavy")  # labels with magnitudes: `auto` weighs maps by magnitude (here all alike), never one map
+    assert one.output_pit_knots.shape[0] == 1 and one.output_pit_edges.size == 0
+    assert auto.output_pit_edges.size >= 1 and auto.output_pit_knots.shape[0] == auto.output_pit_edges.size + 2
+    for model in (one, auto):
+        cov68, cov95 = _coverage(model, "heavy")
+        # within the labels' sampling noise (their held-out 68% coverage is 0.742 where the population's is 0.758)
+        assert abs(cov68 - 0.68) < 0.04 and abs(cov95 - 0.95) < 0.02
+        assert abs(cov68 - 0.68) < abs(raw68 - 0.68) - 0.03 and abs(cov95 - 0.95) < abs(raw95 - 0.95)
+    blind = _fit("heavy", magnitudes=False)  # labels without magnitudes: `auto` weighs one map
+    assert blind.output_pit_knots.shape[0] == 1
+    assert abs(_coverage(blind, "heavy")[0] - 0.68) < abs(raw68 - 0.68) - 0.03
 
 
-def test_maps_by_magnitude_mend_opposite_errors_of_bright_and_faint_objects():
-    model = _fit("groups")
-    assert model.output_pit_knots.shape[0] == 1 + model.output_pit_edges.size + 1 >= 3
-    one = _fit("groups", "one")
+def _shifted(n, seed, bright_share):
+    """Student-t scatter (too wide a core, too narrow tails) brighter than 25.5, calibrated Gaussian fainter; a
+    share ``bright_share`` of the objects bright (spec-z: most; the objects estimated: few)."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(0.5, 4.0, n)
+    sig = 0.05 * (1 + z)
+    mag = np.where(rng.random(n) < bright_share, rng.uniform(22.0, 25.5, n), rng.uniform(25.5, 29.0, n))
+    noise = np.where(mag < 25.5, 0.5 * rng.standard_t(2, n), rng.normal(0.0, 1.0, n))
+    return [gaussian_rows(ZGRID, z + noise * sig, sig)], z, mag
 
-    def bright(m):
-        return m < 24.0
 
-    def faint(m):
-        return m > 27.0
+def test_with_magnitudes_auto_conditions_the_map_on_them_so_bright_labels_do_not_miscalibrate_faint_objects():
+    pdfs, z, mag = _shifted(1000, 0, 0.8)  # labels: 80% bright
+    auto, one = (fit_consensus(pdfs, z, mag, methods=["A"], settings=ConsensusSettings(output_pit=choice))
+                 for choice in ("auto", "one"))
+    assert auto.output_pit_edges.size >= 1 and auto.output_pit_knots.shape[0] == auto.output_pit_edges.size + 2
+    objects, ztrue, omag = _shifted(4000, 99, 0.3)  # the objects estimated: 70% faint
 
-    for mask, over in ((bright, True), (faint, False)):
-        c68, c95 = _coverage(model, "groups", mask)
-        o68, _ = _coverage(one, "groups", mask)
-        assert abs(c68 - 0.68) < 0.05 and abs(c95 - 0.95) < 0.03
-        assert (o68 - 0.68 > 0.1) if over else (0.68 - o68 > 0.1)  # one map cannot serve both
+    def coverage(model, sel):
+        pit = pit_of(ZGRID, combine_pdfs(model, objects, omag), ztrue)[sel]
+        return np.mean(np.abs(pit - 0.5) <= 0.34), np.mean(np.abs(pit - 0.5) <= 0.475)
+
+    faint, bright = omag >= 25.5, omag < 25.5
+    a68, a95 = coverage(auto, faint)
+    o68, _ = coverage(one, faint)
+    assert abs(a68 - 0.68) < 0.05 and abs(a95 - 0.95) < 0.03
+    assert 0.68 - o68 > 0.07  # one map of the bright-dominated labels narrows the calibrated faint objects' core
+    assert abs(coverage(auto, bright)[0] - 0.68) < 0.04
 
 
 def test_a_calibrated_consensus_gets_no_map_and_the_file_says_so(tmp_path):

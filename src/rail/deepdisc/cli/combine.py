@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pit-correction", action="store_true", help="fit a PIT shape correction per method")
     parser.add_argument("--output-pit", choices=OUTPUT_PIT_CHOICES, default=d.output_pit,
                         help="PIT shape correction of the combined PDFs, fitted on the labels' held-out PIT values: "
-                             "auto (default: where the labels' cross-validated likelihood gains), none, one map, or "
-                             "one per magnitude group")
+                             "auto (default: the maps by magnitude, or one map for labels without magnitudes, where "
+                             "the labels' cross-validated likelihood gains), none, one map, or one per magnitude group")
     parser.add_argument("--no-beta", action="store_true", help="do not fit beta (1: independent methods)")
     parser.add_argument("--keep-all", action="store_true",
                         help="use every input (default: leave out those whose removal raises the labels' "

@@ -89,9 +89,11 @@ class ConsensusSettings:
         (cross-validated) PIT values of the consensus, so that it corrects what the fit leaves on new objects:
         ``"none"``; ``"one"`` map for every object; ``"magnitude"``, one map per magnitude group (groups of at
         least `MIN_GROUP_LABELS` labels split at the labels' magnitude quantiles, at most three; the map of all
-        labels for objects of unknown magnitude); ``"auto"`` (default) takes a map, then the maps by magnitude,
-        only where it raises the labels' cross-validated likelihood by more than
-        `SELECTION_MIN_GAIN` nats (`rail.deepdisc.consensus.output_maps`).
+        labels for objects of unknown magnitude); ``"auto"`` (default) takes the maps by magnitude (one map
+        where the labels are too few for groups or have no magnitude) only where they raise the labels'
+        cross-validated likelihood by more than `SELECTION_MIN_GAIN` nats: never one map for objects whose
+        magnitudes are known, which would carry the bright spec-z's correction to the faint objects
+        (`rail.deepdisc.consensus.output_maps`).
     min_bad_fraction : float
         Floor of every bad fraction.
     prior_without_labels : bool

@@ -118,8 +118,9 @@ class ConsensusInformer(_ConsensusStage):
         pit_correction=Param(bool, _DEFAULTS.pit_correction, msg="fit a PIT shape correction per method"),
         pit_knots=Param(int, _DEFAULTS.pit_knots, msg="intervals of the PIT correction"),
         output_pit=Param(str, _DEFAULTS.output_pit, msg="PIT shape correction of the combined PDFs, fitted on the "
-                         "labels' held-out PITs: auto (where the labels' cross-validated likelihood gains), none, "
-                         "one, magnitude (one map per magnitude group)"),
+                         "labels' held-out PITs: auto (maps by magnitude, or one map without magnitudes, where the "
+                         "labels' cross-validated likelihood gains), none, one, magnitude (one map per magnitude "
+                         "group)"),
         fit_beta=Param(bool, _DEFAULTS.fit_beta, msg="fit the combination's beta (else 1: independent methods)"),
         select_methods=Param(bool, _DEFAULTS.select_methods, msg="leave out the methods whose removal raises "
                              "the labels' cross-validated likelihood"),
