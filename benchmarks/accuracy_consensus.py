@@ -90,6 +90,14 @@ def run_consensus(
     return target, {"fit_s": fit_s, "estimate_s": time.perf_counter() - t0}
 
 
+def coverage_outside(rows: list[dict], levels: tuple[float, float]) -> list[str]:
+    """The bins of score rows (``all`` and every magnitude bin with at least `MIN_BIN_OBJECTS`) whose 68% / 95%
+    coverage is outside `COVERAGE_TOLERANCE` of ``levels``."""
+    tol68, tol95 = COVERAGE_TOLERANCE
+    checked = [r for r in rows if r["binning"] == "all" or (r["binning"] == "mag" and r["n"] >= MIN_BIN_OBJECTS)]
+    return [r["bin"] for r in checked if abs(r["cov68"] - levels[0]) > tol68 or abs(r["cov95"] - levels[1]) > tol95]
+
+
 def consensus_targets(results: list[dict], levels: tuple[float, float]) -> list[str]:
     """Issue 22's targets as a markdown table: the consensus against every input at F444W < 27 (sigma_IQR,
     eta), and its 68% / 95% coverage overall and in every magnitude bin with at least `MIN_BIN_OBJECTS`. The
@@ -112,11 +120,7 @@ def consensus_targets(results: list[dict], levels: tuple[float, float]) -> list[
         c = cut(LABEL)
         sig = min(cut(m)["sigma_iqr"] for m in inputs)
         eta = min(cut(m)["eta"] for m in inputs)
-        checked = [r for r in by[LABEL]
-                   if r["binning"] == "all" or (r["binning"] == "mag" and r["n"] >= MIN_BIN_OBJECTS)]
-        tol68, tol95 = COVERAGE_TOLERANCE
-        outside = [r["bin"] for r in checked
-                   if abs(r["cov68"] - levels[0]) > tol68 or abs(r["cov95"] - levels[1]) > tol95]
+        outside = coverage_outside(by[LABEL], levels)
         overall = by[LABEL][0]
         met = c["sigma_iqr"] < sig and c["eta"] < eta and not outside
         lines.append(f"| {res['preset']} | {', '.join(inputs)} | {c['sigma_iqr']:.3f} / {sig:.3f} | "

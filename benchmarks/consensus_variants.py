@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_consensus import COVERAGE_TOLERANCE, MIN_BIN_OBJECTS, run_consensus  # noqa: E402
+from accuracy_consensus import MIN_BIN_OBJECTS, coverage_outside, run_consensus  # noqa: E402
 from bench_accuracy import LEVELS, RECALIBRATED, _cli, _slug, score, simulate  # noqa: E402
 
 
@@ -61,20 +61,18 @@ def _files(run: dict, out: Path, inputs: list[str], calib_suffix: str) -> tuple[
     return calib, test
 
 
-def _calibration_sets(calib_tiles: Path, n_field: int, sizes: list[int] | None, folder: Path
-                      ) -> list[tuple[str, Path, int, np.ndarray | None]]:
-    """(name, truth file, spec-z, rows inside) of each calibration set: the whole field (``sizes`` None; rows
-    None), else consecutive disjoint blocks of each size among the field's ``n_field`` tiles (the calibration
-    TileSet keeps only those holding a spec-z), written as truth tables with the other blocks' spec-z hidden."""
+def _calibration_sets(calib_tiles: Path, truth, n_field: int, sizes: list[int] | None, folder: Path
+                      ) -> list[tuple[str, int | None, Path, int, np.ndarray | None]]:
+    """(name, size in tiles, truth file, spec-z, rows inside) of each calibration set: the whole field (``sizes``
+    None; size and rows None), else consecutive disjoint blocks of each size among the field's ``n_field`` tiles
+    (the calibration TileSet ``calib_tiles``, whose truth table is ``truth``, keeps only those holding a spec-z),
+    written as truth tables with the other blocks' spec-z hidden."""
     import h5py
     import tables_io
 
-    from rail.deepdisc.evaluation.io import read_truth
-
-    truth = read_truth(calib_tiles)
     z, _ = truth.redshift("redshift")
     if not sizes:
-        return [("all", calib_tiles, int(np.isfinite(z).sum()), None)]
+        return [("all", None, calib_tiles, int(np.isfinite(z).sum()), None)]
     with h5py.File(calib_tiles, "r") as f:
         field_tile = f["tiles"]["tile_id"][()][truth.columns["tile"]]
     folder.mkdir(exist_ok=True)
@@ -85,14 +83,8 @@ def _calibration_sets(calib_tiles: Path, n_field: int, sizes: list[int] | None, 
             columns = dict(truth.columns, redshift=np.where(inside, truth.columns["redshift"], np.nan))
             path = folder / f"truth_tiles_{start}-{start + size}.hdf5"
             tables_io.write(columns, str(path))
-            sets.append((f"tiles {start}-{start + size}", path, int((np.isfinite(z) & inside).sum()), inside))
+            sets.append((f"tiles {start}-{start + size}", size, path, int((np.isfinite(z) & inside).sum()), inside))
     return sets
-
-
-def _set_size(set_name: str) -> str:
-    """``sets of K tiles`` for a set named ``tiles A-B``, else the name."""
-    lo, _, hi = set_name.removeprefix("tiles ").partition("-")
-    return f"sets of {int(hi) - int(lo)} tiles" if hi else set_name
 
 
 def _dev_truth(calib_truth, inside: np.ndarray):
@@ -107,21 +99,12 @@ def _dev_truth(calib_truth, inside: np.ndarray):
     return TruthTable(columns, calib_truth.bands, f"{calib_truth.source} outside the set")
 
 
-def _outside(scored: dict) -> list[str]:
-    """The bins (and ``all``) whose 68% / 95% coverage is outside issue 22's tolerance."""
-    rows = scored["rows"]
-    bins = [r for r in rows if r["binning"] == "mag" and r["n"] >= MIN_BIN_OBJECTS]
-    tol68, tol95 = COVERAGE_TOLERANCE
-    return [r["bin"] for r in [rows[0], *bins]
-            if abs(r["cov68"] - LEVELS[0]) > tol68 or abs(r["cov95"] - LEVELS[1]) > tol95]
-
-
 def _summary(label: str, scored: dict) -> dict:
     rows = scored["rows"]
     cut = next(r for r in rows if r["binning"] == "cut")
     overall = rows[0]
     bins = [r for r in rows if r["binning"] == "mag" and r["n"] >= MIN_BIN_OBJECTS]
-    return {"label": label, "cut": cut, "all": overall, "bins": bins, "outside": _outside(scored)}
+    return {"label": label, "cut": cut, "all": overall, "bins": bins, "outside": coverage_outside(rows, LEVELS)}
 
 
 def _maps(model: Path) -> str:
@@ -162,14 +145,14 @@ def main(argv=None) -> int:
     inputs = list(res["consensus_inputs"])
     calib_files, test_files = _files(run, out, inputs, calib_suffix)
     _, test_tiles, calib_tiles = simulate(out, args.preset, argparse.Namespace(**run["args"]))  # the run's files
-    truth = read_truth(test_tiles)
-    sets = _calibration_sets(calib_tiles, run["args"]["calib_tiles"], args.calib_sets, out / "calibration_sets")
-    calib_truth = read_truth(calib_tiles) if args.dev else None
+    truth, calib_truth = read_truth(test_tiles), read_truth(calib_tiles)
+    sets = _calibration_sets(calib_tiles, calib_truth, run["args"]["calib_tiles"], args.calib_sets,
+                             out / "calibration_sets")
     table = []
     for spec in args.variant:
         name, _, options = spec.partition("=")
         fit_args = tuple(shlex.split(options))
-        for set_name, set_truth, n_labels, inside in sets:
+        for set_name, size, set_truth, n_labels, inside in sets:
             for kind, methods in (("consensus", tuple(inputs)), ("recalibrated", (inputs[0],))):
                 folder = out / f"consensus_{_slug(name)}_{kind}" / ("" if args.calib_sets is None
                                                                     else _slug(set_name))
@@ -178,50 +161,48 @@ def main(argv=None) -> int:
                 pz, _ = run_consensus(_cli, folder, {m: calib_files[m] for m in methods},
                                       {m: test_files[m] for m in methods}, set_truth, test_tiles, args.threads,
                                       methods, fit_args)
-                label = (f"{name}: " + ("Consensus" if kind == "consensus" else RECALIBRATED)
-                         + ("" if args.calib_sets is None else f", {set_name} ({n_labels} spec-z)"))
+                estimator = f"{name}: " + ("Consensus" if kind == "consensus" else RECALIBRATED)
+                label = estimator + ("" if args.calib_sets is None else f", {set_name} ({n_labels} spec-z)")
                 row = _summary(label, score(pz, truth, label, time.perf_counter() - t0))
-                row |= {"maps": _maps(folder / "consensus_model.npz"), "size": _set_size(set_name)}
-                if calib_truth is not None:
+                row |= {"maps": _maps(folder / "consensus_model.npz"),
+                        "group": f"{estimator}, sets of {size} tiles"}
+                if args.dev:
                     dev = score(folder / "pz_consensus_calib.hdf5", _dev_truth(calib_truth, inside), label, 0.0)
                     row["dev"] = _summary(label, dev)
                 table.append(row)
                 print(f"{label} done", file=sys.stderr, flush=True)
-    bins = [r["bin"] for r in table[0]["bins"]]
     print(f"Inputs: {', '.join(inputs)}; calibration field: {calib_tiles.name}; test field: {test_tiles.name}\n")
+    _print_table(table, errors=True)
+    if args.dev:
+        print("\nDevelopment sample (the calibration field's galaxies outside each set; simulated truths):\n")
+        _print_table([t["dev"] | {"maps": t["maps"]} for t in table], errors=False)
+        _print_within(table)
+    return 0
+
+
+def _print_table(table: list[dict], errors: bool) -> None:
+    """One row per fit (`_summary` and its ``maps``): metrics, coverage overall and per bin, bins outside the
+    tolerance; ``errors``: the F444W < 27 metrics with their bootstrap errors."""
+    bins = [r["bin"] for r in table[0]["bins"]]
     print("| variant | output maps | F444W < 27 sigma_IQR / eta | all sigma_IQR / eta | cov 68 / 95 all | "
           + " | ".join(f"cov 68 / 95 {b}" for b in bins) + " | outside tolerance |")
     print("|---|---|---|---|---|" + "---|" * len(bins) + "---|")
     for t in table:
         c, a = t["cut"], t["all"]
-        print(f"| {t['label']} | {t['maps']} | {c['sigma_iqr']:.3f}±{c['sigma_iqr_err']:.3f} / "
-              f"{c['eta']:.3f}±{c['eta_err']:.3f} | "
-              f"{a['sigma_iqr']:.3f} / {a['eta']:.3f} | {a['cov68']:.3f} / {a['cov95']:.3f} | "
+        cut = (f"{c['sigma_iqr']:.3f}±{c['sigma_iqr_err']:.3f} / {c['eta']:.3f}±{c['eta_err']:.3f}" if errors
+               else f"{c['sigma_iqr']:.3f} / {c['eta']:.3f}")
+        print(f"| {t['label']} | {t['maps']} | {cut} | {a['sigma_iqr']:.3f} / {a['eta']:.3f} | "
+              f"{a['cov68']:.3f} / {a['cov95']:.3f} | "
               + " | ".join(f"{r['cov68']:.3f} / {r['cov95']:.3f}" for r in t["bins"])
               + f" | {', '.join(t['outside']) or 'none'} |")
-    if args.dev:
-        _print_dev(table)
-    return 0
 
 
-def _print_dev(table: list[dict]) -> None:
-    """The development-sample table, then per variant and set size how many sets are within the tolerance."""
-    bins = [r["bin"] for r in table[0]["dev"]["bins"]]
-    print("\nDevelopment sample (the calibration field's galaxies outside each set; simulated truths):\n")
-    print("| variant | output maps | F444W < 27 sigma_IQR / eta | all sigma_IQR / eta | cov 68 / 95 all | "
-          + " | ".join(f"cov 68 / 95 {b}" for b in bins) + " | outside tolerance |")
-    print("|---|---|---|---|---|" + "---|" * len(bins) + "---|")
-    for t in table:
-        d = t["dev"]
-        c, a = d["cut"], d["all"]
-        print(f"| {t['label']} | {t['maps']} | {c['sigma_iqr']:.3f} / {c['eta']:.3f} | {a['sigma_iqr']:.3f} / "
-              f"{a['eta']:.3f} | {a['cov68']:.3f} / {a['cov95']:.3f} | "
-              + " | ".join(f"{r['cov68']:.3f} / {r['cov95']:.3f}" for r in d["bins"])
-              + f" | {', '.join(d['outside']) or 'none'} |")
+def _print_within(table: list[dict]) -> None:
+    """Per variant and set size, how many sets are within the tolerance on the development sample and the test."""
     print("\n| variant, sets | sets | within the tolerance: development sample | test field |\n|---|---:|---:|---:|")
     groups: dict[str, list[dict]] = {}
     for t in table:
-        groups.setdefault(f"{t['label'].split(', tiles')[0]}, {t['size']}", []).append(t)
+        groups.setdefault(t["group"], []).append(t)
     for name, rows in groups.items():
         print(f"| {name} | {len(rows)} | {sum(not r['dev']['outside'] for r in rows)} | "
               f"{sum(not r['outside'] for r in rows)} |")
