@@ -13,24 +13,31 @@ from rail.deepdisc.exceptions import ModelError
 from tests.helpers.consensus_helpers import ZGRID, gaussian_rows
 
 
-def _field(kind, n, seed):
+def _field(kind, n, seed, bright_share=None):
     """One method's Gaussian PDFs of width ``0.05 (1 + z)`` and truths drawn around their means.
 
     ``calibrated``: Gaussian scatter of the PDFs' width; ``heavy``: Student-t (2 d.o.f.) scatter of half a width,
     whose too wide core and too narrow tails no width factor mends; ``groups``: half a width of scatter for
     magnitudes below 25.5 (too wide PDFs) and 1.8 widths above (too narrow), opposite errors that no single map
-    mends.
+    mends; ``shifted``: the Student-t scatter below 25.5, calibrated Gaussian scatter above. Magnitudes are uniform
+    from 22 to 29, or with ``bright_share`` that share of the objects brighter than 25.5 (spec-z: most; the objects
+    estimated: few).
     """
     rng = np.random.default_rng(seed)
     z = rng.uniform(0.5, 4.0, n)
     sig = 0.05 * (1 + z)
-    mag = rng.uniform(22.0, 29.0, n)
+    if bright_share is None:
+        mag = rng.uniform(22.0, 29.0, n)
+    else:
+        mag = np.where(rng.random(n) < bright_share, rng.uniform(22.0, 25.5, n), rng.uniform(25.5, 29.0, n))
     if kind == "calibrated":
         noise = rng.normal(0.0, 1.0, n)
     elif kind == "heavy":
         noise = 0.5 * rng.standard_t(2, n)
-    else:
+    elif kind == "groups":
         noise = np.where(mag < 25.5, 0.5, 1.8) * rng.normal(0.0, 1.0, n)
+    else:
+        noise = np.where(mag < 25.5, 0.5 * rng.standard_t(2, n), rng.normal(0.0, 1.0, n))
     return [gaussian_rows(ZGRID, z + noise * sig, sig)], z, mag
 
 
@@ -65,23 +72,12 @@ def test_one_map_mends_a_shape_that_the_width_cannot():
     assert abs(_coverage(blind, "heavy")[0] - 0.68) < abs(raw68 - 0.68) - 0.03
 
 
-def _shifted(n, seed, bright_share):
-    """Student-t scatter (too wide a core, too narrow tails) brighter than 25.5, calibrated Gaussian fainter; a
-    share ``bright_share`` of the objects bright (spec-z: most; the objects estimated: few)."""
-    rng = np.random.default_rng(seed)
-    z = rng.uniform(0.5, 4.0, n)
-    sig = 0.05 * (1 + z)
-    mag = np.where(rng.random(n) < bright_share, rng.uniform(22.0, 25.5, n), rng.uniform(25.5, 29.0, n))
-    noise = np.where(mag < 25.5, 0.5 * rng.standard_t(2, n), rng.normal(0.0, 1.0, n))
-    return [gaussian_rows(ZGRID, z + noise * sig, sig)], z, mag
-
-
 def test_with_magnitudes_auto_conditions_the_map_on_them_so_bright_labels_do_not_miscalibrate_faint_objects():
-    pdfs, z, mag = _shifted(1000, 0, 0.8)  # labels: 80% bright
+    pdfs, z, mag = _field("shifted", 1000, 0, 0.8)  # labels: 80% bright
     auto, one = (fit_consensus(pdfs, z, mag, methods=["A"], settings=ConsensusSettings(output_pit=choice))
                  for choice in ("auto", "one"))
     assert auto.output_pit_edges.size >= 1 and auto.output_pit_knots.shape[0] == auto.output_pit_edges.size + 2
-    objects, ztrue, omag = _shifted(4000, 99, 0.3)  # the objects estimated: 70% faint
+    objects, ztrue, omag = _field("shifted", 4000, 99, 0.3)  # the objects estimated: 70% faint
 
     def coverage(model, sel):
         pit = pit_of(ZGRID, combine_pdfs(model, objects, omag), ztrue)[sel]
