@@ -4,13 +4,21 @@ taken by the cross-validated likelihood only where it helps, one map or one per 
 import numpy as np
 import pytest
 
-from rail.deepdisc.consensus import ConsensusModel, ConsensusSettings, fit_consensus, load_consensus_model
+from rail.deepdisc.consensus import (
+    ConsensusModel,
+    ConsensusSettings,
+    combine_ensembles,
+    combine_pdfs,
+    combined_posterior,
+    fit_consensus,
+    load_consensus_model,
+)
 from rail.deepdisc.consensus.calibration import pit_of
-from rail.deepdisc.consensus.fit import combine_pdfs
-from rail.deepdisc.consensus.grid import row_integrals
-from rail.deepdisc.consensus.model import save_consensus_model
+from rail.deepdisc.consensus.grid import cumulative, row_integrals
+from rail.deepdisc.consensus.model import OUTPUT_PIT_POSITIONS, save_consensus_model
+from rail.deepdisc.consensus.output_maps import symmetric
 from rail.deepdisc.exceptions import ModelError
-from tests.helpers.consensus_helpers import ZGRID, gaussian_rows
+from tests.helpers.consensus_helpers import ZGRID, gaussian_rows, grid_ensemble
 
 
 def _field(kind, n, seed, bright_share=None):
@@ -19,9 +27,10 @@ def _field(kind, n, seed, bright_share=None):
     ``calibrated``: Gaussian scatter of the PDFs' width; ``heavy``: Student-t (2 d.o.f.) scatter of half a width,
     whose too wide core and too narrow tails no width factor mends; ``groups``: half a width of scatter for
     magnitudes below 25.5 (too wide PDFs) and 1.8 widths above (too narrow), opposite errors that no single map
-    mends; ``shifted``: the Student-t scatter below 25.5, calibrated Gaussian scatter above. Magnitudes are uniform
-    from 22 to 29, or with ``bright_share`` that share of the objects brighter than 25.5 (spec-z: most; the objects
-    estimated: few).
+    mends; ``shifted``: the Student-t scatter below 25.5, calibrated Gaussian scatter above; ``selected``: the
+    Student-t scatter with the truths half a width below the PDFs' centres (spec-z, a selection at any magnitude).
+    Magnitudes are uniform from 22 to 29, or with ``bright_share`` that share of the objects brighter than 25.5
+    (spec-z: most; the objects estimated: few).
     """
     rng = np.random.default_rng(seed)
     z = rng.uniform(0.5, 4.0, n)
@@ -34,6 +43,8 @@ def _field(kind, n, seed, bright_share=None):
         noise = rng.normal(0.0, 1.0, n)
     elif kind == "heavy":
         noise = 0.5 * rng.standard_t(2, n)
+    elif kind == "selected":
+        noise = 0.5 * rng.standard_t(2, n) + 0.5
     elif kind == "groups":
         noise = np.where(mag < 25.5, 0.5, 1.8) * rng.normal(0.0, 1.0, n)
     else:
@@ -126,3 +137,55 @@ def test_version_2_files_read_without_a_map_and_bad_maps_are_refused():
         ConsensusModel.from_dict({**base, "output_pit_knots": np.tile(model.output_pit_knots, (2, 1))})
     with pytest.raises(ModelError, match="rise strictly"):
         ConsensusModel.from_dict({**base, "output_pit_knots": model.output_pit_knots[:, ::-1]})
+
+
+def test_symmetric_maps_keep_the_median_and_the_identity():
+    u = np.asarray(OUTPUT_PIT_POSITIONS)
+    np.testing.assert_allclose(symmetric(u, u), u)
+    skewed = u ** 1.5  # labels' truths low in their PDFs: a shift plus a change of width
+    sym = symmetric(skewed, u)
+    assert np.all(np.diff(sym) > 0) and sym[0] == 0 and sym[-1] == 1
+    np.testing.assert_allclose(sym, 1 - sym[::-1], atol=1e-12)  # G(1 - u) = 1 - G(u): the median stays
+    assert abs(sym[u == 0.5][0] - 0.5) < 1e-12 and abs(skewed[u == 0.5][0] - 0.5) > 0.1
+
+
+def test_maps_widen_or_narrow_but_do_not_move_the_pdfs_unless_asked():
+    # spec-z whose truths lie half a width below the PDFs' centres (a selection), objects estimated without it
+    pdfs, z, mag = _field("selected", 1000, 0)
+    fits = {shift: fit_consensus(pdfs, z, mag, methods=["A"], settings=ConsensusSettings(
+        output_pit="magnitude", output_pit_shift=shift)) for shift in (False, True)}
+    objects, ztrue, omag = _field("heavy", 3000, 99)
+    raw = pit_of(ZGRID, combine_pdfs(_fit("selected", "none"), objects, omag), ztrue)
+    for shift, model in fits.items():
+        pit = pit_of(ZGRID, combine_pdfs(model, objects, omag), ztrue)
+        if shift:  # the labels' offset moves every PDF down: the objects' truths now lie high in them
+            assert np.median(pit) - 0.5 > 0.08
+        else:
+            assert abs(np.median(pit) - 0.5) < 0.03
+            np.testing.assert_allclose(model.output_pit_knots[:, OUTPUT_PIT_POSITIONS.index(0.5)], 0.5)
+            # the core, too wide, still narrowed (partly: the labels' offset looks like spread to any width fit)
+            cov68, raw68 = (np.mean(np.abs(p - 0.5) <= 0.34) for p in (pit, raw))
+            assert abs(cov68 - 0.68) < abs(raw68 - 0.68) - 0.02
+
+
+def test_point_estimates_are_the_posteriors_so_a_widening_map_does_not_jump_to_a_secondary_peak():
+    base = _fit("calibrated", "none")
+    u = np.asarray(OUTPUT_PIT_POSITIONS)
+    widen = u + 0.6 * np.sin(2 * np.pi * u) / (2 * np.pi)  # slope 1.6 in the tails, 0.4 at the median
+    model = ConsensusModel.from_dict({**base.to_dict(), "output_pit_knots": widen[None, :],
+                                      "output_pit_edges": np.zeros(0)})
+    main, second = (gaussian_rows(ZGRID, np.full(5, z), np.full(5, s)) for z, s in ((2.0, 0.2), (4.0, 0.05)))
+    pdfs = 0.85 * main + 0.15 * second  # a broad main peak and a narrow, lower one (2/3 of its height) above it
+    mag = np.full(5, 26.0)
+    mapped = combine_pdfs(model, [pdfs], mag)
+    assert np.allclose(ZGRID[np.argmax(mapped, axis=1)], 4.0, atol=0.05)  # the map lifts the secondary peak
+    ens = combine_ensembles([grid_ensemble(pdfs, np.arange(5))], model, mag)
+    posterior = combined_posterior(model, [pdfs], mag)
+    np.testing.assert_allclose(ens.ancil["zmode"], ZGRID[np.argmax(posterior, axis=1)])
+    np.testing.assert_allclose(ens.ancil["zmode"], 2.0, atol=0.05)
+    np.testing.assert_allclose(ens.objdata["yvals"], mapped, rtol=1e-9)  # the PDFs written are the mapped ones
+    def median(p):
+        return np.array([np.interp(0.5, c, ZGRID) for c in cumulative(ZGRID, p)])
+
+    np.testing.assert_allclose(median(mapped), median(posterior), atol=0.005)  # the symmetric map keeps the median
+    np.testing.assert_allclose(ens.ancil["zmedian"], median(posterior), atol=0.01)  # to the grid's step

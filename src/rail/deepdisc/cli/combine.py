@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PIT shape correction of the combined PDFs, fitted on the labels' held-out PIT values: "
                              "auto (default: the maps by magnitude, or one map for labels without magnitudes, where "
                              "the labels' cross-validated likelihood gains), none, one map, or one per magnitude group")
+    parser.add_argument("--output-pit-shift", action="store_true",
+                        help="let those maps also move the PDFs (default: symmetric maps, which only widen or narrow "
+                             "them, because spec-z are a selection of the objects at any magnitude); for labels "
+                             "drawn like the objects estimated")
     parser.add_argument("--no-beta", action="store_true", help="do not fit beta (1: independent methods)")
     parser.add_argument("--keep-all", action="store_true",
                         help="use every input (default: leave out those whose removal raises the labels' "
@@ -92,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         settings = ConsensusSettings(mag_band=args.mag_band.upper(), mag_edges=tuple(args.mag_edges),
                                      min_per_bin=args.min_per_bin, pit_correction=args.pit_correction,
                                      fit_beta=not args.no_beta, beta_by_magnitude=not args.constant_beta,
-                                     select_methods=not args.keep_all, output_pit=args.output_pit)
+                                     select_methods=not args.keep_all, output_pit=args.output_pit,
+                                     output_pit_shift=args.output_pit_shift)
         model = fit_sources(paths, names, args.truth, settings=settings, truth_column=args.truth_column,
                             chunk_size=args.chunk_size)
         model_path = args.save_model or args.output.with_name(args.output.stem + "_model.npz")

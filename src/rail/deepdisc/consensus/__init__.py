@@ -16,7 +16,8 @@ module             holds
 ``calibration``    temperature (width) fit and PIT shape correction of one method
 ``hb``             bad fractions, magnitude bins, the softened product and its ``beta``
 ``model``          fit settings and the fitted model (pickle-free ``.npz``)
-``fit``            `fit_consensus`, the method selection and `combine_pdfs` on tabulated arrays
+``fit``            `fit_consensus` and the method selection on tabulated arrays
+``apply``          a fitted model applied to tabulated arrays: `combined_posterior`, `combine_pdfs`
 ``output_maps``    PIT maps of the combined PDFs, fitted on the labels' held-out PIT values
 ``sources``        the methods' files or ensembles read in lockstep chunks, row checks
 ``io``             truth tables, fit from files, the consensus chunk by chunk, the output file
@@ -26,7 +27,8 @@ The RAIL stages are `rail.estimation.algos.deepdisc_consensus` (`ConsensusInform
 the command is ``deepdisc combine``.
 """
 
-from rail.deepdisc.consensus.fit import calibrated_pdfs, combine_pdfs, fit_consensus
+from rail.deepdisc.consensus.apply import calibrated_pdfs, combine_pdfs, combined_posterior
+from rail.deepdisc.consensus.fit import fit_consensus
 from rail.deepdisc.consensus.grid import grid_point_estimates, pdfs_on_grid
 from rail.deepdisc.consensus.io import (
     combine_ensembles,
@@ -46,6 +48,7 @@ from rail.deepdisc.consensus.sources import check_same_rows
 __all__ = [
     "calibrated_pdfs",
     "combine_pdfs",
+    "combined_posterior",
     "fit_consensus",
     "grid_point_estimates",
     "pdfs_on_grid",

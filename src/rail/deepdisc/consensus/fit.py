@@ -4,9 +4,10 @@
 (:mod:`rail.deepdisc.consensus.calibration`), the optional PIT map, the bad fractions per magnitude bin, then
 the methods it uses and the combination's ``beta``, both chosen by the labels' cross-validated likelihood
 (`CrossValidation`, :mod:`rail.deepdisc.consensus.hb`), last the PIT maps of the combined PDFs
-(:mod:`rail.deepdisc.consensus.output_maps`). `combine_pdfs` applies a fitted model to any chunk of objects.
-Both take one ``(N, G)`` array per method, normalised on the model's grid (`rail.deepdisc.consensus.grid.pdfs_on_grid`);
-files and qp ensembles are handled by :mod:`rail.deepdisc.consensus.io`.
+(:mod:`rail.deepdisc.consensus.output_maps`). `combine_pdfs` (:mod:`rail.deepdisc.consensus.apply`) applies a
+fitted model to any chunk of objects. Both take one ``(N, G)`` array per method, normalised on the model's grid
+(`rail.deepdisc.consensus.grid.pdfs_on_grid`); files and qp ensembles are handled by
+:mod:`rail.deepdisc.consensus.io`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rail.deepdisc.consensus.calibration import (
-    LabelledPdfs,
-    PitMap,
-    fit_pit_map,
-    fit_temperature,
-    pit_of,
-    temper,
-)
-from rail.deepdisc.consensus.grid import normalise_rows, values_at
+from rail.deepdisc.consensus.apply import bad_rows, calibrate_rows, calibrated_pdfs, checked_pdfs, combine_pdfs
+from rail.deepdisc.consensus.calibration import LabelledPdfs, fit_pit_map, fit_temperature, pit_of, temper
+from rail.deepdisc.consensus.grid import values_at
 from rail.deepdisc.consensus.hb import (
     add_log,
     bin_index,
@@ -43,7 +38,7 @@ from rail.deepdisc.consensus.model import (
     ConsensusSettings,
     beta_at,
 )
-from rail.deepdisc.consensus.output_maps import apply_output_maps, fit_output_maps
+from rail.deepdisc.consensus.output_maps import fit_output_maps
 from rail.deepdisc.exceptions import DeepDiscError
 
 __all__ = ["MIN_LABELS", "SELECTION_MIN_GAIN", "fit_consensus", "CrossValidation", "select_methods",
@@ -58,34 +53,6 @@ SELECTION_FOLDS = 5
 #: Seed of the folds.
 SELECTION_SEED = 20130
 _TINY = 1e-300
-
-
-def _checked(pdfs: Sequence[np.ndarray], names: Sequence[str], zgrid: np.ndarray, n: int) -> list[np.ndarray]:
-    """The PDF arrays, shape-checked; rows with non-finite or negative values, or no probability, cleaned."""
-    g = len(zgrid)
-    if len(pdfs) != len(names):
-        raise DeepDiscError(f"{len(pdfs)} PDF arrays for {len(names)} method names")
-    out = []
-    for name, p in zip(names, pdfs):
-        p = np.asarray(p, float)
-        if p.shape != (n, g):
-            raise DeepDiscError(f"method {name}: PDFs have shape {p.shape}, expected ({n}, {g}) on the grid")
-        sums = p.sum(axis=1)
-        if not (np.all(np.isfinite(sums)) and np.all(sums > 0) and p.min(initial=0.0) >= 0):
-            p = normalise_rows(zgrid, p.copy())  # non-finite, negative or empty rows: cleaned, empty ones flat
-        out.append(p)
-    return out
-
-
-def _calibrated(zgrid, pdfs, temperature, pit_knots) -> np.ndarray:
-    cal = temper(zgrid, pdfs, temperature)
-    if pit_knots is not None and len(pit_knots):
-        cal = PitMap(np.asarray(pit_knots, float)).apply(zgrid, cal)
-    return cal
-
-
-def _bad_rows(model_row: np.ndarray, overall: float, bins: np.ndarray) -> np.ndarray:
-    return np.where(bins >= 0, model_row[np.clip(bins, 0, None)], overall)
 
 
 def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods: Sequence[str],
@@ -128,7 +95,7 @@ def fit_consensus(pdfs: Sequence[np.ndarray], ztrue, magnitude=None, *, methods:
     zgrid = settings.zgrid
     ztrue = np.asarray(ztrue, float)
     n = len(ztrue)
-    pdfs = _checked(pdfs, methods, zgrid, n)
+    pdfs = checked_pdfs(pdfs, methods, zgrid, n)
     mag = np.full(n, np.nan) if magnitude is None else np.asarray(magnitude, float)
     if mag.shape != (n,):
         raise DeepDiscError(f"magnitude has shape {mag.shape}, expected ({n},)")
@@ -208,10 +175,10 @@ class _Fit:
             a = values_at(zgrid, cal, z)
             per_bin, overall, _ = LabelledPdfs(zgrid, cal, z, bins, n_bins).bad_fractions(
                 a, settings.min_bad_fraction)
-            f = _bad_rows(per_bin, overall, bins)
+            f = bad_rows(per_bin, overall, bins)
             core = (1.0 - f) * a >= f * labelled.uniform  # the core explains the truth better than the bad term
             row_knots = fit_pit_map(pit_of(zgrid, cal[core], z[core]), settings.pit_knots).knots
-            cal = _calibrated(zgrid, labelled.pdfs, t, row_knots)
+            cal = calibrate_rows(zgrid, labelled.pdfs, t, row_knots)
         per_bin, overall, _ = LabelledPdfs(zgrid, cal, z, bins, n_bins).bad_fractions(
             values_at(zgrid, cal, z), settings.min_bad_fraction)
         if not quiet:
@@ -221,7 +188,7 @@ class _Fit:
         self.bad.append(per_bin)
         self.bad_all.append(overall)
         self.knots.append(row_knots)
-        self.mixed.append(with_bad_term(cal, _bad_rows(per_bin, overall, bins), labelled.uniform))
+        self.mixed.append(with_bad_term(cal, bad_rows(per_bin, overall, bins), labelled.uniform))
 
     def beta(self, subset, *, grow: bool) -> tuple[float, float, float]:
         """``beta``, its slope with magnitude (0 unless ``grow``) and the pivot, for the methods in ``subset``."""
@@ -339,62 +306,3 @@ def select_methods(cv: CrossValidation) -> np.ndarray:
     log.info("consensus method selection (%d-fold log-likelihood): %s", SELECTION_FOLDS,
              "; ".join(f"{'+'.join(methods[j] for j in sub)} {v:.1f}" for (sub, _), v in cv._cache.items()))
     return np.isin(np.arange(len(methods)), current)
-
-
-def calibrated_pdfs(model: ConsensusModel, index: int, pdfs: np.ndarray, magnitude=None,
-                    *, with_bad: bool = True) -> np.ndarray:
-    """One method's PDFs after the model's calibration (and its bad term, unless ``with_bad=False``).
-
-    Parameters
-    ----------
-    model : ConsensusModel
-    index : int
-        The method's position in ``model.methods``.
-    pdfs : ndarray, shape (N, G)
-        Its PDFs on the model's grid.
-    magnitude : array_like, shape (N,), optional
-        Magnitudes (None: the bad fraction over all labels).
-    with_bad : bool
-        Mix in the bad term.
-
-    Returns
-    -------
-    ndarray, shape (N, G)
-    """
-    zgrid = model.zgrid
-    knots = model.pit_knots[index] if model.pit_knots.size else None
-    cal = _calibrated(zgrid, pdfs, float(model.temperature[index]), knots)
-    if not with_bad:
-        return cal
-    mag = np.full(len(pdfs), np.nan) if magnitude is None else np.asarray(magnitude, float)
-    f = _bad_rows(model.bad_fraction[index], float(model.bad_fraction_all[index]), bin_index(mag, model.mag_edges))
-    return with_bad_term(cal, f, 1.0 / (zgrid[-1] - zgrid[0]), inplace=True)
-
-
-def combine_pdfs(model: ConsensusModel, pdfs: Sequence[np.ndarray], magnitude=None) -> np.ndarray:
-    """The consensus PDFs of N objects: calibrated, mixed with the bad term, multiplied and normalised.
-
-    Parameters
-    ----------
-    model : ConsensusModel
-    pdfs : sequence of ndarray, shape (N, G) each
-        The methods' PDFs on the model's grid, in the model's method order.
-    magnitude : array_like, shape (N,), optional
-        Magnitudes for the bad-fraction bins and ``beta`` (None or NaN: the bad fraction over all labels and
-        the model's ``beta`` at its pivot).
-
-    Returns
-    -------
-    ndarray, shape (N, G)
-        Normalised on the grid (after the model's output PIT maps, where it has them).
-    """
-    zgrid = model.zgrid
-    n = len(pdfs[0]) if len(pdfs) else 0
-    pdfs = _checked(pdfs, model.methods, zgrid, n)
-    logp = np.zeros((n, len(zgrid)))
-    for j, p in enumerate(pdfs):
-        if model.used[j]:
-            add_log(logp, calibrated_pdfs(model, j, p, magnitude))
-    out = combine_log_product(zgrid, logp, model.beta_of(magnitude, n))
-    return apply_output_maps(zgrid, out, model.output_pit_knots, model.output_map_rows(magnitude, n),
-                             model.output_pit_positions)

@@ -3,8 +3,9 @@
 The methods' photo-z are read in lockstep chunks by :mod:`rail.deepdisc.consensus.sources`. The truth of the
 labelled objects is a TileSet (its primary objects, in file order; the spectroscopic ``redshift`` by default)
 or a table (an HDF5/Parquet/FITS file or a mapping of columns), row for row with the photo-z. The output is a
-``qp.interp`` ensemble on the model's grid with ``zmode``, ``zmean``, ``zmedian``, ``object_id`` and the flags
-of the inputs, written chunk by chunk and atomically.
+``qp.interp`` ensemble on the model's grid with ``zmode``, ``zmean``, ``zmedian`` (those of the combined
+posterior before the model's output PIT maps, which recalibrate the PDFs' spread: `rail.deepdisc.consensus.apply`),
+``object_id`` and the flags of the inputs, written chunk by chunk and atomically.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import h5py
 import numpy as np
 
 from rail.deepdisc.atomic import atomic_path
-from rail.deepdisc.consensus.fit import combine_pdfs, fit_consensus
+from rail.deepdisc.consensus.apply import apply_model_maps, combined_posterior
+from rail.deepdisc.consensus.fit import fit_consensus
 from rail.deepdisc.consensus.grid import grid_point_estimates
 from rail.deepdisc.consensus.model import ConsensusModel, ConsensusSettings
 from rail.deepdisc.consensus.sources import DEFAULT_CHUNK, check_same_rows, describe, first_ancil, method_chunks
@@ -149,14 +151,19 @@ def fit_sources(sources: Sequence, names: Sequence[str], truth, *,
                          settings=settings, mag_band=band or settings.mag_band)
 
 
-def consensus_ensemble(zgrid: np.ndarray, pdfs: np.ndarray, ancil: Mapping[str, np.ndarray] | None = None):
-    """A ``qp.interp`` ensemble of grid PDFs with ``zmode``, ``zmean``, ``zmedian`` and ``ancil``."""
+def consensus_ensemble(zgrid: np.ndarray, pdfs: np.ndarray, ancil: Mapping[str, np.ndarray] | None = None,
+                       points: Mapping[str, np.ndarray] | None = None):
+    """A ``qp.interp`` ensemble of grid PDFs with ``zmode``, ``zmean``, ``zmedian`` and ``ancil``.
+
+    The point estimates are ``points`` where given (the posterior's before the output PIT maps,
+    `iter_consensus`), else those of ``pdfs`` (`rail.deepdisc.consensus.grid.grid_point_estimates`).
+    """
     import qp
 
     # rows are normalised (trapezoid) and finite already: qp's own pass would only repeat it
     ens = qp.Ensemble(qp.interp, data=dict(xvals=np.asarray(zgrid, float), yvals=pdfs, norm=False, warn=False))
     columns = dict(ancil or {})
-    columns.update(grid_point_estimates(zgrid, pdfs))
+    columns.update(grid_point_estimates(zgrid, pdfs) if points is None else points)
     ens.set_ancil(columns)
     return ens
 
@@ -164,6 +171,9 @@ def consensus_ensemble(zgrid: np.ndarray, pdfs: np.ndarray, ancil: Mapping[str, 
 def iter_consensus(sources: Sequence, model: ConsensusModel, magnitude=None, *,
                    chunk_size: int = DEFAULT_CHUNK) -> Iterator[tuple[int, int, Any]]:
     """The consensus of photo-z files or ensembles, chunk by chunk, as ``(start, end, qp.Ensemble)``.
+
+    The PDFs are `rail.deepdisc.consensus.apply.combine_pdfs`'s; the point estimates those of the posterior before
+    the output PIT maps (`rail.deepdisc.consensus.apply.combined_posterior`).
 
     Parameters
     ----------
@@ -187,7 +197,9 @@ def iter_consensus(sources: Sequence, model: ConsensusModel, magnitude=None, *,
     zgrid = model.zgrid
     for start, end, pdfs, ancil in method_chunks(sources, zgrid, chunk_size):
         mag = None if magnitude is None else np.asarray(magnitude, float)[start:end]
-        yield start, end, consensus_ensemble(zgrid, combine_pdfs(model, pdfs, mag), ancil)
+        posterior = combined_posterior(model, pdfs, mag)
+        points = grid_point_estimates(zgrid, posterior)  # before the output maps (rail.deepdisc.consensus.apply)
+        yield start, end, consensus_ensemble(zgrid, apply_model_maps(model, posterior, mag), ancil, points)
 
 
 def combine_ensembles(ensembles: Sequence, model: ConsensusModel, magnitude=None, *,

@@ -94,6 +94,13 @@ class ConsensusSettings:
         cross-validated likelihood by more than `SELECTION_MIN_GAIN` nats: never one map for objects whose
         magnitudes are known, which would carry the bright spec-z's correction to the faint objects
         (`rail.deepdisc.consensus.output_maps`).
+    output_pit_shift : bool
+        Let the output PIT maps also move the PDFs (the maps as fitted). Off by default: each map is made
+        symmetric about the median (`rail.deepdisc.consensus.output_maps.symmetric`), so that it only widens or
+        narrows the PDFs. At a given magnitude, spec-z are a selection of the objects estimated (lower redshift,
+        stronger lines), and the labels' offsets from the PDFs' medians carry that selection: on the realistic
+        benchmark the maps as fitted moved the faintest objects' redshifts by -0.08 (1 + z)
+        (`benchmarks/README.md`, "Output maps that shift"). Turn it on for labels drawn like the objects estimated.
     min_bad_fraction : float
         Floor of every bad fraction.
     prior_without_labels : bool
@@ -117,6 +124,7 @@ class ConsensusSettings:
     pit_correction: bool = False
     pit_knots: int = 10
     output_pit: str = "auto"
+    output_pit_shift: bool = False
     min_bad_fraction: float = 1e-3
     prior_without_labels: bool = False
     zmin: float = ZMIN

@@ -5,7 +5,9 @@ what it still gets wrong in shape shows in the PIT values of labels it was not f
 them from `rail.deepdisc.consensus.fit.CrossValidation.held_out` (each label's consensus fitted without its
 fold), fits one monotone map of PIT values, or one per magnitude group, and decides by the labels'
 cross-validated likelihood whether to use them (``ConsensusSettings.output_pit``); `apply_output_maps` applies
-them to any objects' combined PDFs.
+them to any objects' combined PDFs. The maps are made symmetric about the median (`symmetric`), so that they only
+widen or narrow the PDFs, unless ``ConsensusSettings.output_pit_shift``: at a given magnitude the spec-z are a
+selection of the objects estimated, and where the labels' truths fall off the PDFs' medians is that selection.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from rail.deepdisc.consensus.model import (
     map_rows,
 )
 
-__all__ = ["MAX_OUTPUT_GROUPS", "output_maps", "apply_output_maps", "fit_output_maps"]
+__all__ = ["MAX_OUTPUT_GROUPS", "symmetric", "output_maps", "apply_output_maps", "fit_output_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,18 @@ def _group_edges(mag: np.ndarray) -> np.ndarray | None:
     return edges if len(edges) == groups - 1 else None
 
 
+def symmetric(knots: np.ndarray, positions) -> np.ndarray:
+    """A PIT map's knots made symmetric about the median: ``(G(u) + 1 - G(1 - u)) / 2``.
+
+    The map then only widens or narrows the PDFs (``G(1/2) = 1/2``, the median kept) and no longer moves them.
+    """
+    positions = np.asarray(positions, float)
+    knots = np.asarray(knots, float)
+    return 0.5 * (knots + 1.0 - np.interp(1.0 - positions, positions, knots))
+
+
 def output_maps(pit: np.ndarray, mag: np.ndarray, edges: np.ndarray | None,
-                positions=OUTPUT_PIT_POSITIONS) -> np.ndarray:
+                positions=OUTPUT_PIT_POSITIONS, shift: bool = False) -> np.ndarray:
     """PIT maps (knots, one row each) from PIT values: all of them, then one per magnitude group of ``edges``.
 
     Parameters
@@ -55,6 +67,8 @@ def output_maps(pit: np.ndarray, mag: np.ndarray, edges: np.ndarray | None,
         Inner edges of the magnitude groups (None: one map).
     positions : sequence of float
         Knot positions of each map.
+    shift : bool
+        Keep the maps as fitted, so that they also move the PDFs; else (default) `symmetric`.
 
     Returns
     -------
@@ -67,7 +81,7 @@ def output_maps(pit: np.ndarray, mag: np.ndarray, edges: np.ndarray | None,
     if edges is not None:
         rows = map_rows(len(edges) + 2, edges, mag)  # 0 for an unknown magnitude, 1 + group otherwise
         maps += [fit_pit_map(pit[rows == r], k, positions=positions).knots for r in range(1, len(edges) + 2)]
-    return np.asarray(maps)
+    return np.asarray(maps if shift else [symmetric(m, positions) for m in maps])
 
 
 def apply_output_maps(zgrid: np.ndarray, pdfs: np.ndarray, knots: np.ndarray, rows: np.ndarray,
@@ -85,7 +99,7 @@ def _maps_score(cv, held: np.ndarray, pit: np.ndarray, edges) -> float:
     """Held-out log-likelihood of the labels with output maps fitted on the other folds' held-out PITs."""
     total = 0.0
     for train, test in cv.splits():
-        knots = output_maps(pit[train], cv.mag[train], edges)
+        knots = output_maps(pit[train], cv.mag[train], edges, shift=cv.settings.output_pit_shift)
         rows = map_rows(knots.shape[0], np.zeros(0) if edges is None else edges, cv.mag[test])
         out = apply_output_maps(cv.zgrid, held[test].copy(), knots, rows)
         total += float(np.sum(np.log(np.maximum(values_at(cv.zgrid, out, cv.z[test]), _TINY))))
@@ -140,6 +154,7 @@ def fit_output_maps(cv, subset, grow: bool, settings: ConsensusSettings
                  ", ".join(f"{name} {v:.1f}" for name, v in scores.items()))
     if choice == "none":
         return np.zeros((0, 0)), np.zeros(0)
+    shift = settings.output_pit_shift
     if choice == "one":
-        return output_maps(pit, cv.mag, None), np.zeros(0)
-    return output_maps(pit, cv.mag, edges), edges
+        return output_maps(pit, cv.mag, None, shift=shift), np.zeros(0)
+    return output_maps(pit, cv.mag, edges, shift=shift), edges

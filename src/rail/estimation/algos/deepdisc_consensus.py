@@ -9,8 +9,8 @@ subclasses for three and four methods (`ConsensusInformer3`, `ConsensusEstimator
 ``truth`` is a TileSet (or table file) of the same rows whose ``truth_column`` (the spectroscopic ``redshift``
 by default) labels the calibration objects, which must be held out from the methods' training; its ``model``
 is a pickle-free ``.npz``. The estimator reads the magnitudes of the bad-fraction bins from ``tiles`` and
-writes a ``qp.interp`` ensemble on the model's grid with ``zmode``, ``zmean``, ``zmedian`` and ``object_id``,
-chunk by chunk.
+writes a ``qp.interp`` ensemble on the model's grid with ``zmode``, ``zmean``, ``zmedian`` (the combined
+posterior's, before the model's output PIT maps) and ``object_id``, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ class ConsensusInformer(_ConsensusStage):
                          "labels' held-out PITs: auto (maps by magnitude, or one map without magnitudes, where the "
                          "labels' cross-validated likelihood gains), none, one, magnitude (one map per magnitude "
                          "group)"),
+        output_pit_shift=Param(bool, _DEFAULTS.output_pit_shift, msg="let the output PIT maps also move the PDFs "
+                               "(default: symmetric maps that only widen or narrow them, because spec-z are a "
+                               "selection of the objects at any magnitude); for labels drawn like the objects"),
         fit_beta=Param(bool, _DEFAULTS.fit_beta, msg="fit the combination's beta (else 1: independent methods)"),
         select_methods=Param(bool, _DEFAULTS.select_methods, msg="leave out the methods whose removal raises "
                              "the labels' cross-validated likelihood"),
@@ -164,7 +167,8 @@ class ConsensusInformer(_ConsensusStage):
         c = self.config
         settings = ConsensusSettings(mag_band=c.mag_band, mag_edges=tuple(c.mag_edges), min_per_bin=c.min_per_bin,
                                      pit_correction=c.pit_correction, pit_knots=c.pit_knots,
-                                     output_pit=c.output_pit, fit_beta=c.fit_beta,
+                                     output_pit=c.output_pit, output_pit_shift=c.output_pit_shift,
+                                     fit_beta=c.fit_beta,
                                      beta_by_magnitude=c.beta_by_magnitude, select_methods=c.select_methods,
                                      min_bad_fraction=c.min_bad_fraction,
                                      prior_without_labels=c.prior_without_labels, zmin=c.zmin, zmax=c.zmax,
