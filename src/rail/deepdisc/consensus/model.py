@@ -100,7 +100,8 @@ class ConsensusSettings:
         narrows the PDFs. At a given magnitude, spec-z are a selection of the objects estimated (lower redshift,
         stronger lines), and the labels' offsets from the PDFs' medians carry that selection: on the realistic
         benchmark the maps as fitted moved the faintest objects' redshifts by -0.08 (1 + z)
-        (`benchmarks/README.md`, "Output maps that shift"). Turn it on for labels drawn like the objects estimated.
+        (`benchmarks/README.md`, "A JADES-size split, and output maps that moved the point estimates"). Turn it
+        on for labels drawn like the objects estimated.
     min_bad_fraction : float
         Floor of every bad fraction.
     prior_without_labels : bool
