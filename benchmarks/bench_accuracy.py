@@ -173,7 +173,8 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
     labels = getattr(args, "labels", "realistic")
     field = field_path(workdir, preset, labels)
     train = workdir / f"{preset}_train_{labels}.h5" if labels == "realistic" else field
-    test = workdir / f"{preset}_test_{args.test_library}.h5"
+    test_family = test_family_name(args)
+    test = workdir / f"{preset}_test_{test_family}.h5"
     common = ["--preset", preset, "--size", str(args.size), "--no-progress"]
     if not field.exists():
         label_args = [x for kv in LABELS[labels].items() for x in kv]
@@ -188,20 +189,32 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
     if not test.exists():
         nuisance = [x for kv in TEST_NUISANCE.items() for x in kv]
         _cli(["simulate", "-o", str(test), "--tiles", str(args.test_tiles), "--seed", str(TEST_SEED),
-              "--sed-library", args.test_library, *nuisance, *common], 1)
+              "--sed-library", args.test_library, *mismatch_args(args), *nuisance, *common], 1)
     domain = getattr(args, "calib_domain", "train")
-    stem = f"{preset}_calib_{labels}" + (f"_target_{args.test_library}" if domain == "target" else "")
+    stem = f"{preset}_calib_{labels}" + (f"_target_{test_family}" if domain == "target" else "")
     calib_field, calib = workdir / f"{stem}_field.h5", workdir / f"{stem}.h5"
     if not calib.exists():
         if not calib_field.exists():
             label_args = [x for kv in LABELS[labels].items() for x in kv]
-            like = (["--seed", str(CALIB_TARGET_SEED), "--sed-library", args.test_library,
+            like = (["--seed", str(CALIB_TARGET_SEED), "--sed-library", args.test_library, *mismatch_args(args),
                      *(x for kv in TEST_NUISANCE.items() for x in kv)] if domain == "target"
                     else ["--seed", str(CALIB_SEED), "--sed-library", TRAIN_SED_LIBRARY])
             _cli(["simulate", "-o", str(calib_field), "--tiles", str(args.calib_tiles), *like, *label_args,
                   *common], 1)
         select_training_tiles(calib_field, calib, 0.0)
     return train, test, calib
+
+
+def test_family_name(args) -> str:
+    """The test field's SED family in file names: ``fsps``, or ``fsps_mismatch1`` with ``--test-mismatch 1``."""
+    mismatch = getattr(args, "test_mismatch", 0.0)
+    return args.test_library + (f"_mismatch{mismatch:g}" if mismatch else "")
+
+
+def mismatch_args(args) -> list[str]:
+    """`deepdisc simulate` options of the test family's template mismatch (none without it)."""
+    mismatch = getattr(args, "test_mismatch", 0.0)
+    return ["--sed-mismatch", f"{mismatch:g}"] if mismatch else []
 
 
 def field_path(workdir: Path, preset: str, labels: str) -> Path:
@@ -578,7 +591,9 @@ def markdown(results: list[dict], args) -> str:
     lines = [f"Benchmark set: per preset a {args.train_tiles}-tile training field (seed {TRAIN_SEED}, "
              f"`--sed-library {TRAIN_SED_LIBRARY}`) with {labels}, and an independent {args.test_tiles}-tile test "
              f"field (seed {TEST_SEED}, `--sed-library {args.test_library}`: a held-out SED family"
-             f"{MATCHED_TEMPLATES.get(args.test_library, '')}; nuisance "
+             + (f", its SEDs departing from the templates by {args.test_mismatch:g} x EAZY's template error function "
+                "(`--sed-mismatch`)" if args.test_mismatch else MATCHED_TEMPLATES.get(args.test_library, ""))
+             + "; nuisance "
              f"{' '.join(f'{k} {v}' for k, v in TEST_NUISANCE.items())}), {args.size}x{args.size}"
              f" px; {deepdisc}; peers informed on the same spec-z. Truth: true redshift of every test object. "
              f"Train CPU min: DeepDISC's training (one member: the ensemble's / members), the peers' inform.", ""]
@@ -683,6 +698,9 @@ def main(argv=None) -> int:
                    help=f"SED family of the test field, held out from DeepDISC's training and its pretraining "
                    f"(default {TEST_SED_LIBRARY}, EAZY's own templates; cww: BPZ's CWWSB4, so EAZY fits templates "
                    "that are not the galaxies')")
+    p.add_argument("--test-mismatch", type=float, default=0.0, help="template mismatch of the test (and target "
+                   "calibration) field's galaxies: `deepdisc simulate --sed-mismatch`, in units of EAZY's template "
+                   "error function (default 0: the family's templates exactly; with fsps, EAZY's own)")
     p.add_argument("--tag", default="", help="suffix of DeepDISC's model, photo-z and result files, to keep "
                    "variants (other --train-args) side by side in one workdir; with --reuse the peers of the "
                    "untagged run are reused")

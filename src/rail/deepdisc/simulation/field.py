@@ -62,6 +62,7 @@ class FieldContext:
             z_max=settings.z_max,
             ebv_max=settings.ebv_internal_max,
             sed_library=settings.sed_library,
+            sed_mismatch=settings.sed_mismatch,
         )
         self.transfer = make_psf_transfer(settings)
         self.extinction = band_extinction(settings.bands + (REFERENCE_BAND,))

@@ -33,6 +33,7 @@ from rail.deepdisc.simulation.sed_library import (
     library_families,
     sed_family,
 )
+from rail.deepdisc.simulation.sed_mismatch import mismatched
 
 __all__ = [
     "PhotometryGrid",
@@ -301,7 +302,8 @@ def _cell(value: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=8)
 def photometry_grid(
-    bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: float = 1.0, sed_library: str = "cosmos"
+    bands: tuple[str, ...], *, z_max: float = 12.0, ebv_max: float = 1.0, sed_library: str = "cosmos",
+    sed_mismatch: float = 0.0,
 ) -> PhotometryGrid:
     """Tabulate `PhotometryGrid` for a band tuple (cached per process: about a second per band list).
 
@@ -315,12 +317,15 @@ def photometry_grid(
         Largest internal E(B-V) of the grid, mag.
     sed_library : str
         Galaxy SED library (`rail.deepdisc.simulation.sed_library.SED_LIBRARIES`).
+    sed_mismatch : float
+        Departure of the galaxies' SEDs from the library's templates, in units of EAZY's template error
+        function (`rail.deepdisc.simulation.sed_mismatch`; 0 = the templates exactly).
 
     Returns
     -------
     PhotometryGrid
     """
-    families = tuple(sed_family(name) for name in library_families(sed_library))
+    families = tuple(mismatched(sed_family(name), sed_mismatch) for name in library_families(sed_library))
     for fam in families:
         check_coverage(fam, bands, z_max)
     zg = np.arange(0.0, z_max + Z_GRID_STEP / 2, Z_GRID_STEP)

@@ -107,6 +107,10 @@ class SimulationSettings:
         templates, the default), ``fsps`` (random non-negative combinations of eazy-py's 12 FSPS templates,
         the EAZY peer's own set), ``cww`` (BPZ's CWWSB4 set, interpolated), or several joined by ``+``
         (``cosmos+cww``: each galaxy draws one; ``mixed`` = ``cosmos+fsps``). Spelled canonically.
+    sed_mismatch : float
+        Template mismatch: the galaxies' SEDs depart from their library's templates by a smooth random factor,
+        this many times EAZY's template error function (`rail.deepdisc.simulation.sed_mismatch`; 0 = the
+        templates exactly, 1 = the error function at face value).
     emission_line_scale : float
         Multiplies every galaxy's H-alpha equivalent width (0 = no nebular lines; SED nuisance knob).
     ebv_internal_mean : float
@@ -198,6 +202,8 @@ class SimulationSettings:
     sed_library: str = option("cosmos", "galaxy SED families: cosmos (COSMOS templates), fsps (random combinations "
                               "of eazy-py's 12 FSPS templates), cww (BPZ's CWWSB4, interpolated), or several joined "
                               "by + (each galaxy draws one; mixed = cosmos+fsps)", convert=parse_sed_library)
+    sed_mismatch: float = option(0.0, "galaxy SEDs depart smoothly from their library's templates by this many times "
+                                 "EAZY's template error function (0 = the templates exactly)", low=0)
     emission_line_scale: float = option(1.0, "multiplies every H-alpha equivalent width (0 = no nebular lines)",
                                         low=0)
     ebv_internal_mean: float = option(0.15, "mean internal Calzetti E(B-V) of star-forming galaxies, mag", low=0)
