@@ -14,7 +14,9 @@ For each filter preset the script simulates, with fixed seeds:
   wider PSF, shallower, larger galaxies, correlated noise, weaker lines) and whose galaxies come from an SED
   family never used in training (``--sed-library fsps``: random non-negative combinations of eazy-py's 12 FSPS
   templates). That family is EAZY's own template set (an advantage to EAZY), while BPZ's COSMOS SEDs are the
-  training family: the hard direction for DeepDISC and BPZ.
+  training family: the hard direction for DeepDISC and BPZ. ``--test-mismatch A`` (``deepdisc simulate
+  --sed-mismatch``) makes those galaxies depart from the templates by ``A`` times EAZY's template error
+  function, so that no method holds their exact SEDs.
 
 Then:
 
@@ -70,6 +72,14 @@ or pretrain separately (the same command that ``--pretrain`` runs) and point to 
         --epochs 12 --chunks-per-epoch 8 --tiles-per-chunk 64 --validation-tiles 16 --seed 1234 --resume
     PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir bench_acc --presets JADES9 \
         --pretrained pretrained.pt --reuse
+
+Test galaxies that no library holds, with a pretraining on every library (EAZY's FSPS templates included, as
+EAZY has them)::
+
+    deepdisc pretrain -o pretrained_all.pt --bands JADES9 --tile-size 128 --sed-library cosmos+fsps+cww \
+        --threads 2 --epochs 12 --chunks-per-epoch 8 --tiles-per-chunk 64 --validation-tiles 16 --seed 1234 --resume
+    PYTHONPATH=src python benchmarks/bench_accuracy.py --workdir bench_acc_mm --presets JADES9 \
+        --pretrained pretrained_all.pt --test-mismatch 1
 
 The peers alone (no training; the same fields)::
 
