@@ -197,17 +197,15 @@ def simulate(workdir: Path, preset: str, args) -> tuple[Path, Path, Path]:
             raise SystemExit(f"{path} holds {_n_tiles(path)} tiles, not the {want} asked for: use another "
                              f"--workdir (or remove the file)")
     if not test.exists():
-        nuisance = [x for kv in TEST_NUISANCE.items() for x in kv]
         _cli(["simulate", "-o", str(test), "--tiles", str(args.test_tiles), "--seed", str(TEST_SEED),
-              "--sed-library", args.test_library, *mismatch_args(args), *nuisance, *common], 1)
+              *test_field_args(args), *common], 1)
     domain = getattr(args, "calib_domain", "train")
     stem = f"{preset}_calib_{labels}" + (f"_target_{test_family}" if domain == "target" else "")
     calib_field, calib = workdir / f"{stem}_field.h5", workdir / f"{stem}.h5"
     if not calib.exists():
         if not calib_field.exists():
             label_args = [x for kv in LABELS[labels].items() for x in kv]
-            like = (["--seed", str(CALIB_TARGET_SEED), "--sed-library", args.test_library, *mismatch_args(args),
-                     *(x for kv in TEST_NUISANCE.items() for x in kv)] if domain == "target"
+            like = (["--seed", str(CALIB_TARGET_SEED), *test_field_args(args)] if domain == "target"
                     else ["--seed", str(CALIB_SEED), "--sed-library", TRAIN_SED_LIBRARY])
             _cli(["simulate", "-o", str(calib_field), "--tiles", str(args.calib_tiles), *like, *label_args,
                   *common], 1)
@@ -221,10 +219,12 @@ def test_family_name(args) -> str:
     return args.test_library + (f"_mismatch{mismatch:g}" if mismatch else "")
 
 
-def mismatch_args(args) -> list[str]:
-    """`deepdisc simulate` options of the test family's template mismatch (none without it)."""
+def test_field_args(args) -> list[str]:
+    """`deepdisc simulate` options of the test field (and the target calibration field): its SED family, the
+    family's template mismatch (none without it) and the shifted nuisances (`TEST_NUISANCE`)."""
     mismatch = getattr(args, "test_mismatch", 0.0)
-    return ["--sed-mismatch", f"{mismatch:g}"] if mismatch else []
+    return ["--sed-library", args.test_library, *(["--sed-mismatch", f"{mismatch:g}"] if mismatch else []),
+            *(x for kv in TEST_NUISANCE.items() for x in kv)]
 
 
 def field_path(workdir: Path, preset: str, labels: str) -> Path:

@@ -89,7 +89,7 @@ def mismatched(family: SedFamily, amplitude: float) -> SedFamily:
     if amplitude == 0:
         return family
     tef_wave, tef = template_error_function()
-    seed = (MISMATCH_SEED, SED_FAMILIES.index(family.name) if family.name in SED_FAMILIES else len(SED_FAMILIES))
+    seed = (MISMATCH_SEED, SED_FAMILIES.index(family.name))
     at = np.append(family.wave, [HALPHA, REFERENCE_WAVELENGTH])
     log_factor = amplitude * np.interp(at, tef_wave, tef)[None, :] * mismatch_field(len(family.fnu), at, seed)
     factor = np.exp(log_factor - log_factor[:, -1:])  # still normalised at the reference wavelength
