@@ -37,6 +37,7 @@ from rail.deepdisc.training.calibration import calibration_record, calibration_t
 from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.finetune import load_pretrained
+from rail.deepdisc.training.head_finetune import train_head_member
 from rail.deepdisc.training.member import MemberResult, train_member
 from rail.deepdisc.training.settings import EnsembleSettings, TrainSettings
 from rail.deepdisc.training.validation import held_out_mixtures
@@ -220,7 +221,8 @@ def train_ensemble(
             len(val),
             seed_m,
         )
-        result = train_member(
+        trainer = train_head_member if settings.finetune == "head" else train_member  # head: on frozen features
+        result = trainer(
             model,
             data,
             settings,

@@ -211,6 +211,11 @@ def check_train_options(options: Mapping) -> dict:
             "freeze only makes sense when starting from pretrained weights: give init_model (or "
             "backbone_weights), or leave freeze empty"
         )
+    if settings.finetune == "head" and not run.init_model:
+        raise ConfigError("finetune head trains the redshift head of a pretrained network: give init_model (the "
+                          "output of deepdisc pretrain or deepdisc train), or use finetune all")
+    if settings.finetune == "head" and settings.freeze:
+        raise ConfigError("finetune head already keeps everything but the redshift head fixed: leave freeze empty")
     if run.backbone_weights and run.init_model:
         raise ConfigError("give backbone_weights or init_model, not both (init_model already holds a backbone)")
     resolve_device(run.device)

@@ -19,6 +19,8 @@ Notes on the optimisation settings (`rail.deepdisc.training.member`):
   0.390 / 0.70 to 0.124 / 0.350 / 0.67 (dropout on the MLP's input as well made JADES9 worse: 0.163 / 0.402 /
   0.73).
 - ``freeze``: fine-tuning a pretrained model, the new heads settle before the pretrained features move.
+- ``finetune="head"``: fine-tuning a pretrained model, only the redshift head trains, on features computed once
+  (`rail.deepdisc.training.head_finetune`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "LR_SCHEDULES",
     "FREEZABLE_PARTS",
     "FIRST_CONV_MODES",
+    "FINETUNE_MODES",
     "MAX_BOX_JITTER",
 ]
 
@@ -59,6 +62,8 @@ OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "steps")
 #: Parts that fine-tuning can freeze for its first epochs: the ResNet body, the feature pyramid, the redshift head.
 FREEZABLE_PARTS = ("backbone", "fpn", "redshift_head")
+#: What fine-tuning a pretrained model trains (`rail.deepdisc.training.head_finetune`).
+FINETUNE_MODES = ("all", "head")
 #: How the first convolution of a pretrained model of other bands is carried over
 #: (`rail.deepdisc.training.finetune.load_pretrained`).
 FIRST_CONV_MODES = ("reinit", "adapt")
@@ -151,6 +156,9 @@ class TrainSettings:
     freeze: tuple[str, ...] = option((), "parts kept fixed during the first freeze_epochs epochs of fine-tuning: "
                                      "backbone, fpn, redshift_head", item=str, choices=FREEZABLE_PARTS)
     freeze_epochs: int = option(0, "epochs with the freeze parts fixed (0 = never)", low=0)
+    finetune: str = option("all", "what training from init_model moves: all (every layer) or head (the redshift "
+                           "head alone, on the pretrained network's features of the labelled objects computed once: "
+                           "minutes instead of hours; detection stays the pretrained one's)", choices=FINETUNE_MODES)
 
     def __post_init__(self) -> None:
         check_fields(self)

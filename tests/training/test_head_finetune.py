@@ -1,0 +1,96 @@
+"""Fine-tuning the redshift head alone on a pretrained network's frozen features (``finetune="head"``)."""
+
+import numpy as np
+import pytest
+import torch
+
+from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.model.artifact import load_artifact, save_artifact
+from rail.deepdisc.model.network import model_from_artifact
+from rail.deepdisc.model.redshift_head import mixture_log_prob
+from rail.deepdisc.pretraining.run import pretrain_from_options
+from rail.deepdisc.tileset.io import write_tileset
+from rail.deepdisc.training.data import MemberData, tile_targets
+from rail.deepdisc.training.head_finetune import labelled_head_inputs
+from rail.deepdisc.training.run import train_from_options
+from tests.helpers.nethelpers import FAST, make_colour_tileset
+
+PRE = {"epochs": 1, "batch_size": 2, "num_threads": 1, "progress_bar": False, "device": "cpu",
+       "head_hidden": [64, 32], "validation_tiles": 2, "tiles_per_chunk": 3, "seed": 5}
+HEAD = {**FAST, "finetune": "head", "learning_rate": 2e-2, "val_fraction": 0.3}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pre")
+    files = [str(write_tileset(make_colour_tileset(n_tiles=6, size=32, seed=s), folder / f"sim{s}.h5"))
+             for s in (1, 2)]
+    path = folder / "pretrained.pt"
+    save_artifact(pretrain_from_options({**PRE, "tile_files": files}, model_path=path), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def specz():
+    return make_colour_tileset(n_tiles=8, size=32, seed=9)
+
+
+def _labelled_nll(artifact, tileset) -> float:
+    """Mean NLL of every labelled object's spec-z under the member's head (ground-truth boxes)."""
+    model = model_from_artifact(artifact, 0)
+    data = MemberData(tileset.images, tileset.segmaps, tile_targets(tileset), np.arange(tileset.n_tiles),
+                      np.zeros(0, int), np.ones(len(tileset.bands)))
+    inputs = labelled_head_inputs(model, data, data.train, batch_size=4, device=torch.device("cpu"))
+    assert len(inputs.z) >= 10
+    with torch.no_grad():
+        return -float(mixture_log_prob(model.redshift_head(inputs.features, inputs.extra), inputs.z).mean())
+
+
+def test_head_finetuning_moves_the_head_alone_and_fits_the_labels(pretrained, specz):
+    start = load_artifact(pretrained)
+    tuned = train_from_options(specz, {**HEAD, "epochs": 12, "patience": 12, "init_model": str(pretrained)})
+    member = tuned["members"][0]
+    state, before = member["state_dict"], start["members"][0]["state_dict"]
+    others = [k for k in state if not k.startswith("redshift_head.")]
+    assert others and all(torch.equal(state[k], before[k]) for k in others)  # backbone, FPN, detector, normaliser
+    moved = [k for k in ("redshift_head.mlp.0.weight", "redshift_head.output.weight", "redshift_head.output.bias")
+             if not torch.equal(state[k], before[k])]
+    assert len(moved) == 3
+    assert float(state["redshift_head.std_scale"]) == pytest.approx(member["std_scale"])
+    assert tuned["config"]["training"]["finetune"] == "head"
+    assert all(r["frozen"] == ["backbone", "fpn", "detector"] for r in member["history"])
+    # the tuned head explains the spec-z of these tiles better than the pretrained one
+    assert _labelled_nll(tuned, specz) < _labelled_nll(start, specz) - 0.1
+
+
+def test_a_killed_head_finetuning_resumes_to_the_uninterrupted_result(pretrained, specz, tmp_path):
+    options = {**HEAD, "epochs": 4, "patience": 4, "init_model": str(pretrained)}
+    reference = train_from_options(specz, {**options, "checkpoint_dir": str(tmp_path / "a")})
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch, record):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_from_options(specz, {**options, "checkpoint_dir": str(tmp_path / "b")}, on_epoch_end=kill)
+    resumed = train_from_options(specz, {**options, "checkpoint_dir": str(tmp_path / "b"), "resume": True})
+    a, b = reference["members"][0], resumed["members"][0]
+    assert [r["epoch"] for r in b["history"]] == [0, 1, 2, 3]
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+    assert a["val_log_likelihood"] == b["val_log_likelihood"]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"finetune": "head"}, "give init_model"),
+        ({"finetune": "head", "init_model": "x.pt", "freeze": ["backbone"], "freeze_epochs": 1}, "leave freeze empty"),
+        ({"finetune": "heads", "init_model": "x.pt"}, "finetune must be one of"),
+    ],
+)
+def test_head_finetuning_options_are_checked(options, match, specz):
+    with pytest.raises(ConfigError, match=match):
+        train_from_options(specz, {**FAST, **options})
