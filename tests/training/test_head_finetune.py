@@ -10,8 +10,8 @@ from rail.deepdisc.model.network import model_from_artifact
 from rail.deepdisc.model.redshift_head import mixture_log_prob
 from rail.deepdisc.pretraining.run import pretrain_from_options
 from rail.deepdisc.tileset.io import write_tileset
-from rail.deepdisc.training.data import MemberData, tile_targets
-from rail.deepdisc.training.head_finetune import labelled_head_inputs
+from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
+from rail.deepdisc.training.head_finetune import labelled_head_features
 from rail.deepdisc.training.run import train_from_options
 from tests.helpers.nethelpers import FAST, make_colour_tileset
 
@@ -40,7 +40,7 @@ def _labelled_nll(artifact, tileset) -> float:
     model = model_from_artifact(artifact, 0)
     data = MemberData(tileset.images, tileset.segmaps, tile_targets(tileset), np.arange(tileset.n_tiles),
                       np.zeros(0, int), np.ones(len(tileset.bands)))
-    inputs = labelled_head_inputs(model, data, data.train, batch_size=4, device=torch.device("cpu"))
+    inputs = labelled_head_features(model, data, data.train, batch_size=4, device=torch.device("cpu")).inputs
     assert len(inputs.z) >= 10
     with torch.no_grad():
         return -float(mixture_log_prob(model.redshift_head(inputs.features, inputs.extra), inputs.z).mean())
@@ -81,6 +81,23 @@ def test_a_killed_head_finetuning_resumes_to_the_uninterrupted_result(pretrained
     assert [r["epoch"] for r in b["history"]] == [0, 1, 2, 3]
     assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
     assert a["val_log_likelihood"] == b["val_log_likelihood"]
+
+
+def test_each_member_takes_its_own_objects_from_the_features_computed_once(pretrained, specz):
+    model = model_from_artifact(load_artifact(pretrained), 0)
+    targets = tile_targets(specz)
+    everything = MemberData(specz.images, specz.segmaps, targets, np.arange(specz.n_tiles), np.zeros(0, int),
+                            np.ones(len(specz.bands)))
+    cpu = torch.device("cpu")
+    once = labelled_head_features(model, everything, np.arange(specz.n_tiles), batch_size=3, device=cpu)
+    train, val = partition_tiles(specz.n_tiles, labelled_tiles(targets), val_fraction=0.4, seed=3)
+    member = MemberData(specz.images, specz.segmaps, hide_labels(targets, train, val), train, val,
+                        np.ones(len(specz.bands)))
+    for tiles in (member.train, member.val):
+        own = labelled_head_features(model, member, tiles, batch_size=2, device=cpu).inputs
+        taken = once.select(member.targets, tiles)
+        assert len(own.z) > 3 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(own, taken))
+    assert len(once.select(member.targets, train).z) + len(once.select(member.targets, val).z) <= len(once.inputs.z)
 
 
 @pytest.mark.parametrize(

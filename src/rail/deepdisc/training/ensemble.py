@@ -37,7 +37,7 @@ from rail.deepdisc.training.calibration import calibration_record, calibration_t
 from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.finetune import load_pretrained
-from rail.deepdisc.training.head_finetune import train_head_member
+from rail.deepdisc.training.head_finetune import labelled_head_features, train_head_member
 from rail.deepdisc.training.member import MemberResult, train_member
 from rail.deepdisc.training.settings import EnsembleSettings, TrainSettings
 from rail.deepdisc.training.validation import held_out_mixtures
@@ -202,6 +202,8 @@ def train_ensemble(
         log.info("%d of %d labelled tiles held out from every member for the ensemble width calibration",
                  len(cal), len(labelled))
     results = []
+    full_data = MemberData(tileset.images, tileset.segmaps, targets, labelled, np.zeros(0, np.int64), stats.sky_sigma)
+    head_features = None
     for m in indices:
         seed_m = member_seed(ensemble.seed, m)
         train, val = partition_tiles(
@@ -221,7 +223,12 @@ def train_ensemble(
             len(val),
             seed_m,
         )
-        trainer = train_head_member if settings.finetune == "head" else train_member  # head: on frozen features
+        trainer, extra = train_member, {}
+        if settings.finetune == "head":  # the head alone, on frozen features computed once for every member
+            if head_features is None and not dist_ctx.distributed:  # (train_head_member refuses DDP)
+                head_features = labelled_head_features(model.to(device), full_data, labelled,
+                                                       batch_size=settings.batch_size, device=device)
+            trainer, extra = train_head_member, {"features": head_features}
         result = trainer(
             model,
             data,
@@ -235,6 +242,7 @@ def train_ensemble(
             dist_ctx=dist_ctx,
             progress=progress,
             on_epoch_end=on_epoch_end,
+            **extra,
         )
         if len(cal):  # only with calibrate_widths, after which train_member leaves the kept weights in model
             result.calibration = calibration_record(

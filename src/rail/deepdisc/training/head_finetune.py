@@ -5,9 +5,9 @@ training tile through the backbone, the detector and the head in every epoch. Wi
 pretrained backbone, feature pyramid and detector stay as they are, and only the redshift head learns the
 spec-z:
 
-1. the head's inputs of every labelled object of the member's training and validation tiles (the RoI-aligned
-   features of its catalog box, the pixel path's colours and patches, its E(B-V)) are computed once, without
-   augmentation (`labelled_head_inputs`);
+1. the head's inputs of every labelled object (the RoI-aligned features of its catalog box, the pixel path's
+   colours and patches, its E(B-V)) are computed once for the ensemble, without augmentation
+   (`labelled_head_features`), and each member takes those of its training and validation tiles;
 2. each epoch is one pass over the member's training objects in a random order (`epoch_seed`), in steps of
    `HEAD_BATCH_OBJECTS` objects, with AdamW at ``learning_rate x head_lr_factor`` on the learning-rate schedule,
    the head's dropout, weight decay and gradient clipping of the member's settings;
@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ from rail.deepdisc.training.selection import cpu_snapshot, keep_or_stop
 from rail.deepdisc.training.settings import TrainSettings
 from rail.deepdisc.training.validation import fitted_widths, mean_and_se
 
-__all__ = ["HEAD_BATCH_OBJECTS", "labelled_head_inputs", "train_head_member"]
+__all__ = ["HEAD_BATCH_OBJECTS", "LabelledFeatures", "labelled_head_features", "train_head_member"]
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,40 @@ log = logging.getLogger(__name__)
 HEAD_BATCH_OBJECTS = 32
 
 
+@dataclass
+class LabelledFeatures:
+    """The redshift head's inputs of labelled objects, with where each object sits in the targets.
+
+    Attributes
+    ----------
+    inputs : HeadInputs
+        ``features`` (N, F), ``extra`` (N, 1), ``z`` (N,).
+    tile : ndarray (N,) int
+        Tile of each row.
+    index : ndarray (N,) int
+        Position of the row's object in its tile's targets.
+    """
+
+    inputs: HeadInputs
+    tile: np.ndarray
+    index: np.ndarray
+
+    def select(self, targets: list, tiles: np.ndarray) -> HeadInputs:
+        """The rows of ``tiles`` whose object is labelled in ``targets`` (a member's, validation labels hidden)."""
+        labelled = np.array([bool(np.isfinite(targets[t]["redshift"][j])) for t, j in zip(self.tile, self.index)],
+                            bool)
+        rows = torch.from_numpy(np.flatnonzero(np.isin(self.tile, tiles) & labelled)).to(self.inputs.z.device)
+        return HeadInputs(*(t[rows] for t in self.inputs))
+
+
 @torch.no_grad()
-def labelled_head_inputs(model: DeepDiscRCNN, data: MemberData, tiles: np.ndarray, *, batch_size: int,
-                         device: torch.device) -> HeadInputs:
+def labelled_head_features(model: DeepDiscRCNN, data: MemberData, tiles: np.ndarray, *, batch_size: int,
+                           device: torch.device) -> LabelledFeatures:
     """The redshift head's inputs of the labelled objects of ``tiles`` (ground-truth boxes, no augmentation).
 
-    Tiles without a label are skipped (the detector is not trained).
-
-    Returns
-    -------
-    HeadInputs
-        ``features`` (N, F), ``extra`` (N, 1) and ``z`` (N,) on ``device``, tiles in the order given.
+    Tiles without a label are skipped (the detector is not trained). With the backbone frozen they are the same
+    for every member started from the same pretrained network: `rail.deepdisc.training.ensemble.train_ensemble`
+    computes them once, on every labelled tile, and each member takes its own (`LabelledFeatures.select`).
     """
     tiles = np.asarray([t for t in tiles if np.isfinite(data.targets[t]["redshift"]).any()], np.int64)
     was_training = model.training
@@ -79,11 +103,14 @@ def labelled_head_inputs(model: DeepDiscRCNN, data: MemberData, tiles: np.ndarra
             parts.append(model.redshift_inputs(enc, targets_to_device(targets, device)))
     finally:
         model.train(was_training)
+    where = [(t, j) for t in tiles for j in np.flatnonzero(np.isfinite(data.targets[t]["redshift"]))]
+    tile, index = (np.asarray(v, np.int64).reshape(-1) for v in (zip(*where) if where else ((), ())))
     if not parts:
         n_features = sum(model.redshift_head.groups)
-        return HeadInputs(torch.zeros(0, n_features, device=device), torch.zeros(0, 1, device=device),
-                          torch.zeros(0, device=device))
-    return HeadInputs(*(torch.cat(p) for p in zip(*parts)))
+        empty = HeadInputs(torch.zeros(0, n_features, device=device), torch.zeros(0, 1, device=device),
+                           torch.zeros(0, device=device))
+        return LabelledFeatures(empty, tile, index)
+    return LabelledFeatures(HeadInputs(*(torch.cat(p) for p in zip(*parts))), tile, index)
 
 
 def _head_epoch(head, inputs: HeadInputs, optimizer, settings: TrainSettings, epoch: int, seed: int) -> dict:
@@ -140,12 +167,13 @@ def train_head_member(
     dist_ctx: DistContext = DistContext(),
     progress: bool = True,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    features: LabelledFeatures | None = None,
 ) -> MemberResult:
     """One member: the redshift head of ``model`` (pretrained) fine-tuned alone; see the module docstring.
 
     Parameters and return value are `rail.deepdisc.training.member.train_member`'s, but it runs in one process
     (the head trains in seconds; under DDP it refuses). ``model`` is left holding the kept, width-calibrated
-    weights.
+    weights. ``features``: `labelled_head_features` of the tiles (computed here when not given).
 
     Raises
     ------
@@ -157,8 +185,10 @@ def train_head_member(
     model.to(device)
     head = model.redshift_head
     head.std_scale.fill_(1.0)
-    train_inputs = labelled_head_inputs(model, data, data.train, batch_size=settings.batch_size, device=device)
-    val_inputs = labelled_head_inputs(model, data, data.val, batch_size=settings.batch_size, device=device)
+    if features is None:
+        features = labelled_head_features(model, data, np.union1d(data.train, data.val),
+                                          batch_size=settings.batch_size, device=device)
+    train_inputs, val_inputs = features.select(data.targets, data.train), features.select(data.targets, data.val)
     log.info("member %d: fine-tuning the redshift head alone on %d training and %d validation objects", member,
              len(train_inputs.z), len(val_inputs.z))
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate * settings.head_lr_factor,
