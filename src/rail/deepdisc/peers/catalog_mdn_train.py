@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rail.deepdisc.exceptions import ConfigError
-from rail.deepdisc.model.redshift_head import EBV_SCALE, MixtureParams, mixture_log_prob, mixture_nll
+from rail.deepdisc.model.redshift_head import EBV_SCALE, MixtureParams, mixture_log_prob
 from rail.deepdisc.options import values_of
 from rail.deepdisc.peers.catalog_mdn import (
     CATALOG_MDN_FORMAT,
@@ -42,6 +42,7 @@ from rail.deepdisc.training.checkpoint import MemberState
 from rail.deepdisc.training.data import partition_tiles
 from rail.deepdisc.training.ensemble import member_seed, member_weights
 from rail.deepdisc.training.epoch import epoch_seed
+from rail.deepdisc.training.head_finetune import head_pass
 from rail.deepdisc.training.optimiser import learning_rate_at
 from rail.deepdisc.training.selection import cpu_snapshot, keep_or_stop
 from rail.deepdisc.training.validation import fitted_widths, mean_and_se
@@ -170,22 +171,9 @@ def _run_epoch(head, optimizer, inputs, z, train, settings: CatalogMdnSettings, 
     torch.manual_seed(seed_e)
     order = np.random.default_rng(seed_e).permutation(train)
     lr = learning_rate_at(epoch, schedule)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    head.dropout = settings.head_dropout
-    head.train()
-    total = 0.0
-    for k in range(0, len(order), settings.batch_size):
-        batch = torch.from_numpy(order[k : k + settings.batch_size])
-        loss = mixture_nll(head(inputs[batch, :0], inputs[batch]), z[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if settings.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(head.parameters(), settings.clip_grad_norm)
-        optimizer.step()
-        total += float(loss.detach()) * len(batch)
-    head.eval()
-    return {"epoch": epoch, "lr": lr, "loss": total / max(len(order), 1)}
+    loss = head_pass(head, inputs[:, :0], inputs, z, order, optimizer, lr=lr, dropout=settings.head_dropout,
+                     batch_size=settings.batch_size, clip_grad_norm=settings.clip_grad_norm)
+    return {"epoch": epoch, "lr": lr, "loss": loss}
 
 
 @torch.no_grad()

@@ -75,6 +75,22 @@ class MemberState:
             "done": self.done,
         }
 
+    def resume_from(self, checkpoint: Path | None, *, fingerprint: dict, member: int, seed: int) -> bool:
+        """Restore model, optimiser and state from a member checkpoint of this run, if it exists.
+
+        Returns
+        -------
+        bool
+            Whether a checkpoint was read (`read_checkpoint` refuses one of another run, member or seed).
+        """
+        if checkpoint is None or not checkpoint.exists():
+            return False
+        self.load_checkpoint(read_checkpoint(checkpoint, kind=CHECKPOINT_KIND, fingerprint=fingerprint,
+                                             description="DeepDISC member checkpoint",
+                                             expected={"member": member, "seed": seed}, model=self.model,
+                                             optimizer=self.optimizer))
+        return True
+
     def load_checkpoint(self, ckpt: dict) -> None:
         """Restore this state (but the model and optimiser, see `read_checkpoint`) from a checkpoint dict."""
         for key in ("epoch", "best_state", "best_epoch", "best_loss", "best_nll", "since_best", "history", "done"):

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import DeepDiscRCNN, HeadInputs
 from rail.deepdisc.model.redshift_head import mixture_log_prob, mixture_nll
-from rail.deepdisc.training.checkpoint import CHECKPOINT_KIND, MemberState, read_checkpoint, save_checkpoint
+from rail.deepdisc.training.checkpoint import MemberState, save_checkpoint
 from rail.deepdisc.training.data import MemberData, make_batch, targets_to_device
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.epoch import epoch_seed
@@ -49,7 +49,7 @@ from rail.deepdisc.training.selection import cpu_snapshot, keep_or_stop
 from rail.deepdisc.training.settings import TrainSettings
 from rail.deepdisc.training.validation import fitted_widths, mean_and_se
 
-__all__ = ["HEAD_BATCH_OBJECTS", "LabelledFeatures", "labelled_head_features", "train_head_member"]
+__all__ = ["HEAD_BATCH_OBJECTS", "LabelledFeatures", "labelled_head_features", "head_pass", "train_head_member"]
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +114,42 @@ def labelled_head_features(model: DeepDiscRCNN, data: MemberData, tiles: np.ndar
     return LabelledFeatures(HeadInputs(*(torch.cat(p) for p in zip(*parts))), tile, index)
 
 
-def _head_epoch(head, inputs: HeadInputs, optimizer, settings: TrainSettings, epoch: int, seed: int) -> dict:
-    """One pass over the training objects in a random order; the mean training NLL."""
-    seed_e = epoch_seed(seed, epoch)
-    torch.manual_seed(seed_e)
-    order = torch.from_numpy(np.random.default_rng(seed_e).permutation(len(inputs.z)))
-    lr = learning_rate_at(epoch, settings) * settings.head_lr_factor
+def head_pass(head, features: torch.Tensor, extra: torch.Tensor, z: torch.Tensor, order: np.ndarray, optimizer, *,
+              lr: float, dropout: float, batch_size: int, clip_grad_norm: float) -> float:
+    """One pass of a redshift head over the objects ``order``, ``batch_size`` at a time; the mean training NLL.
+
+    The epoch step of the head fine-tuned alone (`train_head_member`) and of the catalog MDN
+    (`rail.deepdisc.peers.catalog_mdn_train`): learning rate ``lr``, the head's dropout, the mixture NLL, gradient
+    clipping (0 = none); the head is left in eval mode.
+    """
     for group in optimizer.param_groups:
         group["lr"] = lr
-    head.dropout = settings.head_dropout
+    head.dropout = dropout
     head.train()
     total = 0.0
-    for k in range(0, len(order), HEAD_BATCH_OBJECTS):
-        batch = order[k : k + HEAD_BATCH_OBJECTS].to(inputs.z.device)
-        loss = mixture_nll(head(inputs.features[batch], inputs.extra[batch]), inputs.z[batch])
+    for k in range(0, len(order), batch_size):
+        batch = torch.from_numpy(np.asarray(order[k : k + batch_size])).to(z.device)
+        loss = mixture_nll(head(features[batch], extra[batch]), z[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if settings.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(head.parameters(), settings.clip_grad_norm)
+        if clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(head.parameters(), clip_grad_norm)
         optimizer.step()
         total += float(loss.detach()) * len(batch)
     head.eval()
-    return {"epoch": epoch, "lr": lr, "loss": total / max(len(order), 1), "loss_redshift": total / max(len(order), 1)}
+    return total / max(len(order), 1)
+
+
+def _head_epoch(head, inputs: HeadInputs, optimizer, settings: TrainSettings, epoch: int, seed: int) -> dict:
+    """One pass over the training objects in a random order (`epoch_seed`); the epoch's record."""
+    seed_e = epoch_seed(seed, epoch)
+    torch.manual_seed(seed_e)
+    order = np.random.default_rng(seed_e).permutation(len(inputs.z))
+    lr = learning_rate_at(epoch, settings) * settings.head_lr_factor
+    loss = head_pass(head, inputs.features, inputs.extra, inputs.z, order, optimizer, lr=lr,
+                     dropout=settings.head_dropout, batch_size=HEAD_BATCH_OBJECTS,
+                     clip_grad_norm=settings.clip_grad_norm)
+    return {"epoch": epoch, "lr": lr, "loss": loss, "loss_redshift": loss}
 
 
 @torch.no_grad()
@@ -195,11 +209,7 @@ def train_head_member(
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate * settings.head_lr_factor,
                                   weight_decay=settings.weight_decay)
     state = MemberState(model, optimizer)
-    if resume and checkpoint is not None and checkpoint.exists():
-        state.load_checkpoint(read_checkpoint(checkpoint, kind=CHECKPOINT_KIND, fingerprint=fingerprint,
-                                              description="DeepDISC member checkpoint",
-                                              expected={"member": member, "seed": seed}, model=model,
-                                              optimizer=optimizer))
+    if resume and state.resume_from(checkpoint, fingerprint=fingerprint, member=member, seed=seed):
         log.info("member %d: resumed after epoch %d from %s", member, state.epoch, checkpoint)
     bar = tqdm(total=settings.epochs, initial=state.epoch, unit="epoch", desc=f"member {member} (head)",
                disable=not progress, leave=False)

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rail.deepdisc.model.network import DeepDiscRCNN
-from rail.deepdisc.training.checkpoint import CHECKPOINT_KIND, MemberState, read_checkpoint, save_checkpoint
+from rail.deepdisc.training.checkpoint import MemberState, save_checkpoint
 from rail.deepdisc.training.data import MemberData
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.epoch import run_epoch
@@ -108,11 +108,7 @@ def train_member(
     model.redshift_head.std_scale.fill_(1.0)  # train the raw widths (an initial model may be calibrated)
     optimizer = make_optimizer(model, settings)
     state = MemberState(model, optimizer)
-    if resume and checkpoint is not None and checkpoint.exists():
-        state.load_checkpoint(read_checkpoint(checkpoint, kind=CHECKPOINT_KIND, fingerprint=fingerprint,
-                                              description="DeepDISC member checkpoint",
-                                              expected={"member": member, "seed": seed}, model=model,
-                                              optimizer=optimizer))
+    if resume and state.resume_from(checkpoint, fingerprint=fingerprint, member=member, seed=seed):
         log.info("member %d: resumed after epoch %d from %s", member, state.epoch, checkpoint)
     frozen = freeze_for_epoch(model, settings, state.epoch, None)
     net = dist_ctx.wrap(model)
