@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from rail.deepdisc.exceptions import ModelError
-from rail.deepdisc.training.checkpoint import CHECKPOINT_KIND, read_checkpoint, save_checkpoint
+from rail.deepdisc.training.checkpoint import CHECKPOINT_KIND, LATER_OPTIONS, read_checkpoint, save_checkpoint
+from rail.deepdisc.training.settings import TrainSettings
 
 FINGERPRINT = {"training": {"learning_rate": 1e-3}, "data": {"n_tiles": 4}}
 
@@ -26,6 +27,18 @@ def test_a_checkpoint_reads_back_and_belongs_to_its_run(tmp_path):
         _read(path, expected={"member": 0, "seed": 8})
     with pytest.raises(ModelError, match=r"m\.pt: not a DeepDISC pretraining checkpoint"):
         _read(path, kind="deepdisc-pretrain-checkpoint", description="DeepDISC pretraining checkpoint")
+
+
+def test_a_checkpoint_from_before_an_option_existed_resumes_a_run_that_leaves_it_at_its_default(tmp_path):
+    path = tmp_path / "old.pt"
+    save_checkpoint({"kind": CHECKPOINT_KIND, "fingerprint": FINGERPRINT, "member": 0, "seed": 7}, path)
+    now = {**FINGERPRINT, "training": {**FINGERPRINT["training"], "finetune": "all"}}
+    assert _read(path, fingerprint=now)["member"] == 0
+    with pytest.raises(ModelError, match=r"other options or data \(other training\)"):
+        _read(path, fingerprint={**now, "training": {**now["training"], "finetune": "head"}})
+    assert all(getattr(TrainSettings(), k) == v for k, v in LATER_OPTIONS.items())  # the implied values: defaults
+    with pytest.raises(ModelError, match=r"other options or data \(other training\)"):  # only LATER_OPTIONS
+        _read(path, fingerprint={**now, "training": {**now["training"], "momentum": 0.9}})
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint", b""])

@@ -15,9 +15,13 @@ import torch
 from rail.deepdisc.atomic import atomic_path
 from rail.deepdisc.exceptions import ModelError
 
-__all__ = ["CHECKPOINT_KIND", "MemberState", "save_checkpoint", "read_checkpoint"]
+__all__ = ["CHECKPOINT_KIND", "LATER_OPTIONS", "MemberState", "save_checkpoint", "read_checkpoint"]
 
 CHECKPOINT_KIND = "deepdisc-member-checkpoint"
+#: Options added to the fingerprints' option dicts after checkpoints were first written, with the value a
+#: checkpoint without them was written with (their default): such a checkpoint still resumes a run that leaves
+#: them at it (an upgrade of the package in the middle of a run does not void its checkpoints).
+LATER_OPTIONS = {"finetune": "all"}
 
 
 class MemberState:
@@ -143,7 +147,7 @@ def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: st
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind or not isinstance(ckpt.get("fingerprint"), dict):
         raise ModelError(f"{path}: not a {description}; delete it or write checkpoints elsewhere")
     stored = ckpt["fingerprint"]
-    diff = sorted(k for k in set(fingerprint) | set(stored) if fingerprint.get(k) != stored.get(k))
+    diff = sorted(k for k in set(fingerprint) | set(stored) if not _same(fingerprint.get(k), stored.get(k)))
     diff += [k for k, v in (expected or {}).items() if ckpt.get(k) != v]
     if diff:
         raise ModelError(
@@ -155,3 +159,10 @@ def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: st
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     return ckpt
+
+
+def _same(now, stored) -> bool:
+    """Whether a fingerprint entry matches the stored one, an option dict lacking `LATER_OPTIONS` included."""
+    if isinstance(now, dict) and isinstance(stored, dict):
+        stored = {**{k: v for k, v in LATER_OPTIONS.items() if k in now and k not in stored}, **stored}
+    return now == stored
