@@ -15,13 +15,14 @@ spec-z:
    ``calibrate_widths``) chooses the kept epoch and stops early as for a full member (`keep_or_stop`), and an
    atomic checkpoint is written, so a killed run resumes exactly; the kept head's widths are then calibrated.
 
-An epoch costs ~1 CPU second per thousand labelled objects, against ~7 CPU minutes for the 1628 tiles of the
-JADES-size benchmark with every layer training. On that benchmark (``benchmarks/README.md``, "Fine-tuning the
-redshift head alone") three heads fine-tuned alone (40 epochs) gave sigma_IQR / eta 0.054 / 0.090 at F444W < 27
-and 0.112 / 0.325 for all galaxies, against 0.056 / 0.088 and 0.104 / 0.317 for one member fine-tuned in full:
-the same at the bright end, a little worse for the faint galaxies, at a fraction of the cost. What it cannot do:
-adapt the detector or the features to the new images (real data far from the pretraining's simulations need
-``finetune="all"``), or use augmentation (the box jitter that prepares the head for detected boxes included).
+On the JADES-size benchmark (1391 spec-z on 1628 training tiles, one thread) the inputs took 44 s and an epoch
+~1.7 s, the checkpoint included (~1 s without it); an epoch with every layer training takes ~7 CPU minutes. On
+that benchmark (``benchmarks/README.md``, "Fine-tuning the redshift head alone") three heads fine-tuned alone (40
+epochs) gave sigma_IQR / eta 0.054 / 0.090 at F444W < 27 and 0.112 / 0.325 for all galaxies, against 0.056 / 0.088
+and 0.104 / 0.317 for one member fine-tuned in full: the same at the bright end, a little worse for the faint
+galaxies, at a fraction of the cost. What it cannot do: adapt the detector or the features to the new images (real
+data far from the pretraining's simulations need ``finetune="all"``), or use augmentation (the box jitter that
+prepares the head for detected boxes included).
 """
 
 from __future__ import annotations
