@@ -44,22 +44,7 @@ from bench_head_inputs import _bins, _metrics  # noqa: E402
 Z_GRID = np.linspace(0.0, 12.0, 2401)
 
 
-class TileSubset:
-    """The tiles ``tiles`` of a TileSet, with what `object_features` reads (images, objects, bands)."""
-
-    def __init__(self, tileset, tiles: np.ndarray) -> None:
-        tiles = np.sort(np.asarray(tiles))
-        self.bands = tileset.bands
-        self.images = np.asarray(tileset.images[tiles])
-        keep = np.isin(np.asarray(tileset.objects["tile"]), tiles)
-        self.objects = {k: np.asarray(v)[keep] for k, v in tileset.objects.items()}
-        new_index = np.full(tileset.n_tiles, -1)
-        new_index[tiles] = np.arange(len(tiles))
-        self.objects["tile"] = new_index[self.objects["tile"]]
-        self.n_tiles = len(tiles)
-
-
-def head_inputs(model, tiles: TileSubset) -> dict:
+def head_inputs(model, tiles) -> dict:
     """The head's inputs and the catalog columns of every primary object of ``tiles`` (catalog boxes)."""
     import torch
 
@@ -91,8 +76,9 @@ def finetune_head(head, train: dict, *, seed: int, epochs: int, lr: float, setti
 
     import torch
 
-    from rail.deepdisc.model.redshift_head import mixture_log_prob, mixture_nll
+    from rail.deepdisc.model.redshift_head import mixture_log_prob
     from rail.deepdisc.training.data import partition_tiles
+    from rail.deepdisc.training.head_finetune import head_pass
     from rail.deepdisc.training.validation import fitted_widths
 
     head = copy.deepcopy(head)
@@ -113,18 +99,9 @@ def finetune_head(head, train: dict, *, seed: int, epochs: int, lr: float, setti
 
     best, best_state = val_nll(), copy.deepcopy(head.state_dict())
     for epoch in range(epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
-        head.train()
-        head.dropout = settings.head_dropout
-        order = rng.permutation(fit)
-        for start in range(0, len(order), 32):
-            batch = torch.from_numpy(order[start : start + 32])
-            loss = mixture_nll(head(train["features"][batch], train["extra"][batch]), z[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), settings.clip_grad_norm)
-            optimizer.step()
+        head_pass(head, train["features"], train["extra"], z, rng.permutation(fit), optimizer,
+                  lr=lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs)), dropout=settings.head_dropout,
+                  batch_size=32, clip_grad_norm=settings.clip_grad_norm)
         nll = val_nll()
         if nll < best:
             best, best_state = nll, copy.deepcopy(head.state_dict())
@@ -175,15 +152,14 @@ def main(argv=None) -> int:
     test_ts = read_tileset(base / f"{args.preset}_test_{args.test_family}.h5", validate=False)
     obj = train_ts.objects
     labelled = obj["primary"].astype(bool) & np.isfinite(np.asarray(obj["redshift"], float))
-    train_tiles = TileSubset(train_ts, np.unique(np.asarray(obj["tile"])[labelled]))
-    test_tiles = TileSubset(test_ts, np.arange(test_ts.n_tiles))
+    train_tiles = train_ts.select_tiles(np.unique(np.asarray(obj["tile"])[labelled]))
     models = {"pretrained": args.pretrained, **{f"fine-tuned ({Path(f).parent.parent.name})": f
                                                  for f in args.finetuned}}
     rows, inputs = [], {}
     for name, path in models.items():
         t0 = time.perf_counter()
         model = model_from_artifact(load_artifact(path), 0).eval()
-        inputs[name] = (model.redshift_head, head_inputs(model, train_tiles), head_inputs(model, test_tiles))
+        inputs[name] = (model.redshift_head, head_inputs(model, train_tiles), head_inputs(model, test_ts))
         print(f"{name}: features of {len(inputs[name][1]['tile'])} training and {len(inputs[name][2]['tile'])} "
               f"test objects in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     test = inputs["pretrained"][2]

@@ -38,9 +38,8 @@ def specz():
 def _labelled_nll(artifact, tileset) -> float:
     """Mean NLL of every labelled object's spec-z under the member's head (ground-truth boxes)."""
     model = model_from_artifact(artifact, 0)
-    data = MemberData(tileset.images, tileset.segmaps, tile_targets(tileset), np.arange(tileset.n_tiles),
-                      np.zeros(0, int), np.ones(len(tileset.bands)))
-    inputs = labelled_head_features(model, data, data.train, batch_size=4, device=torch.device("cpu")).inputs
+    inputs = labelled_head_features(model, tileset.images, tileset.segmaps, tile_targets(tileset),
+                                    np.arange(tileset.n_tiles), batch_size=4, device=torch.device("cpu")).inputs
     assert len(inputs.z) >= 10
     with torch.no_grad():
         return -float(mixture_log_prob(model.redshift_head(inputs.features, inputs.extra), inputs.z).mean())
@@ -86,15 +85,15 @@ def test_a_killed_head_finetuning_resumes_to_the_uninterrupted_result(pretrained
 def test_each_member_takes_its_own_objects_from_the_features_computed_once(pretrained, specz):
     model = model_from_artifact(load_artifact(pretrained), 0)
     targets = tile_targets(specz)
-    everything = MemberData(specz.images, specz.segmaps, targets, np.arange(specz.n_tiles), np.zeros(0, int),
-                            np.ones(len(specz.bands)))
     cpu = torch.device("cpu")
-    once = labelled_head_features(model, everything, np.arange(specz.n_tiles), batch_size=3, device=cpu)
+    once = labelled_head_features(model, specz.images, specz.segmaps, targets, np.arange(specz.n_tiles), batch_size=3,
+                                  device=cpu)
     train, val = partition_tiles(specz.n_tiles, labelled_tiles(targets), val_fraction=0.4, seed=3)
     member = MemberData(specz.images, specz.segmaps, hide_labels(targets, train, val), train, val,
                         np.ones(len(specz.bands)))
     for tiles in (member.train, member.val):
-        own = labelled_head_features(model, member, tiles, batch_size=2, device=cpu).inputs
+        own = labelled_head_features(model, member.images, member.segmaps, member.targets, tiles, batch_size=2,
+                                     device=cpu).inputs
         taken = once.select(member.targets, tiles)
         assert len(own.z) > 3 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(own, taken))
     assert len(once.select(member.targets, train).z) + len(once.select(member.targets, val).z) <= len(once.inputs.z)

@@ -202,7 +202,6 @@ def train_ensemble(
         log.info("%d of %d labelled tiles held out from every member for the ensemble width calibration",
                  len(cal), len(labelled))
     results = []
-    full_data = MemberData(tileset.images, tileset.segmaps, targets, labelled, np.zeros(0, np.int64), stats.sky_sigma)
     head_features = None
     for m in indices:
         seed_m = member_seed(ensemble.seed, m)
@@ -226,8 +225,8 @@ def train_ensemble(
         trainer, extra = train_member, {}
         if settings.finetune == "head":  # the head alone, on frozen features computed once for every member
             if head_features is None and not dist_ctx.distributed:  # (train_head_member refuses DDP)
-                head_features = labelled_head_features(model.to(device), full_data, labelled,
-                                                       batch_size=settings.batch_size, device=device)
+                head_features = labelled_head_features(model.to(device), tileset.images, tileset.segmaps, targets,
+                                                       labelled, batch_size=settings.batch_size, device=device)
             trainer, extra = train_head_member, {"features": head_features}
         result = trainer(
             model,

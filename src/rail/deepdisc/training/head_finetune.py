@@ -85,28 +85,29 @@ class LabelledFeatures:
 
 
 @torch.no_grad()
-def labelled_head_features(model: DeepDiscRCNN, data: MemberData, tiles: np.ndarray, *, batch_size: int,
-                           device: torch.device) -> LabelledFeatures:
+def labelled_head_features(model: DeepDiscRCNN, images: np.ndarray, segmaps: np.ndarray, targets: list,
+                           tiles: np.ndarray, *, batch_size: int, device: torch.device) -> LabelledFeatures:
     """The redshift head's inputs of the labelled objects of ``tiles`` (ground-truth boxes, no augmentation).
 
     Tiles without a label are skipped (the detector is not trained). With the backbone frozen they are the same
     for every member started from the same pretrained network: `rail.deepdisc.training.ensemble.train_ensemble`
     computes them once, on every labelled tile, and each member takes its own (`LabelledFeatures.select`).
     """
-    tiles = np.asarray([t for t in tiles if np.isfinite(data.targets[t]["redshift"]).any()], np.int64)
+    tiles = np.asarray([t for t in tiles if np.isfinite(targets[t]["redshift"]).any()], np.int64)
     was_training = model.training
     model.eval()
     parts = []
     try:
         for k in range(0, len(tiles), batch_size):
-            images, targets = make_batch(data.images, data.segmaps, data.targets, tiles[k : k + batch_size],
-                                         augment=None, rng=None)
-            enc = model.encode(images.to(device))
-            parts.append(model.redshift_inputs(enc, targets_to_device(targets, device)))
+            batch, batch_targets = make_batch(images, segmaps, targets, tiles[k : k + batch_size], augment=None,
+                                              rng=None)
+            enc = model.encode(batch.to(device))
+            parts.append(model.redshift_inputs(enc, targets_to_device(batch_targets, device)))
     finally:
         model.train(was_training)
-    where = [(t, j) for t in tiles for j in np.flatnonzero(np.isfinite(data.targets[t]["redshift"]))]
-    tile, index = (np.asarray(v, np.int64).reshape(-1) for v in (zip(*where) if where else ((), ())))
+    index = [np.flatnonzero(np.isfinite(targets[t]["redshift"])) for t in tiles]  # redshift_inputs' order
+    tile = np.repeat(tiles, [len(i) for i in index])
+    index = np.concatenate(index) if index else np.zeros(0, np.int64)
     if not parts:
         n_features = sum(model.redshift_head.groups)
         empty = HeadInputs(torch.zeros(0, n_features, device=device), torch.zeros(0, 1, device=device),
@@ -202,8 +203,9 @@ def train_head_member(
     head = model.redshift_head
     head.std_scale.fill_(1.0)
     if features is None:
-        features = labelled_head_features(model, data, np.union1d(data.train, data.val),
-                                          batch_size=settings.batch_size, device=device)
+        features = labelled_head_features(model, data.images, data.segmaps, data.targets,
+                                          np.union1d(data.train, data.val), batch_size=settings.batch_size,
+                                          device=device)
     train_inputs, val_inputs = features.select(data.targets, data.train), features.select(data.targets, data.val)
     log.info("member %d: fine-tuning the redshift head alone on %d training and %d validation objects", member,
              len(train_inputs.z), len(val_inputs.z))
