@@ -32,10 +32,11 @@ def test_a_checkpoint_reads_back_and_belongs_to_its_run(tmp_path):
 def test_a_checkpoint_from_before_an_option_existed_resumes_a_run_that_leaves_it_at_its_default(tmp_path):
     path = tmp_path / "old.pt"
     save_checkpoint({"kind": CHECKPOINT_KIND, "fingerprint": FINGERPRINT, "member": 0, "seed": 7}, path)
-    now = {**FINGERPRINT, "training": {**FINGERPRINT["training"], "finetune": "all"}}
+    now = {**FINGERPRINT, "training": {**FINGERPRINT["training"], "finetune": "all", "head_views": 0}}
     assert _read(path, fingerprint=now)["member"] == 0
-    with pytest.raises(ModelError, match=r"other options or data \(other training\)"):
-        _read(path, fingerprint={**now, "training": {**now["training"], "finetune": "head"}})
+    for changed in ({"finetune": "head"}, {"head_views": 4}):
+        with pytest.raises(ModelError, match=r"other options or data \(other training\)"):
+            _read(path, fingerprint={**now, "training": {**now["training"], **changed}})
     assert all(getattr(TrainSettings(), k) == v for k, v in LATER_OPTIONS.items())  # the implied values: defaults
     with pytest.raises(ModelError, match=r"other options or data \(other training\)"):  # only LATER_OPTIONS
         _read(path, fingerprint={**now, "training": {**now["training"], "momentum": 0.9}})

@@ -13,6 +13,7 @@ from rail.deepdisc.tileset.io import write_tileset
 from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
 from rail.deepdisc.training.head_finetune import labelled_head_features
 from rail.deepdisc.training.run import train_from_options
+from rail.deepdisc.training.settings import Augmentation
 from tests.helpers.nethelpers import FAST, make_colour_tileset
 
 PRE = {"epochs": 1, "batch_size": 2, "num_threads": 1, "progress_bar": False, "device": "cpu",
@@ -110,3 +111,41 @@ def test_each_member_takes_its_own_objects_from_the_features_computed_once(pretr
 def test_head_finetuning_options_are_checked(options, match, specz):
     with pytest.raises(ConfigError, match=match):
         train_from_options(specz, {**FAST, **options})
+
+
+def _views(model, tileset, augment, views=2, seed=0):
+    return labelled_head_features(model, tileset.images, tileset.segmaps, tile_targets(tileset),
+                                  np.arange(tileset.n_tiles), batch_size=3, device=torch.device("cpu"),
+                                  augment=augment, views=views, seed=seed, sky_sigma=np.ones(len(tileset.bands)))
+
+
+def test_head_views_are_the_training_augmentations_of_the_same_objects(pretrained, specz):
+    model = model_from_artifact(load_artifact(pretrained), 0)
+    n_bands, pool = len(specz.bands), model.pixel_pool_size
+    colours = slice(-(n_bands + n_bands * pool * pool), -n_bands * pool * pool)  # the pixel path's colours
+    plain = _views(model, specz, Augmentation(dihedral=False, box_jitter=0.0))
+    assert plain.views.features.shape[:2] == (2, len(plain.inputs.z))
+    for view in plain.views.features:  # the identity transformation gives back the unaugmented inputs
+        assert torch.allclose(view, plain.inputs.features, atol=1e-5)
+    turned = _views(model, specz, Augmentation(dihedral=True, box_jitter=0.0), views=3)
+    assert torch.equal(turned.views.z, turned.inputs.z) and torch.equal(turned.views.extra[1], turned.inputs.extra)
+    changed = [not torch.allclose(v, turned.inputs.features, atol=1e-3) for v in turned.views.features]
+    assert any(changed)  # rotations and flips move the backbone's features ...
+    for view in turned.views.features:  # ... not a box's colours (every pixel of the box, rotated with it)
+        assert torch.allclose(view[:, colours], turned.inputs.features[:, colours], atol=1e-3)
+    jittered = _views(model, specz, Augmentation(dihedral=False, box_jitter=0.2), seed=1)
+    shift = (jittered.views.features[0, :, colours] - jittered.inputs.features[:, colours]).abs().amax(dim=1)
+    assert (shift > 1e-3).float().mean() > 0.5  # other boxes, other pixels: the colours move too
+    again = _views(model, specz, Augmentation(dihedral=False, box_jitter=0.2), seed=1)
+    assert torch.equal(again.views.features, jittered.views.features)  # seeded by (seed, view)
+
+
+def test_head_finetuning_on_views_trains_on_them(pretrained, specz):
+    options = {**HEAD, "epochs": 3, "patience": 3, "init_model": str(pretrained)}
+    plain = train_from_options(specz, options)["members"][0]["state_dict"]
+    views = train_from_options(specz, {**options, "head_views": 3})
+    member = views["members"][0]["state_dict"]
+    assert views["config"]["training"]["head_views"] == 3
+    assert not torch.equal(member["redshift_head.output.weight"], plain["redshift_head.output.weight"])
+    with pytest.raises(ConfigError, match="leave head_views at 0"):
+        train_from_options(specz, {**FAST, "head_views": 2, "init_model": str(pretrained)})

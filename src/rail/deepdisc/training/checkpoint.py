@@ -21,7 +21,7 @@ CHECKPOINT_KIND = "deepdisc-member-checkpoint"
 #: Options added to the fingerprints' option dicts after checkpoints were first written, with the value a
 #: checkpoint without them was written with (their default): such a checkpoint still resumes a run that leaves
 #: them at it (an upgrade of the package in the middle of a run does not void its checkpoints).
-LATER_OPTIONS = {"finetune": "all"}
+LATER_OPTIONS = {"finetune": "all", "head_views": 0}
 
 
 class MemberState:

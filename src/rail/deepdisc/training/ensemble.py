@@ -37,7 +37,7 @@ from rail.deepdisc.training.calibration import calibration_record, calibration_t
 from rail.deepdisc.training.data import MemberData, hide_labels, labelled_tiles, partition_tiles, tile_targets
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.finetune import load_pretrained
-from rail.deepdisc.training.head_finetune import labelled_head_features, train_head_member
+from rail.deepdisc.training.head_finetune import labelled_head_features, train_head_member, view_options
 from rail.deepdisc.training.member import MemberResult, train_member
 from rail.deepdisc.training.settings import EnsembleSettings, TrainSettings
 from rail.deepdisc.training.validation import held_out_mixtures
@@ -226,7 +226,8 @@ def train_ensemble(
         if settings.finetune == "head":  # the head alone, on frozen features computed once for every member
             if head_features is None and not dist_ctx.distributed:  # (train_head_member refuses DDP)
                 head_features = labelled_head_features(model.to(device), tileset.images, tileset.segmaps, targets,
-                                                       labelled, batch_size=settings.batch_size, device=device)
+                                                       labelled, batch_size=settings.batch_size, device=device,
+                                                       **view_options(settings, ensemble.seed, stats.sky_sigma))
             trainer, extra = train_head_member, {"features": head_features}
         result = trainer(
             model,

@@ -47,10 +47,11 @@ from rail.deepdisc.training.epoch import epoch_seed
 from rail.deepdisc.training.member import MemberResult
 from rail.deepdisc.training.optimiser import learning_rate_at
 from rail.deepdisc.training.selection import cpu_snapshot, keep_or_stop
-from rail.deepdisc.training.settings import TrainSettings
+from rail.deepdisc.training.settings import Augmentation, TrainSettings
 from rail.deepdisc.training.validation import fitted_widths, mean_and_se
 
-__all__ = ["HEAD_BATCH_OBJECTS", "LabelledFeatures", "labelled_head_features", "head_pass", "train_head_member"]
+__all__ = ["HEAD_BATCH_OBJECTS", "LabelledFeatures", "labelled_head_features", "head_pass", "view_options",
+           "train_head_member"]
 
 log = logging.getLogger(__name__)
 
@@ -65,55 +66,86 @@ class LabelledFeatures:
     Attributes
     ----------
     inputs : HeadInputs
-        ``features`` (N, F), ``extra`` (N, 1), ``z`` (N,).
+        ``features`` (N, F), ``extra`` (N, 1), ``z`` (N,): ground-truth boxes, no augmentation.
     tile : ndarray (N,) int
         Tile of each row.
     index : ndarray (N,) int
         Position of the row's object in its tile's targets.
+    views : HeadInputs or None
+        Augmented copies of the same rows: ``features`` (V, N, F), ``extra`` (V, N, 1), ``z`` (N,).
     """
 
     inputs: HeadInputs
     tile: np.ndarray
     index: np.ndarray
+    views: HeadInputs | None = None
 
-    def select(self, targets: list, tiles: np.ndarray) -> HeadInputs:
+    def rows(self, targets: list, tiles: np.ndarray) -> torch.Tensor:
         """The rows of ``tiles`` whose object is labelled in ``targets`` (a member's, validation labels hidden)."""
         labelled = np.array([bool(np.isfinite(targets[t]["redshift"][j])) for t, j in zip(self.tile, self.index)],
                             bool)
-        rows = torch.from_numpy(np.flatnonzero(np.isin(self.tile, tiles) & labelled)).to(self.inputs.z.device)
+        return torch.from_numpy(np.flatnonzero(np.isin(self.tile, tiles) & labelled)).to(self.inputs.z.device)
+
+    def select(self, targets: list, tiles: np.ndarray) -> HeadInputs:
+        """The unaugmented inputs of `rows`."""
+        rows = self.rows(targets, tiles)
         return HeadInputs(*(t[rows] for t in self.inputs))
+
+    def select_views(self, targets: list, tiles: np.ndarray) -> HeadInputs | None:
+        """The augmented views of `rows` (None without views)."""
+        if self.views is None:
+            return None
+        rows = self.rows(targets, tiles)
+        return HeadInputs(self.views.features[:, rows], self.views.extra[:, rows], self.views.z[rows])
 
 
 @torch.no_grad()
 def labelled_head_features(model: DeepDiscRCNN, images: np.ndarray, segmaps: np.ndarray, targets: list,
-                           tiles: np.ndarray, *, batch_size: int, device: torch.device) -> LabelledFeatures:
+                           tiles: np.ndarray, *, batch_size: int, device: torch.device,
+                           augment: Augmentation | None = None, views: int = 0, seed: int = 0,
+                           sky_sigma: np.ndarray | None = None) -> LabelledFeatures:
     """The redshift head's inputs of the labelled objects of ``tiles`` (ground-truth boxes, no augmentation).
 
     Tiles without a label are skipped (the detector is not trained). With the backbone frozen they are the same
     for every member started from the same pretrained network: `rail.deepdisc.training.ensemble.train_ensemble`
     computes them once, on every labelled tile, and each member takes its own (`LabelledFeatures.select`).
+    With ``views > 0`` and ``augment``, ``views`` augmented copies are computed too (each tile transformed as a
+    training batch is, `rail.deepdisc.training.data.make_batch`, with the numpy generator seeded by
+    ``(seed, view)``; ``sky_sigma`` for the noise and dimming augmentations).
     """
     tiles = np.asarray([t for t in tiles if np.isfinite(targets[t]["redshift"]).any()], np.int64)
-    was_training = model.training
-    model.eval()
-    parts = []
-    try:
-        for k in range(0, len(tiles), batch_size):
-            batch, batch_targets = make_batch(images, segmaps, targets, tiles[k : k + batch_size], augment=None,
-                                              rng=None)
-            enc = model.encode(batch.to(device))
-            parts.append(model.redshift_inputs(enc, targets_to_device(batch_targets, device)))
-    finally:
-        model.train(was_training)
     index = [np.flatnonzero(np.isfinite(targets[t]["redshift"])) for t in tiles]  # redshift_inputs' order
     tile = np.repeat(tiles, [len(i) for i in index])
     index = np.concatenate(index) if index else np.zeros(0, np.int64)
-    if not parts:
+    if not len(tiles):
         n_features = sum(model.redshift_head.groups)
         empty = HeadInputs(torch.zeros(0, n_features, device=device), torch.zeros(0, 1, device=device),
                            torch.zeros(0, device=device))
         return LabelledFeatures(empty, tile, index)
-    return LabelledFeatures(HeadInputs(*(torch.cat(p) for p in zip(*parts))), tile, index)
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = _pass(model, images, segmaps, targets, tiles, batch_size, device, None, None, sky_sigma)
+        copies = [_pass(model, images, segmaps, targets, tiles, batch_size, device, augment,
+                        np.random.default_rng([seed, v]), sky_sigma)
+                  for v in tqdm(range(views if augment is not None else 0), desc="head views", unit="view",
+                                disable=views < 2, leave=False)]
+    finally:
+        model.train(was_training)
+    stacked = (HeadInputs(torch.stack([c.features for c in copies]), torch.stack([c.extra for c in copies]),
+                          inputs.z) if copies else None)
+    return LabelledFeatures(inputs, tile, index, stacked)
+
+
+def _pass(model, images, segmaps, targets, tiles, batch_size, device, augment, rng, sky_sigma) -> HeadInputs:
+    """The head's inputs of the labelled objects of ``tiles``, their tiles transformed by ``augment``."""
+    parts = []
+    for k in range(0, len(tiles), batch_size):
+        batch, batch_targets = make_batch(images, segmaps, targets, tiles[k : k + batch_size], augment=augment,
+                                          rng=rng, sky_sigma=sky_sigma)
+        enc = model.encode(batch.to(device))
+        parts.append(model.redshift_inputs(enc, targets_to_device(batch_targets, device)))
+    return HeadInputs(*(torch.cat(p) for p in zip(*parts)))
 
 
 def head_pass(head, features: torch.Tensor, extra: torch.Tensor, z: torch.Tensor, order: np.ndarray, optimizer, *,
@@ -142,15 +174,24 @@ def head_pass(head, features: torch.Tensor, extra: torch.Tensor, z: torch.Tensor
     return total / max(len(order), 1)
 
 
-def _head_epoch(head, inputs: HeadInputs, optimizer, settings: TrainSettings, epoch: int, seed: int) -> dict:
-    """One pass over the training objects in a random order (`epoch_seed`); the epoch's record."""
+def _head_epoch(head, inputs: HeadInputs, views: HeadInputs | None, optimizer, settings: TrainSettings, epoch: int,
+                seed: int) -> dict:
+    """One pass over the training objects in a random order (`epoch_seed`); the epoch's record.
+
+    With ``views``, each object enters as one of its augmented views, drawn at random every epoch.
+    """
     seed_e = epoch_seed(seed, epoch)
     torch.manual_seed(seed_e)
-    order = np.random.default_rng(seed_e).permutation(len(inputs.z))
+    rng = np.random.default_rng(seed_e)
+    order = rng.permutation(len(inputs.z))
+    features, extra = inputs.features, inputs.extra
+    if views is not None:
+        pick = torch.from_numpy(rng.integers(len(views.features), size=len(inputs.z))).to(inputs.z.device)
+        rows = torch.arange(len(inputs.z), device=inputs.z.device)
+        features, extra = views.features[pick, rows], views.extra[pick, rows]
     lr = learning_rate_at(epoch, settings) * settings.head_lr_factor
-    loss = head_pass(head, inputs.features, inputs.extra, inputs.z, order, optimizer, lr=lr,
-                     dropout=settings.head_dropout, batch_size=HEAD_BATCH_OBJECTS,
-                     clip_grad_norm=settings.clip_grad_norm)
+    loss = head_pass(head, features, extra, inputs.z, order, optimizer, lr=lr, dropout=settings.head_dropout,
+                     batch_size=HEAD_BATCH_OBJECTS, clip_grad_norm=settings.clip_grad_norm)
     return {"epoch": epoch, "lr": lr, "loss": loss, "loss_redshift": loss}
 
 
@@ -168,6 +209,11 @@ def _validate(head, inputs: HeadInputs, calibrate: bool) -> tuple[dict, float, f
         mean, se = mean_and_se(per_object)
         record.update(val_nll_calibrated=-mean, val_width_factor=factor)
     return record, -mean, se, factor
+
+
+def view_options(settings: TrainSettings, seed: int, sky_sigma: np.ndarray) -> dict:
+    """`labelled_head_features` keywords of the augmented views that ``settings`` ask for."""
+    return {"augment": settings.augmentation, "views": settings.head_views, "seed": seed, "sky_sigma": sky_sigma}
 
 
 def train_head_member(
@@ -205,10 +251,12 @@ def train_head_member(
     if features is None:
         features = labelled_head_features(model, data.images, data.segmaps, data.targets,
                                           np.union1d(data.train, data.val), batch_size=settings.batch_size,
-                                          device=device)
+                                          device=device, **view_options(settings, seed, data.sky_sigma))
     train_inputs, val_inputs = features.select(data.targets, data.train), features.select(data.targets, data.val)
-    log.info("member %d: fine-tuning the redshift head alone on %d training and %d validation objects", member,
-             len(train_inputs.z), len(val_inputs.z))
+    train_views = features.select_views(data.targets, data.train)
+    log.info("member %d: fine-tuning the redshift head alone on %d training objects (%d augmented views) and %d "
+             "validation objects", member, len(train_inputs.z), 0 if train_views is None else
+             len(train_views.features), len(val_inputs.z))
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate * settings.head_lr_factor,
                                   weight_decay=settings.weight_decay)
     state = MemberState(model, optimizer)
@@ -217,7 +265,7 @@ def train_head_member(
     bar = tqdm(total=settings.epochs, initial=state.epoch, unit="epoch", desc=f"member {member} (head)",
                disable=not progress, leave=False)
     while not state.done:
-        record = _head_epoch(head, train_inputs, optimizer, settings, state.epoch, seed)
+        record = _head_epoch(head, train_inputs, train_views, optimizer, settings, state.epoch, seed)
         val_record, val_nll, se, _ = _validate(head, val_inputs, settings.calibrate_widths)
         record.update(val_record, frozen=["backbone", "fpn", "detector"])
         keep_or_stop(state, model, record, val_nll, val_nll, se if math.isfinite(se) else 0.0,

@@ -216,6 +216,9 @@ def check_train_options(options: Mapping) -> dict:
                           "output of deepdisc pretrain or deepdisc train), or use finetune all")
     if settings.finetune == "head" and settings.freeze:
         raise ConfigError("finetune head already keeps everything but the redshift head fixed: leave freeze empty")
+    if settings.head_views and settings.finetune != "head":
+        raise ConfigError("head_views are augmented copies of the head's inputs for finetune head; finetune all "
+                          "augments every batch itself: leave head_views at 0")
     if run.backbone_weights and run.init_model:
         raise ConfigError("give backbone_weights or init_model, not both (init_model already holds a backbone)")
     resolve_device(run.device)

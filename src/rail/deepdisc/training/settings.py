@@ -20,7 +20,7 @@ Notes on the optimisation settings (`rail.deepdisc.training.member`):
   0.73).
 - ``freeze``: fine-tuning a pretrained model, the new heads settle before the pretrained features move.
 - ``finetune="head"``: fine-tuning a pretrained model, only the redshift head trains, on features computed once
-  (`rail.deepdisc.training.head_finetune`).
+  (`rail.deepdisc.training.head_finetune`); ``head_views`` gives it augmented copies of those features.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ __all__ = [
     "FIRST_CONV_MODES",
     "FINETUNE_MODES",
     "MAX_BOX_JITTER",
+    "MAX_HEAD_VIEWS",
 ]
 
 #: Supported optimisers.
@@ -71,6 +72,8 @@ FIRST_CONV_MODES = ("reinit", "adapt")
 MAX_BOX_JITTER = 0.5
 #: Largest allowed dimming augmentation, magnitudes.
 MAX_DIM_MAG = 5.0
+#: Most augmented copies of the head's inputs with ``finetune="head"`` (each costs one pass over the labelled tiles).
+MAX_HEAD_VIEWS = 64
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ class TrainSettings:
     finetune: str = option("all", "what training from init_model moves: all (every layer) or head (the redshift "
                            "head alone, on the pretrained network's features of the labelled objects computed once: "
                            "minutes instead of hours; detection stays the pretrained one's)", choices=FINETUNE_MODES)
+    head_views: int = option(0, "finetune head: augmented copies of each labelled object's head inputs (the augment "
+                             "options: rotations, flips, box jitter, ...), computed once; every epoch trains on one "
+                             "drawn per object (0 = the unaugmented inputs alone)", low=0, high=MAX_HEAD_VIEWS)
 
     def __post_init__(self) -> None:
         check_fields(self)
