@@ -95,9 +95,10 @@ def test_each_member_takes_its_own_objects_from_the_features_computed_once(pretr
     for tiles in (member.train, member.val):
         own = labelled_head_features(model, member.images, member.segmaps, member.targets, tiles, batch_size=2,
                                      device=cpu).inputs
-        taken = once.select(member.targets, tiles)
+        taken = once.select(member.targets, tiles).inputs
         assert len(own.z) > 3 and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(own, taken))
-    assert len(once.select(member.targets, train).z) + len(once.select(member.targets, val).z) <= len(once.inputs.z)
+    n_train, n_val = (len(once.select(member.targets, tiles).inputs.z) for tiles in (train, val))
+    assert n_train + n_val <= len(once.inputs.z)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +132,9 @@ def test_head_views_are_the_training_augmentations_of_the_same_objects(pretraine
     assert torch.equal(turned.views.z, turned.inputs.z) and torch.equal(turned.views.extra[1], turned.inputs.extra)
     changed = [not torch.allclose(v, turned.inputs.features, atol=1e-3) for v in turned.views.features]
     assert any(changed)  # rotations and flips move the backbone's features ...
+    some = turned.select(tile_targets(specz), np.arange(0, specz.n_tiles, 2))  # a member's tiles keep their views
+    assert 0 < len(some.inputs.z) < len(turned.inputs.z) and torch.equal(some.views.z, some.inputs.z)
+    assert some.views.features.shape[:2] == (3, len(some.inputs.z))
     for view in turned.views.features:  # ... not a box's colours (every pixel of the box, rotated with it)
         assert torch.allclose(view[:, colours], turned.inputs.features[:, colours], atol=1e-3)
     jittered = _views(model, specz, Augmentation(dihedral=False, box_jitter=0.2), seed=1)

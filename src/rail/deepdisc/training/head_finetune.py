@@ -85,23 +85,15 @@ class LabelledFeatures:
     index: np.ndarray
     views: HeadInputs | None = None
 
-    def rows(self, targets: list, tiles: np.ndarray) -> torch.Tensor:
+    def select(self, targets: list, tiles: np.ndarray) -> LabelledFeatures:
         """The rows of ``tiles`` whose object is labelled in ``targets`` (a member's, validation labels hidden)."""
         labelled = np.array([bool(np.isfinite(targets[t]["redshift"][j])) for t, j in zip(self.tile, self.index)],
                             bool)
-        return torch.from_numpy(np.flatnonzero(np.isin(self.tile, tiles) & labelled)).to(self.inputs.z.device)
-
-    def select(self, targets: list, tiles: np.ndarray) -> HeadInputs:
-        """The unaugmented inputs of `rows`."""
-        rows = self.rows(targets, tiles)
-        return HeadInputs(*(t[rows] for t in self.inputs))
-
-    def select_views(self, targets: list, tiles: np.ndarray) -> HeadInputs | None:
-        """The augmented views of `rows` (None without views)."""
-        if self.views is None:
-            return None
-        rows = self.rows(targets, tiles)
-        return HeadInputs(self.views.features[:, rows], self.views.extra[:, rows], self.views.z[rows])
+        keep = np.flatnonzero(np.isin(self.tile, tiles) & labelled)
+        rows = torch.from_numpy(keep).to(self.inputs.z.device)
+        views = (None if self.views is None else
+                 HeadInputs(self.views.features[:, rows], self.views.extra[:, rows], self.views.z[rows]))
+        return LabelledFeatures(HeadInputs(*(t[rows] for t in self.inputs)), self.tile[keep], self.index[keep], views)
 
 
 @torch.no_grad()
@@ -257,8 +249,8 @@ def train_head_member(
         features = labelled_head_features(model, data.images, data.segmaps, data.targets,
                                           np.union1d(data.train, data.val), batch_size=settings.batch_size,
                                           device=device, **view_options(settings, seed, data.sky_sigma))
-    train_inputs, val_inputs = features.select(data.targets, data.train), features.select(data.targets, data.val)
-    train_views = features.select_views(data.targets, data.train)
+    train, val = features.select(data.targets, data.train), features.select(data.targets, data.val)
+    train_inputs, train_views, val_inputs = train.inputs, train.views, val.inputs
     log.info("member %d: fine-tuning the redshift head alone on %d training objects (%d augmented views) and %d "
              "validation objects", member, len(train_inputs.z), 0 if train_views is None else
              len(train_views.features), len(val_inputs.z))
