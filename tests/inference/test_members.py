@@ -132,3 +132,41 @@ def test_a_member_that_does_not_fit_fails_when_the_ensemble_is_built(model_file)
     art["members"][2] = {**art["members"][2], "state_dict": bad}
     with pytest.raises(Exception, match="do not fit the network config"):
         EnsemblePredictor.from_artifact(art, device="cpu")
+
+
+def test_weights_equal_in_every_member_are_stored_once_and_read_back(tmp_path, monkeypatch):
+    """Heads fine-tuned alone share the rest: the file holds it once, and every member reads back whole."""
+    import rail.deepdisc.model.artifact as artifact_module
+    from rail.deepdisc.model.network import NetworkConfig, build_model
+
+    cfg = NetworkConfig(bands=BANDS, pixel_scale=0.03, head_hidden=(32, 16))
+    torch.manual_seed(0)
+    base = build_model(cfg).state_dict()
+    members = []
+    for seed, weight in enumerate(MEMBER_WEIGHTS):
+        torch.manual_seed(10 + seed)
+        head = {f"redshift_head.{k}": v for k, v in build_model(cfg).redshift_head.state_dict().items()}
+        members.append({"state_dict": {k: head.get(k, v.clone()) for k, v in base.items()}, "weight": weight})
+    originals = [dict(m["state_dict"]) for m in members]
+    artifact = {"config": cfg.to_dict(), "members": members}
+    shared = save_artifact(artifact, tmp_path / "shared.pt")
+    with monkeypatch.context() as patch:  # every member written whole, as before
+        patch.setattr(artifact_module, "shared_members", lambda m: m)
+        whole = save_artifact(artifact, tmp_path / "whole.pt")
+    head_bytes = sum(v.numel() * v.element_size() for k, v in base.items() if k.startswith("redshift_head."))
+    network_bytes = whole.stat().st_size / len(members)
+    assert shared.stat().st_size < network_bytes + 2.5 * head_bytes  # one network and two more heads
+    for member, original in zip(members, originals):  # the caller's members are left as they were
+        assert all(member["state_dict"][k] is v for k, v in original.items())
+    ts = make_tileset(n_tiles=2, size=64, bands=BANDS, objects_per_tile=3, seed=1)
+    settings = InferenceSettings(batch_size=2)
+    want = EnsemblePredictor.from_artifact(load_artifact(whole), device="cpu").predict(ts, settings)
+    for mmap in (False, True):
+        loaded = load_artifact(shared, mmap=mmap)
+        for member, original in zip(loaded["members"], originals):
+            assert member["state_dict"].keys() == original.keys()
+            assert all(torch.equal(member["state_dict"][k], v) for k, v in original.items())
+        got = EnsemblePredictor.from_artifact(loaded, device="cpu").predict(ts, settings)
+        for field in ("weights", "means", "stds"):
+            np.testing.assert_array_equal(getattr(got.mixture, field), getattr(want.mixture, field))
+        np.testing.assert_array_equal(got.zmode, want.zmode)

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from rail.deepdisc.exceptions import ModelError
-from rail.deepdisc.training.checkpoint import CHECKPOINT_KIND, LATER_OPTIONS, read_checkpoint, save_checkpoint
+from rail.deepdisc.training.checkpoint import (
+    CHECKPOINT_KIND,
+    LATER_ENTRIES,
+    LATER_OPTIONS,
+    read_checkpoint,
+    save_checkpoint,
+)
 from rail.deepdisc.training.settings import TrainSettings
 
 FINGERPRINT = {"training": {"learning_rate": 1e-3}, "data": {"n_tiles": 4}}
@@ -40,6 +46,20 @@ def test_a_checkpoint_from_before_an_option_existed_resumes_a_run_that_leaves_it
     assert all(getattr(TrainSettings(), k) == v for k, v in LATER_OPTIONS.items())  # the implied values: defaults
     with pytest.raises(ModelError, match=r"other options or data \(other training\)"):  # only LATER_OPTIONS
         _read(path, fingerprint={**now, "training": {**now["training"], "momentum": 0.9}})
+
+
+def test_a_checkpoint_from_before_the_initial_weights_were_fingerprinted_still_resumes(tmp_path):
+    assert LATER_ENTRIES == ("init_weights",)
+    old, new = tmp_path / "old.pt", tmp_path / "new.pt"
+    save_checkpoint({"kind": CHECKPOINT_KIND, "fingerprint": FINGERPRINT, "member": 0, "seed": 7}, old)
+    now = {**FINGERPRINT, "init_weights": "0123abcd"}
+    assert _read(old, fingerprint=now)["member"] == 0  # it cannot tell which weights it started from
+    save_checkpoint({"kind": CHECKPOINT_KIND, "fingerprint": now, "member": 0, "seed": 7}, new)
+    assert _read(new, fingerprint=now)["member"] == 0
+    with pytest.raises(ModelError, match=r"other options or data \(other init_weights\)"):  # one that can, does
+        _read(new, fingerprint={**now, "init_weights": "4567ef01"})
+    with pytest.raises(ModelError, match=r"other options or data \(other init_weights\)"):
+        _read(new, fingerprint=FINGERPRINT)  # a run from scratch does not resume a fine-tuning
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint", b""])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.exceptions import ConfigError, ModelError
 from rail.deepdisc.model.artifact import load_artifact, save_artifact
 from rail.deepdisc.model.network import model_from_artifact
 from rail.deepdisc.model.redshift_head import mixture_log_prob
@@ -153,3 +153,45 @@ def test_head_finetuning_on_views_trains_on_them(pretrained, specz):
     assert not torch.equal(member["redshift_head.output.weight"], plain["redshift_head.output.weight"])
     with pytest.raises(ConfigError, match="leave head_views at 0"):
         train_from_options(specz, {**FAST, "head_views": 2, "init_model": str(pretrained)})
+
+
+def test_head_checkpoints_hold_the_head_alone_and_belong_to_their_initial_model(pretrained, specz, tmp_path):
+    options = {**HEAD, "epochs": 2, "patience": 2, "init_model": str(pretrained), "checkpoint_dir": str(tmp_path / "c")}
+    train_from_options(specz, options)
+    ckpt = torch.load(tmp_path / "c" / "member_000.pt", weights_only=True)
+    head_keys = set(model_from_artifact(load_artifact(pretrained), 0).redshift_head.state_dict())
+    assert ckpt["scope"] == "redshift_head"
+    assert set(ckpt["model"]) == head_keys and set(ckpt["best_state"]) == head_keys  # no backbone, FPN, detector
+    # the same options from other initial weights: the head was trained on the other network's features
+    other = load_artifact(pretrained)
+    state = other["members"][0]["state_dict"]
+    name = next(k for k in state if k.startswith("backbone.") and state[k].is_floating_point())
+    state[name] = state[name] + 0.01
+    save_artifact(other, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match=r"member_000\.pt: checkpoint was written with other options or data "
+                                         r"\(other init_weights\)"):
+        train_from_options(specz, {**options, "init_model": str(tmp_path / "other.pt"), "resume": True})
+
+
+def test_a_whole_network_checkpoint_of_an_earlier_version_still_resumes(pretrained, specz, tmp_path):
+    options = {**HEAD, "epochs": 4, "patience": 4, "init_model": str(pretrained)}
+    reference = train_from_options(specz, options)["members"][0]
+
+    def kill(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    folder = tmp_path / "c"
+    with pytest.raises(KeyboardInterrupt):
+        train_from_options(specz, {**options, "checkpoint_dir": str(folder)}, on_epoch_end=kill)
+    path = folder / "member_000.pt"
+    ckpt = torch.load(path, weights_only=True)
+    whole = load_artifact(pretrained)["members"][0]["state_dict"]
+    for key in ("model", "best_state"):  # what earlier versions wrote: the whole network, no scope, no digest
+        ckpt[key] = {**whole, **{f"redshift_head.{k}": v for k, v in ckpt[key].items()}}
+    del ckpt["scope"], ckpt["fingerprint"]["init_weights"]
+    torch.save(ckpt, path)
+    resumed = train_from_options(specz, {**options, "checkpoint_dir": str(folder), "resume": True})["members"][0]
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
+    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in reference["state_dict"].items())
+    assert resumed["val_log_likelihood"] == reference["val_log_likelihood"]

@@ -12,7 +12,10 @@ file never executes pickled code::
                       calibration objects, `rail.deepdisc.training.calibration`)
     provenance        dict (optional): training data description, seed, epochs, ...
 
-Writes are atomic (temporary file, then rename).
+Writes are atomic (temporary file, then rename). A tensor equal in several members (the frozen backbone, FPN
+and detector of an ensemble whose heads alone were fine-tuned) is written once (`shared_members`): torch stores
+a storage once however many entries point at it, and reads it back shared, so such a file is about one network
+plus the heads instead of one network per member. Any reader of torch files reads it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from rail.deepdisc.exceptions import ModelError
 from rail.deepdisc.model.pages import FilePages
 
 __all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "save_artifact", "load_artifact", "artifact_tensors",
-           "check_compatible"]
+           "shared_members", "weights_digest", "check_compatible"]
 
 ARTIFACT_FORMAT = "deepdisc-model"
 #: Version 2 (0.2): the redshift head's pixel path gained a colour block (``pixel_features``), so the head's
@@ -65,9 +68,66 @@ def save_artifact(artifact: dict, path: str | os.PathLike) -> Path:
         from rail.deepdisc import __version__
 
         data["package_version"] = __version__
+    if isinstance(data.get("members"), list):
+        data["members"] = shared_members(data["members"])
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
     return path
+
+
+def shared_members(members: list) -> list:
+    """The members with every weight equal to the first member's replaced by that very tensor.
+
+    ``torch.save`` then writes it once. The members' dicts are copied, never changed: the caller's tensors stay
+    its own.
+
+    Parameters
+    ----------
+    members : list of dict
+        Artifact members (``state_dict`` of tensors).
+
+    Returns
+    -------
+    list of dict
+    """
+    import torch
+
+    first = members[0].get("state_dict") if members and isinstance(members[0], dict) else None
+    if not isinstance(first, dict):
+        return members
+    out = [members[0]]
+    for member in members[1:]:
+        state = member.get("state_dict") if isinstance(member, dict) else None
+        if not isinstance(state, dict):
+            out.append(member)
+            continue
+        shared = {}
+        for name, t in state.items():
+            ref = first.get(name)
+            same = (isinstance(t, torch.Tensor) and isinstance(ref, torch.Tensor) and t.dtype == ref.dtype
+                    and t.shape == ref.shape and t.device == ref.device and torch.equal(t, ref))
+            shared[name] = ref if same else t
+        out.append({**member, "state_dict": shared})
+    return out
+
+
+def weights_digest(state_dict: dict) -> str:
+    """A SHA-256 digest (16 hex digits) of a state dict's names, dtypes, shapes and values.
+
+    It records which weights a training run started from (`rail.deepdisc.training.ensemble`'s checkpoint
+    fingerprint).
+    """
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        h.update(f"{name}:{getattr(t, 'dtype', type(t).__name__)}:{tuple(getattr(t, 'shape', ()))};".encode())
+        if isinstance(t, torch.Tensor):
+            h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu", mmap: bool = False) -> dict:
@@ -124,8 +184,9 @@ def load_artifact(path: str | os.PathLike, *, map_location: str = "cpu", mmap: b
         if not isinstance(member, dict) or "state_dict" not in member or "weight" not in member:
             raise ModelError(f"{path}: ensemble member {k} lacks 'state_dict' or 'weight'")
     pages = FilePages.of(artifact_tensors(data)) if mmap else None
+    checked: set[int] = set()  # tensors shared by members (`shared_members`) are checked once
     for k, member in enumerate(members):
-        _check_member(path, k, member, torch)
+        _check_member(path, k, member, torch, checked)
         if pages is not None:
             pages.release(member["state_dict"].values())
     return data
@@ -154,14 +215,19 @@ def artifact_tensors(artifact: dict) -> list:
     return out
 
 
-def _check_member(path, k: int, member: dict, torch) -> None:
-    """Refuse a member whose weights are not a dict of finite tensors or whose ensemble weight is not a number."""
+def _check_member(path, k: int, member: dict, torch, checked: set[int]) -> None:
+    """Refuse a member whose weights are not a dict of finite tensors or whose ensemble weight is not a number.
+
+    ``checked``: ids of the tensors already found finite (updated).
+    """
     state = member["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: ensemble member {k} has a 'state_dict' that is not a dict of tensors")
-    bad = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    fresh = {name: t for name, t in state.items() if id(t) not in checked}
+    bad = [name for name, t in fresh.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise ModelError(f"{path}: ensemble member {k} has non-finite weights in {bad[0]} (the file is damaged)")
+    checked.update(id(t) for t in fresh.values())
     weight = member["weight"]
     try:
         value = float(weight)

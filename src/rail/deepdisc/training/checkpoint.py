@@ -15,13 +15,16 @@ import torch
 from rail.deepdisc.atomic import atomic_path
 from rail.deepdisc.exceptions import ModelError
 
-__all__ = ["CHECKPOINT_KIND", "LATER_OPTIONS", "MemberState", "save_checkpoint", "read_checkpoint"]
+__all__ = ["CHECKPOINT_KIND", "LATER_OPTIONS", "LATER_ENTRIES", "MemberState", "save_checkpoint", "read_checkpoint"]
 
 CHECKPOINT_KIND = "deepdisc-member-checkpoint"
 #: Options added to the fingerprints' option dicts after checkpoints were first written, with the value a
 #: checkpoint without them was written with (their default): such a checkpoint still resumes a run that leaves
 #: them at it (an upgrade of the package in the middle of a run does not void its checkpoints).
 LATER_OPTIONS = {"finetune": "all", "head_views": 0}
+#: Fingerprint entries added after checkpoints were first written: a checkpoint without one still resumes (it
+#: cannot tell; ``init_weights``, the digest of the initial model's weights, came with 0.4).
+LATER_ENTRIES = ("init_weights",)
 
 
 class MemberState:
@@ -147,7 +150,8 @@ def read_checkpoint(path: Path, *, kind: str, fingerprint: dict, description: st
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind or not isinstance(ckpt.get("fingerprint"), dict):
         raise ModelError(f"{path}: not a {description}; delete it or write checkpoints elsewhere")
     stored = ckpt["fingerprint"]
-    diff = sorted(k for k in set(fingerprint) | set(stored) if not _same(fingerprint.get(k), stored.get(k)))
+    diff = sorted(k for k in set(fingerprint) | set(stored)
+                  if not (k in LATER_ENTRIES and k not in stored) and not _same(fingerprint.get(k), stored.get(k)))
     diff += [k for k, v in (expected or {}).items() if ckpt.get(k) != v]
     if diff:
         raise ModelError(

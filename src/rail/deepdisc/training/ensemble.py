@@ -29,6 +29,7 @@ import torch
 
 from rail.deepdisc.exceptions import ConfigError, ModelError, TileSetError
 from rail.deepdisc.model.anchors import describe_anchor_coverage
+from rail.deepdisc.model.artifact import weights_digest
 from rail.deepdisc.model.backbone import load_backbone_weights
 from rail.deepdisc.model.network import DeepDiscRCNN, NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
@@ -214,14 +215,8 @@ def train_ensemble(
         )
         model = _init_member(network, seed_m, center, scale, data, init_artifact, backbone_weights, first_conv)
         ckpt = checkpoint_dir / f"member_{m:03d}.pt" if checkpoint_dir is not None else None
-        log.info(
-            "member %d of %d: %d training tiles, %d validation tiles, seed %d",
-            m,
-            ensemble.members,
-            len(train),
-            len(val),
-            seed_m,
-        )
+        log.info("member %d of %d: %d training tiles, %d validation tiles, seed %d", m, ensemble.members, len(train),
+                 len(val), seed_m)
         trainer, extra = train_member, {}
         if settings.finetune == "head":  # the head alone, on frozen features computed once for every member
             if head_features is None and not dist_ctx.distributed:  # (train_head_member refuses DDP)
@@ -317,7 +312,8 @@ def _fingerprint(tileset, network, settings, ensemble, init_artifact, backbone_w
         "n_objects": tileset.n_objects,
         "label_sum": float(np.round(np.nansum(z), 6)),
         "tile_ids": int(np.sum(tileset.tiles["tile_id"])),
-        "init_model": init_artifact is not None,
+        "init_model": init_artifact is not None,  # and which weights (old checkpoints lack it: LATER_ENTRIES)
+        "init_weights": weights_digest(init_artifact["members"][0]["state_dict"]) if init_artifact else "",
         "backbone_weights": str(backbone_weights or ""),
     }
 
