@@ -195,3 +195,72 @@ def test_a_whole_network_checkpoint_of_an_earlier_version_still_resumes(pretrain
     assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
     assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in reference["state_dict"].items())
     assert resumed["val_log_likelihood"] == reference["val_log_likelihood"]
+
+
+def test_unlabelled_inputs_are_those_of_the_objects_without_spec_z(pretrained, specz):
+    model = model_from_artifact(load_artifact(pretrained), 0)
+    targets = tile_targets(specz)
+    cpu = torch.device("cpu")
+    tiles = np.arange(specz.n_tiles)
+    got = labelled_head_features(model, specz.images, specz.segmaps, targets, tiles, batch_size=3, device=cpu,
+                                 unlabelled=True)
+    used = [t for t in tiles if np.isfinite(targets[t]["redshift"]).any()]  # tiles with a label
+    missing = np.concatenate([~np.isfinite(targets[t]["redshift"]) for t in used])
+    assert 0 < missing.sum() == len(got.unlabelled.z) and torch.isnan(got.unlabelled.z).all()
+    # the same objects labelled: their inputs are the rows of the objects that had no spec-z
+    every = [dict(t, redshift=np.where(np.isfinite(t["redshift"]), t["redshift"], 1.0)) for t in targets]
+    all_rows = labelled_head_features(model, specz.images, specz.segmaps, every, np.asarray(used), batch_size=3,
+                                      device=cpu).inputs
+    assert torch.allclose(all_rows.features[torch.from_numpy(missing)], got.unlabelled.features, atol=1e-5)
+    assert labelled_head_features(model, specz.images, specz.segmaps, targets, tiles, batch_size=3,
+                                  device=cpu).unlabelled is None  # only on request
+
+
+def test_head_distill_keeps_the_initial_mixtures_of_unlabelled_objects(pretrained):
+    import copy
+
+    from rail.deepdisc.training.distill import mixture_kl
+    from rail.deepdisc.training.head_finetune import Distillation, head_pass
+
+    specz = make_colour_tileset(n_tiles=12, size=32, seed=9, labelled_fraction=0.5, objects_per_tile=4)
+    start = model_from_artifact(load_artifact(pretrained), 0)
+    features = labelled_head_features(start, specz.images, specz.segmaps, tile_targets(specz),
+                                      np.arange(specz.n_tiles), batch_size=4, device=torch.device("cpu"),
+                                      unlabelled=True)
+    lab, unl = features.inputs, features.unlabelled
+    assert len(lab.z) >= 15 and len(unl.z) >= 10
+    with torch.no_grad():
+        initial = start.redshift_head(unl.features, unl.extra)
+
+    def tuned(weight: float):
+        head = copy.deepcopy(start.redshift_head)
+        distill = Distillation.of(head, unl, weight)
+        assert (distill is None) == (weight == 0)
+        optimizer = torch.optim.AdamW(head.parameters(), lr=1e-2)
+        rng = np.random.default_rng(0)
+        torch.manual_seed(0)
+        for _ in range(30):
+            head_pass(head, lab.features, lab.extra, lab.z, rng.permutation(len(lab.z)), optimizer, lr=1e-2,
+                      dropout=0.0, batch_size=8, clip_grad_norm=10.0, distill=distill, rng=rng)
+        with torch.no_grad():
+            drift = float(mixture_kl(initial, head(unl.features, unl.extra)).mean())
+            nll = -float(mixture_log_prob(head(lab.features, lab.extra), lab.z).mean())
+        return drift, nll
+
+    with torch.no_grad():
+        nll0 = -float(mixture_log_prob(start.redshift_head(lab.features, lab.extra), lab.z).mean())
+    free, nll_free = tuned(0.0)
+    kept, nll_kept = tuned(3.0)
+    assert kept < 0.5 * free  # the unlabelled objects' mixtures stay near the initial head's ...
+    assert max(nll_free, nll_kept) < nll0 - 0.1  # ... while the labels are learnt with it or without
+
+
+def test_head_distill_is_recorded_and_refused_without_finetune_head(pretrained, specz):
+    options = {**HEAD, "epochs": 2, "patience": 2, "init_model": str(pretrained)}
+    plain = train_from_options(specz, options)["members"][0]["state_dict"]
+    distilled = train_from_options(specz, {**options, "head_distill": 1.0})
+    assert distilled["config"]["training"]["head_distill"] == 1.0
+    member = distilled["members"][0]
+    assert not torch.equal(member["state_dict"]["redshift_head.output.weight"], plain["redshift_head.output.weight"])
+    with pytest.raises(ConfigError, match="leave it at 0 with finetune all"):
+        train_from_options(specz, {**FAST, "head_distill": 1.0, "init_model": str(pretrained)})

@@ -21,7 +21,7 @@ CHECKPOINT_KIND = "deepdisc-member-checkpoint"
 #: Options added to the fingerprints' option dicts after checkpoints were first written, with the value a
 #: checkpoint without them was written with (their default): such a checkpoint still resumes a run that leaves
 #: them at it (an upgrade of the package in the middle of a run does not void its checkpoints).
-LATER_OPTIONS = {"finetune": "all", "head_views": 0}
+LATER_OPTIONS = {"finetune": "all", "head_views": 0, "head_distill": 0.0}
 #: Fingerprint entries added after checkpoints were first written: a checkpoint without one still resumes (it
 #: cannot tell; ``init_weights``, the digest of the initial model's weights, came with 0.4).
 LATER_ENTRIES = ("init_weights",)

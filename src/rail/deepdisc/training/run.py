@@ -216,6 +216,9 @@ def check_train_options(options: Mapping) -> dict:
                           "output of deepdisc pretrain or deepdisc train), or use finetune all")
     if settings.finetune == "head" and settings.freeze:
         raise ConfigError("finetune head already keeps everything but the redshift head fixed: leave freeze empty")
+    if settings.head_distill and settings.finetune != "head":
+        raise ConfigError("head_distill keeps the initial model's mixtures of the unlabelled objects while the head "
+                          "is fine-tuned alone (finetune head): leave it at 0 with finetune all")
     if settings.head_views and settings.finetune != "head":
         raise ConfigError("head_views are augmented copies of the head's inputs for finetune head; finetune all "
                           "augments every batch itself: leave head_views at 0")

@@ -20,7 +20,8 @@ Notes on the optimisation settings (`rail.deepdisc.training.member`):
   0.73).
 - ``freeze``: fine-tuning a pretrained model, the new heads settle before the pretrained features move.
 - ``finetune="head"``: fine-tuning a pretrained model, only the redshift head trains, on features computed once
-  (`rail.deepdisc.training.head_finetune`); ``head_views`` gives it augmented copies of those features.
+  (`rail.deepdisc.training.head_finetune`); ``head_views`` gives it augmented copies of those features, and
+  ``head_distill`` keeps the pretrained head's mixtures of the objects without spec-z.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ class TrainSettings:
     head_views: int = option(0, "finetune head: augmented copies of each labelled object's head inputs (the augment "
                              "options: rotations, flips, box jitter, ...), computed once; every epoch trains on one "
                              "drawn per object (0 = the unaugmented inputs alone)", low=0, high=MAX_HEAD_VIEWS)
+    head_distill: float = option(0.0, "finetune head: weight of keeping the initial model's redshift mixtures of the "
+                                 "unlabelled objects (their cross-entropy to the head's, a batch of them beside every "
+                                 "labelled batch; 0 = the labels alone)", low=0)
 
     def __post_init__(self) -> None:
         check_fields(self)
