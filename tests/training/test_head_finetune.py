@@ -63,24 +63,30 @@ def test_head_finetuning_moves_the_head_alone_and_fits_the_labels(pretrained, sp
     assert _labelled_nll(tuned, specz) < _labelled_nll(start, specz) - 0.1
 
 
-def test_a_killed_head_finetuning_resumes_to_the_uninterrupted_result(pretrained, specz, tmp_path):
-    options = {**HEAD, "epochs": 4, "patience": 4, "init_model": str(pretrained)}
-    reference = train_from_options(specz, {**options, "checkpoint_dir": str(tmp_path / "a")})
-
-    class Killed(Exception):
-        pass
+def _killed_after_epoch_1(specz, options: dict, folder) -> None:
+    """Run ``options`` with checkpoints in ``folder``, killed after its second epoch."""
 
     def kill(epoch, record):
         if epoch == 1:
-            raise Killed
+            raise KeyboardInterrupt
 
-    with pytest.raises(Killed):
-        train_from_options(specz, {**options, "checkpoint_dir": str(tmp_path / "b")}, on_epoch_end=kill)
+    with pytest.raises(KeyboardInterrupt):
+        train_from_options(specz, {**options, "checkpoint_dir": str(folder)}, on_epoch_end=kill)
+
+
+def _same_member(reference: dict, resumed: dict) -> None:
+    """A resumed 4-epoch member equals the uninterrupted one: history, weights, validation likelihood."""
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
+    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in reference["state_dict"].items())
+    assert resumed["val_log_likelihood"] == reference["val_log_likelihood"]
+
+
+def test_a_killed_head_finetuning_resumes_to_the_uninterrupted_result(pretrained, specz, tmp_path):
+    options = {**HEAD, "epochs": 4, "patience": 4, "init_model": str(pretrained)}
+    reference = train_from_options(specz, {**options, "checkpoint_dir": str(tmp_path / "a")})
+    _killed_after_epoch_1(specz, options, tmp_path / "b")
     resumed = train_from_options(specz, {**options, "checkpoint_dir": str(tmp_path / "b"), "resume": True})
-    a, b = reference["members"][0], resumed["members"][0]
-    assert [r["epoch"] for r in b["history"]] == [0, 1, 2, 3]
-    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
-    assert a["val_log_likelihood"] == b["val_log_likelihood"]
+    _same_member(reference["members"][0], resumed["members"][0])
 
 
 def test_each_member_takes_its_own_objects_from_the_features_computed_once(pretrained, specz):
@@ -176,14 +182,8 @@ def test_head_checkpoints_hold_the_head_alone_and_belong_to_their_initial_model(
 def test_a_whole_network_checkpoint_of_an_earlier_version_still_resumes(pretrained, specz, tmp_path):
     options = {**HEAD, "epochs": 4, "patience": 4, "init_model": str(pretrained)}
     reference = train_from_options(specz, options)["members"][0]
-
-    def kill(epoch, record):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
     folder = tmp_path / "c"
-    with pytest.raises(KeyboardInterrupt):
-        train_from_options(specz, {**options, "checkpoint_dir": str(folder)}, on_epoch_end=kill)
+    _killed_after_epoch_1(specz, options, folder)
     path = folder / "member_000.pt"
     ckpt = torch.load(path, weights_only=True)
     whole = load_artifact(pretrained)["members"][0]["state_dict"]
@@ -192,9 +192,7 @@ def test_a_whole_network_checkpoint_of_an_earlier_version_still_resumes(pretrain
     del ckpt["scope"], ckpt["fingerprint"]["init_weights"]
     torch.save(ckpt, path)
     resumed = train_from_options(specz, {**options, "checkpoint_dir": str(folder), "resume": True})["members"][0]
-    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
-    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in reference["state_dict"].items())
-    assert resumed["val_log_likelihood"] == reference["val_log_likelihood"]
+    _same_member(reference, resumed)
 
 
 def test_unlabelled_inputs_are_those_of_the_objects_without_spec_z(pretrained, specz):
