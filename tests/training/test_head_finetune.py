@@ -262,3 +262,21 @@ def test_head_distill_is_recorded_and_refused_without_finetune_head(pretrained, 
     assert not torch.equal(member["state_dict"]["redshift_head.output.weight"], plain["redshift_head.output.weight"])
     with pytest.raises(ConfigError, match="leave it at 0 with finetune all"):
         train_from_options(specz, {**FAST, "head_distill": 1.0, "init_model": str(pretrained)})
+
+
+def test_a_few_tiles_hold_the_unlabelled_objects_beyond_the_cap(pretrained, specz, monkeypatch):
+    import rail.deepdisc.training.head_finetune as hf
+
+    model = model_from_artifact(load_artifact(pretrained), 0)
+    targets = tile_targets(specz)
+    args = (model, specz.images, specz.segmaps, targets, np.arange(specz.n_tiles))
+    kw = {"batch_size": 4, "device": torch.device("cpu"), "unlabelled": True}
+    every = labelled_head_features(*args, **kw).unlabelled
+    monkeypatch.setattr(hf, "MAX_UNLABELLED", 3)
+    few = labelled_head_features(*args, **kw).unlabelled
+    per_tile = max(int((~np.isfinite(t["redshift"])).sum()) for t in targets)
+    assert len(every.z) > 3 + per_tile and 3 <= len(few.z) <= 3 + per_tile  # whole tiles, just past the cap
+    matches = [(torch.cdist(row[None], every.features).min() < 1e-4).item() for row in few.features]
+    assert all(matches)  # the same objects' inputs, a subset of them
+    again = labelled_head_features(*args, **kw).unlabelled
+    assert torch.equal(again.features, few.features)  # seeded
