@@ -218,7 +218,8 @@ def test_head_distill_keeps_the_initial_mixtures_of_unlabelled_objects(pretraine
     import copy
 
     from rail.deepdisc.training.distill import mixture_kl
-    from rail.deepdisc.training.head_finetune import Distillation, head_pass
+    from rail.deepdisc.training.head_distill import Distillation
+    from rail.deepdisc.training.head_finetune import head_pass
 
     specz = make_colour_tileset(n_tiles=12, size=32, seed=9, labelled_fraction=0.5, objects_per_tile=4)
     start = model_from_artifact(load_artifact(pretrained), 0)
@@ -280,3 +281,11 @@ def test_a_few_tiles_hold_the_unlabelled_objects_beyond_the_cap(pretrained, spec
     assert all(matches)  # the same objects' inputs, a subset of them
     again = labelled_head_features(*args, **kw).unlabelled
     assert torch.equal(again.features, few.features)  # seeded
+
+
+def test_a_distilled_epoch_records_both_terms(pretrained, specz):
+    tuned = train_from_options(specz, {**HEAD, "epochs": 2, "patience": 2, "init_model": str(pretrained),
+                                       "head_distill": 1.0})
+    for record in tuned["members"][0]["history"]:
+        assert np.isfinite(record["loss_distill"]) and record["loss_distill"] != 0
+        assert record["loss"] == pytest.approx(record["loss_redshift"] + record["loss_distill"])

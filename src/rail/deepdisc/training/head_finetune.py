@@ -33,7 +33,8 @@ jitter, ...), and each epoch takes every training object from one copy drawn at 
 unaugmented. On the benchmark 4 views changed nothing beyond the errors.
 
 Objects without spec-z: with ``head_distill = W > 0`` the inputs of the labelled tiles' objects without a spec-z
-are computed too, the initial (pretrained) head's mixtures of them are kept as targets (`Distillation`), and every
+are computed too, the initial (pretrained) head's mixtures of them are kept as targets
+(`rail.deepdisc.training.head_distill.Distillation`), and every
 step adds ``W`` times their mean cross-entropy to the head's mixtures, for as many of them as the step has labelled
 objects. Spec-z are bright and at low redshift; this keeps what the label-complete pretraining taught the head
 about everything else. On the benchmark ``W = 1`` lowered the outlier fraction of all galaxies from 0.305 to 0.295
@@ -54,19 +55,20 @@ from tqdm.auto import tqdm
 
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import DeepDiscRCNN, HeadInputs
-from rail.deepdisc.model.redshift_head import MixtureParams, mixture_log_prob, mixture_nll
+from rail.deepdisc.model.redshift_head import mixture_log_prob, mixture_nll
 from rail.deepdisc.training.checkpoint import CHECKPOINT_KIND, MemberState, read_checkpoint, save_checkpoint
 from rail.deepdisc.training.data import MemberData, make_batch, targets_to_device
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.epoch import epoch_seed
+from rail.deepdisc.training.head_distill import Distillation
 from rail.deepdisc.training.member import MemberResult
 from rail.deepdisc.training.optimiser import learning_rate_at
 from rail.deepdisc.training.selection import cpu_snapshot, keep_or_stop
 from rail.deepdisc.training.settings import Augmentation, TrainSettings
 from rail.deepdisc.training.validation import fitted_widths, mean_and_se
 
-__all__ = ["HEAD_BATCH_OBJECTS", "LabelledFeatures", "labelled_head_features", "Distillation", "head_pass",
-           "view_options", "train_head_member"]
+__all__ = ["HEAD_BATCH_OBJECTS", "LabelledFeatures", "labelled_head_features", "head_pass", "view_options",
+           "train_head_member"]
 
 log = logging.getLogger(__name__)
 
@@ -187,51 +189,17 @@ def _pass(model, images, segmaps, targets, tiles, batch_size, device, augment, r
     return HeadInputs(*(torch.cat(p) for p in zip(*parts)))
 
 
-@dataclass(frozen=True)
-class Distillation:
-    """What ``head_distill`` keeps: the initial head's mixtures of the unlabelled objects.
-
-    Attributes
-    ----------
-    inputs : HeadInputs
-        The unlabelled objects' head inputs (`LabelledFeatures.unlabelled`).
-    teacher : MixtureParams
-        The initial head's mixtures of them (its calibrated widths).
-    weight : float
-        Weight of their mean cross-entropy beside the labelled batch's NLL.
-    """
-
-    inputs: HeadInputs
-    teacher: MixtureParams
-    weight: float
-
-    @classmethod
-    @torch.no_grad()
-    def of(cls, head, inputs: HeadInputs | None, weight: float) -> Distillation | None:
-        """The distillation targets of ``head`` as it is now (None without weight or unlabelled objects)."""
-        if weight <= 0 or inputs is None or not len(inputs.z):
-            return None
-        head.eval()
-        return cls(inputs, MixtureParams(*(t.detach() for t in head(inputs.features, inputs.extra))), weight)
-
-    def loss(self, head, rows: torch.Tensor) -> torch.Tensor:
-        """The weighted mean cross-entropy of the teacher's mixtures of ``rows`` to the head's."""
-        from rail.deepdisc.training.distill import mixture_cross_entropy
-
-        student = head(self.inputs.features[rows], self.inputs.extra[rows])
-        teacher = MixtureParams(*(t[rows] for t in self.teacher))
-        return self.weight * mixture_cross_entropy(teacher, student).mean()
-
-
 def head_pass(head, features: torch.Tensor, extra: torch.Tensor, z: torch.Tensor, order: np.ndarray, optimizer, *,
               lr: float, dropout: float, batch_size: int, clip_grad_norm: float,
-              distill: Distillation | None = None, rng: np.random.Generator | None = None) -> float:
+              distill: Distillation | None = None, rng: np.random.Generator | None = None,
+              totals: dict | None = None) -> float:
     """One pass of a redshift head over the objects ``order``, ``batch_size`` at a time; the mean training NLL.
 
     The epoch step of the head fine-tuned alone (`train_head_member`) and of the catalog MDN
     (`rail.deepdisc.peers.catalog_mdn_train`): learning rate ``lr``, the head's dropout, the mixture NLL, gradient
     clipping (0 = none); the head is left in eval mode. With ``distill``, every step adds the cross-entropy of
-    as many unlabelled objects, drawn with ``rng``, to the initial head's mixtures (`Distillation`).
+    as many unlabelled objects, drawn with ``rng``, to the initial head's mixtures (`Distillation`); its mean
+    per labelled object (weighted) is added to ``totals["distill"]``.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -244,7 +212,10 @@ def head_pass(head, features: torch.Tensor, extra: torch.Tensor, z: torch.Tensor
         total += float(loss.detach()) * len(batch)
         if distill is not None:
             rows = torch.from_numpy(rng.integers(len(distill.inputs.z), size=len(batch))).to(z.device)
-            loss = loss + distill.loss(head, rows)
+            kept = distill.loss(head, rows)
+            loss = loss + kept
+            if totals is not None:
+                totals["distill"] = totals.get("distill", 0.0) + float(kept.detach()) * len(batch) / len(order)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad_norm > 0:
@@ -270,9 +241,12 @@ def _head_epoch(head, inputs: HeadInputs, views: HeadInputs | None, optimizer, s
         rows = torch.arange(len(inputs.z), device=inputs.z.device)
         features, extra = views.features[pick, rows], views.extra[pick, rows]
     lr = learning_rate_at(epoch, settings) * settings.head_lr_factor
+    totals: dict = {}
     loss = head_pass(head, features, extra, inputs.z, order, optimizer, lr=lr, dropout=settings.head_dropout,
-                     batch_size=HEAD_BATCH_OBJECTS, clip_grad_norm=settings.clip_grad_norm, distill=distill, rng=rng)
-    return {"epoch": epoch, "lr": lr, "loss": loss, "loss_redshift": loss}
+                     batch_size=HEAD_BATCH_OBJECTS, clip_grad_norm=settings.clip_grad_norm, distill=distill, rng=rng,
+                     totals=totals)
+    kept = {"loss_distill": totals.get("distill", 0.0)} if distill is not None else {}
+    return {"epoch": epoch, "lr": lr, "loss": loss + sum(kept.values()), "loss_redshift": loss, **kept}
 
 
 @torch.no_grad()
