@@ -50,10 +50,15 @@ class MemberState:
         One record per completed epoch.
     done : bool
         Training of this member is finished.
+    scope : str
+        The name of ``model`` in the whole network when it is one part of it (``"redshift_head"``: the head
+        fine-tuned alone, the rest being the initial model's); "" (default) for the whole network. A part's
+        checkpoints record it (``"scope"``) and hold that part alone; a checkpoint without it holds the whole
+        network, and resuming a part from one takes that part's entries.
     """
 
-    def __init__(self, model, optimizer):
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model, optimizer, scope: str = ""):
+        self.model, self.optimizer, self.scope = model, optimizer, scope
         self.epoch = 0  # epochs completed
         self.best_state: dict | None = None
         self.best_epoch = -1
@@ -80,6 +85,7 @@ class MemberState:
             "since_best": self.since_best,
             "history": self.history,
             "done": self.done,
+            **({"scope": self.scope} if self.scope else {}),
         }
 
     def resume_from(self, checkpoint: Path | None, *, fingerprint: dict, member: int, seed: int) -> bool:
@@ -92,11 +98,19 @@ class MemberState:
         """
         if checkpoint is None or not checkpoint.exists():
             return False
-        self.load_checkpoint(read_checkpoint(checkpoint, kind=CHECKPOINT_KIND, fingerprint=fingerprint,
-                                             description="DeepDISC member checkpoint",
-                                             expected={"member": member, "seed": seed}, model=self.model,
-                                             optimizer=self.optimizer))
+        ckpt = read_checkpoint(checkpoint, kind=CHECKPOINT_KIND, fingerprint=fingerprint,
+                               description="DeepDISC member checkpoint", expected={"member": member, "seed": seed},
+                               optimizer=self.optimizer)
+        if ckpt.get("scope", "") != self.scope:  # the whole network's checkpoint: this part's entries
+            ckpt = {**ckpt, **{key: self._part(ckpt[key]) for key in ("model", "best_state") if ckpt[key] is not None}}
+        self.model.load_state_dict(ckpt["model"])
+        self.load_checkpoint(ckpt)
         return True
+
+    def _part(self, state_dict: dict) -> dict:
+        """The entries of `scope` in a whole network's state dict, named as in the part's own."""
+        prefix = f"{self.scope}."
+        return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
     def load_checkpoint(self, ckpt: dict) -> None:
         """Restore this state (but the model and optimiser, see `read_checkpoint`) from a checkpoint dict."""

@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from rail.deepdisc.exceptions import ConfigError
 from rail.deepdisc.model.network import DeepDiscRCNN, HeadInputs
 from rail.deepdisc.model.redshift_head import mixture_log_prob, mixture_nll
-from rail.deepdisc.training.checkpoint import CHECKPOINT_KIND, MemberState, read_checkpoint, save_checkpoint
+from rail.deepdisc.training.checkpoint import MemberState, save_checkpoint
 from rail.deepdisc.training.data import MemberData, make_batch, targets_to_device
 from rail.deepdisc.training.ddp import DistContext
 from rail.deepdisc.training.epoch import epoch_seed
@@ -78,10 +78,8 @@ HEAD_BATCH_OBJECTS = 32
 #: random subset of the tiles beyond it (an epoch of 1000 labelled objects draws as many of them).
 MAX_UNLABELLED = 20000
 UNLABELLED_SEED = 2017
-#: ``scope`` entry of a head-only member checkpoint.
+#: The head's name in the whole network: the ``scope`` of its member checkpoints (`MemberState`).
 HEAD_SCOPE = "redshift_head"
-#: Prefix of the head's entries in the whole network's state dict.
-HEAD_PREFIX = "redshift_head."
 
 
 @dataclass
@@ -265,30 +263,6 @@ def _validate(head, inputs: HeadInputs, calibrate: bool) -> tuple[dict, float, f
     return record, -mean, se, factor
 
 
-def _resume_head(state: MemberState, checkpoint: Path | None, *, fingerprint: dict, member: int, seed: int) -> bool:
-    """Restore the head, its optimiser and the member's state from its checkpoint, if it exists.
-
-    The fingerprint holds the initial model's weights digest, so the frozen rest is the one the head was trained
-    on. A checkpoint written before head-only checkpoints (no ``scope``) holds the whole network: its head's
-    entries are taken.
-    """
-    if checkpoint is None or not checkpoint.exists():
-        return False
-    ckpt = read_checkpoint(checkpoint, kind=CHECKPOINT_KIND, fingerprint=fingerprint,
-                           description="DeepDISC member checkpoint", expected={"member": member, "seed": seed},
-                           optimizer=state.optimizer)
-    if ckpt.get("scope") != HEAD_SCOPE:
-        ckpt = {**ckpt, **{key: _head_entries(ckpt[key]) for key in ("model", "best_state") if ckpt[key] is not None}}
-    state.model.load_state_dict(ckpt["model"])
-    state.load_checkpoint(ckpt)
-    return True
-
-
-def _head_entries(state_dict: dict) -> dict:
-    """The redshift head's entries of a whole network's state dict, named as in the head's own."""
-    return {k[len(HEAD_PREFIX):]: v for k, v in state_dict.items() if k.startswith(HEAD_PREFIX)}
-
-
 def view_options(settings: TrainSettings, seed: int, sky_sigma: np.ndarray) -> dict:
     """`labelled_head_features` keywords of the augmented views that ``settings`` ask for."""
     return {"augment": settings.augmentation, "views": settings.head_views, "seed": seed, "sky_sigma": sky_sigma,
@@ -339,8 +313,8 @@ def train_head_member(
              len(train_views.features), len(val_inputs.z))
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate * settings.head_lr_factor,
                                   weight_decay=settings.weight_decay)
-    state = MemberState(head, optimizer)  # the checkpoints hold the head alone: the rest is the initial model's
-    if resume and _resume_head(state, checkpoint, fingerprint=fingerprint, member=member, seed=seed):
+    state = MemberState(head, optimizer, HEAD_SCOPE)  # checkpoints of the head alone: the rest is the initial model
+    if resume and state.resume_from(checkpoint, fingerprint=fingerprint, member=member, seed=seed):
         log.info("member %d: resumed after epoch %d from %s", member, state.epoch, checkpoint)
     bar = tqdm(total=settings.epochs, initial=state.epoch, unit="epoch", desc=f"member {member} (head)",
                disable=not progress, leave=False)
@@ -351,7 +325,7 @@ def train_head_member(
         keep_or_stop(state, head, record, val_nll, val_nll, se if math.isfinite(se) else 0.0,
                      epochs=settings.epochs, patience=settings.patience)
         if checkpoint is not None:
-            save_checkpoint({**state.to_checkpoint(member, seed, fingerprint), "scope": HEAD_SCOPE}, checkpoint)
+            save_checkpoint(state.to_checkpoint(member, seed, fingerprint), checkpoint)
         bar.update(1)
         bar.set_postfix(loss=f"{record['loss']:.3f}", val_nll=f"{val_nll:.3f}")
         if on_epoch_end is not None:
