@@ -210,8 +210,11 @@ def test_unlabelled_inputs_are_those_of_the_objects_without_spec_z(pretrained, s
     all_rows = labelled_head_features(model, specz.images, specz.segmaps, every, np.asarray(used), batch_size=3,
                                       device=cpu).inputs
     assert torch.allclose(all_rows.features[torch.from_numpy(missing)], got.unlabelled.features, atol=1e-5)
-    assert labelled_head_features(model, specz.images, specz.segmaps, targets, tiles, batch_size=3,
-                                  device=cpu).unlabelled is None  # only on request
+    plain = labelled_head_features(model, specz.images, specz.segmaps, targets, tiles, batch_size=3, device=cpu)
+    assert plain.unlabelled is None  # only on request
+    assert torch.equal(plain.inputs.z, got.inputs.z)  # the labelled objects' inputs as without them
+    assert torch.allclose(plain.inputs.features, got.inputs.features, atol=1e-5)
+    assert torch.equal(plain.inputs.extra, got.inputs.extra)
 
 
 def test_head_distill_keeps_the_initial_mixtures_of_unlabelled_objects(pretrained):

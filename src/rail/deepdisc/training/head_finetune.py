@@ -146,8 +146,11 @@ def labelled_head_features(model: DeepDiscRCNN, images: np.ndarray, segmaps: np.
     was_training = model.training
     model.eval()
     try:
-        inputs = _pass(model, images, segmaps, targets, tiles, batch_size, device, None, None, sky_sigma)
-        others = _unlabelled(model, images, segmaps, targets, tiles, batch_size, device) if unlabelled else None
+        others = None
+        if unlabelled:  # one pass over every object of the tiles
+            inputs, others = _with_unlabelled(model, images, segmaps, targets, tiles, batch_size, device)
+        else:
+            inputs = _pass(model, images, segmaps, targets, tiles, batch_size, device, None, None, sky_sigma)
         copies = [_pass(model, images, segmaps, targets, tiles, batch_size, device, augment,
                         np.random.default_rng([seed, v]), sky_sigma)
                   for v in tqdm(range(views if augment is not None else 0), desc="head views", unit="view",
@@ -159,21 +162,28 @@ def labelled_head_features(model: DeepDiscRCNN, images: np.ndarray, segmaps: np.
     return LabelledFeatures(inputs, tile, index, stacked, others)
 
 
-def _unlabelled(model, images, segmaps, targets, tiles, batch_size, device) -> HeadInputs:
-    """The head's inputs of the objects of ``tiles`` without a spec-z (``z`` NaN), tile by tile.
+def _with_unlabelled(model, images, segmaps, targets, tiles, batch_size, device) -> tuple[HeadInputs, HeadInputs]:
+    """The head's inputs of the labelled objects of ``tiles`` and of those without a spec-z (``z`` NaN).
 
-    Beyond `MAX_UNLABELLED` such objects, the tiles of a seeded random subset holding about that many are used.
+    One pass over every object of the tiles. Beyond `MAX_UNLABELLED` objects without a spec-z, those of the tiles
+    of a seeded random subset holding about that many are kept.
     """
-    counts = np.array([int((~np.isfinite(targets[t]["redshift"])).sum()) for t in tiles])
+    missing = [~np.isfinite(targets[t]["redshift"]) for t in tiles]
+    counts = np.array([int(m.sum()) for m in missing])
+    kept = np.ones(len(tiles), bool)
     if counts.sum() > MAX_UNLABELLED:
         order = np.random.default_rng(UNLABELLED_SEED).permutation(len(tiles))
-        tiles = np.sort(tiles[order[: int(np.searchsorted(np.cumsum(counts[order]), MAX_UNLABELLED)) + 1]])
+        kept[:] = False
+        kept[order[: int(np.searchsorted(np.cumsum(counts[order]), MAX_UNLABELLED)) + 1]] = True
     every = [dict(t, redshift=np.where(np.isfinite(t["redshift"]), t["redshift"], 0.0)) for t in targets]
-    inputs = _pass(model, images, segmaps, every, tiles, batch_size, device, None, None, None)
-    missing = np.concatenate([~np.isfinite(targets[t]["redshift"]) for t in tiles])
-    rows = torch.from_numpy(np.flatnonzero(missing)).to(inputs.z.device)
-    return HeadInputs(inputs.features[rows], inputs.extra[rows], torch.full((len(rows),), float("nan"),
-                                                                             device=inputs.z.device))
+    both = _pass(model, images, segmaps, every, tiles, batch_size, device, None, None, None)
+    unlabelled = np.concatenate(missing)
+    in_kept = np.repeat(kept, [len(m) for m in missing])
+    labelled = torch.from_numpy(np.flatnonzero(~unlabelled)).to(both.z.device)
+    others = torch.from_numpy(np.flatnonzero(unlabelled & in_kept)).to(both.z.device)
+    return (HeadInputs(*(t[labelled] for t in both)),
+            HeadInputs(both.features[others], both.extra[others], torch.full((len(others),), float("nan"),
+                                                                              device=both.z.device)))
 
 
 def _pass(model, images, segmaps, targets, tiles, batch_size, device, augment, rng, sky_sigma) -> HeadInputs:
