@@ -61,12 +61,13 @@ def _pdfs(files: list[Path], tiles: Path, column: str, zgrid: np.ndarray):
 def _coverage(zgrid, pdfs, z, mag) -> str:
     """68% / 95% coverage overall and per magnitude bin of `MAG_EDGES`, as table cells."""
     from rail.deepdisc.consensus.calibration import pit_of
+    from rail.deepdisc.evaluation.coverage import coverage_from_pit
 
     pit = pit_of(zgrid, pdfs, z)
     cells = []
     for lo, hi in [(MAG_EDGES[0], MAG_EDGES[-1]), *zip(MAG_EDGES[:-1], MAG_EDGES[1:])]:
         k = (mag >= lo) & (mag < hi)
-        cells.append(" / ".join(f"{np.mean(np.abs(pit[k] - 0.5) <= lvl / 2):.2f}" for lvl in LEVELS))
+        cells.append(" / ".join(f"{c:.2f}" for c in coverage_from_pit(pit[k], LEVELS).coverage))
     return " | ".join(cells)
 
 
