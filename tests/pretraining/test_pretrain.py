@@ -121,6 +121,70 @@ def test_pretrained_artifact_records_provenance(pretrained, sim_files):
     assert len(art["members"]) == 1 and art["config"]["training"]["pretraining"] is True
 
 
+def _weights(state):
+    """The learnt tensors (batch-norm running statistics move with any learning rate)."""
+    return {k: v for k, v in state.items() if v.is_floating_point() and "running_" not in k}
+
+
+def test_a_continued_pretraining_starts_from_the_earlier_weights_on_new_chunks(pretrained, sim_files, tmp_path,
+                                                                                  monkeypatch):
+    from rail.deepdisc.model.artifact import weights_digest
+
+    epochs_read = []
+    chunk = FileChunks.chunk
+
+    def spy(self, epoch, index, rank=0):
+        epochs_read.append(epoch)
+        return chunk(self, epoch, index, rank)
+
+    monkeypatch.setattr(FileChunks, "chunk", spy)
+    init = load_artifact(pretrained)
+    before = _weights(init["members"][0]["state_dict"])
+    opts = {**PRE, "tile_files": sim_files, "epochs": 1, "init_model": str(pretrained)}
+    still = pretrain_from_options({**opts, "learning_rate": 1e-12, "checkpoint": str(tmp_path / "s.pt")})
+    kept = _weights(still["members"][0]["state_dict"])
+    assert all(torch.allclose(kept[k], v, atol=1e-6) for k, v in before.items())  # the earlier weights, not new ones
+    assert set(epochs_read) == {1}  # numbered after the earlier run's one epoch: its chunks are not read again
+    art = pretrain_from_options({**opts, "checkpoint": str(tmp_path / "c.pt")})
+    after = _weights(art["members"][0]["state_dict"])
+    assert any(not torch.allclose(after[k], v) for k, v in before.items())  # and it trains them further
+    prov, earlier = art["provenance"], init["provenance"]
+    assert prov["epochs"] == 2 and prov["tiles_seen"] == 24 and prov["objects_seen"] == 72  # totals of both runs
+    assert prov["cpu_seconds"] > earlier["cpu_seconds"]
+    assert prov["continued_from"]["weights"] == weights_digest(init["members"][0]["state_dict"])
+    assert prov["continued_from"]["epochs"] == 1 and prov["continued_from"]["path"] == str(pretrained)
+    assert [r["epoch"] for r in art["members"][0]["history"]] == [1]
+    assert art["config"]["normalisation"] == init["config"]["normalisation"]  # the weights' own input scaling
+
+
+def test_a_continued_pretraining_resumes_and_refuses_other_models(pretrained, sim_files, tmp_path):
+    opts = {**PRE, "tile_files": sim_files, "init_model": str(pretrained)}
+    full = pretrain_from_options({**opts, "checkpoint": str(tmp_path / "a.pt")})
+    calls = []
+
+    def die(epoch, chunk, record):
+        calls.append(chunk)
+        if len(calls) == 5:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        pretrain_from_options({**opts, "checkpoint": str(tmp_path / "b.pt")}, on_chunk_end=die)
+    resumed = pretrain_from_options({**opts, "checkpoint": str(tmp_path / "b.pt"), "resume": True})
+    a, b = full["members"][0]["state_dict"], resumed["members"][0]["state_dict"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    other = save_artifact(full, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="init_weights"):  # the checkpoint continued other weights
+        pretrain_from_options({**opts, "init_model": str(other), "checkpoint": str(tmp_path / "b.pt"),
+                               "resume": True})
+    with pytest.raises(ConfigError, match="head_hidden"):
+        pretrain_from_options({**opts, "head_hidden": [32]})
+    tuned = load_artifact(pretrained)
+    tuned["provenance"] = {"kind": "trained"}
+    save_artifact(tuned, tmp_path / "tuned.pt")
+    with pytest.raises(ConfigError, match="tuned.pt: not a pretrained model"):
+        pretrain_from_options({**opts, "init_model": str(tmp_path / "tuned.pt")})
+
+
 def _layer(state, prefix):
     return {k: v for k, v in state.items() if k.startswith(prefix)}
 

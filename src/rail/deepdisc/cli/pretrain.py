@@ -11,6 +11,7 @@ EXAMPLES = """  deepdisc pretrain -o pretrained.pt                           # 1
   deepdisc pretrain -o pretrained.pt --epochs 12 --chunks-per-epoch 8 --tiles-per-chunk 64   # the recipe
   deepdisc pretrain -o pretrained.pt --sed-library cosmos+cww --psf-fwhm-scale 0.8 1.3   # fsps held out
   deepdisc pretrain -o pretrained.pt --resume                  # continue a killed run from its checkpoint
+  deepdisc pretrain -o longer.pt --init pretrained.pt --epochs 12 --lr 5e-4   # 12 more epochs (warm restart)
   deepdisc pretrain -o pretrained.pt --tile-files sim1.h5 sim2.h5   # read label-complete TileSets instead
   torchrun --nproc_per_node 4 -m rail.deepdisc.cli pretrain -o pretrained.pt   # DDP: each rank simulates
   deepdisc train specz.h5 -o model.pt --init pretrained.pt --lr 1e-4 --head-steps 0   # fine-tune everything

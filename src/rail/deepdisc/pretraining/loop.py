@@ -14,6 +14,13 @@ The result is an ordinary one-member model artifact whose ``provenance`` describ
 seconds spent (every rank, simulation included, resumed runs added up); fine-tune it with
 ``deepdisc train --init`` (`rail.deepdisc.training.finetune`). Input normalisation comes from a fixed validation set
 (the midpoint of every randomised range, never trained on), whose mean log-likelihood is recorded per epoch.
+
+*Continuing a pretraining* (``init``: ``deepdisc pretrain --init EARLIER.pt``). The run starts from an earlier
+pretrained model's weights and input normalisation, with a fresh optimiser and learning-rate schedule over its own
+epochs (a warm restart, Loshchilov & Hutter 2017). Its epochs are numbered after the earlier run's, so that with
+the same seed its chunks are new ones, never the earlier run's again. The provenance's ``epochs``, ``tiles_seen``,
+``objects_seen`` and ``cpu_seconds`` are totals over both runs (what it took to make the model), and
+``continued_from`` records the earlier model (its weights' digest and its own totals).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rail.deepdisc.exceptions import ConfigError
+from rail.deepdisc.model.artifact import weights_digest
 from rail.deepdisc.model.network import NetworkConfig, build_model
 from rail.deepdisc.model.normalise import band_statistics
 from rail.deepdisc.pretraining.randomise import chunk_seed
@@ -84,6 +92,8 @@ def pretrain_model(
     dist_ctx: DistContext = DistContext(),
     progress: bool = True,
     on_chunk_end=None,
+    init: dict | None = None,
+    init_path: str = "",
 ) -> dict:
     """Pretrain one network on a stream of label-complete chunks; return the model artifact.
 
@@ -111,6 +121,10 @@ def pretrain_model(
     on_chunk_end : callable, optional
         Called as ``f(epoch, chunk, record)`` (the chunk just trained, 0-based) after its checkpoint is
         written.
+    init : dict, optional
+        An earlier pretrained artifact to continue (see the module docstring): same architecture and bands.
+    init_path : str
+        Its file, for the provenance.
 
     Returns
     -------
@@ -120,7 +134,8 @@ def pretrain_model(
     Raises
     ------
     ConfigError
-        If the source's bands or pixel scale differ from the network's.
+        If the source's bands or pixel scale differ from the network's, or ``init`` is not a pretrained model
+        of the same network.
     ModelError
         If a checkpoint to resume from belongs to another run.
     """
@@ -136,11 +151,19 @@ def pretrain_model(
     network = network.for_tiles(val.images.shape)  # transformer backbones are built for the tile size
     stats = band_statistics(val.images, val.segmaps, seed=settings.seed)
     center, scale = stats.center_scale(network.normalisation)
+    earlier = _continuation(init, init_path, network) if init is not None else None
+    if earlier is not None:
+        norm = init["config"]["normalisation"]
+        center, scale = np.asarray(norm["center"], float), np.asarray(norm["scale"], float)
     val_targets = tile_targets(val)
     val_data = MemberData(val.images, val.segmaps, val_targets, _EMPTY, np.arange(val.n_tiles), stats.sky_sigma)
-    model = _initial_model(network, settings.seed, center, scale, val_targets).to(device).train()
+    model = _initial_model(network, settings.seed, center, scale, val_targets)
+    if earlier is not None:
+        model.load_state_dict(init["members"][0]["state_dict"])
+    model = model.to(device).train()
     optimizer = make_optimizer(model, train_settings)
     pos = _Position()
+    offset = earlier["epochs"] if earlier is not None else 0  # new chunks after the earlier run's
     fingerprint = {
         "network": network.to_dict(),
         "training": train_settings.to_dict(),
@@ -150,6 +173,8 @@ def pretrain_model(
         "validation_tiles": settings.validation_tiles,
         "world_size": dist_ctx.world_size,
     }
+    if earlier is not None:  # only then: checkpoints of runs from scratch keep their fingerprint
+        fingerprint["init_weights"] = earlier["weights"]
     if resume and checkpoint is not None and checkpoint.exists():
         pos.load(read_checkpoint(checkpoint, kind=PRETRAIN_CHECKPOINT_KIND, fingerprint=fingerprint,
                                  description="DeepDISC pretraining checkpoint", model=model,
@@ -161,16 +186,16 @@ def pretrain_model(
                desc="pretrain", disable=not (progress and dist_ctx.is_main), leave=False)
     while pos.epoch < settings.epochs:
         rank = dist_ctx.rank if source.per_rank else 0
-        tiles = source.chunk(pos.epoch, pos.chunk, rank)
+        tiles = source.chunk(offset + pos.epoch, pos.chunk, rank)
         data = MemberData(tiles.images, tiles.segmaps, tile_targets(tiles), np.arange(tiles.n_tiles), _EMPTY,
                           stats.sky_sigma)
-        epoch, chunk = pos.epoch, pos.chunk
-        seed = chunk_seed(settings.seed, epoch, chunk)
+        epoch, chunk = pos.epoch, pos.chunk  # the learning-rate schedule runs over this run's epochs
+        seed = chunk_seed(settings.seed, offset + epoch, chunk)
         record = run_epoch(net, model, data, train_settings, epoch, seed, optimizer, device, dist_ctx,
                            presharded=source.per_rank)
         _accumulate(pos, record, tiles, dist_ctx.world_size if source.per_rank else 1)
         if pos.chunk == source.chunks_per_epoch:
-            _end_epoch(pos, model, val_data, train_settings, device, dist_ctx)
+            _end_epoch(pos, model, val_data, train_settings, device, dist_ctx, offset)
         cpu1 = time.process_time()
         pos.cpu_seconds += dist_ctx.all_sum([cpu1 - cpu0])[0]
         cpu0 = cpu1
@@ -182,7 +207,25 @@ def pretrain_model(
         if on_chunk_end is not None:
             on_chunk_end(epoch, chunk, record)
     bar.close()
-    return _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx)
+    return _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx, earlier)
+
+
+def _continuation(init: dict, path: str, network: NetworkConfig) -> dict:
+    """What the provenance records of an earlier pretraining that ``init`` continues (checked against ``network``)."""
+    prov = init.get("provenance") or {}
+    name = path or "init"
+    if prov.get("kind") != "pretrained" or "epochs" not in prov:
+        raise ConfigError(f"{name}: not a pretrained model (deepdisc pretrain's output); only a pretraining can be "
+                          f"continued (fine-tune other models with deepdisc train --init)")
+    have = NetworkConfig.from_dict(init["config"]).to_dict()
+    want = network.to_dict()
+    if have != want:
+        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        raise ConfigError(f"{name}: its network differs from the requested one in {', '.join(diff)}; continue it "
+                          f"with the options it was pretrained with (deepdisc info {name})")
+    return {"path": str(path), "weights": weights_digest(init["members"][0]["state_dict"]),
+            **{k: prov.get(k) for k in ("epochs", "tiles_seen", "objects_seen", "cpu_seconds",
+                                        "final_validation_nll", "pretraining_data", "seed")}}
 
 
 def _initial_model(network, seed, center, scale, val_targets):
@@ -204,7 +247,7 @@ def _accumulate(pos: _Position, record: dict, tiles, n_ranks: int) -> None:
     pos.objects_seen += tiles.n_objects * n_ranks
 
 
-def _end_epoch(pos: _Position, model, val_data, train_settings, device, dist_ctx: DistContext) -> None:
+def _end_epoch(pos: _Position, model, val_data, train_settings, device, dist_ctx: DistContext, offset: int) -> None:
     ll, n_val = (
         validation_log_likelihood(model, val_data, batch_size=train_settings.batch_size, device=device)
         if dist_ctx.is_main
@@ -212,9 +255,11 @@ def _end_epoch(pos: _Position, model, val_data, train_settings, device, dist_ctx
     )
     ll, n_val = dist_ctx.broadcast([ll, float(n_val)])
     record = {key: value / max(pos.n_chunks, 1) for key, value in pos.sums.items()}
-    record.update(epoch=pos.epoch, chunks=pos.n_chunks, tiles_seen=pos.tiles_seen, val_nll=-ll, n_val=int(n_val))
+    record.update(epoch=offset + pos.epoch, chunks=pos.n_chunks, tiles_seen=pos.tiles_seen, val_nll=-ll,
+                  n_val=int(n_val))
     pos.history.append(record)
-    log.info("pretraining epoch %d: loss %.3f, validation NLL %.3f", pos.epoch, record.get("loss", math.nan), -ll)
+    log.info("pretraining epoch %d: loss %.3f, validation NLL %.3f", offset + pos.epoch, record.get("loss", math.nan),
+             -ll)
     pos.epoch, pos.chunk, pos.sums, pos.n_chunks = pos.epoch + 1, 0, {}, 0
 
 
@@ -228,7 +273,7 @@ def _checkpoint(fingerprint: dict, model, optimizer, pos: _Position) -> dict:
     }
 
 
-def _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx) -> dict:
+def _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx, earlier) -> dict:
     last = pos.history[-1] if pos.history else {}
     result = MemberResult(
         state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -250,6 +295,13 @@ def _artifact(network, train_settings, settings, source, center, scale, model, p
         "cpu_seconds": float(pos.cpu_seconds),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if earlier is not None:  # totals over both runs; the earlier one's own figures in continued_from
+        for key in ("epochs", "tiles_seen", "objects_seen", "cpu_seconds"):
+            if earlier[key] is None:  # models written before the entry existed: no total to give
+                provenance[f"{key}_this_run"] = provenance.pop(key)
+            else:
+                provenance[key] += earlier[key]
+        provenance["continued_from"] = earlier
     ensemble = EnsembleSettings(members=1, seed=settings.seed)
     artifact = assemble_artifact(network, train_settings, ensemble, center, scale, [result], provenance)
     artifact["config"]["training"].pop("val_fraction", None)

@@ -92,6 +92,7 @@ def pretrain_from_options(options: Mapping, *, model_path: str | Path | None = N
     dict
         The artifact (also on non-zero DDP ranks, which write nothing).
     """
+    from rail.deepdisc.model.artifact import load_artifact
     from rail.deepdisc.pretraining.loop import pretrain_model
     from rail.deepdisc.training.run import run_in_process_group
 
@@ -103,11 +104,13 @@ def pretrain_from_options(options: Mapping, *, model_path: str | Path | None = N
         pretrain_checkpoint_path(model_path) if model_path is not None else None)
     if train_run.resume and checkpoint is None:
         raise ConfigError("resume needs checkpoint (or a model path beside which the checkpoint lies)")
+    init = load_artifact(run.init_model) if run.init_model else None
 
     def train(dist_ctx, device) -> dict:
         return pretrain_model(source, network, train_settings, settings, checkpoint=checkpoint,
                               resume=train_run.resume, device=device, dist_ctx=dist_ctx,
-                              progress=train_run.progress_bar, on_chunk_end=on_chunk_end)
+                              progress=train_run.progress_bar, on_chunk_end=on_chunk_end, init=init,
+                              init_path=run.init_model)
 
     return run_in_process_group(train_run, model_path, train)
 

@@ -82,6 +82,10 @@ class PretrainRunOptions:
     randomise: bool = option(True, "draw the nuisance settings of every chunk from their ranges (domain "
                              "randomisation)")
     checkpoint: str = option("", "checkpoint file (default: beside the model), rewritten as pretraining goes")
+    init_model: str = option("", "continue an earlier pretraining: start from this pretrained model's weights and "
+                             "input normalisation (same network options and bands) with a fresh learning-rate "
+                             "schedule over --epochs; its chunks follow the earlier run's (a warm restart)",
+                             flag="init")
 
     def __post_init__(self) -> None:
         check_fields(self)
