@@ -153,7 +153,8 @@ def test_a_continued_pretraining_starts_from_the_earlier_weights_on_new_chunks(p
     assert prov["cpu_seconds"] > earlier["cpu_seconds"]
     assert prov["continued_from"]["weights"] == weights_digest(init["members"][0]["state_dict"])
     assert prov["continued_from"]["epochs"] == 1 and prov["continued_from"]["path"] == str(pretrained)
-    assert [r["epoch"] for r in art["members"][0]["history"]] == [1]
+    assert [r["epoch"] for r in art["members"][0]["history"]] == [0, 1]  # the loss curves of both runs
+    assert art["members"][0]["best_epoch"] == 1
     assert art["config"]["normalisation"] == init["config"]["normalisation"]  # the weights' own input scaling
 
 

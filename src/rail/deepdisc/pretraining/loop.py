@@ -20,7 +20,8 @@ pretrained model's weights and input normalisation, with a fresh optimiser and l
 epochs (a warm restart, Loshchilov & Hutter 2017). Its epochs are numbered after the earlier run's, so that with
 the same seed its chunks are new ones, never the earlier run's again. The provenance's ``epochs``, ``tiles_seen``,
 ``objects_seen`` and ``cpu_seconds`` are totals over both runs (what it took to make the model), and
-``continued_from`` records the earlier model (its weights' digest and its own totals).
+``continued_from`` records the earlier model (its weights' digest and its own totals); the member's history (the
+loss curves) is the earlier run's followed by this one's.
 """
 
 from __future__ import annotations
@@ -207,7 +208,9 @@ def pretrain_model(
         if on_chunk_end is not None:
             on_chunk_end(epoch, chunk, record)
     bar.close()
-    return _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx, earlier)
+    history = (init["members"][0].get("history") or []) if init is not None else []
+    return _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx, earlier,
+                     history + pos.history, offset)
 
 
 def _continuation(init: dict, path: str, network: NetworkConfig) -> dict:
@@ -273,14 +276,15 @@ def _checkpoint(fingerprint: dict, model, optimizer, pos: _Position) -> dict:
     }
 
 
-def _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx, earlier) -> dict:
+def _artifact(network, train_settings, settings, source, center, scale, model, pos, dist_ctx, earlier, history,
+              offset) -> dict:
     last = pos.history[-1] if pos.history else {}
     result = MemberResult(
         state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
         val_log_likelihood=-float(last.get("val_nll", math.nan)),
-        best_epoch=settings.epochs - 1,
+        best_epoch=offset + settings.epochs - 1,
         seed=settings.seed,
-        history=pos.history,
+        history=history,
     )
     provenance = {
         "kind": "pretrained",
