@@ -75,9 +75,9 @@ def _plot(curves: dict, path: str) -> None:
         key = "val_nll_calibrated" if any("val_nll_calibrated" in r for r in hist) else "val_nll"
         if key != "val_nll":  # the kept epoch was chosen on the NLL after each epoch's width calibration
             ax_val.plot(epochs, [r.get(key, float("nan")) for r in hist], linestyle="--", color=line.get_color())
-        best = member.get("best_epoch")
-        if best is not None and 0 <= best < len(hist):
-            ax_val.plot([best], [hist[best].get(key, float("nan"))], marker="*", markersize=12,
+        kept = [r for r in hist if r["epoch"] == member.get("best_epoch")]  # by number: a continued
+        if kept:  # pretraining's history starts where the earlier run's ended
+            ax_val.plot([kept[0]["epoch"]], [kept[0].get(key, float("nan"))], marker="*", markersize=12,
                         color=line.get_color())
     ax_train.set(
         xlabel="epoch",
