@@ -158,9 +158,13 @@ def test_a_continued_pretraining_starts_from_the_earlier_weights_on_new_chunks(p
     assert art["config"]["normalisation"] == init["config"]["normalisation"]  # the weights' own input scaling
 
 
-def test_a_continued_pretraining_resumes_and_refuses_other_models(pretrained, sim_files, tmp_path):
+def test_a_continued_pretraining_resumes_and_refuses_other_models(pretrained, sim_files, tmp_path, caplog):
     opts = {**PRE, "tile_files": sim_files, "init_model": str(pretrained)}
-    full = pretrain_from_options({**opts, "checkpoint": str(tmp_path / "a.pt")})
+    with caplog.at_level("WARNING", logger="rail.deepdisc.pretraining.loop"):
+        full = pretrain_from_options({**opts, "checkpoint": str(tmp_path / "a.pt")})
+        assert not caplog.records  # the same data as the earlier run
+        pretrain_from_options({**opts, "tile_files": sim_files[:1], "epochs": 1})
+        assert "pretrained on other data (chunks_per_epoch, files differ)" in caplog.text
     calls = []
 
     def die(epoch, chunk, record):

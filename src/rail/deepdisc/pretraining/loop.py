@@ -154,6 +154,7 @@ def pretrain_model(
     center, scale = stats.center_scale(network.normalisation)
     earlier = _continuation(init, init_path, network) if init is not None else None
     if earlier is not None:
+        _warn_if_other_data(earlier, source.describe())
         norm = init["config"]["normalisation"]
         center, scale = np.asarray(norm["center"], float), np.asarray(norm["scale"], float)
     val_targets = tile_targets(val)
@@ -238,6 +239,15 @@ def _initial_model(network, seed, center, scale, val_targets):
     z = np.concatenate([t["redshift"] for t in val_targets])
     model.redshift_head.init_from_labels(torch.from_numpy(z[np.isfinite(z)].astype(np.float64)))
     return model
+
+
+def _warn_if_other_data(earlier: dict, data: dict) -> None:
+    """Log which settings of the pretraining data differ from those of the run being continued."""
+    before = earlier.get("pretraining_data") or {}
+    keys = sorted(k for k in set(before) | set(data) if before.get(k) != data.get(k))
+    if keys:
+        log.warning("%s was pretrained on other data (%s differ): continuing on these, as asked",
+                    earlier["path"] or "the init model", ", ".join(keys))
 
 
 def _accumulate(pos: _Position, record: dict, tiles, n_ranks: int) -> None:
