@@ -154,7 +154,8 @@ def pretrain_model(
     center, scale = stats.center_scale(network.normalisation)
     earlier = _continuation(init, init_path, network) if init is not None else None
     if earlier is not None:
-        _warn_if_other_data(earlier, source.describe())
+        if dist_ctx.is_main:
+            _warn_if_other_data(earlier, source.describe())
         norm = init["config"]["normalisation"]
         center, scale = np.asarray(norm["center"], float), np.asarray(norm["scale"], float)
     val_targets = tile_targets(val)
