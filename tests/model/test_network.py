@@ -2,6 +2,7 @@
 load."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -193,6 +194,17 @@ def test_config_round_trip_and_artifact_normalisation_dict():
     assert NetworkConfig.from_dict(d) == cfg
     with pytest.raises(ModelError, match="unknown key"):
         NetworkConfig.from_dict({**cfg.to_dict(), "magic": 1})
+
+
+def test_config_differences_names_every_changed_option_and_only_those():
+    cfg = small_config(backbone="resnet34")
+    assert cfg.differences(cfg) == []
+    other = replace(small_config(backbone="resnet18", n_components=3), bands=("F150W", "F200W", "F356W", "F444W"))
+    assert cfg.differences(other) == ["backbone", "bands", "n_components"]
+    assert other.differences(cfg) == ["backbone", "bands", "n_components"]  # symmetric
+    assert cfg.differences(other, ignore=("bands",)) == ["backbone", "n_components"]
+    # an optional field at its default is absent from the artifact form: it equals a file without it
+    assert cfg.differences(NetworkConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "tile_size"})) == []
 
 
 @pytest.mark.parametrize(

@@ -240,6 +240,14 @@ class NetworkConfig:
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         return {k: v for k, v in out.items() if k not in OPTIONAL_DEFAULTS or v != OPTIONAL_DEFAULTS[k]}
 
+    def differences(self, other: NetworkConfig, *, ignore: tuple[str, ...] = ()) -> list[str]:
+        """The option names (sorted) whose values differ between ``self`` and ``other``, ``ignore`` left out.
+
+        Compares the artifact form (`to_dict`), so an optional field at its default equals an absent one.
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        return sorted(k for k in set(mine) | set(theirs) if k not in ignore and mine.get(k) != theirs.get(k))
+
     def for_tiles(self, shape) -> NetworkConfig:
         """The config for tiles of ``shape`` (..., H, W): sets ``tile_size`` for transformer backbones.
 

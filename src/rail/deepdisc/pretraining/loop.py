@@ -222,10 +222,8 @@ def _continuation(init: dict, path: str, network: NetworkConfig) -> dict:
     if prov.get("kind") != "pretrained" or "epochs" not in prov:
         raise ConfigError(f"{name}: not a pretrained model (deepdisc pretrain's output); only a pretraining can be "
                           f"continued (fine-tune other models with deepdisc train --init)")
-    have = NetworkConfig.from_dict(init["config"]).to_dict()
-    want = network.to_dict()
-    if have != want:
-        diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    diff = NetworkConfig.from_dict(init["config"]).differences(network)
+    if diff:
         raise ConfigError(f"{name}: its network differs from the requested one in {', '.join(diff)}; continue it "
                           f"with the options it was pretrained with (deepdisc info {name})")
     return {"path": str(path), "weights": weights_digest(init["members"][0]["state_dict"]),

@@ -267,10 +267,9 @@ def _check_network_fits(network: NetworkConfig, tileset: TileSet, init_artifact:
             f"{tileset.pixel_scale:g} arcsec/pix"
         )
     if init_artifact is not None:
-        init_cfg = NetworkConfig.from_dict(init_artifact["config"]).to_dict()
-        want = {**network.to_dict(), "bands": init_cfg["bands"]}  # other bands: see finetune.load_pretrained
-        if init_cfg != want:
-            diff = sorted(k for k, v in want.items() if init_cfg.get(k) != v)
+        # other bands: see finetune.load_pretrained
+        diff = NetworkConfig.from_dict(init_artifact["config"]).differences(network, ignore=("bands",))
+        if diff:
             raise ConfigError(
                 f"init_model's architecture differs from the requested one in "
                 f"{', '.join(diff)}; use the same options (e.g. backbone) as the init model"
