@@ -47,6 +47,8 @@ ALL_LIBRARIES = "cosmos+fsps+cww"
 #: Tiles per simulated chunk of the randomised field (`deepdisc pretrain`'s default).
 CHUNK_TILES = 64
 #: Rows of the table: the bins of `bench_accuracy.score` shown.
+#: The learners trained with every label (`bench_accuracy._peer_specs` names).
+LEARNERS = ("Catalog MDN", "kNN")
 SHOWN = ("<27", "18-25", "25-27", "27-28", "28-29", "29-32", "all")
 
 
@@ -92,32 +94,25 @@ def _train_and_estimate(name: str, train: dict, test: dict, folder: Path, member
     """The catalog MDN and kNN trained on every labelled object of ``train``; photo-z files of ``test``."""
     from rail.core.data import DataStore
 
-    from rail.estimation.algos.deepdisc_ml import (
-        CatalogMdnEstimator,
-        CatalogMdnInformer,
-        NIRCamKNNEstimator,
-        NIRCamKNNInformer,
-    )
-
     DataStore.allow_overwrite = True
     lab = np.isfinite(train["redshift"])
     labelled = {k: v[lab] for k, v in train.items()}
     bands = [k[len("mag_"):] for k in test if k.startswith("mag_")]
     slug = ba._slug(name).replace(",", "")
-    learners = (("Catalog MDN", CatalogMdnInformer, CatalogMdnEstimator, "pt",
-                 dict(members=members, progress_bar=False), {}),
-                ("kNN", NIRCamKNNInformer, NIRCamKNNEstimator, "pkl", {}, dict(nircam_bands=bands)))
     out = {}
-    for learner, inf_cls, est_cls, suffix, inform_only, common in learners:
+    # the benchmark's own peer configurations of these two learners (bench_accuracy.run_peers)
+    specs = {spec[0]: spec[1:] for spec in ba._peer_specs(bands, members)}
+    for learner in LEARNERS:
+        inf_cls, est_cls, common, suffix, inform_only = specs[learner]
         pz = folder / f"pz_{ba._slug(learner)}_{slug}.hdf5"
         cpu_file = pz.with_suffix(".cpu.json")
         if not (pz.exists() and cpu_file.exists()):
             c0 = time.process_time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                inf = inf_cls.make_stage(name=f"{ba._slug(learner)}_inform_{slug}", nircam_bands=bands,
+                inf = inf_cls.make_stage(name=f"{ba._slug(learner)}_inform_{slug}",
                                          model=str(folder / f"model_{ba._slug(learner)}_{slug}.{suffix}"),
-                                         **inform_only)
+                                         **common, **inform_only)
                 inf.inform(labelled)
             cpu = time.process_time() - c0
             est_cls.make_stage(name=f"{ba._slug(learner)}_estimate_{slug}", model=inf.get_handle("model"),
